@@ -1,0 +1,56 @@
+"""The `synapscribe` command. Each subcommand lives in its own module, imported only when used.
+
+A subcommand module defines `add_arguments(parser)` and `run(args) -> int`; add it to COMMANDS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+#: name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "platform": (
+        "synapscribe.platform_cli",
+        "print the shared platform configuration and its derived limits",
+    ),
+    "contract": ("synapscribe.contract_cli", "print the client contract's JSON Schema"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="synapscribe", description="SynapScribe platform tools and services"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Import only the chosen subcommand's module (services start fast, tools stay light).
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    if chosen in COMMANDS:
+        parser = argparse.ArgumentParser(prog="synapscribe")
+        sub = parser.add_subparsers(dest="command", required=True)
+        module_name, help_text = COMMANDS[chosen]
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(chosen, help=help_text, description=help_text)
+        module.add_arguments(p)
+    else:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        module = importlib.import_module(args._module)
+        return int(module.run(args) or 0)
+    args = parser.parse_args(argv)
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""The shared platform configuration (platform.yaml) as typed, validated values.
+
+Everything that more than one part of the platform needs (ports, the model, vLLM's context and
+memory settings, audio budget, limits) is read from here. The runtime imports it, the CDK app
+imports it, and Ansible reads `synapscribe platform --format json` (which includes the derived
+values below) so none of them repeats a number.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+
+#: The model's own limit (max_position_embeddings); a longer context cannot be configured.
+MODEL_MAX_POSITION_EMBEDDINGS = 32768
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Ports(_Strict):
+    agentcore: int = Field(ge=1, le=65535)
+    vllm: int = Field(ge=1, le=65535)
+    tts: int = Field(ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Ports:
+        if len({self.agentcore, self.vllm, self.tts}) != 3:
+            raise ValueError("ports.agentcore, ports.vllm and ports.tts must differ")
+        return self
+
+
+class Model(_Strict):
+    id: str = Field(min_length=1)
+    revision: str = Field(min_length=1)
+    served_name: str = Field(min_length=1)
+    path: str = Field(pattern=r"^/")
+    dtype: str = Field(pattern=r"^(bfloat16|float16|auto)$")
+
+
+class Vllm(_Strict):
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    max_model_len: int = Field(ge=4096, le=MODEL_MAX_POSITION_EMBEDDINGS)
+    gpu_memory_utilization: float = Field(gt=0.0, lt=1.0)
+    max_num_seqs: PositiveInt
+    max_num_batched_tokens: PositiveInt
+
+
+class Audio(_Strict):
+    tokens_per_second: PositiveInt
+    max_item_seconds: PositiveInt
+    transcript_tokens_per_minute: PositiveInt
+
+
+class Context(_Strict):
+    system_prompt_tokens: PositiveInt
+    question_tokens: PositiveInt
+    answer_max_tokens: PositiveInt
+    min_history_tokens: PositiveInt
+
+
+class Limits(_Strict):
+    lecture_max_bytes: PositiveInt
+    query_max_bytes: PositiveInt
+    inline_audio_max_bytes: PositiveInt
+    query_max_seconds: PositiveInt
+    message_max_bytes: PositiveInt
+    upload_url_expiry_seconds: int = Field(ge=60, le=3600)
+    response_url_expiry_seconds: int = Field(ge=60, le=43200)
+    accepted_content_types: dict[str, str] = Field(min_length=1)
+
+
+class Sessions(_Strict):
+    ttl_seconds: PositiveInt
+    connection_ttl_seconds: PositiveInt
+
+
+class Prefixes(_Strict):
+    lectures: str = Field(pattern=r"^[a-z]+/$")
+    queries: str = Field(pattern=r"^[a-z]+/$")
+    responses: str = Field(pattern=r"^[a-z]+/$")
+    transcripts: str = Field(pattern=r"^[a-z]+/$")
+    segments: str = Field(pattern=r"^[a-z]+/$")
+
+
+class Storage(_Strict):
+    prefixes: Prefixes
+    ephemeral_days: PositiveInt
+
+
+class AgentCoreLimits(_Strict):
+    queue_timeout_seconds: float = Field(gt=0)
+    upstream_timeout_seconds: float = Field(gt=0)
+
+
+class Ami(_Strict):
+    ssm_parameter: str = Field(pattern=r"^/[A-Za-z0-9/_.-]+$")
+    ssm_parameter_previous: str = Field(pattern=r"^/[A-Za-z0-9/_.-]+$")
+
+
+class TtsDefaults(_Strict):
+    default_voice: str = Field(min_length=1)
+    gtts_timeout_seconds: float = Field(gt=0)
+    gtts_retries: int = Field(ge=0, le=10)
+
+
+class PlatformConfig(_Strict):
+    ports: Ports
+    model: Model
+    vllm: Vllm
+    audio: Audio
+    context: Context
+    limits: Limits
+    sessions: Sessions
+    storage: Storage
+    agentcore: AgentCoreLimits
+    ami: Ami
+    tts: TtsDefaults
+
+    @model_validator(mode="after")
+    def _audio_item_fits_encoder_cache(self) -> PlatformConfig:
+        item_tokens = self.audio.max_item_seconds * self.audio.tokens_per_second
+        if item_tokens >= self.vllm.max_num_batched_tokens:
+            raise ValueError(
+                f"audio.max_item_seconds ({self.audio.max_item_seconds} s = {item_tokens} tokens) must stay "
+                f"under vllm.max_num_batched_tokens ({self.vllm.max_num_batched_tokens}), which sizes vLLM's "
+                "encoder cache"
+            )
+        if self.reserved_tokens >= self.vllm.max_model_len:
+            raise ValueError("context reserves exceed vllm.max_model_len: nothing is left for the lecture")
+        return self
+
+    # Derived values: computed here once, so no consumer re-derives them.
+
+    @property
+    def reserved_tokens(self) -> int:
+        """Tokens each request keeps free for the prompt, the question, history and the answer."""
+        c = self.context
+        return c.system_prompt_tokens + c.question_tokens + c.answer_max_tokens + c.min_history_tokens
+
+    @property
+    def lecture_token_budget(self) -> int:
+        """Tokens left for the lecture itself (audio or transcript)."""
+        return self.vllm.max_model_len - self.reserved_tokens
+
+    @property
+    def max_audio_lecture_seconds(self) -> int:
+        """The longest lecture served as audio."""
+        return self.lecture_token_budget // self.audio.tokens_per_second
+
+    @property
+    def max_transcript_lecture_seconds(self) -> int:
+        """The longest lecture whose (estimated) transcript fits."""
+        return self.lecture_token_budget * 60 // self.audio.transcript_tokens_per_minute
+
+    @property
+    def max_audio_items_per_prompt(self) -> int:
+        """vLLM's --limit-mm-per-prompt audio count: the lecture's items plus the question."""
+        return math.ceil(self.max_audio_lecture_seconds / self.audio.max_item_seconds) + 1
+
+    def with_max_model_len(self, max_model_len: int) -> PlatformConfig:
+        """The same configuration at another context length, validated again."""
+        data = self.model_dump()
+        data["vllm"]["max_model_len"] = max_model_len
+        return parse_platform(data, f"max_model_len={max_model_len}")
+
+    def derived(self) -> dict[str, int]:
+        return {
+            "reserved_tokens": self.reserved_tokens,
+            "lecture_token_budget": self.lecture_token_budget,
+            "max_audio_lecture_seconds": self.max_audio_lecture_seconds,
+            "max_transcript_lecture_seconds": self.max_transcript_lecture_seconds,
+            "max_audio_items_per_prompt": self.max_audio_items_per_prompt,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """The configuration with its derived values, as Ansible and the CLI see it."""
+        return {**self.model_dump(), "derived": self.derived()}
+
+
+class PlatformConfigError(ValueError):
+    """platform.yaml (or an override of it) is invalid; the message names the setting."""
+
+
+def parse_platform(data: Any, source: str = "platform.yaml") -> PlatformConfig:
+    try:
+        return PlatformConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise PlatformConfigError(f"{source}: {problems}") from None
+
+
+def load_platform_file(path: Path) -> PlatformConfig:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise PlatformConfigError(f"{path}: cannot read: {exc}") from None
+    return parse_platform(data, str(path))
+
+
+@cache
+def load_platform() -> PlatformConfig:
+    """The packaged platform.yaml (cached: it is read once per process)."""
+    text = resources.files("synapscribe").joinpath("platform.yaml").read_text(encoding="utf-8")
+    return parse_platform(yaml.safe_load(text))

@@ -1,0 +1,241 @@
+"""DynamoDB state: connections, lectures and sessions, each in its own table.
+
+Every read that a client can cause is scoped to its owner: another identity's item is
+returned as None, exactly like an unknown id, so ids cannot be probed. Expired items (the TTL
+attribute `expiresAt` in epoch seconds; DynamoDB deletes them lazily) are treated as gone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import boto3
+from boto3.dynamodb.conditions import Attr
+from botocore.exceptions import ClientError
+
+from synapscribe.platform import PlatformConfig, load_platform
+from synapscribe.settings import AwsResources
+
+TTL_ATTRIBUTE = "expiresAt"
+
+#: The key schema of each table (the CDK app and the local stack create them from this).
+TABLE_KEYS = {
+    "connections_table": "connectionId",
+    "lectures_table": "lectureId",
+    "sessions_table": "sessionId",
+}
+
+
+class ConflictError(RuntimeError):
+    """A conditional write lost a race (the caller may retry)."""
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB's Decimals back to int/float, recursively."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _dynamo(value: Any) -> Any:
+    """Floats to Decimal (DynamoDB refuses floats), recursively; None-valued keys dropped."""
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, list):
+        return [_dynamo(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _dynamo(v) for k, v in value.items() if v is not None}
+    return value
+
+
+class Store:
+    def __init__(
+        self,
+        resources: AwsResources,
+        platform: PlatformConfig | None = None,
+        dynamodb: Any | None = None,
+        clock: Any = time.time,
+    ) -> None:
+        self.resources = resources
+        self.platform = platform or load_platform()
+        self._db = dynamodb or boto3.resource("dynamodb")
+        self.connections = self._db.Table(resources.connections_table)
+        self.lectures = self._db.Table(resources.lectures_table)
+        self.sessions = self._db.Table(resources.sessions_table)
+        self._clock = clock
+
+    def now(self) -> int:
+        return int(self._clock())
+
+    def _live(self, item: Mapping[str, Any] | None, owner: str | None) -> dict[str, Any] | None:
+        if item is None:
+            return None
+        if owner is not None and item.get("owner") != owner:
+            return None
+        expires = item.get(TTL_ATTRIBUTE)
+        if expires is not None and int(expires) <= self.now():
+            return None
+        return _plain(dict(item))
+
+    # ------------------------------------------------------------------ connections
+
+    def put_connection(self, connection_id: str, owner: str) -> dict[str, Any]:
+        now = self.now()
+        item = {
+            "connectionId": connection_id,
+            "owner": owner,
+            "connectedAt": now,
+            TTL_ATTRIBUTE: now + self.platform.sessions.connection_ttl_seconds,
+        }
+        self.connections.put_item(Item=item)
+        return item
+
+    def get_connection(self, connection_id: str) -> dict[str, Any] | None:
+        resp = self.connections.get_item(Key={"connectionId": connection_id}, ConsistentRead=True)
+        return self._live(resp.get("Item"), None)
+
+    def delete_connection(self, connection_id: str) -> None:
+        self.connections.delete_item(Key={"connectionId": connection_id})
+
+    # ------------------------------------------------------------------ lectures
+
+    def create_pending_lecture(
+        self,
+        lecture_id: str,
+        owner: str,
+        key: str,
+        content_type: str,
+        declared_bytes: int,
+        connection_id: str | None,
+        filename: str,
+    ) -> dict[str, Any]:
+        now = self.now()
+        item = {
+            "lectureId": lecture_id,
+            "owner": owner,
+            "status": "pending",
+            "key": key,
+            "contentType": content_type,
+            "declaredBytes": declared_bytes,
+            "connectionId": connection_id,
+            "filename": filename,
+            "createdAt": now,
+            "updatedAt": now,
+        }
+        self.lectures.put_item(Item=_dynamo(item), ConditionExpression=Attr("lectureId").not_exists())
+        return item
+
+    def get_lecture(self, lecture_id: str, owner: str | None) -> dict[str, Any] | None:
+        """The lecture, or None when unknown or (with `owner`) another identity's."""
+        resp = self.lectures.get_item(Key={"lectureId": lecture_id}, ConsistentRead=True)
+        return self._live(resp.get("Item"), owner)
+
+    def update_lecture(
+        self, lecture_id: str, fields: Mapping[str, Any], expected_status: str | tuple[str, ...] | None = None
+    ) -> dict[str, Any] | None:
+        """Set `fields` on a lecture; with `expected_status`, only if its status is one of them.
+
+        Returns the updated item, or None when the lecture is missing or the condition failed
+        (a re-delivered event finds the work already done).
+        """
+        values = {**fields, "updatedAt": self.now()}
+        names = {f"#f{i}": k for i, k in enumerate(values)}
+        exprs = {f":v{i}": _dynamo(v) for i, v in enumerate(values.values())}
+        update = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values)))
+        condition = Attr("lectureId").exists()
+        if expected_status is not None:
+            allowed = (expected_status,) if isinstance(expected_status, str) else expected_status
+            condition = condition & Attr("status").is_in(list(allowed))
+        try:
+            resp = self.lectures.update_item(
+                Key={"lectureId": lecture_id},
+                UpdateExpression=update,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=exprs,
+                ConditionExpression=condition,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return _plain(resp["Attributes"])
+
+    # ------------------------------------------------------------------ sessions
+
+    def create_session(
+        self, session_id: str, owner: str, lecture_id: str, context_mode: str
+    ) -> dict[str, Any]:
+        now = self.now()
+        item = {
+            "sessionId": session_id,
+            "owner": owner,
+            "lectureId": lecture_id,
+            "contextMode": context_mode,
+            "history": [],
+            "turns": 0,
+            "createdAt": now,
+            "updatedAt": now,
+            TTL_ATTRIBUTE: now + self.platform.sessions.ttl_seconds,
+        }
+        self.sessions.put_item(Item=item, ConditionExpression=Attr("sessionId").not_exists())
+        return item
+
+    def get_session(self, session_id: str, owner: str | None) -> dict[str, Any] | None:
+        resp = self.sessions.get_item(Key={"sessionId": session_id}, ConsistentRead=True)
+        return self._live(resp.get("Item"), owner)
+
+    def append_turn(
+        self, session_id: str, turn: Mapping[str, Any], keep_turns: int = 50, retries: int = 5
+    ) -> dict[str, Any]:
+        """Add one question/answer turn to a session's history (optimistic concurrency).
+
+        The stored history keeps the last `keep_turns` turns (DynamoDB items are capped at
+        400 KB); the context planner trims further by tokens for each request.
+        """
+        for _ in range(retries):
+            session = self.get_session(session_id, None)
+            if session is None:
+                raise KeyError(session_id)
+            history = [*session.get("history", []), dict(turn)][-keep_turns:]
+            now = self.now()
+            try:
+                resp = self.sessions.update_item(
+                    Key={"sessionId": session_id},
+                    UpdateExpression="SET history = :h, turns = :n, updatedAt = :u, #ttl = :e",
+                    ConditionExpression=Attr("turns").eq(session["turns"]),
+                    ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
+                    ExpressionAttributeValues={
+                        ":h": _dynamo(history),
+                        ":n": session["turns"] + 1,
+                        ":u": now,
+                        ":e": now + self.platform.sessions.ttl_seconds,
+                    },
+                    ReturnValues="ALL_NEW",
+                )
+                return _plain(resp["Attributes"])
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+        raise ConflictError(f"session {session_id}: history kept changing under {retries} attempts")
+
+    def end_session(self, session_id: str, owner: str) -> bool:
+        """Delete an owner's live session; False when there was none to end."""
+        if self.get_session(session_id, owner) is None:
+            return False
+        try:
+            self.sessions.delete_item(
+                Key={"sessionId": session_id}, ConditionExpression=Attr("owner").eq(owner)
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
