@@ -17,6 +17,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "print the shared platform configuration and its derived limits",
     ),
     "contract": ("synapscribe.contract_cli", "print the client contract's JSON Schema"),
+    "agentcore": ("synapscribe.agentcore.cli", "run AgentCore, the query service (port ports.agentcore)"),
+    "tts": ("synapscribe.tts.cli", "run the TTS service (port ports.tts)"),
+    "standin": (
+        "synapscribe.standin.cli",
+        "run the model server stand-in (vLLM's OpenAI-compatible API, for tests and the local stack)",
+    ),
+    "sample-audio": ("synapscribe.audiogen_cli", "generate a spoken sample lecture or question"),
+    "local": ("synapscribe.local.cli", "run the whole platform on loopback (nothing from AWS)"),
+    "smoke": ("synapscribe.smoke.cli", "post-deploy smoke test against a local or deployed stack"),
+    "demo": ("synapscribe.local.demo", "start the local stack, run the smoke test against it, stop"),
+    "bench": ("synapscribe.bench.cli", "benchmarks: pipeline, validation, synth, full"),
+    "capacity": ("synapscribe.capacity_cli", "capacity planner: KV cache, lecture limits, instances, cost"),
 }
 
 
@@ -25,10 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="synapscribe", description="SynapScribe platform tools and services"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(p)
+    for name, (_module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, description=help_text)
     return parser
 
 
@@ -44,10 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         p = sub.add_parser(chosen, help=help_text, description=help_text)
         module.add_arguments(p)
     else:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        module = importlib.import_module(args._module)
-        return int(module.run(args) or 0)
+        # No known command: let argparse print the list of commands or the error (exit 2).
+        build_parser().parse_args(argv)
+        return 2
     args = parser.parse_args(argv)
     return int(module.run(args) or 0)
 

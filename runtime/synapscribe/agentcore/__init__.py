@@ -1,0 +1,1 @@
+"""AgentCore: the query service on the GPU host (FastAPI)."""
