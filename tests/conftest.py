@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import boto3
 import pytest
@@ -56,6 +58,59 @@ def aws(resources: AwsResources) -> Iterator[AwsResources]:
 @pytest.fixture
 def store(aws: AwsResources, platform: PlatformConfig) -> Store:
     return Store(aws, platform)
+
+
+@pytest.fixture
+def start_standin() -> Iterator[Callable[..., str]]:
+    """Start model stand-ins (subprocesses on free ports): `start_standin("--report-latencies")`.
+
+    Returns the base URL `http://127.0.0.1:PORT` (the OpenAI client wants `+ "/v1"`); every
+    stand-in started is stopped when the test ends.
+    """
+    from synapscribe.standin.process import spawn_standin
+
+    with contextlib.ExitStack() as stack:
+
+        def start(*args: str, env: dict[str, str] | None = None) -> str:
+            return stack.enter_context(spawn_standin(args, env=env))
+
+        yield start
+
+
+@pytest.fixture
+def standin_server(start_standin: Callable[..., str]) -> str:
+    """A fresh model stand-in with the platform's defaults and no latency; its base URL."""
+    return start_standin()
+
+
+@pytest.fixture(scope="session")
+def audio_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where generated test audio lives: $SYNAPSCRIBE_AUDIO_CACHE (kept across runs) or a session dir."""
+    env = os.environ.get("SYNAPSCRIBE_AUDIO_CACHE")
+    return Path(env) if env else tmp_path_factory.mktemp("audio")
+
+
+@pytest.fixture(scope="session")
+def lecture_audio(audio_cache_dir: Path) -> Callable[..., Path]:
+    """`lecture_audio(minutes, fmt="mp3")`: a generated lecture (espeak-ng, text embedded; see
+    synapscribe.audiogen), made once per session and cache directory."""
+    from synapscribe.audiogen import cached_lecture
+
+    def make(minutes: float, fmt: str = "mp3") -> Path:
+        return cached_lecture(minutes, fmt, cache_dir=audio_cache_dir)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def spoken_audio(audio_cache_dir: Path) -> Callable[..., Path]:
+    """`spoken_audio(text, fmt="mp3")`: `text` spoken by espeak-ng (text embedded), made once."""
+    from synapscribe.audiogen import cached_speech
+
+    def make(text: str, fmt: str = "mp3") -> Path:
+        return cached_speech(text, fmt, cache_dir=audio_cache_dir)
+
+    return make
 
 
 def pytest_report_header() -> list[str]:

@@ -1,0 +1,57 @@
+"""`synapscribe sample-audio`: generate a spoken question (`--text`) or lecture (`--lecture-minutes`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from synapscribe.audiogen import FORMATS, AudioGenError, make_lecture, speak
+
+
+def _minutes(value: str) -> float:
+    try:
+        minutes = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--lecture-minutes must be a number, got {value!r}") from None
+    if not 0 < minutes <= 24 * 60:
+        raise argparse.ArgumentTypeError(f"--lecture-minutes must be > 0 and at most 1440, got {value}")
+    return minutes
+
+
+def _text(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("--text must not be empty")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, type=Path, help="file to write (.mp3 or .wav)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--text", type=_text, help="speak this text (a question)")
+    what.add_argument("--lecture-minutes", type=_minutes, help="a lecture of this many minutes")
+    parser.add_argument(
+        "--format", choices=FORMATS, default=None, help="default: from --out's suffix, else mp3"
+    )
+    parser.add_argument("--voice", default="en", help="espeak-ng voice (default en)")
+
+
+def run(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    fmt = args.format or (out.suffix.lower().lstrip(".") if out.suffix.lower() in (".mp3", ".wav") else "mp3")
+    started = time.perf_counter()
+    try:
+        if args.text is not None:
+            result = speak(args.text, out, fmt, voice=args.voice)
+        else:
+            result = make_lecture(out, args.lecture_minutes, fmt, voice=args.voice)
+    except AudioGenError as exc:
+        print(f"synapscribe sample-audio: {exc}", file=sys.stderr)
+        return 1
+    elapsed = time.perf_counter() - started
+    print(
+        f"{out}: {fmt}, {result.duration_seconds:.3f} s of speech, {out.stat().st_size} bytes, "
+        f"{len(result.text.split())} words, generated in {elapsed:.2f} s"
+    )
+    return 0

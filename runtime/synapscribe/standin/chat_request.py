@@ -1,0 +1,263 @@
+"""Parse and check a chat completions request the way vLLM does (shape, model, audio, limits)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from synapscribe.standin.config import StandinConfig
+from synapscribe.standin.errors import StandinError
+from synapscribe.standin.tokens import (
+    AudioDecodeError,
+    AudioItem,
+    Prompt,
+    audio_duration_seconds,
+    audio_tokens,
+)
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+#: Formats the stand-in can measure (vLLM decodes anything its audio loader reads).
+AUDIO_FORMATS = frozenset({"wav", "mp3", "flac", "ogg", "m4a", "aac", "webm"})
+_MIME_FORMATS = {
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/wave": "wav",
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+    "audio/flac": "flac",
+    "audio/x-flac": "flac",
+    "audio/ogg": "ogg",
+    "audio/mp4": "m4a",
+    "audio/x-m4a": "m4a",
+    "audio/aac": "aac",
+    "audio/webm": "webm",
+}
+_DATA_URL = re.compile(
+    r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)(?P<params>(;[\w.+-]+=[\w.+-]+)*);base64,(?P<data>.*)$", re.S
+)
+
+
+@dataclass
+class Part:
+    text: str | None = None
+    audio: AudioItem | None = None
+
+
+@dataclass
+class Message:
+    role: str
+    parts: list[Part] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return " ".join(p.text for p in self.parts if p.text)
+
+    @property
+    def audio(self) -> list[AudioItem]:
+        return [p.audio for p in self.parts if p.audio is not None]
+
+
+@dataclass
+class ChatRequest:
+    model: str
+    messages: list[Message]
+    stream: bool
+    include_usage: bool
+    max_tokens: int | None
+    add_generation_prompt: bool = True
+
+    @property
+    def audio_items(self) -> list[AudioItem]:
+        return [a for m in self.messages for a in m.audio]
+
+    def render(self) -> Prompt:
+        """The prompt as ChatML tokens (see tokens.py for the counting rules)."""
+        prompt = Prompt()
+        for message in self.messages:
+            prompt.start_message(message.role)
+            for part in message.parts:
+                if part.audio is not None:
+                    prompt.add_audio(part.audio)
+                elif part.text:
+                    prompt.add_text(part.text)
+            prompt.end_message()
+        if self.add_generation_prompt:
+            prompt.start_message("assistant")
+        return prompt
+
+
+def _bad(message: str, param: str | None = None) -> StandinError:
+    return StandinError(message, param=param)
+
+
+def _optional_positive_int(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _bad(f"{name} must be an integer >= 1, got {value!r}", name)
+    return value
+
+
+def _decode_base64(data: Any, where: str) -> bytes:
+    if not isinstance(data, str) or not data:
+        raise _bad(f"{where}: audio data must be a non-empty base64 string")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad(f"{where}: audio data is not valid base64") from None
+
+
+def _audio_item(data: bytes, fmt: str, where: str, config: StandinConfig) -> AudioItem:
+    try:
+        seconds = audio_duration_seconds(data, fmt)
+    except AudioDecodeError as exc:
+        raise _bad(f"{where}: failed to load audio: {exc}") from None
+    return AudioItem(
+        data=data,
+        fmt=fmt,
+        duration_seconds=seconds,
+        num_tokens=audio_tokens(seconds, config.audio_tokens_per_second),
+    )
+
+
+def _parse_part(raw: Any, where: str, config: StandinConfig) -> Part:
+    if not isinstance(raw, dict):
+        raise _bad(f"{where}: a content part must be an object")
+    kind = raw.get("type")
+    if kind == "text":
+        text = raw.get("text")
+        if not isinstance(text, str):
+            raise _bad(f"{where}: a text part needs 'text' as a string")
+        return Part(text=text)
+    if kind == "input_audio":
+        spec = raw.get("input_audio")
+        if not isinstance(spec, dict):
+            raise _bad(f"{where}: an input_audio part needs 'input_audio': {{'data', 'format'}}")
+        fmt = spec.get("format")
+        if fmt not in AUDIO_FORMATS:
+            raise _bad(f"{where}: input_audio.format must be one of {sorted(AUDIO_FORMATS)}, got {fmt!r}")
+        data = _decode_base64(spec.get("data"), f"{where}.input_audio")
+        return Part(audio=_audio_item(data, str(fmt), where, config))
+    if kind == "audio_url":
+        spec = raw.get("audio_url")
+        url = spec.get("url") if isinstance(spec, dict) else None
+        if not isinstance(url, str) or not url:
+            raise _bad(f"{where}: an audio_url part needs 'audio_url': {{'url': str}}")
+        if url.startswith(("http://", "https://", "file:")):
+            raise _bad(f"{where}: the stand-in does not fetch audio URLs; send a data: URL or input_audio")
+        match = _DATA_URL.match(url)
+        if match is None:
+            raise _bad(f"{where}: audio_url.url must be a base64 data: URL (data:audio/...;base64,...)")
+        fmt = _MIME_FORMATS.get(match["mime"].lower())
+        if fmt is None:
+            raise _bad(f"{where}: unsupported audio media type {match['mime']!r}")
+        data = _decode_base64(match["data"], f"{where}.audio_url")
+        return Part(audio=_audio_item(data, fmt, where, config))
+    if kind in ("image_url", "video_url", "input_image", "file"):
+        raise _bad(f"{where}: {kind} parts are not supported: the stand-in serves text and audio only")
+    raise _bad(f"{where}: unknown content part type {kind!r}")
+
+
+def _parse_message(raw: Any, index: int, config: StandinConfig) -> Message:
+    where = f"messages[{index}]"
+    if not isinstance(raw, dict):
+        raise _bad(f"{where} must be an object", "messages")
+    role = raw.get("role")
+    if role not in ROLES:
+        raise _bad(f"{where}.role must be one of {sorted(ROLES)}, got {role!r}", "messages")
+    content = raw.get("content")
+    if content is None:
+        if role != "assistant":
+            raise _bad(f"{where}.content is required for role {role!r}", "messages")
+        return Message(role=role)
+    if isinstance(content, str):
+        return Message(role=role, parts=[Part(text=content)])
+    if not isinstance(content, list):
+        raise _bad(f"{where}.content must be a string or a list of parts", "messages")
+    parts = [_parse_part(p, f"{where}.content[{i}]", config) for i, p in enumerate(content)]
+    if role != "user" and any(p.audio is not None for p in parts):
+        raise _bad(f"{where}: audio parts are only allowed in user messages", "messages")
+    return Message(role=role, parts=parts)
+
+
+def check_model(model: Any, config: StandinConfig) -> str:
+    if model is None:
+        return config.served_name
+    if model != config.served_name:
+        raise StandinError(
+            f"The model `{model}` does not exist.", status=404, err_type="NotFoundError", param="model"
+        )
+    return str(model)
+
+
+def parse_messages(raw: Any, config: StandinConfig) -> list[Message]:
+    if not isinstance(raw, list) or not raw:
+        raise _bad("messages must be a non-empty list", "messages")
+    return [_parse_message(m, i, config) for i, m in enumerate(raw)]
+
+
+def parse_chat_request(body: Any, config: StandinConfig) -> ChatRequest:
+    if not isinstance(body, dict):
+        raise _bad("the request body must be a JSON object")
+    model = check_model(body.get("model"), config)
+    messages = parse_messages(body.get("messages"), config)
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise _bad(f"stream must be a boolean, got {stream!r}", "stream")
+    options = body.get("stream_options")
+    include_usage = False
+    if options is not None:
+        if not stream:
+            raise _bad("Stream options can only be defined when `stream=True`.", "stream_options")
+        if not isinstance(options, dict):
+            raise _bad("stream_options must be an object", "stream_options")
+        include_usage = bool(options.get("include_usage", False))
+    n = body.get("n", 1)
+    if n not in (None, 1):
+        raise _bad(f"the stand-in serves n=1 only, got n={n!r}", "n")
+    max_tokens = _optional_positive_int(body, "max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = _optional_positive_int(body, "max_tokens")
+    return ChatRequest(
+        model=model, messages=messages, stream=stream, include_usage=include_usage, max_tokens=max_tokens
+    )
+
+
+def check_limits(request: ChatRequest, prompt: Prompt, config: StandinConfig) -> int:
+    """Refuse what vLLM refuses; return the max_tokens the request runs with."""
+    items = request.audio_items
+    if len(items) > config.max_audio_items:
+        raise _bad(
+            f"At most {config.max_audio_items} audio(s) may be provided in one prompt "
+            f"(--limit-mm-per-prompt), but {len(items)} were given."
+        )
+    for item in items:
+        if item.num_tokens > config.encoder_cache_size:
+            raise _bad(
+                f"The decoder prompt contains a(n) audio item with {item.num_tokens} embedding tokens, "
+                f"which exceeds the pre-allocated encoder cache size {config.encoder_cache_size}. "
+                "Please reduce the input size or increase the encoder cache size by setting "
+                "--limit-mm-per-prompt at startup."
+            )
+    n_input = len(prompt)
+    if n_input >= config.max_model_len:
+        raise _bad(
+            f"This model's maximum context length is {config.max_model_len} tokens. However, your "
+            f"request has {n_input} input tokens. Please reduce the length of the input messages."
+        )
+    if request.max_tokens is None:
+        return config.max_model_len - n_input
+    if n_input + request.max_tokens > config.max_model_len:
+        raise _bad(
+            f"'max_tokens' or 'max_completion_tokens' is too large: {request.max_tokens}. This model's "
+            f"maximum context length is {config.max_model_len} tokens and your request has {n_input} "
+            f"input tokens ({request.max_tokens} > {config.max_model_len} - {n_input}).",
+            "max_tokens",
+        )
+    return request.max_tokens

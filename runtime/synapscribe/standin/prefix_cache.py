@@ -1,0 +1,74 @@
+"""Simulated automatic prefix caching, counted the way vLLM counts it.
+
+Like vLLM, the prompt is cut into full blocks of BLOCK_SIZE tokens; each block's hash chains the
+previous block's hash, its token ids and the content hash of every audio item that overlaps it (so
+two prompts with the same placeholder tokens but different audio bytes never share a block).
+A request queries all its prompt tokens and hits the longest run of cached leading blocks, at most
+`len(prompt) - 1` tokens (the last token is always computed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from synapscribe.standin.tokens import Prompt
+
+BLOCK_SIZE = 16
+
+
+def block_hashes(prompt: Prompt, block_size: int = BLOCK_SIZE) -> list[str]:
+    """The chained hashes of the prompt's full blocks."""
+    hashes: list[str] = []
+    parent = ""
+    for start in range(0, len(prompt) - len(prompt) % block_size, block_size):
+        end = start + block_size
+        h = hashlib.sha256(parent.encode())
+        h.update(",".join(map(str, prompt.token_ids[start:end])).encode())
+        for offset, item in prompt.audio:
+            if offset < end and offset + item.num_tokens > start:
+                h.update(item.digest.encode())
+        parent = h.hexdigest()
+        hashes.append(parent)
+    return hashes
+
+
+@dataclass(frozen=True)
+class CacheLookup:
+    queried_tokens: int
+    hit_tokens: int
+
+
+class PrefixCache:
+    """An LRU set of block hashes with vLLM's query and hit counters (in tokens)."""
+
+    def __init__(self, capacity_blocks: int, block_size: int = BLOCK_SIZE) -> None:
+        if capacity_blocks <= 0:
+            raise ValueError("capacity_blocks must be positive")
+        self.capacity_blocks = capacity_blocks
+        self.block_size = block_size
+        self._blocks: OrderedDict[str, None] = OrderedDict()
+        self.queries_total = 0
+        self.hits_total = 0
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+    def lookup_and_insert(self, prompt: Prompt) -> CacheLookup:
+        hashes = block_hashes(prompt, self.block_size)
+        max_hit_blocks = max(0, (len(prompt) - 1) // self.block_size)
+        hit_blocks = 0
+        for h in hashes[:max_hit_blocks]:
+            if h not in self._blocks:
+                break
+            hit_blocks += 1
+        for h in hashes:
+            self._blocks[h] = None
+            self._blocks.move_to_end(h)
+        while len(self._blocks) > self.capacity_blocks:
+            self._blocks.popitem(last=False)
+        lookup = CacheLookup(queried_tokens=len(prompt), hit_tokens=hit_blocks * self.block_size)
+        self.queries_total += lookup.queried_tokens
+        self.hits_total += lookup.hit_tokens
+        return lookup

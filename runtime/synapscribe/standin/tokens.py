@@ -1,0 +1,120 @@
+"""Deterministic token counting for the stand-in (no tokenizer, no weights).
+
+Text: one token per started group of 4 characters (`ceil(len(text) / 4)`), the usual rule of thumb
+for English with a BPE vocabulary. Each token's id is a CRC of its 4 characters, so equal text gives
+equal ids and the prefix cache sees the same blocks.
+
+Chat template (Qwen's ChatML): every message costs `<|im_start|>`, its role, a newline, its content,
+`<|im_end|>` and a newline; the generation prompt adds `<|im_start|>assistant\\n`.
+
+Audio: `tokens_per_second` tokens per second of decoded duration (Qwen2.5-Omni: 25, one per 40 ms),
+rounded up, between `<|audio_bos|>` and `<|audio_eos|>`. Duration comes from the `wave` module for
+WAV and mutagen for everything else (MP3, and whatever else mutagen reads).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import wave
+import zlib
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import mutagen
+
+CHARS_PER_TOKEN = 4
+#: Text ids stay below the special ids, as in Qwen's vocabulary.
+TEXT_VOCAB = 151_643
+IM_START = 151_644
+IM_END = 151_645
+AUDIO_PAD = 151_646
+AUDIO_BOS = 151_647
+AUDIO_EOS = 151_648
+
+
+class AudioDecodeError(ValueError):
+    """The bytes of an audio item cannot be read as audio."""
+
+
+def split_text(text: str) -> list[str]:
+    """The text as the stand-in's tokens: consecutive groups of CHARS_PER_TOKEN characters."""
+    return [text[i : i + CHARS_PER_TOKEN] for i in range(0, len(text), CHARS_PER_TOKEN)]
+
+
+def count_text_tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def text_token_ids(text: str) -> list[int]:
+    return [zlib.crc32(piece.encode("utf-8")) % TEXT_VOCAB for piece in split_text(text)]
+
+
+def audio_duration_seconds(data: bytes, fmt: str) -> float:
+    """Decoded duration of an audio item. `fmt` is the declared format ("wav", "mp3", …)."""
+    if not data:
+        raise AudioDecodeError("audio item is empty")
+    if fmt == "wav" or data[:4] == b"RIFF":
+        try:
+            with wave.open(io.BytesIO(data), "rb") as reader:
+                rate = reader.getframerate()
+                if rate <= 0:
+                    raise AudioDecodeError("WAV audio has a zero sample rate")
+                return reader.getnframes() / rate
+        except (wave.Error, EOFError) as exc:
+            if fmt == "wav":
+                raise AudioDecodeError(f"cannot read WAV audio: {exc}") from None
+    try:
+        parsed = mutagen.File(io.BytesIO(data))
+    except Exception as exc:  # mutagen raises many unrelated types for garbage input
+        raise AudioDecodeError(f"cannot read {fmt} audio: {exc}") from None
+    length = getattr(getattr(parsed, "info", None), "length", None)
+    if parsed is None or not length or length <= 0:
+        raise AudioDecodeError(f"cannot read {fmt} audio: no audio stream found")
+    return float(length)
+
+
+def audio_tokens(duration_seconds: float, tokens_per_second: int) -> int:
+    return max(1, math.ceil(duration_seconds * tokens_per_second - 1e-9))
+
+
+@dataclass(frozen=True)
+class AudioItem:
+    data: bytes
+    fmt: str
+    duration_seconds: float
+    num_tokens: int
+
+    @cached_property
+    def digest(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass
+class Prompt:
+    """A rendered prompt: token ids, and where each audio item's placeholder tokens sit."""
+
+    token_ids: list[int] = field(default_factory=list)
+    #: (start index of the first placeholder token, the item)
+    audio: list[tuple[int, AudioItem]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    def add_text(self, text: str) -> None:
+        self.token_ids.extend(text_token_ids(text))
+
+    def add_audio(self, item: AudioItem) -> None:
+        self.token_ids.append(AUDIO_BOS)
+        self.audio.append((len(self.token_ids), item))
+        self.token_ids.extend([AUDIO_PAD] * item.num_tokens)
+        self.token_ids.append(AUDIO_EOS)
+
+    def start_message(self, role: str) -> None:
+        self.token_ids.append(IM_START)
+        self.add_text(role + "\n")
+
+    def end_message(self) -> None:
+        self.token_ids.append(IM_END)
+        self.add_text("\n")
