@@ -9,18 +9,12 @@ from pathlib import Path
 
 import boto3
 import pytest
+from aws_test_env import TEST_RESOURCES
 from moto import mock_aws
 from synapscribe.platform import PlatformConfig, load_platform
 from synapscribe.provision import provision
 from synapscribe.settings import AwsResources
 from synapscribe.store import Store
-
-TEST_RESOURCES = {
-    "SYNAPSCRIBE_BUCKET": "synapscribe-test",
-    "SYNAPSCRIBE_CONNECTIONS_TABLE": "synapscribe-test-connections",
-    "SYNAPSCRIBE_LECTURES_TABLE": "synapscribe-test-lectures",
-    "SYNAPSCRIBE_SESSIONS_TABLE": "synapscribe-test-sessions",
-}
 
 
 @pytest.fixture

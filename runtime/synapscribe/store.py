@@ -147,8 +147,9 @@ class Store:
         """
         values = {**fields, "updatedAt": self.now()}
         names = {f"#f{i}": k for i, k in enumerate(values)}
-        exprs = {f":v{i}": _dynamo(v) for i, v in enumerate(values.values())}
-        update = "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(values)))
+        # ":v0"… would collide with the placeholders boto3 generates for ConditionExpression.
+        exprs = {f":f{i}": _dynamo(v) for i, v in enumerate(values.values())}
+        update = "SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(values)))
         condition = Attr("lectureId").exists()
         if expected_status is not None:
             allowed = (expected_status,) if isinstance(expected_status, str) else expected_status

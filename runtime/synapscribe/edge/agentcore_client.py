@@ -1,0 +1,57 @@
+"""Handing work to AgentCore over HTTP (urllib: the Lambda bundle carries no HTTP library).
+
+AgentCore answers 202 at once and streams results to the client's connection, so a short
+timeout is enough; the handlers never wait for an answer.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+
+class AgentCoreError(Exception):
+    """AgentCore did not accept the job."""
+
+
+class AgentCoreUnavailable(AgentCoreError):
+    """Unreachable, timed out, or answered 5xx other than 503."""
+
+
+class AgentCoreBusy(AgentCoreError):
+    """503 or 429: at capacity."""
+
+
+class AgentCoreRejected(AgentCoreError):
+    """A 4xx other than 429: the job itself was refused."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"AgentCore answered {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+def post_job(base_url: str, path: str, body: dict[str, Any], timeout: float) -> int:
+    """POST `body` as JSON to AgentCore; returns the (2xx) status or raises AgentCoreError."""
+    url = base_url.rstrip("/") + path
+    request = urllib.request.Request(  # noqa: S310 (the URL is configuration, http(s) only)
+        url,
+        data=json.dumps(body, separators=(",", ":")).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(2000).decode("utf-8", "replace")
+        if exc.code in (429, 503):
+            raise AgentCoreBusy(f"AgentCore answered {exc.code}: {detail[:200]}") from None
+        if exc.code >= 500:
+            raise AgentCoreUnavailable(f"AgentCore answered {exc.code}: {detail[:200]}") from None
+        raise AgentCoreRejected(exc.code, detail[:500]) from None
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise AgentCoreUnavailable(f"AgentCore at {base_url} cannot be reached: {reason}") from None

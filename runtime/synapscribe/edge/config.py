@@ -1,0 +1,81 @@
+"""The Lambda handlers' environment and the AWS clients they share (built once per cold start)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import boto3
+from botocore.config import Config
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from synapscribe.connections import ConnectionPusher
+from synapscribe.platform import PlatformConfig, load_platform
+from synapscribe.settings import AwsResources, load_settings
+from synapscribe.store import Store
+
+
+class EdgeSettings(BaseSettings):
+    """SYNAPSCRIBE_* variables of both handlers (the bucket and tables are in AwsResources)."""
+
+    model_config = SettingsConfigDict(env_prefix="SYNAPSCRIBE_", extra="ignore", frozen=True)
+
+    #: AgentCore behind its load balancer, e.g. http://10.0.1.5:5000 or http://127.0.0.1:PORT.
+    agentcore_url: str = Field(pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+    #: The @connections endpoint; derived from the event's domainName/stage when unset.
+    connections_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    #: Where a connection's owner comes from: `cognito` (deployed, IAM-authorized $connect) or
+    #: `query` (the local stack's `identity` query parameter). Never `query` when deployed.
+    identity_source: Literal["cognito", "query"] = "cognito"
+    #: The handlers hand work to AgentCore and return; they never wait for an answer.
+    agentcore_timeout_seconds: float = Field(default=3.0, gt=0, le=10)
+
+
+def s3_client(region: str | None = None) -> Any:
+    """An S3 client whose presigned POST URLs work: path style against a custom endpoint
+    (moto on loopback), virtual-hosted regional URLs against AWS."""
+    custom = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return boto3.client(
+        "s3",
+        region_name=region,
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path" if custom else "virtual"},
+            connect_timeout=2,
+            read_timeout=10,
+            retries={"max_attempts": 3, "mode": "standard"},
+        ),
+    )
+
+
+@dataclass
+class EdgeDeps:
+    """Everything a handler talks to; tests and the local stack may build their own."""
+
+    settings: EdgeSettings
+    resources: AwsResources
+    platform: PlatformConfig
+    store: Store
+    s3: Any
+    pushers: dict[str, ConnectionPusher] = field(default_factory=dict)
+
+    def pusher(self, endpoint_url: str) -> ConnectionPusher:
+        if endpoint_url not in self.pushers:
+            self.pushers[endpoint_url] = ConnectionPusher(endpoint_url)
+        return self.pushers[endpoint_url]
+
+
+def build_deps(platform: PlatformConfig | None = None) -> EdgeDeps:
+    """Read and validate the environment (SettingsError names the bad variable)."""
+    settings = load_settings(EdgeSettings)
+    resources = load_settings(AwsResources)
+    platform = platform or load_platform()
+    return EdgeDeps(
+        settings=settings,
+        resources=resources,
+        platform=platform,
+        store=Store(resources, platform),
+        s3=s3_client(),
+    )

@@ -1,0 +1,229 @@
+"""The lecture validation Lambda: runs on S3 ObjectCreated events under `lectures/`.
+
+For each new object it reads format and duration from the header with ranged GETs (the cost
+does not grow with the file's size), plans the context mode, records the outcome on the
+lecture item (a conditional update from `pending`, so a re-delivered event changes nothing),
+starts transcription in transcript mode and pushes `lecture` to the uploading connection.
+Anything rejected, and anything that was not created through createUpload, is deleted so
+nothing downstream can use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from synapscribe import keys
+from synapscribe.edge.agentcore_client import AgentCoreError, post_job
+from synapscribe.edge.audio_probe import ProbeRejection, probe
+from synapscribe.edge.config import EdgeDeps, build_deps
+from synapscribe.edge.push import push
+from synapscribe.edge.s3_ranged import DEFAULT_MAX_BYTES, S3RangedFile
+from synapscribe.edge.websocket_handler import lecture_message
+from synapscribe.planner import plan_lecture
+
+log = logging.getLogger(__name__)
+
+#: The most one validation may read of an object (header, tail, tags), whatever its size.
+PROBE_MAX_BYTES = DEFAULT_MAX_BYTES
+
+_DEPS: EdgeDeps | None = None
+
+
+def deps() -> EdgeDeps:
+    global _DEPS
+    if _DEPS is None:
+        _DEPS = build_deps()
+    return _DEPS
+
+
+def reset_deps() -> None:
+    global _DEPS
+    _DEPS = None
+
+
+@dataclass
+class Outcome:
+    key: str
+    outcome: str  # ready | transcribing | rejected | removed | duplicate | ignored | missing
+    lecture_id: str | None = None
+    reason: str | None = None
+    bytes_read: int = 0
+    requests: int = 0
+    fetch_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "outcome": self.outcome,
+            "lectureId": self.lecture_id,
+            "reason": self.reason,
+            "bytesRead": self.bytes_read,
+            "requests": self.requests,
+            "fetchMs": round(self.fetch_ms, 3),
+        }
+
+
+class TranscriptionNotStarted(RuntimeError):
+    """AgentCore refused or could not be reached; the lecture is back to pending so a retried
+    invocation (Lambda retries asynchronous S3 events) starts it again."""
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle(event, deps())
+
+
+def handle(event: dict[str, Any], d: EdgeDeps) -> dict[str, Any]:
+    records = event.get("Records")
+    if not isinstance(records, list):
+        raise ValueError("not an S3 event: Records missing")
+    return {"results": [validate_record(r, d).as_dict() for r in records]}
+
+
+def validate_record(record: dict[str, Any], d: EdgeDeps) -> Outcome:
+    s3info = record.get("s3") or {}
+    bucket = (s3info.get("bucket") or {}).get("name")
+    raw_key = (s3info.get("object") or {}).get("key")
+    if not isinstance(raw_key, str) or not isinstance(bucket, str):
+        raise ValueError("S3 record without bucket name or object key")
+    key = urllib.parse.unquote_plus(raw_key)
+    event_name = str(record.get("eventName", ""))
+    prefix = d.platform.storage.prefixes.lectures
+    if (
+        not event_name.startswith("ObjectCreated")
+        or bucket != d.resources.bucket
+        or not key.startswith(prefix)
+    ):
+        return Outcome(key, "ignored")
+    parsed = keys.parse_upload_key(key, d.platform)
+    item = None
+    if parsed is not None and parsed[0] == "lecture":
+        item = d.store.get_lecture(parsed[2], parsed[1])
+    if item is None or item.get("key") != key:
+        # Not created through createUpload (or not this owner's): nobody may use it.
+        _delete(d, key)
+        log.warning("removed %s: no pending lecture was created for this key", key)
+        return Outcome(key, "removed", reason="no lecture was created for this key")
+    lecture_id = str(item["lectureId"])
+
+    try:
+        head = d.s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        # Without s3:ListBucket (the deployed role has none) a missing object answers 403.
+        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (403, 404):
+            log.info("%s is gone (already rejected or removed)", key)
+            return Outcome(key, "missing", lecture_id)
+        raise
+    size = int(head["ContentLength"])
+    etag = str(head.get("ETag", ""))
+
+    if item["status"] != "pending":
+        return _redelivered(d, item, key, etag)
+
+    limits = d.platform.limits
+    reader: S3RangedFile | None = None
+    fields: dict[str, Any] = {"sizeBytes": size, "etag": etag}
+    try:
+        if size == 0:
+            raise ProbeRejection("The file is empty (0 bytes). Upload the recording again.")
+        if size > limits.lecture_max_bytes:
+            raise ProbeRejection(
+                f"The file is {size / 1_048_576:.1f} MB; the largest lecture accepted is "
+                f"{limits.lecture_max_bytes / 1_048_576:g} MB. Compress it (for example MP3 at 64 kbit/s) "
+                "or split it into parts."
+            )
+        reader = S3RangedFile(d.s3, bucket, key, size, etag=etag or None, max_bytes=PROBE_MAX_BYTES)
+        result = probe(reader, key.rsplit("/", 1)[-1])
+        fields.update(format=result.format, durationSeconds=round(result.duration_seconds, 3))
+        plan = plan_lecture(result.duration_seconds, d.platform)
+        if plan.mode is None:
+            raise ProbeRejection(plan.reason or "The lecture cannot be served.")
+    except ProbeRejection as rejection:
+        return _reject(d, item, key, fields, rejection.reason, reader)
+
+    read = _read_stats(reader)
+    fields["contextMode"] = plan.mode
+    if plan.mode == "audio":
+        updated = d.store.update_lecture(lecture_id, {**fields, "status": "ready"}, expected_status="pending")
+        if updated is None:
+            return Outcome(key, "duplicate", lecture_id, None, *read)
+        _push(d, updated)
+        return Outcome(key, "ready", lecture_id, None, *read)
+
+    updated = d.store.update_lecture(
+        lecture_id, {**fields, "status": "transcribing"}, expected_status="pending"
+    )
+    if updated is None:
+        return Outcome(key, "duplicate", lecture_id, None, *read)
+    try:
+        post_job(
+            d.settings.agentcore_url,
+            f"/v1/lectures/{lecture_id}/transcribe",
+            {"connectionId": item.get("connectionId")},
+            d.settings.agentcore_timeout_seconds,
+        )
+    except AgentCoreError as exc:
+        d.store.update_lecture(lecture_id, {"status": "pending"}, expected_status="transcribing")
+        raise TranscriptionNotStarted(f"lecture {lecture_id}: transcription not started: {exc}") from exc
+    _push(d, updated)
+    return Outcome(key, "transcribing", lecture_id, None, *read)
+
+
+def _reject(
+    d: EdgeDeps,
+    item: dict[str, Any],
+    key: str,
+    fields: dict[str, Any],
+    reason: str,
+    reader: S3RangedFile | None,
+) -> Outcome:
+    lecture_id = str(item["lectureId"])
+    _delete(d, key)
+    updated = d.store.update_lecture(
+        lecture_id, {**fields, "status": "rejected", "reason": reason}, expected_status="pending"
+    )
+    read = _read_stats(reader)
+    if updated is None:
+        return Outcome(key, "duplicate", lecture_id, reason, *read)
+    log.info("lecture %s rejected: %s", lecture_id, reason)
+    _push(d, updated)
+    return Outcome(key, "rejected", lecture_id, reason, *read)
+
+
+def _redelivered(d: EdgeDeps, item: dict[str, Any], key: str, etag: str) -> Outcome:
+    """An event for a lecture already validated: harmless, unless the object was replaced
+    (a presigned POST can be reused until it expires) with bytes nobody has checked."""
+    lecture_id = str(item["lectureId"])
+    if item["status"] == "rejected" or not item.get("etag") or item.get("etag") == etag:
+        return Outcome(key, "duplicate", lecture_id)
+    _delete(d, key)
+    reason = (
+        "The lecture's file was replaced after it had been checked, so it was removed. "
+        "Upload the recording again with a new upload."
+    )
+    updated = d.store.update_lecture(
+        lecture_id, {"status": "rejected", "reason": reason}, expected_status=("ready", "transcribing")
+    )
+    if updated is not None:
+        _push(d, updated)
+    return Outcome(key, "rejected", lecture_id, reason)
+
+
+def _read_stats(reader: S3RangedFile | None) -> tuple[int, int, float]:
+    if reader is None:
+        return 0, 0, 0.0
+    return reader.bytes_fetched, reader.requests, reader.fetch_seconds * 1000
+
+
+def _delete(d: EdgeDeps, key: str) -> None:
+    d.s3.delete_object(Bucket=d.resources.bucket, Key=key)
+
+
+def _push(d: EdgeDeps, item: dict[str, Any]) -> None:
+    connection_id = item.get("connectionId")
+    if isinstance(connection_id, str) and connection_id:
+        push(d, connection_id, lecture_message(item))

@@ -1,0 +1,330 @@
+"""The WebSocket API's Lambda: $connect, $disconnect, $default and the contract's actions.
+
+Every client message is parsed with the contract; every failure is answered with an `error`
+message on the connection (through @connections) and the route returns 200 so the connection
+lives on. Nothing is written before a message has passed all its checks.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from synapscribe import keys
+from synapscribe.contract import (
+    IDENTITY_RE,
+    REQUEST_ID_PATTERN,
+    ContractError,
+    CreateUpload,
+    EndSession,
+    ErrorCode,
+    ErrorMessage,
+    GetLecture,
+    Lecture,
+    Query,
+    Session,
+    SessionEnded,
+    StartSession,
+    UploadUrl,
+    _Out,
+    parse_client_message,
+)
+from synapscribe.edge.agentcore_client import (
+    AgentCoreBusy,
+    AgentCoreRejected,
+    AgentCoreUnavailable,
+    post_job,
+)
+from synapscribe.edge.config import EdgeDeps, build_deps
+from synapscribe.edge.push import push
+
+log = logging.getLogger(__name__)
+
+_DEPS: EdgeDeps | None = None
+
+
+def deps() -> EdgeDeps:
+    """The handler's clients, built on the first invocation of a (cold) Lambda container."""
+    global _DEPS
+    if _DEPS is None:
+        _DEPS = build_deps()
+    return _DEPS
+
+
+def reset_deps() -> None:
+    """Forget the cached clients (tests; the local stack after changing the environment)."""
+    global _DEPS
+    _DEPS = None
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle(event, deps())
+
+
+def _status(code: int, body: str = "") -> dict[str, Any]:
+    return {"statusCode": code, "body": body}
+
+
+def handle(event: dict[str, Any], d: EdgeDeps) -> dict[str, Any]:
+    rc = event.get("requestContext")
+    if not isinstance(rc, dict):
+        return _status(400, "not an API Gateway WebSocket event: requestContext missing")
+    connection_id = rc.get("connectionId")
+    if not isinstance(connection_id, str) or not connection_id:
+        return _status(400, "requestContext.connectionId missing")
+    route = rc.get("routeKey")
+    if route in ("$connect", "$disconnect"):
+        try:
+            if route == "$connect":
+                return _connect(event, rc, connection_id, d)
+            d.store.delete_connection(connection_id)
+            return _status(200)
+        except Exception:
+            error_id = uuid.uuid4().hex[:12]
+            log.exception("internal error %s on %s of connection %s", error_id, route, connection_id)
+            return _status(500, f"internal error; reference {error_id}")
+    reply = _answer(event, rc, connection_id, d)
+    if reply is not None:
+        push(d, connection_id, reply, rc)
+    return _status(200)
+
+
+# --------------------------------------------------------------------------- connect
+
+
+def _connect(event: dict[str, Any], rc: dict[str, Any], connection_id: str, d: EdgeDeps) -> dict[str, Any]:
+    if d.settings.identity_source == "query":
+        params = event.get("queryStringParameters") or {}
+        identity = params.get("identity") if isinstance(params, dict) else None
+        if identity is None or identity == "":
+            identity = f"anon-{uuid.uuid4().hex}"
+        elif not isinstance(identity, str) or not IDENTITY_RE.fullmatch(identity):
+            return _status(400, "identity: 1 to 128 characters of A-Z a-z 0-9 : _ . -")
+    else:
+        identity = (rc.get("identity") or {}).get("cognitoIdentityId")
+        if not isinstance(identity, str) or not IDENTITY_RE.fullmatch(identity):
+            log.warning("$connect without a Cognito identity (connection %s)", connection_id)
+            return _status(403, "a Cognito identity is required")
+    d.store.put_connection(connection_id, identity)
+    return _status(200)
+
+
+def _owner(rc: dict[str, Any], connection_id: str, d: EdgeDeps) -> str:
+    conn = d.store.get_connection(connection_id)
+    if conn is not None:
+        return str(conn["owner"])
+    if d.settings.identity_source == "cognito":
+        identity = (rc.get("identity") or {}).get("cognitoIdentityId")
+        if isinstance(identity, str) and IDENTITY_RE.fullmatch(identity):
+            d.store.put_connection(connection_id, identity)
+            return identity
+    raise ContractError(
+        ErrorCode.INTERNAL, "this connection is not registered (it may have expired): reconnect"
+    )
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _frame(event: dict[str, Any]) -> str | bytes:
+    body = event.get("body")
+    if body is None:
+        return ""
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            return b"\x00"
+    return body if isinstance(body, str | bytes) else str(body)
+
+
+def _request_id_of(frame: str | bytes, limit: int) -> str | None:
+    """The client's requestId, read again from the raw frame for an error answer."""
+    if len(frame) > limit:
+        return None
+    try:
+        value = json.loads(frame).get("requestId")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return value if isinstance(value, str) and re.fullmatch(REQUEST_ID_PATTERN, value) else None
+
+
+def _answer(event: dict[str, Any], rc: dict[str, Any], connection_id: str, d: EdgeDeps) -> _Out | None:
+    frame = _frame(event)
+    try:
+        message = parse_client_message(frame, d.platform)
+        owner = _owner(rc, connection_id, d)
+        action: Callable[[Any, str, str, EdgeDeps], _Out | None] = _ACTIONS[type(message)]
+        return action(message, owner, connection_id, d)
+    except ContractError as exc:
+        if exc.request_id is None:
+            exc.request_id = _request_id_of(frame, d.platform.limits.message_max_bytes)
+        return exc.to_message()
+    except Exception:
+        request_id = _request_id_of(frame, d.platform.limits.message_max_bytes)
+        error_id = uuid.uuid4().hex[:12]
+        log.exception("internal error %s on connection %s", error_id, connection_id)
+        return ErrorMessage(
+            code=ErrorCode.INTERNAL,
+            message=f"internal error; quote reference {error_id} when reporting it",
+            requestId=request_id,
+        )
+
+
+def _create_upload(msg: CreateUpload, owner: str, connection_id: str, d: EdgeDeps) -> UploadUrl:
+    limits = d.platform.limits
+    ext = limits.accepted_content_types[msg.contentType]
+    if msg.kind == "lecture":
+        upload_id = keys.new_id("lec")
+        key = keys.lecture_key(owner, upload_id, ext, d.platform)
+        cap = limits.lecture_max_bytes
+    else:
+        upload_id = keys.new_id("qry")
+        key = keys.query_key(owner, upload_id, ext, d.platform)
+        cap = limits.query_max_bytes
+    expiry = limits.upload_url_expiry_seconds
+    # The policy itself enforces the key, the size range and the exact content type.
+    post = d.s3.generate_presigned_post(
+        Bucket=d.resources.bucket,
+        Key=key,
+        Fields={"Content-Type": msg.contentType},
+        Conditions=[{"Content-Type": msg.contentType}, ["content-length-range", 1, cap]],
+        ExpiresIn=expiry,
+    )
+    if msg.kind == "lecture":
+        d.store.create_pending_lecture(
+            upload_id, owner, key, msg.contentType, msg.sizeBytes, connection_id, msg.filename
+        )
+    return UploadUrl(
+        uploadId=upload_id,
+        key=key,
+        url=post["url"],
+        fields={k: str(v) for k, v in post["fields"].items()},
+        expiresIn=expiry,
+        maxBytes=cap,
+    )
+
+
+def lecture_message(item: dict[str, Any]) -> Lecture:
+    status = item["status"]
+    return Lecture(
+        lectureId=item["lectureId"],
+        status=status,
+        durationSeconds=item.get("durationSeconds"),
+        contextMode=item.get("contextMode") if status == "ready" else None,
+        reason=item.get("reason") if status == "rejected" else None,
+    )
+
+
+def _not_found(what: str, ident: str, request_id: str | None = None) -> ContractError:
+    return ContractError(ErrorCode.NOT_FOUND, f"{what} {ident!r} not found", request_id)
+
+
+def _get_lecture(msg: GetLecture, owner: str, connection_id: str, d: EdgeDeps) -> Lecture:
+    item = d.store.get_lecture(msg.lectureId, owner)
+    if item is None:
+        raise _not_found("lecture", msg.lectureId)
+    return lecture_message(item)
+
+
+def _start_session(msg: StartSession, owner: str, connection_id: str, d: EdgeDeps) -> Session:
+    lecture = d.store.get_lecture(msg.lectureId, owner)
+    if lecture is None:
+        raise _not_found("lecture", msg.lectureId)
+    if lecture["status"] != "ready" or not lecture.get("contextMode"):
+        detail = {
+            "pending": "its upload has not been validated yet",
+            "transcribing": "it is still being transcribed",
+            "rejected": f"it was rejected: {lecture.get('reason', '')}",
+        }.get(lecture["status"], f"its status is {lecture['status']}")
+        raise ContractError(
+            ErrorCode.LECTURE_NOT_READY,
+            f"lecture {msg.lectureId!r} is not ready ({detail}); wait for its `lecture` message "
+            "with status ready",
+        )
+    session = d.store.create_session(keys.new_id("ses"), owner, msg.lectureId, lecture["contextMode"])
+    return Session(
+        sessionId=session["sessionId"],
+        lectureId=msg.lectureId,
+        contextMode=session["contextMode"],
+        expiresAt=int(session["expiresAt"]),
+    )
+
+
+def _end_session(msg: EndSession, owner: str, connection_id: str, d: EdgeDeps) -> SessionEnded:
+    if not d.store.end_session(msg.sessionId, owner):
+        raise _not_found("session", msg.sessionId)
+    return SessionEnded(sessionId=msg.sessionId)
+
+
+def _check_query_key(query_key: str, owner: str, request_id: str | None, d: EdgeDeps) -> None:
+    parsed = keys.parse_upload_key(query_key, d.platform)
+    if parsed is None or parsed[0] != "query" or parsed[1] != owner:
+        raise _not_found("queryKey", query_key[:200], request_id)
+    try:
+        d.s3.head_object(Bucket=d.resources.bucket, Key=query_key)
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status in (403, 404):
+            raise _not_found("queryKey", query_key, request_id) from None
+        raise
+
+
+def _query(msg: Query, owner: str, connection_id: str, d: EdgeDeps) -> None:
+    received_at_ms = int(time.time() * 1000)
+    client_request_id = msg.requestId
+    if d.store.get_session(msg.sessionId, owner) is None:
+        raise _not_found("session", msg.sessionId, client_request_id)
+    if msg.queryKey is not None:
+        _check_query_key(msg.queryKey, owner, client_request_id, d)
+    job: dict[str, Any] = {
+        "connectionId": connection_id,
+        "owner": owner,
+        "sessionId": msg.sessionId,
+        "requestId": client_request_id or keys.new_id("req"),
+        "voice": msg.voice,
+        "receivedAtMs": received_at_ms,
+    }
+    for field in ("text", "audio", "queryKey"):
+        value = getattr(msg, field)
+        if value is not None:
+            job[field] = value
+    try:
+        post_job(d.settings.agentcore_url, "/v1/queries", job, d.settings.agentcore_timeout_seconds)
+    except AgentCoreBusy:
+        raise ContractError(
+            ErrorCode.BUSY, "the model is at capacity; retry in a few seconds", client_request_id
+        ) from None
+    except AgentCoreUnavailable as exc:
+        log.warning("query %s: %s", job["requestId"], exc)
+        raise ContractError(
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            "the query service (AgentCore) cannot be reached; retry shortly",
+            client_request_id,
+        ) from None
+    except AgentCoreRejected as exc:
+        error_id = uuid.uuid4().hex[:12]
+        log.error("internal error %s: query %s refused: %s", error_id, job["requestId"], exc)
+        raise ContractError(
+            ErrorCode.INTERNAL, f"the query was refused internally; reference {error_id}", client_request_id
+        ) from None
+    # Accepted: AgentCore streams transcript/answerDelta/audio/answer to the connection.
+    return None
+
+
+_ACTIONS: dict[type, Callable[[Any, str, str, EdgeDeps], _Out | None]] = {
+    CreateUpload: _create_upload,
+    GetLecture: _get_lecture,
+    StartSession: _start_session,
+    EndSession: _end_session,
+    Query: _query,
+}
