@@ -1,0 +1,128 @@
+"""Local AWS for the stack: a moto server on loopback with the platform's bucket and tables,
+and the bucket's notification for new lectures delivered to an SQS queue in the same moto, so
+the validation trigger receives the S3 event that S3 itself produced."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from synapscribe.platform import PlatformConfig
+from synapscribe.provision import provision
+from synapscribe.settings import AwsResources
+
+LOCAL_REGION = "us-east-1"
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+UPLOAD_QUEUE = "synapscribe-local-lecture-uploads"
+LOCAL_RESOURCES = {
+    "SYNAPSCRIBE_BUCKET": "synapscribe-local",
+    "SYNAPSCRIBE_CONNECTIONS_TABLE": "synapscribe-local-connections",
+    "SYNAPSCRIBE_LECTURES_TABLE": "synapscribe-local-lectures",
+    "SYNAPSCRIBE_SESSIONS_TABLE": "synapscribe-local-sessions",
+}
+
+
+@dataclass(frozen=True)
+class LocalAws:
+    endpoint_url: str | None  # None: in-process moto (tests)
+    region: str
+    resources: AwsResources
+    queue_url: str
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            config=Config(retries={"max_attempts": 2, "mode": "standard"}),
+        )
+
+    def env(self) -> dict[str, str]:
+        """What every process of the stack needs to find this AWS (and never the real one)."""
+        env = {
+            **LOCAL_CREDENTIALS,
+            **LOCAL_RESOURCES,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+        }
+        if self.endpoint_url:
+            env["AWS_ENDPOINT_URL"] = self.endpoint_url
+        return env
+
+
+@contextmanager
+def moto_server(port: int, host: str = "127.0.0.1") -> Iterator[str]:
+    """A moto server in this process (threads), with S3 POST policies enforced; yields its URL."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    from synapscribe.local.s3_post_policy import enforce_post_policy
+
+    app = enforce_post_policy(
+        DomainDispatcherApplication(create_backend_app),
+        {LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"]: LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]},
+    )
+    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+def prepare(endpoint_url: str | None, platform: PlatformConfig, region: str = LOCAL_REGION) -> LocalAws:
+    """Create bucket, tables, the upload queue and the bucket notification for `lectures/`."""
+    resources = AwsResources(
+        bucket=LOCAL_RESOURCES["SYNAPSCRIBE_BUCKET"],
+        connections_table=LOCAL_RESOURCES["SYNAPSCRIBE_CONNECTIONS_TABLE"],
+        lectures_table=LOCAL_RESOURCES["SYNAPSCRIBE_LECTURES_TABLE"],
+        sessions_table=LOCAL_RESOURCES["SYNAPSCRIBE_SESSIONS_TABLE"],
+    )
+    partial = LocalAws(endpoint_url, region, resources, queue_url="")
+    s3, sqs = partial.client("s3"), partial.client("sqs")
+    provision(resources, s3, partial.client("dynamodb"))
+    queue_url = sqs.create_queue(QueueName=UPLOAD_QUEUE, Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    s3.put_bucket_notification_configuration(
+        Bucket=resources.bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "Id": "validate-lectures",
+                    "QueueArn": queue_arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {
+                        "Key": {
+                            "FilterRules": [{"Name": "prefix", "Value": platform.storage.prefixes.lectures}]
+                        }
+                    },
+                }
+            ]
+        },
+    )
+    return LocalAws(endpoint_url, region, resources, queue_url)
+
+
+def s3_event_from_sqs_body(body: str) -> dict[str, Any] | None:
+    """The S3 event carried by one queue message, or None for S3's own `s3:TestEvent`."""
+    event = json.loads(body)
+    if not isinstance(event, dict) or "Records" not in event:
+        return None
+    return event

@@ -1,0 +1,85 @@
+"""`synapscribe demo`: start the local stack, run the smoke test against it with a generated
+sample lecture, print the conversation and its timings, stop the stack."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from synapscribe.local.process import LocalStackProcess
+from synapscribe.local.supervisor import StackError, check_port_free
+from synapscribe.smoke.checks import Budget
+from synapscribe.smoke.cli import make_inputs
+from synapscribe.smoke.report import format_report
+from synapscribe.smoke.runner import local_connector, run_smoke
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 65535, not {port}")
+    return port
+
+
+def _minutes(value: str) -> float:
+    try:
+        minutes = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0 < minutes <= 60:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 60, not {minutes:g}")
+    return minutes
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=_port, help="WebSocket port for the local stack (default: a free one)")
+    parser.add_argument(
+        "--lecture-minutes",
+        type=_minutes,
+        default=1.0,
+        help="length of the generated sample lecture (default 1)",
+    )
+    parser.add_argument("--json", dest="json_report", type=Path, help="also write the smoke report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.port is not None:
+        try:
+            check_port_free(args.port)
+        except StackError as exc:
+            print(f"synapscribe demo: --port: {exc}", file=sys.stderr)
+            return 2
+    stack = LocalStackProcess(args.port)
+    print(f"demo: starting the local stack on 127.0.0.1:{stack.port} …", flush=True)
+    started = time.monotonic()
+    try:
+        stack.start()
+    except StackError as exc:
+        print(f"synapscribe demo: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(f"demo: stack ready at {stack.url} in {time.monotonic() - started:.1f} s", flush=True)
+        print(f"demo: services {json.dumps(stack.info.get('services', {}))}", flush=True)
+        with tempfile.TemporaryDirectory(prefix="synapscribe-demo-") as tmp:
+            inputs = make_inputs(Path(tmp), Budget(), lecture_minutes=args.lecture_minutes)
+            print(
+                f"demo: sample lecture {inputs.lecture} ({inputs.lecture.stat().st_size} bytes)", flush=True
+            )
+            report = asyncio.run(
+                run_smoke(stack.url, "local", local_connector(stack.url, "demo-student"), inputs)
+            )
+        print(format_report(report))
+        if args.json_report:
+            args.json_report.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+        return 0 if report.ok else 1
+    finally:
+        code = stack.stop()
+        print(f"demo: local stack stopped (exit status {code})", flush=True)

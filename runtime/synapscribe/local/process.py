@@ -1,0 +1,126 @@
+"""`synapscribe local` as a child process: start it, wait for READY, stop it (demo, tests)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from synapscribe.local.supervisor import StackError, free_port
+
+
+class LocalStackProcess:
+    """Runs `synapscribe local --port PORT` in its own session; `info` holds its endpoints."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        ready_timeout: float = 120.0,
+        echo: bool = False,
+        keep_logs: bool = False,
+    ) -> None:
+        self.port = port or free_port()
+        self.env = {**os.environ, **(env or {})}
+        self.ready_timeout = ready_timeout
+        self.echo = echo
+        #: Logs are removed after a clean stop unless kept; a failed stack always keeps them.
+        self.keep_logs = keep_logs
+        self.workdir = Path(tempfile.mkdtemp(prefix="synapscribe-stack-"))
+        self.info_path = self.workdir / "info.json"
+        self.log_path = self.workdir / "stack.log"
+        self.process: subprocess.Popen[str] | None = None
+        self.info: dict[str, Any] = {}
+        self.url = ""
+        self._lines: list[str] = []
+
+    def start(self) -> str:
+        argv = [
+            sys.executable,
+            "-m",
+            "synapscribe.cli",
+            "local",
+            "--port",
+            str(self.port),
+            "--info-json",
+            str(self.info_path),
+            "--log-dir",
+            str(self.workdir / "logs"),
+            "--ready-timeout",
+            str(self.ready_timeout),
+        ]
+        log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+        )
+        log.close()
+        ready = threading.Event()
+        threading.Thread(target=self._read_stdout, args=(ready,), daemon=True).start()
+        deadline = time.monotonic() + self.ready_timeout + 30
+        while not ready.wait(0.2):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.keep_logs = True
+                self.stop()
+                raise StackError(
+                    f"the local stack did not get ready; its log ({self.log_path}) says:\n{self.log_tail()}"
+                )
+        self.info = json.loads(self.info_path.read_text())
+        return self.url
+
+    def _read_stdout(self, ready: threading.Event) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.append(line)
+            if self.echo:
+                print(line, end="", flush=True)
+            if line.startswith("READY "):
+                self.url = line.split(None, 1)[1].strip()
+                ready.set()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, as an operator would; SIGKILL only if it does not stop in `timeout` s."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+        if self.process.returncode == 0 and not self.keep_logs:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return self.process.returncode
+
+    def __enter__(self) -> LocalStackProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,176 @@
+"""S3's presigned POST policy, enforced in front of moto (which accepts any form upload).
+
+In AWS the policy is what keeps a client to the key the server chose, the declared content type
+and the size range. moto ignores it, so without this the local stack would accept an upload to
+another identity's key or of any size. This WSGI middleware checks a browser-based upload
+(multipart POST to `/{bucket}` carrying `policy`) as S3 does: the SigV4 signature of the policy,
+its expiration, every condition, and that every form field is covered by a condition; it answers
+S3's XML errors (403 AccessDenied / SignatureDoesNotMatch, 400 EntityTooLarge / EntityTooSmall).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import io
+import json
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+from xml.sax.saxutils import escape
+
+from werkzeug.formparser import parse_form_data
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+#: Form fields that S3 does not require a condition for.
+_EXEMPT = {"policy", "x-amz-signature", "file", "awsaccesskeyid", "signature"}
+
+
+class PolicyViolation(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    key = hmac.new(f"AWS4{secret}".encode(), date.encode(), hashlib.sha256).digest()
+    for part in (region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+def _check_signature(lower: dict[str, str], policy_b64: str, secrets: dict[str, str]) -> None:
+    if "awsaccesskeyid" in lower and "x-amz-credential" not in lower:
+        # Signature version 2: base64 HMAC-SHA1 of the policy.
+        secret = secrets.get(lower["awsaccesskeyid"])
+        if secret is None:
+            raise PolicyViolation(
+                403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist."
+            )
+        digest = hmac.new(secret.encode(), policy_b64.encode(), hashlib.sha1).digest()
+        if not hmac.compare_digest(base64.b64encode(digest).decode(), lower.get("signature", "")):
+            raise PolicyViolation(
+                403, "SignatureDoesNotMatch", "The request signature we calculated does not match."
+            )
+        return
+    parts = lower.get("x-amz-credential", "").split("/")
+    if len(parts) != 5 or parts[4] != "aws4_request":
+        raise PolicyViolation(400, "InvalidArgument", "x-amz-credential is malformed.")
+    access_key, date, region, service, _ = parts
+    secret = secrets.get(access_key)
+    if secret is None:
+        raise PolicyViolation(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist.")
+    expected = hmac.new(
+        _signing_key(secret, date, region, service), policy_b64.encode(), hashlib.sha256
+    ).hexdigest()
+    if not hmac.compare_digest(expected, lower.get("x-amz-signature", "")):
+        raise PolicyViolation(
+            403, "SignatureDoesNotMatch", "The request signature we calculated does not match."
+        )
+
+
+def check_policy(
+    bucket: str, fields: dict[str, str], file_size: int, secrets: dict[str, str], now: datetime | None = None
+) -> None:
+    """Raise PolicyViolation unless the upload satisfies its policy (as S3 would judge it)."""
+    lower = {k.lower(): v for k, v in fields.items()}
+    policy_b64 = lower.get("policy")
+    if policy_b64 is None:
+        raise PolicyViolation(403, "AccessDenied", "Bucket POST must contain a field named 'policy'.")
+    _check_signature(lower, policy_b64, secrets)
+    try:
+        policy = json.loads(base64.b64decode(policy_b64, validate=True))
+        expiration = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
+        conditions = policy["conditions"]
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError):
+        raise PolicyViolation(400, "InvalidPolicyDocument", "Invalid Policy: Invalid JSON.") from None
+    if (now or datetime.now(UTC)) > expiration:
+        raise PolicyViolation(403, "AccessDenied", "Invalid according to Policy: Policy expired.")
+
+    values = {**lower, "bucket": bucket}
+    covered: set[str] = set()
+    for condition in conditions:
+        if isinstance(condition, dict):
+            for name, wanted in condition.items():
+                covered.add(name.lower())
+                if values.get(name.lower()) != wanted:
+                    _failed(condition)
+        elif isinstance(condition, list) and len(condition) == 3:
+            op = str(condition[0]).lower()
+            if op == "content-length-range":
+                low, high = int(condition[1]), int(condition[2])
+                if file_size > high:
+                    raise PolicyViolation(
+                        400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size"
+                    )
+                if file_size < low:
+                    raise PolicyViolation(
+                        400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size"
+                    )
+                continue
+            name = str(condition[1]).lstrip("$").lower()
+            covered.add(name)
+            actual = values.get(name)
+            if (op == "eq" and actual != condition[2]) or (
+                op == "starts-with" and (actual is None or not actual.startswith(str(condition[2])))
+            ):
+                _failed(condition)
+            if op not in ("eq", "starts-with"):
+                _failed(condition)
+        else:
+            raise PolicyViolation(400, "InvalidPolicyDocument", "Invalid Policy: Invalid condition.")
+    for name in lower:
+        if name not in covered and name not in _EXEMPT and not name.startswith("x-ignore-"):
+            raise PolicyViolation(
+                403, "AccessDenied", f"Invalid according to Policy: Extra input fields: {name}"
+            )
+
+
+def _failed(condition: Any) -> None:
+    raise PolicyViolation(
+        403, "AccessDenied", f"Invalid according to Policy: Policy Condition failed: {json.dumps(condition)}"
+    )
+
+
+def enforce_post_policy(app: WsgiApp, secrets: dict[str, str]) -> WsgiApp:
+    """Wrap moto's WSGI app so that browser-based POST uploads are checked against their policy."""
+
+    def middleware(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        is_form_post = (
+            environ.get("REQUEST_METHOD") == "POST"
+            and environ.get("CONTENT_TYPE", "").startswith("multipart/form-data")
+            and path.strip("/").count("/") == 0
+            and path.strip("/") != ""
+        )
+        if not is_form_post:
+            return app(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length)
+        probe = {**environ, "wsgi.input": io.BytesIO(body)}
+        _, form, files = parse_form_data(probe)
+        environ["wsgi.input"] = io.BytesIO(body)
+        if "policy" not in {k.lower() for k in form}:
+            return app(environ, start_response)
+        upload = files.get("file")
+        size = len(upload.read()) if upload is not None else 0
+        try:
+            check_policy(path.strip("/"), {k: form[k] for k in form}, size, secrets)
+        except PolicyViolation as exc:
+            xml = (
+                f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{exc.code}</Code>'
+                f"<Message>{escape(exc.message)}</Message></Error>"
+            ).encode()
+            start_response(
+                f"{exc.status} {'Forbidden' if exc.status == 403 else 'Bad Request'}",
+                [("Content-Type", "application/xml"), ("Content-Length", str(len(xml)))],
+            )
+            return [xml]
+        return app(environ, start_response)
+
+    return middleware

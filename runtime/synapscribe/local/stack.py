@@ -1,0 +1,239 @@
+"""The local stack: the whole platform on loopback, with nothing from AWS.
+
+moto (S3, DynamoDB, SQS) in this process; the WebSocket gateway with its `@connections`
+endpoint running the edge Lambda handlers in threads; the upload trigger running the
+validation handler on S3's own events; and AgentCore, the TTS service and (unless a real vLLM is
+given) the model stand-in as child processes on free loopback ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from synapscribe.contract import ACTIONS
+from synapscribe.local.aws import LocalAws, moto_server, prepare
+from synapscribe.local.gateway import Gateway, LambdaHandler
+from synapscribe.local.supervisor import StackError, Supervisor, check_port_free, free_port
+from synapscribe.local.trigger import UploadTrigger
+from synapscribe.platform import PlatformConfig, load_platform
+
+log = logging.getLogger("synapscribe.local")
+
+WEBSOCKET_HANDLER = "synapscribe.edge.websocket_handler"
+VALIDATE_HANDLER = "synapscribe.edge.validate_lecture"
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass
+class StackConfig:
+    port: int
+    vllm_base_url: str | None = None
+    vllm_model: str | None = None
+    log_dir: Path | None = None
+    ready_timeout: float = 90.0
+    #: Whether a handler's return body is sent back to the client (API Gateway route responses).
+    two_way_routes: bool = False
+    #: False leaves AgentCore out (queries then get `upstream_unavailable`): for tests of the edge.
+    start_agentcore: bool = True
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunningStack:
+    url: str
+    connections_endpoint: str
+    aws: LocalAws
+    services: dict[str, str]
+    log_dir: Path
+    gateway: Gateway
+    trigger: UploadTrigger
+    pids: dict[str, int] = field(default_factory=dict)
+
+
+def load_handler(module_name: str) -> LambdaHandler:
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise StackError(f"cannot import the Lambda handler module {module_name}: {exc}") from None
+    handler = getattr(module, "handler", None)
+    if not callable(handler):
+        raise StackError(f"{module_name} has no handler(event, context) function")
+    return handler
+
+
+def _service(name: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "synapscribe.cli", name, "--host", LOOPBACK, "--port", str(port)]
+
+
+@contextlib.contextmanager
+def _quiet_werkzeug() -> Iterator[None]:
+    logger = logging.getLogger("werkzeug")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+async def run_stack(
+    config: StackConfig,
+    stop: asyncio.Event,
+    on_ready: Callable[[RunningStack], None],
+    out: TextIO = sys.stderr,
+) -> int:
+    """Start everything, call `on_ready`, run until `stop` is set or a child dies, stop all."""
+    platform = load_platform()
+    check_port_free(config.port, LOOPBACK)
+    if config.vllm_base_url is None and config.vllm_model is not None:
+        raise StackError("VLLM_MODEL is set but VLLM_BASE_URL is not: set both to use a real vLLM")
+    log_dir = config.log_dir or Path(tempfile.mkdtemp(prefix="synapscribe-local-"))
+    supervisor = Supervisor(log_dir)
+    ws_handler = load_handler(WEBSOCKET_HANDLER)
+    validate_handler = load_handler(VALIDATE_HANDLER)
+    with _quiet_werkzeug(), moto_server(free_port(LOOPBACK), LOOPBACK) as endpoint:
+        try:
+            return await _run(
+                config, platform, endpoint, supervisor, ws_handler, validate_handler, stop, on_ready, out
+            )
+        finally:
+            supervisor.stop_all()
+
+
+async def _run(
+    config: StackConfig,
+    platform: PlatformConfig,
+    endpoint: str,
+    supervisor: Supervisor,
+    ws_handler: LambdaHandler,
+    validate_handler: LambdaHandler,
+    stop: asyncio.Event,
+    on_ready: Callable[[RunningStack], None],
+    out: TextIO,
+) -> int:
+    aws = await asyncio.to_thread(prepare, endpoint, platform)
+    connections_port = free_port(LOOPBACK)
+    connections_endpoint = f"http://{LOOPBACK}:{connections_port}/local"
+    base_env = {**os.environ, **aws.env(), **config.extra_env}
+    base_env.setdefault("SYNAPSCRIBE_TTS_ENGINES", "espeak-ng")
+    services: dict[str, str] = {}
+
+    if config.vllm_base_url:
+        vllm_url = config.vllm_base_url.rstrip("/")
+        vllm_model = config.vllm_model or platform.model.served_name
+    else:
+        port = free_port(LOOPBACK)
+        vllm_url, vllm_model = f"http://{LOOPBACK}:{port}/v1", platform.model.served_name
+        supervisor.start("standin", _service("standin", port), f"{vllm_url}/models", base_env)
+    services["model"] = vllm_url
+    tts_port = free_port(LOOPBACK)
+    services["tts"] = f"http://{LOOPBACK}:{tts_port}"
+    supervisor.start("tts", _service("tts", tts_port), f"{services['tts']}/health", base_env)
+    for child in list(supervisor.children):
+        waited = await asyncio.to_thread(
+            supervisor.wait_ready, child, config.ready_timeout, cancelled=stop.is_set
+        )
+        print(f"local: {child.name} ready in {waited:.1f} s ({child.ready_url})", file=out, flush=True)
+
+    agentcore_port = free_port(LOOPBACK)
+    services["agentcore"] = f"http://{LOOPBACK}:{agentcore_port}"
+    agentcore_env = {
+        **base_env,
+        "VLLM_BASE_URL": vllm_url,
+        "VLLM_MODEL": vllm_model,
+        "SYNAPSCRIBE_TTS_URL": services["tts"],
+        "SYNAPSCRIBE_CONNECTIONS_ENDPOINT": connections_endpoint,
+    }
+    if config.start_agentcore:
+        agentcore = supervisor.start(
+            "agentcore",
+            _service("agentcore", agentcore_port),
+            f"{services['agentcore']}/ready",
+            agentcore_env,
+        )
+        waited = await asyncio.to_thread(
+            supervisor.wait_ready, agentcore, config.ready_timeout, cancelled=stop.is_set
+        )
+        print(f"local: agentcore ready in {waited:.1f} s ({agentcore.ready_url})", file=out, flush=True)
+
+    # The handlers run in this process: give them the Lambda's environment.
+    os.environ.update(aws.env())
+    os.environ.update(config.extra_env)
+    os.environ.update(
+        {
+            "SYNAPSCRIBE_IDENTITY_SOURCE": "query",
+            "SYNAPSCRIBE_AGENTCORE_URL": services["agentcore"],
+            "SYNAPSCRIBE_CONNECTIONS_ENDPOINT": connections_endpoint,
+        }
+    )
+    gateway = Gateway(
+        ws_handler,
+        host=LOOPBACK,
+        port=config.port,
+        connections_port=connections_port,
+        route_keys=ACTIONS,
+        two_way_routes=config.two_way_routes,
+        platform=platform,
+    )
+    trigger = UploadTrigger(aws.client("sqs"), aws.queue_url, validate_handler)
+    if stop.is_set():
+        return 0
+    try:
+        await gateway.start()
+    except OSError as exc:
+        raise StackError(f"cannot listen on {LOOPBACK}:{config.port}: {exc.strerror}") from None
+    trigger.start()
+    try:
+        on_ready(
+            RunningStack(
+                url=gateway.url,
+                connections_endpoint=connections_endpoint,
+                aws=aws,
+                services=services,
+                log_dir=supervisor.log_dir,
+                gateway=gateway,
+                trigger=trigger,
+                pids={c.name: c.process.pid for c in supervisor.children if c.process is not None},
+            )
+        )
+        while not stop.is_set():
+            dead = supervisor.exited()
+            if dead:
+                for child in dead:
+                    assert child.process is not None
+                    print(
+                        f"local: {child.name} exited with status {child.process.returncode}; stopping. "
+                        f"Its log ({child.log_path}) ends with:\n{child.log_tail()}",
+                        file=out,
+                        flush=True,
+                    )
+                return 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+        return 0
+    finally:
+        trigger.stop()
+        await gateway.stop()
+
+
+def describe(stack: RunningStack) -> dict[str, Any]:
+    return {
+        "url": stack.url,
+        "connectionsEndpoint": stack.connections_endpoint,
+        "awsEndpoint": stack.aws.endpoint_url,
+        "region": stack.aws.region,
+        "bucket": stack.aws.resources.bucket,
+        "services": stack.services,
+        "logs": str(stack.log_dir),
+        "pids": stack.pids,
+    }

@@ -1,0 +1,151 @@
+"""Child processes of the local stack: start each in its own process group, wait until it is
+ready, and stop every one of them (and their children) on the way out."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+class StackError(RuntimeError):
+    """The local stack cannot start; the message says which part and why."""
+
+
+class StackCancelled(StackError):
+    """A stop was requested before the stack was ready."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def check_port_free(port: int, host: str = "127.0.0.1") -> None:
+    """Raise StackError when `port` cannot be bound on `host`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise StackError(
+                f"port {port} on {host} is not available ({exc.strerror}); pick another --port"
+            ) from None
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    try:
+        return httpx.get(url, timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@dataclass
+class Child:
+    name: str
+    argv: Sequence[str]
+    ready_url: str
+    env: Mapping[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    _log: object = field(default=None, repr=False)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Supervisor:
+    """Starts children, each the leader of its own process group, and stops them all."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.children: list[Child] = []
+
+    def start(self, name: str, argv: Sequence[str], ready_url: str, env: Mapping[str, str]) -> Child:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        child = Child(name, list(argv), ready_url, dict(env), self.log_dir / f"{name}.log")
+        log = child.log_path.open("ab")
+        child._log = log
+        child.process = subprocess.Popen(
+            list(argv),
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.children.append(child)
+        return child
+
+    def wait_ready(
+        self,
+        child: Child,
+        timeout: float,
+        probe: Callable[[str], bool] = http_ok,
+        interval: float = 0.1,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> float:
+        """Seconds until `child.ready_url` answers 200; StackError if it exits, times out or the
+        wait is `cancelled` (a signal arrived during start-up)."""
+        assert child.process is not None
+        start = time.monotonic()
+        while True:
+            if cancelled():
+                raise StackCancelled(f"stopped while waiting for {child.name}")
+            code = child.process.poll()
+            if code is not None:
+                raise StackError(
+                    f"{child.name} exited with status {code} before it was ready; "
+                    f"its log ({child.log_path}) ends with:\n{child.log_tail()}"
+                )
+            if probe(child.ready_url):
+                return time.monotonic() - start
+            if time.monotonic() - start > timeout:
+                raise StackError(
+                    f"{child.name} was not ready at {child.ready_url} after {timeout:.0f} s; "
+                    f"its log ({child.log_path}) ends with:\n{child.log_tail()}"
+                )
+            time.sleep(interval)
+
+    def exited(self) -> list[Child]:
+        """Children that have exited on their own."""
+        return [c for c in self.children if c.process is not None and c.process.poll() is not None]
+
+    def stop_all(self, grace: float = 5.0) -> None:
+        """SIGTERM every child's process group, then SIGKILL what is left after `grace` seconds."""
+        for child in reversed(self.children):
+            _signal_group(child, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for child in reversed(self.children):
+            assert child.process is not None
+            remaining = max(0.0, deadline - time.monotonic())
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.process.wait(timeout=remaining)
+            # The leader may be gone while its own children linger: kill the group regardless.
+            _signal_group(child, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.process.wait(timeout=2)
+            log = child._log
+            if log is not None:
+                log.close()  # type: ignore[attr-defined]
+        self.children.clear()
+
+
+def _signal_group(child: Child, sig: signal.Signals) -> None:
+    if child.process is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.process.pid, sig)

@@ -1,0 +1,138 @@
+"""Checks the smoke test applies to what the server sent: the contract, the order of one
+query's stream, and the latency budget. Each returns a list of problems (empty when fine)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+from synapscribe.contract import Audio
+from synapscribe.smoke.client import QueryResult, Received
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Latency budget, measured by the client from sending the request."""
+
+    connect_ms: float = 5_000
+    lecture_ready_s: float = 120
+    first_delta_ms: float = 15_000
+    first_audio_ms: float = 20_000
+    answer_ms: float = 60_000
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def contract_problems(messages: Iterable[Received]) -> list[str]:
+    """Every frame that is not a contract message."""
+    return [
+        f"{(m.raw[:120] if isinstance(m.raw, str) else '<binary>')!r}: {m.problem}"
+        for m in messages
+        if m.problem
+    ]
+
+
+def stream_problems(result: QueryResult, *, voice_input: bool, voice_output: bool) -> list[str]:
+    """The contract's order for one query: `transcript` (voice questions only) first, then
+    `answerDelta` and `audio` interleaved, then exactly one `answer` or `error`; audio `seq`
+    0, 1, 2 …; the answer's text and audio list agree with what streamed."""
+    problems: list[str] = []
+    rid = result.request_id
+    if result.timed_out:
+        problems.append(
+            f"{rid}: the stream did not finish ({len(result.messages)} messages, no answer or error)"
+        )
+    types = [m.type for m in result.messages]
+    if types.count("answer") + types.count("error") > 1:
+        problems.append(f"{rid}: more than one final message: {types}")
+    if result.error is not None:
+        problems.append(f"{rid}: answered with error {result.error.code}: {result.error.message}")
+        return problems
+    if "transcript" in types:
+        if not voice_input:
+            problems.append(f"{rid}: a transcript for a typed question")
+        elif types.index("transcript") != 0 or types.count("transcript") != 1:
+            problems.append(f"{rid}: transcript must come once, first: {types}")
+    elif voice_input and result.answer is not None:
+        problems.append(f"{rid}: no transcript for a voice question")
+    seqs = [m.message.seq for m in result.messages if isinstance(m.message, Audio)]
+    if seqs != list(range(len(seqs))):
+        problems.append(f"{rid}: audio seq must run 0, 1, 2 …: {seqs}")
+    answer = result.answer
+    if answer is None:
+        return problems
+    if not answer.text.strip():
+        problems.append(f"{rid}: the answer is empty")
+    if "answerDelta" not in types:
+        problems.append(f"{rid}: no answerDelta before the answer")
+    elif _words(result.delta_text) != _words(answer.text):
+        problems.append(f"{rid}: the answerDeltas do not add up to the answer's text")
+    if answer.audio != result.audio_urls:
+        problems.append(f"{rid}: answer.audio {len(answer.audio)} urls differ from the audio messages sent")
+    if voice_output and not answer.audio:
+        problems.append(f"{rid}: voice was requested but the answer has no audio")
+    if not voice_output and (answer.audio or seqs):
+        problems.append(f"{rid}: voice was false but audio was sent")
+    return problems
+
+
+def budget_problems(result: QueryResult, budget: Budget, *, voice_output: bool) -> list[str]:
+    problems: list[str] = []
+    t = result.timings()
+    checks = [("firstDeltaMs", budget.first_delta_ms), ("totalMs", budget.answer_ms)]
+    if voice_output:
+        checks.append(("firstAudioMs", budget.first_audio_ms))
+    for name, limit in checks:
+        value = t.get(name)
+        if value is not None and value > limit:
+            problems.append(
+                f"{result.request_id}: {name} {value:.0f} ms is over the budget of {limit:.0f} ms"
+            )
+    return problems
+
+
+_WORD = re.compile(r"[a-z0-9']+")
+_SMALL = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "to",
+        "in",
+        "on",
+        "is",
+        "are",
+        "was",
+        "what",
+        "which",
+        "how",
+        "why",
+        "does",
+        "do",
+        "and",
+        "or",
+        "it",
+        "about",
+    ]
+)
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in _words(text) if w not in _SMALL and len(w) > 2}
+
+
+def refers_back(answer: str, earlier: str, share: float = 0.5) -> bool:
+    """Whether `answer` repeats at least `share` of the content words of `earlier`."""
+    wanted = content_words(earlier)
+    return bool(wanted) and len(wanted & content_words(answer)) >= share * len(wanted)
+
+
+def looks_like_mp3(data: bytes) -> bool:
+    return data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0)

@@ -1,0 +1,174 @@
+"""`synapscribe smoke`: the post-deploy smoke test, against a local or a deployed stack.
+
+Local: `synapscribe smoke --url ws://127.0.0.1:PORT [--identity ID]`.
+Deployed: `synapscribe smoke --stack-outputs outputs.json` (from `cdk deploy --outputs-file`) or
+`--url wss://… --region R --identity-pool-id POOL`; `$connect` is signed with Cognito credentials.
+Exit status 0 when every check passed, 1 when any failed (the summary lists them), 2 for bad flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import mimetypes
+import sys
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from synapscribe.platform import load_platform
+from synapscribe.smoke.checks import Budget
+from synapscribe.smoke.report import format_report
+from synapscribe.smoke.runner import (
+    VOICE_QUESTION,
+    SmokeInputs,
+    SmokeReport,
+    deployed_connector,
+    local_connector,
+    run_smoke,
+)
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {number:g}")
+    return number
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="WebSocket URL: ws://127.0.0.1:PORT (local) or wss://… (deployed)")
+    parser.add_argument("--identity", help="local stack: the identity to connect as (default: a fresh one)")
+    parser.add_argument(
+        "--lecture", type=Path, help="audio file to upload (default: a generated 1-minute lecture)"
+    )
+    parser.add_argument("--lecture-content-type", help="its content type (default: from the file name)")
+    parser.add_argument("--json", dest="json_report", type=Path, help="write a machine-readable report here")
+    parser.add_argument("--stack-outputs", type=Path, help="deployed: `cdk deploy --outputs-file` JSON")
+    parser.add_argument("--region", help="deployed: the stack's region")
+    parser.add_argument("--identity-pool-id", help="deployed: the Cognito identity pool")
+    budget = Budget()
+    parser.add_argument(
+        "--max-connect-ms", type=_positive, default=budget.connect_ms, help="budget: opening the connection"
+    )
+    parser.add_argument(
+        "--max-ready-seconds",
+        type=_positive,
+        default=budget.lecture_ready_s,
+        help="budget: upload to `ready`",
+    )
+    parser.add_argument(
+        "--max-first-token-ms",
+        type=_positive,
+        default=budget.first_delta_ms,
+        help="budget: first answerDelta",
+    )
+    parser.add_argument(
+        "--max-first-audio-ms", type=_positive, default=budget.first_audio_ms, help="budget: first audio"
+    )
+    parser.add_argument(
+        "--max-answer-ms", type=_positive, default=budget.answer_ms, help="budget: the whole answer"
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the summary")
+
+
+def _fail(parser_error: str) -> int:
+    print(f"synapscribe smoke: error: {parser_error}", file=sys.stderr)
+    return 2
+
+
+def _content_type(path: Path, given: str | None) -> str | None:
+    if given:
+        return given
+    guessed = mimetypes.guess_type(path.name)[0]
+    accepted = load_platform().limits.accepted_content_types
+    if guessed in accepted:
+        return guessed
+    by_ext = {ext: ctype for ctype, ext in reversed(list(accepted.items()))}
+    return by_ext.get(path.suffix.lower().lstrip("."))
+
+
+def budget_from_args(args: argparse.Namespace) -> Budget:
+    return Budget(
+        connect_ms=args.max_connect_ms,
+        lecture_ready_s=args.max_ready_seconds,
+        first_delta_ms=args.max_first_token_ms,
+        first_audio_ms=args.max_first_audio_ms,
+        answer_ms=args.max_answer_ms,
+    )
+
+
+def make_inputs(
+    workdir: Path,
+    budget: Budget,
+    lecture: Path | None = None,
+    content_type: str | None = None,
+    lecture_minutes: float = 1.0,
+) -> SmokeInputs:
+    """The lecture (given, or generated and cached) and the spoken question."""
+    from synapscribe import audiogen
+
+    path = lecture or audiogen.cached_lecture(lecture_minutes)
+    question = audiogen.speak(VOICE_QUESTION, workdir / "question.mp3")
+    return SmokeInputs(
+        lecture=path,
+        lecture_content_type=_content_type(path, content_type) or "audio/mpeg",
+        voice_question=question.path.read_bytes(),
+        budget=budget,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    url, region, pool = args.url, args.region, args.identity_pool_id
+    if args.stack_outputs:
+        from synapscribe.smoke.aws_auth import read_stack_outputs
+
+        try:
+            found = read_stack_outputs(json.loads(args.stack_outputs.read_text()))
+        except (OSError, ValueError) as exc:
+            return _fail(f"--stack-outputs: cannot read {args.stack_outputs}: {exc}")
+        url, region, pool = (
+            url or found.get("url"),
+            region or found.get("region"),
+            pool or found.get("identityPoolId"),
+        )
+        if not (url and pool and region):
+            return _fail(
+                f"--stack-outputs: {args.stack_outputs} lacks the WebSocket URL, identity pool or region"
+            )
+    if not url:
+        return _fail("--url (or --stack-outputs) is required")
+    scheme = urlsplit(url).scheme
+    if scheme not in ("ws", "wss"):
+        return _fail(f"--url must be ws:// or wss://, not {url!r}")
+    if bool(pool) != bool(region):
+        return _fail("--identity-pool-id and --region go together (deployed mode)")
+    if args.lecture is not None and not args.lecture.is_file():
+        return _fail(f"--lecture: no such file: {args.lecture}")
+    if pool and args.identity:
+        return _fail("--identity is for the local stack; a deployed stack's identity comes from Cognito")
+
+    from synapscribe.audiogen import AudioGenError
+
+    try:
+        report = run_from_args(args, url, pool, region)
+    except AudioGenError as exc:
+        print(f"synapscribe smoke: cannot generate the sample audio: {exc}", file=sys.stderr)
+        return 1
+    text = format_report(report, verbose=not args.quiet)
+    print(text)
+    if args.json_report:
+        args.json_report.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    return 0 if report.ok else 1
+
+
+def run_from_args(args: argparse.Namespace, url: str, pool: str | None, region: str | None) -> SmokeReport:
+    with tempfile.TemporaryDirectory(prefix="synapscribe-smoke-") as tmp:
+        inputs = make_inputs(Path(tmp), budget_from_args(args), args.lecture, args.lecture_content_type)
+        if pool and region:
+            return asyncio.run(run_smoke(url, "deployed", deployed_connector(url, pool, region), inputs))
+        return asyncio.run(run_smoke(url, "local", local_connector(url, args.identity), inputs))

@@ -1,0 +1,55 @@
+"""The smoke report as a person reads it: steps, the conversation with timings, what failed."""
+
+from __future__ import annotations
+
+from synapscribe.smoke.runner import SmokeReport
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
+def format_conversation(report: SmokeReport) -> str:
+    lines: list[str] = []
+    for turn in report.conversation:
+        lines.append(f"  [{turn.kind}] Q: {turn.question}")
+        if turn.heard is not None:
+            lines.append(f"      heard as: {turn.heard}")
+        if turn.answer is not None:
+            lines.append(f"      A: {turn.answer}")
+            t = turn.client_timings
+            lines.append(
+                f"      {turn.audio} audio clip(s) via {turn.tts_engine or '-'}; first token {_ms(t.get('firstDeltaMs'))}, "
+                f"first audio {_ms(t.get('firstAudioMs'))}, answer {_ms(t.get('totalMs'))} (client-side)"
+            )
+            if turn.server_timings:
+                parts = ", ".join(f"{k} {v:.0f}" for k, v in turn.server_timings.items() if v is not None)
+                lines.append(f"      server timings (ms): {parts}")
+        if turn.error:
+            lines.append(f"      ERROR: {turn.error}")
+    return "\n".join(lines)
+
+
+def format_report(report: SmokeReport, verbose: bool = True) -> str:
+    lines = [f"smoke test against {report.url} ({report.mode})"]
+    if verbose:
+        for step in report.steps:
+            mark = "ok  " if step.ok else "FAIL"
+            detail = step.detail.splitlines()[0] if step.detail else ""
+            lines.append(f"  {mark} {step.name} ({step.ms:.0f} ms){': ' + detail if detail else ''}")
+        if report.lecture:
+            lec = report.lecture
+            lines.append(
+                f"lecture {lec.get('lectureId')}: {lec.get('bytes')} bytes, upload {lec.get('uploadMs')} ms, "
+                f"ready after {lec.get('readyS')} s, {lec.get('durationSeconds')} s long, {lec.get('contextMode')} mode"
+            )
+        if report.conversation:
+            lines.append("conversation:")
+            lines.append(format_conversation(report))
+    passed = sum(s.ok for s in report.steps)
+    if report.ok:
+        lines.append(f"PASSED: {passed} of {len(report.steps)} checks")
+    else:
+        lines.append(f"FAILED: {len(report.failures)} of {len(report.steps)} checks")
+        lines.extend(f"  - {s.name}: {s.detail}" for s in report.failures)
+    return "\n".join(lines)

@@ -1,0 +1,516 @@
+"""The smoke test's scenario: one lecture, one session, three questions, hostile messages.
+
+Every step is recorded with its outcome and duration; the report lists what failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from synapscribe.contract import ErrorMessage, Lecture, Session, UploadUrl
+from synapscribe.platform import load_platform
+from synapscribe.smoke.checks import (
+    Budget,
+    budget_problems,
+    contract_problems,
+    looks_like_mp3,
+    refers_back,
+    stream_problems,
+)
+from synapscribe.smoke.client import ClientError, QueryResult, Received, StackClient
+
+TEXT_QUESTION = "What does the enzyme rubisco do in the Calvin cycle?"
+VOICE_QUESTION = "Where does photosynthesis take place in the plant?"
+FOLLOW_UP = "Could you say that again more simply, in one sentence?"
+STANDIN_PREFIX = "[stand-in]"
+#: What a successful answer to each action is (a query's stream ends in `answer`).
+SUCCESS_TYPES = {
+    "createUpload": "uploadUrl",
+    "getLecture": "lecture",
+    "startSession": "session",
+    "endSession": "sessionEnded",
+    "query": "answer",
+}
+
+
+class StepFailed(Exception):
+    """A step's check failed; the message says what was expected and what came."""
+
+
+@dataclass
+class Step:
+    name: str
+    ok: bool
+    ms: float
+    detail: str = ""
+
+
+@dataclass
+class Turn:
+    kind: str  # text | voice | follow-up
+    question: str
+    request_id: str
+    heard: str | None
+    answer: str | None
+    audio: int
+    error: str | None
+    client_timings: dict[str, float | None]
+    server_timings: dict[str, Any] | None
+    tts_engine: str | None
+
+
+@dataclass
+class SmokeReport:
+    url: str
+    mode: str
+    budget: Budget
+    steps: list[Step] = field(default_factory=list)
+    conversation: list[Turn] = field(default_factory=list)
+    lecture: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> list[Step]:
+        return [s for s in self.steps if not s.ok]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and not self.failures
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "url": self.url,
+            "mode": self.mode,
+            "budget": self.budget.as_dict(),
+            "lecture": self.lecture,
+            "steps": [vars(s) for s in self.steps],
+            "failures": [f"{s.name}: {s.detail}" for s in self.failures],
+            "conversation": [vars(t) for t in self.conversation],
+        }
+
+
+Connector = Callable[[str], Awaitable[StackClient]]
+
+
+@dataclass
+class SmokeInputs:
+    lecture: Path
+    lecture_content_type: str
+    voice_question: bytes  # MP3 of VOICE_QUESTION, small enough to send inline
+    budget: Budget = field(default_factory=Budget)
+    step_timeout_s: float = 15.0
+
+
+class Scenario:
+    def __init__(self, connect: Connector, inputs: SmokeInputs, report: SmokeReport) -> None:
+        self.connect = connect
+        self.inputs = inputs
+        self.report = report
+        self.budget = inputs.budget
+        self.platform = load_platform()
+        self.clients: list[StackClient] = []
+
+    async def step(self, name: str, body: Callable[[], Awaitable[str | None]]) -> bool:
+        started = time.monotonic()
+        try:
+            detail = await body() or ""
+            ok = True
+        except (StepFailed, ClientError) as exc:
+            ok, detail = False, str(exc)
+        except Exception as exc:
+            ok, detail = False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+        self.report.steps.append(Step(name, ok, round((time.monotonic() - started) * 1000, 1), detail))
+        return ok
+
+    async def open(self, label: str) -> StackClient:
+        client = await self.connect(label)
+        self.clients.append(client)
+        return client
+
+    async def expect(self, client: StackClient, message: dict[str, Any], kind: str) -> Received:
+        got = await client.request(message, kind, within=self.inputs.step_timeout_s)
+        if got.type != kind:
+            raise StepFailed(f"expected {kind}, got {got.raw!r}")
+        if got.problem:
+            raise StepFailed(f"{kind} breaks the contract: {got.problem}")
+        return got
+
+    async def expect_error(
+        self,
+        client: StackClient,
+        frame: dict[str, Any] | str | bytes,
+        code: str,
+        request_id: str | None = None,
+    ) -> str:
+        await client.send(frame)
+        action = frame.get("action") if isinstance(frame, dict) else None
+        success = SUCCESS_TYPES.get(action) if isinstance(action, str) else None
+        got = await client.wait_type(
+            "error",
+            *([success] if success else []),
+            request_id=request_id,
+            within=self.inputs.step_timeout_s,
+        )
+        if not isinstance(got.message, ErrorMessage) or got.message.code != code:
+            raise StepFailed(f"expected error {code}, got {got.raw!r}")
+        if request_id is not None and got.message.requestId != request_id:
+            raise StepFailed(f"error did not echo requestId {request_id}: {got.raw!r}")
+        return got.message.message
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            for client in self.clients:
+                await client.close()
+            self.report.steps.append(self._contract_step())
+
+    def _contract_step(self) -> Step:
+        received = [m for c in self.clients for m in c.history]
+        problems = contract_problems(received)
+        return Step(
+            "every message matches the contract",
+            not problems,
+            0.0,
+            "; ".join(problems[:5]) or f"{len(received)} messages checked",
+        )
+
+    async def _run(self) -> None:
+        state: dict[str, Any] = {}
+
+        async def connect() -> str:
+            started = time.monotonic()
+            state["a"] = await self.open("student")
+            ms = (time.monotonic() - started) * 1000
+            if ms > self.budget.connect_ms:
+                raise StepFailed(
+                    f"connect took {ms:.0f} ms, over the budget of {self.budget.connect_ms:.0f} ms"
+                )
+            return f"{ms:.0f} ms"
+
+        if not await self.step("connect", connect):
+            return
+        a: StackClient = state["a"]
+
+        async def upload_lecture() -> str:
+            data = self.inputs.lecture.read_bytes()
+            got = await self.expect(
+                a,
+                {
+                    "action": "createUpload",
+                    "kind": "lecture",
+                    "filename": self.inputs.lecture.name,
+                    "contentType": self.inputs.lecture_content_type,
+                    "sizeBytes": len(data),
+                },
+                "uploadUrl",
+            )
+            assert isinstance(got.message, UploadUrl)
+            up = got.message
+            if not up.key.startswith(self.platform.storage.prefixes.lectures):
+                raise StepFailed(f"upload key {up.key!r} is not under lectures/")
+            started = time.monotonic()
+            response = await a.upload(up, data, self.inputs.lecture.name, self.inputs.lecture_content_type)
+            if response.status_code not in (200, 201, 204):
+                raise StepFailed(f"presigned POST answered {response.status_code}: {response.text[:300]}")
+            state["lecture_id"] = up.uploadId
+            state["uploaded_at"] = time.monotonic()
+            self.report.lecture.update(
+                lectureId=up.uploadId, bytes=len(data), uploadMs=round((time.monotonic() - started) * 1000, 1)
+            )
+            return f"{len(data)} bytes to {up.key}"
+
+        if not await self.step("upload a lecture through the presigned POST", upload_lecture):
+            return
+
+        async def lecture_ready() -> str:
+            lecture_id = state["lecture_id"]
+            seen: list[str] = []
+            deadline = state["uploaded_at"] + self.budget.lecture_ready_s
+            while True:
+                got = await a.wait_type(
+                    "lecture",
+                    where=lambda r: bool(r.data and r.data.get("lectureId") == lecture_id),
+                    within=max(0.1, deadline - time.monotonic()),
+                )
+                assert isinstance(got.message, Lecture)
+                seen.append(got.message.status)
+                if got.message.status == "ready":
+                    break
+                if got.message.status == "rejected":
+                    raise StepFailed(f"the lecture was rejected: {got.message.reason}")
+            seconds = time.monotonic() - state["uploaded_at"]
+            self.report.lecture.update(
+                status="ready",
+                readyS=round(seconds, 2),
+                durationSeconds=got.message.durationSeconds,
+                contextMode=got.message.contextMode,
+                statuses=seen,
+            )
+            if got.message.contextMode is None:
+                raise StepFailed("a ready lecture without contextMode")
+            return f"ready after {seconds:.1f} s ({' -> '.join(seen)}), {got.message.contextMode} mode"
+
+        if not await self.step("lecture becomes ready", lecture_ready):
+            return
+
+        async def get_lecture() -> str:
+            got = await self.expect(a, {"action": "getLecture", "lectureId": state["lecture_id"]}, "lecture")
+            assert isinstance(got.message, Lecture)
+            if got.message.status != "ready":
+                raise StepFailed(f"getLecture says {got.message.status}")
+            return "ready"
+
+        await self.step("getLecture", get_lecture)
+
+        async def start_session() -> str:
+            got = await self.expect(
+                a, {"action": "startSession", "lectureId": state["lecture_id"]}, "session"
+            )
+            assert isinstance(got.message, Session)
+            state["session_id"] = got.message.sessionId
+            return got.message.sessionId
+
+        if not await self.step("startSession", start_session):
+            return
+        session_id = state["session_id"]
+
+        async def ask(kind: str, question: str, voice_input: bool, voice_output: bool, **fields: Any) -> str:
+            result = await a.query(
+                session_id, within=self.budget.answer_ms / 1000 + 5, voice=voice_output, **fields
+            )
+            self._record_turn(kind, question, result)
+            problems = stream_problems(result, voice_input=voice_input, voice_output=voice_output)
+            problems += budget_problems(result, self.budget, voice_output=voice_output)
+            if result.answer is not None and result.answer.audio:
+                problems += await self._fetch_audio(result.answer.audio[0])
+            state[kind] = result
+            if problems:
+                raise StepFailed("; ".join(problems))
+            t = result.timings()
+            return ", ".join(f"{k} {v:.0f}" for k, v in t.items() if v is not None)
+
+        await self.step("text question", lambda: ask("text", TEXT_QUESTION, False, True, text=TEXT_QUESTION))
+        clip = self.inputs.voice_question
+        await self.step(
+            "voice question (inline audio)",
+            lambda: ask("voice", VOICE_QUESTION, True, True, audio=base64.b64encode(clip).decode()),
+        )
+
+        async def follow_up() -> str:
+            detail = await ask("follow-up", FOLLOW_UP, False, False, text=FOLLOW_UP)
+            result: QueryResult = state["follow-up"]
+            answer = result.answer.text if result.answer else ""
+            if answer.startswith(STANDIN_PREFIX):
+                voice: QueryResult | None = state.get("voice")
+                earlier = (voice.transcript if voice else None) or VOICE_QUESTION
+                if not refers_back(answer, earlier):
+                    raise StepFailed(
+                        f"the follow-up's answer does not refer to the earlier question: {answer[:200]!r}"
+                    )
+                detail += "; refers to the earlier question"
+            return detail
+
+        await self.step("follow-up question (needs the earlier turn)", follow_up)
+        await self._hostile(a, state)
+
+        async def end_session() -> str:
+            await self.expect(a, {"action": "endSession", "sessionId": session_id}, "sessionEnded")
+            await self.expect_error(
+                a, {"action": "startSession", "lectureId": "lec_" + "0" * 32}, "not_found"
+            )
+            return "ended"
+
+        await self.step("endSession", end_session)
+
+        async def still_open() -> str:
+            if not a.is_open:
+                raise StepFailed(f"the connection did not live on: {a.closed_reason}")
+            return "open"
+
+        await self.step("the connection lived through everything", still_open)
+
+    async def _hostile(self, a: StackClient, state: dict[str, Any]) -> None:
+        session_id, lecture_id = state["session_id"], state["lecture_id"]
+
+        async def bad_messages() -> str:
+            await self.expect_error(a, "{this is not json", "bad_request")
+            await self.expect_error(a, {"action": "dance", "requestId": "bad-1"}, "unknown_action", "bad-1")
+            await self.expect_error(
+                a, {"action": "query", "sessionId": session_id, "requestId": "bad-2"}, "bad_request", "bad-2"
+            )
+            await self.expect_error(a, {"action": "getLecture", "lectureId": "lec_" + "f" * 32}, "not_found")
+            return "bad JSON, unknown action, missing field, unknown id"
+
+        await self.step("bad messages are answered with errors", bad_messages)
+
+        async def foreign_ids() -> str:
+            b = await self.open("intruder")
+            await self.expect_error(b, {"action": "getLecture", "lectureId": lecture_id}, "not_found")
+            await self.expect_error(b, {"action": "startSession", "lectureId": lecture_id}, "not_found")
+            await self.expect_error(
+                b,
+                {"action": "query", "sessionId": session_id, "requestId": "steal-1", "text": "hello?"},
+                "not_found",
+                "steal-1",
+            )
+            await self.expect_error(b, {"action": "endSession", "sessionId": session_id}, "not_found")
+            return "another identity's lecture and session are not_found"
+
+        await self.step("another identity's ids are not_found", foreign_ids)
+
+        async def non_audio() -> str:
+            await self.expect_error(
+                a,
+                {
+                    "action": "createUpload",
+                    "kind": "lecture",
+                    "filename": "notes.txt",
+                    "contentType": "text/plain",
+                    "sizeBytes": 100,
+                },
+                "unsupported_media",
+            )
+            junk = b"These are lecture notes, not audio.\n" * 200
+            got = await self.expect(
+                a,
+                {
+                    "action": "createUpload",
+                    "kind": "lecture",
+                    "filename": "fake.mp3",
+                    "contentType": "audio/mpeg",
+                    "sizeBytes": len(junk),
+                },
+                "uploadUrl",
+            )
+            assert isinstance(got.message, UploadUrl)
+            response = await a.upload(got.message, junk, "fake.mp3", "audio/mpeg")
+            if response.status_code not in (200, 201, 204):
+                raise StepFailed(f"presigned POST answered {response.status_code}")
+            fake_id = got.message.uploadId
+            verdict = await a.wait_type(
+                "lecture",
+                where=lambda r: bool(
+                    r.data and r.data.get("lectureId") == fake_id and r.data.get("status") != "pending"
+                ),
+                within=self.budget.lecture_ready_s,
+            )
+            assert isinstance(verdict.message, Lecture)
+            if verdict.message.status != "rejected" or not verdict.message.reason:
+                raise StepFailed(f"a text file uploaded as audio/mpeg was not rejected: {verdict.raw!r}")
+            await self.expect_error(a, {"action": "startSession", "lectureId": fake_id}, "lecture_not_ready")
+            return f"rejected: {verdict.message.reason}"
+
+        await self.step("a non-audio upload is rejected", non_audio)
+
+        async def upload_policy() -> str:
+            got = await self.expect(
+                a,
+                {
+                    "action": "createUpload",
+                    "kind": "query",
+                    "filename": "q.mp3",
+                    "contentType": "audio/mpeg",
+                    "sizeBytes": 1000,
+                },
+                "uploadUrl",
+            )
+            assert isinstance(got.message, UploadUrl)
+            up = got.message
+            clip = self.inputs.voice_question
+            attempts = {
+                "another key": (
+                    UploadUrl(**{**up.model_dump(), "fields": {**up.fields, "key": up.key + ".other"}}),
+                    clip,
+                    "audio/mpeg",
+                ),
+                "another content type": (
+                    UploadUrl(**{**up.model_dump(), "fields": {**up.fields, "Content-Type": "text/plain"}}),
+                    clip,
+                    "text/plain",
+                ),
+                "over maxBytes": (up, bytes(up.maxBytes + 1), "audio/mpeg"),
+            }
+            refused = []
+            for label, (form, data, ctype) in attempts.items():
+                response = await a.upload(form, data, "q.mp3", ctype)
+                if response.status_code < 400:
+                    raise StepFailed(
+                        f"an upload to {label} was accepted ({response.status_code}): the policy does not hold"
+                    )
+                refused.append(f"{label} {response.status_code}")
+            return "refused: " + ", ".join(refused)
+
+        await self.step("the presigned POST policy holds (key, type, size)", upload_policy)
+
+    def _record_turn(self, kind: str, question: str, result: QueryResult) -> None:
+        answer, error = result.answer, result.error
+        self.report.conversation.append(
+            Turn(
+                kind=kind,
+                question=question,
+                request_id=result.request_id,
+                heard=result.transcript,
+                answer=answer.text if answer else None,
+                audio=len(answer.audio) if answer else 0,
+                error=f"{error.code}: {error.message}"
+                if error
+                else ("no answer (timed out)" if result.timed_out else None),
+                client_timings={
+                    k: (round(v, 1) if v is not None else None) for k, v in result.timings().items()
+                },
+                server_timings=answer.timings.wire() if answer else None,
+                tts_engine=answer.ttsEngine if answer else None,
+            )
+        )
+
+    async def _fetch_audio(self, url: str) -> list[str]:
+        try:
+            async with httpx.AsyncClient(timeout=15) as http:
+                response = await http.get(url)
+        except httpx.HTTPError as exc:
+            return [f"audio url cannot be fetched: {exc}"]
+        if response.status_code != 200:
+            return [f"audio url answered {response.status_code}"]
+        if not looks_like_mp3(response.content):
+            return [f"audio url did not return MP3 ({response.content[:16]!r})"]
+        return []
+
+
+async def run_smoke(url: str, mode: str, connect: Connector, inputs: SmokeInputs) -> SmokeReport:
+    report = SmokeReport(url=url, mode=mode, budget=inputs.budget)
+    await Scenario(connect, inputs, report).run()
+    return report
+
+
+def local_connector(url: str, identity: str | None = None) -> Connector:
+    """Each label gets its own identity (the first one `identity`, when given)."""
+    run = uuid.uuid4().hex[:8]
+
+    async def connect(label: str) -> StackClient:
+        who = identity if identity is not None and label == "student" else f"smoke-{label}-{run}"
+        return await StackClient.connect(url, identity=who, label=label)
+
+    return connect
+
+
+def deployed_connector(url: str, identity_pool_id: str, region: str) -> Connector:
+    """Each label gets a fresh Cognito identity; `$connect` is SigV4-signed with its credentials."""
+    from synapscribe.smoke.aws_auth import cognito_identity, signed_connect_headers
+
+    async def connect(label: str) -> StackClient:
+        ident = await asyncio.to_thread(cognito_identity, identity_pool_id, region)
+        headers = signed_connect_headers(url, ident.credentials, region)
+        return await StackClient.connect(url, headers=headers, label=label)
+
+    return connect

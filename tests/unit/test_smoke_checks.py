@@ -1,0 +1,160 @@
+"""The smoke test's checks on hand-made streams: each rule of the contract's order can fail."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from synapscribe.smoke.aws_auth import read_stack_outputs, signed_connect_headers
+from synapscribe.smoke.checks import Budget, budget_problems, contract_problems, refers_back, stream_problems
+from synapscribe.smoke.client import QueryResult, check_frame, local_url
+
+RID = "r1"
+
+
+def stream(*messages: dict[str, object], start: float = 100.0, step: float = 0.1) -> QueryResult:
+    result = QueryResult(request_id=RID, sent_at=start)
+    for i, m in enumerate(messages):
+        result.messages.append(check_frame(json.dumps(m), start + step * (i + 1)))
+    return result
+
+
+def delta(text: str) -> dict[str, object]:
+    return {"type": "answerDelta", "requestId": RID, "text": text}
+
+
+def audio(seq: int) -> dict[str, object]:
+    return {"type": "audio", "requestId": RID, "seq": seq, "url": f"http://x/{seq}.mp3", "text": "t"}
+
+
+def answer(text: str, urls: list[str]) -> dict[str, object]:
+    return {"type": "answer", "requestId": RID, "text": text, "audio": urls, "timings": {"totalMs": 5}}
+
+
+GOOD = (
+    delta("Hello "),
+    audio(0),
+    delta("world."),
+    audio(1),
+    answer("Hello world.", ["http://x/0.mp3", "http://x/1.mp3"]),
+)
+
+
+def test_a_good_stream_passes() -> None:
+    assert stream_problems(stream(*GOOD), voice_input=False, voice_output=True) == []
+    voice = stream({"type": "transcript", "requestId": RID, "text": "hi"}, *GOOD)
+    assert stream_problems(voice, voice_input=True, voice_output=True) == []
+
+
+@pytest.mark.parametrize(
+    ("messages", "voice_input", "voice_output", "needle"),
+    [
+        (GOOD, True, True, "no transcript"),
+        (
+            (delta("a"), {"type": "transcript", "requestId": RID, "text": "hi"}, answer("a", [])),
+            True,
+            False,
+            "first",
+        ),
+        ((delta("Hello "), audio(1), answer("Hello", ["http://x/1.mp3"])), False, True, "seq"),
+        ((delta("Hello"), answer("Goodbye", [])), False, False, "add up"),
+        ((delta("Hi"), audio(0), answer("Hi", [])), False, True, "differ"),
+        ((delta("Hi"), answer("Hi", [])), False, True, "no audio"),
+        ((delta("Hi"), audio(0), answer("Hi", ["http://x/0.mp3"])), False, False, "voice was false"),
+        ((answer("Hi", []),), False, False, "no answerDelta"),
+        ((delta("Hi"), answer("Hi", []), answer("Hi", [])), False, False, "more than one"),
+        (({"type": "error", "requestId": RID, "code": "busy", "message": "later"},), False, False, "busy"),
+    ],
+)
+def test_each_rule_can_fail(
+    messages: tuple[dict[str, object], ...], voice_input: bool, voice_output: bool, needle: str
+) -> None:
+    problems = stream_problems(stream(*messages), voice_input=voice_input, voice_output=voice_output)
+    assert any(needle in p for p in problems), problems
+
+
+def test_timed_out_stream() -> None:
+    result = stream(delta("a"))
+    result.timed_out = True
+    assert any("did not finish" in p for p in stream_problems(result, voice_input=False, voice_output=False))
+
+
+def test_budget() -> None:
+    result = stream(*GOOD, step=1.0)  # first delta after 1 s, answer after 5 s
+    assert budget_problems(result, Budget(), voice_output=True) == []
+    tight = Budget(first_delta_ms=500, answer_ms=4000)
+    problems = budget_problems(result, tight, voice_output=True)
+    assert any("firstDeltaMs" in p for p in problems) and any("totalMs" in p for p in problems)
+
+
+def test_contract_problems() -> None:
+    frames = [
+        check_frame('{"type":"session","sessionId":"s"}', 0),  # missing fields
+        check_frame("[1]", 0),
+        check_frame(b"\x00", 0),
+        check_frame('{"type":"sessionEnded","sessionId":"s"}', 0),
+    ]
+    problems = contract_problems(frames)
+    assert len(problems) == 3
+
+
+def test_refers_back() -> None:
+    assert refers_back(
+        "Earlier you asked: where does photosynthesis take place?", "Where does photosynthesis take place?"
+    )
+    assert not refers_back("Rubisco fixes carbon.", "Where does photosynthesis take place in the plant?")
+
+
+def test_local_url() -> None:
+    assert local_url("ws://127.0.0.1:9", "a:b") == "ws://127.0.0.1:9/?identity=a%3Ab"
+    assert local_url("ws://127.0.0.1:9/?x=1", "z") == "ws://127.0.0.1:9/?x=1&identity=z"
+    assert local_url("ws://h", None) == "ws://h"
+
+
+def verify_signature(url: str, headers: dict[str, str], creds: Credentials, region: str) -> bool:
+    """Recompute the SigV4 signature as API Gateway does, from the headers that were sent."""
+    host = url.split("/")[2]
+    request = AWSRequest(
+        method="GET",
+        url="https://" + url.split("://", 1)[1],
+        headers={
+            "Host": host,
+            "X-Amz-Date": headers["X-Amz-Date"],
+            "X-Amz-Security-Token": headers["X-Amz-Security-Token"],
+        },
+    )
+    request.context["timestamp"] = headers["X-Amz-Date"]
+    signer = SigV4Auth(creds, "execute-api", region)
+    string_to_sign = signer.string_to_sign(request, signer.canonical_request(request))
+    return headers["Authorization"].endswith("Signature=" + signer.signature(string_to_sign, request))
+
+
+def test_signed_headers_verify() -> None:
+    url = "wss://abc.execute-api.eu-west-1.amazonaws.com/prod"
+    creds = Credentials("AKIDEXAMPLE", "secret", "token")
+    headers = signed_connect_headers(url, creds, "eu-west-1")
+    assert "Credential=AKIDEXAMPLE/" in headers["Authorization"]
+    assert headers["X-Amz-Security-Token"] == "token"
+    assert verify_signature(url, headers, creds, "eu-west-1")
+    assert not verify_signature(url, headers, Credentials("AKIDEXAMPLE", "other", "token"), "eu-west-1")
+    assert not verify_signature(url.replace("prod", "dev"), headers, creds, "eu-west-1")
+    with pytest.raises(ValueError):
+        signed_connect_headers("https://x", creds, "eu-west-1")
+
+
+def test_read_stack_outputs() -> None:
+    doc = {
+        "SynapScribeStack": {
+            "WebSocketUrl": "wss://abc.execute-api.eu-west-1.amazonaws.com/prod",
+            "IdentityPoolId": "eu-west-1:1234",
+            "BucketName": "b",
+        }
+    }
+    assert read_stack_outputs(doc) == {
+        "url": "wss://abc.execute-api.eu-west-1.amazonaws.com/prod",
+        "identityPoolId": "eu-west-1:1234",
+        "region": "eu-west-1",
+    }
