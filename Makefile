@@ -3,6 +3,9 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+## CDK environment from cdk.json for `make synth` (dev or prod).
+CDK_ENV ?= dev
 
 .PHONY: setup demo test test-fast lint synth ami bench clean
 
@@ -26,5 +29,17 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+## The CloudFormation templates of every stack in cdk.out, offline (no AWS access needed: without
+## credentials, placeholder account and region are used; with them, the CLI's own).
+synth: setup
+	CDK_DEFAULT_ACCOUNT=$${CDK_DEFAULT_ACCOUNT:-123456789012} CDK_DEFAULT_REGION=$${CDK_DEFAULT_REGION:-eu-west-1} \
+	  AWS_EC2_METADATA_DISABLED=$${AWS_EC2_METADATA_DISABLED:-true} \
+	  npx cdk synth --quiet --no-notices -c env=$(CDK_ENV)
+
 clean:
 	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache
+
+## Bake the GPU host image (ami/) and publish its id to SSM: needs Packer 1.11+ and AWS credentials.
+## Options through AMI_ARGS, e.g. AMI_ARGS="--region eu-west-1 --keep-previous".
+ami: setup
+	scripts/bake-ami $(AMI_ARGS)

@@ -1,0 +1,101 @@
+"""Builds the whole app: the stacks in dependency order, the environment and the nag checks."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import App, Environment, Stack, Tags
+from synapscribe.platform import PlatformConfig, load_platform
+
+from synapscribe_cdk import nag
+from synapscribe_cdk.config import (
+    ENV_KEY,
+    ENVIRONMENTS_KEY,
+    ConfigError,
+    EnvironmentConfig,
+    load_environment,
+)
+from synapscribe_cdk.stacks.api import ApiStack
+from synapscribe_cdk.stacks.compute import ComputeStack
+from synapscribe_cdk.stacks.data import DataStack
+from synapscribe_cdk.stacks.identity import IdentityStack
+from synapscribe_cdk.stacks.network import NetworkStack
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CDK_JSON = REPO_ROOT / "cdk.json"
+
+
+def default_context() -> dict[str, Any]:
+    """cdk.json's context: the CLI passes it itself, `python cdk/app.py` and the tests need it."""
+    context = json.loads(CDK_JSON.read_text()).get("context", {})
+    if not isinstance(context, dict):
+        raise ConfigError(f"{CDK_JSON}: 'context' must be an object")
+    return context
+
+
+@dataclass
+class Platform:
+    """The stacks of one environment."""
+
+    config: EnvironmentConfig
+    data: DataStack
+    network: NetworkStack
+    api: ApiStack
+    identity: IdentityStack
+    compute: ComputeStack
+
+    def stacks_by_key(self) -> dict[str, Stack]:
+        return {
+            "data": self.data,
+            "network": self.network,
+            "api": self.api,
+            "identity": self.identity,
+            "compute": self.compute,
+        }
+
+    def stacks(self) -> list[Stack]:
+        return list(self.stacks_by_key().values())
+
+
+def build(app: App, platform: PlatformConfig | None = None) -> Platform:
+    """Add the environment named by context `env` to `app`, with AwsSolutions checks."""
+    platform = platform or load_platform()
+    config = load_environment(app.node.try_get_context(ENVIRONMENTS_KEY), app.node.try_get_context(ENV_KEY))
+    env = Environment(
+        account=os.environ.get("CDK_DEPLOY_ACCOUNT") or os.environ.get("CDK_DEFAULT_ACCOUNT") or None,
+        region=os.environ.get("CDK_DEPLOY_REGION") or os.environ.get("CDK_DEFAULT_REGION") or None,
+    )
+    prefix = f"SynapScribe-{config.name}"
+    data = DataStack(app, f"{prefix}-Data", config=config, platform=platform, env=env)
+    network = NetworkStack(app, f"{prefix}-Network", config=config, platform=platform, env=env)
+    api = ApiStack(
+        app,
+        f"{prefix}-Api",
+        config=config,
+        platform=platform,
+        data=data,
+        network=network,
+        repo_root=REPO_ROOT,
+        env=env,
+    )
+    identity = IdentityStack(app, f"{prefix}-Identity", config=config, api=api, env=env)
+    compute = ComputeStack(
+        app,
+        f"{prefix}-Compute",
+        config=config,
+        platform=platform,
+        data=data,
+        network=network,
+        api=api,
+        env=env,
+    )
+    result = Platform(config=config, data=data, network=network, api=api, identity=identity, compute=compute)
+    for stack in result.stacks():
+        Tags.of(stack).add("project", "synapscribe")
+        Tags.of(stack).add("environment", config.name)
+    nag.add_checks(app)
+    return result

@@ -1,0 +1,160 @@
+"""Per-environment deployment settings, read from the CDK context and validated in one place.
+
+`cdk.json` holds `synapscribe:environments` (one block per environment, dev and prod) and
+`env` (which one to build, overridable with `-c env=prod`). Ports, the model and limits are NOT
+here: they come from the runtime's shared configuration (`synapscribe.platform.load_platform()`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENVIRONMENTS_KEY = "synapscribe:environments"
+ENV_KEY = "env"
+
+#: Instance types with one 24 GB GPU that the AMI's driver supports (A10G: g5, L4: g6, g6f is
+#: fractional and excluded). The fleet may use any of these; the first listed is preferred.
+GPU_24GB_INSTANCE_TYPES = frozenset(
+    {
+        "g5.xlarge",
+        "g5.2xlarge",
+        "g5.4xlarge",
+        "g5.8xlarge",
+        "g5.16xlarge",
+        "g6.xlarge",
+        "g6.2xlarge",
+        "g6.4xlarge",
+        "g6.8xlarge",
+        "g6.16xlarge",
+    }
+)
+
+#: CloudWatch Logs accepts only these retention periods.
+LOG_RETENTION_DAYS = frozenset(
+    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
+)
+
+_CRON = r"^\S+ \S+ \S+ \S+ \S+$"
+
+
+class ConfigError(ValueError):
+    """The CDK context does not describe a valid environment."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Capacity(_Strict):
+    """The GPU fleet's size. `night_*` schedules (cron, in `time_zone`) scale it to zero and back."""
+
+    min: int = Field(ge=0, le=100)
+    max: int = Field(ge=1, le=100)
+    desired: int = Field(ge=0, le=100)
+    night_scale_in_cron: str | None = Field(default=None, pattern=_CRON)
+    morning_scale_out_cron: str | None = Field(default=None, pattern=_CRON)
+    time_zone: str = Field(default="UTC", min_length=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Capacity:
+        if not self.min <= self.desired <= self.max:
+            raise ValueError(f"need min <= desired <= max, got {self.min}, {self.desired}, {self.max}")
+        if (self.night_scale_in_cron is None) != (self.morning_scale_out_cron is None):
+            raise ValueError("night_scale_in_cron and morning_scale_out_cron go together")
+        return self
+
+
+class Throttle(_Strict):
+    rate_limit: float = Field(gt=0, le=10000)
+    burst_limit: int = Field(gt=0, le=5000)
+
+
+class EnvironmentConfig(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{1,15}$")
+    #: `retain` keeps the bucket and tables when the stack is deleted (production data).
+    removal: Literal["destroy", "retain"]
+    #: Origins allowed to POST uploads to the bucket from a browser.
+    cors_allowed_origins: list[str] = Field(min_length=1)
+    vpc_cidr: str = Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-4])$")
+    max_azs: int = Field(ge=2, le=4)
+    #: Zone names; default `<region>a`, `<region>b`, … (`max_azs` of them). Listed, never looked
+    #: up, so synth needs no AWS access. Set it for regions without an `a` zone (us-west-1).
+    availability_zones: list[str] | None = None
+    stage_name: str = Field(default="prod", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    throttle: Throttle
+    log_retention_days: int
+    instance_types: list[str] = Field(min_length=1)
+    root_volume_gib: int = Field(ge=60, le=2000)
+    capacity: Capacity
+    #: How long a terminating instance keeps finishing its in-flight answers (spot gives 120 s).
+    drain_seconds: int = Field(ge=10, le=900)
+    #: The NAT instance that gives the Lambdas' subnets egress to @connections (see stacks/network.py).
+    nat_instance_type: str = Field(default="t4g.nano", pattern=r"^[a-z][a-z0-9]*\.[a-z0-9]+$")
+    #: Subscribed to the alarm topic when set.
+    alarm_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
+    #: Let operators open shells on GPU instances through Session Manager (no SSH, no open port).
+    session_manager: bool = True
+    lambda_memory_mib: int = Field(default=512, ge=128, le=10240)
+    validation_timeout_seconds: int = Field(default=300, ge=10, le=900)
+
+    @field_validator("availability_zones")
+    @classmethod
+    def _zones(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (len(value) < 2 or len(set(value)) != len(value)):
+            raise ValueError("list at least two distinct zones")
+        return value
+
+    def zones_in(self, region: str) -> list[str]:
+        if self.availability_zones is not None:
+            if not all(z.startswith(region) for z in self.availability_zones):
+                raise ConfigError(f"availability_zones {self.availability_zones} are not all in {region}")
+            return list(self.availability_zones)
+        return [f"{region}{letter}" for letter in "abcd"[: self.max_azs]]
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not origin.startswith(("https://", "http://localhost")):
+                raise ValueError(f"origin {origin!r} must be https://… (or http://localhost…, or *)")
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"{value} is not a CloudWatch Logs retention period")
+        return value
+
+    @field_validator("instance_types")
+    @classmethod
+    def _gpu_types(cls, value: list[str]) -> list[str]:
+        unknown = [t for t in value if t not in GPU_24GB_INSTANCE_TYPES]
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not a single-24-GB-GPU instance type")
+        if len(set(value)) != len(value):
+            raise ValueError("instance types repeat")
+        return value
+
+
+def load_environment(context: Any, env_name: Any) -> EnvironmentConfig:
+    """The environment `env_name` from the context mapping `synapscribe:environments`."""
+    if not isinstance(context, dict) or not context:
+        raise ConfigError(f"context {ENVIRONMENTS_KEY!r} must be a mapping of environment name to settings")
+    if not isinstance(env_name, str) or env_name not in context:
+        raise ConfigError(
+            f"context {ENV_KEY!r} is {env_name!r}; expected one of {', '.join(sorted(context))}"
+        )
+    raw = context[env_name]
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{ENVIRONMENTS_KEY}.{env_name} must be a mapping")
+    try:
+        return EnvironmentConfig(name=env_name, **raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"{ENVIRONMENTS_KEY}.{env_name}: {problems}") from None

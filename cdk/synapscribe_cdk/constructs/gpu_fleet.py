@@ -1,0 +1,139 @@
+"""The spot GPU fleet: launch template (AMI from SSM, IMDSv2, encrypted root) and Auto Scaling group."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Duration, Validations
+from aws_cdk import aws_autoscaling as autoscaling
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from synapscribe_cdk.config import Capacity
+
+#: The AMI (Ubuntu, ami/synapscribe.pkr.hcl) boots from this device.
+ROOT_DEVICE = "/dev/sda1"
+DEPLOY_ENV = "/etc/synapscribe/deploy.env"
+UNITS = ("synapscribe-vllm.service", "synapscribe-tts.service", "synapscribe-agentcore.service")
+#: vLLM loads the weights and compiles before /ready answers 200.
+WARMUP = Duration.minutes(15)
+
+
+def deploy_env_script(values: dict[str, str]) -> list[str]:
+    """User data lines: write deploy.env (read by AgentCore's unit), then start the services."""
+    lines = [
+        "set -euo pipefail",
+        "install -d -m 0755 /etc/synapscribe",
+        f"cat > {DEPLOY_ENV}.tmp <<'SYNAPSCRIBE_ENV'",
+        *(f"{name}={value}" for name, value in sorted(values.items())),
+        "SYNAPSCRIBE_ENV",
+        f"chmod 0644 {DEPLOY_ENV}.tmp",
+        f"mv {DEPLOY_ENV}.tmp {DEPLOY_ENV}",
+        "systemctl daemon-reload",
+        f"systemctl enable {' '.join(UNITS)}",
+        f"systemctl restart {' '.join(UNITS)}",
+    ]
+    return lines
+
+
+class GpuFleet(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        security_group: ec2.ISecurityGroup,
+        role: iam.IRole,
+        ami_parameter: str,
+        instance_types: list[str],
+        root_volume_gib: int,
+        capacity: Capacity,
+        deploy_env: dict[str, str],
+        target_group_arn: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        user_data = ec2.UserData.for_linux()
+        user_data.add_commands(*deploy_env_script(deploy_env))
+        self.launch_template = ec2.LaunchTemplate(
+            self,
+            "LaunchTemplate",
+            # Resolved by CloudFormation at deploy time (an SSM parameter type), never looked up.
+            machine_image=ec2.MachineImage.from_ssm_parameter(
+                ami_parameter, os=ec2.OperatingSystemType.LINUX
+            ),
+            role=role,
+            security_group=security_group,
+            user_data=user_data,
+            require_imdsv2=True,
+            http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
+            http_put_response_hop_limit=1,
+            detailed_monitoring=True,
+            associate_public_ip_address=True,
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name=ROOT_DEVICE,
+                    volume=ec2.BlockDeviceVolume.ebs(
+                        root_volume_gib,
+                        encrypted=True,
+                        volume_type=ec2.EbsDeviceVolumeType.GP3,
+                        delete_on_termination=True,
+                    ),
+                )
+            ],
+        )
+        self.group = autoscaling.AutoScalingGroup(
+            self,
+            "Group",
+            vpc=vpc,
+            vpc_subnets=subnets,
+            mixed_instances_policy=autoscaling.MixedInstancesPolicy(
+                launch_template=self.launch_template,
+                instances_distribution=autoscaling.InstancesDistribution(
+                    on_demand_base_capacity=0,
+                    on_demand_percentage_above_base_capacity=0,
+                    spot_allocation_strategy=autoscaling.SpotAllocationStrategy.PRICE_CAPACITY_OPTIMIZED,
+                ),
+                # Listed in order of preference; the first is the design's g5.2xlarge.
+                launch_template_overrides=[
+                    autoscaling.LaunchTemplateOverrides(instance_type=ec2.InstanceType(t))
+                    for t in instance_types
+                ],
+            ),
+            capacity_rebalance=True,
+            min_capacity=capacity.min,
+            max_capacity=capacity.max,
+            desired_capacity=capacity.desired,
+            health_checks=autoscaling.HealthChecks.with_additional_checks(
+                additional_types=[autoscaling.AdditionalHealthCheckType.ELB], grace_period=WARMUP
+            ),
+            default_instance_warmup=WARMUP,
+            group_metrics=[autoscaling.GroupMetrics.all()],
+        )
+        Validations.of(self.group).acknowledge(
+            Acknowledgment(
+                id="Annotation::@aws-cdk/aws-autoscaling:desiredCapacitySet",
+                reason="Desired capacity is configuration: a deployment restores it on purpose.",
+            )
+        )
+        cfn_group = self.group.node.default_child
+        assert isinstance(cfn_group, autoscaling.CfnAutoScalingGroup)
+        # The target group (Network stack) is attached by ARN; its security rules are set there.
+        cfn_group.target_group_arns = [target_group_arn]
+        if capacity.night_scale_in_cron and capacity.morning_scale_out_cron:
+            self.group.scale_on_schedule(
+                "NightScaleIn",
+                schedule=autoscaling.Schedule.expression(capacity.night_scale_in_cron),
+                time_zone=capacity.time_zone,
+                min_capacity=0,
+                desired_capacity=0,
+                max_capacity=capacity.max,
+            )
+            self.group.scale_on_schedule(
+                "MorningScaleOut",
+                schedule=autoscaling.Schedule.expression(capacity.morning_scale_out_cron),
+                time_zone=capacity.time_zone,
+                min_capacity=capacity.min,
+                desired_capacity=capacity.desired,
+                max_capacity=capacity.max,
+            )

@@ -1,0 +1,72 @@
+"""The platform's S3 bucket: lectures, queries, responses, transcripts and segments."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+from synapscribe.platform import PlatformConfig
+
+
+class LectureBucket(Construct):
+    """Private, TLS-only, encrypted bucket with browser-upload CORS and ephemeral prefixes.
+
+    `queries/` and `responses/` expire after `storage.ephemeral_days`; everything else is kept.
+    Server access logs go to a second bucket of the same stack.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        platform: PlatformConfig,
+        cors_allowed_origins: list[str],
+        removal_policy: RemovalPolicy,
+        log_retention_days: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            # Server access logging delivers only to SSE-S3 buckets.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            lifecycle_rules=[
+                s3.LifecycleRule(id="expire-logs", expiration=Duration.days(log_retention_days))
+            ],
+            removal_policy=removal_policy,
+        )
+        prefixes = platform.storage.prefixes
+        ephemeral = Duration.days(platform.storage.ephemeral_days)
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            versioned=False,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="bucket/",
+            cors=[
+                s3.CorsRule(
+                    # Presigned POST uploads from the browser, presigned GET of answers.
+                    allowed_methods=[s3.HttpMethods.POST, s3.HttpMethods.GET, s3.HttpMethods.HEAD],
+                    allowed_origins=cors_allowed_origins,
+                    allowed_headers=["*"],
+                    exposed_headers=["ETag"],
+                    max_age=3000,
+                )
+            ],
+            lifecycle_rules=[
+                s3.LifecycleRule(id="expire-queries", prefix=prefixes.queries, expiration=ephemeral),
+                s3.LifecycleRule(id="expire-responses", prefix=prefixes.responses, expiration=ephemeral),
+                s3.LifecycleRule(
+                    id="abort-incomplete-multipart", abort_incomplete_multipart_upload_after=Duration.days(1)
+                ),
+            ],
+            removal_policy=removal_policy,
+        )

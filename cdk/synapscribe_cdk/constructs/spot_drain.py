@@ -1,0 +1,136 @@
+"""Termination lifecycle hook + EventBridge rules + the drain Lambda (see lambdas/drain)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Aws, Duration
+from aws_cdk import aws_autoscaling as autoscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from synapscribe_cdk.constructs.edge_function import RUNTIME
+from synapscribe_cdk.constructs.log_groups import retained_log_group
+from synapscribe_cdk.nag import acknowledge, managed_policy_findings, wildcard_findings
+
+DRAIN_CODE = Path(__file__).resolve().parents[1] / "lambdas" / "drain"
+#: Time the drain function needs besides the drain itself (API calls, cold start).
+DRAIN_OVERHEAD = 60
+
+
+class SpotDrain(Construct):
+    """Spot interruption or rebalance notice: stop routing to the instance at once. Termination
+    (for any reason): hold it in Terminating:Wait for `drain_seconds`, then let it go."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        group: autoscaling.AutoScalingGroup,
+        target_group_arn: str,
+        target_port: int,
+        drain_seconds: int,
+        log_retention_days: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.hook = group.add_lifecycle_hook(
+            "DrainBeforeTermination",
+            lifecycle_transition=autoscaling.LifecycleTransition.INSTANCE_TERMINATING,
+            # If the drain function fails, termination still proceeds once the drain time is over.
+            heartbeat_timeout=Duration.seconds(drain_seconds + DRAIN_OVERHEAD),
+            default_result=autoscaling.DefaultResult.CONTINUE,
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            code=lambda_.Code.from_asset(str(DRAIN_CODE)),
+            handler="drain_instance.handler",
+            description="SynapScribe: drain a GPU instance before it terminates",
+            timeout=Duration.seconds(min(900, drain_seconds + DRAIN_OVERHEAD)),
+            memory_size=128,
+            environment={
+                "TARGET_GROUP_ARN": target_group_arn,
+                "AUTO_SCALING_GROUP_NAME": group.auto_scaling_group_name,
+                "DRAIN_SECONDS": str(drain_seconds),
+                "TARGET_PORT": str(target_port),
+            },
+            log_group=retained_log_group(self, "Logs", log_retention_days),
+        )
+        group_arn = (
+            f"arn:{Aws.PARTITION}:autoscaling:{Aws.REGION}:{Aws.ACCOUNT_ID}:autoScalingGroup:*:"
+            f"autoScalingGroupName/{group.auto_scaling_group_name}"
+        )
+        statements = [
+            iam.PolicyStatement(
+                actions=["elasticloadbalancing:DeregisterTargets"], resources=[target_group_arn]
+            ),
+            iam.PolicyStatement(actions=["autoscaling:CompleteLifecycleAction"], resources=[group_arn]),
+            # Describe calls have no resource-level permissions.
+            iam.PolicyStatement(actions=["autoscaling:DescribeAutoScalingInstances"], resources=["*"]),
+        ]
+        for statement in statements:
+            self.function.add_to_role_policy(statement)
+        role = self.function.role
+        assert role is not None
+        acknowledge(
+            role,
+            "AwsSolutions-IAM4",
+            "AWSLambdaBasicExecutionRole only lets the function write its own logs.",
+            managed_policy_findings("service-role/AWSLambdaBasicExecutionRole"),
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "DescribeAutoScalingInstances has no resource-level permissions, and a group ARN embeds a "
+            "generated id, so it is matched by the group's name.",
+            wildcard_findings(self, [r for s in statements for r in s.resources]),
+        )
+        acknowledge(
+            self.function,
+            "AwsSolutions-L1",
+            "Same pinned Python 3.12 runtime as the platform's other functions (boto3 only).",
+        )
+
+        target = targets.LambdaFunction(self.function, retry_attempts=2)
+        self.lifecycle_rule = events.Rule(
+            self,
+            "TerminateLifecycleAction",
+            description="SynapScribe GPU instance is terminating: drain it, then continue",
+            event_pattern=events.EventPattern(
+                source=["aws.autoscaling"],
+                detail_type=["EC2 Instance-terminate Lifecycle Action"],
+                detail={"AutoScalingGroupName": [group.auto_scaling_group_name]},
+            ),
+            targets=[target],
+        )
+        self.notice_rule = events.Rule(
+            self,
+            "SpotNotices",
+            description="Spot interruption or rebalance notice: stop routing to the instance",
+            event_pattern=events.EventPattern(
+                source=["aws.ec2"],
+                detail_type=[
+                    "EC2 Spot Instance Interruption Warning",
+                    "EC2 Instance Rebalance Recommendation",
+                ],
+            ),
+            targets=[target],
+        )
+        self.errors_alarm = self.function.metric_errors(period=Duration.minutes(5)).create_alarm(
+            self,
+            "Errors",
+            alarm_description=(
+                "The drain function failed: a terminating GPU instance may have been cut off with "
+                "answers in flight (termination continued after the hook's timeout)."
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )

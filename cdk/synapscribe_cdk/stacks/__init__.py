@@ -1,0 +1,1 @@
+"""One stack per component: data, network, api, identity, compute."""

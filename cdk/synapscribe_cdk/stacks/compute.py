@@ -1,0 +1,216 @@
+"""Compute: the spot GPU fleet behind AgentCore's balancer, its drain, its role and its alarms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+from synapscribe.platform import PlatformConfig
+
+from synapscribe_cdk.config import EnvironmentConfig
+from synapscribe_cdk.constructs import permissions
+from synapscribe_cdk.constructs.gpu_fleet import GpuFleet
+from synapscribe_cdk.constructs.spot_drain import SpotDrain
+from synapscribe_cdk.nag import acknowledge, managed_policy_findings, wildcard_findings
+from synapscribe_cdk.stacks.api import ApiStack
+from synapscribe_cdk.stacks.data import DataStack
+from synapscribe_cdk.stacks.network import PUBLIC_SUBNETS, NetworkStack
+
+
+class ComputeStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: EnvironmentConfig,
+        platform: PlatformConfig,
+        data: DataStack,
+        network: NetworkStack,
+        api: ApiStack,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.role = self._instance_role(platform, data, api, config.session_manager)
+        fleet = GpuFleet(
+            self,
+            "Fleet",
+            vpc=network.vpc,
+            subnets=ec2.SubnetSelection(subnet_group_name=PUBLIC_SUBNETS),
+            security_group=network.fleet_sg,
+            role=self.role,
+            ami_parameter=platform.ami.ssm_parameter,
+            instance_types=config.instance_types,
+            root_volume_gib=config.root_volume_gib,
+            capacity=config.capacity,
+            deploy_env={
+                **data.resource_environment(),
+                "SYNAPSCRIBE_CONNECTIONS_ENDPOINT": api.stage.callback_url,
+                "AWS_REGION": self.region,
+                "AWS_DEFAULT_REGION": self.region,
+            },
+            target_group_arn=network.target_group.target_group_arn,
+        )
+        self.group = fleet.group
+        self.launch_template = fleet.launch_template
+        acknowledge(
+            self.group,
+            "AwsSolutions-AS3",
+            "Scaling and termination events go to EventBridge (the drain rules) and the fleet's alarms; "
+            "no separate SNS notification is needed.",
+        )
+        acknowledge(
+            self.group,
+            "AwsSolutions-EC26",
+            "The root volume is encrypted in the launch template; the rule reads only a group's direct "
+            "LaunchTemplate property and fails on a mixed-instances policy (tests check the template).",
+        )
+        self.drain = SpotDrain(
+            self,
+            "Drain",
+            group=self.group,
+            target_group_arn=network.target_group.target_group_arn,
+            target_port=platform.ports.agentcore,
+            drain_seconds=config.drain_seconds,
+            log_retention_days=config.log_retention_days,
+        )
+        self.alarms = [
+            *self._balancer_alarms(network),
+            self._no_healthy_hosts_alarm(network),
+            self.drain.errors_alarm,
+        ]
+        data.alarm_topic.notify(self.alarms)
+        CfnOutput(self, "AutoScalingGroupName", value=self.group.auto_scaling_group_name)
+
+    def _instance_role(
+        self, platform: PlatformConfig, data: DataStack, api: ApiStack, session_manager: bool
+    ) -> iam.Role:
+        """What AgentCore does: read uploads, transcripts and segments; write (and presign) answers;
+        write segments and transcripts; keep the tables; push to clients."""
+        prefixes = platform.storage.prefixes
+        bucket_arn = data.imported_bucket_arn(self)
+        role = iam.Role(
+            self,
+            "InstanceRole",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description="SynapScribe GPU instance (AgentCore)",
+        )
+        statements = [
+            # responses/ too: the presigned GET URLs AgentCore hands to clients carry its role.
+            permissions.objects(
+                ["s3:GetObject"],
+                bucket_arn,
+                [
+                    prefixes.lectures,
+                    prefixes.queries,
+                    prefixes.responses,
+                    prefixes.segments,
+                    prefixes.transcripts,
+                ],
+            ),
+            # Without ListBucket a missing key answers 403 instead of 404, and AgentCore tells
+            # "not made yet" (segments, transcripts) from a real error by that 404.
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket_arn]),
+            permissions.objects(
+                ["s3:PutObject"], bucket_arn, [prefixes.responses, prefixes.segments, prefixes.transcripts]
+            ),
+            permissions.tables(permissions.TABLE_ITEM_ACTIONS, [t.table_arn for t in data.tables.values()]),
+            permissions.manage_connections(api.imported_api_id(self), api.stage.stage_name),
+        ]
+        for statement in statements:
+            role.add_to_policy(statement)
+        if session_manager:
+            role.add_managed_policy(
+                iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")
+            )
+            acknowledge(
+                role,
+                "AwsSolutions-IAM4",
+                "AmazonSSMManagedInstanceCore lets operators open Session Manager shells and read logs: "
+                "no SSH keys and no inbound port on the GPU instances.",
+                managed_policy_findings("AmazonSSMManagedInstanceCore"),
+            )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "Object wildcards stop at the key prefixes AgentCore reads or writes, and @connections at this "
+            "API's stage: the ids under them are made at run time.",
+            wildcard_findings(self, [r for s in statements for r in s.resources]),
+        )
+        return role
+
+    def _no_healthy_hosts_alarm(self, network: NetworkStack) -> cloudwatch.Alarm:
+        """No instance passes /ready although the group wants some (not at night, at zero)."""
+        period = Duration.minutes(5)
+        desired = cloudwatch.Metric(
+            namespace="AWS/AutoScaling",
+            metric_name="GroupDesiredCapacity",
+            dimensions_map={"AutoScalingGroupName": self.group.auto_scaling_group_name},
+            statistic="Maximum",
+            period=period,
+        )
+        healthy = network.target_group.metrics.healthy_host_count(period=period, statistic="Maximum")
+        starved = cloudwatch.MathExpression(
+            expression="IF(desired > 0 AND FILL(healthy, 0) < 1, 1, 0)",
+            using_metrics={"desired": desired, "healthy": healthy},
+            period=period,
+            label="GPU fleet wanted but none ready",
+        )
+        return starved.create_alarm(
+            self,
+            "NoHealthyHosts",
+            alarm_description=(
+                "The GPU fleet should run but no instance has passed /ready for 20 minutes (no spot "
+                "capacity for any allowed type, a bad AMI, or vLLM failing to start): questions are "
+                "answered upstream_unavailable."
+            ),
+            threshold=1,
+            evaluation_periods=4,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+    def _balancer_alarms(self, network: NetworkStack) -> list[cloudwatch.Alarm]:
+        period = Duration.minutes(5)
+        alb, tg = network.alb, network.target_group
+        errors = cloudwatch.MathExpression(
+            expression="elb + target",
+            using_metrics={
+                "elb": alb.metrics.http_code_elb(elbv2.HttpCodeElb.ELB_5XX_COUNT, period=period),
+                "target": alb.metrics.http_code_target(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=period),
+            },
+            period=period,
+            label="AgentCore 5xx",
+        )
+        five_xx = errors.create_alarm(
+            self,
+            "AgentCore5xx",
+            alarm_description=(
+                "AgentCore's balancer or AgentCore itself answered 5xx: the Lambdas could not hand over "
+                "queries or lectures (no healthy instance, or AgentCore failing)."
+            ),
+            threshold=5,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        unhealthy = tg.metrics.unhealthy_host_count(
+            period=Duration.minutes(1), statistic="Maximum"
+        ).create_alarm(
+            self,
+            "UnhealthyHosts",
+            alarm_description=(
+                "A GPU instance failed AgentCore's /ready check for 5 minutes (vLLM or TTS down); Auto "
+                "Scaling replaces it after the health-check grace period."
+            ),
+            threshold=1,
+            evaluation_periods=5,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        return [five_xx, unhealthy]

@@ -1,0 +1,200 @@
+"""Network: the VPC, its endpoints, the security groups and AgentCore's internal load balancer.
+
+Why a separate stack: the Lambdas (API stack) need the load balancer, and the GPU fleet
+(Compute stack) needs the API's @connections endpoint; with the balancer in the Compute stack
+those two would depend on each other.
+
+Egress without a NAT gateway:
+- S3 and DynamoDB: gateway endpoints (free) for every subnet.
+- The GPU instances run in public subnets with a public address but admit nothing from the
+  internet (their group admits only the balancer, on ports.agentcore); they reach the
+  @connections API (execute-api), gTTS and the rest of AWS directly.
+- The Lambdas must run in the VPC to reach the internal balancer, and VPC Lambdas never get a
+  public address. They push to clients through @connections, and an `execute-api` interface
+  endpoint cannot carry that: it serves only PRIVATE REST APIs, and with private DNS it even
+  breaks calls to public (WebSocket) APIs with 403. So the Lambdas' subnets route through one
+  small NAT *instance* (t4g.nano, a few dollars a month) that admits only the Lambdas' group on
+  443. No execute-api interface endpoint is created, on purpose.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Token, Validations
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+from synapscribe.platform import PlatformConfig
+
+from synapscribe_cdk.config import ConfigError, EnvironmentConfig
+from synapscribe_cdk.constructs.log_groups import retained_log_group
+from synapscribe_cdk.nag import acknowledge
+
+#: The AgentCore readiness path (docs/interfaces.md): 200 only when vLLM and TTS answer.
+READY_PATH = "/ready"
+PUBLIC_SUBNETS = "fleet"
+EDGE_SUBNETS = "edge"
+
+
+class NetworkStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: EnvironmentConfig,
+        platform: PlatformConfig,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        port = self.port = platform.ports.agentcore
+        if Token.is_unresolved(self.region):
+            raise ConfigError(
+                "set CDK_DEFAULT_REGION (or CDK_DEPLOY_REGION): the VPC lists its zones by name"
+            )
+        self._zones = config.zones_in(self.region)
+        removal = RemovalPolicy.RETAIN if config.removal == "retain" else RemovalPolicy.DESTROY
+
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            ip_addresses=ec2.IpAddresses.cidr(config.vpc_cidr),
+            availability_zones=self._zones,
+            nat_gateways=1,
+            nat_gateway_provider=ec2.NatProvider.instance_v2(
+                instance_type=ec2.InstanceType(config.nat_instance_type),
+                default_allowed_traffic=ec2.NatTrafficDirection.OUTBOUND_ONLY,
+            ),
+            subnet_configuration=[
+                ec2.SubnetConfiguration(name=PUBLIC_SUBNETS, subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
+                ec2.SubnetConfiguration(
+                    name=EDGE_SUBNETS, subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=24
+                ),
+            ],
+            gateway_endpoints={
+                "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3),
+                "DynamoDB": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.DYNAMODB),
+            },
+            flow_logs={
+                "Rejected": ec2.FlowLogOptions(
+                    destination=ec2.FlowLogDestination.to_cloud_watch_logs(
+                        retained_log_group(self, "FlowLogs", config.log_retention_days)
+                    ),
+                    traffic_type=ec2.FlowLogTrafficType.REJECT,
+                )
+            },
+        )
+        # CDK's own template check warns about literal zone names; they are configuration here.
+        Validations.of(self.vpc).acknowledge(
+            Acknowledgment(
+                id="CloudFormation-Validate::W3010",
+                reason="Zones are listed in configuration so synth needs no AWS lookup.",
+            )
+        )
+
+        self.edge_sg = ec2.SecurityGroup(
+            self,
+            "EdgeFunctionsSg",
+            vpc=self.vpc,
+            description="SynapScribe Lambdas: reach the AgentCore balancer and AWS APIs over TLS",
+            allow_all_outbound=False,
+        )
+        self.alb_sg = ec2.SecurityGroup(
+            self,
+            "AgentCoreAlbSg",
+            vpc=self.vpc,
+            description=f"AgentCore internal balancer: port {port} from the SynapScribe Lambdas only",
+            allow_all_outbound=False,
+        )
+        self.fleet_sg = ec2.SecurityGroup(
+            self,
+            "FleetSg",
+            vpc=self.vpc,
+            description=f"GPU instances: port {port} from the balancer only; vLLM and TTS ports from nobody",
+            allow_all_outbound=True,
+        )
+        self.alb_sg.add_ingress_rule(self.edge_sg, ec2.Port.tcp(port), "Lambdas to AgentCore")
+        self.alb_sg.add_egress_rule(self.fleet_sg, ec2.Port.tcp(port), "balancer to AgentCore")
+        self.fleet_sg.add_ingress_rule(self.alb_sg, ec2.Port.tcp(port), "balancer to AgentCore")
+        self.edge_sg.add_egress_rule(self.alb_sg, ec2.Port.tcp(port), "Lambdas to AgentCore")
+        self.edge_sg.add_egress_rule(
+            ec2.Peer.any_ipv4(),
+            ec2.Port.tcp(443),
+            "AWS APIs: @connections via NAT, S3/DynamoDB via endpoints",
+        )
+
+        for instance in [c for c in self.vpc.node.find_all() if isinstance(c, ec2.Instance)]:
+            instance.connections.allow_from(self.edge_sg, ec2.Port.tcp(443), "Lambdas' TLS egress")
+            for rule, reason in (
+                (
+                    "AwsSolutions-EC28",
+                    "The NAT instance is a stateless forwarder; basic monitoring suffices.",
+                ),
+                (
+                    "AwsSolutions-EC29",
+                    "The NAT instance is replaceable by redeploying; no termination protection.",
+                ),
+                ("AwsSolutions-EC26", "The NAT instance's root volume holds only the stock AMI, no data."),
+            ):
+                acknowledge(instance, rule, reason)
+
+        alb_logs = s3.Bucket(
+            self,
+            "AlbLogs",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            lifecycle_rules=[
+                s3.LifecycleRule(id="expire-logs", expiration=Duration.days(config.log_retention_days))
+            ],
+            removal_policy=removal,
+        )
+        acknowledge(alb_logs, "AwsSolutions-S1", "This bucket only receives load-balancer access logs.")
+
+        self.alb = elbv2.ApplicationLoadBalancer(
+            self,
+            "AgentCoreAlb",
+            vpc=self.vpc,
+            internet_facing=False,
+            vpc_subnets=ec2.SubnetSelection(subnet_group_name=EDGE_SUBNETS),
+            security_group=self.alb_sg,
+            drop_invalid_header_fields=True,
+        )
+        self.alb.log_access_logs(alb_logs, prefix="agentcore")
+        self.target_group = elbv2.ApplicationTargetGroup(
+            self,
+            "AgentCore",
+            vpc=self.vpc,
+            port=port,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            target_type=elbv2.TargetType.INSTANCE,
+            deregistration_delay=Duration.seconds(config.drain_seconds),
+            health_check=elbv2.HealthCheck(
+                path=READY_PATH,
+                port=str(port),
+                healthy_http_codes="200",
+                interval=Duration.seconds(15),
+                timeout=Duration.seconds(5),
+                healthy_threshold_count=2,
+                unhealthy_threshold_count=3,
+            ),
+        )
+        self.listener = self.alb.add_listener(
+            "AgentCoreListener",
+            port=port,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            open=False,
+            default_target_groups=[self.target_group],
+        )
+
+    @property
+    def availability_zones(self) -> list[str]:
+        """The configured zones: without this, CDK would look them up in the account (a context
+        lookup, which needs AWS credentials at synth time)."""
+        return self._zones
+
+    @property
+    def agentcore_url(self) -> str:
+        return f"http://{self.alb.load_balancer_dns_name}:{self.port}"

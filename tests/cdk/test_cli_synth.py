@@ -1,0 +1,78 @@
+"""The real `cdk synth` (npm aws-cdk CLI) of the prod environment, offline, with fake credentials."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from synth_support import REPO, cdk_env
+
+CDK = REPO / "node_modules" / ".bin" / "cdk"
+STACKS = ("Data", "Network", "Api", "Identity", "Compute")
+
+
+@pytest.fixture(scope="module")
+def prod_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not CDK.exists():
+        pytest.fail(f"{CDK} is missing: run scripts/setup (it installs the aws-cdk CLI)")
+    out = tmp_path_factory.mktemp("cli") / "cdk.out"
+    env = cdk_env()
+    env.update(CDK_DISABLE_CLI_TELEMETRY="true", CI="true")
+    result = subprocess.run(
+        [
+            str(CDK),
+            "synth",
+            "--quiet",
+            "--no-notices",
+            "--no-version-reporting",
+            "-o",
+            str(out),
+            "-c",
+            "env=prod",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Successfully synthesized" in result.stderr + result.stdout
+    return out
+
+
+def test_cloud_assembly_has_every_stack(prod_assembly: Path) -> None:
+    manifest = json.loads((prod_assembly / "manifest.json").read_text())
+    stacks = {k: a for k, a in manifest["artifacts"].items() if a["type"] == "aws:cloudformation:stack"}
+    assert set(stacks) == {f"SynapScribe-prod-{s}" for s in STACKS}
+    for artifact in stacks.values():
+        assert artifact["environment"] == "aws://123456789012/eu-west-1"
+        template = json.loads((prod_assembly / artifact["properties"]["templateFile"]).read_text())
+        assert template["Resources"]
+    assert not manifest.get("missing"), "no context lookups: synth works without AWS"
+    deps = stacks["SynapScribe-prod-Compute"].get("dependencies", [])
+    assert {"SynapScribe-prod-Data", "SynapScribe-prod-Network", "SynapScribe-prod-Api"} <= set(deps)
+
+
+def test_prod_keeps_its_data(prod_assembly: Path) -> None:
+    template = json.loads((prod_assembly / "SynapScribe-prod-Data.template.json").read_text())
+    for resource in template["Resources"].values():
+        if resource["Type"] in ("AWS::DynamoDB::Table", "AWS::S3::Bucket"):
+            assert resource["DeletionPolicy"] == "Retain"
+        if resource["Type"] == "AWS::DynamoDB::Table":
+            assert resource["Properties"]["DeletionProtectionEnabled"] is True
+
+
+def test_validation_report_is_clean(prod_assembly: Path) -> None:
+    report = json.loads((prod_assembly / "validation-report.json").read_text())
+    assert [v for p in report["pluginReports"] for v in p.get("violations", [])] == []
+
+
+def test_lambda_assets_are_in_the_assembly(prod_assembly: Path) -> None:
+    assets = [p for p in prod_assembly.glob("asset.*") if p.is_dir()]
+    bundles = [a for a in assets if (a / "synapscribe" / "edge").is_dir()]
+    assert len(bundles) == 1
+    assert any((a / "drain_instance.py").is_file() for a in assets)

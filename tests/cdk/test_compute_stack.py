@@ -1,0 +1,200 @@
+"""The Compute stack: spot fleet, launch template, instance role, drain, schedules, alarms."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+from synapscribe.platform import load_platform
+from synapscribe.store import TABLE_KEYS
+from synth_support import Synthesized, resources_of
+
+
+def _one(template: dict[str, Any], cfn_type: str) -> dict[str, Any]:
+    found = list(resources_of(template, cfn_type).values())
+    assert len(found) == 1, (cfn_type, len(found))
+    return found[0]["Properties"]
+
+
+def test_all_spot_price_capacity_optimized_g5_first(synth: Synthesized) -> None:
+    group = _one(synth.templates["compute"], "AWS::AutoScaling::AutoScalingGroup")
+    policy = group["MixedInstancesPolicy"]
+    assert policy["InstancesDistribution"] == {
+        "OnDemandBaseCapacity": 0,
+        "OnDemandPercentageAboveBaseCapacity": 0,
+        "SpotAllocationStrategy": "price-capacity-optimized",
+    }
+    types = [o["InstanceType"] for o in policy["LaunchTemplate"]["Overrides"]]
+    assert types[0] == "g5.2xlarge"
+    assert types == synth.platform.config.instance_types and len(types) > 1
+    assert group["CapacityRebalance"] is True
+    assert group["HealthCheckType"] == "ELB"
+    assert len(group["TargetGroupARNs"]) == 1
+
+
+def test_capacity_and_night_schedule_come_from_config(synth: Synthesized) -> None:
+    capacity = synth.platform.config.capacity
+    group = _one(synth.templates["compute"], "AWS::AutoScaling::AutoScalingGroup")
+    assert (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == (
+        str(capacity.min),
+        str(capacity.max),
+        str(capacity.desired),
+    )
+    actions = {
+        a["Properties"]["Recurrence"]: a["Properties"]
+        for a in resources_of(synth.templates["compute"], "AWS::AutoScaling::ScheduledAction").values()
+    }
+    night = actions[capacity.night_scale_in_cron]
+    assert (night["MinSize"], night["DesiredCapacity"]) == (0, 0)
+    morning = actions[capacity.morning_scale_out_cron]
+    assert (morning["MinSize"], morning["DesiredCapacity"]) == (capacity.min, capacity.desired)
+    assert {a["TimeZone"] for a in actions.values()} == {capacity.time_zone}
+
+
+def test_launch_template_imdsv2_encrypted_root_and_ami_from_ssm(synth: Synthesized) -> None:
+    template = synth.templates["compute"]
+    data = _one(template, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+    (root,) = data["BlockDeviceMappings"]
+    assert root["DeviceName"] == "/dev/sda1"
+    assert root["Ebs"]["Encrypted"] is True
+    assert root["Ebs"]["VolumeSize"] == synth.platform.config.root_volume_gib
+    image = data["ImageId"]["Ref"]
+    parameter = template["Parameters"][image]
+    assert parameter["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
+    assert parameter["Default"] == load_platform().ami.ssm_parameter
+    assert data["NetworkInterfaces"][0]["AssociatePublicIpAddress"] is True
+
+
+def test_user_data_writes_deploy_env_and_starts_units(synth: Synthesized) -> None:
+    data = _one(synth.templates["compute"], "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]
+    parts = data["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    script = "".join(p if isinstance(p, str) else "{token}" for p in parts)
+    assert "/etc/synapscribe/deploy.env" in script
+    names = {f"SYNAPSCRIBE_{f.upper()}" for f in TABLE_KEYS} | {
+        "SYNAPSCRIBE_BUCKET",
+        "SYNAPSCRIBE_CONNECTIONS_ENDPOINT",
+        "AWS_REGION",
+    }
+    for name in names:
+        assert f"\n{name}=" in script, name
+    assert "SYNAPSCRIBE_CONNECTIONS_ENDPOINT=https://{token}.execute-api." in script
+    assert (
+        "systemctl restart synapscribe-vllm.service synapscribe-tts.service synapscribe-agentcore.service"
+        in script
+    )
+
+
+def _instance_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    roles = resources_of(template, "AWS::IAM::Role")
+    (role,) = [
+        k
+        for k, r in roles.items()
+        if "ec2.amazonaws.com" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])
+    ]
+    # At most Session Manager's policy (see test_session_manager_instead_of_ssh).
+    managed = json.dumps(roles[role]["Properties"].get("ManagedPolicyArns", []))
+    assert managed.count(":iam::aws:policy/") == managed.count("AmazonSSMManagedInstanceCore") <= 1
+    return [
+        s
+        for p in resources_of(template, "AWS::IAM::Policy").values()
+        if {"Ref": role} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_instance_role_is_what_agentcore_does(synth: Synthesized) -> None:
+    prefixes = load_platform().storage.prefixes
+    statements = _instance_statements(synth.templates["compute"])
+
+    def prefixes_for(action: str) -> set[str]:
+        found = set()
+        for s in statements:
+            if s["Action"] == action:
+                for r in s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]:
+                    found.add(r["Fn::Join"][1][-1].lstrip("/").removesuffix("*"))
+        return found
+
+    assert prefixes_for("s3:GetObject") == {
+        prefixes.lectures,
+        prefixes.queries,
+        prefixes.responses,  # presigned GETs of answers are signed by this role
+        prefixes.segments,
+        prefixes.transcripts,
+    }
+    (listing,) = [s for s in statements if s["Action"] == "s3:ListBucket"]
+    assert listing["Resource"] == {"Fn::ImportValue": "SynapScribe-dev-Data-BucketArn"}
+    assert prefixes_for("s3:PutObject") == {prefixes.responses, prefixes.segments, prefixes.transcripts}
+    actions = {
+        a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+    }
+    assert "execute-api:ManageConnections" in actions
+    assert not any(a.endswith("*") for a in actions)
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"} <= actions
+    connections = next(s for s in statements if s["Action"] == "execute-api:ManageConnections")
+    assert json.dumps(connections["Resource"]).endswith('"/prod/*/@connections/*"]]}')
+    for s in statements:
+        assert s["Resource"] != "*"
+
+
+def test_termination_hook_and_drain_rules(synth: Synthesized) -> None:
+    template = synth.templates["compute"]
+    drain = synth.platform.config.drain_seconds
+    hook = _one(template, "AWS::AutoScaling::LifecycleHook")
+    assert hook["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+    assert hook["DefaultResult"] == "CONTINUE"
+    assert hook["HeartbeatTimeout"] > drain
+    rules = [r["Properties"] for r in resources_of(template, "AWS::Events::Rule").values()]
+    detail_types = sorted(t for r in rules for t in r["EventPattern"]["detail-type"])
+    assert detail_types == sorted(
+        [
+            "EC2 Instance-terminate Lifecycle Action",
+            "EC2 Spot Instance Interruption Warning",
+            "EC2 Instance Rebalance Recommendation",
+        ]
+    )
+    functions = resources_of(template, "AWS::Lambda::Function").values()
+    (fn,) = [f["Properties"] for f in functions if f["Properties"]["Handler"] == "drain_instance.handler"]
+    assert fn["Environment"]["Variables"]["DRAIN_SECONDS"] == str(drain)
+    assert fn["Timeout"] > drain
+    for rule in rules:
+        assert rule["Targets"][0]["Arn"]["Fn::GetAtt"][0] in resources_of(template, "AWS::Lambda::Function")
+
+
+def test_balancer_alarms(synth: Synthesized) -> None:
+    alarms = [
+        a["Properties"] for a in resources_of(synth.templates["compute"], "AWS::CloudWatch::Alarm").values()
+    ]
+    assert len(alarms) == 4
+    text = json.dumps(alarms)
+    for metric in ("HTTPCode_ELB_5XX_Count", "HTTPCode_Target_5XX_Count", "UnHealthyHostCount"):
+        assert metric in text
+    assert all(len(a["AlarmDescription"]) > 40 for a in alarms)
+    starved = next(a for a in alarms if "no instance has passed /ready" in a["AlarmDescription"])
+    expressions = [m.get("Expression") for m in starved["Metrics"]]
+    assert "IF(desired > 0 AND FILL(healthy, 0) < 1, 1, 0)" in expressions
+    names = {m["MetricStat"]["Metric"]["MetricName"] for m in starved["Metrics"] if "MetricStat" in m}
+    assert names == {"GroupDesiredCapacity", "HealthyHostCount"}
+
+
+def test_session_manager_instead_of_ssh(synth: Synthesized) -> None:
+    template = synth.templates["compute"]
+    data = _one(template, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]
+    assert "KeyName" not in data
+    roles = resources_of(template, "AWS::IAM::Role").values()
+    managed = [json.dumps(r["Properties"].get("ManagedPolicyArns", [])) for r in roles]
+    assert sum("AmazonSSMManagedInstanceCore" in m for m in managed) == int(
+        synth.platform.config.session_manager
+    )
+
+
+def test_user_data_is_valid_bash(synth: Synthesized, tmp_path: Any) -> None:
+    data = _one(synth.templates["compute"], "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]
+    parts = data["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    script = tmp_path / "user-data.sh"
+    script.write_text("".join(p if isinstance(p, str) else "resolved-value" for p in parts))
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert script.read_text().startswith("#!/bin/bash\nset -euo pipefail\n")

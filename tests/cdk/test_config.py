@@ -1,0 +1,81 @@
+"""Environment settings from the CDK context: typed, validated, with errors that name the key."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from synapscribe_cdk.application import default_context
+from synapscribe_cdk.config import ENVIRONMENTS_KEY, ConfigError, load_environment
+from synth_support import REPO, cdk_env
+
+
+def _envs() -> dict[str, Any]:
+    return copy.deepcopy(default_context()[ENVIRONMENTS_KEY])
+
+
+def test_cdk_json_environments_are_valid() -> None:
+    for name in ("dev", "prod"):
+        config = load_environment(_envs(), name)
+        assert config.name == name
+        assert config.instance_types[0] == "g5.2xlarge"
+    assert load_environment(_envs(), "prod").removal == "retain"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("capacity", "min"), 5, "min <= desired <= max"),
+        (("instance_types",), ["g4dn.xlarge"], "g4dn.xlarge: not a single-24-GB-GPU instance type"),
+        (("log_retention_days",), 10, "10 is not a CloudWatch Logs retention period"),
+        (("cors_allowed_origins",), ["http://evil.example"], "must be https://"),
+        (("capacity", "night_scale_in_cron"), "every night", "capacity.night_scale_in_cron"),
+        (("drain_seconds",), 5, "drain_seconds"),
+        (("surprise",), 1, "surprise"),
+    ],
+)
+def test_bad_settings_name_the_key(path: tuple[str, ...], value: Any, message: str) -> None:
+    envs = _envs()
+    target = envs["dev"]
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("*", r"\*")) as err:
+        load_environment(envs, "dev")
+    assert str(err.value).startswith(f"{ENVIRONMENTS_KEY}.dev:")
+
+
+def test_unknown_environment_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="expected one of dev, prod"):
+        load_environment(_envs(), "staging")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_environment(None, "dev")
+
+
+def test_zones_default_to_the_region_and_can_be_listed() -> None:
+    config = load_environment(_envs(), "dev")
+    assert config.zones_in("eu-west-1") == ["eu-west-1a", "eu-west-1b"]
+    envs = _envs()
+    envs["dev"]["availability_zones"] = ["us-west-1b", "us-west-1c"]
+    assert load_environment(envs, "dev").zones_in("us-west-1") == ["us-west-1b", "us-west-1c"]
+    with pytest.raises(ConfigError, match="not all in eu-west-1"):
+        load_environment(envs, "dev").zones_in("eu-west-1")
+
+
+def test_app_without_a_region_says_which_variable(tmp_path: Path) -> None:
+    env = {k: v for k, v in cdk_env().items() if not k.startswith("CDK_")}
+    env["CDK_OUTDIR"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "cdk" / "app.py")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "set CDK_DEFAULT_REGION" in result.stderr

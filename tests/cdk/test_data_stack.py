@@ -1,0 +1,135 @@
+"""The Data stack: bucket and tables carry every property the design names."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk.assertions import Match
+from synapscribe.platform import load_platform
+from synapscribe.store import TABLE_KEYS, TTL_ATTRIBUTE
+from synth_support import Synthesized, resources_of
+
+
+def _main_bucket(template: dict[str, Any]) -> dict[str, Any]:
+    buckets = [
+        b["Properties"]
+        for b in resources_of(template, "AWS::S3::Bucket").values()
+        if "LoggingConfiguration" in b["Properties"]
+    ]
+    assert len(buckets) == 1, "exactly one bucket logs to the access-log bucket"
+    return buckets[0]
+
+
+def test_bucket_is_private_encrypted_and_logged(synth: Synthesized) -> None:
+    bucket = _main_bucket(synth.templates["data"])
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    sse = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert sse["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
+    assert bucket["LoggingConfiguration"]["LogFilePrefix"]
+
+
+def test_every_bucket_denies_plain_http(synth: Synthesized) -> None:
+    template = synth.template("data")
+    buckets = resources_of(synth.templates["data"], "AWS::S3::Bucket")
+    policies = resources_of(synth.templates["data"], "AWS::S3::BucketPolicy")
+    assert len(policies) == len(buckets) == 2
+    for policy in policies.values():
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert any(
+            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            for s in statements
+        )
+    template.resource_count_is("AWS::S3::BucketPolicy", 2)
+
+
+def test_lifecycle_expires_ephemeral_prefixes_and_aborts_multipart(synth: Synthesized) -> None:
+    platform = load_platform()
+    rules = _main_bucket(synth.templates["data"])["LifecycleConfiguration"]["Rules"]
+    by_prefix = {r.get("Prefix"): r for r in rules}
+    for prefix in (platform.storage.prefixes.queries, platform.storage.prefixes.responses):
+        assert by_prefix[prefix]["ExpirationInDays"] == platform.storage.ephemeral_days
+        assert by_prefix[prefix]["Status"] == "Enabled"
+    kept = {
+        platform.storage.prefixes.lectures,
+        platform.storage.prefixes.transcripts,
+        platform.storage.prefixes.segments,
+    }
+    assert not kept & {r.get("Prefix") for r in rules if "ExpirationInDays" in r}
+    assert any(
+        r.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation") == 1 and "Prefix" not in r
+        for r in rules
+    )
+
+
+def test_cors_allows_browser_presigned_post(synth: Synthesized) -> None:
+    cors = _main_bucket(synth.templates["data"])["CorsConfiguration"]["CorsRules"]
+    assert len(cors) == 1
+    assert "POST" in cors[0]["AllowedMethods"]
+    assert cors[0]["AllowedOrigins"] == synth.platform.config.cors_allowed_origins
+    assert cors[0]["AllowedHeaders"] == ["*"]
+
+
+def test_tables_match_the_store(synth: Synthesized) -> None:
+    template = synth.template("data")
+    template.resource_count_is("AWS::DynamoDB::Table", len(TABLE_KEYS))
+    for key in TABLE_KEYS.values():
+        template.has_resource_properties(
+            "AWS::DynamoDB::Table",
+            {
+                "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+                "AttributeDefinitions": [{"AttributeName": key, "AttributeType": "S"}],
+                "BillingMode": "PAY_PER_REQUEST",
+                "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
+                "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                "SSESpecification": {"SSEEnabled": True},
+            },
+        )
+
+
+def test_dev_tables_are_deletable(synth: Synthesized) -> None:
+    assert synth.platform.config.removal == "destroy"
+    for table in resources_of(synth.templates["data"], "AWS::DynamoDB::Table").values():
+        assert table["DeletionPolicy"] == "Delete"
+
+
+def test_throttle_alarm_per_table(synth: Synthesized) -> None:
+    template = synth.template("data")
+    template.resource_count_is("AWS::CloudWatch::Alarm", len(TABLE_KEYS))
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "AlarmDescription": Match.string_like_regexp("throttled"),
+            "Metrics": Match.array_with([Match.object_like({"Expression": "r + w"})]),
+            "Threshold": 1,
+        },
+    )
+
+
+def test_outputs_name_bucket_and_tables(synth: Synthesized) -> None:
+    outputs = synth.templates["data"]["Outputs"]
+    assert "BucketName" in outputs
+    descriptions = {o.get("Description") for o in outputs.values()}
+    assert {f"SYNAPSCRIBE_{f.upper()}" for f in TABLE_KEYS} <= descriptions
+
+
+def test_every_alarm_notifies_the_encrypted_topic(synth: Synthesized) -> None:
+    data = synth.templates["data"]
+    (topic_id,) = resources_of(data, "AWS::SNS::Topic")
+    topic = data["Resources"][topic_id]["Properties"]
+    assert "KmsMasterKeyId" in topic
+    (key,) = resources_of(data, "AWS::KMS::Key").values()
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert "cloudwatch.amazonaws.com" in json.dumps(key["Properties"]["KeyPolicy"])
+    total = 0
+    for name, template in synth.templates.items():
+        for alarm in resources_of(template, "AWS::CloudWatch::Alarm").values():
+            actions = json.dumps(alarm["Properties"].get("AlarmActions"))
+            assert topic_id in actions, (name, alarm["Properties"]["AlarmDescription"])
+            total += 1
+    assert total >= 10

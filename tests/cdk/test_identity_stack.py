@@ -1,0 +1,41 @@
+"""The Identity stack: guest identities whose role may only open the WebSocket."""
+
+from __future__ import annotations
+
+import json
+
+from synth_support import Synthesized, resources_of
+
+
+def test_pool_allows_guests_without_classic_flow(synth: Synthesized) -> None:
+    synth.template("identity").has_resource_properties(
+        "AWS::Cognito::IdentityPool", {"AllowUnauthenticatedIdentities": True, "AllowClassicFlow": False}
+    )
+
+
+def test_guest_role_may_only_invoke_connect(synth: Synthesized) -> None:
+    template = synth.templates["identity"]
+    roles = resources_of(template, "AWS::IAM::Role")
+    guest = next(
+        k
+        for k, r in roles.items()
+        if "unauthenticated" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])
+    )
+    statements = [
+        s
+        for p in resources_of(template, "AWS::IAM::Policy").values()
+        if {"Ref": guest} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert len(statements) == 1
+    statement = statements[0]
+    assert statement["Effect"] == "Allow" and statement["Action"] == "execute-api:Invoke"
+    resource = json.dumps(statement["Resource"])
+    assert resource.endswith('"/prod/$connect"]]}') and "*" not in resource
+    for role in roles.values():
+        assert not role["Properties"].get("ManagedPolicyArns")
+        assert not role["Properties"].get("Policies")
+
+
+def test_outputs_for_the_smoke_test(synth: Synthesized) -> None:
+    assert {"IdentityPoolId", "Region"} <= set(synth.templates["identity"]["Outputs"])

@@ -1,0 +1,115 @@
+"""The Network stack: no NAT gateway, gateway endpoints, security groups, the internal balancer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from synapscribe.platform import load_platform
+from synth_support import Synthesized, resources_of
+
+
+def _group_id(template: dict[str, Any], description_start: str) -> str:
+    groups = resources_of(template, "AWS::EC2::SecurityGroup")
+    matches = [
+        k for k, g in groups.items() if g["Properties"]["GroupDescription"].startswith(description_start)
+    ]
+    assert len(matches) == 1, (description_start, matches)
+    return matches[0]
+
+
+def _ingress(template: dict[str, Any], group: str) -> list[dict[str, Any]]:
+    """Every ingress rule of `group`, inline or as a separate resource."""
+    rules = list(
+        resources_of(template, "AWS::EC2::SecurityGroup")[group]["Properties"].get("SecurityGroupIngress", [])
+    )
+    for rule in resources_of(template, "AWS::EC2::SecurityGroupIngress").values():
+        if rule["Properties"]["GroupId"] == {"Fn::GetAtt": [group, "GroupId"]}:
+            rules.append(rule["Properties"])
+    return rules
+
+
+def test_no_nat_gateway_and_gateway_endpoints(synth: Synthesized) -> None:
+    template = synth.template("network")
+    template.resource_count_is("AWS::EC2::NatGateway", 0)
+    endpoints = resources_of(synth.templates["network"], "AWS::EC2::VPCEndpoint").values()
+    services = {
+        json.dumps(e["Properties"]["ServiceName"]): e["Properties"].get("VpcEndpointType", "Gateway")
+        for e in endpoints
+    }
+    assert len(services) == 2
+    assert any(".s3" in s for s in services) and any(".dynamodb" in s for s in services)
+    assert set(services.values()) == {"Gateway"}
+    # An execute-api interface endpoint cannot reach a WebSocket API's @connections (see network.py).
+    assert not any("execute-api" in s for s in services)
+
+
+def test_lambda_subnets_route_through_the_nat_instance(synth: Synthesized) -> None:
+    template = synth.templates["network"]
+    instances = resources_of(template, "AWS::EC2::Instance")
+    assert len(instances) == 1
+    (nat,) = instances.values()
+    assert nat["Properties"]["SourceDestCheck"] is False
+    assert nat["Properties"]["InstanceType"] == synth.platform.config.nat_instance_type
+    default_routes = [r["Properties"] for r in resources_of(template, "AWS::EC2::Route").values()]
+    via_nat = [r for r in default_routes if r.get("InstanceId") == {"Ref": next(iter(instances))}]
+    assert len(via_nat) == len(synth.platform.config.zones_in("eu-west-1"))  # one per edge subnet
+    assert all(r["DestinationCidrBlock"] == "0.0.0.0/0" for r in via_nat)
+
+
+def test_agentcore_port_only_from_the_lambdas(synth: Synthesized) -> None:
+    template = synth.templates["network"]
+    ports = load_platform().ports
+    edge = _group_id(template, "SynapScribe Lambdas")
+    alb = _group_id(template, "AgentCore internal balancer")
+    fleet = _group_id(template, "GPU instances")
+    alb_in = _ingress(template, alb)
+    assert [(r["FromPort"], r["ToPort"], r["SourceSecurityGroupId"]) for r in alb_in] == [
+        (ports.agentcore, ports.agentcore, {"Fn::GetAtt": [edge, "GroupId"]})
+    ]
+    fleet_in = _ingress(template, fleet)
+    assert [(r["FromPort"], r["ToPort"], r["SourceSecurityGroupId"]) for r in fleet_in] == [
+        (ports.agentcore, ports.agentcore, {"Fn::GetAtt": [alb, "GroupId"]})
+    ]
+    every_ingress = resources_of(template, "AWS::EC2::SecurityGroupIngress").values()
+    inline = [
+        r
+        for g in resources_of(template, "AWS::EC2::SecurityGroup").values()
+        for r in g["Properties"].get("SecurityGroupIngress", [])
+    ]
+    for rule in [*inline, *(r["Properties"] for r in every_ingress)]:
+        for closed in (ports.vllm, ports.tts):
+            assert not rule.get("FromPort", 0) <= closed <= rule.get("ToPort", -1), rule
+        assert rule.get("CidrIp") != "0.0.0.0/0" or rule.get("FromPort") == 443, rule
+
+
+def test_internal_balancer_checks_ready(synth: Synthesized) -> None:
+    template = synth.template("network")
+    ports = load_platform().ports
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::LoadBalancer", {"Scheme": "internal", "Type": "application"}
+    )
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::TargetGroup",
+        {
+            "Port": ports.agentcore,
+            "Protocol": "HTTP",
+            "HealthCheckPath": "/ready",
+            "Matcher": {"HttpCode": "200"},
+            "TargetGroupAttributes": [
+                {
+                    "Key": "deregistration_delay.timeout_seconds",
+                    "Value": str(synth.platform.config.drain_seconds),
+                },
+                {"Key": "stickiness.enabled", "Value": "false"},
+            ],
+        },
+    )
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::Listener", {"Port": ports.agentcore, "Protocol": "HTTP"}
+    )
+
+
+def test_zones_are_listed_not_looked_up(synth: Synthesized) -> None:
+    manifest = json.loads((synth.outdir / "manifest.json").read_text())
+    assert not manifest.get("missing"), "synth must not need context lookups (no AWS access)"
