@@ -1,0 +1,262 @@
+"""`synapscribe bench full`: the original validation report's tables against a local or deployed stack.
+
+Through the smoke test's WebSocket client (`synapscribe.smoke.client`): transcription latency and
+real-time factor, TTS latency, end-to-end voice questions, multi-turn follow-ups with and without
+a prefix-cache hit, throughput by concurrent sessions, and the KV cache in use. Writes
+`report.md` (each figure beside the report's target), `results.json` and PNG plots to `--out`.
+
+Local: `synapscribe bench full --url ws://127.0.0.1:PORT [--local-info FILE]` (the local stack's
+`--info-json` gives the TTS service and the model server's `/metrics`).
+Deployed: `synapscribe bench full --stack-outputs cdk-outputs.json [--metrics-url URL]`.
+Exit status 0 when every case ran, 1 when some failed (the report says which), 2 for bad flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from synapscribe.bench.full_scenarios import Bench, Connector, FullConfig, new_results
+from synapscribe.bench.plots import write_plots
+from synapscribe.bench.report import BenchResults, render_markdown
+from synapscribe.smoke.client import ClientError, StackClient
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {value}")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {value:g}")
+    return value
+
+
+def _list_of(kind: Any) -> Any:
+    def parse(text: str) -> list[Any]:
+        items = [t for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError("an empty list")
+        return [kind(t.strip()) for t in items]
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="WebSocket URL: ws://127.0.0.1:PORT (local) or wss://… (deployed)")
+    parser.add_argument("--identity", help="local stack: the identity to connect as (default: a fresh one)")
+    parser.add_argument("--stack-outputs", type=Path, help="deployed: `cdk deploy --outputs-file` JSON")
+    parser.add_argument("--region", help="deployed: the stack's region")
+    parser.add_argument("--identity-pool-id", help="deployed: the Cognito identity pool")
+    parser.add_argument("--repeats", type=_positive_int, default=3, help="runs of each case (default 3)")
+    parser.add_argument("--out", type=Path, default=Path("bench-full"), help="report directory")
+    parser.add_argument(
+        "--transcription-seconds",
+        type=_list_of(_positive),
+        default=[30.0, 300.0, 1200.0],
+        metavar="S,S,…",
+        help="audio lengths for the transcription table (default 30,300,1200)",
+    )
+    parser.add_argument(
+        "--tts-words",
+        type=_list_of(_positive_int),
+        default=[20, 50, 100],
+        metavar="N,N,…",
+        help="text lengths for the TTS table (default 20,50,100)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_list_of(_positive_int),
+        default=[1, 2, 4, 8, 16],
+        metavar="N,N,…",
+        help="concurrent sessions for the throughput table (default 1,2,4,8,16)",
+    )
+    parser.add_argument(
+        "--lecture-seconds",
+        type=_positive,
+        default=60.0,
+        help="length of the generated lecture the questions are about (default 60)",
+    )
+    parser.add_argument(
+        "--metrics-url",
+        help="Prometheus text of vLLM's /metrics (or AgentCore's operator diagnostics proxy of it)",
+    )
+    parser.add_argument("--tts-url", help="the TTS service's base URL, when reachable (local stack)")
+    parser.add_argument(
+        "--local-info",
+        type=Path,
+        help="the local stack's --info-json: fills --tts-url and --metrics-url from its services",
+    )
+    parser.add_argument("--query-timeout", type=_positive, default=120.0, help="seconds per question")
+    parser.add_argument(
+        "--ready-timeout", type=_positive, default=1800.0, help="seconds for a lecture to become ready"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _fail(message: str) -> int:
+    print(f"synapscribe bench full: error: {message}", file=sys.stderr)
+    return 2
+
+
+def metrics_url_of(model_base_url: str) -> str:
+    """vLLM's /metrics beside its OpenAI base URL (`http://host:port/v1` -> `http://host:port/metrics`)."""
+    parts = urlsplit(model_base_url)
+    return urlunsplit((parts.scheme, parts.netloc, "/metrics", "", ""))
+
+
+def local_connector(url: str, identity: str) -> Connector:
+    """Every connection as the same identity, so they share the benchmark's lectures."""
+
+    async def connect(label: str) -> StackClient:
+        return await StackClient.connect(url, identity=identity, label=label)
+
+    return connect
+
+
+def deployed_connector(url: str, identity_pool_id: str, region: str) -> Connector:
+    """One Cognito identity for the whole run; each `$connect` is signed afresh with its credentials."""
+    from synapscribe.smoke.aws_auth import CognitoIdentity, cognito_identity, signed_connect_headers
+
+    ident: list[CognitoIdentity] = []
+
+    async def connect(label: str) -> StackClient:
+        if not ident:
+            ident.append(await asyncio.to_thread(cognito_identity, identity_pool_id, region))
+        headers = signed_connect_headers(url, ident[0].credentials, region)
+        return await StackClient.connect(url, headers=headers, label=label)
+
+    return connect
+
+
+def run(args: argparse.Namespace) -> int:
+    url, region, pool = args.url, args.region, args.identity_pool_id
+    if args.stack_outputs:
+        from synapscribe.smoke.aws_auth import read_stack_outputs
+
+        try:
+            found = read_stack_outputs(json.loads(args.stack_outputs.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            return _fail(f"--stack-outputs: cannot read {args.stack_outputs}: {exc}")
+        url = url or found.get("url")
+        region = region or found.get("region")
+        pool = pool or found.get("identityPoolId")
+        if not (url and pool and region):
+            return _fail(
+                f"--stack-outputs: {args.stack_outputs} lacks the WebSocket URL, identity pool or region"
+            )
+    if not url:
+        return _fail("--url (or --stack-outputs) is required")
+    if urlsplit(url).scheme not in ("ws", "wss"):
+        return _fail(f"--url must be ws:// or wss://, not {url!r}")
+    if bool(pool) != bool(region):
+        return _fail("--identity-pool-id and --region go together (deployed mode)")
+    if pool and args.identity:
+        return _fail("--identity is for the local stack; a deployed stack's identity comes from Cognito")
+    tts_url, metrics_url = args.tts_url, args.metrics_url
+    if args.local_info:
+        try:
+            services = json.loads(args.local_info.read_text(encoding="utf-8"))["services"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return _fail(f"--local-info: cannot read the services from {args.local_info}: {exc}")
+        tts_url = tts_url or services.get("tts")
+        if services.get("model") and not metrics_url:
+            metrics_url = metrics_url_of(services["model"])
+    for flag, value in (("--metrics-url", metrics_url), ("--tts-url", tts_url)):
+        if value and urlsplit(value).scheme not in ("http", "https"):
+            return _fail(f"{flag} must be an http(s) URL, not {value!r}")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _fail(f"--out: cannot create {args.out}: {exc}")
+
+    mode = "deployed" if pool else "local"
+    connect = (
+        deployed_connector(url, pool, region)
+        if pool and region
+        else local_connector(url, args.identity or f"bench-{uuid.uuid4().hex[:8]}")
+    )
+    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    results = new_results(url, mode, args.repeats, started)
+    with tempfile.TemporaryDirectory(prefix="synapscribe-bench-") as tmp:
+        config = FullConfig(
+            workdir=Path(tmp),
+            repeats=args.repeats,
+            transcription_seconds=args.transcription_seconds,
+            tts_words=args.tts_words,
+            concurrency=args.concurrency,
+            lecture_seconds=args.lecture_seconds,
+            metrics_url=metrics_url,
+            tts_url=tts_url,
+            query_timeout=args.query_timeout,
+            ready_timeout=args.ready_timeout,
+        )
+        ok = asyncio.run(run_bench(connect, config, results, progress=not args.no_progress))
+    write_report(results, args.out)
+    print(f"bench full: report {args.out / 'report.md'}" + (" (model stand-in)" if results.standin else ""))
+    return 0 if ok else 1
+
+
+async def run_bench(connect: Connector, config: FullConfig, results: BenchResults, *, progress: bool) -> bool:
+    from tqdm import tqdm
+
+    total = config.repeats * (len(config.transcription_seconds) + len(config.concurrency) + 2)
+    if config.tts_url:
+        total += config.repeats * len(config.tts_words)
+    bar = tqdm(total=total, desc="bench full", unit="case", disable=not progress, file=sys.stderr)
+
+    def tick(what: str) -> None:
+        bar.set_postfix_str(what)
+        bar.update(1)
+
+    bench = Bench(connect, config, results, tick)
+    try:
+        try:
+            await bench.setup()
+        except (ClientError, Exception) as exc:
+            results.notes.append(f"setup failed (connect, upload the benchmark lecture): {exc}")
+            return False
+        await bench.gpu_snapshot("idle, benchmark lecture ready")
+        for scenario, stage in (
+            (bench.transcription, "after the transcription cases"),
+            (bench.tts_direct, None),
+            (bench.end_to_end, "after the end-to-end questions"),
+            (bench.follow_up, "after the follow-ups"),
+            (bench.throughput, None),
+        ):
+            await scenario()
+            if stage:
+                await bench.gpu_snapshot(stage)
+    finally:
+        await bench.close()
+        bar.close()
+    if bench.metrics.problem:
+        results.notes.append(
+            f"vLLM metrics not read ({bench.metrics.problem}): prefix-cache hits and the KV cache table "
+            "are empty. On a deployed stack vLLM listens on the instance's loopback only."
+        )
+    return not any("failed" in row.note for table in results.tables for row in table.rows)
+
+
+def write_report(results: BenchResults, out: Path) -> None:
+    results.plots = write_plots(results, out)
+    (out / "results.json").write_text(json.dumps(results.as_dict(), indent=2) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(render_markdown(results) + "\n", encoding="utf-8")

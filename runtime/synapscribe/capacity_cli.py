@@ -1,0 +1,199 @@
+"""`synapscribe capacity`: KV cache, full-context sequences, lecture limits, instances and cost."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from synapscribe.capacity import (
+    DEFAULT_OVERHEAD_GIB,
+    DTYPE_BYTES,
+    GIB,
+    HOURS_PER_MONTH,
+    MIB,
+    MODEL_PRESETS,
+    CapacityInputError,
+    CapacityPlan,
+    build_model,
+    load_price_table,
+    plan_capacity,
+)
+from synapscribe.platform import load_platform
+
+DEFAULT_CONTEXT_LENGTHS = (16384, 32768)
+
+
+def _number(kind: Callable[[str], float], *, allow_zero: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < 0 or (value == 0 and not allow_zero):
+            raise argparse.ArgumentTypeError(
+                f"must be {'zero or more' if allow_zero else 'positive'}, got {text}"
+            )
+        return value
+
+    return parse
+
+
+positive_int = _number(int, allow_zero=False)
+non_negative_int = _number(int, allow_zero=True)
+positive_float = _number(float, allow_zero=False)
+non_negative_float = _number(float, allow_zero=True)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    m = parser.add_argument_group("model (a preset, any of whose numbers can be replaced)")
+    m.add_argument(
+        "--model",
+        default="qwen2.5-omni-3b",
+        help=f"preset ({', '.join(MODEL_PRESETS)}) or `custom` (then give every number below)",
+    )
+    m.add_argument("--layers", type=positive_int, metavar="N", help="decoder layers")
+    m.add_argument("--kv-heads", type=positive_int, metavar="N", help="key/value heads")
+    m.add_argument("--head-dim", type=positive_int, metavar="N", help="head dimension")
+    m.add_argument("--dtype", choices=tuple(DTYPE_BYTES), help="KV cache dtype")
+    m.add_argument("--weights-gib", type=non_negative_float, metavar="GIB", help="weights in GPU memory")
+    s = parser.add_argument_group("serving")
+    s.add_argument(
+        "--instance",
+        action="append",
+        metavar="TYPE",
+        help="instance type (repeatable; default: every type in the price table)",
+    )
+    s.add_argument(
+        "--utilization",
+        type=positive_float,
+        metavar="FRACTION",
+        help="vLLM --gpu-memory-utilization (default: platform.yaml's)",
+    )
+    s.add_argument(
+        "--max-model-len",
+        type=positive_int,
+        action="append",
+        metavar="TOKENS",
+        help="context length (repeatable; default: 16384 and 32768)",
+    )
+    s.add_argument(
+        "--max-num-seqs",
+        type=positive_int,
+        metavar="N",
+        help="sequences one vLLM serves at once (default: platform.yaml's)",
+    )
+    s.add_argument(
+        "--overhead-gib",
+        type=non_negative_float,
+        default=DEFAULT_OVERHEAD_GIB,
+        metavar="GIB",
+        help="activations, CUDA context and graphs besides weights and KV cache (default: %(default)s)",
+    )
+    d = parser.add_argument_group("demand and cost")
+    d.add_argument("--students", type=non_negative_int, default=0, metavar="N", help="concurrent students")
+    d.add_argument(
+        "--duty-cycle",
+        type=positive_float,
+        default=1.0,
+        metavar="FRACTION",
+        help="share of the time a student has a request in flight (default 1: every student at once)",
+    )
+    d.add_argument(
+        "--hours-per-month", type=positive_float, default=HOURS_PER_MONTH, metavar="H", help="(default: 730)"
+    )
+    d.add_argument("--prices", type=Path, metavar="FILE", help="YAML overriding the instance/price table")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        prices = load_price_table(args.prices)
+        model = build_model(
+            None if args.model.lower() == "custom" else args.model,
+            layers=args.layers,
+            kv_heads=args.kv_heads,
+            head_dim=args.head_dim,
+            dtype=args.dtype,
+            weights_gib=args.weights_gib,
+        )
+        plan = plan_capacity(
+            model,
+            args.instance or list(prices.instances),
+            prices=prices,
+            platform=load_platform(),
+            context_lengths=tuple(args.max_model_len or DEFAULT_CONTEXT_LENGTHS),
+            gpu_memory_utilization=args.utilization,
+            max_num_seqs=args.max_num_seqs,
+            overhead_gib=args.overhead_gib,
+            students=args.students,
+            duty_cycle=args.duty_cycle,
+            hours_per_month=args.hours_per_month,
+        )
+    except CapacityInputError as exc:
+        print(f"synapscribe capacity: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(plan.as_dict(), indent=2) if args.json else render_table(plan))
+    return 0
+
+
+def _gib(n: int) -> str:
+    return f"{n / GIB:.2f} GiB"
+
+
+def _minutes(seconds: int) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def render_table(plan: CapacityPlan) -> str:
+    m = plan.model
+    lines = [
+        f"model {m.name}: {m.layers} layers x {m.kv_heads} KV heads x head dim {m.head_dim} x {m.dtype_bytes} B "
+        f"({m.dtype}) x 2 (K,V) = {plan.kv_bytes_per_token:,} B KV per token; weights {_gib(m.weight_bytes)}",
+        f"gpu_memory_utilization {plan.gpu_memory_utilization}, max_num_seqs {plan.max_num_seqs}, "
+        f"prices: {plan.region}",
+        "",
+        "| instance | GPU | GPU memory | usable | weights | overhead | KV cache | KV tokens |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for ip in plan.instances:
+        lines.append(
+            f"| {ip.instance} | {ip.gpu} | {ip.gpu_memory_bytes // MIB:,} MiB | {_gib(ip.usable_bytes)} | "
+            f"{_gib(ip.weight_bytes)} | {_gib(ip.overhead_bytes)} | {_gib(ip.kv_cache_bytes)} | "
+            f"{ip.kv_cache_tokens:,} |"
+        )
+    lines += [
+        "",
+        "| instance | context | KV per full sequence | KV for max_num_seqs | full sequences fit | "
+        "served at once | longest audio lecture | longest transcript lecture |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for ip in plan.instances:
+        for c in ip.contexts:
+            lines.append(
+                f"| {ip.instance} | {c.max_model_len:,} | {c.kv_bytes_per_sequence / MIB:,.0f} MiB | "
+                f"{_gib(c.kv_bytes_for_max_num_seqs)} | {c.full_sequences_fit} | {c.concurrent_sequences} | "
+                f"{_minutes(c.max_audio_lecture_seconds)} | {_minutes(c.max_transcript_lecture_seconds)} |"
+            )
+    lines += [
+        "",
+        f"{plan.students} students at duty cycle {plan.duty_cycle:g} = {plan.concurrent_requests} requests in "
+        f"flight; each instance serves min(max_num_seqs, full sequences fit) at once "
+        f"(month = {plan.hours_per_month:g} h)",
+        "",
+        "| instance | context | instances | spot $/h | on-demand $/h | spot $/month | on-demand $/month |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for ip in plan.instances:
+        for c in ip.contexts:
+            if c.cost is None:
+                lines.append(f"| {ip.instance} | {c.max_model_len:,} | does not fit | - | - | - | - |")
+                continue
+            lines.append(
+                f"| {ip.instance} | {c.max_model_len:,} | {c.instances_needed} | {c.cost['spot_per_hour']:.2f} | "
+                f"{c.cost['on_demand_per_hour']:.2f} | {c.cost['spot_per_month']:,.0f} | "
+                f"{c.cost['on_demand_per_month']:,.0f} |"
+            )
+    return "\n".join(lines)
