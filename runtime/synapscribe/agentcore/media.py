@@ -1,0 +1,224 @@
+"""Audio handling: format sniffing, duration, conversion, and cutting MP3 into items.
+
+MP3 is cut at frame boundaries without re-encoding (fast and byte-for-byte deterministic); other
+formats are converted to MP3 once with ffmpeg first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+import wave
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import mutagen
+from mutagen.id3 import ID3, TXXX
+
+from synapscribe import audiogen
+
+#: Formats the model server takes as `input_audio` without conversion.
+DIRECT_FORMATS = ("wav", "mp3")
+_TOOL_TIMEOUT_SECONDS = 300
+
+
+class MediaError(ValueError):
+    """The bytes are not audio we can read (the message says why)."""
+
+
+def sniff_format(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        return "wav"
+    if data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0):
+        return "mp3"
+    if data[:4] == b"OggS":
+        return "ogg"
+    if data[:4] == b"fLaC":
+        return "flac"
+    if data[4:8] == b"ftyp":
+        return "m4a"
+    if data[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm"
+    return None
+
+
+def duration_seconds(data: bytes, fmt: str) -> float:
+    """Decoded duration, measured the way the model server's loader sees the file."""
+    if fmt == "wav":
+        try:
+            with wave.open(io.BytesIO(data), "rb") as reader:
+                return reader.getnframes() / reader.getframerate()
+        except (wave.Error, EOFError, ZeroDivisionError) as exc:
+            raise MediaError(f"cannot read WAV audio: {exc}") from None
+    try:
+        parsed = mutagen.File(io.BytesIO(data))
+    except Exception as exc:  # mutagen raises many types for garbage
+        raise MediaError(f"cannot read {fmt} audio: {exc}") from None
+    length = getattr(getattr(parsed, "info", None), "length", None)
+    if parsed is None or not length or length <= 0:
+        raise MediaError(f"cannot read {fmt} audio: no audio stream found")
+    return float(length)
+
+
+async def run_tool(cmd: Sequence[str], stdin: bytes | None = None) -> bytes:
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except FileNotFoundError:
+        raise MediaError(f"{cmd[0]} is not installed") from None
+    try:
+        async with asyncio.timeout(_TOOL_TIMEOUT_SECONDS):
+            out, err = await proc.communicate(stdin)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise MediaError(f"{cmd[0]} took longer than {_TOOL_TIMEOUT_SECONDS} s") from None
+    if proc.returncode != 0:
+        raise MediaError(f"{cmd[0]} failed: {err.decode('utf-8', 'replace').strip()[-300:]}")
+    return out
+
+
+async def to_mp3(data: bytes, bitrate_kbps: int = 32) -> bytes:
+    """Any audio ffmpeg reads, as mono 16 kHz constant-bit-rate MP3 without tags."""
+    return await run_tool(
+        [
+            "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", "pipe:0",
+            "-map_metadata", "-1", "-vn", "-ac", "1", "-ar", "16000", "-b:a", f"{bitrate_kbps}k",
+            "-write_xing", "0", "-id3v2_version", "0", "-fflags", "+bitexact", "-f", "mp3", "pipe:1",
+        ],
+        stdin=data,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- MP3 frames
+
+_BITRATES = {
+    True: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    False: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+@dataclass(frozen=True)
+class Mp3Frames:
+    data: bytes
+    frames: list[tuple[int, int]]  # (offset, length) of each audio frame
+    frame_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        return len(self.frames) * self.frame_seconds
+
+
+def _id3v2_size(data: bytes) -> int:
+    if data[:3] != b"ID3" or len(data) < 10:
+        return 0
+    size = 0
+    for b in data[6:10]:
+        size = (size << 7) | (b & 0x7F)
+    return 10 + size + (10 if data[5] & 0x10 else 0)
+
+
+def parse_mp3(data: bytes) -> Mp3Frames:
+    """The layer III frames of an MP3 (ID3 tags and Xing/Info/VBRI header frames skipped)."""
+    pos = _id3v2_size(data)
+    frames: list[tuple[int, int]] = []
+    frame_seconds = 0.0
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF or (data[pos + 1] & 0xE0) != 0xE0:
+            if frames and data[pos : pos + 3] == b"TAG":
+                break  # ID3v1 at the end
+            if frames:
+                break  # trailing garbage after the stream
+            pos += 1  # junk before the first frame
+            continue
+        b1, b2 = data[pos + 1], data[pos + 2]
+        version, layer = (b1 >> 3) & 3, (b1 >> 1) & 3
+        index, rate_index = (b2 >> 4) & 0xF, (b2 >> 2) & 3
+        if layer != 1 or version == 1 or index in (0, 15) or rate_index == 3:
+            if frames:
+                break
+            pos += 1
+            continue
+        mpeg1 = version == 3
+        kbps = _BITRATES[mpeg1][index]
+        rate = _RATES[version][rate_index]
+        per_frame = 1152 if mpeg1 else 576
+        length = (per_frame // 8) * kbps * 1000 // rate + ((b2 >> 1) & 1)
+        if pos + length > len(data):
+            break
+        head = data[pos : pos + min(length, 64)]
+        if not (b"Xing" in head or b"Info" in head or b"VBRI" in head):
+            frames.append((pos, length))
+        frame_seconds = per_frame / rate
+        pos += length
+    if not frames:
+        raise MediaError("not an MP3 stream: no audio frames found")
+    return Mp3Frames(data, frames, frame_seconds)
+
+
+def item_bounds(total_seconds: float, max_item_seconds: float) -> list[tuple[float, float]]:
+    """Equal consecutive spans of at most max_item_seconds covering the whole recording."""
+    count = max(1, math.ceil(total_seconds / max_item_seconds - 1e-9))
+    step = total_seconds / count
+    return [(i * step, total_seconds if i == count - 1 else (i + 1) * step) for i in range(count)]
+
+
+@dataclass(frozen=True)
+class CutItem:
+    start: float
+    end: float
+    data: bytes
+
+
+def _tag(data: bytes, cues: Sequence[audiogen.Cue]) -> bytes:
+    tags = ID3()
+    tags.add(TXXX(encoding=3, desc=audiogen.TEXT_TAG, text=[" ".join(c.text for c in cues)]))
+    timeline = [[round(c.start, 3), round(c.end, 3), c.text] for c in cues]
+    tags.add(TXXX(encoding=3, desc=audiogen.TIMELINE_TAG, text=[json.dumps(timeline, ensure_ascii=False)]))
+    out = io.BytesIO()
+    tags.save(out, v2_version=4, padding=lambda info: 0)
+    return out.getvalue() + data
+
+
+def cut_mp3(
+    data: bytes, max_item_seconds: float, timeline: Sequence[audiogen.Cue] | None = None
+) -> list[CutItem]:
+    """Cut an MP3 at frame boundaries into items of at most max_item_seconds each.
+
+    Nothing is dropped: every frame lands in exactly one item. Timed text embedded in the source
+    (the generated test speech's timeline) is carried into each item, shifted to its own time.
+    """
+    parsed = parse_mp3(data)
+    fs = parsed.frame_seconds
+    per_item = max(1, math.floor(max_item_seconds / fs + 1e-9))
+    count = max(1, math.ceil(len(parsed.frames) / per_item))
+    # Spread the frames evenly so no item is a sliver.
+    size, extra = divmod(len(parsed.frames), count)
+    if timeline is None:
+        timeline = audiogen.embedded_timeline(data)
+    items: list[CutItem] = []
+    first = 0
+    for i in range(count):
+        n = size + (1 if i < extra else 0)
+        chunk = parsed.frames[first : first + n]
+        body = data[chunk[0][0] : chunk[-1][0] + chunk[-1][1]]
+        start, end = first * fs, (first + n) * fs
+        if timeline is not None:
+            cues = [
+                audiogen.Cue(max(0.0, c.start - start), min(end, c.end) - start, c.text)
+                for c in timeline
+                if c.start < end
+                and c.end > start
+                and (min(end, c.end) - max(start, c.start)) >= 0.5 * (c.end - c.start)
+            ]
+            body = _tag(body, cues)
+        items.append(CutItem(start, end, body))
+        first += n
+    return items

@@ -1,0 +1,121 @@
+"""The chat messages AgentCore sends to the model.
+
+Order matters for prefix caching: system prompt, then the lecture (the same items, byte for byte,
+every turn), then the history, then the question. Audio parts carry their duration under the
+private key `_seconds` so the planner can count them; `wire_messages` strips private keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+SYSTEM_PROMPT = (
+    "You are SynapScribe, a teaching assistant. A student asks questions about the lecture given "
+    "below. Answer from the lecture, in plain spoken sentences (your answer is read aloud): no "
+    "markdown, no lists, no headings. Be concise; mention the time in the lecture when it helps. "
+    "If the lecture does not cover the question, say so."
+)
+TRANSCRIBE_INSTRUCTION = (
+    "Transcribe this audio exactly as spoken. Reply with the transcript only, nothing else."
+)
+VOICE_QUESTION_INSTRUCTION = "The student's question is in this audio. Answer it."
+LECTURE_ACK = "I have the lecture and will answer from it."
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+
+
+def audio_part(b64: str, fmt: str, seconds: float) -> dict[str, Any]:
+    return {"type": "input_audio", "input_audio": {"data": b64, "format": fmt}, "_seconds": seconds}
+
+
+@dataclass(frozen=True)
+class LectureAudioItem:
+    start: float
+    end: float
+    b64: str  # computed once per item so every request carries the identical bytes
+    fmt: str
+
+
+@dataclass(frozen=True)
+class TranscriptSegment:
+    start: float
+    end: float
+    text: str
+
+
+def lecture_audio_message(items: Sequence[LectureAudioItem]) -> dict[str, Any]:
+    content: list[dict[str, Any]] = [
+        {"type": "text", "text": f"The lecture, as audio in {len(items)} consecutive parts."}
+    ]
+    for i, item in enumerate(items):
+        content.append({"type": "text", "text": f"Part {i + 1} ({_clock(item.start)}-{_clock(item.end)}):"})
+        content.append(audio_part(item.b64, item.fmt, item.end - item.start))
+    return {"role": "user", "content": content}
+
+
+def lecture_transcript_message(segments: Sequence[TranscriptSegment]) -> dict[str, Any]:
+    lines = [f"[{_clock(s.start)}-{_clock(s.end)}] {s.text}" for s in segments]
+    return {
+        "role": "user",
+        "content": "The lecture, as a transcript with timestamps:\n" + "\n".join(lines),
+    }
+
+
+def lecture_messages(lecture: dict[str, Any]) -> list[dict[str, Any]]:
+    """System prompt, lecture and acknowledgement: the fixed prefix of every request."""
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        lecture,
+        {"role": "assistant", "content": LECTURE_ACK},
+    ]
+
+
+def turn_messages(turn: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"role": "user", "content": str(turn.get("question", ""))},
+        {"role": "assistant", "content": str(turn.get("answer", ""))},
+    ]
+
+
+def history_messages(turns: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [m for turn in turns for m in turn_messages(turn)]
+
+
+def question_message(text: str | None = None, audio: tuple[str, str, float] | None = None) -> dict[str, Any]:
+    """The question as text, or as audio (base64, format, seconds) with the instruction."""
+    if audio is not None:
+        b64, fmt, seconds = audio
+        return {
+            "role": "user",
+            "content": [audio_part(b64, fmt, seconds), {"type": "text", "text": VOICE_QUESTION_INSTRUCTION}],
+        }
+    if text is None:
+        raise ValueError("a question needs text or audio")
+    return {"role": "user", "content": text}
+
+
+def transcription_messages(b64: str, fmt: str, seconds: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "role": "user",
+            "content": [audio_part(b64, fmt, seconds), {"type": "text", "text": TRANSCRIBE_INSTRUCTION}],
+        }
+    ]
+
+
+def _strip(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if not k.startswith("_")}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def wire_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The messages as sent (private keys removed)."""
+    return [_strip(dict(m)) for m in messages]

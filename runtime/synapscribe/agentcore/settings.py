@@ -1,0 +1,53 @@
+"""AgentCore's environment, validated at start-up (a wrong value names its variable)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from synapscribe.platform import PlatformConfig, PlatformConfigError, load_platform
+from synapscribe.settings import SettingsError
+
+_URL = r"^https?://[^\s/]+(/\S*)?$"
+
+
+class AgentCoreSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    vllm_base_url: str = Field(validation_alias="VLLM_BASE_URL", pattern=_URL)
+    vllm_model: str = Field(
+        default_factory=lambda: load_platform().model.served_name,
+        validation_alias="VLLM_MODEL",
+        min_length=1,
+        max_length=200,
+    )
+    vllm_api_key: str | None = Field(default=None, validation_alias="VLLM_API_KEY")
+    tts_url: str = Field(validation_alias="SYNAPSCRIBE_TTS_URL", pattern=_URL)
+    connections_endpoint: str = Field(validation_alias="SYNAPSCRIBE_CONNECTIONS_ENDPOINT", pattern=_URL)
+    # Overrides of platform.yaml (operators and tests); unset means the platform's value.
+    max_model_len: int | None = Field(default=None, validation_alias="SYNAPSCRIBE_MAX_MODEL_LEN", ge=1)
+    max_num_seqs: int | None = Field(default=None, validation_alias="SYNAPSCRIBE_MAX_NUM_SEQS", ge=1, le=1024)
+    queue_timeout_seconds: float | None = Field(
+        default=None, validation_alias="SYNAPSCRIBE_QUEUE_TIMEOUT_SECONDS", gt=0, le=600
+    )
+    upstream_timeout_seconds: float | None = Field(
+        default=None, validation_alias="SYNAPSCRIBE_UPSTREAM_TIMEOUT_SECONDS", gt=0, le=600
+    )
+
+    def platform(self) -> PlatformConfig:
+        """platform.yaml with SYNAPSCRIBE_MAX_MODEL_LEN applied (validated again)."""
+        base = load_platform()
+        if self.max_model_len is None or self.max_model_len == base.vllm.max_model_len:
+            return base
+        try:
+            return base.with_max_model_len(self.max_model_len)
+        except PlatformConfigError as exc:
+            raise SettingsError(f"SYNAPSCRIBE_MAX_MODEL_LEN: {exc}") from None
+
+    def limits(self, platform: PlatformConfig) -> tuple[int, float, float]:
+        """(max in-flight vLLM requests, queue timeout, upstream timeout)."""
+        return (
+            self.max_num_seqs or platform.vllm.max_num_seqs,
+            self.queue_timeout_seconds or platform.agentcore.queue_timeout_seconds,
+            self.upstream_timeout_seconds or platform.agentcore.upstream_timeout_seconds,
+        )

@@ -1,0 +1,81 @@
+"""Cutting a lecture into audio items: at most max_item_seconds each, nothing lost, deterministic."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from synapscribe import audiogen
+from synapscribe.agentcore import media
+from synapscribe.platform import PlatformConfig
+from synapscribe.standin.tokens import audio_duration_seconds
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+
+
+@pytest.fixture(scope="module")
+def lecture(tmp_path_factory: pytest.TempPathFactory) -> audiogen.GeneratedAudio:
+    path = tmp_path_factory.mktemp("lec") / "lecture.mp3"
+    return audiogen.make_lecture(path, 2.6)
+
+
+def test_items_cover_the_lecture_within_the_item_limit(
+    lecture: audiogen.GeneratedAudio, platform: PlatformConfig
+) -> None:
+    data = lecture.path.read_bytes()
+    items = media.cut_mp3(data, platform.audio.max_item_seconds)
+    assert len(items) == 3
+    frames = media.parse_mp3(data)
+    assert sum(len(media.parse_mp3(i.data).frames) for i in items) == len(frames.frames)
+    for item in items:
+        seconds = audio_duration_seconds(item.data, "mp3")  # how the model server measures it
+        assert seconds <= platform.audio.max_item_seconds
+        assert abs(seconds - (item.end - item.start)) < 0.1
+    assert items[0].start == 0 and abs(items[-1].end - lecture.duration_seconds) < 0.05
+
+
+def test_cutting_is_byte_for_byte_deterministic(lecture: audiogen.GeneratedAudio) -> None:
+    data = lecture.path.read_bytes()
+    assert [i.data for i in media.cut_mp3(data, 60)] == [i.data for i in media.cut_mp3(data, 60)]
+
+
+def test_each_item_carries_its_own_part_of_the_timeline(lecture: audiogen.GeneratedAudio) -> None:
+    items = media.cut_mp3(lecture.path.read_bytes(), 60)
+    texts = [audiogen.embedded_text(i.data) or "" for i in items]
+    assert texts[0].startswith("Welcome to today's lecture on photosynthesis.")
+    assert not texts[1].startswith("Welcome")
+    assert sum(len(t) for t in texts) < len(lecture.text) * 1.1
+    for item in items:
+        cues = audiogen.embedded_timeline(item.data) or []
+        assert cues and all(0 <= c.start < c.end <= item.end - item.start + 1e-6 for c in cues)
+
+
+def test_sniffing_and_duration(lecture: audiogen.GeneratedAudio, tmp_path: Path) -> None:
+    data = lecture.path.read_bytes()
+    assert media.sniff_format(data) == "mp3"
+    wav = audiogen.speak("A short question?", tmp_path / "q.wav", "wav")
+    wav_bytes = wav.path.read_bytes()
+    assert media.sniff_format(wav_bytes) == "wav"
+    assert abs(media.duration_seconds(wav_bytes, "wav") - wav.duration_seconds) < 0.01
+    assert media.sniff_format(b"not audio at all") is None
+    with pytest.raises(media.MediaError):
+        media.duration_seconds(b"RIFF0000WAVEjunk", "wav")
+    with pytest.raises(media.MediaError, match="no audio frames"):
+        media.parse_mp3(b"\x00" * 1000)
+
+
+async def test_other_formats_are_converted_to_mp3(tmp_path: Path) -> None:
+    wav = audiogen.speak("Convert me please.", tmp_path / "c.wav", "wav")
+    mp3 = await media.to_mp3(wav.path.read_bytes())
+    assert media.sniff_format(mp3) == "mp3"
+    assert abs(media.duration_seconds(mp3, "mp3") - wav.duration_seconds) < 0.2
+    with pytest.raises(media.MediaError, match="ffmpeg failed"):
+        await media.to_mp3(b"garbage bytes")
+
+
+def test_item_bounds_are_equal_and_within_the_limit() -> None:
+    bounds = media.item_bounds(125.0, 60)
+    assert len(bounds) == 3
+    assert bounds[0][0] == 0 and bounds[-1][1] == 125.0
+    assert all(b - a <= 60 for a, b in bounds)

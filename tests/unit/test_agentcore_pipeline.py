@@ -1,0 +1,422 @@
+"""The query pipeline in-process: the real stand-in app (ASGI), moto for S3/DynamoDB, fake TTS and
+a recording @connections client. Every pushed message is checked against the contract."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import httpx2
+import pytest
+from botocore.exceptions import ClientError
+from synapscribe import audiogen, keys, planner
+from synapscribe.agentcore import admission as adm
+from synapscribe.agentcore.aws import AwsIo
+from synapscribe.agentcore.jobs import QueryJob
+from synapscribe.agentcore.lectures import LectureContexts
+from synapscribe.agentcore.pipeline import QueryPipeline, Services
+from synapscribe.agentcore.tts_client import TtsClient
+from synapscribe.agentcore.vllm_client import VllmClient
+from synapscribe.connections import ConnectionPusher
+from synapscribe.contract import parse_server_message
+from synapscribe.platform import PlatformConfig
+from synapscribe.settings import AwsResources
+from synapscribe.standin.config import StandinConfig
+from synapscribe.standin.server import create_app as create_standin
+from synapscribe.store import Store
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+
+OWNER = "eu-west-1:alice"
+FAKE_MP3 = b"\xff\xf3" + b"\x00" * 400
+
+
+class FakeGateway:
+    """apigatewaymanagementapi's post_to_connection, recorded."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, list[dict[str, Any]]] = {}
+        self.gone: set[str] = set()
+
+    def post_to_connection(self, ConnectionId: str, Data: bytes) -> None:
+        if ConnectionId in self.gone:
+            raise ClientError({"Error": {"Code": "GoneException"}}, "PostToConnection")
+        parse_server_message(Data)
+        self.messages.setdefault(ConnectionId, []).append(json.loads(Data))
+
+
+@dataclass
+class Rig:
+    services: Services
+    gateway: FakeGateway
+    store: Store
+    s3: Any
+    bucket: str
+    platform: PlatformConfig
+    vllm_bodies: list[dict[str, Any]] = field(default_factory=list)
+    lecture: dict[str, Any] = field(default_factory=dict)
+
+    def session(self, owner: str = OWNER) -> str:
+        session_id = keys.new_id("ses")
+        self.store.create_session(session_id, owner, self.lecture["lectureId"], self.lecture["contextMode"])
+        return session_id
+
+    async def ask(self, session_id: str, connection: str = "c1", **kw: Any) -> list[dict[str, Any]]:
+        request_id = keys.new_id("req")
+        job = QueryJob(
+            connectionId=connection,
+            owner=kw.pop("owner", OWNER),
+            sessionId=session_id,
+            requestId=request_id,
+            receivedAtMs=int(time.time() * 1000),
+            **kw,
+        )
+        await QueryPipeline(self.services).run(job)
+        return [m for m in self.gateway.messages.get(connection, []) if m.get("requestId") == request_id]
+
+
+def tts_ok(request: httpx.Request) -> httpx.Response:
+    body = json.loads(request.content)
+    assert body["response_format"] == "mp3" and body["input"]
+    return httpx.Response(200, content=FAKE_MP3, headers={"X-TTS-Engine": "espeak-ng", "X-TTS-Cache": "miss"})
+
+
+def tts_down(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+@pytest.fixture(scope="module")
+def lecture_file(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return audiogen.make_lecture(tmp_path_factory.mktemp("lec") / "lecture.mp3", 1.5).path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def question_file(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return audiogen.speak("What does rubisco fix?", tmp_path_factory.mktemp("q") / "q.mp3").path.read_bytes()
+
+
+@pytest.fixture
+def make_rig(
+    aws: AwsResources, platform: PlatformConfig, lecture_file: bytes
+) -> Callable[..., AsyncIterator[Rig]]:
+    @asynccontextmanager_fixture
+    async def factory(
+        *,
+        tts: Callable[[httpx.Request], httpx.Response] = tts_ok,
+        vllm_up: bool = True,
+        limit: int | None = None,
+        queue_timeout: float = 5.0,
+        p: PlatformConfig = platform,
+        lecture_bytes: bytes = lecture_file,
+    ) -> AsyncIterator[Rig]:
+        gateway = FakeGateway()
+        store = Store(aws, p)
+        aws_io = AwsIo(store, aws.bucket, ConnectionPusher("http://gateway.test", client=gateway))
+        standin = create_standin(StandinConfig.from_platform(p))
+        bodies: list[dict[str, Any]] = []
+
+        class Recording(httpx2.AsyncBaseTransport):
+            def __init__(self) -> None:
+                self.inner = httpx2.ASGITransport(app=standin)
+
+            async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+                if not vllm_up:
+                    raise httpx2.ConnectError("connection refused", request=request)
+                if request.url.path.endswith("/chat/completions"):
+                    bodies.append(json.loads(await request.aread()))
+                return await self.inner.handle_async_request(request)
+
+        vllm = VllmClient(
+            "http://vllm.test/v1",
+            p.model.served_name,
+            None,
+            5.0,
+            http_client=httpx2.AsyncClient(transport=Recording()),
+        )
+        tts_client = TtsClient(
+            "http://tts.test", 5.0, http_client=httpx.AsyncClient(transport=httpx.MockTransport(tts))
+        )
+        admission = adm.Admission(limit or p.vllm.max_num_seqs, queue_timeout)
+        services = Services(
+            platform=p,
+            aws=aws_io,
+            vllm=vllm,
+            tts=tts_client,
+            admission=admission,
+            lectures=LectureContexts(aws_io, vllm, admission, p),
+            voice="en",
+        )
+        s3 = boto3.client("s3")
+        lecture_id = keys.new_id("lec")
+        key = keys.lecture_key(OWNER, lecture_id, "mp3", p)
+        s3.put_object(Bucket=aws.bucket, Key=key, Body=lecture_bytes)
+        store.create_pending_lecture(lecture_id, OWNER, key, "audio/mpeg", 1, "c0", "lecture.mp3")
+        lecture = store.update_lecture(
+            lecture_id, {"status": "ready", "contextMode": "audio", "durationSeconds": 90.0}
+        )
+        assert lecture is not None
+        rig = Rig(services, gateway, store, s3, aws.bucket, p, bodies, lecture)
+        try:
+            yield rig
+        finally:
+            await vllm.aclose()
+            await tts_client.aclose()
+            aws_io.close()
+
+    return factory
+
+
+def asynccontextmanager_fixture(fn: Any) -> Any:
+    from contextlib import asynccontextmanager
+
+    return asynccontextmanager(fn)
+
+
+def check_order(messages: list[dict[str, Any]], voice_in: bool) -> dict[str, Any]:
+    types = [m["type"] for m in messages]
+    assert types[-1] in ("answer", "error") and types.count("answer") + types.count("error") == 1
+    if voice_in and types[-1] == "answer":
+        assert types[0] == "transcript" and types.count("transcript") == 1
+    else:
+        assert "transcript" not in types
+    return messages[-1]
+
+
+async def test_text_query_streams_text_then_speech_in_order(make_rig: Any) -> None:
+    async with make_rig() as rig:
+        session_id = rig.session()
+        messages = await rig.ask(session_id, text="What does rubisco fix?")
+        answer = check_order(messages, voice_in=False)
+        assert answer["type"] == "answer"
+        deltas = [m["text"] for m in messages if m["type"] == "answerDelta"]
+        assert "".join(deltas).strip() == answer["text"]
+        assert "You asked: What does rubisco fix?" in answer["text"]
+        audio = [m for m in messages if m["type"] == "audio"]
+        assert [m["seq"] for m in audio] == list(range(len(audio))) and len(audio) >= 2
+        assert answer["audio"] == [m["url"] for m in audio]
+        assert answer["ttsEngine"] == "espeak-ng"
+        assert " ".join(m["text"] for m in audio) == answer["text"]
+        for seq in range(len(audio)):
+            key = keys.response_key(session_id, answer["requestId"], seq, rig.platform)
+            assert rig.s3.get_object(Bucket=rig.bucket, Key=key)["Body"].read() == FAKE_MP3
+        t = answer["timings"]
+        assert t["asrMs"] is None if "asrMs" in t else True
+        assert 0 <= t["firstTokenMs"] <= t["firstAudioMs"] <= t["totalMs"]
+        stored = rig.store.get_session(session_id, OWNER)
+        assert stored is not None
+        assert stored["history"][-1]["question"] == "What does rubisco fix?"
+        assert stored["history"][-1]["answer"] == answer["text"]
+        # The lecture went in as stored items of at most max_item_seconds each.
+        lecture_parts = rig.vllm_bodies[-1]["messages"][1]["content"]
+        audio_parts = [p for p in lecture_parts if p["type"] == "input_audio"]
+        assert len(audio_parts) == 2
+        assert all("_seconds" not in p for p in audio_parts)
+
+
+async def test_voice_query_sends_the_transcript_first_and_answers_the_audio(
+    make_rig: Any, question_file: bytes
+) -> None:
+    import base64
+
+    async with make_rig() as rig:
+        session_id = rig.session()
+        clip = base64.b64encode(question_file).decode()
+        messages = await rig.ask(session_id, audio=clip)
+        answer = check_order(messages, voice_in=True)
+        assert answer["type"] == "answer", answer
+        assert messages[0]["text"] == "[stand-in] What does rubisco fix?"
+        assert answer["timings"]["asrMs"] is not None
+        # Two model requests: the answer with the question's audio, and its transcription.
+        kinds = sorted(
+            "transcribe" if "Transcribe" in json.dumps(b["messages"][-1]) else "answer"
+            for b in rig.vllm_bodies
+        )
+        assert kinds == ["answer", "transcribe"]
+        stored = rig.store.get_session(session_id, OWNER)
+        assert stored is not None and stored["history"][-1]["question"] == "[stand-in] What does rubisco fix?"
+
+
+async def test_follow_up_sees_the_earlier_turn_and_the_same_lecture_bytes(make_rig: Any) -> None:
+    async with make_rig() as rig:
+        session_id = rig.session()
+        await rig.ask(session_id, text="Where does photosynthesis take place?")
+        messages = await rig.ask(session_id, text="And what does rubisco fix?")
+        answer = check_order(messages, voice_in=False)
+        assert (
+            "Earlier in this conversation you asked: Where does photosynthesis take place?" in answer["text"]
+        )
+        first, second = rig.vllm_bodies[-2]["messages"], rig.vllm_bodies[-1]["messages"]
+        assert first[:3] == second[:3]  # system prompt + lecture items + ack: byte for byte
+        assert second[3] == {"role": "user", "content": "Where does photosynthesis take place?"}
+
+
+async def test_a_foreign_or_unknown_session_is_not_found(make_rig: Any) -> None:
+    async with make_rig() as rig:
+        session_id = rig.session(owner="eu-west-1:bob")
+        for sid in (session_id, "ses_doesnotexist"):
+            messages = await rig.ask(sid, text="Hello there?")
+            assert [m["type"] for m in messages] == ["error"]
+            assert messages[0]["code"] == "not_found"
+        assert rig.vllm_bodies == []
+
+
+async def test_tts_down_still_delivers_the_text_answer(make_rig: Any) -> None:
+    async with make_rig(tts=tts_down) as rig:
+        messages = await rig.ask(rig.session(), text="What does rubisco fix?")
+        answer = check_order(messages, voice_in=False)
+        assert answer["type"] == "answer" and answer["text"]
+        assert answer["audio"] == [] and answer["ttsEngine"] == "none"
+        assert not [m for m in messages if m["type"] == "audio"]
+
+
+async def test_voice_false_skips_speech(make_rig: Any) -> None:
+    async with make_rig() as rig:
+        messages = await rig.ask(rig.session(), text="What does rubisco fix?", voice=False)
+        answer = check_order(messages, voice_in=False)
+        assert answer["audio"] == [] and "ttsEngine" not in answer
+
+
+async def test_model_server_down_is_upstream_unavailable_at_once(make_rig: Any) -> None:
+    async with make_rig(vllm_up=False) as rig:
+        started = time.perf_counter()
+        messages = await rig.ask(rig.session(), text="What does rubisco fix?")
+        assert time.perf_counter() - started < 5
+        assert [m["type"] for m in messages] == ["error"]
+        assert messages[0]["code"] == "upstream_unavailable"
+        assert "model server" in messages[0]["message"]
+
+
+async def test_busy_when_no_slot_frees_in_time(make_rig: Any) -> None:
+    async with make_rig(limit=1, queue_timeout=0.05) as rig:
+        await rig.services.admission.acquire()
+        messages = await rig.ask(rig.session(), text="What does rubisco fix?")
+        assert [m["type"] for m in messages] == ["error"]
+        assert messages[0]["code"] == "busy"
+        rig.services.admission.release()
+
+
+async def test_bad_question_audio_is_refused_specifically(make_rig: Any) -> None:
+    import base64
+
+    async with make_rig() as rig:
+        messages = await rig.ask(rig.session(), audio=base64.b64encode(b"definitely not audio").decode())
+        assert messages[-1]["code"] == "unsupported_media"
+        messages = await rig.ask(rig.session(), queryKey=f"queries/eu-west-1:bob/qry_{'a' * 8}.mp3")
+        assert messages[-1]["code"] == "not_found"
+
+
+async def test_long_history_is_trimmed_oldest_first_never_over_the_context(
+    make_rig: Any, platform: PlatformConfig, tmp_path: Path
+) -> None:
+    small = platform.with_max_model_len(4096)
+    short = await asyncio.to_thread(
+        lambda: audiogen.make_lecture(tmp_path / "short.mp3", 0.5).path.read_bytes()
+    )
+    async with make_rig(p=small, lecture_bytes=short) as rig:
+        session_id = rig.session()
+        for i in range(16):
+            turn = {
+                "question": f"Question number {i}? " + "padding " * 100,
+                "answer": f"Answer {i}. " + "words " * 100,
+            }
+            rig.store.append_turn(session_id, turn)
+        messages = await rig.ask(session_id, text="What does rubisco fix?")
+        answer = check_order(messages, voice_in=False)
+        assert answer["type"] == "answer", answer  # the stand-in refuses anything over 4096 tokens
+        sent = json.dumps(rig.vllm_bodies[-1]["messages"])
+        assert "Question number 15?" in sent
+        assert "Question number 0?" not in sent
+        assert rig.vllm_bodies[-1]["messages"][1]["content"][1]["type"] == "text"  # the lecture stayed
+
+
+async def test_gone_connection_stops_pushing(make_rig: Any) -> None:
+    async with make_rig() as rig:
+        rig.gateway.gone.add("c-gone")
+        messages = await rig.ask(rig.session(), connection="c-gone", text="What does rubisco fix?")
+        assert messages == []
+        await asyncio.sleep(0)
+
+
+async def _transcribing(rig: Rig) -> str:
+    lecture_id = rig.lecture["lectureId"]
+    rig.store.update_lecture(lecture_id, {"status": "transcribing", "contextMode": "transcript"})
+    return lecture_id
+
+
+async def test_transcript_mode_lecture_is_transcribed_in_segments(make_rig: Any, lecture_file: bytes) -> None:
+    from synapscribe.agentcore.app import prepare_transcript
+
+    async with make_rig() as rig:
+        lecture_id = await _transcribing(rig)
+        await prepare_transcript(rig.services, lecture_id, "c-up")
+        stored = rig.store.get_lecture(lecture_id, OWNER)
+        assert stored is not None and stored["status"] == "ready" and stored["contextMode"] == "transcript"
+        [pushed] = rig.gateway.messages["c-up"]
+        assert pushed == {
+            "type": "lecture",
+            "lectureId": lecture_id,
+            "status": "ready",
+            "durationSeconds": 90.0,
+            "contextMode": "transcript",
+        }
+        body = rig.s3.get_object(Bucket=rig.bucket, Key=stored["transcriptKey"])["Body"].read()
+        segments = json.loads(body)["segments"]
+        assert len(segments) == 2 and segments[0]["start"] == 0
+        assert segments[0]["end"] == segments[1]["start"]
+        assert "Welcome to today's lecture on photosynthesis." in segments[0]["text"]
+        # Each segment says its own part: every sentence of the source is heard exactly once.
+        cues = audiogen.embedded_timeline(lecture_file) or []
+        heard = " ".join(seg["text"] for seg in segments)
+        assert heard.count("Welcome to today's lecture") == sum("Welcome to today's" in c.text for c in cues)
+        # Questions are then answered over the timestamped text, without audio items.
+        rig.lecture = stored
+        session_id = rig.session()
+        messages = await rig.ask(session_id, text="What does rubisco fix?")
+        answer = check_order(messages, voice_in=False)
+        assert "read 0 audio item(s)" in answer["text"]
+        lecture_text = rig.vllm_bodies[-1]["messages"][1]["content"]
+        assert lecture_text.startswith("The lecture, as a transcript with timestamps:\n[00:00-00:4")
+        # A second call finds the lecture ready and changes nothing.
+        await prepare_transcript(rig.services, lecture_id, "c-up")
+        assert len(rig.gateway.messages["c-up"]) == 1
+
+
+async def test_transcription_failure_rejects_with_a_reason(make_rig: Any) -> None:
+    from synapscribe.agentcore.app import prepare_transcript
+
+    async with make_rig(vllm_up=False) as rig:
+        lecture_id = await _transcribing(rig)
+        await prepare_transcript(rig.services, lecture_id, None)  # falls back to the lecture's connection
+        stored = rig.store.get_lecture(lecture_id, OWNER)
+        assert stored is not None and stored["status"] == "rejected"
+        assert "model server" in stored["reason"]
+        [pushed] = rig.gateway.messages["c0"]
+        assert pushed["status"] == "rejected" and pushed["reason"] == stored["reason"]
+
+
+async def test_transcript_over_the_context_is_rejected_naming_the_limit(
+    make_rig: Any, platform: PlatformConfig, tmp_path: Path
+) -> None:
+    from synapscribe.agentcore.app import prepare_transcript
+
+    small = platform.with_max_model_len(4096)
+    # Planned from its duration the lecture fits as a transcript; the model's count says it does not.
+    assert planner.plan_lecture(7.5 * 60, small).mode == "transcript"
+    long = await asyncio.to_thread(
+        lambda: audiogen.make_lecture(tmp_path / "long.mp3", 7.5).path.read_bytes()
+    )
+    async with make_rig(p=small, lecture_bytes=long) as rig:
+        lecture_id = await _transcribing(rig)
+        await prepare_transcript(rig.services, lecture_id, "c-up")
+        stored = rig.store.get_lecture(lecture_id, OWNER)
+        assert stored is not None and stored["status"] == "rejected"
+        assert f"at most {small.lecture_token_budget}" in stored["reason"]
+        assert rig.gateway.messages["c-up"][0]["status"] == "rejected"
