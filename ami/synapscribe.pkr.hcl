@@ -1,0 +1,163 @@
+# The SynapScribe GPU host image: Ubuntu 24.04 on a GPU build instance, provisioned by the same
+# ansible/site.yml the host tests apply, validated, then cleaned of per-instance state.
+
+packer {
+  required_version = ">= 1.11.0"
+  required_plugins {
+    amazon = {
+      source  = "github.com/hashicorp/amazon"
+      version = ">= 1.3.0"
+    }
+    ansible = {
+      source  = "github.com/hashicorp/ansible"
+      version = ">= 1.1.1"
+    }
+  }
+}
+
+locals {
+  # The one source of the shared facts (model, vLLM version, context length).
+  platform       = yamldecode(file("${path.root}/../runtime/synapscribe/platform.yaml"))
+  model_id       = var.model_id != "" ? var.model_id : local.platform.model.id
+  model_revision = var.model_revision != "" ? var.model_revision : local.platform.model.revision
+  model_path     = local.platform.model.path
+  vllm_version   = var.vllm_version != "" ? var.vllm_version : local.platform.vllm.version
+  max_model_len  = var.max_model_len != "" ? var.max_model_len : tostring(local.platform.vllm.max_model_len)
+  build_time     = formatdate("YYYY-MM-DD'T'hh:mm:ss'Z'", timestamp())
+  ami_name       = "synapscribe-gpu-${formatdate("YYYYMMDD-hhmmss", timestamp())}"
+  tags = {
+    Name          = local.ami_name
+    Project       = "synapscribe"
+    GitRevision   = var.git_revision
+    VllmVersion   = local.vllm_version
+    Model         = local.model_id
+    ModelRevision = local.model_revision
+    MaxModelLen   = local.max_model_len
+    BuildTime     = local.build_time
+  }
+  units = ["synapscribe-vllm", "synapscribe-tts", "synapscribe-agentcore"]
+}
+
+source "amazon-ebs" "gpu" {
+  region          = var.region
+  instance_type   = var.instance_type
+  subnet_id       = var.subnet_id != "" ? var.subnet_id : null
+  ami_name        = local.ami_name
+  ami_description = "SynapScribe GPU host: vLLM ${local.vllm_version}, ${local.model_id}@${local.model_revision}, context ${local.max_model_len}"
+
+  source_ami_filter {
+    filters = {
+      name                = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
+      architecture        = "x86_64"
+      root-device-type    = "ebs"
+      virtualization-type = "hvm"
+    }
+    owners      = ["099720109477"]
+    most_recent = true
+  }
+
+  ssh_username = "ubuntu"
+  ssh_timeout  = "15m"
+
+  # Instances launched from the image get IMDSv2 only; so does the build instance.
+  imds_support = "v2.0"
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+
+  launch_block_device_mappings {
+    device_name           = "/dev/sda1"
+    volume_size           = var.volume_size_gb
+    volume_type           = "gp3"
+    encrypted             = true
+    kms_key_id            = var.kms_key_id != "" ? var.kms_key_id : null
+    delete_on_termination = true
+  }
+  encrypt_boot = true
+  kms_key_id   = var.kms_key_id != "" ? var.kms_key_id : null
+
+  tags          = local.tags
+  snapshot_tags = local.tags
+  run_tags      = merge(local.tags, { Name = "packer-${local.ami_name}" })
+
+  temporary_security_group_source_public_ip = true
+}
+
+build {
+  name    = "synapscribe-gpu"
+  sources = ["source.amazon-ebs.gpu"]
+
+  provisioner "shell" {
+    inline = ["cloud-init status --wait >/dev/null"]
+  }
+
+  provisioner "ansible" {
+    playbook_file = "${path.root}/../ansible/site.yml"
+    user          = "ubuntu"
+    use_proxy     = false
+    ansible_env_vars = [
+      "ANSIBLE_CONFIG=${path.root}/../ansible/ansible.cfg",
+      "HF_TOKEN=${var.hf_token}",
+    ]
+    # JSON, so the switches arrive as booleans and the knob as a string.
+    extra_arguments = [
+      "--extra-vars", jsonencode({
+        model_id                  = local.model_id
+        model_revision            = local.model_revision
+        vllm_version              = local.vllm_version
+        synapscribe_max_model_len = local.max_model_len
+        nvidia_enabled            = true
+        model_download_enabled    = true
+        vllm_install_enabled      = true
+      }),
+    ]
+  }
+
+  # Per-instance state must not ship in the image: each instance makes its own.
+  provisioner "shell" {
+    name = "cleanup"
+    inline = [
+      "sudo systemctl stop synapscribe-agentcore synapscribe-tts synapscribe-vllm",
+      "sudo rm -f /etc/synapscribe/deploy.env",
+      "sudo cloud-init clean --logs --seed",
+      "sudo rm -f /etc/ssh/ssh_host_*",
+      "sudo truncate -s 0 /etc/machine-id",
+      "sudo journalctl --rotate && sudo journalctl --vacuum-time=1s",
+    ]
+  }
+
+  # The last step fails the bake unless the image is complete.
+  provisioner "shell" {
+    name           = "validate"
+    inline_shebang = "/bin/bash -eu"
+    inline = [
+      "set -o pipefail",
+      "lsmod | grep -q '^nvidia '",
+      "nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | grep -q .",
+      "test \"$(stat -c %U:%a ${local.model_path})\" = root:555",
+      "(cd ${local.model_path} && sudo sha256sum --quiet --check SHA256SUMS)",
+      "test \"$(/opt/synapscribe/vllm/bin/python -c 'import vllm; print(vllm.__version__)')\" = ${local.vllm_version}",
+      "for unit in ${join(" ", local.units)}; do test \"$(systemctl is-enabled $unit)\" = enabled; done",
+      "grep -q -- '--max-model-len ${local.max_model_len}' /etc/systemd/system/synapscribe-vllm.service",
+      "test -z \"$(sudo find /etc/ssh -name 'ssh_host_*' -print -quit)\"",
+      "test ! -e /var/lib/cloud/instance && test -z \"$(sudo ls -A /var/lib/cloud/instances 2>/dev/null)\"",
+      "test ! -e /etc/synapscribe/deploy.env",
+      "echo 'validate: image complete'",
+    ]
+  }
+
+  post-processor "manifest" {
+    output     = "${path.root}/manifest.json"
+    strip_path = true
+    custom_data = {
+      git_revision   = var.git_revision
+      vllm_version   = local.vllm_version
+      model          = local.model_id
+      model_revision = local.model_revision
+      max_model_len  = local.max_model_len
+      build_time     = local.build_time
+    }
+  }
+}
