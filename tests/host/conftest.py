@@ -218,3 +218,30 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if RUN.timings:
         parts = ", ".join(f"{k} {v} s" for k, v in RUN.timings.items())
         terminalreporter.write_line(f"host verification time: {parts}")
+
+
+_PREFETCH: subprocess.Popen[bytes] | None = None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Host tests run last, so the background prefetch has the rest of the suite's time."""
+    items.sort(key=lambda item: item.get_closest_marker("host") is not None)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    global _PREFETCH
+    wanted = any(item.get_closest_marker("host") for item in session.items)
+    if not wanted or session.config.option.hosts or os.environ.get("SYNAPSCRIBE_NO_PREFETCH") or can_boot():
+        return
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with (CACHE_DIR / "prefetch.log").open("ab") as log:
+        _PREFETCH = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("prefetch.py"))],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+
+def pytest_unconfigure() -> None:
+    if _PREFETCH is not None and _PREFETCH.poll() is None:
+        # Interrupted session: stop the builders; their partial output is discarded next time.
+        os.killpg(_PREFETCH.pid, 15)

@@ -5,6 +5,7 @@ without a GPU once torchvision, torchaudio and torchcodec (CUDA builds) are remo
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -36,12 +37,19 @@ DROP = ("torchvision", "torchaudio", "torchcodec")
 
 
 def vllm_venv(version: str) -> tuple[Path, float]:
-    """The cached environment for `version` and the seconds spent creating it (0 when cached)."""
+    """The cached environment for `version` and the seconds spent creating it or waiting for it."""
     root = Path(os.environ.get("SYNAPSCRIBE_VLLM_VENV", CACHE_DIR / f"vllm-venv-{version}"))
-    python = root / "bin" / "python"
-    if python.exists():
-        return root, 0.0
+    root.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    with root.with_name(root.name + ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time (the prefetch may be building it)
+        if (root / "bin" / "python").exists():
+            return root, time.monotonic() - started
+        _create(root, version)
+    return root, time.monotonic() - started
+
+
+def _create(root: Path, version: str) -> None:
     partial = root.with_name(root.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     base = shutil.which("python3") or sys.executable
@@ -50,7 +58,6 @@ def vllm_venv(version: str) -> tuple[Path, float]:
     subprocess.run([*pip, "install", f"vllm=={version}"], check=True, timeout=1800, capture_output=True)
     subprocess.run([*pip, "uninstall", "--yes", *DROP], check=True, timeout=300, capture_output=True)
     partial.rename(root)
-    return root, time.monotonic() - started
 
 
 def parse(venv: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
