@@ -104,7 +104,7 @@ def nspawn_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NspawnHost
         pytest.skip(f"host verification {reason}")
     platform = load_platform()
     work = tmp_path_factory.mktemp("nspawn")
-    t = time.monotonic()
+    RUN.started = t = time.monotonic()
     tarball = rootfs_tarball()
     timed("rootfs", t)
 
@@ -218,9 +218,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if RUN.timings:
         parts = ", ".join(f"{k} {v} s" for k, v in RUN.timings.items())
         terminalreporter.write_line(f"host verification time: {parts}")
+        if _PREFETCH is not None:
+            built = "; ".join(PREFETCH_LOG.read_text().split("\n")).strip("; ")
+            terminalreporter.write_line(f"built in the background while the other tests ran: {built}")
 
 
 _PREFETCH: subprocess.Popen[bytes] | None = None
+PREFETCH_LOG = CACHE_DIR / "prefetch.log"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -234,7 +238,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not wanted or session.config.option.hosts or os.environ.get("SYNAPSCRIBE_NO_PREFETCH") or can_boot():
         return
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with (CACHE_DIR / "prefetch.log").open("ab") as log:
+    with PREFETCH_LOG.open("wb") as log:
         _PREFETCH = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("prefetch.py"))],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
