@@ -8,29 +8,16 @@ import time
 from pathlib import Path
 
 from synapscribe.audiogen import FORMATS, AudioGenError, make_lecture, speak
+from synapscribe.cli_types import non_empty, number
 
-
-def _minutes(value: str) -> float:
-    try:
-        minutes = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--lecture-minutes must be a number, got {value!r}") from None
-    if not 0 < minutes <= 24 * 60:
-        raise argparse.ArgumentTypeError(f"--lecture-minutes must be > 0 and at most 1440, got {value}")
-    return minutes
-
-
-def _text(value: str) -> str:
-    if not value.strip():
-        raise argparse.ArgumentTypeError("--text must not be empty")
-    return value
+LECTURE_MINUTES = number(above=0, maximum=24 * 60)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="file to write (.mp3 or .wav)")
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--text", type=_text, help="speak this text (a question)")
-    what.add_argument("--lecture-minutes", type=_minutes, help="a lecture of this many minutes")
+    what.add_argument("--text", type=non_empty, help="speak this text (a question)")
+    what.add_argument("--lecture-minutes", type=LECTURE_MINUTES, help="a lecture of this many minutes")
     parser.add_argument(
         "--format", choices=FORMATS, default=None, help="default: from --out's suffix, else mp3"
     )

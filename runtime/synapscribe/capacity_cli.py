@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from synapscribe.capacity import (
@@ -21,30 +20,10 @@ from synapscribe.capacity import (
     load_price_table,
     plan_capacity,
 )
+from synapscribe.cli_types import non_negative_float, non_negative_int, positive_float, positive_int
 from synapscribe.platform import load_platform
 
 DEFAULT_CONTEXT_LENGTHS = (16384, 32768)
-
-
-def _number(kind: Callable[[str], float], *, allow_zero: bool) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value < 0 or (value == 0 and not allow_zero):
-            raise argparse.ArgumentTypeError(
-                f"must be {'zero or more' if allow_zero else 'positive'}, got {text}"
-            )
-        return value
-
-    return parse
-
-
-positive_int = _number(int, allow_zero=False)
-non_negative_int = _number(int, allow_zero=True)
-positive_float = _number(float, allow_zero=False)
-non_negative_float = _number(float, allow_zero=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -95,9 +95,16 @@ class Storage(_Strict):
     ephemeral_days: PositiveInt
 
 
+#: A spot instance gets 2 minutes' notice; the drain and the shutdown after it must fit inside.
+SPOT_NOTICE_SECONDS = 120
+#: What systemd allows AgentCore besides its drain: closing connections, clients and the lifespan.
+AGENTCORE_STOP_MARGIN_SECONDS = 15
+
+
 class AgentCoreLimits(_Strict):
     queue_timeout_seconds: float = Field(gt=0)
     upstream_timeout_seconds: float = Field(gt=0)
+    drain_timeout_seconds: float = Field(gt=0, le=SPOT_NOTICE_SECONDS - AGENTCORE_STOP_MARGIN_SECONDS)
 
 
 class Ami(_Strict):
@@ -165,6 +172,11 @@ class PlatformConfig(_Strict):
         """vLLM's --limit-mm-per-prompt audio count: the lecture's items plus the question."""
         return math.ceil(self.max_audio_lecture_seconds / self.audio.max_item_seconds) + 1
 
+    @property
+    def agentcore_stop_timeout_seconds(self) -> int:
+        """systemd's TimeoutStopSec for AgentCore: its drain plus the shutdown after it."""
+        return math.ceil(self.agentcore.drain_timeout_seconds) + AGENTCORE_STOP_MARGIN_SECONDS
+
     def with_max_model_len(self, max_model_len: int) -> PlatformConfig:
         """The same configuration at another context length, validated again."""
         data = self.model_dump()
@@ -178,6 +190,7 @@ class PlatformConfig(_Strict):
             "max_audio_lecture_seconds": self.max_audio_lecture_seconds,
             "max_transcript_lecture_seconds": self.max_transcript_lecture_seconds,
             "max_audio_items_per_prompt": self.max_audio_items_per_prompt,
+            "agentcore_stop_timeout_seconds": self.agentcore_stop_timeout_seconds,
         }
 
     def as_dict(self) -> dict[str, Any]:

@@ -156,6 +156,9 @@ def test_unit_files(host: Host) -> None:
     agentcore = unit_text(host, "synapscribe-agentcore")
     assert "EnvironmentFile=/etc/synapscribe/agentcore.env" in agentcore
     assert "EnvironmentFile=-/etc/synapscribe/deploy.env" in agentcore
+    stop = re.search(r"^TimeoutStopSec=(\d+)$", agentcore, re.M)
+    drain = host_platform(host).agentcore_stop_timeout_seconds
+    assert stop and int(stop.group(1)) == drain, "systemd must wait out AgentCore's drain"
 
 
 def test_vllm_flags_follow_the_platform(host: Host) -> None:

@@ -155,7 +155,7 @@ def test_long_lecture_goes_to_transcription(
     assert "contextMode" not in push
 
 
-def test_transcription_not_started_leaves_lecture_pending_for_retry(
+def test_transcription_not_started_keeps_lecture_transcribing_for_retry(
     deps: EdgeDeps, audio: dict[str, Path], agentcore: AgentCoreRecorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lecture_id, key = upload(deps, audio["transcript"].read_bytes())
@@ -163,11 +163,13 @@ def test_transcription_not_started_leaves_lecture_pending_for_retry(
         m.setattr(deps, "settings", deps.settings.model_copy(update={"agentcore_url": closed_port_url()}))
         with pytest.raises(TranscriptionNotStarted):
             validate(deps, key)
+    # Never back to pending (AgentCore's own update expects `transcribing`); the client was told.
     item = deps.store.get_lecture(lecture_id, "alice")
-    assert item is not None and item["status"] == "pending"
-    assert lecture_pushes() == []
-    assert validate(deps, key)["outcome"] == "transcribing"  # the retried event
-    assert len(agentcore.requests) == 1
+    assert item is not None and item["status"] == "transcribing" and item["handoffFailures"] == 1
+    assert [m["status"] for m in lecture_pushes()] == ["transcribing"]
+    assert validate(deps, key)["outcome"] == "transcribing"  # the retried event asks again
+    assert agentcore.requests == [(f"/v1/lectures/{lecture_id}/transcribe", {"connectionId": CONN})]
+    assert [m["status"] for m in lecture_pushes()] == ["transcribing"]
 
 
 # --------------------------------------------------------------------------- rejected

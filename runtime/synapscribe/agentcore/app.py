@@ -5,24 +5,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Path
-from fastapi.responses import JSONResponse
+import httpx
+from fastapi import FastAPI, Path, Request
+from fastapi.responses import JSONResponse, Response
 
 from synapscribe.agentcore import admission as adm
+from synapscribe.agentcore import diagnostics as diag
 from synapscribe.agentcore.aws import AwsIo, make_pusher
+from synapscribe.agentcore.drain import DRAINING_MESSAGE, Drain
 from synapscribe.agentcore.jobs import QueryJob, TranscribeRequest
-from synapscribe.agentcore.lectures import LectureContexts, LectureUnavailableError, TranscriptTooLongError
-from synapscribe.agentcore.media import MediaError
+from synapscribe.agentcore.lectures import LectureContexts, transcribe_answer
 from synapscribe.agentcore.pipeline import QueryPipeline, Services
 from synapscribe.agentcore.settings import AgentCoreSettings
 from synapscribe.agentcore.tts_client import TtsClient
-from synapscribe.agentcore.vllm_client import UpstreamError, VllmClient
-from synapscribe.contract import ID_PATTERN, Lecture
+from synapscribe.agentcore.vllm_client import VllmClient
+from synapscribe.contract import ID_PATTERN
+from synapscribe.platform import load_platform
 from synapscribe.settings import AwsResources
 from synapscribe.store import Store
 
@@ -47,63 +49,24 @@ def build_services(settings: AgentCoreSettings, resources: AwsResources) -> Serv
 
 
 async def prepare_transcript(s: Services, lecture_id: str, connection_id: str | None) -> None:
-    """Transcribe a transcript-mode lecture, store it, set it ready and tell the uploader."""
-    lecture = await s.aws.call(
-        s.aws.store.update_lecture, lecture_id, {"status": "transcribing"}, ("pending", "transcribing")
-    )
-    if lecture is None:
-        log.info("lecture %s: not pending or transcribing any more; nothing to do", lecture_id)
-        return
-    connection_id = connection_id or lecture.get("connectionId")
-    started = time.perf_counter()
-    try:
-        transcript = await s.lectures.make_transcript(lecture)
-    except (UpstreamError, adm.BusyError) as exc:
-        reason = f"The lecture could not be transcribed ({exc}). Upload it again in a few minutes."
-        fields: dict[str, Any] = {"status": "rejected", "reason": reason}
-    except TranscriptTooLongError as exc:
-        fields = {"status": "rejected", "reason": f"The lecture is too long: {exc}."}
-    except (LectureUnavailableError, MediaError) as exc:
-        fields = {"status": "rejected", "reason": f"The lecture could not be transcribed: {exc}."}
-    except Exception:
-        error_id = uuid.uuid4().hex[:12]
-        log.exception("internal error %s transcribing lecture %s", error_id, lecture_id)
-        fields = {
-            "status": "rejected",
-            "reason": f"The lecture could not be transcribed (error id {error_id}). Upload it again.",
-        }
-    else:
-        fields = {
-            "status": "ready",
-            "contextMode": "transcript",
-            "transcriptKey": f"{s.platform.storage.prefixes.transcripts}{lecture_id}.json",
-            "durationSeconds": lecture.get("durationSeconds") or transcript["durationSeconds"],
-        }
-        log.info(
-            "lecture %s: transcribed %d segments in %.1f s",
-            lecture_id,
-            len(transcript["segments"]),
-            time.perf_counter() - started,
-        )
-    updated = await s.aws.call(s.aws.store.update_lecture, lecture_id, fields, "transcribing")
-    if updated is None:
-        return
-    if connection_id:
-        message = Lecture(
-            lectureId=lecture_id,
-            status=updated["status"],
-            durationSeconds=updated.get("durationSeconds"),
-            contextMode=updated.get("contextMode") if updated["status"] == "ready" else None,
-            reason=updated.get("reason") if updated["status"] == "rejected" else None,
-        )
-        await s.aws.push(connection_id, message)
+    """Transcribe a transcript-mode lecture, store it, set it ready and tell the uploader
+    (claimed in DynamoDB first, so starting it twice, here or elsewhere, works once)."""
+    await s.lectures.run_transcription(lecture_id, connection_id)
 
 
 def create_app(
-    settings: AgentCoreSettings | None, resources: AwsResources | None, services: Services | None = None
+    settings: AgentCoreSettings | None,
+    resources: AwsResources | None,
+    services: Services | None = None,
+    drain: Drain | None = None,
 ) -> FastAPI:
     state: dict[str, Services] = {}
     transcribing: set[str] = set()
+    if drain is None:
+        platform = services.platform if services is not None else load_platform()
+        drain = Drain(
+            settings.drain_timeout(platform) if settings else platform.agentcore.drain_timeout_seconds
+        )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -112,6 +75,7 @@ def create_app(
         else:
             assert settings is not None and resources is not None
             state["s"] = build_services(settings, resources)
+        drain.watch(lambda: len(state["s"].tasks))
         yield
         s = state["s"]
         for task in list(s.tasks):
@@ -122,6 +86,10 @@ def create_app(
         s.aws.close()
 
     app = FastAPI(title="SynapScribe AgentCore", lifespan=lifespan)
+    app.state.drain = drain
+
+    def draining() -> JSONResponse:
+        return JSONResponse({"detail": DRAINING_MESSAGE, "draining": True}, status_code=503)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -129,6 +97,10 @@ def create_app(
 
     @app.get("/ready")
     async def ready() -> JSONResponse:
+        if drain.draining:
+            return JSONResponse(
+                {"ready": False, "draining": True, "missing": [DRAINING_MESSAGE]}, status_code=503
+            )
         s = state["s"]
         missing: list[str] = []
 
@@ -151,32 +123,67 @@ def create_app(
         return JSONResponse({"ready": True, "model": s.vllm.model})
 
     @app.post("/v1/queries", status_code=202)
-    async def query(job: QueryJob) -> dict[str, Any]:
+    async def query(job: QueryJob) -> Any:
         accepted_at = time.perf_counter()
+        if drain.draining:
+            return draining()
         s = state["s"]
         s.spawn(QueryPipeline(s).run(job, accepted_at))
         return {"accepted": True, "requestId": job.requestId}
 
     @app.post("/v1/lectures/{lecture_id}/transcribe", status_code=202)
     async def transcribe(body: TranscribeRequest, lecture_id: str = Path(pattern=ID_PATTERN)) -> JSONResponse:
+        if drain.draining:
+            return draining()
         s = state["s"]
+        # One read decides the answer; the work (claim, transcription) runs in the background.
         lecture = await s.aws.call(s.aws.store.get_lecture, lecture_id, None)
-        if lecture is None:
-            return JSONResponse({"detail": f"lecture {lecture_id} not found"}, status_code=404)
-        status = lecture.get("status")
-        if status == "ready":
-            return JSONResponse({"lectureId": lecture_id, "status": status}, status_code=200)
-        if status not in ("pending", "transcribing"):
-            return JSONResponse(
-                {
-                    "detail": f"lecture {lecture_id} is {status}; only a pending or transcribing lecture is transcribed"
-                },
-                status_code=409,
-            )
-        if lecture_id not in transcribing:
+        decided = transcribe_answer(lecture_id, lecture)
+        if decided.start and lecture_id not in transcribing:
             transcribing.add(lecture_id)
             task = s.spawn(prepare_transcript(s, lecture_id, body.connectionId))
             task.add_done_callback(lambda _: transcribing.discard(lecture_id))
-        return JSONResponse({"lectureId": lecture_id, "status": "transcribing"}, status_code=202)
+        return JSONResponse(decided.body, status_code=decided.status_code)
+
+    def only_local(request: Request) -> JSONResponse | None:
+        if diag.is_local_caller(request.scope.get("client"), request.scope.get("server"), request.headers):
+            return None
+        return JSONResponse({"detail": diag.ONLY_LOCAL}, status_code=403)
+
+    @app.get("/v1/diagnostics/gpu", response_model=None)
+    async def diagnostics_gpu(request: Request) -> JSONResponse | list[dict[str, Any]]:
+        refused = only_local(request)
+        if refused is not None:
+            return refused
+        try:
+            gpus = await diag.query_gpus()
+        except diag.GpuUnavailableError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=503)
+        return [g.wire() for g in gpus]
+
+    @app.get("/v1/diagnostics/metrics", response_model=None)
+    async def diagnostics_metrics(request: Request) -> Response:
+        refused = only_local(request)
+        if refused is not None:
+            return refused
+        s = state["s"]
+        url = diag.metrics_url(s.vllm.base_url)
+        timeout = s.platform.agentcore.upstream_timeout_seconds
+        try:
+            async with httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0))) as http:
+                upstream = await http.get(url)
+        except httpx.HTTPError as exc:
+            return JSONResponse(
+                {"detail": f"vLLM's metrics at {url} cannot be read: {exc!r}"}, status_code=503
+            )
+        if upstream.status_code != 200:
+            return JSONResponse(
+                {"detail": f"vLLM's metrics at {url} answered {upstream.status_code}: {upstream.text[:200]}"},
+                status_code=502,
+            )
+        return Response(
+            upstream.content,
+            media_type=upstream.headers.get("content-type", "text/plain; version=0.0.4"),
+        )
 
     return app

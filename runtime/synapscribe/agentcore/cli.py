@@ -1,4 +1,6 @@
-"""`synapscribe agentcore [--host] [--port]`: run AgentCore (settings from the environment)."""
+"""`synapscribe agentcore [--host] [--port]`: run AgentCore (settings from the environment).
+
+SIGTERM drains it (see drain.py) and it exits 0."""
 
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         settings = load_settings(AgentCoreSettings)
-        settings.platform()
+        platform = settings.platform()
         resources = load_settings(AwsResources)
     except SettingsError as exc:
         print(f"synapscribe agentcore: {exc}", file=sys.stderr)
@@ -51,13 +53,19 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from synapscribe.agentcore.app import create_app
+    from synapscribe.agentcore.drain import Drain, DrainingServer
 
-    uvicorn.run(
-        create_app(settings, resources),
+    drain = Drain(settings.drain_timeout(platform))
+    config = uvicorn.Config(
+        create_app(settings, resources, drain=drain),
         host=args.host,
         port=args.port,
         log_level="warning",
         access_log=False,
+        # The diagnostics trust the socket's peer address: never a client-supplied header.
+        proxy_headers=False,
+        # Open connections are short (every job is answered 202 at once); the drain came first.
         timeout_graceful_shutdown=5,
     )
+    DrainingServer(config, drain).run()
     return 0

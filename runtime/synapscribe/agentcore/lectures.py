@@ -8,16 +8,24 @@ import base64
 import json
 import logging
 import math
+import os
+import socket
+import time
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+
+from boto3.dynamodb.conditions import Attr
+from botocore.exceptions import ClientError
 
 from synapscribe import audiogen, keys
 from synapscribe.agentcore import admission as adm
 from synapscribe.agentcore.aws import AwsIo, Spans
 from synapscribe.agentcore.media import MediaError, cut_mp3, duration_seconds, sniff_format, to_mp3
 from synapscribe.agentcore.prompts import LectureAudioItem, TranscriptSegment, lecture_transcript_message
-from synapscribe.agentcore.vllm_client import VllmClient
+from synapscribe.agentcore.vllm_client import UpstreamError, VllmClient
+from synapscribe.contract import ErrorCode, ErrorMessage, Lecture
 from synapscribe.platform import PlatformConfig
 
 log = logging.getLogger(__name__)
@@ -25,6 +33,42 @@ log = logging.getLogger(__name__)
 ITEM_FORMAT = "mp3"
 #: Lecture segments transcribed at once (each also takes an admission slot).
 TRANSCRIBE_CONCURRENCY = 4
+#: The longest a lecture waits for model slots (it is not interactive).
+TRANSCRIBE_SLOT_WAIT_SECONDS = 600.0
+#: How long an AgentCore holds its claim on a lecture's transcription: another instance (or a
+#: restarted one) may take the lecture over only once a claim is this old, so it never runs twice.
+TRANSCRIBE_LEASE_SECONDS = int(TRANSCRIBE_SLOT_WAIT_SECONDS) + 300
+#: Statuses from which a transcript-mode lecture may be claimed (`pending`: an older edge).
+CLAIMABLE = ("pending", "transcribing")
+
+
+@dataclass(frozen=True)
+class TranscribeAnswer:
+    """What `POST /v1/lectures/{id}/transcribe` answers, and whether it starts the work."""
+
+    status_code: int
+    body: dict[str, Any]
+    start: bool = False
+
+
+def transcribe_answer(lecture_id: str, lecture: dict[str, Any] | None) -> TranscribeAnswer:
+    """Decide from the stored lecture alone (no work): 404 unknown, 409 not a transcript-mode
+    lecture or rejected, 200 already ready, 202 pending/transcribing (the work starts)."""
+    if lecture is None:
+        return TranscribeAnswer(404, {"detail": f"lecture {lecture_id} not found"})
+    status, mode = lecture.get("status"), lecture.get("contextMode")
+    if status == "rejected":
+        return TranscribeAnswer(409, {"detail": f"lecture {lecture_id} is rejected; it is not transcribed"})
+    if mode != "transcript":
+        what = f"in {mode} mode" if mode else f"{status} and not planned for transcript mode"
+        return TranscribeAnswer(
+            409, {"detail": f"lecture {lecture_id} is {what}; only a transcript-mode lecture is transcribed"}
+        )
+    if status == "ready":
+        return TranscribeAnswer(200, {"lectureId": lecture_id, "status": status})
+    if status in CLAIMABLE:
+        return TranscribeAnswer(202, {"lectureId": lecture_id, "status": "transcribing"}, start=True)
+    return TranscribeAnswer(409, {"detail": f"lecture {lecture_id} is {status}; it is not transcribed"})
 
 
 class LectureUnavailableError(Exception):
@@ -76,6 +120,8 @@ class LectureContexts:
         self._items: _Lru = _Lru(cache_size)
         self._transcripts: _Lru = _Lru(cache_size)
         self._locks: dict[str, asyncio.Lock] = {}
+        #: who holds a claim (stored on the lecture item for operators)
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     def _lock(self, lecture_id: str) -> asyncio.Lock:
         return self._locks.setdefault(lecture_id, asyncio.Lock())
@@ -174,7 +220,7 @@ class LectureContexts:
         items = await self.audio_items(lecture)
         gate = asyncio.Semaphore(min(TRANSCRIBE_CONCURRENCY, self.admission.limit))
         # A lecture waits for slots much longer than a question would (it is not interactive).
-        wait = max(self.admission.timeout, 600.0)
+        wait = max(self.admission.timeout, TRANSCRIBE_SLOT_WAIT_SECONDS)
 
         async def one(item: LectureAudioItem) -> str:
             async with gate, self.admission.slot(adm.LECTURE, timeout=wait):
@@ -209,3 +255,159 @@ class LectureContexts:
         await self.aws.put(key, json.dumps(transcript, ensure_ascii=False).encode(), "application/json")
         self._transcripts.pop(lecture_id, None)
         return transcript
+
+    # ------------------------------------------------------------------ the transcription job
+
+    def _claim(self, lecture_id: str) -> dict[str, Any] | None:
+        """Take the lecture's transcription (status `transcribing`) unless another worker holds an
+        unexpired claim or it is no longer a claimable transcript-mode lecture; None then."""
+        store = self.aws.store
+        now = store.now()
+        condition = (
+            Attr("status").is_in(list(CLAIMABLE))
+            & Attr("contextMode").eq("transcript")
+            & (Attr("transcribeLeaseUntil").not_exists() | Attr("transcribeLeaseUntil").lt(now))
+        )
+        try:
+            store.lectures.update_item(
+                Key={"lectureId": lecture_id},
+                UpdateExpression="SET #st = :st, #lu = :lu, #wk = :wk, #up = :up",
+                ExpressionAttributeNames={
+                    "#st": "status",
+                    "#lu": "transcribeLeaseUntil",
+                    "#wk": "transcribeWorker",
+                    "#up": "updatedAt",
+                },
+                ExpressionAttributeValues={
+                    ":st": "transcribing",
+                    ":lu": now + TRANSCRIBE_LEASE_SECONDS,
+                    ":wk": self.worker,
+                    ":up": now,
+                },
+                ConditionExpression=condition,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return store.get_lecture(lecture_id, None)
+
+    async def _stored_transcript(self, lecture_id: str) -> dict[str, Any] | None:
+        """A transcript an earlier worker stored before it could record `ready` (then it is reused,
+        never made twice)."""
+        raw = await self.aws.get(keys.transcript_key(lecture_id, self.platform))
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or data.get("lectureId") != lecture_id or "segments" not in data:
+            return None
+        return data
+
+    async def _transcribe_outcome(self, lecture: dict[str, Any]) -> dict[str, Any]:
+        """The lecture's final fields: `ready` with its transcript, or `rejected` with a reason."""
+        lecture_id = lecture["lectureId"]
+        started = time.perf_counter()
+        try:
+            transcript = await self._stored_transcript(lecture_id)
+            if transcript is not None:
+                log.info("lecture %s: reusing the transcript already stored", lecture_id)
+            else:
+                transcript = await self.make_transcript(lecture)
+        except (UpstreamError, adm.BusyError) as exc:
+            reason = f"The lecture could not be transcribed ({exc}). Upload it again in a few minutes."
+            return {"status": "rejected", "reason": reason}
+        except TranscriptTooLongError as exc:
+            return {"status": "rejected", "reason": f"The lecture is too long: {exc}."}
+        except (LectureUnavailableError, MediaError) as exc:
+            return {"status": "rejected", "reason": f"The lecture could not be transcribed: {exc}."}
+        except Exception:
+            error_id = uuid.uuid4().hex[:12]
+            log.exception("internal error %s transcribing lecture %s", error_id, lecture_id)
+            return {
+                "status": "rejected",
+                "reason": f"The lecture could not be transcribed (error id {error_id}). Upload it again.",
+            }
+        log.info(
+            "lecture %s: transcribed %d segments in %.1f s",
+            lecture_id,
+            len(transcript["segments"]),
+            time.perf_counter() - started,
+        )
+        return {
+            "status": "ready",
+            "contextMode": "transcript",
+            "transcriptKey": keys.transcript_key(lecture_id, self.platform),
+            "durationSeconds": lecture.get("durationSeconds") or transcript["durationSeconds"],
+        }
+
+    async def run_transcription(self, lecture_id: str, connection_id: str | None) -> None:
+        """Claim, transcribe and store a transcript-mode lecture, set it `ready` (or `rejected`)
+        and tell the uploader. Safe to start any number of times, on any instance."""
+        store = self.aws.store
+        lecture = await self.aws.call(self._claim, lecture_id)
+        if lecture is None:
+            current = await self.aws.call(store.get_lecture, lecture_id, None)
+            if current is None:
+                log.warning("lecture %s: gone before its transcription started", lecture_id)
+            elif current.get("status") == "transcribing":
+                log.info(
+                    "lecture %s: already being transcribed by %s; not started again",
+                    lecture_id,
+                    current.get("transcribeWorker"),
+                )
+            else:
+                log.info("lecture %s is %s; not transcribed", lecture_id, current.get("status"))
+            return
+        connection_id = connection_id or lecture.get("connectionId")
+        fields = await self._transcribe_outcome(lecture)
+        updated = await self.aws.call(store.update_lecture, lecture_id, fields, "transcribing")
+        if updated is None:
+            await self._outcome_lost(lecture_id, fields, connection_id)
+            return
+        if connection_id:
+            await self.aws.push(connection_id, lecture_message(updated))
+
+    async def _outcome_lost(self, lecture_id: str, fields: dict[str, Any], connection_id: str | None) -> None:
+        """The lecture changed while it was transcribed, so the outcome was not recorded: say so in
+        the log and to the uploader instead of dropping it silently."""
+        current = await self.aws.call(self.aws.store.get_lecture, lecture_id, None)
+        now = "gone" if current is None else str(current.get("status"))
+        error_id = uuid.uuid4().hex[:12]
+        log.error(
+            "lecture %s: transcription ended %s but the lecture is %s now, so that was not recorded "
+            "(error id %s)",
+            lecture_id,
+            fields["status"],
+            now,
+            error_id,
+        )
+        if not connection_id:
+            return
+        if current is not None and current.get("status") in ("ready", "rejected"):
+            # Another worker or the edge settled it: the client learns the state that holds.
+            await self.aws.push(connection_id, lecture_message(current))
+            return
+        await self.aws.push(
+            connection_id,
+            ErrorMessage(
+                code=ErrorCode.INTERNAL,
+                message=(
+                    f"Lecture {lecture_id} was transcribed but changed meanwhile (it is {now}); "
+                    f"upload it again (error id {error_id})."
+                ),
+            ),
+        )
+
+
+def lecture_message(item: dict[str, Any]) -> Lecture:
+    status = item["status"]
+    return Lecture(
+        lectureId=item["lectureId"],
+        status=status,
+        durationSeconds=item.get("durationSeconds"),
+        contextMode=item.get("contextMode") if status == "ready" else None,
+        reason=item.get("reason") if status == "rejected" else None,
+    )

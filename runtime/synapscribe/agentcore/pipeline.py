@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import time
@@ -258,6 +259,18 @@ class QueryPipeline:
         stats: dict[str, Any] = {"requestId": job.requestId, "kind": "voice" if voice_in else "text"}
         try:
             final = await self._answer(job, spans, outbox, pending, stats)
+        except asyncio.CancelledError:
+            # Shutdown after the drain timeout: the client still gets its one final message.
+            outbox.finish_with(
+                ErrorMessage(
+                    code=ErrorCode.BUSY,
+                    message="the server stopped before this answer was complete; ask again",
+                    requestId=job.requestId,
+                )
+            )
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(outbox.closed()), timeout=5)
+            raise
         except ContractError as exc:
             final = exc.to_message()
         except adm.BusyError as exc:

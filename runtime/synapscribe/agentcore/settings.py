@@ -33,6 +33,9 @@ class AgentCoreSettings(BaseSettings):
     upstream_timeout_seconds: float | None = Field(
         default=None, validation_alias="SYNAPSCRIBE_UPSTREAM_TIMEOUT_SECONDS", gt=0, le=600
     )
+    drain_timeout_seconds: float | None = Field(
+        default=None, validation_alias="SYNAPSCRIBE_DRAIN_TIMEOUT_SECONDS", gt=0, le=600
+    )
 
     def platform(self) -> PlatformConfig:
         """platform.yaml with SYNAPSCRIBE_MAX_MODEL_LEN applied (validated again)."""
@@ -51,3 +54,7 @@ class AgentCoreSettings(BaseSettings):
             self.queue_timeout_seconds or platform.agentcore.queue_timeout_seconds,
             self.upstream_timeout_seconds or platform.agentcore.upstream_timeout_seconds,
         )
+
+    def drain_timeout(self, platform: PlatformConfig) -> float:
+        """How long a SIGTERM lets the work in flight finish."""
+        return self.drain_timeout_seconds or platform.agentcore.drain_timeout_seconds

@@ -7,7 +7,9 @@ a prefix-cache hit, throughput by concurrent sessions, and the KV cache in use. 
 
 Local: `synapscribe bench full --url ws://127.0.0.1:PORT [--local-info FILE]` (the local stack's
 `--info-json` gives the TTS service and the model server's `/metrics`).
-Deployed: `synapscribe bench full --stack-outputs cdk-outputs.json [--metrics-url URL]`.
+Deployed: `synapscribe bench full --stack-outputs cdk-outputs.json [--metrics-url URL] [--gpu-url URL]`,
+with both URLs on an SSM port-forward to an instance's AgentCore (its operator diagnostics,
+`/v1/diagnostics/metrics` and `/v1/diagnostics/gpu`, answer only callers on the instance).
 Exit status 0 when every case ran, 1 when some failed (the report says which), 2 for bad flags.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import sys
@@ -24,40 +27,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from synapscribe.bench.full_scenarios import Bench, Connector, FullConfig, new_results
+import httpx
+
+from synapscribe.bench.full_scenarios import Bench, Connector, FullConfig, Tick, new_results
 from synapscribe.bench.plots import write_plots
-from synapscribe.bench.report import BenchResults, render_markdown
+from synapscribe.bench.report import BenchResults, Row, render_markdown
+from synapscribe.cli_types import comma_list, positive_float, positive_int
 from synapscribe.smoke.client import ClientError, StackClient
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {value}")
-    return value
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {value:g}")
-    return value
-
-
-def _list_of(kind: Any) -> Any:
-    def parse(text: str) -> list[Any]:
-        items = [t for t in text.split(",") if t.strip()]
-        if not items:
-            raise argparse.ArgumentTypeError("an empty list")
-        return [kind(t.strip()) for t in items]
-
-    return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,32 +42,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack-outputs", type=Path, help="deployed: `cdk deploy --outputs-file` JSON")
     parser.add_argument("--region", help="deployed: the stack's region")
     parser.add_argument("--identity-pool-id", help="deployed: the Cognito identity pool")
-    parser.add_argument("--repeats", type=_positive_int, default=3, help="runs of each case (default 3)")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="runs of each case (default 3)")
     parser.add_argument("--out", type=Path, default=Path("bench-full"), help="report directory")
     parser.add_argument(
         "--transcription-seconds",
-        type=_list_of(_positive),
+        type=comma_list(positive_float),
         default=[30.0, 300.0, 1200.0],
         metavar="S,S,…",
         help="audio lengths for the transcription table (default 30,300,1200)",
     )
     parser.add_argument(
         "--tts-words",
-        type=_list_of(_positive_int),
+        type=comma_list(positive_int),
         default=[20, 50, 100],
         metavar="N,N,…",
         help="text lengths for the TTS table (default 20,50,100)",
     )
     parser.add_argument(
         "--concurrency",
-        type=_list_of(_positive_int),
+        type=comma_list(positive_int),
         default=[1, 2, 4, 8, 16],
         metavar="N,N,…",
         help="concurrent sessions for the throughput table (default 1,2,4,8,16)",
     )
     parser.add_argument(
         "--lecture-seconds",
-        type=_positive,
+        type=positive_float,
         default=60.0,
         help="length of the generated lecture the questions are about (default 60)",
     )
@@ -99,15 +75,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--metrics-url",
         help="Prometheus text of vLLM's /metrics (or AgentCore's operator diagnostics proxy of it)",
     )
+    parser.add_argument(
+        "--gpu-url",
+        help="AgentCore's GPU diagnostics (nvidia-smi as JSON): http://127.0.0.1:PORT/v1/diagnostics/gpu "
+        "over an SSM port-forward; fills the GPU memory columns",
+    )
     parser.add_argument("--tts-url", help="the TTS service's base URL, when reachable (local stack)")
     parser.add_argument(
         "--local-info",
         type=Path,
         help="the local stack's --info-json: fills --tts-url and --metrics-url from its services",
     )
-    parser.add_argument("--query-timeout", type=_positive, default=120.0, help="seconds per question")
+    parser.add_argument("--query-timeout", type=positive_float, default=120.0, help="seconds per question")
     parser.add_argument(
-        "--ready-timeout", type=_positive, default=1800.0, help="seconds for a lecture to become ready"
+        "--ready-timeout", type=positive_float, default=1800.0, help="seconds for a lecture to become ready"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -180,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         tts_url = tts_url or services.get("tts")
         if services.get("model") and not metrics_url:
             metrics_url = metrics_url_of(services["model"])
-    for flag, value in (("--metrics-url", metrics_url), ("--tts-url", tts_url)):
+    for flag, value in (("--metrics-url", metrics_url), ("--tts-url", tts_url), ("--gpu-url", args.gpu_url)):
         if value and urlsplit(value).scheme not in ("http", "https"):
             return _fail(f"{flag} must be an http(s) URL, not {value!r}")
     try:
@@ -196,6 +177,14 @@ def run(args: argparse.Namespace) -> int:
     )
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     results = new_results(url, mode, args.repeats, started)
+    gpu = GpuReader(args.gpu_url) if args.gpu_url else None
+    if gpu is not None:
+        table = results.table("gpu")
+        table.extra_columns += GPU_COLUMNS
+        table.description += (
+            " GPU memory and utilization from nvidia-smi through AgentCore's diagnostics (`--gpu-url`), "
+            "summed over the instance's GPUs; the peak row keeps the highest reading."
+        )
     with tempfile.TemporaryDirectory(prefix="synapscribe-bench-") as tmp:
         config = FullConfig(
             workdir=Path(tmp),
@@ -209,13 +198,20 @@ def run(args: argparse.Namespace) -> int:
             query_timeout=args.query_timeout,
             ready_timeout=args.ready_timeout,
         )
-        ok = asyncio.run(run_bench(connect, config, results, progress=not args.no_progress))
+        ok = asyncio.run(run_bench(connect, config, results, progress=not args.no_progress, gpu=gpu))
     write_report(results, args.out)
     print(f"bench full: report {args.out / 'report.md'}" + (" (model stand-in)" if results.standin else ""))
     return 0 if ok else 1
 
 
-async def run_bench(connect: Connector, config: FullConfig, results: BenchResults, *, progress: bool) -> bool:
+async def run_bench(
+    connect: Connector,
+    config: FullConfig,
+    results: BenchResults,
+    *,
+    progress: bool,
+    gpu: GpuReader | None = None,
+) -> bool:
     from tqdm import tqdm
 
     total = config.repeats * (len(config.transcription_seconds) + len(config.concurrency) + 2)
@@ -227,7 +223,11 @@ async def run_bench(connect: Connector, config: FullConfig, results: BenchResult
         bar.set_postfix_str(what)
         bar.update(1)
 
-    bench = Bench(connect, config, results, tick)
+    bench = (
+        Bench(connect, config, results, tick)
+        if gpu is None
+        else GpuBench(connect, config, results, tick, gpu)
+    )
     try:
         try:
             await bench.setup()
@@ -251,9 +251,98 @@ async def run_bench(connect: Connector, config: FullConfig, results: BenchResult
     if bench.metrics.problem:
         results.notes.append(
             f"vLLM metrics not read ({bench.metrics.problem}): prefix-cache hits and the KV cache table "
-            "are empty. On a deployed stack vLLM listens on the instance's loopback only."
+            "are empty. On a deployed stack vLLM listens on the instance's loopback only: use AgentCore's "
+            "/v1/diagnostics/metrics over an SSM port-forward."
         )
+    if gpu is not None and gpu.problem:
+        results.notes.append(f"GPU memory not read ({gpu.problem}): its columns are empty.")
     return not any("failed" in row.note for table in results.tables for row in table.rows)
+
+
+# --------------------------------------------------------------------------------------------
+# GPU memory from AgentCore's diagnostics (nvidia-smi)
+
+GPU_COLUMNS = ["GPU memory used (MiB)", "GPU memory total (MiB)", "GPU utilization (%)"]
+
+
+class GpuReader:
+    """`GET /v1/diagnostics/gpu`: [{index, name, memoryTotalMiB, memoryUsedMiB, utilizationPercent}]."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.problem: str | None = None
+
+    async def read(self) -> list[dict[str, Any]] | None:
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as http:
+                response = await http.get(self.url)
+        except httpx.HTTPError as exc:
+            self.problem = f"{self.url}: {exc!r}"
+            return None
+        if response.status_code != 200:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            self.problem = f"{self.url} answered {response.status_code}: {str(detail)[:300]}"
+            return None
+        try:
+            gpus = response.json()
+            if not isinstance(gpus, list) or not all(isinstance(g, dict) for g in gpus):
+                raise ValueError("not a list of GPUs")
+        except ValueError as exc:
+            self.problem = f"{self.url}: not the diagnostics' GPU list ({exc})"
+            return None
+        return gpus
+
+    async def record(self, row: Row) -> None:
+        """Fill the row's GPU columns with this reading, unless the row already shows more in use."""
+        gpus = await self.read()
+        if gpus is not None:
+            record_gpus(row, gpus)
+
+
+def _sum(gpus: list[dict[str, Any]], key: str) -> int | None:
+    values = [v for v in (g.get(key) for g in gpus) if isinstance(v, int)]
+    return sum(values) if values else None
+
+
+def record_gpus(row: Row, gpus: list[dict[str, Any]]) -> None:
+    """Memory summed over the GPUs, utilization of the busiest; a row keeps its highest memory reading."""
+    used, total = _sum(gpus, "memoryUsedMiB"), _sum(gpus, "memoryTotalMiB")
+    if used is None:
+        return
+    shown = row.extra.get(GPU_COLUMNS[0], "").replace(",", "")
+    if shown.isdigit() and int(shown) >= used:
+        return
+    utils = [u for u in (g.get("utilizationPercent") for g in gpus) if isinstance(u, int)]
+    row.extra[GPU_COLUMNS[0]] = f"{used:,}"
+    row.extra[GPU_COLUMNS[1]] = f"{total:,}" if total is not None else "-"
+    row.extra[GPU_COLUMNS[2]] = str(max(utils)) if utils else "-"
+
+
+class GpuBench(Bench):
+    """The benchmark with nvidia-smi's GPU memory beside vLLM's KV cache in the GPU table."""
+
+    def __init__(
+        self, connect: Connector, config: FullConfig, results: BenchResults, tick: Tick, gpu: GpuReader
+    ) -> None:
+        super().__init__(connect, config, results, tick)
+        self.gpu = gpu
+
+    async def gpu_snapshot(self, stage: str) -> None:
+        await super().gpu_snapshot(stage)
+        await self.gpu.record(self.results.table("gpu").row(stage))
+
+    async def _poll_kv(self, stop: asyncio.Event, row: Row) -> None:
+        async def poll_gpu() -> None:
+            while not stop.is_set():
+                await self.gpu.record(row)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+
+        await asyncio.gather(super()._poll_kv(stop, row), poll_gpu())
 
 
 def write_report(results: BenchResults, out: Path) -> None:

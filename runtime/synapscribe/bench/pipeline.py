@@ -25,6 +25,7 @@ from typing import Any
 
 from synapscribe import audiogen
 from synapscribe.agentcore.harness import Stack, stack
+from synapscribe.cli_types import number, positive_int
 from synapscribe.platform import load_platform
 from synapscribe.standin.config import REPORT_LATENCY
 from synapscribe.standin.tokens import CHARS_PER_TOKEN
@@ -44,32 +45,17 @@ QUESTIONS = (
 OWNER = "eu-west-1:bench-owner"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
-
-
-def _minutes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= 9:
-        raise argparse.ArgumentTypeError(f"must be > 0 and at most 9 (an audio-mode lecture), got {text!r}")
-    return value
+AUDIO_MODE_MINUTES = number(above=0, maximum=9, note="an audio-mode lecture")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--queries", type=_positive_int, default=8, help="sequential voice queries (default 8)"
+        "--queries", type=positive_int, default=8, help="sequential voice queries (default 8)"
     )
-    parser.add_argument("--concurrency", type=_positive_int, default=8, help="concurrent queries (default 8)")
-    parser.add_argument("--lecture-minutes", type=_minutes, default=5.0, help="lecture length (default 5)")
+    parser.add_argument("--concurrency", type=positive_int, default=8, help="concurrent queries (default 8)")
+    parser.add_argument(
+        "--lecture-minutes", type=AUDIO_MODE_MINUTES, default=5.0, help="lecture length (default 5)"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
 
 

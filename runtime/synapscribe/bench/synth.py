@@ -17,19 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from synapscribe.cli_types import integer
+
 GOAL_SECONDS = 30.0
 PLACEHOLDER_ACCOUNT = "123456789012"
 PLACEHOLDER_REGION = "eu-west-1"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= value <= 20:
-        raise argparse.ArgumentTypeError(f"expected 1 to 20, got {value}")
-    return value
+RUNS = integer(minimum=1, maximum=20)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="cli",
         help="cli: the real `cdk synth` (default); app: `python cdk/app.py` without the CLI",
     )
-    parser.add_argument("--runs", type=_positive_int, default=1, help="number of synths (default 1)")
+    parser.add_argument("--runs", type=RUNS, default=1, help="number of synths (default 1)")
     parser.add_argument("--repo", type=Path, default=None, help="checkout with cdk.json (default: found)")
 
 

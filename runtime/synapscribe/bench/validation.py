@@ -26,50 +26,35 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from synapscribe.cli_types import number, positive_int
+
 RATIO_GOAL = 1.5
 MIB = 1024 * 1024
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _size_mb(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.1 <= value <= 1024:
-        raise argparse.ArgumentTypeError(f"must be between 0.1 and 1024 MiB, got {value}")
-    return value
+SIZE_MIB = number(minimum=0.1, maximum=1024, unit="MiB")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--repeats", type=_positive_int, default=9, help="timed runs per lecture (default 9)")
+    parser.add_argument("--repeats", type=positive_int, default=9, help="timed runs per lecture (default 9)")
     parser.add_argument(
-        "--small-mb", type=_size_mb, default=2.0, help="small lecture size in MiB (default 2)"
+        "--small-mb", type=SIZE_MIB, default=2.0, help="small lecture size in MiB (default 2)"
     )
     parser.add_argument(
         "--large-mb",
-        type=_size_mb,
+        type=SIZE_MIB,
         default=None,
         help="large lecture size in MiB (default: limits.lecture_max_bytes)",
     )
     parser.add_argument(
         "--small-kbps",
-        type=_positive_int,
+        type=positive_int,
         default=24,
         help="small lecture MP3 bitrate (default 24: ~12 minutes)",
     )
     parser.add_argument(
         "--large-kbps",
-        type=_positive_int,
+        type=positive_int,
         default=224,
         help="large lecture MP3 bitrate (default 224: ~62 minutes)",
     )

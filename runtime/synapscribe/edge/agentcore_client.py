@@ -20,6 +20,10 @@ class AgentCoreUnavailable(AgentCoreError):
     """Unreachable, timed out, or answered 5xx other than 503."""
 
 
+class AgentCoreTimeout(AgentCoreUnavailable):
+    """No answer within the timeout: AgentCore may have accepted the job all the same."""
+
+
 class AgentCoreBusy(AgentCoreError):
     """503 or 429: at capacity."""
 
@@ -54,4 +58,8 @@ def post_job(base_url: str, path: str, body: dict[str, Any], timeout: float) -> 
         raise AgentCoreRejected(exc.code, detail[:500]) from None
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(exc, TimeoutError) or isinstance(reason, TimeoutError):
+            raise AgentCoreTimeout(
+                f"AgentCore at {base_url} did not answer within {timeout:g} s: {reason}"
+            ) from None
         raise AgentCoreUnavailable(f"AgentCore at {base_url} cannot be reached: {reason}") from None

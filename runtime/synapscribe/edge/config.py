@@ -79,3 +79,21 @@ def build_deps(platform: PlatformConfig | None = None) -> EdgeDeps:
         store=Store(resources, platform),
         s3=s3_client(),
     )
+
+
+class CachedDeps:
+    """A handler's clients, built on the first invocation of a (cold) Lambda container and reused.
+
+    deps = CachedDeps(); deps() builds or returns them; deps.reset() forgets them (tests; the local
+    stack after changing the environment)."""
+
+    def __init__(self) -> None:
+        self._deps: EdgeDeps | None = None
+
+    def __call__(self) -> EdgeDeps:
+        if self._deps is None:
+            self._deps = build_deps()
+        return self._deps
+
+    def reset(self) -> None:
+        self._deps = None

@@ -3,9 +3,14 @@
 For each new object it reads format and duration from the header with ranged GETs (the cost
 does not grow with the file's size), plans the context mode, records the outcome on the
 lecture item (a conditional update from `pending`, so a re-delivered event changes nothing),
-starts transcription in transcript mode and pushes `lecture` to the uploading connection.
-Anything rejected, and anything that was not created through createUpload, is deleted so
-nothing downstream can use it.
+pushes `lecture` to the uploading connection and, in transcript mode, hands transcription to
+AgentCore. Anything rejected, and anything that was not created through createUpload, is deleted
+so nothing downstream can use it.
+
+The transcription handoff never moves a lecture back: it is `transcribing` (and the client was
+told so) before AgentCore is asked, a failed or timed-out handoff leaves it `transcribing` and
+raises so Lambda retries, and the retried (or re-delivered) event asks again. AgentCore answers
+at once and claims the lecture in DynamoDB, so asking twice never transcribes twice.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from synapscribe import keys
-from synapscribe.edge.agentcore_client import AgentCoreError, post_job
+from synapscribe.edge.agentcore_client import AgentCoreError, AgentCoreRejected, AgentCoreTimeout, post_job
 from synapscribe.edge.audio_probe import ProbeRejection, probe
-from synapscribe.edge.config import EdgeDeps, build_deps
+from synapscribe.edge.config import CachedDeps, EdgeDeps
 from synapscribe.edge.push import push
 from synapscribe.edge.s3_ranged import DEFAULT_MAX_BYTES, S3RangedFile
 from synapscribe.edge.websocket_handler import lecture_message
@@ -31,19 +36,8 @@ log = logging.getLogger(__name__)
 #: The most one validation may read of an object (header, tail, tags), whatever its size.
 PROBE_MAX_BYTES = DEFAULT_MAX_BYTES
 
-_DEPS: EdgeDeps | None = None
-
-
-def deps() -> EdgeDeps:
-    global _DEPS
-    if _DEPS is None:
-        _DEPS = build_deps()
-    return _DEPS
-
-
-def reset_deps() -> None:
-    global _DEPS
-    _DEPS = None
+deps = CachedDeps()
+reset_deps = deps.reset
 
 
 @dataclass
@@ -68,9 +62,14 @@ class Outcome:
         }
 
 
+#: Handoffs that definitely failed (AgentCore unreachable, 5xx, busy) before the lecture is
+#: rejected: Lambda tries an asynchronous S3 event three times in all.
+MAX_HANDOFF_FAILURES = 3
+
+
 class TranscriptionNotStarted(RuntimeError):
-    """AgentCore refused or could not be reached; the lecture is back to pending so a retried
-    invocation (Lambda retries asynchronous S3 events) starts it again."""
+    """AgentCore could not be reached, was busy or did not answer in time; the lecture stays
+    `transcribing` and a retried invocation (Lambda retries asynchronous S3 events) asks again."""
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -159,18 +158,54 @@ def validate_record(record: dict[str, Any], d: EdgeDeps) -> Outcome:
     )
     if updated is None:
         return Outcome(key, "duplicate", lecture_id, None, *read)
+    # Told before AgentCore is asked, so the client can never see `ready` before `transcribing`.
+    _push(d, updated)
+    return _hand_off(d, updated, key, read)
+
+
+def _hand_off(d: EdgeDeps, item: dict[str, Any], key: str, read: tuple[int, int, float]) -> Outcome:
+    """Ask AgentCore to transcribe a `transcribing` lecture; never moves the lecture back."""
+    lecture_id = str(item["lectureId"])
     try:
         post_job(
             d.settings.agentcore_url,
             f"/v1/lectures/{lecture_id}/transcribe",
-            {"connectionId": item.get("connectionId")},
+            {"connectionId": item.get("connectionId") or None},
             d.settings.agentcore_timeout_seconds,
         )
+    except AgentCoreRejected as exc:
+        # A definite refusal (the lecture is unknown to AgentCore or not transcribable there):
+        # asking again cannot help.
+        log.error("lecture %s: AgentCore refused transcription: %s", lecture_id, exc)
+        return _give_up(d, item, key, read, f"it was refused ({exc.status})")
+    except AgentCoreTimeout as exc:
+        # AgentCore may well have taken it: the retry asks again and AgentCore's claim dedups.
+        raise TranscriptionNotStarted(
+            f"lecture {lecture_id}: transcription handoff unconfirmed: {exc}"
+        ) from exc
     except AgentCoreError as exc:
-        d.store.update_lecture(lecture_id, {"status": "pending"}, expected_status="transcribing")
+        failures = int(item.get("handoffFailures") or 0) + 1
+        if failures >= MAX_HANDOFF_FAILURES:
+            log.error("lecture %s: transcription not started after %d tries: %s", lecture_id, failures, exc)
+            return _give_up(d, item, key, read, "the transcription service could not be reached")
+        d.store.update_lecture(lecture_id, {"handoffFailures": failures}, expected_status="transcribing")
         raise TranscriptionNotStarted(f"lecture {lecture_id}: transcription not started: {exc}") from exc
-    _push(d, updated)
+    # Remembered so a re-delivered event does not ask again (asking again would be harmless).
+    d.store.update_lecture(lecture_id, {"handoffAccepted": True}, expected_status="transcribing")
     return Outcome(key, "transcribing", lecture_id, None, *read)
+
+
+def _give_up(d: EdgeDeps, item: dict[str, Any], key: str, read: tuple[int, int, float], why: str) -> Outcome:
+    lecture_id = str(item["lectureId"])
+    reason = f"The lecture could not be transcribed: {why}. Upload it again in a few minutes."
+    updated = d.store.update_lecture(
+        lecture_id, {"status": "rejected", "reason": reason}, expected_status="transcribing"
+    )
+    if updated is None:  # finished or rejected meanwhile: its object is not ours to remove
+        return Outcome(key, "duplicate", lecture_id, reason, *read)
+    _delete(d, key)
+    _push(d, updated)
+    return Outcome(key, "rejected", lecture_id, reason, *read)
 
 
 def _reject(
@@ -199,6 +234,13 @@ def _redelivered(d: EdgeDeps, item: dict[str, Any], key: str, etag: str) -> Outc
     (a presigned POST can be reused until it expires) with bytes nobody has checked."""
     lecture_id = str(item["lectureId"])
     if item["status"] == "rejected" or not item.get("etag") or item.get("etag") == etag:
+        if (
+            item["status"] == "transcribing"
+            and item.get("contextMode") == "transcript"
+            and not item.get("handoffAccepted")
+        ):
+            # The earlier handoff failed or went unanswered: ask again (AgentCore never works twice).
+            return _hand_off(d, item, key, (0, 0, 0.0))
         return Outcome(key, "duplicate", lecture_id)
     _delete(d, key)
     reason = (

@@ -44,26 +44,13 @@ from synapscribe.edge.agentcore_client import (
     AgentCoreUnavailable,
     post_job,
 )
-from synapscribe.edge.config import EdgeDeps, build_deps
+from synapscribe.edge.config import CachedDeps, EdgeDeps
 from synapscribe.edge.push import push
 
 log = logging.getLogger(__name__)
 
-_DEPS: EdgeDeps | None = None
-
-
-def deps() -> EdgeDeps:
-    """The handler's clients, built on the first invocation of a (cold) Lambda container."""
-    global _DEPS
-    if _DEPS is None:
-        _DEPS = build_deps()
-    return _DEPS
-
-
-def reset_deps() -> None:
-    """Forget the cached clients (tests; the local stack after changing the environment)."""
-    global _DEPS
-    _DEPS = None
+deps = CachedDeps()
+reset_deps = deps.reset
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -10,35 +10,19 @@ import signal
 import sys
 from pathlib import Path
 
+from synapscribe.cli_types import port, positive_float
 from synapscribe.local.stack import RunningStack, StackConfig, describe, run_stack
 from synapscribe.local.supervisor import StackCancelled, StackError
 
 
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 65535, not {port}")
-    return port
-
-
-def _positive(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {number:g}")
-    return number
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=_port, required=True, help="WebSocket port on 127.0.0.1")
+    parser.add_argument("--port", type=port, required=True, help="WebSocket port on 127.0.0.1")
     parser.add_argument("--log-dir", type=Path, help="where child processes log (default: a new temp dir)")
     parser.add_argument(
-        "--ready-timeout", type=_positive, default=90.0, help="seconds each service may take to get ready"
+        "--ready-timeout",
+        type=positive_float,
+        default=90.0,
+        help="seconds each service may take to get ready",
     )
     parser.add_argument(
         "--info-json", type=Path, help="write the stack's endpoints (URL, moto, services) here once ready"

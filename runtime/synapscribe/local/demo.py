@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from synapscribe.cli_types import number, port
 from synapscribe.local.process import LocalStackProcess
 from synapscribe.local.supervisor import StackError, check_port_free
 from synapscribe.smoke.checks import Budget
@@ -18,32 +19,14 @@ from synapscribe.smoke.cli import make_inputs
 from synapscribe.smoke.report import format_report
 from synapscribe.smoke.runner import local_connector, run_smoke
 
-
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 65535, not {port}")
-    return port
-
-
-def _minutes(value: str) -> float:
-    try:
-        minutes = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not 0 < minutes <= 60:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 60, not {minutes:g}")
-    return minutes
+LECTURE_MINUTES = number(above=0, maximum=60)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=_port, help="WebSocket port for the local stack (default: a free one)")
+    parser.add_argument("--port", type=port, help="WebSocket port for the local stack (default: a free one)")
     parser.add_argument(
         "--lecture-minutes",
-        type=_minutes,
+        type=LECTURE_MINUTES,
         default=1.0,
         help="length of the generated sample lecture (default 1)",
     )

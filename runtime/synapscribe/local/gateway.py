@@ -158,21 +158,21 @@ class Gateway:
 
     # ------------------------------------------------------------------ events
 
-    def _context(self, event: dict[str, Any], route_key: str) -> dict[str, Any]:
+    def _context(self, conn: LiveConnection, event_type: str, route_key: str) -> dict[str, Any]:
         now = _now_ms()
         return {
             "routeKey": route_key,
-            "eventType": event["eventType"],
+            "eventType": event_type,
             "extendedRequestId": uuid.uuid4().hex[:16],
             "requestTime": _request_time(now),
             "messageDirection": "IN",
             "stage": self.stage,
-            "connectedAt": event["connectedAt"],
+            "connectedAt": conn.connected_at_ms,
             "requestTimeEpoch": now,
-            "identity": {"sourceIp": event["sourceIp"], "userAgent": event["userAgent"]},
+            "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
             "requestId": uuid.uuid4().hex[:16],
             "domainName": f"{self.host}:{self.port}",
-            "connectionId": event["connectionId"],
+            "connectionId": conn.connection_id,
             "apiId": self.api_id,
         }
 
@@ -183,44 +183,17 @@ class Gateway:
             "multiValueHeaders": {k: [v] for k, v in headers.items()},
             "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
             "multiValueQueryStringParameters": query or None,
-            "requestContext": self._context(
-                {
-                    "eventType": "CONNECT",
-                    "connectedAt": conn.connected_at_ms,
-                    "sourceIp": conn.source_ip,
-                    "userAgent": conn.user_agent,
-                    "connectionId": conn.connection_id,
-                },
-                "$connect",
-            ),
+            "requestContext": self._context(conn, "CONNECT", "$connect"),
             "isBase64Encoded": False,
         }
 
     def message_event(self, conn: LiveConnection, route_key: str, body: str) -> dict[str, Any]:
-        ctx = self._context(
-            {
-                "eventType": "MESSAGE",
-                "connectedAt": conn.connected_at_ms,
-                "sourceIp": conn.source_ip,
-                "userAgent": conn.user_agent,
-                "connectionId": conn.connection_id,
-            },
-            route_key,
-        )
+        ctx = self._context(conn, "MESSAGE", route_key)
         ctx["messageId"] = base64.urlsafe_b64encode(os.urandom(11)).decode()
         return {"requestContext": ctx, "body": body, "isBase64Encoded": False}
 
     def disconnect_event(self, conn: LiveConnection, code: int, reason: str) -> dict[str, Any]:
-        ctx = self._context(
-            {
-                "eventType": "DISCONNECT",
-                "connectedAt": conn.connected_at_ms,
-                "sourceIp": conn.source_ip,
-                "userAgent": conn.user_agent,
-                "connectionId": conn.connection_id,
-            },
-            "$disconnect",
-        )
+        ctx = self._context(conn, "DISCONNECT", "$disconnect")
         ctx["disconnectStatusCode"] = code
         ctx["disconnectReason"] = reason
         return {

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,7 +14,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from synapscribe.local.supervisor import StackError, free_port
+from synapscribe.local.supervisor import StackError
+from synapscribe.services import free_port, terminate
 
 
 class LocalStackProcess:
@@ -104,14 +103,7 @@ class LocalStackProcess:
         """SIGTERM, as an operator would; SIGKILL only if it does not stop in `timeout` s."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
+        terminate(self.process, timeout, group=True)
         if self.process.returncode == 0 and not self.keep_logs:
             shutil.rmtree(self.workdir, ignore_errors=True)
         return self.process.returncode

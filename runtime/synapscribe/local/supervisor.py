@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+from synapscribe.services import free_port, http_ok
+
+__all__ = ["Child", "StackCancelled", "StackError", "Supervisor", "check_port_free", "free_port", "http_ok"]
 
 
 class StackError(RuntimeError):
@@ -22,13 +24,6 @@ class StackError(RuntimeError):
 
 class StackCancelled(StackError):
     """A stop was requested before the stack was ready."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def check_port_free(port: int, host: str = "127.0.0.1") -> None:
@@ -40,13 +35,6 @@ def check_port_free(port: int, host: str = "127.0.0.1") -> None:
             raise StackError(
                 f"port {port} on {host} is not available ({exc.strerror}); pick another --port"
             ) from None
-
-
-def http_ok(url: str, timeout: float = 1.0) -> bool:
-    try:
-        return httpx.get(url, timeout=timeout).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @dataclass

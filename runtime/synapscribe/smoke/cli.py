@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from synapscribe.cli_types import positive_float
 from synapscribe.platform import load_platform
 from synapscribe.smoke.checks import Budget
 from synapscribe.smoke.report import format_report
@@ -28,16 +29,6 @@ from synapscribe.smoke.runner import (
     local_connector,
     run_smoke,
 )
-
-
-def _positive(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {number:g}")
-    return number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,25 +44,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--identity-pool-id", help="deployed: the Cognito identity pool")
     budget = Budget()
     parser.add_argument(
-        "--max-connect-ms", type=_positive, default=budget.connect_ms, help="budget: opening the connection"
+        "--max-connect-ms",
+        type=positive_float,
+        default=budget.connect_ms,
+        help="budget: opening the connection",
     )
     parser.add_argument(
         "--max-ready-seconds",
-        type=_positive,
+        type=positive_float,
         default=budget.lecture_ready_s,
         help="budget: upload to `ready`",
     )
     parser.add_argument(
         "--max-first-token-ms",
-        type=_positive,
+        type=positive_float,
         default=budget.first_delta_ms,
         help="budget: first answerDelta",
     )
     parser.add_argument(
-        "--max-first-audio-ms", type=_positive, default=budget.first_audio_ms, help="budget: first audio"
+        "--max-first-audio-ms", type=positive_float, default=budget.first_audio_ms, help="budget: first audio"
     )
     parser.add_argument(
-        "--max-answer-ms", type=_positive, default=budget.answer_ms, help="budget: the whole answer"
+        "--max-answer-ms", type=positive_float, default=budget.answer_ms, help="budget: the whole answer"
     )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
 

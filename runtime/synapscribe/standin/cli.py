@@ -12,6 +12,7 @@ import math
 import os
 import sys
 
+from synapscribe.cli_types import non_empty, non_negative_float, port, positive_int
 from synapscribe.platform import PlatformConfigError, load_platform
 from synapscribe.standin.config import REPORT_LATENCY, Latency, StandinConfig
 
@@ -24,59 +25,26 @@ ENV_LATENCY: dict[str, tuple[str, type]] = {
 }
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _positive_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {text!r}")
-    return value
-
-
-def _name(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must not be empty")
-    return text
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = load_platform()
     r = REPORT_LATENCY
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=p.ports.vllm, help="port (default ports.vllm)")
+    parser.add_argument("--port", type=port, default=p.ports.vllm, help="port (default ports.vllm)")
     parser.add_argument(
         "--max-model-len",
-        type=_positive_int,
+        type=positive_int,
         default=p.vllm.max_model_len,
         help="context length, like vLLM's flag (default vllm.max_model_len)",
     )
     parser.add_argument(
         "--max-num-seqs",
-        type=_positive_int,
+        type=positive_int,
         default=p.vllm.max_num_seqs,
         help="requests running at once; the rest wait (default vllm.max_num_seqs)",
     )
     parser.add_argument(
         "--served-model-name",
-        type=_name,
+        type=non_empty,
         default=p.model.served_name,
         help="the model name clients must send (default model.served_name)",
     )
@@ -97,22 +65,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     latency = parser.add_argument_group("latency model (flags override the environment; default 0)")
     latency.add_argument(
         "--transcription-seconds",
-        type=_non_negative_float,
+        type=non_negative_float,
         help="duration of a transcription request [SYNAPSCRIBE_STANDIN_TRANSCRIPTION_SECONDS]",
     )
     latency.add_argument(
         "--first-token-seconds",
-        type=_non_negative_float,
+        type=non_negative_float,
         help="time to an answer's first token [SYNAPSCRIBE_STANDIN_FIRST_TOKEN_SECONDS]",
     )
     latency.add_argument(
         "--tokens-per-second",
-        type=_non_negative_float,
+        type=non_negative_float,
         help="answer decode rate, 0 = no delay [SYNAPSCRIBE_STANDIN_TOKENS_PER_SECOND]",
     )
     latency.add_argument(
         "--answer-tokens",
-        type=_positive_int,
+        type=positive_int,
         help="answer length before max_tokens, default 170 [SYNAPSCRIBE_STANDIN_ANSWER_TOKENS]",
     )
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])

@@ -5,25 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from synapscribe.cli_types import port
 from synapscribe.platform import load_platform
 from synapscribe.settings import SettingsError, load_settings
-
-
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--port must be a number, got {value!r}") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"--port must be between 1 and 65535, got {port}")
-    return port
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument(
         "--port",
-        type=_port,
+        type=port,
         default=load_platform().ports.tts,
         help="port (default: ports.tts in platform.yaml)",
     )

@@ -9,27 +9,13 @@ HTTPS goes to a loopback proxy port nobody listens on, so it fails at once and e
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from synapscribe.services import ServiceStartError, SubcommandService, free_port
 
-import httpx
+__all__ = ["TtsStartError", "free_port", "offline_env", "spawn_tts"]
 
 
-class TtsStartError(RuntimeError):
+class TtsStartError(ServiceStartError):
     """The TTS service did not come up (its output is in the message)."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def offline_env(engines: str = "gtts,espeak-ng") -> dict[str, str]:
@@ -46,43 +32,5 @@ def offline_env(engines: str = "gtts,espeak-ng") -> dict[str, str]:
     }
 
 
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(url + "/health", timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-@contextlib.contextmanager
-def spawn_tts(
-    args: Sequence[str] = (),
-    *,
-    env: Mapping[str, str] | None = None,
-    host: str = "127.0.0.1",
-    timeout: float = 30.0,
-) -> Iterator[str]:
-    """Start `python -m synapscribe.cli tts --port N ARGS`, wait for /health, yield its URL."""
-    port = free_port(host)
-    url = f"http://{host}:{port}"
-    cmd = [sys.executable, "-m", "synapscribe.cli", "tts", "--host", host, "--port", str(port), *args]
-    child_env = {**os.environ, **(env or {})}
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env)
-        try:
-            deadline = time.monotonic() + timeout
-            while not _ready(url):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    output = log.read().decode("utf-8", "replace")
-                    state = f"exited with {proc.returncode}" if proc.poll() is not None else "not ready"
-                    raise TtsStartError(f"TTS service {state} ({' '.join(cmd)}):\n{output}")
-                time.sleep(0.05)
-            yield url
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+#: `with spawn_tts(ARGS, env=..., timeout=...) as base_url:`; TtsStartError if it fails.
+spawn_tts = SubcommandService("tts", "/health", "TTS service", TtsStartError)

@@ -1,0 +1,123 @@
+"""argparse value types shared by the CLIs: each error names the value it expected.
+
+parser.add_argument("--port", type=port)
+parser.add_argument("--repeats", type=positive_int)
+parser.add_argument("--minutes", type=number(above=0, maximum=60))   # "must be more than 0 and at most 60"
+parser.add_argument("--sizes", type=comma_list(positive_int))
+
+argparse prefixes the message with the flag: "argument --port: must be between 1 and 65535, got '0'".
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def _show(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _expected(low: float | None, low_open: bool, high: float | None, unit: str) -> str:
+    suffix = f" {unit}" if unit else ""
+    if low is not None and high is not None:
+        if low_open:
+            return f"more than {_show(low)} and at most {_show(high)}{suffix}"
+        return f"between {_show(low)} and {_show(high)}{suffix}"
+    if low is not None:
+        if low_open:
+            return "positive" if low == 0 else f"more than {_show(low)}{suffix}"
+        return "zero or more" if low == 0 else f"at least {_show(low)}{suffix}"
+    if high is not None:
+        return f"at most {_show(high)}{suffix}"
+    return "a number"
+
+
+def integer(
+    *, minimum: int | None = None, maximum: int | None = None, unit: str = "", note: str = ""
+) -> Callable[[str], int]:
+    """A whole number in [minimum, maximum] (either bound optional)."""
+    expected = _expected(minimum, False, maximum, unit) + (f" ({note})" if note else "")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+def number(
+    *,
+    minimum: float | None = None,
+    above: float | None = None,
+    maximum: float | None = None,
+    unit: str = "",
+    note: str = "",
+) -> Callable[[str], float]:
+    """A finite number >= minimum (or > above) and <= maximum (every bound optional)."""
+    if minimum is not None and above is not None:
+        raise ValueError("give minimum or above, not both")
+    low = above if above is not None else minimum
+    expected = _expected(low, above is not None, maximum, unit) + (f" ({note})" if note else "")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if (
+            (minimum is not None and value < minimum)
+            or (above is not None and value <= above)
+            or (maximum is not None and value > maximum)
+        ):
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = integer(minimum=1)
+non_negative_int = integer(minimum=0)
+positive_float = number(above=0)
+non_negative_float = number(minimum=0)
+
+
+def port(text: str) -> int:
+    """A TCP port number, 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number between 1 and 65535, got {text!r}")
+    return value
+
+
+def non_empty(text: str) -> str:
+    """Any text but the empty (or blank) one."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def comma_list(kind: Callable[[str], T]) -> Callable[[str], list[T]]:
+    """A comma-separated list of at least one `kind` value ("1,2, 4")."""
+
+    def parse(text: str) -> list[T]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+        return [kind(t) for t in items]
+
+    return parse
