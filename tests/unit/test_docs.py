@@ -66,14 +66,28 @@ def commands_in(text: str) -> list[str]:
             line = raw.strip()
             if line.startswith("$ "):
                 line = line[2:]
-            if not line or line.startswith("#"):
-                continue
-            out.append(line)
+            line = without_comment(line)
+            if line:
+                out.append(line)
     return out
 
 
+def without_comment(line: str) -> str:
+    """The line up to a shell comment (a `#` that starts a word outside quotes)."""
+    quote: str | None = None
+    for i, ch in enumerate(line):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i].strip()
+    return line.strip()
+
+
 def guide_docs() -> list[Path]:
-    return sorted(p for p in DOCS.glob("*.md") if p.name != "interfaces.md")
+    guides = sorted(p for p in DOCS.glob("*.md") if p.name != "interfaces.md")
+    return [ROOT / "README.md", *guides]
 
 
 def all_commands() -> list[tuple[str, str]]:
@@ -213,8 +227,7 @@ def check_script(argv: list[str]) -> None:
         [str(script), "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
     )
     help_text = proc.stdout + proc.stderr
-    # Some scripts print their usage and exit 2 on --help; anything else means --help is broken.
-    assert proc.returncode in (0, 2), f"{argv[0]} --help exited {proc.returncode}: {help_text[-500:]}"
+    assert proc.returncode == 0, f"{argv[0]} --help exited {proc.returncode}: {help_text[-500:]}"
     assert help_text.strip() and "unknown option" not in help_text, f"{argv[0]} has no --help: {help_text}"
     for flag in long_flags(argv[1:]):
         assert re.search(rf"{re.escape(flag)}\b", help_text), f"{argv[0]}: --help does not list {flag}"
@@ -356,6 +369,10 @@ def test_extraction_handles_continuations_and_prompts():
         "x\n```sh\n$ synapscribe capacity \\\n    --json\n# comment\n\nmake -n synth\n```\n```text\nls\n```\n"
     )
     assert commands_in(text) == ["synapscribe capacity --json", "make -n synth"]
+    assert commands_in("```sh\nmake demo   # the report's tables\nx --tag '#1' a#b\n```\n") == [
+        "make demo",
+        "x --tag '#1' a#b",
+    ]
     assert split_command("AMI=$(aws ssm get-parameter --name /x)") == [
         "aws",
         "ssm",
