@@ -40,6 +40,6 @@ clean:
 	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache
 
 ## Bake the GPU host image (ami/) and publish its id to SSM: needs Packer 1.11+ and AWS credentials.
-## Options through AMI_ARGS, e.g. AMI_ARGS="--region eu-west-1 --keep-previous".
+## Options through AMI_ARGS, e.g. AMI_ARGS="--region eu-west-1 --no-keep-previous".
 ami: setup
 	scripts/bake-ami $(AMI_ARGS)

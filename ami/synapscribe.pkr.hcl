@@ -22,9 +22,17 @@ locals {
   model_revision = var.model_revision != "" ? var.model_revision : local.platform.model.revision
   model_path     = local.platform.model.path
   vllm_version   = var.vllm_version != "" ? var.vllm_version : local.platform.vllm.version
-  max_model_len  = var.max_model_len != "" ? var.max_model_len : tostring(local.platform.vllm.max_model_len)
-  build_time     = formatdate("YYYY-MM-DD'T'hh:mm:ss'Z'", timestamp())
-  ami_name       = "synapscribe-gpu-${formatdate("YYYYMMDD-hhmmss", timestamp())}"
+  # The context modes (platform.py's context_lengths): the configured length and the model's own limit.
+  context_lengths = distinct([
+    tostring(local.platform.vllm.max_model_len),
+    tostring(local.platform.model.max_position_embeddings),
+  ])
+  # An unsupported length stops `packer validate` (file() of a path that names the problem).
+  max_model_len = (var.max_model_len == "" ? tostring(local.platform.vllm.max_model_len)
+    : contains(local.context_lengths, var.max_model_len) ? var.max_model_len
+  : file("max_model_len=${var.max_model_len} is not a context mode: use ${join(" or ", local.context_lengths)}"))
+  build_time = formatdate("YYYY-MM-DD'T'hh:mm:ss'Z'", timestamp())
+  ami_name   = "synapscribe-gpu-${formatdate("YYYYMMDD-hhmmss", timestamp())}"
   tags = {
     Name          = local.ami_name
     Project       = "synapscribe"
@@ -36,6 +44,26 @@ locals {
     BuildTime     = local.build_time
   }
   units = ["synapscribe-vllm", "synapscribe-tts", "synapscribe-agentcore"]
+  # The tags above are fixed before the build, so ModelRevision is what was asked for (a branch
+  # such as `main`); the commit it resolved to is written next to the weights by the model role,
+  # downloaded here, printed by the validation step and added to the manifest and the AMI's
+  # ModelCommit tag by scripts/bake-ami.
+  model_revision_file       = "${local.model_path}/REVISION"
+  model_revision_local_file = "${path.root}/model-revision.txt"
+  model_revision_pinned     = can(regex("^[0-9a-f]{40}$", local.model_revision))
+  ansible_vars = merge(
+    {
+      model_id                  = local.model_id
+      model_revision            = local.model_revision
+      vllm_version              = local.vllm_version
+      synapscribe_max_model_len = local.max_model_len
+      nvidia_enabled            = true
+      model_download_enabled    = true
+      vllm_install_enabled      = true
+    },
+    var.nvidia_repo_key_fingerprint != "" ? { nvidia_repo_key_fingerprint = var.nvidia_repo_key_fingerprint } : {},
+    var.nvidia_driver_branch != "" ? { nvidia_driver_branch = var.nvidia_driver_branch } : {},
+  )
 }
 
 source "amazon-ebs" "gpu" {
@@ -102,17 +130,14 @@ build {
       "HF_TOKEN=${var.hf_token}",
     ]
     # JSON, so the switches arrive as booleans and the knob as a string.
-    extra_arguments = [
-      "--extra-vars", jsonencode({
-        model_id                  = local.model_id
-        model_revision            = local.model_revision
-        vllm_version              = local.vllm_version
-        synapscribe_max_model_len = local.max_model_len
-        nvidia_enabled            = true
-        model_download_enabled    = true
-        vllm_install_enabled      = true
-      }),
-    ]
+    extra_arguments = ["--extra-vars", jsonencode(local.ansible_vars)]
+  }
+
+  # The commit the model revision resolved to, for the manifest and the ModelCommit tag.
+  provisioner "file" {
+    direction   = "download"
+    source      = local.model_revision_file
+    destination = local.model_revision_local_file
   }
 
   # Per-instance state must not ship in the image: each instance makes its own.
@@ -144,6 +169,10 @@ build {
       "test -z \"$(sudo find /etc/ssh -name 'ssh_host_*' -print -quit)\"",
       "test ! -e /var/lib/cloud/instance && test -z \"$(sudo ls -A /var/lib/cloud/instances 2>/dev/null)\"",
       "test ! -e /etc/synapscribe/deploy.env",
+      "revision=$(cat ${local.model_revision_file})",
+      "[[ $revision =~ ^[0-9a-f]{40}$ ]] || { echo \"validate: ${local.model_revision_file} holds '$revision', not a commit\" >&2; exit 1; }",
+      local.model_revision_pinned ? "test \"$revision\" = ${local.model_revision}" : "true",
+      "echo \"validate: model ${local.model_id}@$revision (requested ${local.model_revision})\"",
       "echo 'validate: image complete'",
     ]
   }
@@ -156,8 +185,11 @@ build {
       vllm_version   = local.vllm_version
       model          = local.model_id
       model_revision = local.model_revision
-      max_model_len  = local.max_model_len
-      build_time     = local.build_time
+      # The resolved commit: scripts/bake-ami copies it here from model_revision_file.
+      model_commit        = local.model_revision_pinned ? local.model_revision : ""
+      model_revision_file = "model-revision.txt"
+      max_model_len       = local.max_model_len
+      build_time          = local.build_time
     }
   }
 }

@@ -68,17 +68,17 @@ variable "vllm_version" {
   description = "vLLM version; empty uses platform.yaml vllm.version."
   validation {
     condition     = var.vllm_version == "" || can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.vllm_version))
-    error_message = "vllm_version must be a release number such as 0.33.0."
+    error_message = "The vllm_version must be a release number such as 0.33.0."
   }
 }
 
 variable "max_model_len" {
   type        = string
   default     = ""
-  description = "Context length to bake (16384 or 32768); empty uses platform.yaml vllm.max_model_len."
+  description = "Context length to bake: platform.yaml's vllm.max_model_len (empty, the default) or model.max_position_embeddings."
   validation {
-    condition     = contains(["", "16384", "32768"], var.max_model_len)
-    error_message = "max_model_len must be 16384 or 32768 (or empty for platform.yaml's)."
+    condition     = can(regex("^([0-9]+)?$", var.max_model_len))
+    error_message = "The max_model_len must be a number of tokens (or empty for platform.yaml's)."
   }
 }
 
@@ -86,4 +86,24 @@ variable "git_revision" {
   type        = string
   default     = "unknown"
   description = "Commit of this repository the image is built from (scripts/bake-ami passes it)."
+}
+
+variable "nvidia_repo_key_fingerprint" {
+  type        = string
+  default     = ""
+  description = "OpenPGP fingerprint NVIDIA's CUDA repository key must have; empty uses the Ansible role's pinned one."
+  validation {
+    condition     = var.nvidia_repo_key_fingerprint == "" || can(regex("^[0-9A-Fa-f]{40}$", var.nvidia_repo_key_fingerprint))
+    error_message = "The nvidia_repo_key_fingerprint must be an OpenPGP fingerprint of 40 hex digits."
+  }
+}
+
+variable "nvidia_driver_branch" {
+  type        = string
+  default     = ""
+  description = "NVIDIA driver branch (e.g. 580); empty uses the Ansible role's pinned branch."
+  validation {
+    condition     = var.nvidia_driver_branch == "" || can(regex("^[0-9]{3}$", var.nvidia_driver_branch))
+    error_message = "The nvidia_driver_branch must be a driver branch such as 580."
+  }
 }

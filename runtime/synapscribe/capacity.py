@@ -172,9 +172,10 @@ class CapacityPlan:
     kv_bytes_per_token: int
     gpu_memory_utilization: float
     max_num_seqs: int
-    students: int
+    #: None when no demand was given: each row is then one instance (the smallest fleet that serves).
+    students: int | None
     duty_cycle: float
-    concurrent_requests: int
+    concurrent_requests: int | None
     hours_per_month: float
     region: str
     instances: list[InstancePlan]
@@ -196,21 +197,23 @@ def plan_capacity(
     *,
     prices: PriceTable,
     platform: PlatformConfig | None = None,
-    context_lengths: tuple[int, ...] = (16384, 32768),
+    context_lengths: tuple[int, ...] | None = None,
     gpu_memory_utilization: float | None = None,
     max_num_seqs: int | None = None,
     overhead_gib: float = DEFAULT_OVERHEAD_GIB,
-    students: int = 0,
+    students: int | None = None,
     duty_cycle: float = 1.0,
     hours_per_month: float = HOURS_PER_MONTH,
 ) -> CapacityPlan:
     p = platform or load_platform()
+    if context_lengths is None:
+        context_lengths = p.context_lengths
     util = p.vllm.gpu_memory_utilization if gpu_memory_utilization is None else gpu_memory_utilization
     seqs = p.vllm.max_num_seqs if max_num_seqs is None else max_num_seqs
     _check(0 < util < 1, "--utilization", f"must be between 0 and 1 (exclusive), got {util}")
     _check(seqs > 0, "--max-num-seqs", f"must be positive, got {seqs}")
     _check(overhead_gib >= 0, "--overhead-gib", f"must not be negative, got {overhead_gib}")
-    _check(students >= 0, "--students", f"must not be negative, got {students}")
+    _check(students is None or students >= 0, "--students", f"must not be negative, got {students}")
     _check(0 < duty_cycle <= 1, "--duty-cycle", f"must be in (0, 1], got {duty_cycle}")
     _check(hours_per_month > 0, "--hours-per-month", f"must be positive, got {hours_per_month}")
     for name in instance_names:
@@ -227,7 +230,7 @@ def plan_capacity(
             raise CapacityInputError("--max-model-len", str(exc)) from None
 
     per_token = model.kv_bytes_per_token
-    in_flight = concurrent_requests(students, duty_cycle)
+    in_flight = None if students is None else concurrent_requests(students, duty_cycle)
     overhead_bytes = int(overhead_gib * GIB)
     plans: list[InstancePlan] = []
     for name in instance_names:
@@ -243,7 +246,7 @@ def plan_capacity(
             needed: int | None = None
             cost: dict[str, float] | None = None
             if concurrent > 0:
-                needed = math.ceil(in_flight / concurrent)
+                needed = 1 if in_flight is None else math.ceil(in_flight / concurrent)
                 hourly_od = needed * spec.on_demand_usd_per_hour
                 hourly_spot = needed * spec.spot_usd_per_hour
                 cost = {

@@ -23,8 +23,6 @@ from synapscribe.capacity import (
 from synapscribe.cli_types import non_negative_float, non_negative_int, positive_float, positive_int
 from synapscribe.platform import load_platform
 
-DEFAULT_CONTEXT_LENGTHS = (16384, 32768)
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     m = parser.add_argument_group("model (a preset, any of whose numbers can be replaced)")
@@ -56,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         action="append",
         metavar="TOKENS",
-        help="context length (repeatable; default: 16384 and 32768)",
+        help="context length (repeatable; default: platform.yaml's vllm.max_model_len and the model's "
+        "model.max_position_embeddings)",
     )
     s.add_argument(
         "--max-num-seqs",
@@ -72,7 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="activations, CUDA context and graphs besides weights and KV cache (default: %(default)s)",
     )
     d = parser.add_argument_group("demand and cost")
-    d.add_argument("--students", type=non_negative_int, default=0, metavar="N", help="concurrent students")
+    d.add_argument(
+        "--students",
+        type=non_negative_int,
+        metavar="N",
+        help="students using the platform (default: none given, so the cost table prices one instance, "
+        "the smallest fleet, and says how many students it serves)",
+    )
     d.add_argument(
         "--duty-cycle",
         type=positive_float,
@@ -103,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             args.instance or list(prices.instances),
             prices=prices,
             platform=load_platform(),
-            context_lengths=tuple(args.max_model_len or DEFAULT_CONTEXT_LENGTHS),
+            context_lengths=tuple(args.max_model_len) if args.max_model_len else None,
             gpu_memory_utilization=args.utilization,
             max_num_seqs=args.max_num_seqs,
             overhead_gib=args.overhead_gib,
@@ -156,11 +161,20 @@ def render_table(plan: CapacityPlan) -> str:
                 f"{_gib(c.kv_bytes_for_max_num_seqs)} | {c.full_sequences_fit} | {c.concurrent_sequences} | "
                 f"{_minutes(c.max_audio_lecture_seconds)} | {_minutes(c.max_transcript_lecture_seconds)} |"
             )
+    if plan.students is None:
+        demand = (
+            "no --students given: the cost of one instance (the smallest fleet) and the students it serves "
+            f"at once; pass --students N (and --duty-cycle) to size a fleet (month = {plan.hours_per_month:g} h)"
+        )
+    else:
+        demand = (
+            f"{plan.students} students at duty cycle {plan.duty_cycle:g} = {plan.concurrent_requests} requests "
+            f"in flight; each instance serves min(max_num_seqs, full sequences fit) at once "
+            f"(month = {plan.hours_per_month:g} h)"
+        )
     lines += [
         "",
-        f"{plan.students} students at duty cycle {plan.duty_cycle:g} = {plan.concurrent_requests} requests in "
-        f"flight; each instance serves min(max_num_seqs, full sequences fit) at once "
-        f"(month = {plan.hours_per_month:g} h)",
+        demand,
         "",
         "| instance | context | instances | spot $/h | on-demand $/h | spot $/month | on-demand $/month |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -170,8 +184,11 @@ def render_table(plan: CapacityPlan) -> str:
             if c.cost is None:
                 lines.append(f"| {ip.instance} | {c.max_model_len:,} | does not fit | - | - | - | - |")
                 continue
+            instances = str(c.instances_needed)
+            if plan.students is None:
+                instances += f" (serves {c.concurrent_sequences} at once)"
             lines.append(
-                f"| {ip.instance} | {c.max_model_len:,} | {c.instances_needed} | {c.cost['spot_per_hour']:.2f} | "
+                f"| {ip.instance} | {c.max_model_len:,} | {instances} | {c.cost['spot_per_hour']:.2f} | "
                 f"{c.cost['on_demand_per_hour']:.2f} | {c.cost['spot_per_month']:,.0f} | "
                 f"{c.cost['on_demand_per_month']:,.0f} |"
             )

@@ -6,8 +6,10 @@ the reserves beside it); see PlatformConfig's derived values.
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -56,9 +58,12 @@ def plan_lecture(duration_seconds: float, platform: PlatformConfig | None = None
 # --------------------------------------------------------------------------- per-request budget
 #
 # AgentCore counts every request before sending it, so no request to vLLM can exceed the context.
-# Without the model's tokenizer the count is an upper bound: text at one token per 3 UTF-8 bytes
-# (English BPE runs about 4 characters a token), audio at tokens_per_second rounded up, plus the
-# chat template's per-message and per-audio-item special tokens.
+# The first count is a cheap, TRUE upper bound: text at one token per UTF-8 byte (a byte-level BPE
+# such as Qwen's never makes more tokens than bytes; rules of thumb like "4 characters a token"
+# fail for digits, which Qwen splits one per token, and for CJK or emoji), audio at
+# tokens_per_second rounded up, plus the chat template's per-message and per-audio-item special
+# tokens. Only when a request does not fit by that bound are its texts counted exactly by the
+# model server's tokenizer (TextTokenCounter, vLLM's /tokenize) before any history is trimmed.
 
 #: <|im_start|>, role, newline, <|im_end|>, newline; rounded up.
 MESSAGE_OVERHEAD_TOKENS = 8
@@ -74,9 +79,33 @@ class ContextOverflowError(ValueError):
     """Even without any history the request would not fit the context."""
 
 
+#: Natural text runs about 4 UTF-8 bytes a Qwen token for English prose and hardly ever more than
+#: 6; a typed question of more bytes than the question reserve times this is over the reserve.
+QUESTION_MAX_BYTES_PER_TOKEN = 6
+
+
 def estimate_text_tokens(text: str) -> int:
-    """An upper bound on the tokens of `text` (one per 3 UTF-8 bytes, rounded up)."""
-    return math.ceil(len(text.encode("utf-8")) / 3)
+    """A true upper bound on the tokens of `text`: its UTF-8 bytes (byte-level BPE never exceeds them)."""
+    return len(text.encode("utf-8"))
+
+
+def question_text_limit_bytes(platform: PlatformConfig | None = None) -> int:
+    """The most UTF-8 bytes of a typed question checked without a tokenizer (the edge's limit)."""
+    p = platform or load_platform()
+    return p.context.question_tokens * QUESTION_MAX_BYTES_PER_TOKEN
+
+
+def question_text_too_large(text: str, platform: PlatformConfig | None = None) -> str | None:
+    """Why a typed question is surely over the question reserve, or None when it may fit."""
+    p = platform or load_platform()
+    size = len(text.encode("utf-8"))
+    limit = question_text_limit_bytes(p)
+    if size <= limit:
+        return None
+    return (
+        f"the question is {size} bytes of text (UTF-8); a question may be about {p.context.question_tokens} "
+        f"tokens, at most {limit} bytes: shorten it"
+    )
 
 
 def audio_item_tokens(duration_seconds: float, platform: PlatformConfig | None = None) -> int:
@@ -85,20 +114,36 @@ def audio_item_tokens(duration_seconds: float, platform: PlatformConfig | None =
     return max(1, math.ceil(duration_seconds * p.audio.tokens_per_second - 1e-9)) + AUDIO_ITEM_OVERHEAD_TOKENS
 
 
-def estimate_message_tokens(message: Mapping[str, Any], platform: PlatformConfig | None = None) -> int:
-    """Tokens of one chat message: text parts by estimate, audio parts by their known duration.
+def message_texts(message: Mapping[str, Any]) -> list[str]:
+    """Every text of a chat message that costs tokens: its role, its content or its text parts."""
+    content = message.get("content")
+    texts = [str(message.get("role", ""))]
+    if isinstance(content, str):
+        texts.append(content)
+    else:
+        texts.extend(part["text"] for part in content or [] if part.get("type") == "text")
+    return texts
+
+
+def estimate_message_tokens(
+    message: Mapping[str, Any],
+    platform: PlatformConfig | None = None,
+    text_tokens: Callable[[str], int] = estimate_text_tokens,
+) -> int:
+    """Tokens of one chat message: text parts by `text_tokens` (the byte bound unless the model's
+    exact counts are given), audio parts by their known duration.
 
     Audio parts must carry their duration under the private key `_seconds` (see
     synapscribe.agentcore.prompts); an audio part without it is refused rather than guessed.
     """
     content = message.get("content")
-    total = MESSAGE_OVERHEAD_TOKENS + estimate_text_tokens(str(message.get("role", "")))
+    total = MESSAGE_OVERHEAD_TOKENS + text_tokens(str(message.get("role", "")))
     if isinstance(content, str):
-        return total + estimate_text_tokens(content)
+        return total + text_tokens(content)
     for part in content or []:
         kind = part.get("type")
         if kind == "text":
-            total += estimate_text_tokens(part["text"])
+            total += text_tokens(part["text"])
         elif kind in ("input_audio", "audio_url"):
             seconds = part.get("_seconds")
             if seconds is None:
@@ -142,7 +187,8 @@ def budget_request(
     answer = answer_max_tokens if answer_max_tokens is not None else p.context.answer_max_tokens
     if fixed_tokens + MIN_ANSWER_TOKENS > limit:
         raise ContextOverflowError(
-            f"the lecture and the question need about {fixed_tokens} tokens; the context holds {limit}"
+            f"the lecture and the question need {fixed_tokens} tokens, and an answer at least "
+            f"{MIN_ANSWER_TOKENS} more; the model's context holds {limit} tokens"
         )
     used = fixed_tokens
     kept = 0
@@ -159,3 +205,56 @@ def budget_request(
         dropped_turns=len(turn_tokens) - kept,
         max_model_len=limit,
     )
+
+
+class TextTokenCounter:
+    """Exact token counts of texts by the model server's tokenizer, remembered (LRU, bounded by the
+    characters of the texts held) so a session's history and the fixed prompt texts are counted once
+    per process. `count` is e.g. VllmClient.count_tokens (vLLM's /tokenize)."""
+
+    def __init__(
+        self,
+        count: Callable[[str], Awaitable[int]],
+        max_chars: int = 8_000_000,
+        concurrency: int = 8,
+    ) -> None:
+        self._count = count
+        self._known: OrderedDict[str, int] = OrderedDict()
+        self._chars = 0
+        self.max_chars = max_chars
+        self.concurrency = concurrency
+        self.calls = 0
+
+    def _remember(self, text: str, tokens: int) -> None:
+        if text in self._known or len(text) > self.max_chars:
+            return
+        self._known[text] = tokens
+        self._chars += len(text)
+        while self._chars > self.max_chars:
+            old, _ = self._known.popitem(last=False)
+            self._chars -= len(old)
+
+    async def counts(self, texts: Iterable[str]) -> dict[str, int]:
+        """Each distinct text's exact token count; raises what `count` raises."""
+        wanted = list(dict.fromkeys(texts))
+        out: dict[str, int] = {}
+        missing: list[str] = []
+        for text in wanted:
+            if not text:
+                out[text] = 0
+            elif text in self._known:
+                self._known.move_to_end(text)
+                out[text] = self._known[text]
+            else:
+                missing.append(text)
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(text: str) -> int:
+            async with gate:
+                self.calls += 1
+                return await self._count(text)
+
+        for text, tokens in zip(missing, await asyncio.gather(*(one(t) for t in missing)), strict=True):
+            out[text] = tokens
+            self._remember(text, tokens)
+        return out

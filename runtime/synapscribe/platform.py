@@ -17,9 +17,6 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
-#: The model's own limit (max_position_embeddings); a longer context cannot be configured.
-MODEL_MAX_POSITION_EMBEDDINGS = 32768
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -43,14 +40,29 @@ class Model(_Strict):
     served_name: str = Field(min_length=1)
     path: str = Field(pattern=r"^/")
     dtype: str = Field(pattern=r"^(bfloat16|float16|auto)$")
+    #: The model's own context limit; a longer vllm.max_model_len cannot be configured.
+    max_position_embeddings: int = Field(ge=4096)
 
 
 class Vllm(_Strict):
     version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
-    max_model_len: int = Field(ge=4096, le=MODEL_MAX_POSITION_EMBEDDINGS)
+    max_model_len: int = Field(ge=4096)
     gpu_memory_utilization: float = Field(gt=0.0, lt=1.0)
     max_num_seqs: PositiveInt
     max_num_batched_tokens: PositiveInt
+    #: The unit's readiness poll and systemd's TimeoutStartSec (model load and readiness).
+    ready_timeout_seconds: int = Field(ge=60, le=7200)
+    start_timeout_seconds: int = Field(ge=60, le=7200)
+
+    @model_validator(mode="after")
+    def _ready_inside_start(self) -> Vllm:
+        # The readiness poll runs inside the start timeout (after the process has started).
+        if self.ready_timeout_seconds >= self.start_timeout_seconds:
+            raise ValueError(
+                f"vllm.ready_timeout_seconds ({self.ready_timeout_seconds}) must be shorter than "
+                f"vllm.start_timeout_seconds ({self.start_timeout_seconds}), which includes it"
+            )
+        return self
 
 
 class Audio(_Strict):
@@ -132,6 +144,15 @@ class PlatformConfig(_Strict):
     tts: TtsDefaults
 
     @model_validator(mode="after")
+    def _context_within_the_model(self) -> PlatformConfig:
+        if self.vllm.max_model_len > self.model.max_position_embeddings:
+            raise ValueError(
+                f"vllm.max_model_len ({self.vllm.max_model_len}) exceeds the model's own limit, "
+                f"model.max_position_embeddings ({self.model.max_position_embeddings})"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _audio_item_fits_encoder_cache(self) -> PlatformConfig:
         item_tokens = self.audio.max_item_seconds * self.audio.tokens_per_second
         if item_tokens >= self.vllm.max_num_batched_tokens:
@@ -173,6 +194,11 @@ class PlatformConfig(_Strict):
         return math.ceil(self.max_audio_lecture_seconds / self.audio.max_item_seconds) + 1
 
     @property
+    def context_lengths(self) -> tuple[int, ...]:
+        """The context modes: the configured max_model_len (the default) and the model's own limit."""
+        return tuple(sorted({self.vllm.max_model_len, self.model.max_position_embeddings}))
+
+    @property
     def agentcore_stop_timeout_seconds(self) -> int:
         """systemd's TimeoutStopSec for AgentCore: its drain plus the shutdown after it."""
         return math.ceil(self.agentcore.drain_timeout_seconds) + AGENTCORE_STOP_MARGIN_SECONDS
@@ -195,7 +221,10 @@ class PlatformConfig(_Strict):
 
     def as_dict(self) -> dict[str, Any]:
         """The configuration with its derived values, as Ansible and the CLI see it."""
-        return {**self.model_dump(), "derived": self.derived()}
+        return {
+            **self.model_dump(),
+            "derived": {**self.derived(), "context_lengths": list(self.context_lengths)},
+        }
 
 
 class PlatformConfigError(ValueError):

@@ -7,6 +7,7 @@ attribute `expiresAt` in epoch seconds; DynamoDB deletes them lazily) are treate
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from decimal import Decimal
@@ -31,6 +32,30 @@ TABLE_KEYS = {
 
 class ConflictError(RuntimeError):
     """A conditional write lost a race (the caller may retry)."""
+
+
+#: A session's stored history stays under this many bytes (serialized), well below DynamoDB's
+#: 400 KB item limit with room for the session's other attributes. Under half the limit so that
+#: moto, which counts the replaced history beside the new one during an update, accepts it too.
+HISTORY_MAX_BYTES = 192 * 1024
+
+
+def _turn_bytes(turn: Mapping[str, Any]) -> int:
+    return len(
+        json.dumps(_plain(dict(turn)), ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    )
+
+
+def _newest_within(history: list[Any], max_bytes: int) -> list[Any]:
+    """The newest turns whose serialized sizes add up to at most `max_bytes` (oldest dropped first)."""
+    total = 0
+    kept = 0
+    for turn in reversed(history):
+        total += _turn_bytes(turn)
+        if total > max_bytes:
+            break
+        kept += 1
+    return history[len(history) - kept :]
 
 
 def _plain(value: Any) -> Any:
@@ -194,18 +219,28 @@ class Store:
         return self._live(resp.get("Item"), owner)
 
     def append_turn(
-        self, session_id: str, turn: Mapping[str, Any], keep_turns: int = 50, retries: int = 5
+        self,
+        session_id: str,
+        turn: Mapping[str, Any],
+        keep_turns: int = 50,
+        retries: int = 5,
+        keep_bytes: int = HISTORY_MAX_BYTES,
     ) -> dict[str, Any]:
         """Add one question/answer turn to a session's history (optimistic concurrency).
 
-        The stored history keeps the last `keep_turns` turns (DynamoDB items are capped at
-        400 KB); the context planner trims further by tokens for each request.
+        The stored history keeps the last `keep_turns` turns, and of those only the newest that
+        serialize to at most `keep_bytes` (DynamoDB items are capped at 400 KB); the context
+        planner trims further by tokens for each request. A turn that alone exceeds `keep_bytes`
+        is refused (ValueError) and nothing is written.
         """
+        size = _turn_bytes(turn)
+        if size > keep_bytes:
+            raise ValueError(f"a turn of {size} bytes does not fit the history's {keep_bytes} bytes")
         for _ in range(retries):
             session = self.get_session(session_id, None)
             if session is None:
                 raise KeyError(session_id)
-            history = [*session.get("history", []), dict(turn)][-keep_turns:]
+            history = _newest_within([*session.get("history", []), dict(turn)][-keep_turns:], keep_bytes)
             now = self.now()
             try:
                 resp = self.sessions.update_item(

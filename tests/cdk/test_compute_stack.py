@@ -36,11 +36,10 @@ def test_all_spot_price_capacity_optimized_g5_first(synth: Synthesized) -> None:
 def test_capacity_and_night_schedule_come_from_config(synth: Synthesized) -> None:
     capacity = synth.platform.config.capacity
     group = _one(synth.templates["compute"], "AWS::AutoScaling::AutoScalingGroup")
-    assert (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == (
-        str(capacity.min),
-        str(capacity.max),
-        str(capacity.desired),
-    )
+    assert (group["MinSize"], group["MaxSize"]) == (str(capacity.min), str(capacity.max))
+    # A desired capacity in the template would be reset by every deploy (undoing the night's
+    # scale-to-zero); the minimum and the scheduled actions drive it.
+    assert "DesiredCapacity" not in group
     actions = {
         a["Properties"]["Recurrence"]: a["Properties"]
         for a in resources_of(synth.templates["compute"], "AWS::AutoScaling::ScheduledAction").values()
@@ -65,7 +64,28 @@ def test_launch_template_imdsv2_encrypted_root_and_ami_from_ssm(synth: Synthesiz
     parameter = template["Parameters"][image]
     assert parameter["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
     assert parameter["Default"] == load_platform().ami.ssm_parameter
-    assert data["NetworkInterfaces"][0]["AssociatePublicIpAddress"] is True
+
+
+def test_fleet_runs_in_private_subnets_without_public_addresses(synth: Synthesized) -> None:
+    from synapscribe_cdk.stacks.network import FLEET_SUBNETS
+
+    data = _one(synth.templates["compute"], "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]
+    assert [n.get("AssociatePublicIpAddress") for n in data.get("NetworkInterfaces", [])] in ([], [False])
+    group = _one(synth.templates["compute"], "AWS::AutoScaling::AutoScalingGroup")
+    network = synth.templates["network"]
+    subnets = resources_of(network, "AWS::EC2::Subnet")
+    # The group's subnets are imports of the Network stack's fleet subnets, all private.
+    exports = {
+        o["Export"]["Name"]: o["Value"]["Ref"]
+        for o in network.get("Outputs", {}).values()
+        if "Export" in o and isinstance(o["Value"], dict) and "Ref" in o["Value"]
+    }
+    used = [exports[z["Fn::ImportValue"]] for z in group["VPCZoneIdentifier"]]
+    assert used and all(subnets[s]["Properties"]["MapPublicIpOnLaunch"] is False for s in used)
+    assert all(
+        {"Key": "aws-cdk:subnet-name", "Value": FLEET_SUBNETS} in subnets[s]["Properties"]["Tags"]
+        for s in used
+    )
 
 
 def test_user_data_writes_deploy_env_and_starts_units(synth: Synthesized) -> None:
@@ -126,6 +146,7 @@ def test_instance_role_is_what_agentcore_does(synth: Synthesized) -> None:
     }
     (listing,) = [s for s in statements if s["Action"] == "s3:ListBucket"]
     assert listing["Resource"] == {"Fn::ImportValue": "SynapScribe-dev-Data-BucketArn"}
+    assert "Condition" not in listing, "a prefix condition turns missing-key 404s into 403s"
     assert prefixes_for("s3:PutObject") == {prefixes.responses, prefixes.segments, prefixes.transcripts}
     actions = {
         a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
@@ -148,12 +169,11 @@ def test_termination_hook_and_drain_rules(synth: Synthesized) -> None:
     assert hook["HeartbeatTimeout"] > drain
     rules = [r["Properties"] for r in resources_of(template, "AWS::Events::Rule").values()]
     detail_types = sorted(t for r in rules for t in r["EventPattern"]["detail-type"])
+    # No rebalance recommendation: Auto Scaling replaces the instance first and then terminates
+    # it through the hook, which drains it (deregistering on the recommendation would take it out
+    # of service while nothing replaces it yet).
     assert detail_types == sorted(
-        [
-            "EC2 Instance-terminate Lifecycle Action",
-            "EC2 Spot Instance Interruption Warning",
-            "EC2 Instance Rebalance Recommendation",
-        ]
+        ["EC2 Instance-terminate Lifecycle Action", "EC2 Spot Instance Interruption Warning"]
     )
     functions = resources_of(template, "AWS::Lambda::Function").values()
     (fn,) = [f["Properties"] for f in functions if f["Properties"]["Handler"] == "drain_instance.handler"]

@@ -92,9 +92,23 @@ def test_spot_notice_deregisters_at_once(fleet: dict[str, Any]) -> None:
     assert sleeps == []
 
 
-def test_notice_for_a_foreign_instance_changes_nothing(fleet: dict[str, Any]) -> None:
+def test_rebalance_recommendation_keeps_the_instance_in_service(fleet: dict[str, Any]) -> None:
+    """Capacity rebalancing replaces the instance first; the termination hook drains it later."""
+    autoscaling, elbv2 = fleet["autoscaling"], fleet["elbv2"]
     event = {
         "detail-type": "EC2 Instance Rebalance Recommendation",
+        "detail": {"instance-id": fleet["instance"]},
+    }
+    sleeps: list[float] = []
+    result = drain_instance.drain(event, fleet["settings"], autoscaling, elbv2, sleeps.append)
+    assert result["action"] == "ignored" and "rebalance" in result["reason"]
+    assert _targets(fleet) == [fleet["instance"]]
+    assert sleeps == []
+
+
+def test_notice_for_a_foreign_instance_changes_nothing(fleet: dict[str, Any]) -> None:
+    event = {
+        "detail-type": "EC2 Spot Instance Interruption Warning",
         "detail": {"instance-id": "i-0123456789abcdef0"},
     }
     result = drain_instance.drain(

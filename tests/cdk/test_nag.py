@@ -67,18 +67,15 @@ def test_acknowledgements_are_scoped_and_explained(synth: Synthesized) -> None:
     everything = _acknowledgements(synth)
     acks = [a for a in everything if a[1].startswith("AwsSolutions::")]
     assert acks, "the app acknowledges some findings (e.g. the access-log bucket's own logging)"
-    # The only others: CDK's template validation of the VPC constructs, and the annotation that
-    # desired capacity is set (on purpose: it is configuration).
+    # The only others: CDK's template validation of the VPC constructs. (No desired-capacity
+    # annotation: the group's template leaves desired capacity out.)
     others = {
         (path.split("/", 1)[-1], rule)
         for path, rule, _ in everything
         if not rule.startswith("AwsSolutions::")
     }
     for path, rule in others:
-        assert rule.startswith("CloudFormation-Validate::") or (path, rule) == (
-            "Fleet/Group",
-            "Annotation::@aws-cdk/aws-autoscaling:desiredCapacitySet",
-        ), (path, rule)
+        assert rule.startswith("CloudFormation-Validate::"), (path, rule)
     stack_paths = {s.node.path for s in synth.platform.stacks()}
     for path, rule, reason in acks:
         assert rule.startswith("AwsSolutions::AwsSolutions-"), (path, rule)

@@ -44,7 +44,7 @@ def test_no_nat_gateway_and_gateway_endpoints(synth: Synthesized) -> None:
     assert not any("execute-api" in s for s in services)
 
 
-def test_lambda_subnets_route_through_the_nat_instance(synth: Synthesized) -> None:
+def test_private_subnets_route_through_the_nat_instance(synth: Synthesized) -> None:
     template = synth.templates["network"]
     instances = resources_of(template, "AWS::EC2::Instance")
     assert len(instances) == 1
@@ -53,7 +53,8 @@ def test_lambda_subnets_route_through_the_nat_instance(synth: Synthesized) -> No
     assert nat["Properties"]["InstanceType"] == synth.platform.config.nat_instance_type
     default_routes = [r["Properties"] for r in resources_of(template, "AWS::EC2::Route").values()]
     via_nat = [r for r in default_routes if r.get("InstanceId") == {"Ref": next(iter(instances))}]
-    assert len(via_nat) == len(synth.platform.config.zones_in("eu-west-1"))  # one per edge subnet
+    # One per private subnet: the Lambdas' (edge) and the GPU fleet's.
+    assert len(via_nat) == 2 * len(synth.platform.config.zones_in("eu-west-1"))
     assert all(r["DestinationCidrBlock"] == "0.0.0.0/0" for r in via_nat)
 
 

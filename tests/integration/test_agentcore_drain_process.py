@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from required_tools import require_tools
 from synapscribe import audiogen
 from synapscribe.agentcore import diagnostics as diag
 from synapscribe.agentcore.harness import stack
@@ -20,8 +21,13 @@ from synapscribe.edge.agentcore_client import AgentCoreBusy, post_job
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed"),
 ]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _needs_espeak_ng() -> None:
+    require_tools("espeak-ng")
+
 
 OWNER = "eu-west-1:student-1"
 DRAIN_TIMEOUT = 20.0

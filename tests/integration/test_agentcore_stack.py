@@ -4,7 +4,6 @@ receiver (all on loopback). Every pushed message is validated against the contra
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,14 +11,20 @@ from typing import Any
 
 import httpx
 import pytest
+from required_tools import require_tools
 from synapscribe import audiogen, keys
 from synapscribe.agentcore.harness import Stack, spawn_agentcore, stack
 from synapscribe.platform import load_platform
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed"),
 ]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _needs_espeak_ng() -> None:
+    require_tools("espeak-ng")
+
 
 OWNER = "eu-west-1:student-1"
 

@@ -6,13 +6,13 @@ transcript, also when the edge's handoff to AgentCore goes unanswered within its
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from required_tools import require_tools
 from synapscribe import audiogen
 from synapscribe.local.process import LocalStackProcess
 from synapscribe.platform import load_platform
@@ -21,8 +21,13 @@ from synapscribe.smoke.client import Received, StackClient
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed"),
 ]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _needs_espeak_ng() -> None:
+    require_tools("espeak-ng")
+
 
 LECTURE_MINUTES = 12
 #: Each segment takes this long in the stand-in, so `transcribing` lasts long enough to be seen.

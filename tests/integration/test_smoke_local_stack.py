@@ -31,17 +31,27 @@ def stack() -> Iterator[LocalStackProcess]:
 
 def test_smoke_passes_against_the_local_stack(stack: LocalStackProcess, tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
-    done = smoke("--url", stack.url, "--json", str(report_path))
+    assert "standin" in stack.info["pids"], "the local stack without VLLM_BASE_URL runs the stand-in"
+    done = smoke("--url", stack.url, "--expect-standin", "--json", str(report_path))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASSED" in done.stdout
     report = json.loads(report_path.read_text())
     assert report["ok"] is True and report["failures"] == []
+    assert report["expectStandin"] is True
     names = [s["name"] for s in report["steps"]]
-    for expected in ("text question", "voice question (inline audio)", "a non-audio upload is rejected"):
+    for expected in (
+        "text question (name one term)",
+        "voice question (inline audio)",
+        "follow-up question (needs the earlier turn)",
+        "a non-audio upload is rejected",
+    ):
         assert expected in names
     kinds = [t["kind"] for t in report["conversation"]]
-    assert kinds == ["text", "voice", "follow-up"]
-    text, voice, follow_up = report["conversation"]
+    assert kinds == ["voice", "text", "follow-up"]
+    voice, text, follow_up = report["conversation"]
+    assert all(t["answer"].startswith("[stand-in]") for t in report["conversation"])
+    assert voice["heard"].startswith("[stand-in]")
+    assert "chloroplast" in text["answer"] and "chloroplast" in follow_up["answer"]
     assert text["audio"] > 0 and voice["audio"] > 0 and follow_up["audio"] == 0
     assert voice["heard"], "the voice question's transcript is missing"
     assert all(t["client_timings"]["totalMs"] > 0 for t in report["conversation"])

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from required_tools import require_tools
 from synapscribe import audiogen
 from synapscribe.agentcore import media
 from synapscribe.platform import PlatformConfig
 from synapscribe.standin.tokens import audio_duration_seconds
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+
+@pytest.fixture(autouse=True, scope="module")
+def _needs_espeak_ng() -> None:
+    require_tools("espeak-ng")
 
 
 @pytest.fixture(scope="module")

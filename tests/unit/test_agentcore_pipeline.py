@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import httpx
 import httpx2
 import pytest
 from botocore.exceptions import ClientError
+from required_tools import require_tools
 from synapscribe import audiogen, keys, planner
 from synapscribe.agentcore import admission as adm
 from synapscribe.agentcore.aws import AwsIo
@@ -33,7 +33,11 @@ from synapscribe.standin.config import StandinConfig
 from synapscribe.standin.server import create_app as create_standin
 from synapscribe.store import Store
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+
+@pytest.fixture(autouse=True, scope="module")
+def _needs_espeak_ng() -> None:
+    require_tools("espeak-ng")
+
 
 OWNER = "eu-west-1:alice"
 FAKE_MP3 = b"\xff\xf3" + b"\x00" * 400
@@ -116,6 +120,7 @@ def make_rig(
         queue_timeout: float = 5.0,
         p: PlatformConfig = platform,
         lecture_bytes: bytes = lecture_file,
+        duration: float = 90.0,  # the lecture's measured durationSeconds (lecture_file is 1.5 min)
     ) -> AsyncIterator[Rig]:
         gateway = FakeGateway()
         store = Store(aws, p)
@@ -160,7 +165,7 @@ def make_rig(
         s3.put_object(Bucket=aws.bucket, Key=key, Body=lecture_bytes)
         store.create_pending_lecture(lecture_id, OWNER, key, "audio/mpeg", 1, "c0", "lecture.mp3")
         lecture = store.update_lecture(
-            lecture_id, {"status": "ready", "contextMode": "audio", "durationSeconds": 90.0}
+            lecture_id, {"status": "ready", "contextMode": "audio", "durationSeconds": duration}
         )
         assert lecture is not None
         rig = Rig(services, gateway, store, s3, aws.bucket, p, bodies, lecture)
@@ -320,7 +325,7 @@ async def test_long_history_is_trimmed_oldest_first_never_over_the_context(
     short = await asyncio.to_thread(
         lambda: audiogen.make_lecture(tmp_path / "short.mp3", 0.5).path.read_bytes()
     )
-    async with make_rig(p=small, lecture_bytes=short) as rig:
+    async with make_rig(p=small, lecture_bytes=short, duration=30.0) as rig:
         session_id = rig.session()
         for i in range(16):
             turn = {

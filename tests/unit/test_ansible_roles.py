@@ -7,9 +7,11 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -147,3 +149,315 @@ def test_context_knob_rejects_what_the_model_cannot_hold(tmp_path: Path) -> None
     assert proc.returncode != 0
     assert "max_model_len" in proc.stdout + proc.stderr
     assert not (tmp_path / "vllm.service").exists()
+
+
+def _yaml_files(role: str, part: str) -> list[Path]:
+    return sorted((ANSIBLE / "roles" / role / part).glob("*.yml"))
+
+
+def _tasks(path: Path) -> list[dict[str, Any]]:
+    """The tasks of a tasks/handlers file, with the tasks inside block/rescue/always."""
+    found: list[dict[str, Any]] = []
+    pending = list(yaml.safe_load(path.read_text()) or [])
+    while pending:
+        task = pending.pop(0)
+        found.append(task)
+        for key in ("block", "rescue", "always"):
+            pending.extend(task.get(key) or [])
+    return found
+
+
+def _notified(role: str) -> set[str]:
+    names: set[str] = set()
+    for part in ("tasks", "handlers"):
+        for path in _yaml_files(role, part):
+            for task in _tasks(path):
+                notify = task.get("notify") or []
+                names.update([notify] if isinstance(notify, str) else notify)
+    return names
+
+
+def _handler_names(role: str) -> set[str]:
+    path = ANSIBLE / "roles" / role / "handlers" / "main.yml"
+    if not path.is_file():
+        return set()
+    names: set[str] = set()
+    for handler in _tasks(path):
+        names.add(handler["name"])
+        listen = handler.get("listen") or []
+        names.update([listen] if isinstance(listen, str) else listen)
+    return names
+
+
+def _dependents(role: str) -> set[str]:
+    """Roles that list `role` in their meta dependencies (their handlers are in the same play)."""
+    found = set()
+    for other in ROLES:
+        meta = yaml.safe_load((ANSIBLE / "roles" / other / "meta" / "main.yml").read_text()) or {}
+        deps = [d["role"] if isinstance(d, dict) else d for d in meta.get("dependencies") or []]
+        if role in deps:
+            found.add(other)
+    return found
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_notified_handlers_exist_in_the_role(role: str) -> None:
+    notified = _notified(role)
+    if not notified:
+        return
+    assert (ANSIBLE / "roles" / role / "handlers" / "main.yml").is_file(), f"{role} notifies {notified}"
+    own = _handler_names(role)
+    reachable = own.union(*(_handler_names(other) for other in _dependents(role)))
+    missing = notified - reachable
+    assert not missing, f"{role} notifies {sorted(missing)}, which no handler of it or its dependents defines"
+    assert notified & own, f"{role}'s handlers/main.yml defines none of the handlers it notifies"
+
+
+def test_handler_check_sees_every_role_that_notifies() -> None:
+    notifying = {role for role in ROLES if _notified(role)}
+    assert {"nvidia", "model", "vllm", "tts", "agentcore"} <= notifying
+
+
+UNITS = {"vllm": "vllm_service", "tts": "tts_service", "agentcore": "agentcore_service"}
+
+
+@pytest.mark.parametrize("role", sorted(UNITS))
+def test_unit_templates_are_installed_as_systemd_units(role: str) -> None:
+    template = ANSIBLE / "roles" / role / "templates" / f"synapscribe-{role}.service.j2"
+    assert template.is_file(), template
+    unit = template.read_text()
+    for line in ("[Unit]", "[Service]", "[Install]", "WantedBy=multi-user.target", "Restart=on-failure"):
+        assert line in unit, f"{template.name}: {line}"
+    assert re.search(r"^ExecStart=\S", unit, re.M), f"{template.name}: ExecStart"
+    assert re.search(r"^User=\S", unit, re.M), f"{template.name}: runs as a dedicated user"
+    installs = [
+        t["ansible.builtin.template"]
+        for path in _yaml_files(role, "tasks")
+        for t in _tasks(path)
+        if "ansible.builtin.template" in t
+    ]
+    (task,) = [t for t in installs if t["src"] == template.name]
+    assert task["dest"] == f"/etc/systemd/system/{{{{ {UNITS[role]} }}}}.service"
+    defaults = yaml.safe_load((ANSIBLE / "roles" / role / "defaults" / "main.yml").read_text())
+    assert defaults[UNITS[role]] == f"synapscribe-{role}"
+
+
+NVIDIA_ROLE = ANSIBLE / "roles" / "nvidia"
+NVIDIA_KEY_FINGERPRINT = "EB693B3035CD5710E231E123A4B469963BF863CC"
+
+
+def _flat_tasks(path: Path) -> list[dict[str, Any]]:
+    """The tasks of a role's tasks file in run order, with imported/included task files expanded."""
+    found: list[dict[str, Any]] = []
+    for task in _tasks(path):
+        found.append(task)
+        for key in ("ansible.builtin.import_tasks", "ansible.builtin.include_tasks"):
+            if key in task:
+                found.extend(_flat_tasks(path.parent / task[key]))
+    return found
+
+
+def _index(tasks: list[dict[str, Any]], module: str, **where: Any) -> int:
+    (index,) = [
+        i
+        for i, task in enumerate(tasks)
+        if module in task and all(task[module].get(k) == v for k, v in where.items())
+    ]
+    return index
+
+
+def test_nvidia_driver_branch_is_pinned() -> None:
+    defaults = yaml.safe_load((NVIDIA_ROLE / "defaults" / "main.yml").read_text())
+    assert re.fullmatch(r"\d{3}", str(defaults["nvidia_driver_branch"]))
+    packages = defaults["nvidia_driver_packages"]
+    assert "nvidia-open-{{ nvidia_driver_branch }}" in packages, packages
+    assert not [p for p in packages if re.fullmatch(r"nvidia-(open|driver)", p)], "an unpinned meta package"
+    tasks = _flat_tasks(NVIDIA_ROLE / "tasks" / "install.yml")
+    checks = " ".join(json.dumps(t.get("ansible.builtin.assert", {})) for t in tasks)
+    assert "nvidia_driver_branch | string is match('^[0-9]{3}$')" in checks
+    assert "nvidia_driver_branch" in checks.split("nvidia_smi", 1)[-1], (
+        "the running driver's branch is checked"
+    )
+
+
+def test_nvidia_repository_key_is_pinned_and_verified_before_the_repository_is_added() -> None:
+    defaults = yaml.safe_load((NVIDIA_ROLE / "defaults" / "main.yml").read_text())
+    assert defaults["nvidia_repo_key_fingerprint"] == NVIDIA_KEY_FINGERPRINT
+    assert (defaults["nvidia_repo_distribution"], defaults["nvidia_repo_arch"]) == ("ubuntu2404", "x86_64")
+    assert defaults["nvidia_repo_url"] == (
+        "https://developer.download.nvidia.com/compute/cuda/repos/"
+        "{{ nvidia_repo_distribution }}/{{ nvidia_repo_arch }}/"
+    )
+    assert defaults["nvidia_repo_key_url"] == "{{ nvidia_repo_url }}3bf863cc.pub"
+    # NVIDIA's .pub is ASCII-armoured: apt's Signed-By reads such a file only with the .asc suffix.
+    assert defaults["nvidia_repo_key_file"].startswith("/etc/apt/keyrings/")
+    assert defaults["nvidia_repo_key_file"].endswith(".asc")
+    assert "gpg" in defaults["nvidia_repo_tool_packages"]
+    assert "python3-debian" in defaults["nvidia_repo_tool_packages"]
+    spec = yaml.safe_load((NVIDIA_ROLE / "meta" / "argument_specs.yml").read_text())
+    assert spec["argument_specs"]["main"]["options"]["nvidia_repo_key_fingerprint"]["default"] == (
+        NVIDIA_KEY_FINGERPRINT
+    )
+
+    tasks = _flat_tasks(NVIDIA_ROLE / "tasks" / "install.yml")
+    tools = _index(tasks, "ansible.builtin.apt", name="{{ nvidia_repo_tool_packages }}")
+    download = _index(tasks, "ansible.builtin.get_url", url="{{ nvidia_repo_key_url }}")
+    assert tasks[download]["ansible.builtin.get_url"]["dest"] == "{{ nvidia_repo_key_download }}"
+    (listing,) = [
+        i
+        for i, t in enumerate(tasks)
+        if isinstance(t.get("ansible.builtin.command"), dict)
+        and "--show-keys" in t["ansible.builtin.command"].get("argv", [])
+    ]
+    argv = tasks[listing]["ansible.builtin.command"]["argv"]
+    assert argv[0] == "gpg" and "--with-colons" in argv and argv[-1] == "{{ nvidia_repo_key_download }}"
+    assert tasks[listing]["changed_when"] is False
+    (check,) = [
+        i
+        for i, t in enumerate(tasks)
+        if "nvidia_repo_key_fingerprint" in json.dumps(t.get("ansible.builtin.assert", {}).get("that"))
+    ]
+    that = tasks[check]["ansible.builtin.assert"]["that"]
+    assert "nvidia_repo_key_primaries | length == 1" in that
+    assert "nvidia_repo_key_primaries[0] == nvidia_repo_key_fingerprint | upper" in that
+    primaries = tasks[check]["vars"]["nvidia_repo_key_primaries"]
+    assert f"{tasks[listing]['register']}.stdout" in primaries, "the check reads gpg's listing"
+    assert "nvidia_repo_key_fingerprint" in tasks[check]["ansible.builtin.assert"]["fail_msg"]
+    trust = _index(tasks, "ansible.builtin.copy", dest="{{ nvidia_repo_key_file }}")
+    assert tasks[trust]["ansible.builtin.copy"]["src"] == "{{ nvidia_repo_key_download }}"
+    assert tasks[trust]["ansible.builtin.copy"]["remote_src"] is True
+    repo = _index(tasks, "ansible.builtin.deb822_repository", signed_by="{{ nvidia_repo_key_file }}")
+    repository = tasks[repo]["ansible.builtin.deb822_repository"]
+    assert repository["uris"] == ["{{ nvidia_repo_url }}"] and repository["suites"] == ["/"]
+    assert "components" not in repository, "a flat repository (suite '/') has no components"
+    install = next(
+        i
+        for i, t in enumerate(tasks)
+        if "nvidia_driver_packages" in json.dumps(t.get("ansible.builtin.apt", {}).get("name"))
+    )
+    assert tools < listing and download < listing < check < trust < repo < install, (
+        "the key is verified before it is trusted and before the repository is added"
+    )
+    # Nothing else writes to apt's trust or sources.
+    for task in tasks:
+        assert "deb" not in task.get("ansible.builtin.apt", {}), "no .deb installed to add the repository"
+        assert "ansible.builtin.apt_key" not in task and "ansible.builtin.apt_repository" not in task
+
+
+def test_no_keyring_checksum_placeholder_remains() -> None:
+    gone = re.compile(r"nvidia_keyring|cuda-keyring|checksum:\s*[\"']{2}")
+    this = Path(__file__).resolve()
+    places = [NVIDIA_ROLE, ROOT / "ami", ROOT / "docs", ROOT / "README.md", ROOT / "scripts", ROOT / "tests"]
+    files = [p for place in places for p in ([place] if place.is_file() else place.rglob("*"))]
+    for path in files:
+        if not path.is_file() or path.resolve() == this or path.suffix in {".pyc", ".json"}:
+            continue
+        text = path.read_text(errors="replace")
+        assert not gone.search(text), f"{path} still mentions the cuda-keyring checksum"
+    for path in NVIDIA_ROLE.rglob("*.yml"):
+        if path.parent.name == "tasks":
+            assert "checksum" not in path.read_text(), f"{path}: the key is verified by fingerprint"
+
+
+def _gpg(home: Path, *args: str) -> str:
+    proc = subprocess.run(
+        ["gpg", "--batch", "--homedir", str(home), *args],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return proc.stdout
+
+
+def _new_key(home: Path, uid: str) -> tuple[str, str]:
+    """A fresh signing key in its own home: (fingerprint, ASCII-armoured public key)."""
+    home.mkdir(mode=0o700)
+    try:
+        _gpg(home, "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "1d")
+    finally:
+        # Key generation starts a gpg-agent for this home; it must not outlive the test.
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], timeout=30, check=False)
+    (fingerprint,) = re.findall(r"^fpr:+([0-9A-F]{40}):", _gpg(home, "--with-colons", "--list-keys"), re.M)
+    return fingerprint, _gpg(home, "--armor", "--export")
+
+
+@pytest.mark.skipif(shutil.which("gpg") is None, reason="needs gpg (the role installs it on the host)")
+def test_nvidia_key_check_accepts_only_the_pinned_key(tmp_path: Path) -> None:
+    """The role's own verify_key.yml against real OpenPGP keys, one ansible-playbook run for all cases."""
+    pinned, pinned_key = _new_key(tmp_path / "gpg-a", "Pinned <a@example.com>")
+    other, other_key = _new_key(tmp_path / "gpg-b", "Other <b@example.com>")
+    cases = {
+        "pinned": (pinned_key, pinned),
+        "pinned-lowercase": (pinned_key, pinned.lower()),
+        "other-key": (other_key, pinned),
+        "default-pin": (pinned_key, NVIDIA_KEY_FINGERPRINT),
+        "two-keys": (pinned_key + other_key, pinned),
+        "not-a-key": ("<html>404 Not Found</html>\n", pinned),
+        "malformed-pin": (pinned_key, pinned[:-1]),
+    }
+    plays = []
+    for case, (content, fingerprint) in cases.items():
+        key = tmp_path / case / "key.pub"
+        key.parent.mkdir()
+        key.write_text(content)
+        result = str(tmp_path / f"{case}.result")
+        plays.append({
+            "name": case, "hosts": "localhost", "connection": "local", "gather_facts": False,
+            "vars": {
+                "nvidia_repo_key_url": f"https://example.invalid/{case}.pub",
+                "nvidia_repo_key_download": str(key),
+                "nvidia_repo_key_fingerprint": fingerprint,
+            },
+            "tasks": [{
+                "name": "Check", "block": [
+                    {"name": "Verify", "ansible.builtin.import_tasks": str(NVIDIA_ROLE / "tasks" / "verify_key.yml")},
+                    {"name": "Passed", "ansible.builtin.copy": {"content": "ok", "dest": result, "mode": "0644"}},
+                ],
+                "rescue": [{"name": "Failed", "ansible.builtin.copy": {
+                    "content": "{{ ansible_failed_result.msg }}", "dest": result, "mode": "0644"}}],
+            }],
+        })  # fmt: skip
+    playbook = tmp_path / "verify.yml"
+    playbook.write_text(yaml.safe_dump(plays))
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)],
+        cwd=ANSIBLE, env=_env(), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = {case: (tmp_path / f"{case}.result").read_text() for case in cases}
+    assert results["pinned"] == "ok" and results["pinned-lowercase"] == "ok", results
+    for case in ("other-key", "default-pin", "two-keys", "not-a-key", "malformed-pin"):
+        message = results[case]
+        assert message != "ok", case
+        assert "not exactly the pinned nvidia_repo_key_fingerprint" in message, (case, message)
+        assert f"https://example.invalid/{case}.pub" in message and "is not added" in message, message
+    assert other in results["other-key"] and pinned not in results["other-key"].split("pinned")[0]
+    assert NVIDIA_KEY_FINGERPRINT in results["default-pin"] and pinned in results["default-pin"]
+    assert pinned in results["two-keys"] and other in results["two-keys"]
+    assert "no OpenPGP key" in results["not-a-key"] and "gpg:" in results["not-a-key"]
+
+
+def test_model_revision_is_resolved_to_a_commit_and_recorded() -> None:
+    role = ANSIBLE / "roles" / "model"
+    tasks = _tasks(role / "tasks" / "download.yml")
+    names = [t["name"] for t in tasks]
+    commands = {
+        t["name"]: t["ansible.builtin.command"]["argv"] for t in tasks if "ansible.builtin.command" in t
+    }
+    (resolve,) = [n for n in commands if n.startswith("Resolve")]
+    assert "model_info(" in " ".join(commands[resolve]) and ".sha" in " ".join(commands[resolve])
+    assert "{{ model_revision }}" in commands[resolve]
+    # The download and the verification use the resolved commit, never the (moving) branch.
+    for name in (
+        "Download the weights (once, at bake time)",
+        "Check every file against the hub's checksums and write the checksum list",
+    ):
+        assert "{{ model_revision_sha }}" in commands[name] and "{{ model_revision }}" not in commands[name]
+        assert names.index(resolve) < names.index(name)
+    (record,) = [t["ansible.builtin.copy"] for t in tasks if "ansible.builtin.copy" in t]
+    assert record["dest"] == "{{ model_path }}/{{ model_revision_file }}"
+    assert record["content"].startswith("{{ model_revision_sha }}")
+    (read_only,) = [n for n in names if n.startswith("Make the weights read-only")]
+    assert names.index(next(n for n in names if n.startswith("Record"))) < names.index(read_only)
+    checks = " ".join(json.dumps(t.get("ansible.builtin.assert", {})) for t in tasks)
+    assert "model_revision_sha is match('^[0-9a-f]{40}$')" in checks
+    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+    assert defaults["model_revision_file"] == "REVISION"

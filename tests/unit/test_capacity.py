@@ -1,4 +1,5 @@
-"""The capacity planner: facts.md's figures, the 32K figures moving, prices, bad input."""
+"""The capacity planner: facts.md's figures, the 32K figures moving, prices, bad input, and the
+default demand (one instance) when no --students is given."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from synapscribe.planner import plan_lecture
 from synapscribe.platform import PlatformConfig
 
 QWEN = MODEL_PRESETS["qwen2.5-omni-3b"]
+PRICES = load_price_table()
+#: facts.md's context modes: 16K (the default) and the model's own 32K.
+K16, K32 = 16384, 32768
 
 
 def _plan(platform: PlatformConfig, **kw):
@@ -34,12 +38,19 @@ def test_kv_per_token_matches_facts():
     assert build_model("qwen2.5-omni-3b", dtype="fp8").kv_bytes_per_token == 18_432
 
 
+def test_default_contexts_are_the_platforms(platform: PlatformConfig):
+    assert platform.context_lengths == (K16, K32)
+    assert [c.max_model_len for c in _plan(platform).instances[0].contexts] == list(platform.context_lengths)
+    at32 = platform.with_max_model_len(K32)
+    assert [c.max_model_len for c in _plan(at32).instances[0].contexts] == [K32]
+
+
 def test_g5_figures_match_facts(platform: PlatformConfig):
     plan = _plan(platform)
     assert plan.kv_bytes_per_token == 36_864
     assert plan.gpu_memory_utilization == platform.vllm.gpu_memory_utilization
     g5 = plan.instances[0]
-    c16 = next(c for c in g5.contexts if c.max_model_len == 16384)
+    c16 = next(c for c in g5.contexts if c.max_model_len == K16)
     assert c16.kv_bytes_per_sequence == 576 * MIB
     # eight full 16K sequences (max_num_seqs = 8): 4.5 GiB
     assert platform.vllm.max_num_seqs == 8
@@ -50,12 +61,16 @@ def test_g5_figures_match_facts(platform: PlatformConfig):
     assert c16.concurrent_sequences == 8
     assert g5.kv_cache_tokens == g5.kv_cache_bytes // 36_864
     assert g5.kv_cache_bytes == g5.usable_bytes - g5.weight_bytes - g5.overhead_bytes
-    assert g5.usable_bytes == int(23028 * MIB * 0.85)
+    gpu_mib = PRICES.instances["g5.2xlarge"].gpu_memory_mib
+    assert g5.gpu_memory_bytes == gpu_mib * MIB
+    assert g5.usable_bytes == int(gpu_mib * MIB * platform.vllm.gpu_memory_utilization)
+    # A10G: 24 GB on the box, ~22.5 GiB as the driver reports it.
+    assert 22 * GIB < g5.gpu_memory_bytes < 24 * GIB
 
 
 def test_32k_figures_move(platform: PlatformConfig):
     g5 = _plan(platform).instances[0]
-    c16, c32 = (next(c for c in g5.contexts if c.max_model_len == n) for n in (16384, 32768))
+    c16, c32 = (next(c for c in g5.contexts if c.max_model_len == n) for n in (K16, K32))
     assert c32.kv_bytes_per_sequence == 2 * c16.kv_bytes_per_sequence == 1152 * MIB
     assert c32.full_sequences_fit == c16.full_sequences_fit // 2
     assert c32.full_sequences_fit < platform.vllm.max_num_seqs  # 32K on a 24 GB GPU serves fewer at once
@@ -63,7 +78,7 @@ def test_32k_figures_move(platform: PlatformConfig):
     assert c32.max_transcript_lecture_seconds > 2 * c16.max_transcript_lecture_seconds
 
 
-@pytest.mark.parametrize("length", [16384, 32768])
+@pytest.mark.parametrize("length", [K16, K32])
 def test_lecture_limits_are_the_planners(platform: PlatformConfig, length: int):
     c = next(c for c in _plan(platform).instances[0].contexts if c.max_model_len == length)
     at = platform.with_max_model_len(length)
@@ -130,7 +145,8 @@ def test_price_override_file_merges(tmp_path: Path, platform: PlatformConfig):
     table = load_price_table(f)
     assert table.region == "eu-west-1"
     assert table.instances["g5.2xlarge"].spot_usd_per_hour == 1.0
-    assert table.instances["g5.2xlarge"].gpu_memory_mib == 23028  # kept from the packaged table
+    # kept from the packaged table
+    assert table.instances["g5.2xlarge"].gpu_memory_mib == PRICES.instances["g5.2xlarge"].gpu_memory_mib
     plan = plan_capacity(QWEN, ["g6e.2xlarge"], prices=table, platform=platform, students=8)
     assert plan.instances[0].contexts[0].cost == {
         "on_demand_per_hour": 2.5,
@@ -156,6 +172,42 @@ def test_bad_price_file_is_refused(tmp_path: Path, text: str):
     with pytest.raises(CapacityInputError) as err:
         load_price_table(f)
     assert err.value.flag == "--prices"
+
+
+def test_without_students_each_row_is_one_instance(platform: PlatformConfig):
+    plan = _plan(platform, instances=["g5.2xlarge", "g6e.xlarge"])
+    assert (plan.students, plan.concurrent_requests) == (None, None)
+    for ip in plan.instances:
+        spec = PRICES.instances[ip.instance]
+        for c in ip.contexts:
+            assert c.instances_needed == 1
+            assert c.cost is not None
+            assert c.cost["spot_per_hour"] == pytest.approx(spec.spot_usd_per_hour)
+            assert c.cost["on_demand_per_month"] == pytest.approx(spec.on_demand_usd_per_hour * 730, abs=0.01)
+    # Explicitly none: a fleet scaled to zero costs nothing.
+    zero = _plan(platform, students=0).instances[0].contexts[0]
+    assert (zero.instances_needed, zero.cost and zero.cost["spot_per_hour"]) == (0, 0)
+
+
+def test_cli_without_students_prices_one_instance_and_says_so(capsys, platform: PlatformConfig):
+    assert main(["capacity", "--instance", "g5.2xlarge"]) == 0
+    out = capsys.readouterr().out
+    assert "no --students given" in out and "pass --students N" in out
+    spot = PRICES.instances["g5.2xlarge"].spot_usd_per_hour
+    rows = [line for line in out.splitlines() if line.startswith("| g5.2xlarge |") and "serves" in line]
+    assert len(rows) == len(platform.context_lengths)
+    assert rows[0].startswith(
+        f"| g5.2xlarge | 16,384 | 1 (serves {platform.vllm.max_num_seqs} at once) | {spot:.2f} |"
+    )
+    assert not any("| 0 | 0.00 |" in line for line in out.splitlines())
+    assert main(["capacity", "--json", "--instance", "g5.2xlarge"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["students"] is None
+    assert [c["instances_needed"] for c in data["instances"][0]["contexts"]] == [1, 1]
+    assert main(["capacity", "--instance", "g5.2xlarge", "--students", "40", "--duty-cycle", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "40 students at duty cycle 0.5 = 20 requests in flight" in out and "no --students" not in out
+    assert "| g5.2xlarge | 16,384 | 3 |" in out
 
 
 def test_cli_table_and_json(capsys):

@@ -4,7 +4,6 @@ server on loopback, the pushes moto's @connections API received, generated audio
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from aws_test_env import TEST_RESOURCES
 from moto import mock_aws
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.core import DEFAULT_ACCOUNT_ID
+from required_tools import require_tools
 from synapscribe.edge import validate_lecture, websocket_handler
 from synapscribe.edge.config import EdgeDeps, build_deps
 from synapscribe.platform import load_platform
@@ -164,9 +164,8 @@ def table_snapshot(deps: EdgeDeps) -> dict[str, list[dict[str, Any]]]:
 
 
 def need_tools(*names: str) -> None:
-    missing = [n for n in names if shutil.which(n) is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)}")
+    """Fails (never skips) naming the missing tool: scripts/setup installs them."""
+    require_tools(*names)
 
 
 def speech_wav(path: Path, text: str = "Photosynthesis turns light into chemical energy.") -> Path:

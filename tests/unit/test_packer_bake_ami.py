@@ -1,5 +1,6 @@
 """scripts/bake-ami against recording `packer` and `aws` programs: its checks, its Packer steps,
-and what it publishes to SSM (including keep-previous and rollback)."""
+and what it publishes to SSM (keeping the previous id by default, and rollback), SSM errors other
+than "not found" stopping it, and the resolved model commit in the manifest and the AMI's tags."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ case $1 in
   plugins) printf 'github.com/hashicorp/amazon_v1.3.9\ngithub.com/hashicorp/ansible_v1.1.2\n' ;;
   build)
     [ -n "${FAKE_BUILD_FAIL:-}" ] && exit 1
+    # What the Packer file provisioner downloads from the model role's REVISION file.
+    [ -z "${FAKE_NO_COMMIT:-}" ] && echo "$FAKE_COMMIT" > ami/model-revision.txt
     cat > ami/manifest.json <<EOF
 {"builds": [{"packer_run_uuid": "old", "artifact_id": "eu-west-1:ami-0000000000000old"},
             {"packer_run_uuid": "new", "artifact_id": "eu-west-1:ami-0123456789abcdef0"}],
@@ -48,13 +51,23 @@ if args[:2] == ["sts", "get-caller-identity"]:
     print("arn:aws:iam::123456789012:user/baker")
 elif args[:2] == ["ssm", "get-parameter"]:
     name = opt("--name")
+    if os.environ.get("FAKE_SSM_DENIED"):
+        print("An error occurred (AccessDeniedException) when calling the GetParameter operation: "
+              "User is not authorized to perform: ssm:GetParameter", file=sys.stderr)
+        sys.exit(254)
     if name not in store:
         print("ParameterNotFound", file=sys.stderr); sys.exit(254)
     print(store[name])
 elif args[:2] == ["ssm", "put-parameter"]:
     store[opt("--name")] = opt("--value")
     json.dump(store, open(store_path, "w"))
+elif args[:2] == ["ec2", "create-tags"]:
+    pass
+else:
+    print("fake aws: unexpected call", args, file=sys.stderr); sys.exit(2)
 """
+
+COMMIT = "f" * 8 + "0123456789abcdef0123456789abcdef"
 
 
 def _exe(path: Path, text: str) -> None:
@@ -68,7 +81,12 @@ def fake(tmp_path: Path) -> dict[str, object]:
     bin_dir.mkdir()
     _exe(bin_dir / "packer", FAKE_PACKER)
     _exe(bin_dir / "aws", FAKE_AWS.replace("/usr/bin/env python3", sys.executable))
-    return {"bin": bin_dir, "log": tmp_path / "calls.log", "ssm": tmp_path / "ssm.json"}
+    return {
+        "bin": bin_dir,
+        "log": tmp_path / "calls.log",
+        "ssm": tmp_path / "ssm.json",
+        "manifest": tmp_path / "manifest.json",
+    }
 
 
 def run(fake: dict[str, object], *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -78,6 +96,7 @@ def run(fake: dict[str, object], *args: str, **env: str) -> subprocess.Completed
         "FAKE_LOG": str(fake["log"]),
         "FAKE_SSM": str(fake["ssm"]),
         "FAKE_PACKER_VERSION": "1.11.2",
+        "FAKE_COMMIT": COMMIT,
         "VENV": str(Path(sys.executable).parent.parent),
         **env,
     }
@@ -86,7 +105,11 @@ def run(fake: dict[str, object], *args: str, **env: str) -> subprocess.Completed
     proc = subprocess.run(
         [str(SCRIPT), *args], capture_output=True, text=True, env=full_env, timeout=120, check=False, cwd=ROOT
     )
-    (ROOT / "ami" / "manifest.json").unlink(missing_ok=True)
+    manifest = ROOT / "ami" / "manifest.json"
+    if manifest.exists():
+        Path(str(fake["manifest"])).write_text(manifest.read_text())
+        manifest.unlink()
+    (ROOT / "ami" / "model-revision.txt").unlink(missing_ok=True)
     return proc
 
 
@@ -107,18 +130,70 @@ def test_builds_and_publishes(fake: dict[str, object]) -> None:
     assert steps == ["version", "init", "plugins", "fmt", "validate", "build"]
     build = next(c for c in calls(fake) if c.startswith("packer build"))
     assert "-var region=eu-west-1" in build and "-var max_model_len=32768" in build
+    # Nothing was published before: nothing to keep, and "not found" is not an error.
     assert ssm(fake) == {load_platform().ami.ssm_parameter: "ami-0123456789abcdef0"}
+    assert "no previous id to keep" in proc.stderr
 
 
-def test_keep_previous(fake: dict[str, object]) -> None:
+def test_records_the_resolved_model_commit(fake: dict[str, object]) -> None:
+    proc = run(fake, "--region", "eu-west-1")
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads(Path(str(fake["manifest"])).read_text())
+    last = next(b for b in manifest["builds"] if b["packer_run_uuid"] == manifest["last_run_uuid"])
+    assert last["custom_data"]["model_commit"] == COMMIT
+    tag = next(c for c in calls(fake) if c.startswith("aws ec2 create-tags"))
+    assert "--resources ami-0123456789abcdef0" in tag and f"Key=ModelCommit,Value={COMMIT}" in tag
+    assert f"model commit {COMMIT}" in proc.stderr
+
+
+@pytest.mark.parametrize("commit", ["", "main"])
+def test_no_model_commit_publishes_nothing(fake: dict[str, object], commit: str) -> None:
+    env = {"FAKE_NO_COMMIT": "1"} if not commit else {"FAKE_COMMIT": commit}
+    proc = run(fake, "--region", "eu-west-1", **env)
+    assert proc.returncode == 1
+    assert "not the baked model commit" in proc.stderr
+    assert ssm(fake) == {}
+
+
+@pytest.mark.parametrize("flag", [[], ["--keep-previous"]])
+def test_keeps_the_previous_id_by_default(fake: dict[str, object], flag: list[str]) -> None:
     ami = load_platform().ami
     Path(str(fake["ssm"])).write_text(json.dumps({ami.ssm_parameter: "ami-00000000000000001"}))
-    proc = run(fake, "--region", "eu-west-1", "--keep-previous")
+    proc = run(fake, "--region", "eu-west-1", *flag)
     assert proc.returncode == 0, proc.stderr
     assert ssm(fake) == {
         ami.ssm_parameter: "ami-0123456789abcdef0",
         ami.ssm_parameter_previous: "ami-00000000000000001",
     }
+
+
+def test_no_keep_previous(fake: dict[str, object]) -> None:
+    ami = load_platform().ami
+    Path(str(fake["ssm"])).write_text(
+        json.dumps(
+            {ami.ssm_parameter: "ami-00000000000000001", ami.ssm_parameter_previous: "ami-0000000000000000a"}
+        )
+    )
+    proc = run(fake, "--region", "eu-west-1", "--no-keep-previous")
+    assert proc.returncode == 0, proc.stderr
+    assert ssm(fake) == {
+        ami.ssm_parameter: "ami-0123456789abcdef0",
+        ami.ssm_parameter_previous: "ami-0000000000000000a",
+    }
+    assert not any(c.startswith("aws ssm get-parameter") for c in calls(fake))
+
+
+@pytest.mark.parametrize("mode", [[], ["--rollback"]])
+def test_ssm_access_denied_is_not_taken_for_unset(fake: dict[str, object], mode: list[str]) -> None:
+    ami = load_platform().ami
+    before = {ami.ssm_parameter: "ami-00000000000000001", ami.ssm_parameter_previous: "ami-0000000000000000a"}
+    Path(str(fake["ssm"])).write_text(json.dumps(before))
+    proc = run(fake, "--region", "eu-west-1", *mode, FAKE_SSM_DENIED="1")
+    assert proc.returncode == 1
+    assert "cannot read SSM parameter" in proc.stderr and "AccessDeniedException" in proc.stderr
+    assert ssm(fake) == before
+    assert not any(c.startswith("aws ssm put-parameter") for c in calls(fake))
+    assert not any(c.startswith("packer build") for c in calls(fake)), "checked before building"
 
 
 def test_rollback_swaps_latest_and_previous(fake: dict[str, object]) -> None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import hcl2
 import pytest
+from required_tools import require_tools
 from synapscribe.platform import load_platform
 
 AMI = Path(__file__).resolve().parents[2] / "ami"
@@ -132,38 +133,156 @@ def _provisioners(build: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(_s(kind), body) for block in build["provisioner"] for kind, body in block.items()]
 
 
-def test_ansible_runs_the_repository_playbook(build: dict[str, Any]) -> None:
+def test_ansible_runs_the_repository_playbook(template: dict[str, Any], build: dict[str, Any]) -> None:
     kinds = [kind for kind, _ in _provisioners(build)]
     assert "ansible" in kinds
     (ansible,) = [body for kind, body in _provisioners(build) if kind == "ansible"]
     assert _s(ansible["playbook_file"]).endswith("/../ansible/site.yml")
     args = " ".join(_s(a) for a in ansible["extra_arguments"])
-    assert "jsonencode(" in args, "extra vars go as JSON so the switches are booleans"
+    assert "jsonencode(local.ansible_vars)" in args, "extra vars go as JSON so the switches are booleans"
+    (local_block,) = template["locals"]
+    extra = local_block["ansible_vars"]
     for switch in ("nvidia_enabled = true", "model_download_enabled = true", "vllm_install_enabled = true"):
-        assert switch in args
-    assert "synapscribe_max_model_len = local.max_model_len" in args
+        assert switch in extra
+    assert "synapscribe_max_model_len = local.max_model_len" in extra
+    assert "model_revision = local.model_revision" in extra
+
+
+def _validate_lines(build: dict[str, Any]) -> list[str]:
+    kind, last = _provisioners(build)[-1]
+    assert kind == "shell" and _s(last["name"]) == "validate"
+    return [_s(line) for line in last["inline"]]
+
+
+def _has_line(lines: list[str], pattern: str) -> bool:
+    return any(re.search(pattern, line) for line in lines)
 
 
 def test_validation_is_the_last_step(build: dict[str, Any]) -> None:
-    kind, last = _provisioners(build)[-1]
-    assert kind == "shell" and _s(last["name"]) == "validate"
-    script = "\n".join(_s(line) for line in last["inline"])
-    assert "nvidia-smi" in script
-    assert "sha256sum --quiet --check SHA256SUMS" in script
-    assert "systemctl is-enabled" in script and "join(" in script
-    assert "ssh_host_*" in script
-    assert "/var/lib/cloud/instance" in script
+    lines = _validate_lines(build)
     kinds = [k for k, _ in _provisioners(build)]
     assert kinds.index("ansible") < len(kinds) - 1
+    assert _s(_provisioners(build)[-1][1]["inline_shebang"]).startswith("/bin/bash -e"), (
+        "a failed check fails"
+    )
+    assert "set -o pipefail" in lines, "a failing command before a pipe must fail the bake"
+
+
+# Each check the bake must not lose, as a pattern over the validation step's lines.
+VALIDATION_CHECKS = {
+    "the driver is loaded": r"^lsmod \| grep -q '\^nvidia '$",
+    "nvidia-smi sees the GPU": r"^nvidia-smi --query-gpu=\S+ --format=csv,noheader \| grep -q \.$",
+    "the weights are read-only": r"stat -c %U:%a \$\{local\.model_path\}\)\\\" = root:555$",
+    "the weights match their checksums": r"cd \$\{local\.model_path\} && sudo sha256sum --quiet --check SHA256SUMS",
+    "the vLLM version": r"import vllm; print\(vllm\.__version__\).*= \$\{local\.vllm_version\}$",
+    "the units are enabled": (
+        r"^for unit in \$\{join\(\" \", local\.units\)\}; do test \\\"\$\(systemctl is-enabled \$unit\)\\\" = enabled; done$"
+    ),
+    "the context length": r"grep -q -- '--max-model-len \$\{local\.max_model_len\}' /etc/systemd/system/synapscribe-vllm\.service",
+    "no SSH host keys": r"test -z .*find /etc/ssh -name 'ssh_host_\*'",
+    "no cloud-init state": r"test ! -e /var/lib/cloud/instance && test -z .*ls -A /var/lib/cloud/instances",
+    "no deploy.env": r"^test ! -e /etc/synapscribe/deploy\.env$",
+    "the model commit": r"^revision=\$\(cat \$\{local\.model_revision_file\}\)$",
+    "the commit is a sha": r"^\[\[ \$revision =~ \^\[0-9a-f\]\{40\}\$ \]\] \|\| \{ .*exit 1; \}$",
+    "the commit is printed": r"^echo .*validate: model \$\{local\.model_id\}@\$revision",
+}
+
+
+@pytest.mark.parametrize("check", sorted(VALIDATION_CHECKS))
+def test_validation_checks(build: dict[str, Any], check: str) -> None:
+    assert _has_line(_validate_lines(build), VALIDATION_CHECKS[check]), f"validation no longer checks {check}"
+
+
+def test_validation_checks_every_unit(template: dict[str, Any]) -> None:
+    (local_block,) = template["locals"]
+    assert [_s(u) for u in local_block["units"]] == [
+        "synapscribe-vllm",
+        "synapscribe-tts",
+        "synapscribe-agentcore",
+    ]
+
+
+def test_pinned_model_commit_must_match(template: dict[str, Any], build: dict[str, Any]) -> None:
+    (local_block,) = template["locals"]
+    assert 'regex("^[0-9a-f]{40}$", local.model_revision)' in local_block["model_revision_pinned"]
+    assert _has_line(
+        _validate_lines(build),
+        r'local\.model_revision_pinned \? "test \\"\$revision\\" = \$\{local\.model_revision\}"',
+    )
+
+
+def test_cleanup_before_validation(build: dict[str, Any]) -> None:
+    provisioners = _provisioners(build)
+    (cleanup_index,) = [
+        i for i, (k, b) in enumerate(provisioners) if k == "shell" and _s(b.get("name")) == "cleanup"
+    ]
+    assert cleanup_index == len(provisioners) - 2
+    lines = [_s(line) for line in provisioners[cleanup_index][1]["inline"]]
+    for needed in (
+        "sudo rm -f /etc/synapscribe/deploy.env",
+        "sudo cloud-init clean --logs --seed",
+        "sudo rm -f /etc/ssh/ssh_host_*",
+        "sudo truncate -s 0 /etc/machine-id",
+    ):
+        assert needed in lines, needed
+
+
+def test_model_commit_is_downloaded_after_ansible(template: dict[str, Any], build: dict[str, Any]) -> None:
+    provisioners = _provisioners(build)
+    kinds = [k for k, _ in provisioners]
+    (download,) = [b for k, b in provisioners if k == "file"]
+    assert _s(download["direction"]) == "download"
+    assert download["source"] == "${local.model_revision_file}"
+    assert download["destination"] == "${local.model_revision_local_file}"
+    assert kinds.index("ansible") < kinds.index("file")
+    (local_block,) = template["locals"]
+    assert _s(local_block["model_revision_file"]) == "${local.model_path}/REVISION"
+    assert _s(local_block["model_revision_local_file"]) == "${path.root}/model-revision.txt"
+
+
+def test_ansible_gets_the_nvidia_pins_only_when_set(
+    template: dict[str, Any], variables: dict[str, dict[str, Any]]
+) -> None:
+    # The repository key's fingerprint is pinned in the role; the variable only overrides it.
+    key = variables["nvidia_repo_key_fingerprint"]
+    assert _s(key["default"]) == ""
+    assert "^[0-9A-Fa-f]{40}$" in json.dumps(key["validation"])
+    assert not [name for name in variables if "keyring" in name or "checksum" in name]
+    (local_block,) = template["locals"]
+    merged = local_block["ansible_vars"]
+    assert (
+        'var.nvidia_repo_key_fingerprint != ""' in merged
+        and "nvidia_repo_key_fingerprint = var.nvidia_repo_key_fingerprint" in merged
+    )
+    assert 'var.nvidia_driver_branch != ""' in merged
 
 
 def test_manifest(build: dict[str, Any]) -> None:
     (post,) = build["post-processor"]
-    assert _s(next(iter(post))) == "manifest"
+    (kind,) = post
+    assert _s(kind) == "manifest"
+    body = post[kind]
+    assert _s(body["output"]) == "${path.root}/manifest.json", "scripts/bake-ami reads ami/manifest.json"
+    assert body["strip_path"] is True
+    custom = body["custom_data"]
+    assert {
+        k: custom[k]
+        for k in ("git_revision", "vllm_version", "model", "model_revision", "max_model_len", "build_time")
+    } == {
+        "git_revision": "${var.git_revision}",
+        "vllm_version": "${local.vllm_version}",
+        "model": "${local.model_id}",
+        "model_revision": "${local.model_revision}",
+        "max_model_len": "${local.max_model_len}",
+        "build_time": "${local.build_time}",
+    }
+    # The resolved commit: known up front when a commit is pinned, filled in by scripts/bake-ami otherwise.
+    assert custom["model_commit"] == '${local.model_revision_pinned ? local.model_revision : ""}'
+    assert _s(custom["model_revision_file"]) == "model-revision.txt"
 
 
-@pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not installed")
 def test_packer_fmt() -> None:
+    require_tools("packer")
     proc = subprocess.run(
         ["packer", "fmt", "-check", "-diff", str(AMI)],
         capture_output=True,
@@ -172,3 +291,19 @@ def test_packer_fmt() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_context_modes_come_from_the_platform(template: dict[str, Any]) -> None:
+    platform = load_platform()
+    for name in ("synapscribe.pkr.hcl", "variables.pkr.hcl"):
+        text = (AMI / name).read_text()
+        for length in {platform.vllm.max_model_len, platform.model.max_position_embeddings}:
+            assert str(length) not in text, (
+                f"{length} repeated in ami/{name} instead of read from platform.yaml"
+            )
+    (local_block,) = template["locals"]
+    modes = local_block["context_lengths"]
+    assert "local.platform.vllm.max_model_len" in modes
+    assert "local.platform.model.max_position_embeddings" in modes
+    knob = local_block["max_model_len"]
+    assert "contains(local.context_lengths, var.max_model_len)" in knob and "file(" in knob

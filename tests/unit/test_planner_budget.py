@@ -2,20 +2,104 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+from typing import Any
 
 import pytest
 from synapscribe import planner
+from synapscribe.agentcore import prompts
 from synapscribe.platform import PlatformConfig
+from synapscribe.standin.chat_request import parse_chat_request
+from synapscribe.standin.config import StandinConfig
 from synapscribe.standin.tokens import count_text_tokens
 
+# Text whose tokens a "characters per token" rule underestimates: Qwen splits numbers into single
+# digits, and CJK, accented letters and emoji cost one or more tokens each.
+COSTLY_TEXTS = [
+    "3141592653589793238462643383279502884197" * 25,
+    "In 1905, 2 + 2 = 4; 10^23 = 100000000000000000000000; call 555-0199-8842.",
+    "光合作用是植物利用光能把二氧化碳和水转化为有机物的过程。" * 40,
+    "🙂🌱🔬 " * 50,
+    "héllo wörld ✓ " * 37,
+]
 
-@pytest.mark.parametrize(
-    "text", ["", "a", "Hello world.", "x" * 4001, "héllo wörld ✓ " * 37, "日本語のテキスト"]
-)
-def test_text_estimate_is_an_upper_bound_of_the_standin_count(text: str) -> None:
+
+@pytest.mark.parametrize("text", ["", "a", "Hello world.", "x" * 4001, *COSTLY_TEXTS])
+def test_text_estimate_is_a_true_upper_bound_of_the_standin_count(text: str) -> None:
     assert planner.estimate_text_tokens(text) >= count_text_tokens(text)
-    assert planner.estimate_text_tokens(text) == math.ceil(len(text.encode()) / 3)
+    assert planner.estimate_text_tokens(text) == len(text.encode())
+
+
+@pytest.mark.parametrize("text", COSTLY_TEXTS[:4])
+def test_the_standin_charges_digits_and_cjk_like_qwen(text: str) -> None:
+    # A rule of one token per 3 bytes (the planner's old estimate) is not a bound for these texts:
+    # the stand-in catches an underestimate of this kind.
+    assert count_text_tokens(text) > math.ceil(len(text.encode()) / 3)
+
+
+def _standin_prompt_tokens(config: StandinConfig, messages: list[dict[str, Any]]) -> int:
+    body = {"model": config.served_name, "messages": messages}
+    return len(parse_chat_request(body, config).render())
+
+
+@pytest.mark.parametrize("question", COSTLY_TEXTS)
+def test_message_estimates_bound_the_standins_rendered_prompt(
+    platform: PlatformConfig, question: str
+) -> None:
+    config = StandinConfig.from_platform(platform)
+    messages = [
+        {"role": "system", "content": prompts.SYSTEM_PROMPT},
+        {"role": "user", "content": "Lecture of 12.5 minutes, parts 1-13 (00:00-12:30)."},
+        {"role": "assistant", "content": prompts.LECTURE_ACK},
+        *prompts.history_messages([{"question": question[:300], "answer": "It was 42 (forty-two)."}]),
+        prompts.question_message(text=question),
+    ]
+    estimate = sum(planner.estimate_message_tokens(m, platform) for m in messages)
+    estimate += planner.GENERATION_PROMPT_TOKENS
+    assert estimate >= _standin_prompt_tokens(config, messages)
+
+
+async def test_exact_counts_come_from_the_tokenizer_once_per_text() -> None:
+    seen: list[str] = []
+
+    async def tokenize(text: str) -> int:
+        seen.append(text)
+        await asyncio.sleep(0)
+        return count_text_tokens(text)
+
+    counter = planner.TextTokenCounter(tokenize, max_chars=100)
+    first = await counter.counts(["2024", "user", "2024", "", "日本"])
+    assert first == {"2024": 4, "user": 1, "": 0, "日本": 4}
+    assert sorted(seen) == ["2024", "user", "日本"]  # duplicates and empty text cost no call
+    await counter.counts(["user", "2024"])
+    assert len(seen) == 3  # remembered
+    await counter.counts(["z" * 60, "y" * 60])  # more than max_chars: the oldest entries go
+    await counter.counts(["2024"])
+    assert seen.count("2024") == 2
+
+
+def test_estimate_message_tokens_uses_given_exact_counts(platform: PlatformConfig) -> None:
+    m = {"role": "user", "content": "12345"}
+    exact = {"user": 1, "12345": 5}
+    assert planner.message_texts(m) == ["user", "12345"]
+    assert (
+        planner.estimate_message_tokens(m, platform, exact.__getitem__) == planner.MESSAGE_OVERHEAD_TOKENS + 6
+    )
+
+
+def test_a_typed_question_over_the_reserve_is_named_too_large(platform: PlatformConfig) -> None:
+    limit = planner.question_text_limit_bytes(platform)
+    assert limit == platform.context.question_tokens * planner.QUESTION_MAX_BYTES_PER_TOKEN
+    assert planner.question_text_too_large("What does rubisco fix?", platform) is None
+    assert planner.question_text_too_large("x" * 4000, platform) is None  # English up to the contract's 4000
+    cjk = "光" * 4000
+    reason = planner.question_text_too_large(cjk, platform)
+    assert reason is not None
+    assert f"{len(cjk.encode())} bytes" in reason and str(limit) in reason
+    assert str(platform.context.question_tokens) in reason
+    assert planner.question_text_too_large("光" * (limit // 3), platform) is None
+    assert planner.question_text_too_large("光" * (limit // 3 + 1), platform) is not None
 
 
 def test_audio_item_tokens_follow_the_configured_rate(platform: PlatformConfig) -> None:
@@ -32,7 +116,7 @@ def test_message_tokens_count_audio_by_duration_and_refuse_unknown_parts(platfor
         planner.MESSAGE_OVERHEAD_TOKENS
         + planner.estimate_text_tokens("user")
         + planner.audio_item_tokens(10.0, platform)
-        + 1
+        + 3  # "abc": 3 bytes
     )
     with pytest.raises(ValueError, match="duration"):
         planner.estimate_message_tokens({"role": "user", "content": [{"type": "input_audio"}]}, platform)

@@ -50,3 +50,31 @@ def test_cli_prints_json_with_derived_values(capsys):
 def test_cli_rejects_a_bad_context_length_with_a_message(capsys):
     assert main(["platform", "--max-model-len", "100"]) == 2
     assert "max_model_len" in capsys.readouterr().err
+
+
+def test_the_context_modes_come_from_the_configuration():
+    p = load_platform()
+    # facts.md: Qwen2.5-Omni-3B's own limit is 32K; the default context is 16K.
+    assert p.model.max_position_embeddings == 32768
+    assert p.context_lengths == (p.vllm.max_model_len, p.model.max_position_embeddings)
+    assert p.with_max_model_len(p.model.max_position_embeddings).context_lengths == (32768,)
+    assert p.as_dict()["derived"]["context_lengths"] == list(p.context_lengths)
+
+
+def test_max_model_len_is_checked_against_the_models_own_limit(tmp_path: Path):
+    data = load_platform().model_dump()
+    data["model"]["max_position_embeddings"] = 8192  # a smaller model than the configured context
+    f = tmp_path / "platform.yaml"
+    f.write_text(yaml.safe_dump(data))
+    with pytest.raises(
+        PlatformConfigError, match=r"vllm\.max_model_len \(16384\) exceeds .*max_position_embeddings \(8192\)"
+    ):
+        load_platform_file(f)
+    data["model"]["max_position_embeddings"] = 65536
+    data["vllm"]["max_model_len"] = 65536
+    f.write_text(yaml.safe_dump(data))
+    assert load_platform_file(f).context_lengths == (65536,)
+    del data["model"]["max_position_embeddings"]
+    f.write_text(yaml.safe_dump(data))
+    with pytest.raises(PlatformConfigError, match=r"model\.max_position_embeddings"):
+        load_platform_file(f)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from synapscribe.standin.config import Latency, StandinConfig
 from synapscribe.standin.server import create_app
+from synapscribe.standin.tokens import count_text_tokens
 from test_standin_tokens import audio_part, make_wav
 
 
@@ -80,7 +81,7 @@ async def test_streaming_completion_shape(client: httpx.AsyncClient, config: Sta
     finals = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
     assert [c["choices"][0]["finish_reason"] for c in finals] == ["stop"]
     usage = chunks[-1]
-    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == -(-len(text) // 4)
+    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == count_text_tokens(text)
     assert text.startswith("[stand-in] You asked: Hello?")
 
 

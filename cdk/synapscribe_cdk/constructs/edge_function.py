@@ -8,8 +8,9 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from synapscribe_cdk.constructs.function_role import function_role
 from synapscribe_cdk.constructs.log_groups import retained_log_group
-from synapscribe_cdk.nag import acknowledge, managed_policy_findings
+from synapscribe_cdk.nag import acknowledge
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 
@@ -34,6 +35,7 @@ class EdgeFunction(Construct):
         log_retention_days: int,
     ) -> None:
         super().__init__(scope, construct_id)
+        log_group = retained_log_group(self, "Logs", log_retention_days)
         self.function = lambda_.Function(
             self,
             "Function",
@@ -48,18 +50,8 @@ class EdgeFunction(Construct):
             vpc_subnets=subnets,
             security_groups=[security_group],
             environment=environment,
-            log_group=retained_log_group(self, "Logs", log_retention_days),
-        )
-        role = self.function.role
-        assert role is not None
-        acknowledge(
-            role,
-            "AwsSolutions-IAM4",
-            "AWS managed AWSLambdaBasicExecutionRole and AWSLambdaVPCAccessExecutionRole: logging and "
-            "the VPC network interfaces every VPC Lambda needs, maintained by AWS.",
-            managed_policy_findings(
-                "service-role/AWSLambdaBasicExecutionRole", "service-role/AWSLambdaVPCAccessExecutionRole"
-            ),
+            log_group=log_group,
+            role=function_role(self, "Role", log_group=log_group, in_vpc=True),
         )
         acknowledge(
             self.function,

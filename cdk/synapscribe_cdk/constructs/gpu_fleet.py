@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, Validations
+from aws_cdk import Duration
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
+from synapscribe.platform import Vllm
 
 from synapscribe_cdk.config import Capacity
 
@@ -14,8 +15,16 @@ from synapscribe_cdk.config import Capacity
 ROOT_DEVICE = "/dev/sda1"
 DEPLOY_ENV = "/etc/synapscribe/deploy.env"
 UNITS = ("synapscribe-vllm.service", "synapscribe-tts.service", "synapscribe-agentcore.service")
-#: vLLM loads the weights and compiles before /ready answers 200.
-WARMUP = Duration.minutes(15)
+#: Boot, the NVIDIA driver, cloud-init and user data before systemd starts vLLM's unit, plus the
+#: balancer's healthy threshold (2 checks of 15 s) after /ready first answers 200.
+BOOT_MARGIN_SECONDS = 300
+
+
+def health_check_grace(vllm: Vllm) -> Duration:
+    """How long Auto Scaling ignores the balancer's health checks of a new instance: longer than
+    vLLM's unit may take to start (TimeoutStartSec, which covers its readiness poll), so an
+    instance that is still loading the model is never replaced as unhealthy."""
+    return Duration.seconds(vllm.start_timeout_seconds + BOOT_MARGIN_SECONDS)
 
 
 def deploy_env_script(values: dict[str, str]) -> list[str]:
@@ -51,6 +60,7 @@ class GpuFleet(Construct):
         capacity: Capacity,
         deploy_env: dict[str, str],
         target_group_arn: str,
+        vllm: Vllm,
     ) -> None:
         super().__init__(scope, construct_id)
         user_data = ec2.UserData.for_linux()
@@ -69,7 +79,8 @@ class GpuFleet(Construct):
             http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
             http_put_response_hop_limit=1,
             detailed_monitoring=True,
-            associate_public_ip_address=True,
+            # Private subnets: the fleet reaches the internet only through the NAT instance.
+            associate_public_ip_address=False,
             block_devices=[
                 ec2.BlockDevice(
                     device_name=ROOT_DEVICE,
@@ -101,20 +112,16 @@ class GpuFleet(Construct):
                 ],
             ),
             capacity_rebalance=True,
+            # No desired capacity in the template: a deployment would reset it (e.g. undo the night's
+            # scale-to-zero). The minimum and the scheduled actions drive it.
             min_capacity=capacity.min,
             max_capacity=capacity.max,
-            desired_capacity=capacity.desired,
             health_checks=autoscaling.HealthChecks.with_additional_checks(
-                additional_types=[autoscaling.AdditionalHealthCheckType.ELB], grace_period=WARMUP
+                additional_types=[autoscaling.AdditionalHealthCheckType.ELB],
+                grace_period=health_check_grace(vllm),
             ),
-            default_instance_warmup=WARMUP,
+            default_instance_warmup=health_check_grace(vllm),
             group_metrics=[autoscaling.GroupMetrics.all()],
-        )
-        Validations.of(self.group).acknowledge(
-            Acknowledgment(
-                id="Annotation::@aws-cdk/aws-autoscaling:desiredCapacitySet",
-                reason="Desired capacity is configuration: a deployment restores it on purpose.",
-            )
         )
         cfn_group = self.group.node.default_child
         assert isinstance(cfn_group, autoscaling.CfnAutoScalingGroup)

@@ -14,17 +14,25 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from synapscribe_cdk.constructs.edge_function import RUNTIME
+from synapscribe_cdk.constructs.function_role import function_role
 from synapscribe_cdk.constructs.log_groups import retained_log_group
-from synapscribe_cdk.nag import acknowledge, managed_policy_findings, wildcard_findings
+from synapscribe_cdk.nag import acknowledge, wildcard_findings
 
 DRAIN_CODE = Path(__file__).resolve().parents[1] / "lambdas" / "drain"
 #: Time the drain function needs besides the drain itself (API calls, cold start).
 DRAIN_OVERHEAD = 60
+#: The only EC2 notice that drains: the instance is going away in 2 minutes. A rebalance
+#: recommendation does not: with capacity rebalancing Auto Scaling first launches a replacement
+#: and terminates the old instance only once the new one is InService, through the termination
+#: lifecycle hook, which drains it then.
+SPOT_INTERRUPTION = "EC2 Spot Instance Interruption Warning"
+TERMINATE_ACTION = "EC2 Instance-terminate Lifecycle Action"
 
 
 class SpotDrain(Construct):
-    """Spot interruption or rebalance notice: stop routing to the instance at once. Termination
-    (for any reason): hold it in Terminating:Wait for `drain_seconds`, then let it go."""
+    """Spot interruption warning: stop routing to the instance at once. Termination (for any
+    reason, including capacity rebalancing): stop routing to it, hold it in Terminating:Wait for
+    `drain_seconds`, then let it go."""
 
     def __init__(
         self,
@@ -45,6 +53,7 @@ class SpotDrain(Construct):
             heartbeat_timeout=Duration.seconds(drain_seconds + DRAIN_OVERHEAD),
             default_result=autoscaling.DefaultResult.CONTINUE,
         )
+        log_group = retained_log_group(self, "Logs", log_retention_days)
         self.function = lambda_.Function(
             self,
             "Function",
@@ -60,7 +69,8 @@ class SpotDrain(Construct):
                 "DRAIN_SECONDS": str(drain_seconds),
                 "TARGET_PORT": str(target_port),
             },
-            log_group=retained_log_group(self, "Logs", log_retention_days),
+            log_group=log_group,
+            role=function_role(self, "Role", log_group=log_group),
         )
         group_arn = (
             f"arn:{Aws.PARTITION}:autoscaling:{Aws.REGION}:{Aws.ACCOUNT_ID}:autoScalingGroup:*:"
@@ -78,12 +88,6 @@ class SpotDrain(Construct):
             self.function.add_to_role_policy(statement)
         role = self.function.role
         assert role is not None
-        acknowledge(
-            role,
-            "AwsSolutions-IAM4",
-            "AWSLambdaBasicExecutionRole only lets the function write its own logs.",
-            managed_policy_findings("service-role/AWSLambdaBasicExecutionRole"),
-        )
         acknowledge(
             role,
             "AwsSolutions-IAM5",
@@ -104,7 +108,7 @@ class SpotDrain(Construct):
             description="SynapScribe GPU instance is terminating: drain it, then continue",
             event_pattern=events.EventPattern(
                 source=["aws.autoscaling"],
-                detail_type=["EC2 Instance-terminate Lifecycle Action"],
+                detail_type=[TERMINATE_ACTION],
                 detail={"AutoScalingGroupName": [group.auto_scaling_group_name]},
             ),
             targets=[target],
@@ -112,14 +116,8 @@ class SpotDrain(Construct):
         self.notice_rule = events.Rule(
             self,
             "SpotNotices",
-            description="Spot interruption or rebalance notice: stop routing to the instance",
-            event_pattern=events.EventPattern(
-                source=["aws.ec2"],
-                detail_type=[
-                    "EC2 Spot Instance Interruption Warning",
-                    "EC2 Instance Rebalance Recommendation",
-                ],
-            ),
+            description="Spot interruption warning (2 minutes): stop routing to the instance",
+            event_pattern=events.EventPattern(source=["aws.ec2"], detail_type=[SPOT_INTERRUPTION]),
             targets=[target],
         )
         self.errors_alarm = self.function.metric_errors(period=Duration.minutes(5)).create_alarm(

@@ -19,7 +19,7 @@ from synapscribe_cdk.constructs.spot_drain import SpotDrain
 from synapscribe_cdk.nag import acknowledge, managed_policy_findings, wildcard_findings
 from synapscribe_cdk.stacks.api import ApiStack
 from synapscribe_cdk.stacks.data import DataStack
-from synapscribe_cdk.stacks.network import PUBLIC_SUBNETS, NetworkStack
+from synapscribe_cdk.stacks.network import FLEET_SUBNETS, NetworkStack
 
 
 class ComputeStack(Stack):
@@ -41,7 +41,7 @@ class ComputeStack(Stack):
             self,
             "Fleet",
             vpc=network.vpc,
-            subnets=ec2.SubnetSelection(subnet_group_name=PUBLIC_SUBNETS),
+            subnets=ec2.SubnetSelection(subnet_group_name=FLEET_SUBNETS),
             security_group=network.fleet_sg,
             role=self.role,
             ami_parameter=platform.ami.ssm_parameter,
@@ -55,6 +55,7 @@ class ComputeStack(Stack):
                 "AWS_DEFAULT_REGION": self.region,
             },
             target_group_arn=network.target_group.target_group_arn,
+            vllm=platform.vllm,
         )
         self.group = fleet.group
         self.launch_template = fleet.launch_template
@@ -114,7 +115,9 @@ class ComputeStack(Stack):
                 ],
             ),
             # Without ListBucket a missing key answers 403 instead of 404, and AgentCore tells
-            # "not made yet" (segments, transcripts) from a real error by that 404.
+            # "not made yet" (segments, transcripts) or "gone" (a query or lecture upload) from a
+            # real error by that 404. No s3:prefix condition: a GetObject request carries no
+            # prefix, so a conditioned grant would not turn its 403 into a 404.
             iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket_arn]),
             permissions.objects(
                 ["s3:PutObject"], bucket_arn, [prefixes.responses, prefixes.segments, prefixes.transcripts]

@@ -6,15 +6,18 @@ those two would depend on each other.
 
 Egress without a NAT gateway:
 - S3 and DynamoDB: gateway endpoints (free) for every subnet.
-- The GPU instances run in public subnets with a public address but admit nothing from the
-  internet (their group admits only the balancer, on ports.agentcore); they reach the
-  @connections API (execute-api), gTTS and the rest of AWS directly.
-- The Lambdas must run in the VPC to reach the internal balancer, and VPC Lambdas never get a
-  public address. They push to clients through @connections, and an `execute-api` interface
-  endpoint cannot carry that: it serves only PRIVATE REST APIs, and with private DNS it even
-  breaks calls to public (WebSocket) APIs with 403. So the Lambdas' subnets route through one
-  small NAT *instance* (t4g.nano, a few dollars a month) that admits only the Lambdas' group on
-  443. No execute-api interface endpoint is created, on purpose.
+- Nothing but the NAT instance has a public address. The GPU instances run in private subnets
+  (`fleet`) and the Lambdas in private subnets (`edge`); both route to the internet through one
+  small NAT *instance* (t4g.nano, a few dollars a month) in the public subnets, which admits only
+  those two groups. The GPU instances need the internet for little: @connections (execute-api),
+  gTTS (Google), Session Manager, over 443; and Ubuntu's apt mirrors (HTTP, signed packages) for
+  the unattended security upgrades the AMI schedules. Their group allows exactly that egress.
+- The Lambdas must run in the VPC to reach the internal balancer; they push to clients through
+  @connections, and an `execute-api` interface endpoint cannot carry that: it serves only PRIVATE
+  REST APIs, and with private DNS it even breaks calls to public (WebSocket) APIs with 403. So no
+  execute-api interface endpoint is created, on purpose.
+- Security groups do not filter the VPC's DNS resolver, the instance metadata service or the
+  Amazon Time Sync Service (169.254.169.123, the AMI's NTP server), so no rule is needed for them.
 """
 
 from __future__ import annotations
@@ -34,8 +37,32 @@ from synapscribe_cdk.nag import acknowledge
 
 #: The AgentCore readiness path (docs/interfaces.md): 200 only when vLLM and TTS answer.
 READY_PATH = "/ready"
-PUBLIC_SUBNETS = "fleet"
+#: Subnet groups: the NAT instance alone is public; the Lambdas and the GPU fleet are private.
+PUBLIC_SUBNETS = "public"
 EDGE_SUBNETS = "edge"
+FLEET_SUBNETS = "fleet"
+#: What the GPU instances may reach (through the NAT instance or the gateway endpoints): TLS for
+#: AWS APIs, @connections and gTTS; HTTP for Ubuntu's apt mirrors (unattended security upgrades).
+FLEET_EGRESS_PORTS = {443: "TLS: @connections, gTTS, SSM; S3/DynamoDB via endpoints", 80: "apt mirrors"}
+
+
+#: Root device of the NAT instance's image (CDK's instance_v2 default: Amazon Linux 2023).
+NAT_ROOT_DEVICE = "/dev/xvda"
+
+
+def harden_nat_instance(instance: ec2.Instance) -> None:
+    """IMDSv2 only (no hops beyond the host) and an encrypted root volume, which the NAT
+    provider does not offer as options."""
+    cfn = instance.instance
+    cfn.metadata_options = ec2.CfnInstance.MetadataOptionsProperty(
+        http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
+    )
+    cfn.block_device_mappings = [
+        ec2.CfnInstance.BlockDeviceMappingProperty(
+            device_name=NAT_ROOT_DEVICE,
+            ebs=ec2.CfnInstance.EbsProperty(encrypted=True, volume_type="gp3", delete_on_termination=True),
+        )
+    ]
 
 
 class NetworkStack(Stack):
@@ -71,6 +98,9 @@ class NetworkStack(Stack):
                 ec2.SubnetConfiguration(name=PUBLIC_SUBNETS, subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
                 ec2.SubnetConfiguration(
                     name=EDGE_SUBNETS, subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=24
+                ),
+                ec2.SubnetConfiguration(
+                    name=FLEET_SUBNETS, subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=24
                 ),
             ],
             gateway_endpoints={
@@ -113,7 +143,7 @@ class NetworkStack(Stack):
             "FleetSg",
             vpc=self.vpc,
             description=f"GPU instances: port {port} from the balancer only; vLLM and TTS ports from nobody",
-            allow_all_outbound=True,
+            allow_all_outbound=False,
         )
         self.alb_sg.add_ingress_rule(self.edge_sg, ec2.Port.tcp(port), "Lambdas to AgentCore")
         self.alb_sg.add_egress_rule(self.fleet_sg, ec2.Port.tcp(port), "balancer to AgentCore")
@@ -124,9 +154,14 @@ class NetworkStack(Stack):
             ec2.Port.tcp(443),
             "AWS APIs: @connections via NAT, S3/DynamoDB via endpoints",
         )
+        for fleet_port, why in FLEET_EGRESS_PORTS.items():
+            self.fleet_sg.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(fleet_port), why)
 
         for instance in [c for c in self.vpc.node.find_all() if isinstance(c, ec2.Instance)]:
             instance.connections.allow_from(self.edge_sg, ec2.Port.tcp(443), "Lambdas' TLS egress")
+            for fleet_port, why in FLEET_EGRESS_PORTS.items():
+                instance.connections.allow_from(self.fleet_sg, ec2.Port.tcp(fleet_port), f"GPU fleet: {why}")
+            harden_nat_instance(instance)
             for rule, reason in (
                 (
                     "AwsSolutions-EC28",
@@ -136,7 +171,6 @@ class NetworkStack(Stack):
                     "AwsSolutions-EC29",
                     "The NAT instance is replaceable by redeploying; no termination protection.",
                 ),
-                ("AwsSolutions-EC26", "The NAT instance's root volume holds only the stock AMI, no data."),
             ):
                 acknowledge(instance, rule, reason)
 

@@ -22,10 +22,17 @@ from botocore.exceptions import ClientError
 from synapscribe import audiogen, keys
 from synapscribe.agentcore import admission as adm
 from synapscribe.agentcore.aws import AwsIo, Spans
-from synapscribe.agentcore.media import MediaError, cut_mp3, duration_seconds, sniff_format, to_mp3
+from synapscribe.agentcore.media import (
+    MediaError,
+    check_complete,
+    cut_mp3,
+    duration_seconds,
+    sniff_format,
+    to_mp3,
+)
 from synapscribe.agentcore.prompts import LectureAudioItem, TranscriptSegment, lecture_transcript_message
 from synapscribe.agentcore.vllm_client import UpstreamError, VllmClient
-from synapscribe.contract import ErrorCode, ErrorMessage, Lecture
+from synapscribe.contract import ContractError, ErrorCode, ErrorMessage, Lecture
 from synapscribe.platform import PlatformConfig
 
 log = logging.getLogger(__name__)
@@ -40,6 +47,8 @@ TRANSCRIBE_SLOT_WAIT_SECONDS = 600.0
 TRANSCRIBE_LEASE_SECONDS = int(TRANSCRIBE_SLOT_WAIT_SECONDS) + 300
 #: Statuses from which a transcript-mode lecture may be claimed (`pending`: an older edge).
 CLAIMABLE = ("pending", "transcribing")
+#: A segment whose transcription stays cut short is split in two, down to pieces this short.
+MIN_SPLIT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,24 @@ class LectureUnavailableError(Exception):
 
 class TranscriptTooLongError(Exception):
     """The lecture's transcript, counted by the model's tokenizer, does not fit the context."""
+
+
+class TranscriptCutShortError(Exception):
+    """A part of the lecture stayed cut short at max_tokens even when split (the message says where)."""
+
+
+class LectureIncompleteError(ContractError):
+    """Less of the recording could be read as audio than its measured duration: serving it would
+    silently drop the rest, so the lecture is rejected instead (the message says why)."""
+
+    def __init__(self, lecture_id: str, detail: str) -> None:
+        super().__init__(ErrorCode.UNSUPPORTED_MEDIA, f"lecture {lecture_id} cannot be used: {detail}")
+        self.detail = detail
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 60:02d}:{whole % 60:02d}"
 
 
 @dataclass(frozen=True)
@@ -129,6 +156,7 @@ class LectureContexts:
     # ------------------------------------------------------------------ audio items
 
     async def _cut(self, source: bytes) -> list[tuple[float, float, bytes]]:
+        """The recording as items; MP3 is cut as it is, other formats after ffmpeg converts them."""
         fmt = sniff_format(source)
         if fmt is None:
             raise LectureUnavailableError("the lecture recording is not audio in a known format")
@@ -164,6 +192,7 @@ class LectureContexts:
                     for s, b in zip(manifest["items"], blobs, strict=True)
                     if b is not None
                 ]
+                await self._check_complete(lecture, made, spans)
             else:
                 source = (
                     await self.aws.get(str(lecture.get("key", "")), spans) if lecture.get("key") else None
@@ -173,6 +202,7 @@ class LectureContexts:
                         f"lecture {lecture_id}: the recording is missing from storage"
                     )
                 made = await self._cut(source)
+                await self._check_complete(lecture, made, spans)
                 entries = []
                 for i, (start, end, data) in enumerate(made):
                     key = f"{prefix}{i:04d}.{ITEM_FORMAT}"
@@ -193,6 +223,33 @@ class LectureContexts:
                 )
             self._items.remember(lecture_id, tuple(items))
             return items
+
+    async def _check_complete(
+        self, lecture: dict[str, Any], made: list[tuple[float, float, bytes]], spans: Spans | None
+    ) -> None:
+        """Refuse items that cover less than the lecture's measured duration: the lecture is set
+        `rejected` with the reason (when it was `ready`), logged, and LectureIncompleteError raised."""
+        lecture_id = lecture["lectureId"]
+        measured = lecture.get("durationSeconds")
+        if measured is None:
+            log.warning("lecture %s has no measured duration; its items are not checked", lecture_id)
+            return
+        covered = sum(end - start for start, end, _ in made)
+        try:
+            check_complete(covered, float(measured))
+        except MediaError as exc:
+            detail = str(exc)
+        else:
+            return
+        log.error("lecture %s: %s; rejecting it rather than serving it truncated", lecture_id, detail)
+        reason = f"The lecture could not be read completely: {detail}."
+        updated = await self.aws.call(
+            self.aws.store.update_lecture, lecture_id, {"status": "rejected", "reason": reason}, "ready"
+        )
+        if updated is not None and updated.get("connectionId"):
+            # The uploader learns it too, if still connected (the asker gets an error).
+            await self.aws.push(str(updated["connectionId"]), lecture_message(updated), spans)
+        raise LectureIncompleteError(lecture_id, detail)
 
     # ------------------------------------------------------------------ transcript
 
@@ -222,18 +279,12 @@ class LectureContexts:
         # A lecture waits for slots much longer than a question would (it is not interactive).
         wait = max(self.admission.timeout, TRANSCRIBE_SLOT_WAIT_SECONDS)
 
-        async def one(item: LectureAudioItem) -> str:
+        async def one(item: LectureAudioItem) -> list[TranscriptSegment]:
             async with gate, self.admission.slot(adm.LECTURE, timeout=wait):
-                seconds = item.end - item.start
-                return await self.vllm.transcribe(
-                    base64.b64decode(item.b64),
-                    item.fmt,
-                    seconds,
-                    transcribe_max_tokens(seconds, self.platform),
-                )
+                return await self._transcribe_span(base64.b64decode(item.b64), item.fmt, item.start, item.end)
 
-        texts = await asyncio.gather(*(one(i) for i in items))
-        segments = [TranscriptSegment(i.start, i.end, t) for i, t in zip(items, texts, strict=True)]
+        parts = await asyncio.gather(*(one(i) for i in items))
+        segments = [segment for part in parts for segment in part]
         # Counted once by the model's own tokenizer, so every request's budget is exact for it.
         lecture_tokens = await self.vllm.count_tokens(lecture_transcript_message(segments)["content"])
         if lecture_tokens > self.platform.lecture_token_budget:
@@ -247,14 +298,38 @@ class LectureContexts:
             "model": self.vllm.model,
             "lectureTokens": lecture_tokens,
             "segments": [
-                {"start": round(i.start, 3), "end": round(i.end, 3), "text": t}
-                for i, t in zip(items, texts, strict=True)
+                {"start": round(s.start, 3), "end": round(s.end, 3), "text": s.text} for s in segments
             ],
         }
         key = keys.transcript_key(lecture_id, self.platform)
         await self.aws.put(key, json.dumps(transcript, ensure_ascii=False).encode(), "application/json")
         self._transcripts.pop(lecture_id, None)
         return transcript
+
+    async def _transcribe_span(
+        self, data: bytes, fmt: str, start: float, end: float
+    ) -> list[TranscriptSegment]:
+        """The span's transcript. One the model cuts short even with more room is split in two
+        halves at frame boundaries and each transcribed on its own, down to MIN_SPLIT_SECONDS;
+        past that TranscriptCutShortError, never a shortened transcript."""
+        seconds = end - start
+        result = await self.vllm.transcription(
+            data, fmt, seconds, transcribe_max_tokens(seconds, self.platform)
+        )
+        if result.complete:
+            return [TranscriptSegment(start, end, result.text)]
+        if seconds / 2 < MIN_SPLIT_SECONDS or fmt != "mp3":
+            raise TranscriptCutShortError(
+                f"the model's transcript of {_clock(start)}-{_clock(end)} stopped at its "
+                f"{result.max_tokens}-token limit even in a {seconds:.0f} s piece"
+            )
+        log.info("%.1f s at %.1f s: transcript cut short; transcribing it in two halves", seconds, start)
+        # A little over half so an odd frame count still gives two pieces, not three.
+        halves = await asyncio.to_thread(cut_mp3, data, seconds / 2 + 0.05)
+        out: list[TranscriptSegment] = []
+        for half in halves:
+            out.extend(await self._transcribe_span(half.data, fmt, start + half.start, start + half.end))
+        return out
 
     # ------------------------------------------------------------------ the transcription job
 
@@ -321,6 +396,20 @@ class LectureContexts:
             return {"status": "rejected", "reason": reason}
         except TranscriptTooLongError as exc:
             return {"status": "rejected", "reason": f"The lecture is too long: {exc}."}
+        except TranscriptCutShortError as exc:
+            log.error(
+                "lecture %s: %s; rejecting it rather than storing a truncated transcript", lecture_id, exc
+            )
+            reason = (
+                f"The lecture could not be transcribed completely: {exc}. Check that the recording is "
+                "clear speech and upload it again, or split it into shorter parts."
+            )
+            return {"status": "rejected", "reason": reason}
+        except LectureIncompleteError as exc:
+            return {
+                "status": "rejected",
+                "reason": f"The lecture could not be read completely: {exc.detail}.",
+            }
         except (LectureUnavailableError, MediaError) as exc:
             return {"status": "rejected", "reason": f"The lecture could not be transcribed: {exc}."}
         except Exception:

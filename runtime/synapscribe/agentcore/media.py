@@ -12,7 +12,7 @@ import json
 import math
 import wave
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mutagen
 from mutagen.id3 import ID3, TXXX
@@ -110,57 +110,135 @@ class Mp3Frames:
     data: bytes
     frames: list[tuple[int, int]]  # (offset, length) of each audio frame
     frame_seconds: float
+    #: (offset, length) of each run of bytes between frames that is not audio (junk, embedded tags)
+    skipped: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
         return len(self.frames) * self.frame_seconds
 
 
-def _id3v2_size(data: bytes) -> int:
-    if data[:3] != b"ID3" or len(data) < 10:
+def _id3v2_size(data: bytes, pos: int = 0) -> int:
+    if data[pos : pos + 3] != b"ID3" or len(data) < pos + 10:
         return 0
     size = 0
-    for b in data[6:10]:
+    for b in data[pos + 6 : pos + 10]:
         size = (size << 7) | (b & 0x7F)
-    return 10 + size + (10 if data[5] & 0x10 else 0)
+    return 10 + size + (10 if data[pos + 5] & 0x10 else 0)
+
+
+@dataclass(frozen=True)
+class _Header:
+    version: int
+    rate_index: int
+    length: int
+    per_frame: int
+    rate: int
+
+
+def _header(data: bytes, pos: int) -> _Header | None:
+    """The layer III frame header at pos, or None when the bytes there are not one."""
+    if pos + 4 > len(data) or data[pos] != 0xFF or (data[pos + 1] & 0xE0) != 0xE0:
+        return None
+    b1, b2 = data[pos + 1], data[pos + 2]
+    version, layer = (b1 >> 3) & 3, (b1 >> 1) & 3
+    index, rate_index = (b2 >> 4) & 0xF, (b2 >> 2) & 3
+    if layer != 1 or version == 1 or index in (0, 15) or rate_index == 3:
+        return None
+    mpeg1 = version == 3
+    rate = _RATES[version][rate_index]
+    per_frame = 1152 if mpeg1 else 576
+    length = (per_frame // 8) * _BITRATES[mpeg1][index] * 1000 // rate + ((b2 >> 1) & 1)
+    return _Header(version, rate_index, length, per_frame, rate)
+
+
+def _same_stream(a: _Header, b: _Header) -> bool:
+    return a.version == b.version and a.rate_index == b.rate_index
+
+
+def _confirmed(data: bytes, pos: int, head: _Header) -> bool:
+    """A header is believed when the next frame follows it (or the data ends, or a tag starts)."""
+    nxt = pos + head.length
+    if nxt > len(data):
+        return False
+    if nxt == len(data) or data[nxt : nxt + 3] in (b"TAG", b"ID3"):
+        return True
+    following = _header(data, nxt)
+    return following is not None and _same_stream(head, following)
+
+
+def _resync(data: bytes, pos: int, stream: _Header | None) -> int | None:
+    """The offset of the next confirmed frame header from pos (of the same stream once it started)."""
+    while True:
+        pos = data.find(b"\xff", pos)
+        if pos < 0 or pos + 4 > len(data):
+            return None
+        head = _header(data, pos)
+        if (
+            head is not None
+            and (stream is None or _same_stream(stream, head))
+            and _confirmed(data, pos, head)
+        ):
+            return pos
+        pos += 1
 
 
 def parse_mp3(data: bytes) -> Mp3Frames:
-    """The layer III frames of an MP3 (ID3 tags and Xing/Info/VBRI header frames skipped)."""
+    """The layer III frames of an MP3 (ID3 tags and Xing/Info/VBRI header frames skipped).
+
+    Bytes that are not a frame (junk, an ID3 tag between two joined recordings) do not end the
+    stream: parsing resynchronises on the next frame header of the same MPEG version and sample
+    rate that the frame after it confirms, and records what it skipped. An ID3v1 tag at the very
+    end and a last frame cut short are the only things that end it.
+    """
     pos = _id3v2_size(data)
     frames: list[tuple[int, int]] = []
-    frame_seconds = 0.0
+    skipped: list[tuple[int, int]] = []
+    stream: _Header | None = None
     while pos + 4 <= len(data):
-        if data[pos] != 0xFF or (data[pos + 1] & 0xE0) != 0xE0:
-            if frames and data[pos : pos + 3] == b"TAG":
-                break  # ID3v1 at the end
-            if frames:
-                break  # trailing garbage after the stream
-            pos += 1  # junk before the first frame
-            continue
-        b1, b2 = data[pos + 1], data[pos + 2]
-        version, layer = (b1 >> 3) & 3, (b1 >> 1) & 3
-        index, rate_index = (b2 >> 4) & 0xF, (b2 >> 2) & 3
-        if layer != 1 or version == 1 or index in (0, 15) or rate_index == 3:
-            if frames:
+        head = _header(data, pos)
+        if head is None or (stream is not None and not _same_stream(stream, head)):
+            if stream is not None and data[pos : pos + 3] == b"TAG" and len(data) - pos <= 128 + 227:
+                break  # ID3v1 (and its extended block) at the end
+            tag = _id3v2_size(data, pos)
+            found = pos + tag if tag and pos + tag <= len(data) else _resync(data, pos + 1, stream)
+            if found is None:
+                if stream is not None:
+                    skipped.append((pos, len(data) - pos))
                 break
-            pos += 1
+            if stream is not None:
+                skipped.append((pos, found - pos))
+            pos = found
             continue
-        mpeg1 = version == 3
-        kbps = _BITRATES[mpeg1][index]
-        rate = _RATES[version][rate_index]
-        per_frame = 1152 if mpeg1 else 576
-        length = (per_frame // 8) * kbps * 1000 // rate + ((b2 >> 1) & 1)
-        if pos + length > len(data):
-            break
-        head = data[pos : pos + min(length, 64)]
-        if not (b"Xing" in head or b"Info" in head or b"VBRI" in head):
-            frames.append((pos, length))
-        frame_seconds = per_frame / rate
-        pos += length
-    if not frames:
+        if stream is None and not _confirmed(data, pos, head):
+            pos += 1  # a sync-like pattern before the audio starts
+            continue
+        if pos + head.length > len(data):
+            break  # the last frame is cut short
+        stream = stream or head
+        first = data[pos : pos + min(head.length, 64)]
+        if not (b"Xing" in first or b"Info" in first or b"VBRI" in first):
+            frames.append((pos, head.length))
+        pos += head.length
+    if not frames or stream is None:
         raise MediaError("not an MP3 stream: no audio frames found")
-    return Mp3Frames(data, frames, frame_seconds)
+    return Mp3Frames(data, frames, stream.per_frame / stream.rate, skipped)
+
+
+#: How much shorter than the measured duration the cut audio may be: the larger of the two.
+DURATION_TOLERANCE_FRACTION = 0.02
+DURATION_TOLERANCE_SECONDS = 2.0
+
+
+def check_complete(cut_seconds: float, measured_seconds: float) -> None:
+    """Raise MediaError when the cut audio is shorter than the measured duration allows."""
+    allowed = max(DURATION_TOLERANCE_SECONDS, DURATION_TOLERANCE_FRACTION * measured_seconds)
+    if measured_seconds - cut_seconds > allowed:
+        raise MediaError(
+            f"only {cut_seconds:.1f} s of its measured {measured_seconds:.1f} s could be read as audio "
+            f"(the file is damaged, cut short, or its header overstates its length); re-export it as one "
+            f"audio file and upload it again"
+        )
 
 
 def item_bounds(total_seconds: float, max_item_seconds: float) -> list[tuple[float, float]]:
@@ -192,8 +270,11 @@ def cut_mp3(
 ) -> list[CutItem]:
     """Cut an MP3 at frame boundaries into items of at most max_item_seconds each.
 
-    Nothing is dropped: every frame lands in exactly one item. Timed text embedded in the source
-    (the generated test speech's timeline) is carried into each item, shifted to its own time.
+    Every audio frame `parse_mp3` finds lands in exactly one item, in order; bytes between frames
+    that are not audio (junk, embedded tags) are left out. That is only the whole recording when
+    the parse found all of it: callers compare the items' total with the recording's measured
+    duration (`check_complete`). Timed text embedded in the source (the generated test speech's
+    timeline) is carried into each item, shifted to its own time.
     """
     parsed = parse_mp3(data)
     fs = parsed.frame_seconds
@@ -208,7 +289,7 @@ def cut_mp3(
     for i in range(count):
         n = size + (1 if i < extra else 0)
         chunk = parsed.frames[first : first + n]
-        body = data[chunk[0][0] : chunk[-1][0] + chunk[-1][1]]
+        body = b"".join(data[offset : offset + length] for offset, length in chunk)
         start, end = first * fs, (first + n) * fs
         if timeline is not None:
             cues = [

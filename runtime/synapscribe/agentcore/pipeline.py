@@ -17,6 +17,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,9 @@ NO_TTS_ENGINE = "none"
 #: Answer pieces are pushed at most this often (the rest are joined): each push costs a call to
 #: API Gateway (money, and a few ms of boto3 CPU); a tenth of a second still reads as streaming.
 DELTA_INTERVAL_SECONDS = 0.1
+#: One sentence's TTS failure does not silence the rest of the answer; this many failures in a
+#: row (the speech service is down, not slow once) do, so the answer does not wait on it further.
+TTS_GIVE_UP_AFTER_FAILURES = 3
 
 
 @dataclass
@@ -62,6 +66,12 @@ class Services:
     lectures: LectureContexts
     voice: str = ""
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    counter: planner.TextTokenCounter | None = None  # made from `vllm` when first needed
+
+    def text_counter(self) -> planner.TextTokenCounter:
+        if self.counter is None:
+            self.counter = planner.TextTokenCounter(self.vllm.count_tokens)
+        return self.counter
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
@@ -247,6 +257,38 @@ class QueryPipeline:
             return message, exact
         return prompts.lecture_audio_message(await self.s.lectures.audio_items(lecture, spans)), None
 
+    async def _fit(
+        self,
+        fit: Callable[[Callable[[str], int]], planner.RequestBudget],
+        messages: list[dict[str, Any]],
+        job: QueryJob,
+        spans: Spans,
+        stats: dict[str, Any],
+    ) -> planner.RequestBudget:
+        """The request's budget: by the byte bound when everything fits by it; otherwise with the
+        texts of `messages` counted exactly by the model server's tokenizer, then trimmed."""
+        bound: planner.RequestBudget | None = None
+        with contextlib.suppress(planner.ContextOverflowError):
+            bound = fit(planner.estimate_text_tokens)
+        full_answer = self.s.platform.context.answer_max_tokens
+        if bound is not None and bound.dropped_turns == 0 and bound.max_tokens >= full_answer:
+            return bound
+        texts = [t for m in messages for t in planner.message_texts(m)]
+        t = time.perf_counter()
+        try:
+            exact = await self.s.text_counter().counts(texts)
+        except UpstreamError as exc:
+            if bound is None:
+                raise
+            log.warning(
+                "request %s: exact token count failed (%s); trimming by the bound", job.requestId, exc
+            )
+            return bound
+        finally:
+            spans.add(t, time.perf_counter(), "vllm.tokenize")
+        stats["exactCount"] = True
+        return fit(exact.__getitem__)
+
     # ------------------------------------------------------------------ the query
 
     async def run(self, job: QueryJob, accepted_at: float | None = None) -> None:
@@ -272,7 +314,8 @@ class QueryPipeline:
                 await asyncio.wait_for(asyncio.shield(outbox.closed()), timeout=5)
             raise
         except ContractError as exc:
-            final = exc.to_message()
+            # Raised below the query (e.g. by the lecture's preparation) without its request id.
+            final = exc.to_message().model_copy(update={"requestId": exc.request_id or job.requestId})
         except adm.BusyError as exc:
             final = ErrorMessage(
                 code=ErrorCode.BUSY,
@@ -283,7 +326,15 @@ class QueryPipeline:
             final = ErrorMessage(
                 code=ErrorCode.UPSTREAM_UNAVAILABLE, message=str(exc), requestId=job.requestId
             )
-        except (UpstreamRejectedError, LectureUnavailableError, planner.ContextOverflowError):
+        except planner.ContextOverflowError as exc:
+            log.info("request %s: does not fit the context: %s", job.requestId, exc)
+            final = ErrorMessage(
+                code=ErrorCode.TOO_LARGE,
+                message=f"the question does not fit beside this lecture: {exc} (a question may be about "
+                f"{self.s.platform.context.question_tokens} tokens); shorten the question",
+                requestId=job.requestId,
+            )
+        except (UpstreamRejectedError, LectureUnavailableError):
             final = internal_error(job.requestId, "answering")
         except Exception:
             final = internal_error(job.requestId, "answering")
@@ -331,8 +382,15 @@ class QueryPipeline:
         lecture = await s.aws.call(
             s.aws.store.get_lecture, session["lectureId"], job.owner, spans=spans, what="dynamodb"
         )
-        if lecture is None or lecture.get("status") != "ready":
+        if lecture is None:
             raise ContractError(ErrorCode.NOT_FOUND, f"session {job.sessionId} not found", job.requestId)
+        if lecture.get("status") != "ready":
+            reason = f": {lecture['reason']}" if lecture.get("reason") else ""
+            raise ContractError(
+                ErrorCode.LECTURE_NOT_READY,
+                f"lecture {lecture['lectureId']} of this session is {lecture.get('status')}{reason}",
+                job.requestId,
+            )
 
         question_audio = await self._question_audio(job, spans) if job.text is None else None
         lecture_message, lecture_tokens = await self._lecture_message(session, lecture, spans)
@@ -345,18 +403,24 @@ class QueryPipeline:
             question = prompts.question_message(audio=(b64, fmt, seconds))
         else:
             question = prompts.question_message(text=job.text)
-        fixed_tokens = sum(
-            lecture_tokens
-            if m is lecture_message and lecture_tokens is not None
-            else planner.estimate_message_tokens(m, p)
-            for m in [*fixed, question]
-        )
-        fixed_tokens += planner.GENERATION_PROMPT_TOKENS
         turns = list(session.get("history") or [])
-        turn_tokens = [
-            sum(planner.estimate_message_tokens(m, p) for m in prompts.turn_messages(t)) for t in turns
-        ]
-        budget = planner.budget_request(fixed_tokens, turn_tokens, p)
+        turn_messages = [prompts.turn_messages(t) for t in turns]
+
+        def fit(text_tokens: Callable[[str], int]) -> planner.RequestBudget:
+            fixed_tokens = planner.GENERATION_PROMPT_TOKENS + sum(
+                lecture_tokens
+                if m is lecture_message and lecture_tokens is not None
+                else planner.estimate_message_tokens(m, p, text_tokens)
+                for m in [*fixed, question]
+            )
+            turn_tokens = [
+                sum(planner.estimate_message_tokens(m, p, text_tokens) for m in ms) for ms in turn_messages
+            ]
+            return planner.budget_request(fixed_tokens, turn_tokens, p)
+
+        counted = [m for m in [*fixed, question] if not (m is lecture_message and lecture_tokens is not None)]
+        counted += [m for ms in turn_messages for m in ms]
+        budget = await self._fit(fit, counted, job, spans, stats)
         kept = turns[len(turns) - budget.kept_turns :] if budget.kept_turns else []
         messages = [*fixed, *prompts.history_messages(kept), question]
         stats.update(promptTokens=budget.prompt_tokens, droppedTurns=budget.dropped_turns)
@@ -388,23 +452,33 @@ class QueryPipeline:
         speak = job.voice
         audio_urls: list[str] = []
         engines: list[str] = []
+        tts_failures = 0  # consecutive
         tts_failed = False
         sentence_queue: asyncio.Queue[asyncio.Task[tuple[str, str] | None] | None] = asyncio.Queue()
         sentence_texts: list[str] = []
 
         async def speak_sentence(seq: int, text: str) -> tuple[str, str] | None:
-            nonlocal tts_failed
+            nonlocal tts_failures, tts_failed
             if tts_failed:
                 return None
             t = time.perf_counter()
             try:
                 speech = await s.tts.speak(text, s.voice or p.tts.default_voice)
             except UpstreamError as exc:
-                tts_failed = True
-                log.warning("request %s: %s; answering without speech", job.requestId, exc)
+                tts_failures += 1
+                if tts_failures >= TTS_GIVE_UP_AFTER_FAILURES:
+                    tts_failed = True
+                log.warning(
+                    "request %s: sentence %d not spoken (%s)%s",
+                    job.requestId,
+                    seq,
+                    exc,
+                    "; answering the rest without speech" if tts_failed else "",
+                )
                 return None
             finally:
                 spans.add(t, time.perf_counter(), "tts")
+            tts_failures = 0
             key = keys.response_key(job.sessionId, job.requestId, seq, p)
             await s.aws.put(key, speech.audio, "audio/mpeg", spans)
             return s.aws.presign(key, p.limits.response_url_expiry_seconds), speech.engine

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2
@@ -25,6 +26,21 @@ class UpstreamRejectedError(Exception):
     """The model server refused a request as malformed (a bug on our side, not an outage)."""
 
 
+#: A transcription cut at max_tokens is asked again once with this many times the room.
+TRANSCRIBE_RETRY_FACTOR = 4
+#: Appended to a voice question's transcript that stayed cut short.
+TRUNCATED_MARK = "[transcript cut short]"
+
+
+@dataclass(frozen=True)
+class Transcription:
+    text: str
+    #: False when the model stopped at max_tokens even after the retry
+    complete: bool
+    #: the max_tokens of the last request
+    max_tokens: int
+
+
 class VllmClient:
     def __init__(
         self,
@@ -38,6 +54,7 @@ class VllmClient:
         self.model = model
         self.name = f"the model server (vLLM at {self.base_url})"
         self._api_key = api_key
+        self._context_len: int | None = None
         self._http = http_client or httpx2.AsyncClient(
             limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64),
             timeout=httpx2.Timeout(timeout, connect=min(timeout, 3.0)),
@@ -93,9 +110,10 @@ class VllmClient:
             raise UpstreamError(f"{self.name} returned no token count")
         return count
 
-    async def transcribe(self, audio: bytes, fmt: str, seconds: float, max_tokens: int) -> str:
-        """What the audio says, by the model itself (chat completions with an audio part)."""
-        messages = transcription_messages(base64.b64encode(audio).decode("ascii"), fmt, seconds)
+    async def _transcribe_once(
+        self, messages: list[dict[str, Any]], max_tokens: int
+    ) -> tuple[str, bool, int | None]:
+        """One transcription request: its text, whether it was cut at max_tokens, its prompt size."""
         try:
             resp = await self._client.chat.completions.create(
                 model=self.model,
@@ -107,7 +125,63 @@ class VllmClient:
             raise self._upstream(exc) from None
         if not resp.choices:
             raise UpstreamError(f"{self.name} returned no transcription")
-        return (resp.choices[0].message.content or "").strip()
+        choice = resp.choices[0]
+        prompt_tokens = resp.usage.prompt_tokens if resp.usage is not None else None
+        return (choice.message.content or "").strip(), choice.finish_reason == "length", prompt_tokens
+
+    async def _max_model_len(self) -> int | None:
+        """The served context length as vLLM reports it on /v1/models (None when it does not)."""
+        if self._context_len is None:
+            try:
+                page = await self._client.models.list()
+            except (openai.OpenAIError, httpx2.HTTPError) as exc:
+                raise self._upstream(exc) from None
+            for model in page.data:
+                value = getattr(model, "max_model_len", None)
+                if model.id == self.model and isinstance(value, int) and value > 0:
+                    self._context_len = value
+        return self._context_len
+
+    async def transcription(self, audio: bytes, fmt: str, seconds: float, max_tokens: int) -> Transcription:
+        """What the audio says, by the model itself (chat completions with an audio part).
+
+        A transcription the model stops at max_tokens (finish_reason `length`) is asked again once
+        with TRANSCRIBE_RETRY_FACTOR times the room, never more than the context leaves beside the
+        request's prompt; `complete` is False when even that was cut short.
+        """
+        messages = transcription_messages(base64.b64encode(audio).decode("ascii"), fmt, seconds)
+        text, cut, prompt_tokens = await self._transcribe_once(messages, max_tokens)
+        if not cut:
+            return Transcription(text, True, max_tokens)
+        context = await self._max_model_len()
+        room = context - prompt_tokens if context is not None and prompt_tokens is not None else None
+        larger = max_tokens * TRANSCRIBE_RETRY_FACTOR
+        if room is not None:
+            larger = min(larger, room)
+        log.info(
+            "a %.1f s transcription stopped at its %d-token limit; asking again with %d",
+            seconds,
+            max_tokens,
+            larger,
+        )
+        if larger <= max_tokens:
+            return Transcription(text, False, max_tokens)
+        text, cut, _ = await self._transcribe_once(messages, larger)
+        return Transcription(text, not cut, larger)
+
+    async def transcribe(self, audio: bytes, fmt: str, seconds: float, max_tokens: int) -> str:
+        """A voice question's transcript (see `transcription`). One that is still cut short is
+        returned with TRUNCATED_MARK appended and logged: the answer is made from the question's
+        audio itself, so only the shown and remembered wording is incomplete, and it says so."""
+        result = await self.transcription(audio, fmt, seconds, max_tokens)
+        if result.complete:
+            return result.text
+        log.warning(
+            "a %.1f s question's transcription was still cut at %d tokens; returned marked as cut short",
+            seconds,
+            result.max_tokens,
+        )
+        return f"{result.text} {TRUNCATED_MARK}".strip()
 
     async def stream_answer(self, messages: Sequence[dict[str, Any]], max_tokens: int) -> AsyncIterator[str]:
         """The answer's text, piece by piece as the model writes it."""

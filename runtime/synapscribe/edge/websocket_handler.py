@@ -46,6 +46,7 @@ from synapscribe.edge.agentcore_client import (
 )
 from synapscribe.edge.config import CachedDeps, EdgeDeps
 from synapscribe.edge.push import push
+from synapscribe.planner import question_text_too_large
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +270,9 @@ def _check_query_key(query_key: str, owner: str, request_id: str | None, d: Edge
 def _query(msg: Query, owner: str, connection_id: str, d: EdgeDeps) -> None:
     received_at_ms = int(time.time() * 1000)
     client_request_id = msg.requestId
+    # Without the model's tokenizer: only a question surely over its reserve (UTF-8 bytes bound it).
+    if msg.text is not None and (too_large := question_text_too_large(msg.text, d.platform)):
+        raise ContractError(ErrorCode.TOO_LARGE, too_large, client_request_id)
     if d.store.get_session(msg.sessionId, owner) is None:
         raise _not_found("session", msg.sessionId, client_request_id)
     if msg.queryKey is not None:

@@ -52,7 +52,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"demo: stack ready at {stack.url} in {time.monotonic() - started:.1f} s", flush=True)
         print(f"demo: services {json.dumps(stack.info.get('services', {}))}", flush=True)
         with tempfile.TemporaryDirectory(prefix="synapscribe-demo-") as tmp:
-            inputs = make_inputs(Path(tmp), Budget(), lecture_minutes=args.lecture_minutes)
+            # The stack reports which model server it started: the stand-in's label is then required.
+            standin = "standin" in stack.info.get("pids", {})
+            print(
+                f"demo: model {'stand-in' if standin else stack.info.get('services', {}).get('model')}",
+                flush=True,
+            )
+            inputs = make_inputs(
+                Path(tmp), Budget(), lecture_minutes=args.lecture_minutes, expect_standin=standin
+            )
             print(
                 f"demo: sample lecture {inputs.lecture} ({inputs.lecture.stat().st_size} bytes)", flush=True
             )

@@ -136,3 +136,72 @@ def refers_back(answer: str, earlier: str, share: float = 0.5) -> bool:
 
 def looks_like_mp3(data: bytes) -> bool:
     return data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0)
+
+
+#: Every stand-in answer and transcript starts with this (runtime/synapscribe/standin/answers.py).
+STANDIN_LABEL = "[stand-in]"
+#: How the stand-in shows the conversation's history: it quotes the previous question after this.
+STANDIN_EARLIER = "Earlier in this conversation you asked:"
+#: The follow-up check's vocabulary: the question before the follow-up asks the model to name one
+#: of these; the follow-up asks what it just named. Matched by stem (chloroplasts, mitochondria).
+PICK_TERMS: dict[str, str] = {
+    "chloroplast": "chloroplast",
+    "mitochondrion": "mitochondri",
+    "ribosome": "ribosom",
+}
+
+
+def standin_label_problems(result: QueryResult) -> list[str]:
+    """When the stack runs the stand-in, its label must be on every transcript and answer."""
+    problems: list[str] = []
+    if result.transcript is not None and not result.transcript.startswith(STANDIN_LABEL):
+        problems.append(
+            f"{result.request_id}: the transcript lacks the {STANDIN_LABEL} label: {result.transcript[:80]!r}"
+        )
+    if result.answer is not None and not result.answer.text.startswith(STANDIN_LABEL):
+        problems.append(
+            f"{result.request_id}: the answer lacks the {STANDIN_LABEL} label: {result.answer.text[:80]!r}"
+        )
+    return problems
+
+
+def named_terms(text: str) -> set[str]:
+    low = text.lower()
+    return {term for term, stem in PICK_TERMS.items() if stem in low}
+
+
+def follow_up_problems(
+    earlier_question: str, earlier_answer: str, follow_up_answer: str, *, standin: bool
+) -> list[str]:
+    """The follow-up ("what did you just name?") must answer with a term the earlier ANSWER named.
+
+    With the stand-in, which only quotes the previous question back, its history line must also be
+    there and quote the earlier question, else the history did not reach the model."""
+    named = named_terms(earlier_answer)
+    if not named:
+        return [
+            f"the earlier answer named none of {', '.join(PICK_TERMS)}, so the follow-up cannot be "
+            f"checked: {earlier_answer[:200]!r}"
+        ]
+    problems: list[str] = []
+    if not named & named_terms(follow_up_answer):
+        problems.append(
+            f"the follow-up's answer does not contain what the earlier answer named "
+            f"({', '.join(sorted(named))}): {follow_up_answer[:200]!r}"
+        )
+    if standin:
+        _, marker, after = follow_up_answer.partition(STANDIN_EARLIER)
+        quoted = _SENTENCE.split(after.strip(), maxsplit=1)[0] if marker else ""
+        if not marker:
+            problems.append(
+                f"the stand-in's follow-up answer has no {STANDIN_EARLIER!r} line: the conversation's "
+                "history did not reach the model"
+            )
+        elif not refers_back(quoted, earlier_question):
+            problems.append(f"the stand-in's history line does not quote the earlier question: {quoted!r}")
+        elif not named <= named_terms(quoted):
+            problems.append(f"the stand-in's history line lacks {', '.join(sorted(named))}: {quoted!r}")
+    return problems
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")

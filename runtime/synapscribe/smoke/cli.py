@@ -1,6 +1,6 @@
 """`synapscribe smoke`: the post-deploy smoke test, against a local or a deployed stack.
 
-Local: `synapscribe smoke --url ws://127.0.0.1:PORT [--identity ID]`.
+Local: `synapscribe smoke --url ws://127.0.0.1:PORT [--identity ID] [--expect-standin]`.
 Deployed: `synapscribe smoke --stack-outputs outputs.json` (from `cdk deploy --outputs-file`) or
 `--url wss://… --region R --identity-pool-id POOL`; `$connect` is signed with Cognito credentials.
 Exit status 0 when every check passed, 1 when any failed (the summary lists them), 2 for bad flags.
@@ -67,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-answer-ms", type=positive_float, default=budget.answer_ms, help="budget: the whole answer"
     )
+    parser.add_argument(
+        "--expect-standin",
+        action="store_true",
+        help="the stack runs the model stand-in (the local stack without VLLM_BASE_URL): require its "
+        "[stand-in] label on every answer and transcript, and its way of showing the history",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
 
 
@@ -102,6 +108,7 @@ def make_inputs(
     lecture: Path | None = None,
     content_type: str | None = None,
     lecture_minutes: float = 1.0,
+    expect_standin: bool = False,
 ) -> SmokeInputs:
     """The lecture (given, or generated and cached) and the spoken question."""
     from synapscribe import audiogen
@@ -113,6 +120,7 @@ def make_inputs(
         lecture_content_type=_content_type(path, content_type) or "audio/mpeg",
         voice_question=question.path.read_bytes(),
         budget=budget,
+        expect_standin=expect_standin,
     )
 
 
@@ -162,7 +170,13 @@ def run(args: argparse.Namespace) -> int:
 
 def run_from_args(args: argparse.Namespace, url: str, pool: str | None, region: str | None) -> SmokeReport:
     with tempfile.TemporaryDirectory(prefix="synapscribe-smoke-") as tmp:
-        inputs = make_inputs(Path(tmp), budget_from_args(args), args.lecture, args.lecture_content_type)
+        inputs = make_inputs(
+            Path(tmp),
+            budget_from_args(args),
+            args.lecture,
+            args.lecture_content_type,
+            expect_standin=args.expect_standin,
+        )
         if pool and region:
             return asyncio.run(run_smoke(url, "deployed", deployed_connector(url, pool, region), inputs))
         return asyncio.run(run_smoke(url, "local", local_connector(url, args.identity), inputs))

@@ -31,7 +31,8 @@ def format_conversation(report: SmokeReport) -> str:
 
 
 def format_report(report: SmokeReport, verbose: bool = True) -> str:
-    lines = [f"smoke test against {report.url} ({report.mode})"]
+    model = "model stand-in: its label is required" if report.expect_standin else "any model"
+    lines = [f"smoke test against {report.url} ({report.mode}, {model})"]
     if verbose:
         for step in report.steps:
             mark = "ok  " if step.ok else "FAIL"

@@ -1,5 +1,11 @@
 """The smoke test's scenario: one lecture, one session, three questions, hostile messages.
 
+The questions: a voice question; a typed one that asks the model to name one of PICK_TERMS; a
+follow-up that asks what it just named, whose answer must contain the term from the earlier answer
+(checked by keyword, so it holds for a real model too). When the stack runs the model stand-in
+(`expect_standin`), every answer and transcript must carry its label, and the follow-up's answer
+must show the history the way the stand-in does (it quotes the previous question).
+
 Every step is recorded with its outcome and duration; the report lists what failed.
 """
 
@@ -20,19 +26,23 @@ import httpx
 from synapscribe.contract import ErrorMessage, Lecture, Session, UploadUrl
 from synapscribe.platform import load_platform
 from synapscribe.smoke.checks import (
+    PICK_TERMS,
     Budget,
     budget_problems,
     contract_problems,
+    follow_up_problems,
     looks_like_mp3,
-    refers_back,
+    standin_label_problems,
     stream_problems,
 )
 from synapscribe.smoke.client import ClientError, QueryResult, Received, StackClient
 
-TEXT_QUESTION = "What does the enzyme rubisco do in the Calvin cycle?"
 VOICE_QUESTION = "Where does photosynthesis take place in the plant?"
-FOLLOW_UP = "Could you say that again more simply, in one sentence?"
-STANDIN_PREFIX = "[stand-in]"
+TEXT_QUESTION = (
+    f"Which of these does the lecture mention: {', '.join(list(PICK_TERMS)[:-1])} or {list(PICK_TERMS)[-1]}?"
+    " Name just one."
+)
+FOLLOW_UP = "What did you just name? Answer in one short sentence."
 #: What a successful answer to each action is (a query's stream ends in `answer`).
 SUCCESS_TYPES = {
     "createUpload": "uploadUrl",
@@ -74,6 +84,8 @@ class SmokeReport:
     url: str
     mode: str
     budget: Budget
+    #: True when the stack runs the model stand-in: its label is then required everywhere.
+    expect_standin: bool = False
     steps: list[Step] = field(default_factory=list)
     conversation: list[Turn] = field(default_factory=list)
     lecture: dict[str, Any] = field(default_factory=dict)
@@ -91,6 +103,7 @@ class SmokeReport:
             "ok": self.ok,
             "url": self.url,
             "mode": self.mode,
+            "expectStandin": self.expect_standin,
             "budget": self.budget.as_dict(),
             "lecture": self.lecture,
             "steps": [vars(s) for s in self.steps],
@@ -109,6 +122,7 @@ class SmokeInputs:
     voice_question: bytes  # MP3 of VOICE_QUESTION, small enough to send inline
     budget: Budget = field(default_factory=Budget)
     step_timeout_s: float = 15.0
+    expect_standin: bool = False
 
 
 class Scenario:
@@ -292,6 +306,8 @@ class Scenario:
             self._record_turn(kind, question, result)
             problems = stream_problems(result, voice_input=voice_input, voice_output=voice_output)
             problems += budget_problems(result, self.budget, voice_output=voice_output)
+            if self.inputs.expect_standin:
+                problems += standin_label_problems(result)
             if result.answer is not None and result.answer.audio:
                 problems += await self._fetch_audio(result.answer.audio[0])
             state[kind] = result
@@ -300,26 +316,31 @@ class Scenario:
             t = result.timings()
             return ", ".join(f"{k} {v:.0f}" for k, v in t.items() if v is not None)
 
-        await self.step("text question", lambda: ask("text", TEXT_QUESTION, False, True, text=TEXT_QUESTION))
         clip = self.inputs.voice_question
         await self.step(
             "voice question (inline audio)",
             lambda: ask("voice", VOICE_QUESTION, True, True, audio=base64.b64encode(clip).decode()),
         )
+        await self.step(
+            "text question (name one term)",
+            lambda: ask("text", TEXT_QUESTION, False, True, text=TEXT_QUESTION),
+        )
 
         async def follow_up() -> str:
+            earlier: QueryResult | None = state.get("text")
+            if earlier is None or earlier.answer is None:
+                raise StepFailed("the earlier text question has no answer to follow up on")
             detail = await ask("follow-up", FOLLOW_UP, False, False, text=FOLLOW_UP)
             result: QueryResult = state["follow-up"]
-            answer = result.answer.text if result.answer else ""
-            if answer.startswith(STANDIN_PREFIX):
-                voice: QueryResult | None = state.get("voice")
-                earlier = (voice.transcript if voice else None) or VOICE_QUESTION
-                if not refers_back(answer, earlier):
-                    raise StepFailed(
-                        f"the follow-up's answer does not refer to the earlier question: {answer[:200]!r}"
-                    )
-                detail += "; refers to the earlier question"
-            return detail
+            problems = follow_up_problems(
+                TEXT_QUESTION,
+                earlier.answer.text,
+                result.answer.text if result.answer else "",
+                standin=self.inputs.expect_standin,
+            )
+            if problems:
+                raise StepFailed("; ".join(problems))
+            return detail + "; names what the earlier answer named"
 
         await self.step("follow-up question (needs the earlier turn)", follow_up)
         await self._hostile(a, state)
@@ -488,7 +509,7 @@ class Scenario:
 
 
 async def run_smoke(url: str, mode: str, connect: Connector, inputs: SmokeInputs) -> SmokeReport:
-    report = SmokeReport(url=url, mode=mode, budget=inputs.budget)
+    report = SmokeReport(url=url, mode=mode, budget=inputs.budget, expect_standin=inputs.expect_standin)
     await Scenario(connect, inputs, report).run()
     return report
 

@@ -24,6 +24,8 @@ ENV_LATENCY: dict[str, tuple[str, type]] = {
     "answer_tokens": ("SYNAPSCRIBE_STANDIN_ANSWER_TOKENS", int),
 }
 
+TRANSCRIPTION_MAX_TOKENS_ENV = "SYNAPSCRIBE_STANDIN_TRANSCRIPTION_MAX_TOKENS"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = load_platform()
@@ -52,6 +54,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--enable-prompt-tokens-details",
         action="store_true",
         help="report usage.prompt_tokens_details.cached_tokens (prefix cache hits), like vLLM's flag",
+    )
+    parser.add_argument(
+        "--transcription-max-tokens",
+        type=positive_int,
+        default=None,
+        help=(
+            "test option: cut every transcription after this many tokens (finish_reason length) "
+            f"whatever max_tokens allows [{TRANSCRIPTION_MAX_TOKENS_ENV}]"
+        ),
     )
     parser.add_argument("--api-key", default=None, help="require this bearer key on /v1/* (like vLLM)")
     parser.add_argument(
@@ -90,6 +101,25 @@ class LatencyEnvError(ValueError):
     pass
 
 
+def resolve_transcription_max_tokens(
+    args: argparse.Namespace, environ: dict[str, str] | os._Environ[str]
+) -> int | None:
+    """The flag over the environment; None (no forced cut) by default."""
+    flag = getattr(args, "transcription_max_tokens", None)
+    if flag is not None:
+        return int(flag)
+    raw = environ.get(TRANSCRIPTION_MAX_TOKENS_ENV)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise LatencyEnvError(f"{TRANSCRIPTION_MAX_TOKENS_ENV}: not a valid int: {raw!r}") from None
+    if value < 1:
+        raise LatencyEnvError(f"{TRANSCRIPTION_MAX_TOKENS_ENV}: out of range: {raw!r}")
+    return value
+
+
 def resolve_latency(args: argparse.Namespace, environ: dict[str, str] | os._Environ[str]) -> Latency:
     """Flags over environment over defaults (or the report's figures with --report-latencies)."""
     base = REPORT_LATENCY if getattr(args, "report_latencies", False) else Latency()
@@ -126,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         latency = resolve_latency(args, os.environ)
+        transcription_max_tokens = resolve_transcription_max_tokens(args, os.environ)
     except LatencyEnvError as exc:
         print(f"synapscribe standin: {exc}", file=sys.stderr)
         return 2
@@ -140,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         max_num_seqs=args.max_num_seqs,
         latency=latency,
         prompt_tokens_details=args.enable_prompt_tokens_details,
+        transcription_max_tokens=transcription_max_tokens,
     )
     app = create_app(config, api_key=args.api_key)
     print(

@@ -49,6 +49,9 @@ class StandinConfig:
     latency: Latency = Latency()
     #: vLLM's --enable-prompt-tokens-details: usage.prompt_tokens_details.cached_tokens
     prompt_tokens_details: bool = False
+    #: Test option: a transcription stops after this many tokens with finish_reason `length`,
+    #: whatever max_tokens allows, like a model that would write more than it was given room for.
+    transcription_max_tokens: int | None = None
 
     @property
     def encoder_cache_size(self) -> int:

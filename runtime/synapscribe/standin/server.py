@@ -111,8 +111,12 @@ class _Generation:
         answer = respond(self.request, latency.answer_tokens)
         pieces = split_text(answer.text)
         finish = "stop"
-        if len(pieces) > self.max_tokens:
-            pieces, finish = pieces[: self.max_tokens], "length"
+        limit = self.max_tokens
+        forced = self.state.config.transcription_max_tokens
+        if answer.kind == "transcription" and forced is not None:
+            limit = min(limit, forced)
+        if len(pieces) > limit:
+            pieces, finish = pieces[:limit], "length"
         return answer, pieces, finish
 
     async def tokens(self) -> AsyncGenerator[str, None]:

@@ -1,8 +1,11 @@
 """Deterministic token counting for the stand-in (no tokenizer, no weights).
 
-Text: one token per started group of 4 characters (`ceil(len(text) / 4)`), the usual rule of thumb
-for English with a BPE vocabulary. Each token's id is a CRC of its 4 characters, so equal text gives
-equal ids and the prefix cache sees the same blocks.
+Text, shaped like Qwen's byte-level BPE where it costs most: every ASCII digit is its own token (Qwen
+splits numbers into single digits); every non-ASCII character is at least one token, and a rare
+one is pessimistically charged its UTF-8 length less one (CJK: 2, emoji: 3); any other ASCII run
+costs one token per started group of 4 characters, the usual rule of thumb for English. No text
+ever costs more tokens than its UTF-8 bytes, as with any byte-level BPE. Token ids are CRCs of their
+pieces, so equal text gives equal ids and the prefix cache sees the same blocks.
 
 Chat template (Qwen's ChatML): every message costs `<|im_start|>`, its role, a newline, its content,
 `<|im_end|>` and a newline; the generation prompt adds `<|im_start|>assistant\\n`.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import re
 import wave
 import zlib
 from dataclasses import dataclass, field
@@ -38,17 +42,31 @@ class AudioDecodeError(ValueError):
     """The bytes of an audio item cannot be read as audio."""
 
 
+_PIECE = re.compile(rf"[0-9]|[^\x00-\x7f]|[^0-9\x80-\U0010ffff]{{1,{CHARS_PER_TOKEN}}}")
+
+
 def split_text(text: str) -> list[str]:
-    """The text as the stand-in's tokens: consecutive groups of CHARS_PER_TOKEN characters."""
-    return [text[i : i + CHARS_PER_TOKEN] for i in range(0, len(text), CHARS_PER_TOKEN)]
+    """The text in the stand-in's pieces (a digit, a non-ASCII character, or up to CHARS_PER_TOKEN
+    other ASCII characters); they join back to the text. See piece_tokens for what each costs."""
+    return _PIECE.findall(text)
+
+
+def piece_tokens(piece: str) -> int:
+    if len(piece) == 1 and not piece.isascii():
+        return max(1, len(piece.encode("utf-8")) - 1)
+    return 1
 
 
 def count_text_tokens(text: str) -> int:
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
+    return sum(piece_tokens(piece) for piece in split_text(text))
 
 
 def text_token_ids(text: str) -> list[int]:
-    return [zlib.crc32(piece.encode("utf-8")) % TEXT_VOCAB for piece in split_text(text)]
+    ids: list[int] = []
+    for piece in split_text(text):
+        base = zlib.crc32(piece.encode("utf-8"))
+        ids.extend((base + k) % TEXT_VOCAB for k in range(piece_tokens(piece)))
+    return ids
 
 
 def audio_duration_seconds(data: bytes, fmt: str) -> float:

@@ -30,6 +30,9 @@ class EnginePolicy:
     timeout_per_chars: int | None = None
     max_timeout_seconds: float = 30.0
     workers: int = 8
+    #: All of this engine's attempts for one request (timeouts and backoff together) end this long
+    #: after the first began; then the next engine speaks. None: only the per-attempt timeout.
+    deadline_seconds: float | None = None
 
     def attempt_timeout(self, text: str) -> float:
         if self.timeout_per_chars is None:
@@ -112,19 +115,29 @@ class EngineChain:
         # A probe after the cool-down gets one attempt: it only asks whether the engine is back.
         retries = 0 if state.consecutive_failures else policy.retries
         timeout = policy.attempt_timeout(text)
+        deadline = None if policy.deadline_seconds is None else self.clock() + policy.deadline_seconds
         last: EngineError | None = None
         loop = asyncio.get_running_loop()
         for attempt in range(retries + 1):
             if attempt:
                 if state.is_open(self.clock()) and not is_last:
                     break  # another request tripped the breaker meanwhile: stop paying for this engine
-                await self.sleep(policy.backoff(attempt, last))
+                delay = policy.backoff(attempt, last)
+                if deadline is not None and self.clock() + delay >= deadline:
+                    break  # no time left for another attempt within this request's deadline
+                await self.sleep(delay)
+            this_timeout = timeout if deadline is None else min(timeout, deadline - self.clock())
             state.attempts += 1
             try:
                 future = loop.run_in_executor(state.executor, state.engine.synthesize, text, voice)
-                audio = await asyncio.wait_for(future, timeout)
+                audio = await asyncio.wait_for(future, this_timeout)
             except TimeoutError:
-                last = EngineError(f"{state.engine.name}: no answer within {timeout:g} s")
+                within = (
+                    f"{timeout:g} s"
+                    if this_timeout == timeout
+                    else f"the request's {policy.deadline_seconds:g} s deadline"
+                )
+                last = EngineError(f"{state.engine.name}: no answer within {within}")
             except EngineError as exc:
                 last = exc
             except Exception as exc:  # an engine bug must not take the request down with it

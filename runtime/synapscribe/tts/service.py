@@ -34,6 +34,7 @@ def build_engines(settings: TtsSettings) -> list[tuple[Engine, EnginePolicy]]:
                         backoff_seconds=settings.gtts_backoff_seconds,
                         cooldown_seconds=settings.gtts_cooldown_seconds,
                         timeout_per_chars=100,
+                        deadline_seconds=settings.gtts_deadline_seconds,
                     ),
                 )
             )

@@ -40,6 +40,9 @@ class TtsSettings(BaseSettings):
     default_voice: str = Field(default_factory=_platform_voice, min_length=1)
     gtts_timeout_seconds: float = Field(default_factory=_platform_timeout, gt=0, le=120)
     gtts_retries: int = Field(default_factory=_platform_retries, ge=0, le=10)
+    #: All gTTS attempts for one request (timeouts, retries and backoff) end within this many
+    #: seconds, then the offline engine speaks: well under AgentCore's TTS timeout.
+    gtts_deadline_seconds: float = Field(default=3.0, gt=0, le=120)
     #: First retry waits this long, each further one twice as long (longer after a 429).
     gtts_backoff_seconds: float = Field(default=0.5, ge=0, le=60)
     #: After gTTS fails (retries exhausted), skip it this long so sentences do not each pay the timeout.

@@ -1,9 +1,12 @@
-"""Drains a GPU instance before Auto Scaling terminates it (spot interruption, rebalance, scale-in).
+"""Drains a GPU instance before it goes away (spot interruption, capacity rebalancing, scale-in).
 
 Events (EventBridge):
-- `EC2 Spot Instance Interruption Warning` / `EC2 Instance Rebalance Recommendation` for an
-  instance of our group: deregister it from AgentCore's target group at once, so the balancer
-  sends it no new work. (Auto Scaling then replaces it: capacity rebalancing, or the interruption.)
+- `EC2 Spot Instance Interruption Warning` for an instance of our group (it stops in 2 minutes):
+  deregister it from AgentCore's target group at once, so the balancer sends it no new work.
+- `EC2 Instance Rebalance Recommendation` is NOT acted on (and the rules do not send it): with
+  capacity rebalancing, Auto Scaling launches a replacement and terminates the old instance only
+  once the new one is InService, through the termination lifecycle action below. Deregistering on
+  the recommendation would take the instance out of service while nothing replaces it yet.
 - `EC2 Instance-terminate Lifecycle Action` from our group: deregister (again, idempotent), keep
   the instance alive DRAIN_SECONDS so AgentCore finishes the answers it already accepted
   (AgentCore answers 202 at once and streams to the client, so the balancer's own connection
@@ -27,7 +30,8 @@ log = logging.getLogger()
 log.setLevel(logging.INFO)
 
 TERMINATE_ACTION = "EC2 Instance-terminate Lifecycle Action"
-NOTICES = ("EC2 Spot Instance Interruption Warning", "EC2 Instance Rebalance Recommendation")
+SPOT_INTERRUPTION = "EC2 Spot Instance Interruption Warning"
+REBALANCE = "EC2 Instance Rebalance Recommendation"
 
 
 class Settings:
@@ -75,7 +79,13 @@ def drain(
             InstanceId=instance_id,
         )
         return {"instance": instance_id, "action": "drained"}
-    if kind in NOTICES:
+    if kind == REBALANCE:
+        return {
+            "instance": detail.get("instance-id", ""),
+            "action": "ignored",
+            "reason": "rebalance recommendation: Auto Scaling replaces the instance first",
+        }
+    if kind == SPOT_INTERRUPTION:
         instance_id = detail.get("instance-id", "")
         found = autoscaling.describe_auto_scaling_instances(InstanceIds=[instance_id])["AutoScalingInstances"]
         if not any(i["AutoScalingGroupName"] == settings.group_name for i in found):

@@ -1,0 +1,70 @@
+"""`synapscribe bench pipeline` as a subprocess at a tenth of the report's latencies: the three
+figures are printed and in the JSON, and they are sane. The goals are printed, never asserted."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+def bench(*args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "synapscribe.cli", "bench", "pipeline", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_bench_pipeline_prints_the_three_figures() -> None:
+    done = bench("--latency-scale", "0.1", "--queries", "2", "--concurrency", "8", "--json")
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "latencies scaled by 0.1" in out and "2 sequential voice queries, then 8 at once" in out
+
+    overhead = re.search(
+        r"AgentCore own overhead per query +median ([\d.]+) ms .*goal < 20 ms: (ok|MISSED)", out
+    )
+    first_audio = re.search(r"time to first audio +median ([\d.]+) s +goal < 2\.0 s.*: (ok|MISSED)", out)
+    ratio = re.search(
+        r"8 concurrent queries +([\d.]+) s, ratio ([\d.]+) +goal <= 1\.3: (ok|MISSED) +\(0 failed\)", out
+    )
+    assert overhead and first_audio and ratio, out
+
+    figures = json.loads(out[out.index("\n{") + 1 :])
+    assert figures["latency_scale"] == 0.1
+    assert figures["sequential_queries"] == 2 and figures["concurrent_queries"] == 8
+    assert figures["concurrent_failures"] == 0
+    assert len(figures["concurrent_queries_detail"]) == 8
+    # The printed figures are the JSON's.
+    assert float(overhead.group(1)) == pytest.approx(figures["overhead_ms_median"], abs=0.01)
+    assert float(first_audio.group(1)) == pytest.approx(figures["first_audio_s_median"], abs=0.01)
+    assert float(ratio.group(2)) == pytest.approx(figures["concurrency_ratio"], abs=0.01)
+
+    # Sanity: overhead is a part of a query's time; first audio comes before the whole answer;
+    # eight queries at once take at least as long as one and no longer than eight in a row.
+    one = figures["one_query_s_median"]
+    assert 0 < figures["overhead_ms_median"] <= figures["overhead_ms_max"] < one * 1000
+    assert 0 < figures["first_audio_s_median"] < one
+    # Scaled latencies: the transcription takes 0.18 s, the first token 0.04 s.
+    assert figures["asr_ms_median"] >= 180 and figures["first_token_ms_median"] >= 40
+    assert figures["concurrent_wall_s"] >= one * 0.9
+    assert 0.9 <= figures["concurrency_ratio"] <= 8
+    assert figures["concurrency_ratio"] == pytest.approx(figures["concurrent_wall_s"] / one, rel=1e-6)
+    for detail in figures["concurrent_queries_detail"]:
+        assert 0 < detail["firstAudioMs"] < detail["totalMs"]
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [(["--latency-scale", "0"], "--latency-scale"), (["--queries", "0"], "--queries")],
+)
+def test_bad_flags_exit_2_naming_the_flag(args: list[str], flag: str) -> None:
+    done = bench(*args, timeout=60)
+    assert done.returncode == 2 and flag in done.stderr, done.stderr

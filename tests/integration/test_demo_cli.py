@@ -1,0 +1,61 @@
+"""`synapscribe demo` (what `make demo` runs) end to end as a subprocess: the stack starts, the smoke
+test converses with it, the conversation and timings are printed, the stack stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from synapscribe.smoke.runner import FOLLOW_UP, TEXT_QUESTION, VOICE_QUESTION
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+def test_demo_runs_the_conversation_and_stops_the_stack(tmp_path: Path) -> None:
+    report_path = tmp_path / "demo.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("VLLM_BASE_URL", "VLLM_MODEL")}
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "synapscribe.cli", "demo", "--json", str(report_path)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+    )
+    seconds = time.monotonic() - started
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert seconds < 60, f"the demo took {seconds:.0f} s"
+
+    assert re.search(r"demo: stack ready at ws://127\.0\.0\.1:\d+ in [\d.]+ s", out), out
+    assert "demo: model stand-in" in out
+    assert "(local, model stand-in: its label is required)" in out
+    # The conversation: each question, what the voice question was heard as, the answers, timings.
+    for question in (VOICE_QUESTION, TEXT_QUESTION, FOLLOW_UP):
+        assert f"Q: {question}" in out, out
+    heard = re.search(r"heard as: (.*)", out)
+    assert heard and heard.group(1).startswith("[stand-in]") and "photosynthesis" in heard.group(1).lower()
+    answers = re.findall(r"^ +A: (.*)$", out, re.M)
+    assert len(answers) == 3 and all(a.startswith("[stand-in]") for a in answers), answers
+    assert "chloroplast" in answers[2].lower(), "the follow-up answer names what the earlier one named"
+    timings = re.findall(r"first token \d+ ms, first audio (?:\d+ ms|-), answer \d+ ms", out)
+    assert len(timings) == 3, out
+    assert len(re.findall(r"server timings \(ms\): .*totalMs \d+", out)) == 3, out
+    assert re.search(r"^PASSED: (\d+) of \1 checks$", out, re.M), out
+    # The stack stopped, and cleanly, after the summary.
+    stopped = re.search(r"demo: local stack stopped \(exit status (-?\d+)\)", out)
+    assert stopped and stopped.group(1) == "0", out
+    assert out.index("PASSED") < stopped.start()
+
+    report = json.loads(report_path.read_text())
+    assert report["ok"] is True and report["expectStandin"] is True
+    assert [t["kind"] for t in report["conversation"]] == ["voice", "text", "follow-up"]
+    for turn in report["conversation"]:
+        t = turn["client_timings"]
+        assert 0 < t["firstDeltaMs"] <= t["totalMs"]

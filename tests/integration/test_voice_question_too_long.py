@@ -1,0 +1,116 @@
+"""A voice question longer than `limits.query_max_seconds` is `too_large`, inline and as an upload,
+against the local stack; one just under the limit (and of a similar size) is answered."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from required_tools import require_tools
+from synapscribe import audiogen
+from synapscribe.contract import Lecture, Session, UploadUrl
+from synapscribe.local.process import LocalStackProcess
+from synapscribe.platform import load_platform
+from synapscribe.smoke.client import StackClient
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+LIMITS = load_platform().limits
+INLINE_MAX_BYTES = 64 * 1024  # the contract's limit on an inline clip, decoded
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStackProcess]:
+    require_tools("espeak-ng", "sox", "ffmpeg")
+    with LocalStackProcess() as running:
+        yield running
+
+
+def question(path: Path, seconds: float) -> bytes:
+    """Generated speech of `seconds`, at a bit rate low enough to send inline."""
+    data = audiogen.make_lecture(path, seconds / 60, bitrate_kbps=8).path.read_bytes()
+    assert len(data) < INLINE_MAX_BYTES, "the clip must be small enough that only its length is over"
+    return data
+
+
+@pytest.fixture
+async def session(stack: LocalStackProcess) -> AsyncIterator[tuple[StackClient, str]]:
+    client = await StackClient.connect(stack.url, identity="too-long-student", label="student")
+    try:
+        data = audiogen.cached_lecture(1.0).read_bytes()
+        got = await client.request(
+            {
+                "action": "createUpload",
+                "kind": "lecture",
+                "filename": "lecture.mp3",
+                "contentType": "audio/mpeg",
+                "sizeBytes": len(data),
+            },
+            "uploadUrl",
+        )
+        assert isinstance(got.message, UploadUrl), got.raw
+        assert (await client.upload(got.message, data, "lecture.mp3", "audio/mpeg")).status_code < 300
+        lecture_id = got.message.uploadId
+        ready = await client.wait_type(
+            "lecture",
+            where=lambda r: bool(
+                r.data and r.data.get("lectureId") == lecture_id and r.data["status"] == "ready"
+            ),
+            within=60,
+        )
+        assert isinstance(ready.message, Lecture)
+        started = await client.request({"action": "startSession", "lectureId": lecture_id}, "session")
+        assert isinstance(started.message, Session), started.raw
+        yield client, started.message.sessionId
+    finally:
+        await client.close()
+
+
+async def test_a_voice_question_over_the_limit_is_too_large(
+    session: tuple[StackClient, str], tmp_path: Path
+) -> None:
+    client, session_id = session
+    limit = LIMITS.query_max_seconds
+    too_long = question(tmp_path / "too-long.mp3", limit + 5)
+    just_under = question(tmp_path / "under.mp3", limit - 5)
+    # Similar sizes: what decides is the length, not the bytes.
+    assert len(just_under) > 0.7 * len(too_long)
+
+    inline = await client.query(
+        session_id, within=30, voice=False, requestId="long-inline", audio=base64.b64encode(too_long).decode()
+    )
+    assert inline.error is not None and inline.answer is None, [m.raw for m in inline.messages]
+    assert inline.error.code == "too_large" and inline.error.requestId == "long-inline"
+    assert f"{limit + 5} s long" in inline.error.message and f"limit is {limit} s" in inline.error.message
+    assert [m.type for m in inline.messages] == ["error"], "no transcript or answer for a refused question"
+
+    # The same clip as a `query` upload (under that upload's byte limit) is refused the same way.
+    got = await client.request(
+        {
+            "action": "createUpload",
+            "kind": "query",
+            "filename": "q.mp3",
+            "contentType": "audio/mpeg",
+            "sizeBytes": len(too_long),
+        },
+        "uploadUrl",
+    )
+    assert isinstance(got.message, UploadUrl) and len(too_long) <= got.message.maxBytes
+    assert (await client.upload(got.message, too_long, "q.mp3", "audio/mpeg")).status_code < 300
+    uploaded = await client.query(
+        session_id, within=30, voice=False, requestId="long-upload", queryKey=got.message.key
+    )
+    assert uploaded.error is not None and uploaded.error.code == "too_large", [
+        m.raw for m in uploaded.messages
+    ]
+    assert uploaded.error.requestId == "long-upload"
+
+    # The connection and the session live on: a question under the limit is heard and answered.
+    ok = await client.query(
+        session_id, within=60, voice=False, requestId="under", audio=base64.b64encode(just_under).decode()
+    )
+    assert ok.error is None and ok.answer is not None, [m.raw for m in ok.messages]
+    assert ok.transcript and ok.answer.text
+    assert client.is_open
