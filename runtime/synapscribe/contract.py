@@ -15,6 +15,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -152,6 +153,19 @@ class Lecture(_Out):
     durationSeconds: float | None = None
     contextMode: ContextMode | None = None
     reason: str | None = None
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> Lecture:
+        """The `lecture` message for a stored lecture item (store.py): mode only when ready,
+        reason only when rejected."""
+        status = item["status"]
+        return cls(
+            lectureId=item["lectureId"],
+            status=status,
+            durationSeconds=item.get("durationSeconds"),
+            contextMode=item.get("contextMode") if status == "ready" else None,
+            reason=item.get("reason") if status == "rejected" else None,
+        )
 
 
 class Session(_Out):

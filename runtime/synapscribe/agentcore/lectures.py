@@ -248,7 +248,7 @@ class LectureContexts:
         )
         if updated is not None and updated.get("connectionId"):
             # The uploader learns it too, if still connected (the asker gets an error).
-            await self.aws.push(str(updated["connectionId"]), lecture_message(updated), spans)
+            await self.aws.push(str(updated["connectionId"]), Lecture.from_item(updated), spans)
         raise LectureIncompleteError(lecture_id, detail)
 
     # ------------------------------------------------------------------ transcript
@@ -457,7 +457,7 @@ class LectureContexts:
             await self._outcome_lost(lecture_id, fields, connection_id)
             return
         if connection_id:
-            await self.aws.push(connection_id, lecture_message(updated))
+            await self.aws.push(connection_id, Lecture.from_item(updated))
 
     async def _outcome_lost(self, lecture_id: str, fields: dict[str, Any], connection_id: str | None) -> None:
         """The lecture changed while it was transcribed, so the outcome was not recorded: say so in
@@ -477,7 +477,7 @@ class LectureContexts:
             return
         if current is not None and current.get("status") in ("ready", "rejected"):
             # Another worker or the edge settled it: the client learns the state that holds.
-            await self.aws.push(connection_id, lecture_message(current))
+            await self.aws.push(connection_id, Lecture.from_item(current))
             return
         await self.aws.push(
             connection_id,
@@ -489,14 +489,3 @@ class LectureContexts:
                 ),
             ),
         )
-
-
-def lecture_message(item: dict[str, Any]) -> Lecture:
-    status = item["status"]
-    return Lecture(
-        lectureId=item["lectureId"],
-        status=status,
-        durationSeconds=item.get("durationSeconds"),
-        contextMode=item.get("contextMode") if status == "ready" else None,
-        reason=item.get("reason") if status == "rejected" else None,
-    )

@@ -23,12 +23,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from synapscribe import keys
+from synapscribe.contract import Lecture
 from synapscribe.edge.agentcore_client import AgentCoreError, AgentCoreRejected, AgentCoreTimeout, post_job
 from synapscribe.edge.audio_probe import ProbeRejection, probe
 from synapscribe.edge.config import CachedDeps, EdgeDeps
 from synapscribe.edge.push import push
 from synapscribe.edge.s3_ranged import DEFAULT_MAX_BYTES, S3RangedFile
-from synapscribe.edge.websocket_handler import lecture_message
 from synapscribe.planner import plan_lecture
 
 log = logging.getLogger(__name__)
@@ -268,4 +268,4 @@ def _delete(d: EdgeDeps, key: str) -> None:
 def _push(d: EdgeDeps, item: dict[str, Any]) -> None:
     connection_id = item.get("connectionId")
     if isinstance(connection_id, str) and connection_id:
-        push(d, connection_id, lecture_message(item))
+        push(d, connection_id, Lecture.from_item(item))

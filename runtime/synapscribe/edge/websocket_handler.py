@@ -202,17 +202,6 @@ def _create_upload(msg: CreateUpload, owner: str, connection_id: str, d: EdgeDep
     )
 
 
-def lecture_message(item: dict[str, Any]) -> Lecture:
-    status = item["status"]
-    return Lecture(
-        lectureId=item["lectureId"],
-        status=status,
-        durationSeconds=item.get("durationSeconds"),
-        contextMode=item.get("contextMode") if status == "ready" else None,
-        reason=item.get("reason") if status == "rejected" else None,
-    )
-
-
 def _not_found(what: str, ident: str, request_id: str | None = None) -> ContractError:
     return ContractError(ErrorCode.NOT_FOUND, f"{what} {ident!r} not found", request_id)
 
@@ -221,7 +210,7 @@ def _get_lecture(msg: GetLecture, owner: str, connection_id: str, d: EdgeDeps) -
     item = d.store.get_lecture(msg.lectureId, owner)
     if item is None:
         raise _not_found("lecture", msg.lectureId)
-    return lecture_message(item)
+    return Lecture.from_item(item)
 
 
 def _start_session(msg: StartSession, owner: str, connection_id: str, d: EdgeDeps) -> Session:
