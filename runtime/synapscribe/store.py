@@ -30,6 +30,18 @@ TABLE_KEYS = {
 }
 
 
+#: A query's final message (`answer` or `error`) is claimed on its connection's item by whichever
+#: side sends it: AgentCore when it starts the query, the edge when its hand-off timed out.
+FINALS_ATTRIBUTE = "finals"
+FINAL_BY = ("edge", "agentcore")
+
+
+def final_claim_key(request_id: str, received_at_ms: int) -> str:
+    """One query's key in `finals`: its requestId and the edge's receipt time (both are in the
+    QueryJob), so a client that reuses a requestId still gets an answer to its next query."""
+    return f"{request_id}@{received_at_ms}"
+
+
 class ConflictError(RuntimeError):
     """A conditional write lost a race (the caller may retry)."""
 
@@ -117,10 +129,58 @@ class Store:
             "connectionId": connection_id,
             "owner": owner,
             "connectedAt": now,
+            FINALS_ATTRIBUTE: {},
             TTL_ATTRIBUTE: now + self.platform.sessions.connection_ttl_seconds,
         }
         self.connections.put_item(Item=item)
         return item
+
+    def claim_final(self, connection_id: str, request_key: str, by: str) -> bool:
+        """Claim the right to send query `request_key`'s final message on this connection.
+
+        One conditional UpdateItem: True for the first claimant, False for any later one and
+        when the connection's item is gone (the client disconnected). An item written before
+        `finals` existed gets the empty map first (one more call, once per such connection).
+        """
+        if by not in FINAL_BY:
+            raise ValueError(f"by must be one of {', '.join(FINAL_BY)}, not {by!r}")
+        try:
+            return self._claim_final(connection_id, request_key, by)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ValidationException" or not self._add_finals(connection_id):
+                raise
+        return self._claim_final(connection_id, request_key, by)
+
+    def _claim_final(self, connection_id: str, request_key: str, by: str) -> bool:
+        try:
+            self.connections.update_item(
+                Key={"connectionId": connection_id},
+                UpdateExpression="SET #f.#r = :by",
+                ConditionExpression="attribute_exists(connectionId) AND attribute_not_exists(#f.#r)",
+                ExpressionAttributeNames={"#f": FINALS_ATTRIBUTE, "#r": request_key},
+                ExpressionAttributeValues={":by": by},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def _add_finals(self, connection_id: str) -> bool:
+        """Give a live connection item without `finals` its empty map; False when it has one."""
+        try:
+            self.connections.update_item(
+                Key={"connectionId": connection_id},
+                UpdateExpression="SET #f = :empty",
+                ConditionExpression="attribute_exists(connectionId) AND attribute_not_exists(#f)",
+                ExpressionAttributeNames={"#f": FINALS_ATTRIBUTE},
+                ExpressionAttributeValues={":empty": {}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def get_connection(self, connection_id: str) -> dict[str, Any] | None:
         resp = self.connections.get_item(Key={"connectionId": connection_id}, ConsistentRead=True)

@@ -75,6 +75,8 @@ class Rig:
 
     async def ask(self, session_id: str, connection: str = "c1", **kw: Any) -> list[dict[str, Any]]:
         request_id = keys.new_id("req")
+        if self.store.get_connection(connection) is None:  # $connect, as the edge records it
+            self.store.put_connection(connection, kw.get("owner", OWNER))
         job = QueryJob(
             connectionId=connection,
             owner=kw.pop("owner", OWNER),

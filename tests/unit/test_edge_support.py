@@ -3,10 +3,12 @@ server on loopback, the pushes moto's @connections API received, generated audio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,10 +39,15 @@ class AgentCoreRecorder:
     url: str = ""
     status: int = 202
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: run on each job before answering (e.g. AgentCore's claim), then wait `delay` seconds
+    on_job: Callable[[dict[str, Any]], None] | None = None
+    delay: float = 0.0
 
     def reset(self) -> None:
         self.status = 202
         self.requests.clear()
+        self.on_job = None
+        self.delay = 0.0
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +59,16 @@ def agentcore_server() -> Iterator[AgentCoreRecorder]:
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length) or b"null")
             recorder.requests.append((self.path, body))
+            if recorder.on_job is not None:
+                recorder.on_job(body)
+            time.sleep(recorder.delay)
             payload = json.dumps({"status": recorder.status}).encode()
-            self.send_response(recorder.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            with contextlib.suppress(OSError):  # the client gave up waiting (a timeout test)
+                self.send_response(recorder.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
         def log_message(self, *args: Any) -> None:
             pass

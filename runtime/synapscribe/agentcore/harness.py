@@ -334,6 +334,8 @@ class Stack:
         import base64
 
         request_id = request_id or keys.new_id("req")
+        if self.store.get_connection(connection_id) is None:  # $connect, as the edge records it
+            self.store.put_connection(connection_id, owner)
         job: dict[str, Any] = {
             "connectionId": connection_id,
             "owner": owner,

@@ -43,6 +43,7 @@ from synapscribe.contract import (
     _Out,
 )
 from synapscribe.platform import PlatformConfig
+from synapscribe.store import final_claim_key
 
 log = logging.getLogger(__name__)
 metrics_log = logging.getLogger("synapscribe.agentcore.metrics")
@@ -90,6 +91,10 @@ def internal_error(request_id: str | None, what: str) -> ErrorMessage:
     )
 
 
+class FinalClaimedElsewhere(Exception):
+    """The edge already answered this query (its hand-off timed out): send nothing for it."""
+
+
 class Outbox:
     """Messages to one connection, pushed in order by one task; held until the transcript is out.
 
@@ -132,6 +137,11 @@ class Outbox:
             self._put(message)
         self.held.clear()
         self.hold = False
+
+    def abandon(self) -> None:
+        """End without a final message (nothing was sent: the query is not ours to answer)."""
+        self.held.clear()
+        self._put(self._END)
 
     def finish_with(self, message: _Out) -> None:
         """The last message (answer or error); anything still held is dropped."""
@@ -300,7 +310,15 @@ class QueryPipeline:
         pending: list[asyncio.Task[Any]] = []
         stats: dict[str, Any] = {"requestId": job.requestId, "kind": "voice" if voice_in else "text"}
         try:
+            await self._claim_final(job, spans)
             final = await self._answer(job, spans, outbox, pending, stats)
+        except FinalClaimedElsewhere:
+            log.info(
+                "request %s: the edge already answered it (or the client is gone); dropped", job.requestId
+            )
+            outbox.abandon()
+            await outbox.closed()
+            return
         except asyncio.CancelledError:
             # Shutdown after the drain timeout: the client still gets its one final message.
             outbox.finish_with(
@@ -357,6 +375,24 @@ class QueryPipeline:
             waits={k: round(v * 1000, 1) for k, v in _by_kind(spans).items()},
         )
         metrics_log.info(json.dumps(stats))
+
+    async def _claim_final(self, job: QueryJob, spans: Spans) -> None:
+        """Claim the query's one final message before anything is pushed (store.claim_final).
+
+        Raises FinalClaimedElsewhere when the edge's hand-off timed out and it answered the
+        client itself, or the connection is gone. A failing claim is logged and the query
+        answered: a possible second final is better than none.
+        """
+        key = final_claim_key(job.requestId, job.receivedAtMs)
+        try:
+            claimed = await self.s.aws.call(
+                self.s.aws.store.claim_final, job.connectionId, key, "agentcore", spans=spans, what="dynamodb"
+            )
+        except Exception:
+            log.exception("request %s: the final-message claim failed; answering anyway", job.requestId)
+            return
+        if not claimed:
+            raise FinalClaimedElsewhere(job.requestId)
 
     async def _answer(
         self,

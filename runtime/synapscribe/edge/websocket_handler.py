@@ -41,12 +41,14 @@ from synapscribe.contract import (
 from synapscribe.edge.agentcore_client import (
     AgentCoreBusy,
     AgentCoreRejected,
+    AgentCoreTimeout,
     AgentCoreUnavailable,
     post_job,
 )
 from synapscribe.edge.config import CachedDeps, EdgeDeps
 from synapscribe.edge.push import push
 from synapscribe.planner import question_text_too_large
+from synapscribe.store import final_claim_key
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +286,18 @@ def _query(msg: Query, owner: str, connection_id: str, d: EdgeDeps) -> None:
         raise ContractError(
             ErrorCode.BUSY, "the model is at capacity; retry in a few seconds", client_request_id
         ) from None
+    except AgentCoreTimeout as exc:
+        # AgentCore may have accepted the job all the same: whoever claims the query's final
+        # message first sends it. AgentCore claims before it sends anything for the query.
+        log.warning("query %s: %s", job["requestId"], exc)
+        if not _edge_claims_final(connection_id, job, d):
+            log.info("query %s: AgentCore took it after all; the edge sends nothing", job["requestId"])
+            return None
+        raise ContractError(
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            "the query service (AgentCore) did not answer in time; retry shortly",
+            client_request_id,
+        ) from None
     except AgentCoreUnavailable as exc:
         log.warning("query %s: %s", job["requestId"], exc)
         raise ContractError(
@@ -299,6 +313,18 @@ def _query(msg: Query, owner: str, connection_id: str, d: EdgeDeps) -> None:
         ) from None
     # Accepted: AgentCore streams transcript/answerDelta/audio/answer to the connection.
     return None
+
+
+def _edge_claims_final(connection_id: str, job: dict[str, Any], d: EdgeDeps) -> bool:
+    """True when the edge now owns the query's final message (also when the claim itself fails:
+    better a possible second final than none at all)."""
+    try:
+        return d.store.claim_final(
+            connection_id, final_claim_key(job["requestId"], job["receivedAtMs"]), "edge"
+        )
+    except Exception:
+        log.exception("query %s: the final-message claim failed; answering anyway", job["requestId"])
+        return True
 
 
 _ACTIONS: dict[type, Callable[[Any, str, str, EdgeDeps], _Out | None]] = {
