@@ -11,22 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agentcore_offline import offline_services
 from fastapi.testclient import TestClient
-from synapscribe.agentcore import admission as adm
 from synapscribe.agentcore import diagnostics as diag
 from synapscribe.agentcore.app import create_app
-from synapscribe.agentcore.pipeline import Services
-from synapscribe.agentcore.tts_client import TtsClient
-from synapscribe.agentcore.vllm_client import VllmClient
-from synapscribe.platform import load_platform
-from synapscribe.standin.process import free_port
 
 A10G = "0, NVIDIA A10G, 23028, 17893, 41\n"
-
-
-class _NoAws:
-    def close(self) -> None:
-        pass
 
 
 def fake_nvidia_smi(directory: Path, stdout: str, exit_code: int = 0, stderr: str = "") -> Path:
@@ -50,15 +40,7 @@ def client_from() -> Iterator[Any]:
     opened: list[TestClient] = []
 
     def make(host: str = "127.0.0.1", headers: dict[str, str] | None = None) -> TestClient:
-        closed = f"http://127.0.0.1:{free_port()}"
-        services = Services(
-            platform=load_platform(),
-            aws=_NoAws(),  # type: ignore[arg-type]
-            vllm=VllmClient(closed + "/v1", "m", None, 1.0),
-            tts=TtsClient(closed, 1.0),
-            admission=adm.Admission(1, 1.0),
-            lectures=None,  # type: ignore[arg-type]
-        )
+        services = offline_services()
         client = TestClient(create_app(None, None, services), client=(host, 40000), headers=headers)
         client.__enter__()
         opened.append(client)

@@ -7,14 +7,11 @@ import signal
 
 import pytest
 import uvicorn
+from agentcore_offline import offline_services
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from synapscribe.agentcore import admission as adm
 from synapscribe.agentcore.app import create_app
 from synapscribe.agentcore.drain import DRAINING_MESSAGE, Drain, DrainingServer
-from synapscribe.agentcore.pipeline import Services
-from synapscribe.agentcore.tts_client import TtsClient
-from synapscribe.agentcore.vllm_client import VllmClient
 from synapscribe.edge.agentcore_client import AgentCoreBusy, post_job
 from synapscribe.platform import PlatformConfigError, load_platform, parse_platform
 from synapscribe.standin.process import free_port
@@ -36,11 +33,6 @@ JOB = {
     "text": "a",
     "receivedAtMs": 1,
 }
-
-
-class _NoAws:
-    def close(self) -> None:
-        pass
 
 
 def test_drain_finishes_when_idle_or_at_the_timeout() -> None:
@@ -88,15 +80,7 @@ async def test_on_tick_exits_once_the_drain_is_over() -> None:
 
 
 def test_draining_agentcore_refuses_new_work_with_503() -> None:
-    closed = f"http://127.0.0.1:{free_port()}"
-    services = Services(
-        platform=load_platform(),
-        aws=_NoAws(),  # type: ignore[arg-type]
-        vllm=VllmClient(closed + "/v1", "m", None, 1.0),
-        tts=TtsClient(closed, 1.0),
-        admission=adm.Admission(1, 1.0),
-        lectures=None,  # type: ignore[arg-type]
-    )
+    services = offline_services()
     drain = Drain(30)
     app = create_app(None, None, services, drain=drain)
     job = JOB
@@ -132,15 +116,7 @@ def test_edge_maps_the_drain_refusal_to_busy() -> None:
 
     drain = Drain(30)
     drain.begin()
-    closed = f"http://127.0.0.1:{free_port()}"
-    services = Services(
-        platform=load_platform(),
-        aws=_NoAws(),  # type: ignore[arg-type]
-        vllm=VllmClient(closed + "/v1", "m", None, 1.0),
-        tts=TtsClient(closed, 1.0),
-        admission=adm.Admission(1, 1.0),
-        lectures=None,  # type: ignore[arg-type]
-    )
+    services = offline_services()
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
