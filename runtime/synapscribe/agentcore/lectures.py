@@ -12,6 +12,7 @@ import os
 import socket
 import time
 import uuid
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -146,7 +147,8 @@ class LectureContexts:
         self.platform = platform
         self._items: _Lru = _Lru(cache_size)
         self._transcripts: _Lru = _Lru(cache_size)
-        self._locks: dict[str, asyncio.Lock] = {}
+        # A lecture's lock lives while someone holds or waits on it, so the map does not grow.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         #: who holds a claim (stored on the lecture item for operators)
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
