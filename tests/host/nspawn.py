@@ -118,6 +118,7 @@ class NspawnHost:
         (ssh_dir / "authorized_keys").write_text(self.key.with_suffix(".pub").read_text())
         (ssh_dir / "authorized_keys").chmod(0o600)
         (self.root / "etc" / "hostname").write_text(f"{self.name}\n")
+        self._age_apt_cache()
         # sudo resolves the host name; without this it waits for a DNS server the host cannot reach.
         (self.root / "etc" / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {self.name}\n")
         network = self.root / "etc" / "systemd" / "network"
@@ -131,6 +132,20 @@ class NspawnHost:
         link = wants / "systemd-networkd.service"
         if not link.exists():
             link.symlink_to("/lib/systemd/system/systemd-networkd.service")
+
+    def _age_apt_cache(self) -> None:
+        """Make the apt lists a week old, as on a tarball kept in a cache, whatever the tarball's age.
+
+        The host has no route to the mirrors, so a role that refreshes a stale cache fails here every
+        time rather than only when the cached root filesystem happens to be older than an hour.
+        """
+        week_ago = time.time() - 7 * 24 * 3600
+        for path in (
+            self.root / "var/lib/apt/lists",
+            self.root / "var/lib/apt/periodic/update-success-stamp",
+        ):
+            if path.exists():
+                os.utime(path, (week_ago, week_ago))
 
     def boot(self, timeout: float = 90) -> None:
         if shutil.which("systemd-nspawn") is None:
