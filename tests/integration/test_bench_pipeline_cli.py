@@ -57,6 +57,20 @@ def test_bench_pipeline_prints_the_three_figures() -> None:
     assert figures["concurrent_wall_s"] >= one * 0.9
     assert 0.9 <= figures["concurrency_ratio"] <= 8
     assert figures["concurrency_ratio"] == pytest.approx(figures["concurrent_wall_s"] / one, rel=1e-6)
+    # The ideal schedule times are printed beside the ratio, from the stand-in's scaled latencies.
+    ideal = re.search(r"ideal, 8 model slots, 2 requests per voice query .* one query ([\d.]+) s:", out)
+    early = re.search(r"([\d.]+) s \(ratio ([\d.]+)\) when transcripts go out as they are ready", out)
+    assert ideal and early, out
+    assert float(ideal.group(1)) == pytest.approx(figures["ideal_one_query_s"], abs=0.01)
+    assert float(early.group(2)) == pytest.approx(
+        figures["concurrency_ratio_ideal_transcripts_early"], abs=0.01
+    )
+    assert 0.18 + 0.03 <= figures["ideal_one_query_s"] < one
+    assert (
+        1
+        <= figures["concurrency_ratio_ideal_answers_first"]
+        <= figures["concurrency_ratio_ideal_transcripts_early"]
+    )
     for detail in figures["concurrent_queries_detail"]:
         assert 0 < detail["firstAudioMs"] < detail["totalMs"]
 

@@ -242,6 +242,7 @@ class Stack:
     env: dict[str, str]
     store: Store = field(init=False)
     s3: Any = field(init=False)
+    http: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
         session = _moto_session()
@@ -253,6 +254,17 @@ class Stack:
             resources, load_platform(), session.resource("dynamodb", endpoint_url=self.aws_endpoint)
         )
         self.bucket = resources.bucket
+        # One pooled client for every thread: a client per call costs a TLS context (tens of ms
+        # of CPU under the GIL) even for plain HTTP, which would delay a burst's submissions.
+        self.http = httpx.Client(base_url=self.agentcore.url, timeout=10)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def connect(self, connection_id: str, owner: str) -> None:
+        """Record the connection as the edge's $connect does (submit does it when not yet done)."""
+        if self.store.get_connection(connection_id) is None:
+            self.store.put_connection(connection_id, owner)
 
     # -- state ---------------------------------------------------------------
 
@@ -293,11 +305,7 @@ class Stack:
         return updated
 
     def transcribe(self, lecture_id: str, connection_id: str, timeout: float = 120.0) -> dict[str, Any]:
-        resp = httpx.post(
-            f"{self.agentcore.url}/v1/lectures/{lecture_id}/transcribe",
-            json={"connectionId": connection_id},
-            timeout=10,
-        )
+        resp = self.http.post(f"/v1/lectures/{lecture_id}/transcribe", json={"connectionId": connection_id})
         resp.raise_for_status()
         got = self.receiver.wait_for(
             connection_id,
@@ -334,8 +342,7 @@ class Stack:
         import base64
 
         request_id = request_id or keys.new_id("req")
-        if self.store.get_connection(connection_id) is None:  # $connect, as the edge records it
-            self.store.put_connection(connection_id, owner)
+        self.connect(connection_id, owner)
         job: dict[str, Any] = {
             "connectionId": connection_id,
             "owner": owner,
@@ -350,7 +357,7 @@ class Stack:
             job["audio"] = base64.b64encode(audio).decode("ascii")
         if query_key is not None:
             job["queryKey"] = query_key
-        resp = httpx.post(f"{self.agentcore.url}/v1/queries", json=job, timeout=10)
+        resp = self.http.post("/v1/queries", json=job)
         if resp.status_code != 202:
             raise RuntimeError(f"AgentCore refused the job: {resp.status_code} {resp.text}")
         return request_id
@@ -397,4 +404,6 @@ def stack(
             **(agentcore_env or {}),
         }
         agentcore = es.enter_context(spawn_agentcore(agent_env))
-        yield Stack(endpoint, receiver, standin_url, tts_url, agentcore, agent_env)
+        st = Stack(endpoint, receiver, standin_url, tts_url, agentcore, agent_env)
+        es.callback(st.close)
+        yield st
