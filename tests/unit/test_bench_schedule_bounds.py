@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from synapscribe.bench.pipeline import ScheduleBounds
 
 # The stand-in figures: transcription 1.8 s; answer 0.4 s + 170 tokens at 40/s; TTS 0.3 s.

@@ -111,9 +111,13 @@ def _metrics_for(st: Stack, request_ids: list[str], timeout: float = 10.0) -> di
         time.sleep(0.05)
 
 
+def _answer_seconds(result: dict[str, Any], lat: Latency) -> float:
+    """The simulated model's time for this answer: first token, then its tokens at the decode rate."""
+    return lat.first_token_seconds + len(result["answer"]["text"]) / CHARS_PER_TOKEN / lat.tokens_per_second
+
+
 def _ideal(result: dict[str, Any], lat: Latency, tts_seconds: float) -> tuple[float, float]:
     """The simulated services' own critical path: (first audio, total), seconds."""
-    answer_tokens = len(result["answer"]["text"]) / CHARS_PER_TOKEN
     first_tokens = (
         result["answer"]["text"].find(result["firstSentence"]) + len(result["firstSentence"])
     ) / CHARS_PER_TOKEN
@@ -121,16 +125,8 @@ def _ideal(result: dict[str, Any], lat: Latency, tts_seconds: float) -> tuple[fl
         lat.transcription_seconds,
         lat.first_token_seconds + first_tokens / lat.tokens_per_second + tts_seconds,
     )
-    total = (
-        max(lat.transcription_seconds, lat.first_token_seconds + answer_tokens / lat.tokens_per_second)
-        + tts_seconds
-    )
+    total = max(lat.transcription_seconds, _answer_seconds(result, lat)) + tts_seconds
     return first_audio, total
-
-
-def _answer_seconds(result: dict[str, Any], lat: Latency) -> float:
-    """The simulated model's time for this answer: first token, then its tokens at the decode rate."""
-    return lat.first_token_seconds + len(result["answer"]["text"]) / CHARS_PER_TOKEN / lat.tokens_per_second
 
 
 @dataclass(frozen=True)
@@ -141,8 +137,8 @@ class ScheduleBounds:
     sentence is spoken (tts) after its answer ends. The slots must do queries * (T + A) seconds of
     work, so no schedule ends before work = queries * (T + A) / slots. When the last request to
     end is an answer, its speech follows: work + tts. Ending at `work` means every slot runs its
-    answers before its transcriptions; then no transcript, so no message at all (the contract
-    sends the transcript first), reaches any client before the answers are done.
+    answers before its transcriptions, so the transcripts come last; and as the contract sends a
+    query's transcript before anything else, no client gets any message before then.
     """
 
     one: float
