@@ -84,6 +84,8 @@ class Limits(_Strict):
     inline_audio_max_bytes: PositiveInt
     query_max_seconds: PositiveInt
     message_max_bytes: PositiveInt
+    #: API Gateway's WebSocket frame limit: a browser sends each message as one frame.
+    frame_max_bytes: PositiveInt
     upload_url_expiry_seconds: int = Field(ge=60, le=3600)
     response_url_expiry_seconds: int = Field(ge=60, le=43200)
     accepted_content_types: dict[str, str] = Field(min_length=1)

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from synapscribe.standin.answers import INAUDIBLE, PREFIX, respond
+from synapscribe.standin.answers import INAUDIBLE, PREFIX, inaudible, respond
 from synapscribe.standin.chat_request import parse_chat_request
 from synapscribe.standin.config import StandinConfig
 from synapscribe.standin.tokens import count_text_tokens
@@ -40,7 +40,9 @@ def test_transcription_returns_the_embedded_text(config: StandinConfig) -> None:
 
 
 def test_transcription_of_audio_without_embedded_text_says_so(config: StandinConfig) -> None:
-    assert ask(config, transcription(make_wav(1.0))) == INAUDIBLE
+    text = ask(config, transcription(make_wav(1.0)))
+    assert text == inaudible(1.0) == "[stand-in] (inaudible: no embedded text; 1.0 s of audio)"
+    assert text.startswith(INAUDIBLE[:-1])
 
 
 def test_answer_quotes_the_best_matching_lecture_sentence(config: StandinConfig) -> None:

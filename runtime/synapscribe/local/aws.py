@@ -62,6 +62,7 @@ class LocalAws:
 @contextmanager
 def moto_server(port: int, host: str = "127.0.0.1") -> Iterator[str]:
     """A moto server in this process (threads), with S3 POST policies enforced; yields its URL."""
+    from moto.moto_server import werkzeug_app
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,
@@ -71,6 +72,9 @@ def moto_server(port: int, host: str = "127.0.0.1") -> Iterator[str]:
 
     from synapscribe.local.s3_post_policy import enforce_post_policy
 
+    # moto's server otherwise answers every origin (flask-cors): only the bucket's own CORS rules
+    # may, as in S3, so a page origin missing from them fails here as it would in AWS.
+    werkzeug_app.DISABLE_GLOBAL_CORS = True
     app = enforce_post_policy(
         DomainDispatcherApplication(create_backend_app),
         {LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"]: LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]},
@@ -118,6 +122,25 @@ def prepare(endpoint_url: str | None, platform: PlatformConfig, region: str = LO
         },
     )
     return LocalAws(endpoint_url, region, resources, queue_url)
+
+
+def allow_page_origin(s3: Any, bucket: str, origin: str) -> None:
+    """The bucket's CORS for the student page: the rule the CDK app gives the lecture bucket
+    (cdk/synapscribe_cdk/constructs/lecture_bucket.py), with the page's origin."""
+    s3.put_bucket_cors(
+        Bucket=bucket,
+        CORSConfiguration={
+            "CORSRules": [
+                {
+                    "AllowedMethods": ["POST", "GET", "HEAD"],
+                    "AllowedOrigins": [origin],
+                    "AllowedHeaders": ["*"],
+                    "ExposeHeaders": ["ETag"],
+                    "MaxAgeSeconds": 3000,
+                }
+            ]
+        },
+    )
 
 
 def s3_event_from_sqs_body(body: str) -> dict[str, Any] | None:

@@ -25,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds each service may take to get ready",
     )
     parser.add_argument(
+        "--page-port",
+        type=port,
+        default=0,
+        help="port of the student page on 127.0.0.1 (default: a free one)",
+    )
+    parser.add_argument(
         "--info-json", type=Path, help="write the stack's endpoints (URL, moto, services) here once ready"
     )
 
@@ -36,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         vllm_model=os.environ.get("VLLM_MODEL") or None,
         log_dir=args.log_dir,
         ready_timeout=args.ready_timeout,
+        page_port=args.page_port,
     )
 
     def on_ready(stack: RunningStack) -> None:
@@ -43,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         if args.info_json:
             args.info_json.write_text(json.dumps(info, indent=2) + "\n")
         print(f"local: services {json.dumps(info['services'])}; logs in {info['logs']}", file=sys.stderr)
+        print(f"PAGE {stack.page_url}", flush=True)
         print(f"READY {stack.url}", flush=True)
 
     async def main() -> int:

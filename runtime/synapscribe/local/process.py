@@ -42,6 +42,8 @@ class LocalStackProcess:
         self.process: subprocess.Popen[str] | None = None
         self.info: dict[str, Any] = {}
         self.url = ""
+        #: The student page's URL (the `PAGE` line printed before `READY`).
+        self.page_url = ""
         self._lines: list[str] = []
 
     def start(self) -> str:
@@ -89,6 +91,8 @@ class LocalStackProcess:
             self._lines.append(line)
             if self.echo:
                 print(line, end="", flush=True)
+            if line.startswith("PAGE "):
+                self.page_url = line.split(None, 1)[1].strip()
             if line.startswith("READY "):
                 self.url = line.split(None, 1)[1].strip()
                 ready.set()

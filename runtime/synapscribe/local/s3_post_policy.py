@@ -137,8 +137,34 @@ def _failed(condition: Any) -> None:
     )
 
 
+def bucket_cors_headers(bucket: str, origin: str) -> list[tuple[str, str]]:
+    """The CORS headers S3 adds to a response for `origin` under the bucket's CORS rules.
+
+    moto answers the preflight (OPTIONS) from the rules but sends no CORS headers on the form POST
+    itself, so a browser would refuse to read S3's answer; S3 sends them on that response too,
+    errors included (docs.aws.amazon.com/AmazonS3/latest/userguide/cors.html)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.exceptions import MissingBucket
+    from moto.s3.models import s3_backends
+    from moto.s3.utils import cors_matches_origin
+
+    try:
+        rules = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].get_bucket(bucket).cors
+    except MissingBucket:
+        return []
+    for rule in rules:
+        methods = rule.allowed_methods or []
+        if "POST" in methods and cors_matches_origin(origin, rule.allowed_origins or []):
+            headers = [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+            if rule.exposed_headers:
+                headers.append(("Access-Control-Expose-Headers", ", ".join(rule.exposed_headers)))
+            return headers
+    return []
+
+
 def enforce_post_policy(app: WsgiApp, secrets: dict[str, str]) -> WsgiApp:
-    """Wrap moto's WSGI app so that browser-based POST uploads are checked against their policy."""
+    """Wrap moto's WSGI app so that browser-based POST uploads are checked against their policy
+    (and answered with the bucket's CORS headers, as S3 does)."""
 
     def middleware(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -150,6 +176,15 @@ def enforce_post_policy(app: WsgiApp, secrets: dict[str, str]) -> WsgiApp:
         )
         if not is_form_post:
             return app(environ, start_response)
+        origin = environ.get("HTTP_ORIGIN")
+        if origin:
+            cors = bucket_cors_headers(path.strip("/"), origin)
+            plain_start = start_response
+
+            def with_cors(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+                return plain_start(status, [*headers, *cors], *exc)
+
+            start_response = with_cors
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length)
         probe = {**environ, "wsgi.input": io.BytesIO(body)}

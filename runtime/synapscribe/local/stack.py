@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from synapscribe.contract import ACTIONS
-from synapscribe.local.aws import LocalAws, moto_server, prepare
+from synapscribe.local.aws import LocalAws, allow_page_origin, moto_server, prepare
 from synapscribe.local.gateway import Gateway, LambdaHandler
+from synapscribe.local.page import PageServer, content_security_policy
 from synapscribe.local.supervisor import StackError, Supervisor, check_port_free, free_port
 from synapscribe.local.trigger import UploadTrigger
 from synapscribe.platform import PlatformConfig, load_platform
+from synapscribe.web import page_config
 
 log = logging.getLogger("synapscribe.local")
 
@@ -46,6 +48,8 @@ class StackConfig:
     #: False leaves AgentCore out (queries then get `upstream_unavailable`): for tests of the edge.
     start_agentcore: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: The student page's port on 127.0.0.1 (0: a free one).
+    page_port: int = 0
 
 
 @dataclass
@@ -57,6 +61,7 @@ class RunningStack:
     log_dir: Path
     gateway: Gateway
     trigger: UploadTrigger
+    page_url: str = ""
     pids: dict[str, int] = field(default_factory=dict)
 
 
@@ -193,6 +198,7 @@ async def _run(
     except OSError as exc:
         raise StackError(f"cannot listen on {LOOPBACK}:{config.port}: {exc.strerror}") from None
     trigger.start()
+    page = _start_page(config, platform, aws, gateway.url)
     try:
         on_ready(
             RunningStack(
@@ -203,6 +209,7 @@ async def _run(
                 log_dir=supervisor.log_dir,
                 gateway=gateway,
                 trigger=trigger,
+                page_url=page.url,
                 pids={c.name: c.process.pid for c in supervisor.children if c.process is not None},
             )
         )
@@ -222,13 +229,34 @@ async def _run(
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
         return 0
     finally:
+        page.stop()
         trigger.stop()
         await gateway.stop()
+
+
+def _start_page(
+    config: StackConfig, platform: PlatformConfig, aws: LocalAws, websocket_url: str
+) -> PageServer:
+    """The student page, configured for this stack; the bucket's CORS admits its origin."""
+    s3_origin = aws.endpoint_url or ""
+    try:
+        page = PageServer(
+            LOOPBACK,
+            config.page_port,
+            page_config(platform, websocket_url, mode="local", region=aws.region),
+            content_security_policy(websocket_url, s3_origin),
+        )
+    except OSError as exc:
+        raise StackError(f"cannot serve the page on {LOOPBACK}:{config.page_port}: {exc.strerror}") from None
+    allow_page_origin(aws.client("s3"), aws.resources.bucket, page.origin)
+    page.start()
+    return page
 
 
 def describe(stack: RunningStack) -> dict[str, Any]:
     return {
         "url": stack.url,
+        "page": stack.page_url,
         "connectionsEndpoint": stack.connections_endpoint,
         "awsEndpoint": stack.aws.endpoint_url,
         "region": stack.aws.region,

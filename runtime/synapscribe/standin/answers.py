@@ -19,6 +19,14 @@ from synapscribe.standin.tokens import CHARS_PER_TOKEN
 
 PREFIX = "[stand-in] "
 INAUDIBLE = PREFIX + "(inaudible: no embedded text)"
+
+
+def inaudible(seconds: float) -> str:
+    """The transcription of real audio (a browser recording): the stand-in cannot listen, but it
+    says how much audio it decoded, so a test sees the recording arrived whole."""
+    return f"{INAUDIBLE[:-1]}; {seconds:.1f} s of audio)"
+
+
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"[a-z0-9']+")
 _STOPWORDS = frozenset(
@@ -106,8 +114,10 @@ def is_transcription(request: ChatRequest) -> bool:
 
 
 def transcribe(request: ChatRequest) -> Answer:
-    texts = [t for t in (embedded_text(a.data) for a in request.messages[-1].audio) if t]
-    return Answer(text=PREFIX + " ".join(texts) if texts else INAUDIBLE, kind="transcription")
+    audio = request.messages[-1].audio
+    texts = [t for t in (embedded_text(a.data) for a in audio) if t]
+    seconds = sum(a.duration_seconds for a in audio)
+    return Answer(text=PREFIX + " ".join(texts) if texts else inaudible(seconds), kind="transcription")
 
 
 #: A user message this long (or carrying audio) before the question is lecture material, not a turn.

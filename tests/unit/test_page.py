@@ -1,0 +1,241 @@
+"""The student page's own code: the error table against the contract, the SigV4 presign against
+botocore's, Cognito's basic flow against moto, `config.json`, the loopback page server, and the
+local S3's CORS for the page's cross-origin upload."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from unittest import mock
+from urllib.parse import parse_qsl, urlsplit
+
+import boto3
+import httpx
+import pytest
+from botocore.auth import SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from required_tools import require_tools
+from synapscribe.contract import ErrorCode
+from synapscribe.local.aws import LOCAL_CREDENTIALS, allow_page_origin, moto_server
+from synapscribe.local.page import PageServer, content_security_policy
+from synapscribe.local.supervisor import free_port
+from synapscribe.platform import PlatformConfig
+from synapscribe.web import CONTENT_TYPES, STATIC, page_config
+
+STATIC_DIR = Path(str(STATIC))
+
+
+def run_js(script: str) -> Any:
+    """Run an ES module script with node (the page's modules import by file URL); its JSON output."""
+    require_tools("node")
+    done = subprocess.run(
+        ["node", "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def module(name: str) -> str:
+    return json.dumps((STATIC_DIR / name).as_uri())
+
+
+# --------------------------------------------------------------------------- error table
+
+
+def test_every_contract_error_code_has_words_for_students() -> None:
+    source = (STATIC_DIR / "errors.js").read_text()
+    block = re.search(r"export const ERROR_TEXT = \{(.*?)\n\};", source, re.S)
+    assert block, "errors.js must define ERROR_TEXT"
+    keys = re.findall(r"^  ([a-z_]+):", block.group(1), re.M)
+    # Exactly the contract's codes: a code added to contract.py without a sentence fails here.
+    assert sorted(keys) == sorted(code.value for code in ErrorCode)
+    table = run_js(
+        f"import {{ ERROR_TEXT }} from {module('errors.js')}; console.log(JSON.stringify(ERROR_TEXT));"
+    )
+    assert set(table) == {code.value for code in ErrorCode}
+    for code, text in table.items():
+        assert text.endswith(".") and len(text) > 30 and code not in text, (code, text)
+
+
+def test_an_unknown_code_still_reads_as_a_sentence() -> None:
+    shown = run_js(
+        f"import {{ describeError }} from {module('errors.js')};"
+        "console.log(JSON.stringify(describeError('quota_exceeded', 'raw')));"
+    )
+    assert shown == {"text": "Something went wrong (quota_exceeded). Try again.", "detail": "raw"}
+
+
+# --------------------------------------------------------------------------- SigV4
+
+
+@pytest.mark.parametrize(
+    ("url", "token"),
+    [
+        ("wss://abc123.execute-api.eu-west-1.amazonaws.com/prod", "FwoGZXIvYXdzE+/token=="),
+        ("wss://abc123.execute-api.eu-west-1.amazonaws.com/prod?lang=en&x=a b", None),
+    ],
+)
+def test_presigned_connect_url_matches_botocore(url: str, token: str | None) -> None:
+    when = datetime(2026, 12, 2, 4, 5, 6, tzinfo=UTC)
+    creds = Credentials("ASIAEXAMPLE", "secret/with+chars", token)
+    signed = run_js(
+        f"import {{ presignUrl }} from {module('sigv4.js')};"
+        f"const url = await presignUrl({json.dumps(url)}, {{accessKeyId: 'ASIAEXAMPLE',"
+        f" secretAccessKey: 'secret/with+chars', sessionToken: {json.dumps(token)}}}, 'eu-west-1',"
+        " {date: new Date('2026-12-02T04:05:06Z'), expires: 300});"
+        "console.log(JSON.stringify(url));"
+    )
+    # botocore signs https:// (the WebSocket upgrade is an HTTPS GET to the same host and path).
+    https = url.replace("wss://", "https://", 1)
+    request = AWSRequest(method="GET", url=https, headers={"Host": urlsplit(https).netloc})
+    with mock.patch("botocore.auth.get_current_datetime", return_value=when.replace(tzinfo=None)):
+        SigV4QueryAuth(creds, "execute-api", "eu-west-1", expires=300).add_auth(request)
+    ours, theirs = urlsplit(signed), urlsplit(request.url)
+    assert ours.scheme == "wss" and ours.netloc == theirs.netloc and ours.path == theirs.path
+    assert dict(parse_qsl(ours.query)) == dict(parse_qsl(theirs.query))
+    assert dict(parse_qsl(ours.query))["X-Amz-Signature"]
+
+
+# --------------------------------------------------------------------------- Cognito basic flow
+
+
+@pytest.mark.integration
+def test_guest_credentials_use_the_basic_flow_against_moto() -> None:
+    with moto_server(free_port()) as endpoint:
+        cognito = boto3.client(
+            "cognito-identity", endpoint_url=endpoint, region_name="us-east-1", **_local_keys()
+        )
+        pool = cognito.create_identity_pool(IdentityPoolName="page", AllowUnauthenticatedIdentities=True)
+        role_arn = "arn:aws:iam::123456789012:role/guest"
+        config = {
+            "region": "us-east-1",
+            "identityPoolId": pool["IdentityPoolId"],
+            "guestRoleArn": role_arn,
+            "cognitoEndpoint": endpoint + "/",
+            "stsEndpoint": endpoint + "/",
+        }
+        calls = run_js(
+            f"import {{ guestCredentials }} from {module('cognito.js')};"
+            "const store = new Map(); const storage = {getItem: k => store.get(k) ?? null, setItem: (k, v) => store.set(k, v)};"
+            "const seen = []; const fetchImpl = (url, init) => {"
+            " seen.push(init.headers['X-Amz-Target'] ?? new URLSearchParams(init.body).get('Action'));"
+            " return fetch(url, init); };"
+            f"const config = {json.dumps(config)};"
+            "const first = await guestCredentials(config, {storage, fetchImpl});"
+            "const again = await guestCredentials(config, {storage, fetchImpl});"
+            "console.log(JSON.stringify({first, again, seen}));"
+        )
+    first, again = calls["first"], calls["again"]
+    # GetId once (the identity is kept), then the token and STS each time; never the enhanced
+    # flow's GetCredentialsForIdentity, whose session policy has no execute-api.
+    assert calls["seen"] == [
+        "AWSCognitoIdentityService.GetId",
+        "AWSCognitoIdentityService.GetOpenIdToken",
+        "AssumeRoleWithWebIdentity",
+        "AWSCognitoIdentityService.GetOpenIdToken",
+        "AssumeRoleWithWebIdentity",
+    ]
+    assert first["identityId"] == again["identityId"] and first["identityId"].startswith("us-east-1:")
+    assert first["accessKeyId"] and first["secretAccessKey"] and first["sessionToken"]
+    assert datetime.fromisoformat(first["expiration"].replace("Z", "+00:00")) > datetime.now(UTC)
+
+
+def _local_keys() -> dict[str, str]:
+    return {
+        "aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
+# --------------------------------------------------------------------------- config and server
+
+
+def test_config_carries_the_limits_the_page_enforces(platform: PlatformConfig) -> None:
+    config = page_config(platform, "ws://127.0.0.1:1", mode="local", region="us-east-1")
+    assert config["limits"]["frameMaxBytes"] == platform.limits.frame_max_bytes == 32768
+    assert config["limits"]["inlineAudioMaxBytes"] == platform.limits.inline_audio_max_bytes
+    # A 10 s question at the page's bit rate, in base64, fits one frame.
+    assert config["audioBitsPerSecond"] * 10 / 8 * 4 / 3 < platform.limits.frame_max_bytes
+    assert "identityPoolId" not in config
+    with pytest.raises(ValueError, match="guest role ARN"):
+        page_config(platform, "wss://x", mode="deployed", region="eu-west-1", identity_pool_id="p")
+    deployed = page_config(
+        platform, "wss://x", mode="deployed", region="eu-west-1", identity_pool_id="p", guest_role_arn="r"
+    )
+    assert deployed["identityPoolId"] == "p" and deployed["guestRoleArn"] == "r"
+
+
+def test_every_page_file_is_served_and_nothing_else(platform: PlatformConfig) -> None:
+    shipped = {p.name for p in STATIC_DIR.iterdir()}
+    assert shipped == set(CONTENT_TYPES)
+    config = page_config(platform, "ws://127.0.0.1:9", mode="local", region="us-east-1")
+    csp = content_security_policy("ws://127.0.0.1:9", "http://127.0.0.1:8")
+    server = PageServer("127.0.0.1", 0, config, csp)
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url) as http:
+            index = http.get("/")
+            assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
+            assert index.headers["content-security-policy"] == csp
+            assert "connect-src 'self' ws://127.0.0.1:9 http://127.0.0.1:8" in csp
+            assert http.get("/config.json").json() == config
+            assert http.get("/app.js").headers["content-type"].startswith("text/javascript")
+            for path in ("/../pyproject.toml", "/__init__.py", "/static/app.js", "/%2e%2e/platform.yaml"):
+                assert http.get(path).status_code == 404, path
+            head = http.head("/sigv4.js")
+            assert head.status_code == 200 and head.content == b""
+            assert http.post("/").status_code == 501
+    finally:
+        server.stop()
+
+
+@pytest.mark.integration
+def test_local_s3_admits_the_page_origin_only() -> None:
+    """The upload is a cross-origin POST with a progress listener, so the browser preflights it and
+    reads the answer only with Access-Control-Allow-Origin: both come from the bucket's CORS."""
+    page, other = "http://127.0.0.1:5555", "http://evil.example"
+    with moto_server(free_port()) as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **_local_keys())
+        s3.create_bucket(Bucket="page-cors")
+        allow_page_origin(s3, "page-cors", page)
+        post = s3.generate_presigned_post(
+            "page-cors", "lectures/x.mp3", Conditions=[["content-length-range", 1, 100]]
+        )
+        results: dict[str, Any] = {}
+
+        def upload(origin: str) -> None:
+            preflight = httpx.options(
+                post["url"], headers={"Origin": origin, "Access-Control-Request-Method": "POST"}
+            )
+            done = httpx.post(
+                post["url"],
+                data=post["fields"],
+                files={"file": ("x.mp3", b"ID3" + b"\0" * 20)},
+                headers={"Origin": origin},
+            )
+            too_big = httpx.post(
+                post["url"],
+                data=post["fields"],
+                files={"file": ("x.mp3", b"\0" * 200)},
+                headers={"Origin": origin},
+            )
+            results[origin] = (preflight, done, too_big)
+
+        for origin in (page, other):
+            thread = threading.Thread(target=upload, args=(origin,))
+            thread.start()
+            thread.join(30)
+    preflight, done, too_big = results[page]
+    assert preflight.headers.get("access-control-allow-origin") == page
+    assert done.status_code == 204 and done.headers.get("access-control-allow-origin") == page
+    # S3's errors carry CORS headers too, so the page can read why the upload was refused.
+    assert too_big.status_code == 400 and too_big.headers.get("access-control-allow-origin") == page
+    preflight, done, _ = results[other]
+    assert "access-control-allow-origin" not in preflight.headers
+    assert "access-control-allow-origin" not in done.headers
