@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -427,3 +429,52 @@ async def test_transcript_over_the_context_is_rejected_naming_the_limit(
         assert stored is not None and stored["status"] == "rejected"
         assert f"at most {small.lecture_token_budget}" in stored["reason"]
         assert rig.gateway.messages["c-up"][0]["status"] == "rejected"
+
+
+DATA = Path(__file__).parent / "data"
+
+
+def _safari_like_aac(tmp: Path) -> bytes:
+    """Safari's MediaRecorder output: fragmented MP4 (moov first, then moof/mdat) with AAC."""
+    wav = audiogen.speak("What does rubisco fix?", tmp / "q.wav", "wav").path
+    out = tmp / "q.m4a"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(wav), "-c:a", "aac", "-b:a", "32k",
+         "-movflags", "frag_keyframe+empty_moov+default_base_moof", str(out)],
+        check=True,
+    )  # fmt: skip
+    return out.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("recording", "fmt", "seconds"),
+    [
+        # Chromium 156's MediaRecorder at 16 kbit/s (2.5 s of the fake microphone): WebM/Opus with
+        # no duration in its header, and its MP4 (Opus in MP4).
+        ("chromium-156-question.webm", "webm", 2.5),
+        ("chromium-156-question-opus.m4a", "m4a", 2.5),
+        ("safari-like", "m4a", 1.6),
+    ],
+)
+async def test_browser_recordings_are_heard_as_questions(
+    make_rig: Any, tmp_path: Path, recording: str, fmt: str, seconds: float
+) -> None:
+    import base64
+
+    from synapscribe.agentcore.media import sniff_format
+    from synapscribe.edge.audio_probe import sniff
+
+    data = _safari_like_aac(tmp_path) if recording == "safari-like" else (DATA / recording).read_bytes()
+    assert sniff_format(data) == sniff(data[:64]) == fmt
+    async with make_rig() as rig:
+        messages = await rig.ask(rig.session(), audio=base64.b64encode(data).decode())
+    answer = check_order(messages, voice_in=True)
+    assert answer["type"] == "answer", answer
+    # The model server got MP3 (what vLLM decodes) of the recording's length: the stand-in says
+    # how much audio it decoded, since a browser recording carries no embedded text.
+    heard = re.fullmatch(
+        r"\[stand-in\] \(inaudible: no embedded text; ([\d.]+) s of audio\)", messages[0]["text"]
+    )
+    assert heard and abs(float(heard.group(1)) - seconds) < 0.35, messages[0]
+    question = rig.vllm_bodies[-1]["messages"][-1]["content"]
+    assert [p["input_audio"]["format"] for p in question if p["type"] == "input_audio"] == ["mp3"]
