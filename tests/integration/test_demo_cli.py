@@ -19,10 +19,20 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 def test_demo_runs_the_conversation_and_stops_the_stack(tmp_path: Path) -> None:
     report_path = tmp_path / "demo.json"
+    screenshot = tmp_path / "page.png"
     env = {k: v for k, v in os.environ.items() if k not in ("VLLM_BASE_URL", "VLLM_MODEL")}
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "synapscribe.cli", "demo", "--json", str(report_path)],
+        [
+            sys.executable,
+            "-m",
+            "synapscribe.cli",
+            "demo",
+            "--json",
+            str(report_path),
+            "--screenshot",
+            str(screenshot),
+        ],
         capture_output=True,
         text=True,
         timeout=90,
@@ -52,6 +62,10 @@ def test_demo_runs_the_conversation_and_stops_the_stack(tmp_path: Path) -> None:
     stopped = re.search(r"demo: local stack stopped \(exit status (-?\d+)\)", out)
     assert stopped and stopped.group(1) == "0", out
     assert out.index("PASSED") < stopped.start()
+    # The student page: its URL while the stack runs, and (Chromium installed) its screenshot.
+    assert re.search(r"^demo: student page http://127\.0\.0\.1:\d+/ ", out, re.M), out
+    assert "demo: the page answered 3 questions in " in out and f"screenshot {screenshot}" in out, out
+    assert screenshot.read_bytes().startswith(b"\x89PNG")
 
     report = json.loads(report_path.read_text())
     assert report["ok"] is True and report["expectStandin"] is True

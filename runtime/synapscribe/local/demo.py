@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 from synapscribe.cli_types import number, port
+from synapscribe.local.browser import BrowserError, find_chromium
+from synapscribe.local.page_tour import SCREENSHOT, run_tour
 from synapscribe.local.process import LocalStackProcess
 from synapscribe.local.supervisor import StackError, check_port_free
 from synapscribe.smoke.checks import Budget
@@ -31,6 +33,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="length of the generated sample lecture (default 1)",
     )
     parser.add_argument("--json", dest="json_report", type=Path, help="also write the smoke report as JSON")
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        default=SCREENSHOT,
+        help=f"where the student page's conversation is captured, when chromium is installed (default {SCREENSHOT})",
+    )
+    parser.add_argument("--no-page", action="store_true", help="leave out the student page in Chromium")
+
+
+def _page_screenshot(stack: LocalStackProcess, screenshot: Path) -> bool:
+    """The student page in headless Chromium (upload, voice, text, follow-up) and its screenshot."""
+    if find_chromium() is None:
+        print(
+            "demo: page screenshot skipped: chromium is not installed (apt-get install chromium)", flush=True
+        )
+        return True
+    print(f"demo: driving the student page in headless Chromium ({stack.page_url}) …", flush=True)
+    with tempfile.TemporaryDirectory(prefix="synapscribe-page-") as tmp:
+        try:
+            result = asyncio.run(run_tour(stack.page_url, stack.info, Path(tmp), screenshot, full=False))
+        except BrowserError as exc:
+            print(f"demo: the student page failed: {exc}", flush=True)
+            return False
+    print(
+        f"demo: the page answered {len(result.turns)} questions in {result.seconds.get('asked', 0):.1f} s; "
+        f"screenshot {screenshot.resolve()}",
+        flush=True,
+    )
+    return True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(f"demo: stack ready at {stack.url} in {time.monotonic() - started:.1f} s", flush=True)
         print(f"demo: services {json.dumps(stack.info.get('services', {}))}", flush=True)
+        print(f"demo: student page {stack.page_url} (open it while the demo runs)", flush=True)
         with tempfile.TemporaryDirectory(prefix="synapscribe-demo-") as tmp:
             # The stack reports which model server it started: the stand-in's label is then required.
             standin = "standin" in stack.info.get("pids", {})
@@ -70,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         print(format_report(report))
         if args.json_report:
             args.json_report.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
-        return 0 if report.ok else 1
+        page_ok = args.no_page or _page_screenshot(stack, args.screenshot)
+        return 0 if report.ok and page_ok else 1
     finally:
         code = stack.stop()
         print(f"demo: local stack stopped (exit status {code})", flush=True)

@@ -180,10 +180,17 @@ SCREENSHOT = Path("build/page-demo.png")
 
 
 async def run_tour(
-    page_url: str, info: dict[str, Any], workdir: Path, screenshot: Path, *, lecture: Path | None = None
+    page_url: str,
+    info: dict[str, Any],
+    workdir: Path,
+    screenshot: Path,
+    *,
+    lecture: Path | None = None,
+    full: bool = True,
 ) -> TourResult:
-    """The whole visit; raises BrowserError (with what the page shows and its console) when a step
-    does not happen. `info` is the local stack's `--info-json`."""
+    """The visit; raises BrowserError (with what the page shows and its console) when a step does
+    not happen. `info` is the local stack's `--info-json`. `full=False` (the demo) stops after the
+    follow-up with the screenshot, while the answers are still being spoken."""
     result = TourResult()
     lecture = lecture or audiogen.cached_lecture(0.5)
     wav = question_wav(workdir)
@@ -200,6 +207,9 @@ async def run_tour(
             await page.click("#speak")
             result.turns.append(await _ask_text(page, FOLLOW_UP, within=60))
             marks["asked"] = time.monotonic()
+            if not full:
+                result.screenshot = await page.screenshot(screenshot)
+                return result
             # The spoken answers play on while the student uploads and loses the connection.
             result.not_audio_notice = await _not_audio(page, workdir)
             marks["notAudio"] = time.monotonic()
@@ -215,7 +225,7 @@ async def run_tour(
             marks["done"] = time.monotonic()
         finally:
             result.console = list(page.console)
-    result.seconds = {k: round(v - marks["start"], 1) for k, v in marks.items() if k != "start"}
+            result.seconds = {k: round(v - marks["start"], 1) for k, v in marks.items() if k != "start"}
     return result
 
 

@@ -101,7 +101,10 @@ function onLecture(message) {
   state.lecture = { ...state.lecture, ...message };
   renderLecture();
   if (message.status === "ready" && !state.sessionId) startSession();
-  if (["ready", "rejected"].includes(message.status)) clearInterval(state.pollTimer);
+  if (["ready", "rejected"].includes(message.status)) {
+    clearInterval(state.pollTimer);
+    $("#upload-progress").hidden = true;
+  }
 }
 
 async function startSession() {
