@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import App, Environment, Stack, Tags
+from aws_cdk import aws_s3 as s3
 from synapscribe.platform import PlatformConfig, load_platform
 
 from synapscribe_cdk import nag
@@ -24,6 +25,7 @@ from synapscribe_cdk.stacks.compute import ComputeStack
 from synapscribe_cdk.stacks.data import DataStack
 from synapscribe_cdk.stacks.identity import IdentityStack
 from synapscribe_cdk.stacks.network import NetworkStack
+from synapscribe_cdk.stacks.page import PageContentStack, PageHostingStack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CDK_JSON = REPO_ROOT / "cdk.json"
@@ -47,6 +49,8 @@ class Platform:
     api: ApiStack
     identity: IdentityStack
     compute: ComputeStack
+    page_hosting: PageHostingStack
+    page_content: PageContentStack
 
     def stacks_by_key(self) -> dict[str, Stack]:
         return {
@@ -55,6 +59,8 @@ class Platform:
             "api": self.api,
             "identity": self.identity,
             "compute": self.compute,
+            "page_hosting": self.page_hosting,
+            "page_content": self.page_content,
         }
 
     def stacks(self) -> list[Stack]:
@@ -70,7 +76,16 @@ def build(app: App, platform: PlatformConfig | None = None) -> Platform:
         region=os.environ.get("CDK_DEPLOY_REGION") or os.environ.get("CDK_DEFAULT_REGION") or None,
     )
     prefix = f"SynapScribe-{config.name}"
+    page_hosting = PageHostingStack(app, f"{prefix}-PageHosting", config=config, env=env)
     data = DataStack(app, f"{prefix}-Data", config=config, platform=platform, env=env)
+    # The page uploads lectures with presigned POSTs and plays answers from the bucket.
+    data.bucket.add_cors_rule(
+        allowed_methods=[s3.HttpMethods.POST, s3.HttpMethods.GET, s3.HttpMethods.HEAD],
+        allowed_origins=[page_hosting.origin],
+        allowed_headers=["*"],
+        exposed_headers=["ETag"],
+        max_age=3000,
+    )
     network = NetworkStack(app, f"{prefix}-Network", config=config, platform=platform, env=env)
     api = ApiStack(
         app,
@@ -93,7 +108,27 @@ def build(app: App, platform: PlatformConfig | None = None) -> Platform:
         api=api,
         env=env,
     )
-    result = Platform(config=config, data=data, network=network, api=api, identity=identity, compute=compute)
+    page_content = PageContentStack(
+        app,
+        f"{prefix}-PageContent",
+        config=config,
+        platform=platform,
+        hosting=page_hosting,
+        websocket_url=api.websocket_url,
+        identity_pool_id=identity.pool.identity_pool_id,
+        guest_role_arn=identity.pool.unauthenticated_role.role_arn,
+        env=env,
+    )
+    result = Platform(
+        config=config,
+        data=data,
+        network=network,
+        api=api,
+        identity=identity,
+        compute=compute,
+        page_hosting=page_hosting,
+        page_content=page_content,
+    )
     for stack in result.stacks():
         Tags.of(stack).add("project", "synapscribe")
         Tags.of(stack).add("environment", config.name)

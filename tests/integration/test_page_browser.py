@@ -19,6 +19,7 @@ from required_tools import require_tools
 from synapscribe.local.page_tour import (
     AFTER_RECONNECT,
     FOLLOW_UP,
+    LONG_QUESTION_SECONDS,
     SCREENSHOT,
     TEXT_QUESTION,
     TourResult,
@@ -77,8 +78,10 @@ def test_voice_question_recorded_as_webm_opus_is_heard_whole(tour: TourResult) -
 
 def test_text_question_and_follow_up_carry_the_conversation(tour: TourResult) -> None:
     kinds = [(t["kind"], t["state"], t["error"]) for t in tour.turns]
-    assert kinds == [("voice", "answered", None)] + [("text", "answered", None)] * 3, kinds
-    text, follow_up, after = tour.turns[1:]
+    assert kinds == [("voice", "answered", None)] + [("text", "answered", None)] * 3 + [
+        ("voice", "answered", None)
+    ]
+    text, follow_up, after = tour.turns[1:4]
     assert text["question"] == TEXT_QUESTION and text["answer"].startswith(
         f"[stand-in] You asked: {TEXT_QUESTION}"
     )
@@ -88,11 +91,21 @@ def test_text_question_and_follow_up_carry_the_conversation(tour: TourResult) ->
     assert f"Earlier in this conversation you asked: {FOLLOW_UP}" in after["answer"]
 
 
+def test_a_long_voice_question_goes_up_as_a_query_upload(tour: TourResult) -> None:
+    long = tour.turns[4]
+    assert long["transport"] == "upload", long
+    heard = re.fullmatch(
+        r"Heard: \[stand-in\] \(inaudible: no embedded text; ([\d.]+) s of audio\)", long["transcript"]
+    )
+    assert heard and abs(float(heard.group(1)) - LONG_QUESTION_SECONDS) < 1.5, long["transcript"]
+    assert f"Earlier in this conversation you asked: {AFTER_RECONNECT}" in long["answer"]
+
+
 def test_spoken_sentences_played_in_order_without_gaps(tour: TourResult) -> None:
     spoken = [(t["requestId"], s["seq"]) for t in tour.turns for s in t["sentences"]]
     assert len(tour.turns[0]["sentences"]) >= 2 and len(tour.turns[1]["sentences"]) >= 2
     # "Speak the answers" unticked: the last two answers are read only.
-    assert tour.turns[2]["sentences"] == [] and tour.turns[3]["sentences"] == []
+    assert all(t["sentences"] == [] for t in tour.turns[2:])
     assert all(s["state"] == "played" for t in tour.turns for s in t["sentences"])
     plays = [(e["requestId"], e["seq"]) for e in tour.play_log if e["event"] == "play"]
     ends = [(e["requestId"], e["seq"]) for e in tour.play_log if e["event"] == "ended"]

@@ -28,6 +28,8 @@ VOICE_QUESTION = "What is the main idea of this lecture?"
 TEXT_QUESTION = "Which example does the lecture give?"
 FOLLOW_UP = "Can you say that again more simply?"
 AFTER_RECONNECT = "Thank you. One more: how does it end?"
+#: Recorded this long, a question is over API Gateway's 32 KB frame at the page's bit rate.
+LONG_QUESTION_SECONDS = 13.0
 
 #: Every turn of the conversation, as the page shows it.
 TURNS_JS = """[...document.querySelectorAll('.turn')].map(t => ({
@@ -217,6 +219,9 @@ async def run_tour(
             marks["reconnected"] = time.monotonic()
             result.turns.append(await _ask_text(page, AFTER_RECONNECT, within=60))
             marks["answeredAfterReconnect"] = time.monotonic()
+            # A question too long for one frame goes up as a query upload (presigned POST).
+            result.turns.append(await _ask_voice(page, LONG_QUESTION_SECONDS, within=60))
+            marks["longVoice"] = time.monotonic()
             result.play_log = await _all_played(page, within=90)
             marks["played"] = time.monotonic()
             result.turns = await page.evaluate(TURNS_JS)

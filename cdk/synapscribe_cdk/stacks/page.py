@@ -1,0 +1,247 @@
+"""The student page: a private bucket behind CloudFront (origin access control), and its files
+with a `config.json` for this environment.
+
+Two stacks because of the order AWS needs: the lecture bucket's CORS must name the page's origin
+(the distribution's domain), so the distribution exists before the Data stack; the page's
+`config.json` names the WebSocket URL and the identity pool, so its content is deployed after the
+Api and Identity stacks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Aws, CfnOutput, DefaultStackSynthesizer, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import aws_cloudfront as cloudfront
+from aws_cdk import aws_cloudfront_origins as origins
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_deployment as s3deploy
+from constructs import Construct
+from synapscribe.platform import PlatformConfig
+from synapscribe.web import STATIC, page_config
+
+from synapscribe_cdk.config import EnvironmentConfig
+from synapscribe_cdk.constructs.log_groups import retained_log_group
+from synapscribe_cdk.nag import acknowledge, managed_policy_findings, wildcard_findings
+
+#: Where the page may connect: the WebSocket API, Cognito and STS for guest credentials, and the
+#: lecture bucket's presigned POST and GET URLs (virtual-hosted, global or regional endpoint).
+CONNECT_SOURCES = (
+    "wss://*.execute-api.{region}.amazonaws.com",
+    "https://cognito-identity.{region}.amazonaws.com",
+    "https://sts.{region}.amazonaws.com",
+    "https://*.s3.amazonaws.com",
+    "https://*.s3.{region}.amazonaws.com",
+)
+
+
+def content_security_policy(region: str) -> str:
+    sources = " ".join(s.format(region=region) for s in CONNECT_SOURCES)
+    s3_sources = " ".join(s.format(region=region) for s in CONNECT_SOURCES[3:])
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"connect-src 'self' {sources}",
+            f"media-src {s3_sources} blob:",
+            "img-src 'self' data:",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+class PageHostingStack(Stack):
+    """Private bucket, CloudFront with origin access control; `origin` is the page's origin."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        removal = RemovalPolicy.RETAIN if config.removal == "retain" else RemovalPolicy.DESTROY
+        self.logs = s3.Bucket(
+            self,
+            "Logs",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            # CloudFront's standard logs are delivered with an ACL grant.
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            lifecycle_rules=[
+                s3.LifecycleRule(id="expire-logs", expiration=Duration.days(config.log_retention_days))
+            ],
+            removal_policy=removal,
+            auto_delete_objects=removal == RemovalPolicy.DESTROY,
+        )
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.logs,
+            server_access_logs_prefix="bucket/",
+            removal_policy=removal,
+            auto_delete_objects=removal == RemovalPolicy.DESTROY,
+        )
+        headers = cloudfront.ResponseHeadersPolicy(
+            self,
+            "SecurityHeaders",
+            security_headers_behavior=cloudfront.ResponseSecurityHeadersBehavior(
+                content_security_policy=cloudfront.ResponseHeadersContentSecurityPolicy(
+                    content_security_policy=content_security_policy(self.region), override=True
+                ),
+                content_type_options=cloudfront.ResponseHeadersContentTypeOptions(override=True),
+                frame_options=cloudfront.ResponseHeadersFrameOptions(
+                    frame_option=cloudfront.HeadersFrameOption.DENY, override=True
+                ),
+                referrer_policy=cloudfront.ResponseHeadersReferrerPolicy(
+                    referrer_policy=cloudfront.HeadersReferrerPolicy.NO_REFERRER, override=True
+                ),
+                strict_transport_security=cloudfront.ResponseHeadersStrictTransportSecurity(
+                    access_control_max_age=Duration.days(365), include_subdomains=True, override=True
+                ),
+            ),
+        )
+        self.distribution = cloudfront.Distribution(
+            self,
+            "Distribution",
+            comment=f"SynapScribe student page ({config.name})",
+            default_root_object="index.html",
+            default_behavior=cloudfront.BehaviorOptions(
+                origin=origins.S3BucketOrigin.with_origin_access_control(self.bucket),
+                viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
+                allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD,
+                cache_policy=cloudfront.CachePolicy.CACHING_OPTIMIZED,
+                response_headers_policy=headers,
+            ),
+            minimum_protocol_version=cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021,
+            http_version=cloudfront.HttpVersion.HTTP2_AND_3,
+            enable_logging=True,
+            log_bucket=self.logs,
+            log_file_prefix="cloudfront/",
+        )
+        self._acknowledge_distribution()
+        self.origin = f"https://{self.distribution.distribution_domain_name}"
+        CfnOutput(self, "PageUrl", value=self.origin + "/", description="the student page")
+        # Explicit exports, so the content stack can name the bucket in its acknowledgements.
+        self._exports = {
+            "bucketArn": (f"{self.stack_name}-PageBucketArn", self.bucket.bucket_arn),
+            "distributionId": (f"{self.stack_name}-PageDistributionId", self.distribution.distribution_id),
+            "domainName": (f"{self.stack_name}-PageDomainName", self.distribution.distribution_domain_name),
+        }
+        for key, (name, value) in self._exports.items():
+            CfnOutput(self, key[0].upper() + key[1:], value=value, export_name=name)
+
+    def imported(self, consumer: Stack, key: str) -> str:
+        """One of the exports in another stack, as an explicit import (and a stack dependency)."""
+        consumer.add_stack_dependency(self)
+        return Fn.import_value(self._exports[key][0])
+
+    def _acknowledge_distribution(self) -> None:
+        acknowledge(
+            self.distribution,
+            "AwsSolutions-CFR1",
+            "Students open the page from anywhere; the API behind it has its own throttles and quotas.",
+        )
+        acknowledge(
+            self.distribution,
+            "AwsSolutions-CFR2",
+            "The distribution serves a few static files (GET/HEAD, cached); nothing behind it takes "
+            "input, so a WAF would guard nothing.",
+        )
+        acknowledge(
+            self.distribution,
+            "AwsSolutions-CFR4",
+            "The default *.cloudfront.net certificate lets CloudFront choose the viewer TLS policy; "
+            "TLSv1.2_2021 is set and takes effect once an alternate domain with its own certificate is "
+            "configured.",
+        )
+
+
+class PageContentStack(Stack):
+    """The page's files and its `config.json` (deploy-time values) in the hosting bucket."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: EnvironmentConfig,
+        platform: PlatformConfig,
+        hosting: PageHostingStack,
+        websocket_url: str,
+        identity_pool_id: str,
+        guest_role_arn: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        settings = page_config(
+            platform,
+            websocket_url,
+            mode="deployed",
+            region=self.region,
+            identity_pool_id=identity_pool_id,
+            guest_role_arn=guest_role_arn,
+        )
+        log_group = retained_log_group(self, "DeploymentLogs", config.log_retention_days)
+        bucket_arn = hosting.imported(self, "bucketArn")
+        bucket = s3.Bucket.from_bucket_arn(self, "PageBucket", bucket_arn)
+        distribution = cloudfront.Distribution.from_distribution_attributes(
+            self,
+            "PageDistribution",
+            distribution_id=hosting.imported(self, "distributionId"),
+            domain_name=hosting.imported(self, "domainName"),
+        )
+        self.deployment = s3deploy.BucketDeployment(
+            self,
+            "Files",
+            sources=[
+                s3deploy.Source.asset(str(STATIC)),
+                s3deploy.Source.json_data("config.json", settings),
+            ],
+            destination_bucket=bucket,
+            distribution=distribution,
+            distribution_paths=["/*"],
+            prune=True,
+            log_group=log_group,
+        )
+        self._acknowledge_deployment(f"{bucket_arn}/*")
+
+    def _acknowledge_deployment(self, objects: str) -> None:
+        """CDK's BucketDeployment handler (a singleton function at stack level) copies the asset
+        into the page bucket and invalidates the distribution; its grants are CDK's own."""
+        assets = (
+            f"arn:{Aws.PARTITION}:s3:::cdk-{DefaultStackSynthesizer.DEFAULT_QUALIFIER}-assets-"
+            f"{self.account}-{self.region}/*"
+        )
+        for child in self.node.children:
+            if not child.node.id.startswith("Custom::CDKBucketDeployment"):
+                continue
+            acknowledge(
+                child,
+                "AwsSolutions-L1",
+                "CDK's BucketDeployment handler pins its own Python runtime; it runs only during deploys.",
+            )
+            acknowledge(
+                child,
+                "AwsSolutions-IAM4",
+                "CDK's BucketDeployment handler uses AWSLambdaBasicExecutionRole for its logs.",
+                managed_policy_findings("service-role/AWSLambdaBasicExecutionRole"),
+            )
+            acknowledge(
+                child,
+                "AwsSolutions-IAM5",
+                "CDK grants its deployment handler read on this app's asset objects and read/write on "
+                "the page bucket's objects (names known only at deploy time); CloudFront invalidations "
+                "take no resource ARN narrower than *.",
+                [
+                    *(
+                        f"Action::s3:{a}"
+                        for a in ("GetBucket*", "GetObject*", "List*", "Abort*", "DeleteObject*")
+                    ),
+                    "Resource::*",
+                    *wildcard_findings(self, [assets, objects]),
+                ],
+            )
