@@ -239,3 +239,35 @@ def test_local_s3_admits_the_page_origin_only() -> None:
     preflight, done, _ = results[other]
     assert "access-control-allow-origin" not in preflight.headers
     assert "access-control-allow-origin" not in done.headers
+
+
+# --------------------------------------------------------------------------- player
+
+
+def test_sentences_play_in_order_whatever_order_they_arrive_in() -> None:
+    """A stand-in Audio element (node has none): `ended` is fired by the script."""
+    played = run_js(
+        f"import {{ AnswerPlayer }} from {module('player.js')};"
+        "const all = [];"
+        "globalThis.Audio = class { constructor() { this.l = {}; all.push(this); }"
+        " addEventListener(t, f) { (this.l[t] ??= []).push(f); }"
+        " fire(t) { for (const f of this.l[t] ?? []) f(); }"
+        " play() { setTimeout(() => this.fire('playing'), 0); return Promise.resolve(); } pause() {} };"
+        "const log = []; const player = new AnswerPlayer({ log });"
+        "const tick = () => new Promise(r => setTimeout(r, 1));"
+        "const playing = () => all.find(a => a.src && log.filter(e => e.event === 'play').length &&"
+        " log.at(-1).event === 'play' && a.src.endsWith(`/${log.at(-1).requestId}/${log.at(-1).seq}`));"
+        "const end = async () => { await tick(); playing().fire('ended'); await tick(); };"
+        "player.begin('a'); player.begin('b');"
+        # b's audio and a's seq 1 arrive before a's seq 0; a skips seq 2 (its TTS failed).
+        "player.add('b', 0, 'u/b/0', ''); player.add('a', 1, 'u/a/1', ''); await tick();"
+        "const before = log.length;"
+        "player.add('a', 0, 'u/a/0', ''); await end(); await end();"
+        "player.add('a', 3, 'u/a/3', ''); await tick(); const waiting = log.at(-1);"
+        "player.finish('a'); await end(); await end();"
+        "console.log(JSON.stringify({before, waiting, order: log.filter(e => e.event === 'play')"
+        ".map(e => e.requestId + e.seq)}));"
+    )
+    assert played["before"] == 0  # nothing plays until seq 0 of the first answer is there
+    assert played["waiting"]["event"] == "ended"  # seq 3 waits for seq 2 until the answer is complete
+    assert played["order"] == ["a0", "a1", "a3", "b0"]
