@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -271,3 +272,13 @@ def test_sentences_play_in_order_whatever_order_they_arrive_in() -> None:
     assert played["before"] == 0  # nothing plays until seq 0 of the first answer is there
     assert played["waiting"]["event"] == "ended"  # seq 3 waits for seq 2 until the answer is complete
     assert played["order"] == ["a0", "a1", "a3", "b0"]
+
+
+def test_local_refuses_a_page_port_it_cannot_use() -> None:
+    port = free_port()
+    cli = [sys.executable, "-m", "synapscribe.cli", "local", "--port", str(port)]
+    same = subprocess.run([*cli, "--page-port", str(port)], capture_output=True, text=True, timeout=60)
+    assert same.returncode == 1 and f"--page-port {port} is the WebSocket port" in same.stderr
+    assert "READY" not in same.stdout and "PAGE" not in same.stdout
+    bad = subprocess.run([*cli, "--page-port", "70000"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--page-port" in bad.stderr

@@ -100,6 +100,10 @@ async def run_stack(
     """Start everything, call `on_ready`, run until `stop` is set or a child dies, stop all."""
     platform = load_platform()
     check_port_free(config.port, LOOPBACK)
+    if config.page_port:
+        if config.page_port == config.port:
+            raise StackError(f"--page-port {config.page_port} is the WebSocket port: pick another")
+        check_port_free(config.page_port, LOOPBACK)
     if config.vllm_base_url is None and config.vllm_model is not None:
         raise StackError("VLLM_MODEL is set but VLLM_BASE_URL is not: set both to use a real vLLM")
     log_dir = config.log_dir or Path(tempfile.mkdtemp(prefix="synapscribe-local-"))
