@@ -10,7 +10,7 @@ import pytest
 from synth_support import REPO, cdk_env
 
 CDK = REPO / "node_modules" / ".bin" / "cdk"
-STACKS = ("Data", "Network", "Api", "Identity", "Compute")
+STACKS = ("Data", "Network", "Api", "Identity", "Compute", "PageHosting", "PageContent")
 
 
 @pytest.fixture(scope="module")
