@@ -105,6 +105,8 @@ class Prefixes(_Strict):
 class Storage(_Strict):
     prefixes: Prefixes
     ephemeral_days: PositiveInt
+    #: Lectures, transcripts and segments expire (S3 lifecycle and DynamoDB TTL) after this many days.
+    retention_days: PositiveInt
 
 
 #: A spot instance gets 2 minutes' notice; the drain and the shutdown after it must fit inside.
