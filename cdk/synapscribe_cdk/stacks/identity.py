@@ -54,4 +54,12 @@ class IdentityStack(Stack):
         CfnOutput(
             self, "IdentityPoolId", value=self.pool.identity_pool_id, description="Cognito identity pool"
         )
+        # The basic (classic) flow names the role it assumes: clients need its ARN (see
+        # synapscribe.smoke.aws_auth for why the enhanced flow cannot reach `$connect`).
+        CfnOutput(
+            self,
+            "GuestRoleArn",
+            value=self.pool.unauthenticated_role.role_arn,
+            description="guest role for STS AssumeRoleWithWebIdentity (basic flow)",
+        )
         CfnOutput(self, "Region", value=self.region, description="AWS_REGION")
