@@ -47,7 +47,7 @@ def prod_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_cloud_assembly_has_every_stack(prod_assembly: Path) -> None:
     manifest = json.loads((prod_assembly / "manifest.json").read_text())
     stacks = {k: a for k, a in manifest["artifacts"].items() if a["type"] == "aws:cloudformation:stack"}
-    assert set(stacks) == {f"SynapScribe-prod-{s}" for s in STACKS}
+    assert set(stacks) == {f"SynapScribe-prod-{s}" for s in STACKS} | {"SynapScribe-Account"}
     for artifact in stacks.values():
         assert artifact["environment"] == "aws://123456789012/eu-west-1"
         template = json.loads((prod_assembly / artifact["properties"]["templateFile"]).read_text())
@@ -64,6 +64,14 @@ def test_prod_keeps_its_data(prod_assembly: Path) -> None:
             assert resource["DeletionPolicy"] == "Retain"
         if resource["Type"] == "AWS::DynamoDB::Table":
             assert resource["Properties"]["DeletionProtectionEnabled"] is True
+
+
+def test_prod_buckets_do_not_empty_themselves(prod_assembly: Path) -> None:
+    for name in ("Data", "Network"):
+        template = json.loads((prod_assembly / f"SynapScribe-prod-{name}.template.json").read_text())
+        kinds = {r["Type"] for r in template["Resources"].values()}
+        assert "Custom::S3AutoDeleteObjects" not in kinds, name
+        assert "AWS::S3::Bucket" in kinds
 
 
 def test_validation_report_is_clean(prod_assembly: Path) -> None:

@@ -120,7 +120,7 @@ def _lambda_roles(synth: Synthesized) -> list[tuple[str, dict[str, Any], dict[st
 
 def test_lambda_roles_log_only_to_their_own_log_group(synth: Synthesized) -> None:
     found = _lambda_roles(synth)
-    assert len(found) == 3  # WebSocket handler, validation, drain
+    assert len(found) == 4  # WebSocket handler, validation, sweeper, drain
     for stack, role, fn in found:
         managed = _flat(role.get("ManagedPolicyArns", []))
         assert "AWSLambdaBasicExecutionRole" not in managed, (stack, fn["Handler"])

@@ -7,9 +7,9 @@ import json
 from synth_support import Synthesized, resources_of
 
 
-def test_pool_allows_guests_without_classic_flow(synth: Synthesized) -> None:
+def test_pool_allows_guests_with_the_classic_flow(synth: Synthesized) -> None:
     synth.template("identity").has_resource_properties(
-        "AWS::Cognito::IdentityPool", {"AllowUnauthenticatedIdentities": True, "AllowClassicFlow": False}
+        "AWS::Cognito::IdentityPool", {"AllowUnauthenticatedIdentities": True, "AllowClassicFlow": True}
     )
 
 

@@ -33,6 +33,7 @@ class EdgeFunction(Construct):
         security_group: ec2.ISecurityGroup,
         environment: dict[str, str],
         log_retention_days: int,
+        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         log_group = retained_log_group(self, "Logs", log_retention_days)
@@ -52,6 +53,7 @@ class EdgeFunction(Construct):
             environment=environment,
             log_group=log_group,
             role=function_role(self, "Role", log_group=log_group, in_vpc=True),
+            reserved_concurrent_executions=reserved_concurrency,
         )
         acknowledge(
             self.function,

@@ -11,8 +11,10 @@ from synapscribe.platform import PlatformConfig
 class LectureBucket(Construct):
     """Private, TLS-only, encrypted bucket with browser-upload CORS and ephemeral prefixes.
 
-    `queries/` and `responses/` expire after `storage.ephemeral_days`; everything else is kept.
-    Server access logs go to a second bucket of the same stack.
+    `queries/` and `responses/` expire after `storage.ephemeral_days`; `lectures/`,
+    `transcripts/` and `segments/` after `storage.retention_days` (their DynamoDB items carry the
+    same TTL). Server access logs go to a second bucket of the same stack. With a DESTROY removal
+    policy (dev) both buckets empty themselves when the stack is deleted; RETAIN (prod) keeps them.
     """
 
     def __init__(
@@ -38,9 +40,11 @@ class LectureBucket(Construct):
                 s3.LifecycleRule(id="expire-logs", expiration=Duration.days(log_retention_days))
             ],
             removal_policy=removal_policy,
+            auto_delete_objects=removal_policy == RemovalPolicy.DESTROY,
         )
         prefixes = platform.storage.prefixes
         ephemeral = Duration.days(platform.storage.ephemeral_days)
+        retained = Duration.days(platform.storage.retention_days)
         self.bucket = s3.Bucket(
             self,
             "Bucket",
@@ -64,9 +68,14 @@ class LectureBucket(Construct):
             lifecycle_rules=[
                 s3.LifecycleRule(id="expire-queries", prefix=prefixes.queries, expiration=ephemeral),
                 s3.LifecycleRule(id="expire-responses", prefix=prefixes.responses, expiration=ephemeral),
+                *(
+                    s3.LifecycleRule(id=f"expire-{prefix.rstrip('/')}", prefix=prefix, expiration=retained)
+                    for prefix in (prefixes.lectures, prefixes.transcripts, prefixes.segments)
+                ),
                 s3.LifecycleRule(
                     id="abort-incomplete-multipart", abort_incomplete_multipart_upload_after=Duration.days(1)
                 ),
             ],
             removal_policy=removal_policy,
+            auto_delete_objects=removal_policy == RemovalPolicy.DESTROY,
         )

@@ -15,7 +15,6 @@ TABLE_ITEM_ACTIONS = (
     "dynamodb:DeleteItem",
     "dynamodb:Query",
 )
-TABLE_READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query")
 
 
 def object_arns(bucket_arn: str, prefixes: Iterable[str]) -> list[str]:
@@ -31,12 +30,14 @@ def tables(actions: Iterable[str], table_arns: Iterable[str]) -> iam.PolicyState
     return iam.PolicyStatement(actions=sorted(actions), resources=list(table_arns))
 
 
-def connections_arn(api_id: str, stage: str) -> str:
-    """Every @connections call (POST, GET, DELETE) on one stage of one WebSocket API."""
-    return f"arn:{Aws.PARTITION}:execute-api:{Aws.REGION}:{Aws.ACCOUNT_ID}:{api_id}/{stage}/*/@connections/*"
+def connections_arn(api_id: str, stage: str, method: str = "POST") -> str:
+    """@connections calls with one HTTP method on one stage of one WebSocket API (POST sends a
+    message; GET and DELETE, which the platform never makes, would read or close connections)."""
+    return f"arn:{Aws.PARTITION}:execute-api:{Aws.REGION}:{Aws.ACCOUNT_ID}:{api_id}/{stage}/{method}/@connections/*"
 
 
-def manage_connections(api_id: str, stage: str) -> iam.PolicyStatement:
+def post_to_connections(api_id: str, stage: str) -> iam.PolicyStatement:
+    """Send messages to clients (synapscribe.connections.ConnectionPusher.post) and nothing else."""
     return iam.PolicyStatement(
         actions=["execute-api:ManageConnections"], resources=[connections_arn(api_id, stage)]
     )

@@ -123,7 +123,7 @@ class ComputeStack(Stack):
                 ["s3:PutObject"], bucket_arn, [prefixes.responses, prefixes.segments, prefixes.transcripts]
             ),
             permissions.tables(permissions.TABLE_ITEM_ACTIONS, [t.table_arn for t in data.tables.values()]),
-            permissions.manage_connections(api.imported_api_id(self), api.stage.stage_name),
+            permissions.post_to_connections(api.imported_api_id(self), api.stage.stage_name),
         ]
         for statement in statements:
             role.add_to_policy(statement)

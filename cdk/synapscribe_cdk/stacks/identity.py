@@ -1,6 +1,13 @@
 """Identity: the Cognito identity pool whose guest (unauthenticated) identities may only open a
 WebSocket connection. Everything else a client does goes through that connection, which the
-handler scopes to the identity that opened it."""
+handler scopes to the identity that opened it.
+
+Guests use the basic (classic) flow: GetId, GetOpenIdToken, then STS AssumeRoleWithWebIdentity
+with the guest role. The enhanced flow (GetCredentialsForIdentity) scopes unauthenticated
+credentials down with Cognito's managed session policy AmazonCognitoUnAuthedIdentitiesSessionPolicy,
+whose action list has no `execute-api`, so a guest's signed `$connect` would be denied whatever
+the role allows (AWS docs, "Identity pools (federated identities) authentication flow";
+tests/cdk/test_guest_access.py evaluates both flows)."""
 
 from __future__ import annotations
 
@@ -37,7 +44,7 @@ class IdentityStack(Stack):
             "Guests",
             identity_pool_name=f"synapscribe-{config.name}",
             allow_unauthenticated_identities=True,
-            allow_classic_flow=False,
+            allow_classic_flow=True,
         )
         acknowledge(
             self.pool,

@@ -79,7 +79,7 @@ class NetworkStack(Stack):
         port = self.port = platform.ports.agentcore
         if Token.is_unresolved(self.region):
             raise ConfigError(
-                "set CDK_DEFAULT_REGION (or CDK_DEPLOY_REGION): the VPC lists its zones by name"
+                "set CDK_DEPLOY_REGION (or -c region=R, or CDK_DEFAULT_REGION): the VPC lists its zones by name"
             )
         self._zones = config.zones_in(self.region)
         removal = RemovalPolicy.RETAIN if config.removal == "retain" else RemovalPolicy.DESTROY
@@ -184,6 +184,7 @@ class NetworkStack(Stack):
                 s3.LifecycleRule(id="expire-logs", expiration=Duration.days(config.log_retention_days))
             ],
             removal_policy=removal,
+            auto_delete_objects=removal == RemovalPolicy.DESTROY,
         )
         acknowledge(alb_logs, "AwsSolutions-S1", "This bucket only receives load-balancer access logs.")
 
