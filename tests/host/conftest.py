@@ -37,6 +37,7 @@ TEST_DEPLOY_ENV = {
     "SYNAPSCRIBE_CONNECTIONS_TABLE": "synapscribe-hosttest-connections",
     "SYNAPSCRIBE_LECTURES_TABLE": "synapscribe-hosttest-lectures",
     "SYNAPSCRIBE_SESSIONS_TABLE": "synapscribe-hosttest-sessions",
+    "SYNAPSCRIBE_LIMITS_TABLE": "synapscribe-hosttest-limits",
     "SYNAPSCRIBE_CONNECTIONS_ENDPOINT": "http://127.0.0.1:9/connections",
 }
 
