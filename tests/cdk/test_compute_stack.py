@@ -146,7 +146,10 @@ def test_instance_role_is_what_agentcore_does(synth: Synthesized) -> None:
     }
     (listing,) = [s for s in statements if s["Action"] == "s3:ListBucket"]
     assert listing["Resource"] == {"Fn::ImportValue": "SynapScribe-dev-Data-BucketArn"}
-    assert "Condition" not in listing, "a prefix condition turns missing-key 404s into 403s"
+    # Listing stops at the prefixes it reads (AgentCore lists a missing key to tell it from a denial).
+    assert list(listing["Condition"]) == ["StringLike"]
+    listed = listing["Condition"]["StringLike"]["s3:prefix"]
+    assert sorted(listed) == sorted(f"{p}*" for p in prefixes_for("s3:GetObject"))
     assert prefixes_for("s3:PutObject") == {prefixes.responses, prefixes.segments, prefixes.transcripts}
     actions = {
         a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
@@ -155,7 +158,7 @@ def test_instance_role_is_what_agentcore_does(synth: Synthesized) -> None:
     assert not any(a.endswith("*") for a in actions)
     assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"} <= actions
     connections = next(s for s in statements if s["Action"] == "execute-api:ManageConnections")
-    assert json.dumps(connections["Resource"]).endswith('"/prod/*/@connections/*"]]}')
+    assert json.dumps(connections["Resource"]).endswith('"/prod/POST/@connections/*"]]}')
     for s in statements:
         assert s["Resource"] != "*"
 

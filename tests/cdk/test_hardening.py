@@ -215,3 +215,19 @@ def test_ansible_reads_the_vllm_timeouts_from_the_platform() -> None:
         assert "default" not in options[name], f"{name}: the default is platform.yaml's, not a copy"
     exported = load_platform().as_dict()["vllm"]
     assert exported["start_timeout_seconds"] > exported["ready_timeout_seconds"] > 0
+
+
+def test_every_function_logs_to_a_retained_group(synth: Synthesized) -> None:
+    """CDK's own helper functions too (bucket notifications, auto-delete, default security group):
+    without a group of their own, Lambda makes /aws/lambda/<name> on first use and keeps it forever."""
+    days = synth.platform.config.log_retention_days
+    helpers = 0
+    for stack, template in synth.templates.items():
+        groups = resources_of(template, "AWS::Logs::LogGroup")
+        for name, fn in resources_of(template, "AWS::Lambda::Function").items():
+            group = fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+            assert groups[group]["Properties"]["RetentionInDays"] == days, (stack, name)
+            if not fn["Properties"].get("Handler", "").startswith(("synapscribe.", "drain_instance.")):
+                helpers += 1
+                assert group in fn["DependsOn"], (stack, name, "Lambda would create the group first")
+    assert helpers >= 3  # bucket notifications, auto-delete objects, default security group

@@ -94,6 +94,13 @@ class ComputeStack(Stack):
         """What AgentCore does: read uploads, transcripts and segments; write (and presign) answers;
         write segments and transcripts; keep the tables; push to clients."""
         prefixes = platform.storage.prefixes
+        readable = [
+            prefixes.lectures,
+            prefixes.queries,
+            prefixes.responses,
+            prefixes.segments,
+            prefixes.transcripts,
+        ]
         bucket_arn = data.imported_bucket_arn(self)
         role = iam.Role(
             self,
@@ -103,22 +110,16 @@ class ComputeStack(Stack):
         )
         statements = [
             # responses/ too: the presigned GET URLs AgentCore hands to clients carry its role.
-            permissions.objects(
-                ["s3:GetObject"],
-                bucket_arn,
-                [
-                    prefixes.lectures,
-                    prefixes.queries,
-                    prefixes.responses,
-                    prefixes.segments,
-                    prefixes.transcripts,
-                ],
+            permissions.objects(["s3:GetObject"], bucket_arn, readable),
+            # Listing only under the prefixes AgentCore reads. Without an unconditioned ListBucket
+            # a missing key may answer 403 instead of 404 (a GetObject carries no s3:prefix), so
+            # AgentCore tells "not made yet" or "gone" from a real denial by listing exactly that
+            # key, which this grant allows (synapscribe.agentcore.aws.AwsIo._get).
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in readable]}},
             ),
-            # Without ListBucket a missing key answers 403 instead of 404, and AgentCore tells
-            # "not made yet" (segments, transcripts) or "gone" (a query or lecture upload) from a
-            # real error by that 404. No s3:prefix condition: a GetObject request carries no
-            # prefix, so a conditioned grant would not turn its 403 into a 404.
-            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket_arn]),
             permissions.objects(
                 ["s3:PutObject"], bucket_arn, [prefixes.responses, prefixes.segments, prefixes.transcripts]
             ),
