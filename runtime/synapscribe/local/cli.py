@@ -25,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds each service may take to get ready",
     )
     parser.add_argument(
+        "--sweep-interval",
+        type=positive_float,
+        help="seconds between sweeper runs (default: platform.yaml sweeper.interval_seconds)",
+    )
+    parser.add_argument(
         "--info-json", type=Path, help="write the stack's endpoints (URL, moto, services) here once ready"
     )
 
@@ -36,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         vllm_model=os.environ.get("VLLM_MODEL") or None,
         log_dir=args.log_dir,
         ready_timeout=args.ready_timeout,
+        sweep_interval_seconds=args.sweep_interval,
     )
 
     def on_ready(stack: RunningStack) -> None:

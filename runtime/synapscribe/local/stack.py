@@ -24,6 +24,7 @@ from synapscribe.contract import ACTIONS
 from synapscribe.local.aws import LocalAws, moto_server, prepare
 from synapscribe.local.gateway import Gateway, LambdaHandler
 from synapscribe.local.supervisor import StackError, Supervisor, check_port_free, free_port
+from synapscribe.local.sweep_timer import SweepTimer
 from synapscribe.local.trigger import UploadTrigger
 from synapscribe.platform import PlatformConfig, load_platform
 
@@ -31,6 +32,7 @@ log = logging.getLogger("synapscribe.local")
 
 WEBSOCKET_HANDLER = "synapscribe.edge.websocket_handler"
 VALIDATE_HANDLER = "synapscribe.edge.validate_lecture"
+SWEEPER_HANDLER = "synapscribe.edge.sweeper"
 LOOPBACK = "127.0.0.1"
 
 
@@ -46,6 +48,8 @@ class StackConfig:
     #: False leaves AgentCore out (queries then get `upstream_unavailable`): for tests of the edge.
     start_agentcore: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: How often the sweeper runs (default: platform.yaml's sweeper.interval_seconds).
+    sweep_interval_seconds: float | None = None
 
 
 @dataclass
@@ -57,6 +61,7 @@ class RunningStack:
     log_dir: Path
     gateway: Gateway
     trigger: UploadTrigger
+    sweeper: SweepTimer
     pids: dict[str, int] = field(default_factory=dict)
 
 
@@ -186,6 +191,9 @@ async def _run(
         platform=platform,
     )
     trigger = UploadTrigger(aws.client("sqs"), aws.queue_url, validate_handler)
+    sweeper = SweepTimer(
+        load_handler(SWEEPER_HANDLER), config.sweep_interval_seconds or platform.sweeper.interval_seconds
+    )
     if stop.is_set():
         return 0
     try:
@@ -193,6 +201,7 @@ async def _run(
     except OSError as exc:
         raise StackError(f"cannot listen on {LOOPBACK}:{config.port}: {exc.strerror}") from None
     trigger.start()
+    sweeper.start()
     try:
         on_ready(
             RunningStack(
@@ -203,6 +212,7 @@ async def _run(
                 log_dir=supervisor.log_dir,
                 gateway=gateway,
                 trigger=trigger,
+                sweeper=sweeper,
                 pids={c.name: c.process.pid for c in supervisor.children if c.process is not None},
             )
         )
@@ -222,6 +232,7 @@ async def _run(
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
         return 0
     finally:
+        sweeper.stop()
         trigger.stop()
         await gateway.stop()
 
