@@ -94,6 +94,7 @@ def build(app: App, platform: PlatformConfig | None = None) -> Platform:
     account = AccountStack(app, ACCOUNT_STACK, env=env)
     data = DataStack(app, f"{prefix}-Data", config=config, platform=platform, env=env)
     network = NetworkStack(app, f"{prefix}-Network", config=config, platform=platform, env=env)
+    data.alarm_topic.notify(network.nat_alarms)
     api = ApiStack(
         app,
         f"{prefix}-Api",
@@ -105,7 +106,7 @@ def build(app: App, platform: PlatformConfig | None = None) -> Platform:
         env=env,
     )
     # The stage's access logs need the account's API Gateway logging role to exist first.
-    api.add_dependency(account)
+    api.add_stack_dependency(account)
     identity = IdentityStack(app, f"{prefix}-Identity", config=config, api=api, env=env)
     compute = ComputeStack(
         app,

@@ -42,7 +42,7 @@ def test_every_instance_and_launch_template_requires_imdsv2_and_encrypts(synth: 
             assert devices, f"{stack}: a {kind} without block device mappings gets an unencrypted root"
             for device in devices:
                 assert device["Ebs"]["Encrypted"] is True, (stack, kind, device)
-    assert seen >= 2  # the NAT instance and the fleet's launch template
+    assert seen >= 2  # the NAT's and the fleet's launch templates
 
 
 def _group(template: dict[str, Any], description_start: str) -> tuple[str, dict[str, Any]]:
@@ -75,8 +75,10 @@ def test_fleet_egress_is_tls_and_apt_only(synth: Synthesized) -> None:
 
 def test_nat_instance_admits_the_lambdas_and_the_fleet(synth: Synthesized) -> None:
     template = synth.templates["network"]
-    (nat,) = resources_of(template, "AWS::EC2::Instance").values()
-    (nat_sg,) = nat["Properties"]["SecurityGroupIds"]
+    (eni,) = resources_of(template, "AWS::EC2::NetworkInterface").values()
+    (nat_sg,) = eni["Properties"]["GroupSet"]
+    (launch,) = resources_of(template, "AWS::EC2::LaunchTemplate").values()
+    assert launch["Properties"]["LaunchTemplateData"]["SecurityGroupIds"] == [nat_sg]
     fleet, _ = _group(template, "GPU instances")
     edge, _ = _group(template, "SynapScribe Lambdas")
     admitted = {
@@ -85,9 +87,15 @@ def test_nat_instance_admits_the_lambdas_and_the_fleet(synth: Synthesized) -> No
         if r["Properties"]["GroupId"] == nat_sg
     }
     assert admitted == {(edge, 443), (fleet, 443), (fleet, 80)}
+    (nat_sg_id,) = [
+        k for k in resources_of(template, "AWS::EC2::SecurityGroup") if nat_sg["Fn::GetAtt"][0] == k
+    ]
+    assert not template["Resources"][nat_sg_id]["Properties"].get("SecurityGroupIngress")
     # And the fleet's subnets route through it, like the Lambdas'.
     via_nat = [
-        r for r in resources_of(template, "AWS::EC2::Route").values() if "InstanceId" in r["Properties"]
+        r
+        for r in resources_of(template, "AWS::EC2::Route").values()
+        if "NetworkInterfaceId" in r["Properties"]
     ]
     assert len(via_nat) == 2 * len(synth.platform.config.zones_in("eu-west-1"))
 
@@ -99,8 +107,10 @@ def test_only_the_nat_instance_has_a_public_subnet(synth: Synthesized) -> None:
         for k, s in resources_of(template, "AWS::EC2::Subnet").items()
         if s["Properties"]["MapPublicIpOnLaunch"]
     }
-    (nat,) = resources_of(template, "AWS::EC2::Instance").values()
-    assert nat["Properties"]["SubnetId"]["Ref"] in public
+    (eni,) = resources_of(template, "AWS::EC2::NetworkInterface").values()
+    assert eni["Properties"]["SubnetId"]["Ref"] in public
+    (group,) = resources_of(template, "AWS::AutoScaling::AutoScalingGroup").values()
+    assert {s["Ref"] for s in group["Properties"]["VPCZoneIdentifier"]} <= public
     for balancer in resources_of(template, "AWS::ElasticLoadBalancingV2::LoadBalancer").values():
         assert not {s["Ref"] for s in balancer["Properties"]["Subnets"]} & public
 

@@ -44,18 +44,90 @@ def test_no_nat_gateway_and_gateway_endpoints(synth: Synthesized) -> None:
     assert not any("execute-api" in s for s in services)
 
 
-def test_private_subnets_route_through_the_nat_instance(synth: Synthesized) -> None:
+def test_private_subnets_route_through_the_nat_interface(synth: Synthesized) -> None:
+    """Routes name the NAT's fixed network interface, not an instance: a replaced instance takes
+    the same interface, so no route changes (constructs/nat_instance.py)."""
     template = synth.templates["network"]
-    instances = resources_of(template, "AWS::EC2::Instance")
-    assert len(instances) == 1
-    (nat,) = instances.values()
-    assert nat["Properties"]["SourceDestCheck"] is False
-    assert nat["Properties"]["InstanceType"] == synth.platform.config.nat_instance_type
+    assert not resources_of(template, "AWS::EC2::Instance")
+    (eni_id, eni) = next(iter(resources_of(template, "AWS::EC2::NetworkInterface").items()))
+    assert eni["Properties"]["SourceDestCheck"] is False
     default_routes = [r["Properties"] for r in resources_of(template, "AWS::EC2::Route").values()]
-    via_nat = [r for r in default_routes if r.get("InstanceId") == {"Ref": next(iter(instances))}]
+    via_nat = [r for r in default_routes if r.get("NetworkInterfaceId") == {"Ref": eni_id}]
     # One per private subnet: the Lambdas' (edge) and the GPU fleet's.
     assert len(via_nat) == 2 * len(synth.platform.config.zones_in("eu-west-1"))
     assert all(r["DestinationCidrBlock"] == "0.0.0.0/0" for r in via_nat)
+
+
+def test_nat_instance_is_a_group_of_one_that_takes_the_interface(synth: Synthesized) -> None:
+    from synapscribe_cdk.constructs.nat_instance import is_arm
+
+    config = synth.platform.config
+    template = synth.templates["network"]
+    (eni_id,) = resources_of(template, "AWS::EC2::NetworkInterface")
+    (group,) = resources_of(template, "AWS::AutoScaling::AutoScalingGroup").values()
+    props = group["Properties"]
+    assert (props["MinSize"], props["MaxSize"]) == ("1", "1")
+    assert props["AutoScalingGroupName"] == f"synapscribe-{config.name}-nat"
+    assert props["HealthCheckType"] == "EC2"
+    eni = template["Resources"][eni_id]["Properties"]
+    assert props["VPCZoneIdentifier"] == [eni["SubnetId"]], "the group launches in the interface's zone"
+    (launch,) = resources_of(template, "AWS::EC2::LaunchTemplate").values()
+    data = launch["Properties"]["LaunchTemplateData"]
+    assert data["InstanceType"] == config.nat_instance_type and is_arm(config.nat_instance_type)
+    script = json.dumps(data["UserData"])
+    assert "attach-network-interface" in script and eni_id in script and "--device-index 1" in script
+    assert "--no-source-dest-check" in script and "MASQUERADE" in script and config.vpc_cidr in script
+    # The role may take the interface and change its own instances only.
+    role_policies = [
+        s
+        for p in resources_of(template, "AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if "ec2:AttachNetworkInterface" in json.dumps(s["Action"])
+    ]
+    conditioned = [s for s in role_policies if "Condition" in s]
+    assert len(conditioned) == 1
+    tag = conditioned[0]["Condition"]["StringEquals"]["aws:ResourceTag/aws:autoscaling:groupName"]
+    assert tag == props["AutoScalingGroupName"]
+    assert all("Condition" in s or eni_id in json.dumps(s["Resource"]) for s in role_policies)
+
+
+def test_nat_alarm_when_no_instance_is_in_service(synth: Synthesized) -> None:
+    template = synth.templates["network"]
+    (group,) = resources_of(template, "AWS::AutoScaling::AutoScalingGroup").values()
+    assert group["Properties"]["MetricsCollection"][0]["Metrics"] == ["GroupInServiceInstances"]
+    (alarm,) = resources_of(template, "AWS::CloudWatch::Alarm").values()
+    props = alarm["Properties"]
+    assert props["MetricName"] == "GroupInServiceInstances" and props["Statistic"] == "Minimum"
+    assert props["ComparisonOperator"] == "LessThanThreshold" and props["Threshold"] == 1
+    assert props["Dimensions"] == [
+        {"Name": "AutoScalingGroupName", "Value": group["Properties"]["AutoScalingGroupName"]}
+    ]
+    assert props["TreatMissingData"] == "breaching"
+
+
+def test_an_environment_may_ask_for_nat_gateways(tmp_path: Any) -> None:
+    from aws_cdk import App, Environment
+    from aws_cdk.assertions import Template
+    from synapscribe_cdk.application import default_context
+    from synapscribe_cdk.config import ENVIRONMENTS_KEY, load_environment
+    from synapscribe_cdk.stacks.network import NetworkStack
+
+    raw = default_context()[ENVIRONMENTS_KEY]
+    raw["dev"]["nat"] = "gateway"
+    config = load_environment(raw, "dev")
+    stack = NetworkStack(
+        App(outdir=str(tmp_path)),
+        "N",
+        config=config,
+        platform=load_platform(),
+        env=Environment(account="123456789012", region="eu-west-1"),
+    )
+    template = Template.from_stack(stack)
+    zones = len(config.zones_in("eu-west-1"))
+    template.resource_count_is("AWS::EC2::NatGateway", zones)
+    template.resource_count_is("AWS::AutoScaling::AutoScalingGroup", 0)
+    template.resource_count_is("AWS::EC2::NetworkInterface", 0)
+    assert not stack.nat_alarms
 
 
 def test_agentcore_port_only_from_the_lambdas(synth: Synthesized) -> None:
