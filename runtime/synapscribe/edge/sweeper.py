@@ -29,7 +29,7 @@ from synapscribe.edge.agentcore_client import AgentCoreError, post_job
 from synapscribe.edge.config import CachedDeps, EdgeDeps
 from synapscribe.edge.push import push
 from synapscribe.edge.removal import remove_lecture
-from synapscribe.store import _plain
+from synapscribe.store import TTL_ATTRIBUTE, _plain
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +153,11 @@ def _reject(d: EdgeDeps, item: dict[str, Any], resumes: int) -> None:
         f"The lecture could not be transcribed: it was started {resumes + 1} times and never finished. "
         "Upload it again, or split it into shorter parts."
     )
+    ends = d.store.retention_end(int(item.get("createdAt") or d.store.now()))
     updated = d.store.update_lecture(
-        lecture_id, {"status": "rejected", "reason": reason}, expected_status="transcribing"
+        lecture_id,
+        {"status": "rejected", "reason": reason, TTL_ATTRIBUTE: ends},
+        expected_status="transcribing",
     )
     if updated is None:
         return
