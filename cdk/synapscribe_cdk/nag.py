@@ -10,6 +10,7 @@ one and a new, unexpected wildcard still fails the synth.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -47,7 +48,7 @@ def wildcard_findings(scope: IConstruct, resources: Iterable[str]) -> list[str]:
     """IAM5 findings (`Resource::…`) for the wildcard resources among `resources`.
 
     Only valid for values that do not change at synthesis: literals, same-stack references and
-    explicit `Fn.import_value` (CDK's automatic cross-stack references become imports later).
+    explicit `Fn.get_stack_output` (CDK's automatic cross-stack references are rewritten later).
     """
     stack = Stack.of(scope)
     findings = []
@@ -77,4 +78,6 @@ def flatten_reference(node: Any) -> str:
             return flatten_reference(node["Fn::ImportValue"])
         if "Ref" in node:
             return f"<{flatten_reference(node['Ref'])}>"
+        # cdk-nag's fallback (e.g. Fn::GetStackOutput): JavaScript's compact JSON.stringify.
+        return json.dumps(node, separators=(",", ":"), ensure_ascii=False)
     raise ValueError(f"cannot flatten {node!r} the way cdk-nag does")

@@ -62,7 +62,7 @@ PSEUDO = {"AWS::Partition", "AWS::Region", "AWS::AccountId", "AWS::URLSuffix"}
 
 def resolve(node: Any, pseudo: dict[str, str], reference: Callable[[Any], str]) -> Any:
     """A CloudFormation value with its intrinsics evaluated: pseudo parameters from `pseudo`,
-    every other reference (Ref, GetAtt, ImportValue) through `reference`."""
+    every other reference (Ref, GetAtt, ImportValue, GetStackOutput) through `reference`."""
     if isinstance(node, list):
         return [resolve(n, pseudo, reference) for n in node]
     if not isinstance(node, dict):
@@ -72,6 +72,6 @@ def resolve(node: Any, pseudo: dict[str, str], reference: Callable[[Any], str]) 
         return delimiter.join(str(resolve(i, pseudo, reference)) for i in items)
     if set(node) == {"Ref"} and node["Ref"] in PSEUDO:
         return pseudo[node["Ref"]]
-    if len(node) == 1 and next(iter(node)) in ("Ref", "Fn::GetAtt", "Fn::ImportValue"):
+    if len(node) == 1 and next(iter(node)) in ("Ref", "Fn::GetAtt", "Fn::ImportValue", "Fn::GetStackOutput"):
         return reference(node)
     return {k: resolve(v, pseudo, reference) for k, v in node.items()}

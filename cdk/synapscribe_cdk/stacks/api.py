@@ -42,6 +42,7 @@ SWEEPER_TIMEOUT = Duration.seconds(120)
 #: API Gateway closes an integration after 29 s; the handler only hands work to AgentCore.
 WEBSOCKET_HANDLER_TIMEOUT = Duration.seconds(20)
 SYSTEM_ROUTES = ("$connect", "$disconnect", "$default")
+API_ID_OUTPUT = "ApiId"
 
 _ITEM = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
 #: The DynamoDB calls each function makes, by table (store.TABLE_KEYS field): what
@@ -242,14 +243,15 @@ class ApiStack(Stack):
             value=self.stage.callback_url,
             description="SYNAPSCRIBE_CONNECTIONS_ENDPOINT (@connections)",
         )
-        self._api_id_export = f"{self.stack_name}-ApiId"
-        CfnOutput(self, "ApiId", value=self.api.api_id, export_name=self._api_id_export)
+        # Read by name, never exported (see DataStack.imported_bucket_arn).
+        CfnOutput(self, API_ID_OUTPUT, value=self.api.api_id)
         CfnOutput(self, "Region", value=self.region, description="AWS_REGION")
 
     def imported_api_id(self, consumer: Stack) -> str:
-        """The API id in another stack, as an explicit import (see DataStack.imported_bucket_arn)."""
+        """The API id in another stack, read from this stack's output (see
+        DataStack.imported_bucket_arn)."""
         consumer.add_stack_dependency(self)
-        return Fn.import_value(self._api_id_export)
+        return Fn.get_stack_output(self.stack_name, API_ID_OUTPUT)
 
     def _grant(self, data: DataStack, platform: PlatformConfig) -> None:
         """Least privilege: the handler presigns uploads, checks query uploads and keeps its
