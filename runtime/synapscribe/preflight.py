@@ -354,7 +354,7 @@ def aws_clients(region: str) -> dict[str, Any]:
     import boto3
 
     session = boto3.session.Session(region_name=region)
-    return {s: session.client(s) for s in ("ssm", "ec2", "service-quotas", "cloudformation")}
+    return {s: session.client(s) for s in ("sts", "ssm", "ec2", "service-quotas", "cloudformation")}
 
 
 def default_cdk_json() -> Path | None:
@@ -366,8 +366,9 @@ def default_cdk_json() -> Path | None:
         return None
 
 
-EPILOG = "exit status: 0 every check passed; 2 bad flags or cdk.json; otherwise the sum of " + ", ".join(
-    f"{bit} {name}" for name, bit in EXIT_BITS.items()
+EPILOG = (
+    "exit status: 0 every check passed; 2 bad flags, cdk.json or no AWS credentials; otherwise the sum of "
+    + ", ".join(f"{bit} {name}" for name, bit in EXIT_BITS.items())
 )
 
 
@@ -401,14 +402,19 @@ def run(args: argparse.Namespace, clients: Mapping[str, Any] | None = None) -> i
         settings = load_settings(cdk_json, args.env)
     except SettingsError as exc:
         return _fail(str(exc))
-    results = run_checks(
-        settings, args.region, clients or aws_clients(args.region), None, args.toolkit_stack_name
-    )
+    clients = clients or aws_clients(args.region)
+    try:
+        # Whose account this is (and whether AWS answers at all) before judging it.
+        account = str(clients["sts"].get_caller_identity()["Account"])
+    except Exception as exc:
+        return _fail(f"cannot ask AWS who you are (credentials?): {exc}")
+    results = run_checks(settings, args.region, clients, None, args.toolkit_stack_name)
     status = exit_status(results)
     if args.json:
         doc = {
             "env": settings.name,
             "region": args.region,
+            "account": account,
             "exit": status,
             "checks": [r.__dict__ for r in results],
         }
@@ -416,7 +422,6 @@ def run(args: argparse.Namespace, clients: Mapping[str, Any] | None = None) -> i
     else:
         for r in results:
             print(f"{'PASS' if r.ok else 'FAIL'} {r.name}: {r.message}")
-        print(
-            f"preflight {settings.name} in {args.region}: {'ready to deploy' if status == 0 else f'exit {status}'}"
-        )
+        verdict = "ready to deploy" if status == 0 else f"exit {status}"
+        print(f"preflight {settings.name} in account {account}, {args.region}: {verdict}")
     return status

@@ -104,6 +104,7 @@ def account(aws_env: None) -> Iterator[dict[str, Any]]:
         cfn = boto3.client("cloudformation", region_name=REGION)
         cfn.create_stack(StackName="CDKToolkit", TemplateBody=toolkit_template(21))
         yield {
+            "sts": boto3.client("sts", region_name=REGION),
             "ec2": ec2,
             "ssm": ssm,
             "cloudformation": cfn,
@@ -311,7 +312,7 @@ def parse(*argv: str) -> Any:
 def test_ready_account_exits_0(account: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     assert preflight.run(parse("--region", REGION, "--env", "dev"), account) == 0
     out = capsys.readouterr().out
-    assert out.count("PASS ") == 5 and "ready to deploy" in out
+    assert out.count("PASS ") == 5 and "account 123456789012, eu-west-1: ready to deploy" in out
 
 
 def test_each_failure_sets_its_own_bit(account: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
@@ -347,3 +348,15 @@ def test_bad_flags_exit_2_and_touch_nothing(
     untouchable: dict[str, Any] = {}  # any AWS call would raise KeyError
     assert preflight.run(parse(*argv), untouchable) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_without_credentials_it_says_so_once(
+    account: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    sts = boto3.client("sts", region_name=REGION)
+    with Stubber(sts) as stub:
+        stub.add_client_error("get_caller_identity", "InvalidClientTokenId", "The security token is invalid")
+        status = preflight.run(parse("--region", REGION), {**account, "sts": sts})
+    assert status == 2
+    captured = capsys.readouterr()
+    assert "cannot ask AWS who you are" in captured.err and "FAIL" not in captured.out
