@@ -45,24 +45,28 @@ SYSTEM_ROUTES = ("$connect", "$disconnect", "$default")
 API_ID_OUTPUT = "ApiId"
 
 _ITEM = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
-#: The DynamoDB calls each function makes, by table (store.TABLE_KEYS field): what
-#: synapscribe.store does for the handler's actions, the validator's status updates and the
-#: sweeper's resumes. No function scans or queries except the sweeper, which looks for stuck
-#: lectures. A table missing here gets no grant (test_api_stack checks every table is named).
+_LEDGER = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+#: The DynamoDB calls each function makes, by table (store.TABLE_KEYS field), from
+#: synapscribe.store, quotas.py (a ledger is read, then updated on condition; a lecture upload's
+#: ledger update and pending item go in one TransactWriteItems, which IAM authorizes as the
+#: UpdateItem and PutItem inside it) and edge/rates.py (conditional updates). Only the sweeper
+#: scans, to find stuck lectures. A table missing here gets no grant (test_api_stack checks
+#: every table is named).
 FUNCTION_TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "websocket_handler": {
         "connections_table": _ITEM,
         "lectures_table": _ITEM,
         "sessions_table": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"),
-        "limits_table": _ITEM,
+        "limits_table": _LEDGER,
     },
     "validation": {
         "lectures_table": ("dynamodb:GetItem", "dynamodb:UpdateItem"),
-        "limits_table": ("dynamodb:UpdateItem",),
+        "limits_table": _LEDGER,
     },
     "sweeper": {
         "lectures_table": ("dynamodb:GetItem", "dynamodb:Scan", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
-        "limits_table": ("dynamodb:UpdateItem",),
+        "sessions_table": ("dynamodb:DeleteItem",),
+        "limits_table": _LEDGER,
     },
 }
 
@@ -254,24 +258,32 @@ class ApiStack(Stack):
         return Fn.get_stack_output(self.stack_name, API_ID_OUTPUT)
 
     def _grant(self, data: DataStack, platform: PlatformConfig) -> None:
-        """Least privilege: the handler presigns uploads, checks query uploads and keeps its
-        items; the validator reads, and may delete, uploaded lectures and updates their status;
-        the sweeper resumes stuck lectures. All but the sweeper push to clients (@connections
-        POST). Table actions are the calls each function makes (FUNCTION_TABLE_ACTIONS)."""
+        """Least privilege: the handler presigns uploads, checks query uploads, keeps its items
+        and deletes a lecture with what was made from it (deleteLecture); the validator reads,
+        and may delete, uploaded lectures and updates their status; the sweeper resumes stuck
+        lectures, rejects or removes the hopeless ones (edge/removal.py: it lists the lecture's
+        segments, then deletes its objects). All push to clients (@connections POST). Table
+        actions are the calls each function makes (FUNCTION_TABLE_ACTIONS)."""
         prefixes = platform.storage.prefixes
         bucket_arn = data.imported_bucket_arn(self)
         connections = permissions.post_to_connections(self.api.api_id, self.stage.stage_name)
+        made = [prefixes.lectures, prefixes.transcripts, prefixes.segments]
+        removal = [
+            permissions.objects(["s3:DeleteObject"], bucket_arn, made),
+            permissions.list_under(bucket_arn, [prefixes.segments]),
+        ]
         grants = {
             "websocket_handler": [
                 permissions.objects(["s3:PutObject"], bucket_arn, [prefixes.lectures, prefixes.queries]),
                 permissions.objects(["s3:GetObject"], bucket_arn, [prefixes.queries]),
+                *removal,
                 connections,
             ],
             "validation": [
                 permissions.objects(["s3:GetObject", "s3:DeleteObject"], bucket_arn, [prefixes.lectures]),
                 connections,
             ],
-            "sweeper": [],
+            "sweeper": [*removal, connections],
         }
         functions = {
             "websocket_handler": self.websocket_handler.function,
