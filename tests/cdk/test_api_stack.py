@@ -234,13 +234,28 @@ def test_handler_permissions_are_least_privilege(synth: Synthesized) -> None:
     assert ws_tables["connections_table"] == item
     assert ws_tables["sessions_table"] == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}
     assert all("dynamodb:Query" not in a and "dynamodb:Scan" not in a for a in ws_tables.values())
+    ledger = {"dynamodb:GetItem", "dynamodb:UpdateItem"}  # quotas.py and edge/rates.py
+    assert ws_tables["limits_table"] == ledger
     val_tables = _table_actions(val)
     assert "connections_table" not in val_tables and "sessions_table" not in val_tables
     assert val_tables["lectures_table"] == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    assert val_tables["limits_table"] == ledger
     sweeper_tables = _table_actions(sweeper)
-    assert set(sweeper_tables) <= {"lectures_table", "limits_table"}
+    assert set(sweeper_tables) == {"lectures_table", "sessions_table", "limits_table"}
+    assert sweeper_tables["sessions_table"] == {"dynamodb:DeleteItem"}
     assert "dynamodb:PutItem" not in sweeper_tables["lectures_table"]
-    assert not [s for s in sweeper if "s3:" in _flat(s["Action"]) or "execute-api" in _flat(s["Action"])]
+
+    # Removing a lecture (deleteLecture, the sweeper): delete what was made from it, list only segments/.
+    for statements in (ws, sweeper):
+        deletes = [s for s in statements if s["Action"] == "s3:DeleteObject"]
+        assert len(deletes) == 1
+        deleted = _flat(deletes[0]["Resource"])
+        for prefix in (prefixes.lectures, prefixes.transcripts, prefixes.segments):
+            assert f"/{prefix}*" in deleted
+        assert f"/{prefixes.queries}" not in deleted and f"/{prefixes.responses}" not in deleted
+        (listing,) = [s for s in statements if s["Action"] == "s3:ListBucket"]
+        assert listing["Condition"] == {"StringLike": {"s3:prefix": [f"{prefixes.segments}*"]}}
+    assert not [s for s in val if s["Action"] == "s3:ListBucket"]
 
     assert "s3:DeleteObject" in _flat([s["Action"] for s in val])
     assert "s3:PutObject" not in _flat([s["Action"] for s in val])
@@ -253,7 +268,7 @@ def test_handler_permissions_are_least_privilege(synth: Synthesized) -> None:
         if "execute-api:ManageConnections" in _flat(statement["Action"]):
             # POST (send a message) on this stage only: no GET or DELETE of connections.
             assert resources.endswith('/prod/POST/@connections/*"]]}'), resources
-    assert sum("execute-api:ManageConnections" in _flat(s["Action"]) for s in ws + val) == 2
+    assert sum("execute-api:ManageConnections" in _flat(s["Action"]) for s in ws + val + sweeper) == 3
 
 
 def test_every_table_is_granted_to_some_function(synth: Synthesized) -> None:

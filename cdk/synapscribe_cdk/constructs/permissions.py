@@ -26,6 +26,15 @@ def objects(actions: Iterable[str], bucket_arn: str, prefixes: Iterable[str]) ->
     return iam.PolicyStatement(actions=sorted(actions), resources=object_arns(bucket_arn, prefixes))
 
 
+def list_under(bucket_arn: str, prefixes: Iterable[str]) -> iam.PolicyStatement:
+    """ListBucket for keys under `prefixes` only (a listing request carries its prefix as s3:prefix)."""
+    return iam.PolicyStatement(
+        actions=["s3:ListBucket"],
+        resources=[bucket_arn],
+        conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}},
+    )
+
+
 def tables(actions: Iterable[str], table_arns: Iterable[str]) -> iam.PolicyStatement:
     return iam.PolicyStatement(actions=sorted(actions), resources=list(table_arns))
 
