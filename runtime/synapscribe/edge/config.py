@@ -36,6 +36,10 @@ class EdgeSettings(BaseSettings):
     #: stack's fuzz tests send a thousand messages on one connection to test the contract).
     rate_connection_messages: int | None = Field(default=None, gt=0)
     rate_source_messages: int | None = Field(default=None, gt=0)
+    #: Override quotas.jobs_in_flight / quotas.questions_per_minute for this process: a benchmark
+    #: of concurrent sessions on the local stack asks as one identity.
+    quota_jobs_in_flight: int | None = Field(default=None, gt=0)
+    quota_questions_per_minute: int | None = Field(default=None, gt=0)
 
 
 def s3_client(region: str | None = None) -> Any:
@@ -68,7 +72,19 @@ class EdgeDeps:
 
     @property
     def quotas(self) -> OwnerQuotas:
-        return OwnerQuotas(self.store, self.platform)
+        """The owner quotas: platform.yaml's, with the settings' overrides."""
+        overrides = {
+            name: value
+            for name, value in (
+                ("jobs_in_flight", self.settings.quota_jobs_in_flight),
+                ("questions_per_minute", self.settings.quota_questions_per_minute),
+            )
+            if value is not None
+        }
+        platform = self.platform
+        if overrides:
+            platform = platform.model_copy(update={"quotas": platform.quotas.model_copy(update=overrides)})
+        return OwnerQuotas(self.store, platform)
 
     @property
     def rates(self) -> Rates:
