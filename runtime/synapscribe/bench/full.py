@@ -7,7 +7,7 @@ a prefix-cache hit, throughput by concurrent sessions, and the KV cache in use. 
 
 Local: `synapscribe bench full --url ws://127.0.0.1:PORT [--local-info FILE]` (the local stack's
 `--info-json` gives the TTS service and the model server's `/metrics`).
-Deployed: `synapscribe bench full --stack-outputs cdk-outputs.json [--metrics-url URL] [--gpu-url URL]`,
+Deployed: `synapscribe bench full --stack-outputs cdk-outputs-dev.json [--metrics-url URL] [--gpu-url URL]`,
 with both URLs on an SSM port-forward to an instance's AgentCore (its operator diagnostics,
 `/v1/diagnostics/metrics` and `/v1/diagnostics/gpu`, answer only callers on the instance).
 Exit status 0 when every case ran, 1 when some failed (the report says which), 2 for bad flags.
