@@ -35,7 +35,7 @@ def test_preflight_checks_the_zones_the_network_stack_uses(
     assert ours.production == (cdk.removal == "retain")
 
 
-def test_default_env_is_the_apps(tmp_path) -> None:
+def test_default_env_is_the_apps() -> None:
     assert load_settings(CDK_JSON, None).name == default_context()["env"]
 
 
