@@ -7,7 +7,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from synapscribe_cdk.nag import acknowledge
+from synapscribe_cdk.nag import acknowledge, acknowledge_checkov
 
 #: SQS keeps a message at most 14 days: time enough to read why a lecture was never validated.
 RETENTION = Duration.days(14)
@@ -28,6 +28,12 @@ class FailureQueue(Construct):
             "AwsSolutions-SQS3",
             "This queue is itself the on-failure destination (a dead-letter store); nothing consumes "
             "it automatically, an operator reads it when its alarm fires.",
+        )
+        acknowledge_checkov(
+            self.queue,
+            "CKV_AWS_27",
+            "Encrypted at rest with SQS-managed keys (SSE-SQS); a KMS key would add key permissions to "
+            "Lambda's on-failure delivery to protect only the failed events' bucket and key names.",
         )
         self.alarm = self.queue.metric_approximate_number_of_messages_visible(
             period=Duration.minutes(5), statistic="Maximum"

@@ -7,6 +7,8 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 from synapscribe.platform import PlatformConfig
 
+from synapscribe_cdk.nag import acknowledge_checkov, acknowledge_log_bucket
+
 
 class LectureBucket(Construct):
     """Private, TLS-only, encrypted bucket with browser-upload CORS and ephemeral prefixes.
@@ -42,6 +44,7 @@ class LectureBucket(Construct):
             removal_policy=removal_policy,
             auto_delete_objects=removal_policy == RemovalPolicy.DESTROY,
         )
+        acknowledge_log_bucket(self.access_logs)
         prefixes = platform.storage.prefixes
         ephemeral = Duration.days(platform.storage.ephemeral_days)
         retained = Duration.days(platform.storage.retention_days)
@@ -78,4 +81,10 @@ class LectureBucket(Construct):
             ],
             removal_policy=removal_policy,
             auto_delete_objects=removal_policy == RemovalPolicy.DESTROY,
+        )
+        acknowledge_checkov(
+            self.bucket,
+            "CKV_AWS_21",
+            "Lectures, transcripts and answers must be gone when they expire or their owner deletes "
+            "them; versioning would keep every deleted object as a noncurrent version.",
         )

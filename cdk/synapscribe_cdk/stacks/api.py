@@ -30,7 +30,7 @@ from synapscribe_cdk.constructs import permissions
 from synapscribe_cdk.constructs.edge_function import EdgeFunction
 from synapscribe_cdk.constructs.failure_queue import FailureQueue
 from synapscribe_cdk.constructs.log_groups import retained_log_group
-from synapscribe_cdk.nag import acknowledge, managed_policy_findings, wildcard_findings
+from synapscribe_cdk.nag import acknowledge, acknowledge_checkov, managed_policy_findings, wildcard_findings
 from synapscribe_cdk.stacks.data import DataStack
 from synapscribe_cdk.stacks.network import EDGE_SUBNETS, NetworkStack
 
@@ -139,6 +139,12 @@ class ApiStack(Stack):
             reserved_concurrency=config.reserved_concurrency.websocket_handler,
             **placement,
         )
+        acknowledge_checkov(
+            self.websocket_handler.function,
+            "CKV_AWS_116",
+            "API Gateway invokes it synchronously and gets its error back; a dead-letter queue only "
+            "receives events of asynchronous invocations.",
+        )
 
         integration = integrations.WebSocketLambdaIntegration("Handler", self.websocket_handler.function)
         self.api = apigw.WebSocketApi(
@@ -206,6 +212,12 @@ class ApiStack(Stack):
             on_failure=destinations.SqsDestination(self.validation_failures.queue),
             retry_attempts=config.validation_retry_attempts,
             max_event_age=Duration.seconds(config.validation_max_event_age_seconds),
+        )
+        acknowledge_checkov(
+            self.validation.function,
+            "CKV_AWS_116",
+            "Failed events go to its on-failure destination (the alarmed ValidationFailures queue), "
+            "which keeps the error with the event; a dead-letter queue would be a second copy.",
         )
         self.sweeper = self._sweeper(code, environment, placement, platform)
 
@@ -331,6 +343,12 @@ class ApiStack(Stack):
             description="SynapScribe: resume lectures stuck in transcribing, remove stale pending ones",
             schedule=events.Schedule.rate(Duration.seconds(platform.sweeper.interval_seconds)),
             targets=[targets.LambdaFunction(sweeper.function, retry_attempts=0)],
+        )
+        acknowledge_checkov(
+            sweeper.function,
+            "CKV_AWS_116",
+            "Every scheduled run sweeps everything that is due, so a failed run is redone by the next "
+            "one; a queued copy of the schedule's event would replay nothing.",
         )
         return sweeper
 

@@ -36,7 +36,7 @@ from synapscribe.platform import PlatformConfig
 from synapscribe_cdk.config import ConfigError, EnvironmentConfig
 from synapscribe_cdk.constructs.log_groups import retained_log_group
 from synapscribe_cdk.constructs.nat_instance import SelfHealingNatProvider
-from synapscribe_cdk.nag import acknowledge
+from synapscribe_cdk.nag import acknowledge, acknowledge_checkov, acknowledge_log_bucket
 
 #: The AgentCore readiness path (docs/interfaces.md): 200 only when vLLM and TTS answer.
 READY_PATH = "/ready"
@@ -166,6 +166,7 @@ class NetworkStack(Stack):
             auto_delete_objects=removal == RemovalPolicy.DESTROY,
         )
         acknowledge(alb_logs, "AwsSolutions-S1", "This bucket only receives load-balancer access logs.")
+        acknowledge_log_bucket(alb_logs)
 
         self.alb = elbv2.ApplicationLoadBalancer(
             self,
@@ -202,6 +203,13 @@ class NetworkStack(Stack):
             open=False,
             default_target_groups=[self.target_group],
         )
+        plain_http = (
+            "The balancer is internal, in the private edge subnets, and admits only the edge "
+            "functions' security group; TLS would need a certificate for a private name (a private "
+            "CA), and the hop never leaves the VPC."
+        )
+        acknowledge_checkov(self.listener, "CKV_AWS_2", plain_http)
+        acknowledge_checkov(self.listener, "CKV_AWS_103", plain_http)
 
     @property
     def availability_zones(self) -> list[str]:
