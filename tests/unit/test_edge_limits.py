@@ -303,3 +303,16 @@ def test_a_flooding_connection_is_rate_limited_alone_and_stays_open(
     handle(message(alice, probe, "198.51.100.7"), deps)
     assert pushed(alice)[-1]["code"] == "not_found"
     assert deps.store.get_connection(alice) is not None
+
+
+def test_a_query_clip_used_by_a_query_gives_its_upload_slot_back(
+    deps: EdgeDeps, alice: str, session_id: str, agentcore: AgentCoreRecorder
+) -> None:
+    up = one(deps, alice, query_upload())
+    assert up["type"] == "uploadUrl"
+    quotas = OwnerQuotas(deps.store, deps.platform)
+    assert list(quotas.ledger("alice").uploads) == [up["uploadId"]]
+    deps.s3.put_object(Bucket=deps.resources.bucket, Key=up["key"], Body=b"ID3" + bytes(100))
+    assert send(deps, alice, {"action": "query", "sessionId": session_id, "queryKey": up["key"]}) == []
+    assert len(agentcore.requests) == 1
+    assert quotas.ledger("alice").uploads == {}
