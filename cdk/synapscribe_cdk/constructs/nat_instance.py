@@ -193,7 +193,7 @@ class SelfHealingNatProvider(ec2.NatProvider):
             alarm_description=(
                 "The NAT instance group has had no instance in service for 10 minutes: the Lambdas cannot "
                 "reach @connections and the GPU instances lose egress. Auto Scaling keeps replacing it; "
-                "check the group's activity (spot of the type, the AMI parameter, the boot script's log)."
+                "check the group's activity (capacity for the type, the AMI parameter, the boot script's log)."
             ),
             threshold=1,
             evaluation_periods=2,
