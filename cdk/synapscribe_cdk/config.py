@@ -120,8 +120,6 @@ class EnvironmentConfig(_Strict):
     #: event older than this (then it goes to the on-failure queue, which alarms).
     validation_retry_attempts: int = Field(default=2, ge=0, le=2)
     validation_max_event_age_seconds: int = Field(default=3600, ge=60, le=21600)
-    #: How often the sweeper resumes lectures left `transcribing` by a dead AgentCore.
-    sweeper_interval_minutes: int = Field(default=5, ge=1, le=60)
 
     @field_validator("availability_zones")
     @classmethod
