@@ -186,3 +186,22 @@ def test_internal_balancer_checks_ready(synth: Synthesized) -> None:
 def test_zones_are_listed_not_looked_up(synth: Synthesized) -> None:
     manifest = json.loads((synth.outdir / "manifest.json").read_text())
     assert not manifest.get("missing"), "synth must not need context lookups (no AWS access)"
+
+
+def test_nat_boot_script_is_valid_bash(synth: Synthesized, tmp_path: Any) -> None:
+    """The boot script as the instance gets it (references filled in) parses as bash, and stops on
+    the first failing step except the attach, which it retries."""
+    import subprocess
+
+    from iam_eval import resolve
+
+    template = synth.templates["network"]
+    (launch,) = resources_of(template, "AWS::EC2::LaunchTemplate").values()
+    pseudo = {"AWS::Region": "eu-west-1", "AWS::Partition": "aws", "AWS::AccountId": "123456789012"}
+    user_data = resolve(launch["Properties"]["LaunchTemplateData"]["UserData"], pseudo, lambda _: "eni-0abc")
+    script = user_data["Fn::Base64"]
+    assert script.startswith("#!/bin/bash\n") and "set -euo pipefail" in script
+    assert "--network-interface-id eni-0abc --device-index 1 && exit 0" in script
+    path = tmp_path / "nat-boot.sh"
+    path.write_text(script)
+    subprocess.run(["bash", "-n", str(path)], check=True, timeout=30)
