@@ -202,6 +202,7 @@ def test_nat_boot_script_is_valid_bash(synth: Synthesized, tmp_path: Any) -> Non
     script = user_data["Fn::Base64"]
     assert script.startswith("#!/bin/bash\n") and "set -euo pipefail" in script
     assert "--network-interface-id eni-0abc --device-index 1 && exit 0" in script
+    assert "ip_forward = 1" in script and "rp_filter = 2" in script  # forwards; loose reverse path
     path = tmp_path / "nat-boot.sh"
     path.write_text(script)
     subprocess.run(["bash", "-n", str(path)], check=True, timeout=30)

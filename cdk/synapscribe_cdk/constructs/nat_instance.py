@@ -38,7 +38,10 @@ def boot_script(eni_ref: str, vpc_cidr: str) -> list[str]:
     return [
         "set -euo pipefail",
         "dnf install -y iptables-services",
-        "echo 'net.ipv4.ip_forward = 1' > /etc/sysctl.d/90-nat.conf",
+        # Loose reverse-path filtering: traffic arrives on the NAT interface (eth1) but its
+        # route back leaves through the primary one, which strict filtering would drop.
+        "printf 'net.ipv4.ip_forward = 1\\nnet.ipv4.conf.all.rp_filter = 2\\n"
+        "net.ipv4.conf.default.rp_filter = 2\\n' > /etc/sysctl.d/90-nat.conf",
         "sysctl -p /etc/sysctl.d/90-nat.conf",
         f"iptables -t nat -A POSTROUTING -s {vpc_cidr} ! -d {vpc_cidr} -j MASQUERADE",
         "iptables -F FORWARD",
