@@ -65,7 +65,7 @@ def test_expired_lease_is_handed_over_once_and_a_live_one_is_left(
     assert len(transcribe_calls(agentcore)) == 1
     # A stale period later, nobody took it: handed over again (so is the other one, whose lease
     # has run out meanwhile without AgentCore finishing it).
-    at(deps, monkeypatch, now + stale)
+    at(deps, monkeypatch, now + stale + 30)  # (+30: the seconds this test itself has taken)
     assert sorted(sweep(deps).resumed) == ["lec_dead", "lec_fresh", "lec_live"]
     item = deps.store.get_lecture("lec_dead", "alice")
     assert item is not None and item["sweepResumes"] == 2 and item["status"] == "transcribing"
@@ -78,9 +78,9 @@ def test_a_lecture_never_finished_is_rejected_after_max_resumes(
     stale = deps.platform.sweeper.stale_handoff_seconds
     transcribing(deps, "lec_poison", lease_until=now - 1, updated_ago=stale + 5)
     for i in range(deps.platform.sweeper.max_resumes):
-        at(deps, monkeypatch, now + i * stale)
+        at(deps, monkeypatch, now + i * (stale + 30))
         assert sweep(deps).resumed == ["lec_poison"]
-    at(deps, monkeypatch, now + deps.platform.sweeper.max_resumes * stale)
+    at(deps, monkeypatch, now + deps.platform.sweeper.max_resumes * (stale + 30))
     assert sweep(deps).rejected == ["lec_poison"]
     item = deps.store.get_lecture("lec_poison", "alice")
     assert item is not None and item["status"] == "rejected" and "never finished" in item["reason"]
