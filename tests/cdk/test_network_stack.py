@@ -89,6 +89,15 @@ def test_nat_instance_is_a_group_of_one_that_takes_the_interface(synth: Synthesi
     tag = conditioned[0]["Condition"]["StringEquals"]["aws:ResourceTag/aws:autoscaling:groupName"]
     assert tag == props["AutoScalingGroupName"]
     assert all("Condition" in s or eni_id in json.dumps(s["Resource"]) for s in role_policies)
+    health = [
+        s
+        for p in resources_of(template, "AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if s["Action"] == "autoscaling:SetInstanceHealth"
+    ]
+    assert len(health) == 1 and json.dumps(health[0]["Resource"]).endswith(
+        f'autoScalingGroupName/{props["AutoScalingGroupName"]}"]]}}'
+    )
 
 
 def test_nat_alarm_when_no_instance_is_in_service(synth: Synthesized) -> None:
@@ -188,21 +197,68 @@ def test_zones_are_listed_not_looked_up(synth: Synthesized) -> None:
     assert not manifest.get("missing"), "synth must not need context lookups (no AWS access)"
 
 
-def test_nat_boot_script_is_valid_bash(synth: Synthesized, tmp_path: Any) -> None:
-    """The boot script as the instance gets it (references filled in) parses as bash, and stops on
-    the first failing step except the attach, which it retries."""
-    import subprocess
-
+def _nat_boot_script(synth: Synthesized) -> str:
     from iam_eval import resolve
 
     template = synth.templates["network"]
     (launch,) = resources_of(template, "AWS::EC2::LaunchTemplate").values()
     pseudo = {"AWS::Region": "eu-west-1", "AWS::Partition": "aws", "AWS::AccountId": "123456789012"}
     user_data = resolve(launch["Properties"]["LaunchTemplateData"]["UserData"], pseudo, lambda _: "eni-0abc")
-    script = user_data["Fn::Base64"]
+    return str(user_data["Fn::Base64"])
+
+
+def test_nat_boot_script_is_valid_bash(synth: Synthesized, tmp_path: Any) -> None:
+    import subprocess
+
+    script = _nat_boot_script(synth)
     assert script.startswith("#!/bin/bash\n") and "set -euo pipefail" in script
-    assert "--network-interface-id eni-0abc --device-index 1 && exit 0" in script
+    assert "--network-interface-id eni-0abc --device-index 1" in script
     assert "ip_forward = 1" in script and "rp_filter = 2" in script  # forwards; loose reverse path
     path = tmp_path / "nat-boot.sh"
     path.write_text(script)
     subprocess.run(["bash", "-n", str(path)], check=True, timeout=30)
+
+
+def _run_boot(synth: Synthesized, tmp_path: Any, failing: str) -> tuple[int, list[str]]:
+    """Run the boot script with every outside command stubbed (each logs its arguments; the one
+    named `failing` fails) and sysctl's file in tmp_path."""
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+    for name in ("curl", "aws", "dnf", "sysctl", "iptables", "service", "systemctl", "sleep"):
+        fail = f'case "$*" in *{failing}*) exit 1;; esac\n' if failing else ""
+        stub = bin_dir / name
+        stub.write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n{fail}echo i-0123\n')
+        stub.chmod(0o755)
+    script = _nat_boot_script(synth).replace("/etc/sysctl.d/", f"{tmp_path}/")
+    path = tmp_path / "nat-boot.sh"
+    path.write_text(script)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    done = subprocess.run(
+        ["bash", str(path)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    return done.returncode, log.read_text().splitlines()
+
+
+def test_nat_boot_takes_the_interface(synth: Synthesized, tmp_path: Any) -> None:
+    code, calls = _run_boot(synth, tmp_path, failing="")
+    assert code == 0
+    attach = [c for c in calls if "attach-network-interface" in c]
+    assert attach == [
+        "aws ec2 attach-network-interface --region eu-west-1 --instance-id i-0123 "
+        "--network-interface-id eni-0abc --device-index 1"
+    ]
+    assert not [c for c in calls if "set-instance-health" in c]
+    assert any("--no-source-dest-check" in c for c in calls)
+
+
+def test_nat_boot_failure_marks_the_instance_unhealthy(synth: Synthesized, tmp_path: Any) -> None:
+    """A NAT that cannot forward must not stay in service: Auto Scaling replaces it."""
+    code, calls = _run_boot(synth, tmp_path, failing="install")
+    assert code != 0
+    assert calls[-1] == (
+        "aws autoscaling set-instance-health --region eu-west-1 --instance-id i-0123 --health-status Unhealthy"
+    )
+    assert not [c for c in calls if "attach-network-interface" in c]

@@ -34,9 +34,20 @@ def is_arm(instance_type: str) -> bool:
 
 def boot_script(eni_ref: str, vpc_cidr: str) -> list[str]:
     """Forward and masquerade the VPC's traffic, then take the fixed ENI (retrying while a
-    replaced instance still holds it)."""
+    replaced instance still holds it). Any failing step marks the instance unhealthy, so the
+    group replaces an instance that boots but cannot forward (EC2's status checks would pass)."""
+    region = Aws.REGION
     return [
         "set -euo pipefail",
+        "TOKEN=$(curl -sS -X PUT http://169.254.169.254/latest/api/token "
+        "-H 'X-aws-ec2-metadata-token-ttl-seconds: 300')",
+        'INSTANCE=$(curl -sS -H "X-aws-ec2-metadata-token: $TOKEN" '
+        "http://169.254.169.254/latest/meta-data/instance-id)",
+        "unhealthy() {",
+        f'  aws autoscaling set-instance-health --region {region} --instance-id "$INSTANCE" '
+        "--health-status Unhealthy || true",
+        "}",
+        "trap unhealthy ERR",
         "dnf install -y iptables-services",
         # Loose reverse-path filtering: traffic arrives on the NAT interface (eth1) but its
         # route back leaves through the primary one, which strict filtering would drop.
@@ -47,16 +58,13 @@ def boot_script(eni_ref: str, vpc_cidr: str) -> list[str]:
         "iptables -F FORWARD",
         "service iptables save",
         "systemctl enable --now iptables",
-        "TOKEN=$(curl -sS -X PUT http://169.254.169.254/latest/api/token "
-        "-H 'X-aws-ec2-metadata-token-ttl-seconds: 300')",
-        'INSTANCE=$(curl -sS -H "X-aws-ec2-metadata-token: $TOKEN" '
-        "http://169.254.169.254/latest/meta-data/instance-id)",
-        f'aws ec2 modify-instance-attribute --region {Aws.REGION} --instance-id "$INSTANCE" --no-source-dest-check',
+        f'aws ec2 modify-instance-attribute --region {region} --instance-id "$INSTANCE" --no-source-dest-check',
         "for attempt in $(seq 1 60); do",
-        f'  aws ec2 attach-network-interface --region {Aws.REGION} --instance-id "$INSTANCE" '
-        f"--network-interface-id {eni_ref} --device-index 1 && exit 0",
+        f'  if aws ec2 attach-network-interface --region {region} --instance-id "$INSTANCE" '
+        f"--network-interface-id {eni_ref} --device-index 1; then exit 0; fi",
         "  sleep 10",
         "done",
+        "unhealthy",
         "exit 1",
     ]
 
@@ -122,6 +130,10 @@ class SelfHealingNatProvider(ec2.NatProvider):
         )
         own_instances = {"StringEquals": {"aws:ResourceTag/aws:autoscaling:groupName": self._group_name}}
         instances = f"arn:{Aws.PARTITION}:ec2:{Aws.REGION}:{Aws.ACCOUNT_ID}:instance/*"
+        group_arn = (
+            f"arn:{Aws.PARTITION}:autoscaling:{Aws.REGION}:{Aws.ACCOUNT_ID}:autoScalingGroup:*:"
+            f"autoScalingGroupName/{self._group_name}"
+        )
         eni_arn = f"arn:{Aws.PARTITION}:ec2:{Aws.REGION}:{Aws.ACCOUNT_ID}:network-interface/{self.eni.ref}"
         statements = [
             iam.PolicyStatement(
@@ -130,6 +142,8 @@ class SelfHealingNatProvider(ec2.NatProvider):
                 conditions=own_instances,
             ),
             iam.PolicyStatement(actions=["ec2:AttachNetworkInterface"], resources=[eni_arn]),
+            # The boot script reports a failed start so the group replaces the instance.
+            iam.PolicyStatement(actions=["autoscaling:SetInstanceHealth"], resources=[group_arn]),
         ]
         for statement in statements:
             role.add_to_policy(statement)
@@ -137,8 +151,9 @@ class SelfHealingNatProvider(ec2.NatProvider):
             role,
             "AwsSolutions-IAM5",
             "Instance ids are made at launch: the instance wildcard is limited by condition to this NAT "
-            "group's own instances (its aws:autoscaling:groupName tag).",
-            wildcard_findings(scope, [instances]),
+            "group's own instances (its aws:autoscaling:groupName tag); a group ARN embeds a generated "
+            "id, so the group is matched by its name.",
+            wildcard_findings(scope, [instances, group_arn]),
         )
         user_data = ec2.UserData.for_linux()
         user_data.add_commands(*boot_script(self.eni.ref, self._vpc_cidr))
