@@ -1,47 +1,12 @@
-"""The real `cdk synth` (npm aws-cdk CLI) of the prod environment, offline, with fake credentials."""
+"""The real `cdk synth` (npm aws-cdk CLI) of the prod environment, offline, with fake credentials
+(the session fixture `prod_assembly` in conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
-import pytest
-from synth_support import REPO, cdk_env
-
-CDK = REPO / "node_modules" / ".bin" / "cdk"
 STACKS = ("Data", "Network", "Api", "Identity", "Compute")
-
-
-@pytest.fixture(scope="module")
-def prod_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not CDK.exists():
-        pytest.fail(f"{CDK} is missing: run scripts/setup (it installs the aws-cdk CLI)")
-    out = tmp_path_factory.mktemp("cli") / "cdk.out"
-    env = cdk_env()
-    env.update(CDK_DISABLE_CLI_TELEMETRY="true", CI="true")
-    result = subprocess.run(
-        [
-            str(CDK),
-            "synth",
-            "--quiet",
-            "--no-notices",
-            "--no-version-reporting",
-            "-o",
-            str(out),
-            "-c",
-            "env=prod",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "Successfully synthesized" in result.stderr + result.stdout
-    return out
 
 
 def test_cloud_assembly_has_every_stack(prod_assembly: Path) -> None:
