@@ -158,7 +158,7 @@ class ComputeStack(Stack):
             statistic="Maximum",
             period=period,
         )
-        healthy = network.target_group.metrics.healthy_host_count(period=period, statistic="Maximum")
+        healthy = _target_group_metric(network, "HealthyHostCount", period)
         starved = cloudwatch.MathExpression(
             expression="IF(desired > 0 AND FILL(healthy, 0) < 1, 1, 0)",
             using_metrics={"desired": desired, "healthy": healthy},
@@ -181,7 +181,7 @@ class ComputeStack(Stack):
 
     def _balancer_alarms(self, network: NetworkStack) -> list[cloudwatch.Alarm]:
         period = Duration.minutes(5)
-        alb, tg = network.alb, network.target_group
+        alb = network.alb
         errors = cloudwatch.MathExpression(
             expression="elb + target",
             using_metrics={
@@ -203,9 +203,7 @@ class ComputeStack(Stack):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        unhealthy = tg.metrics.unhealthy_host_count(
-            period=Duration.minutes(1), statistic="Maximum"
-        ).create_alarm(
+        unhealthy = _target_group_metric(network, "UnHealthyHostCount", Duration.minutes(1)).create_alarm(
             self,
             "UnhealthyHosts",
             alarm_description=(
@@ -218,3 +216,20 @@ class ComputeStack(Stack):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         return [five_xx, unhealthy]
+
+
+def _target_group_metric(network: NetworkStack, name: str, period: Duration) -> cloudwatch.Metric:
+    """A host-count metric of AgentCore's target group (maximum over `period`). Built from the
+    balancer's and target group's own full-name attributes: CDK's `target_group.metrics` derive the
+    balancer's name by splitting the listener ARN, and across stacks that puts Fn::GetStackOutput
+    inside Fn::Split, which CloudFormation does not accept (cfn-lint E1022)."""
+    return cloudwatch.Metric(
+        namespace="AWS/ApplicationELB",
+        metric_name=name,
+        dimensions_map={
+            "LoadBalancer": network.alb.load_balancer_full_name,
+            "TargetGroup": network.target_group.target_group_full_name,
+        },
+        statistic="Maximum",
+        period=period,
+    )
