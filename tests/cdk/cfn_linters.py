@@ -124,22 +124,27 @@ def lint(templates: dict[str, dict[str, Any]], regions: list[str], workdir: Path
             (dirs[STRIPPED] / name).write_text(json.dumps(stripped(template), indent=1))
     venv = checkov_venv()
     started = time.monotonic()
-    checkov = subprocess.Popen(
-        # The script through the environment's python: its #! line names the build directory.
-        [str(venv / "bin" / "python"), str(venv / "bin" / "checkov"), "--framework", "cloudformation", "--directory", str(workdir),
-         "--output", "json", "--skip-download"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_offline_env(),
-    )  # fmt: skip
+    # The script through the environment's python: its #! line names the build directory.
+    checkov_argv = [str(venv / "bin" / "python"), str(venv / "bin" / "checkov"), "--framework", "cloudformation",
+                    "--directory", str(workdir), "--output", "json", "--skip-download"]  # fmt: skip
     files = sorted(str(p) for d in dirs.values() for p in d.glob("*.json"))
-    cfn_lint = subprocess.run(
-        [str(CFN_LINT), "--format", "json", "--regions", *regions, "--", *files],
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    lint_seconds = time.monotonic() - started
-    out, err = checkov.communicate(timeout=600)
+    checkov = subprocess.Popen(
+        checkov_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_offline_env()
+    )
+    try:  # cfn-lint meanwhile (two cores)
+        cfn_lint = subprocess.run(
+            [str(CFN_LINT), "--format", "json", "--regions", *regions, "--", *files],
+            capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        lint_seconds = time.monotonic() - started
+        out, err = checkov.communicate(timeout=600)
+    finally:
+        if checkov.poll() is None:
+            checkov.kill()
+            checkov.communicate()
     checkov_seconds = time.monotonic() - started
     # cfn-lint exits with a bit mask of the levels it found (2 error, 4 warning, 8 informational);
-    # 1 or 32 mean it could not run.
+    # any other code (a traceback exits 1) means it did not run.
     if cfn_lint.returncode & 1 or cfn_lint.returncode >= 16 or not cfn_lint.stdout.strip():
         raise AssertionError(f"cfn-lint failed (exit {cfn_lint.returncode}):\n{cfn_lint.stderr[-3000:]}")
     if checkov.returncode not in (0, 1) or not out.strip():
@@ -168,7 +173,7 @@ def lint(templates: dict[str, dict[str, Any]], regions: list[str], workdir: Path
 def _offline_env() -> dict[str, str]:
     # No API key: checkov reports locally and sends nothing to its platform.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BC_", "CKV_", "PRISMA_"))}
-    env.update(LOG_LEVEL="WARNING", CHECKOV_RUN_SCA_PACKAGE_SCAN_V2="false")
+    env.update(LOG_LEVEL="WARNING")
     return env
 
 
