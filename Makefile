@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
-## CDK environment from cdk.json for `make synth` (dev or prod).
+## CDK environment from cdk.json for `make synth` (dev or prod). The region is CDK_DEPLOY_REGION,
+## else AWS_REGION, else eu-west-1 (the CDK CLI overwrites CDK_DEFAULT_REGION, so it is not enough).
 CDK_ENV ?= dev
 
 .PHONY: setup demo test test-fast lint synth ami bench clean
@@ -32,7 +33,8 @@ lint: setup
 ## The CloudFormation templates of every stack in cdk.out, offline (no AWS access needed: without
 ## credentials, placeholder account and region are used; with them, the CLI's own).
 synth: setup
-	CDK_DEFAULT_ACCOUNT=$${CDK_DEFAULT_ACCOUNT:-123456789012} CDK_DEFAULT_REGION=$${CDK_DEFAULT_REGION:-eu-west-1} \
+	CDK_DEFAULT_ACCOUNT=$${CDK_DEFAULT_ACCOUNT:-123456789012} \
+	  CDK_DEPLOY_REGION=$${CDK_DEPLOY_REGION:-$${AWS_REGION:-$${CDK_DEFAULT_REGION:-eu-west-1}}} \
 	  AWS_EC2_METADATA_DISABLED=$${AWS_EC2_METADATA_DISABLED:-true} \
 	  npx cdk synth --quiet --no-notices -c env=$(CDK_ENV)
 

@@ -5,4 +5,5 @@ TEST_RESOURCES = {
     "SYNAPSCRIBE_CONNECTIONS_TABLE": "synapscribe-test-connections",
     "SYNAPSCRIBE_LECTURES_TABLE": "synapscribe-test-lectures",
     "SYNAPSCRIBE_SESSIONS_TABLE": "synapscribe-test-sessions",
+    "SYNAPSCRIBE_LIMITS_TABLE": "synapscribe-test-limits",
 }

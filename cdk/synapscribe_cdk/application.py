@@ -20,6 +20,9 @@ from synapscribe_cdk.config import (
     EnvironmentConfig,
     load_environment,
 )
+from synapscribe_cdk.constructs.log_groups import retain_helper_function_logs
+from synapscribe_cdk.stacks.account import STACK_NAME as ACCOUNT_STACK
+from synapscribe_cdk.stacks.account import AccountStack
 from synapscribe_cdk.stacks.api import ApiStack
 from synapscribe_cdk.stacks.compute import ComputeStack
 from synapscribe_cdk.stacks.data import DataStack
@@ -39,11 +42,30 @@ def default_context() -> dict[str, Any]:
     return context
 
 
+#: `-c region=R` names the region outright.
+REGION_KEY = "region"
+
+
+def target_environment(app: App) -> Environment:
+    """Account and region to synthesize for: context `region`, else CDK_DEPLOY_REGION, else
+    CDK_DEFAULT_REGION. The CDK CLI sets CDK_DEFAULT_* itself (from AWS_REGION or the profile,
+    else us-east-1), overwriting what the caller exported, so a region the operator names must
+    come in by context or CDK_DEPLOY_REGION (the CDK developer guide's "Environments" pattern)."""
+    region = app.node.try_get_context(REGION_KEY)
+    if region is not None and (not isinstance(region, str) or not region):
+        raise ConfigError(f"context {REGION_KEY!r} must be a region name, got {region!r}")
+    return Environment(
+        account=os.environ.get("CDK_DEPLOY_ACCOUNT") or os.environ.get("CDK_DEFAULT_ACCOUNT") or None,
+        region=region or os.environ.get("CDK_DEPLOY_REGION") or os.environ.get("CDK_DEFAULT_REGION") or None,
+    )
+
+
 @dataclass
 class Platform:
     """The stacks of one environment."""
 
     config: EnvironmentConfig
+    account: AccountStack
     data: DataStack
     network: NetworkStack
     api: ApiStack
@@ -54,6 +76,7 @@ class Platform:
 
     def stacks_by_key(self) -> dict[str, Stack]:
         return {
+            "account": self.account,
             "data": self.data,
             "network": self.network,
             "api": self.api,
@@ -71,11 +94,10 @@ def build(app: App, platform: PlatformConfig | None = None) -> Platform:
     """Add the environment named by context `env` to `app`, with AwsSolutions checks."""
     platform = platform or load_platform()
     config = load_environment(app.node.try_get_context(ENVIRONMENTS_KEY), app.node.try_get_context(ENV_KEY))
-    env = Environment(
-        account=os.environ.get("CDK_DEPLOY_ACCOUNT") or os.environ.get("CDK_DEFAULT_ACCOUNT") or None,
-        region=os.environ.get("CDK_DEPLOY_REGION") or os.environ.get("CDK_DEFAULT_REGION") or None,
-    )
+    env = target_environment(app)
     prefix = f"SynapScribe-{config.name}"
+    # Shared by every environment of the account and region (the same stack whichever builds it).
+    account = AccountStack(app, ACCOUNT_STACK, env=env)
     page_hosting = PageHostingStack(app, f"{prefix}-PageHosting", config=config, env=env)
     data = DataStack(app, f"{prefix}-Data", config=config, platform=platform, env=env)
     # The page uploads lectures with presigned POSTs and plays answers from the bucket.
@@ -87,6 +109,7 @@ def build(app: App, platform: PlatformConfig | None = None) -> Platform:
         max_age=3000,
     )
     network = NetworkStack(app, f"{prefix}-Network", config=config, platform=platform, env=env)
+    data.alarm_topic.notify(network.nat_alarms)
     api = ApiStack(
         app,
         f"{prefix}-Api",
@@ -97,6 +120,8 @@ def build(app: App, platform: PlatformConfig | None = None) -> Platform:
         repo_root=REPO_ROOT,
         env=env,
     )
+    # The stage's access logs need the account's API Gateway logging role to exist first.
+    api.add_stack_dependency(account)
     identity = IdentityStack(app, f"{prefix}-Identity", config=config, api=api, env=env)
     compute = ComputeStack(
         app,
@@ -121,6 +146,7 @@ def build(app: App, platform: PlatformConfig | None = None) -> Platform:
     )
     result = Platform(
         config=config,
+        account=account,
         data=data,
         network=network,
         api=api,
@@ -131,6 +157,9 @@ def build(app: App, platform: PlatformConfig | None = None) -> Platform:
     )
     for stack in result.stacks():
         Tags.of(stack).add("project", "synapscribe")
-        Tags.of(stack).add("environment", config.name)
+        if stack is not account:  # one stack for every environment: no environment tag
+            Tags.of(stack).add("environment", config.name)
+    for stack in result.stacks():
+        retain_helper_function_logs(stack, config.log_retention_days)
     nag.add_checks(app)
     return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from synapscribe.contract import ACTIONS
 
 ENVIRONMENTS_KEY = "synapscribe:environments"
 ENV_KEY = "env"
@@ -71,6 +72,16 @@ class Throttle(_Strict):
     burst_limit: int = Field(gt=0, le=5000)
 
 
+class ReservedConcurrency(_Strict):
+    """Reserved concurrency: a cap on the validation Lambda (a flood of uploads cannot exhaust the
+    account's concurrency) and a floor for the WebSocket handler (other functions of the account
+    cannot starve the students). AWS keeps 100 of the account's concurrency unreserved, so an
+    account at the default limit of 10 cannot reserve any (preflight checks the account limit)."""
+
+    validation: int = Field(ge=1, le=1000)
+    websocket_handler: int = Field(ge=1, le=3000)
+
+
 class EnvironmentConfig(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{1,15}$")
     #: `retain` keeps the bucket and tables when the stack is deleted (production data).
@@ -84,6 +95,10 @@ class EnvironmentConfig(_Strict):
     availability_zones: list[str] | None = None
     stage_name: str = Field(default="prod", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     throttle: Throttle
+    #: Lower limits for the routes that cost the most (presigned uploads, GPU questions), by route
+    #: key (a contract action); the stage throttle above applies to every other route.
+    route_throttles: dict[str, Throttle] = Field(default_factory=dict)
+    reserved_concurrency: ReservedConcurrency
     log_retention_days: int
     instance_types: list[str] = Field(min_length=1)
     root_volume_gib: int = Field(ge=60, le=2000)
@@ -92,12 +107,19 @@ class EnvironmentConfig(_Strict):
     drain_seconds: int = Field(ge=10, le=900)
     #: The NAT instance that gives the Lambdas' subnets egress to @connections (see stacks/network.py).
     nat_instance_type: str = Field(default="t4g.nano", pattern=r"^[a-z][a-z0-9]*\.[a-z0-9]+$")
+    #: `instance`: the NAT instance above, in an Auto Scaling group of one that replaces it when it
+    #: fails; `gateway`: a managed NAT gateway per zone (more costly, no instance to look after).
+    nat: Literal["instance", "gateway"] = "instance"
     #: Subscribed to the alarm topic when set.
     alarm_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
     #: Let operators open shells on GPU instances through Session Manager (no SSH, no open port).
     session_manager: bool = True
     lambda_memory_mib: int = Field(default=512, ge=128, le=10240)
     validation_timeout_seconds: int = Field(default=300, ge=10, le=900)
+    #: S3 invokes the validator asynchronously: Lambda retries a failed run this often and drops an
+    #: event older than this (then it goes to the on-failure queue, which alarms).
+    validation_retry_attempts: int = Field(default=2, ge=0, le=2)
+    validation_max_event_age_seconds: int = Field(default=3600, ge=60, le=21600)
 
     @field_validator("availability_zones")
     @classmethod
@@ -120,6 +142,21 @@ class EnvironmentConfig(_Strict):
             if origin != "*" and not origin.startswith(("https://", "http://localhost")):
                 raise ValueError(f"origin {origin!r} must be https://… (or http://localhost…, or *)")
         return value
+
+    @field_validator("route_throttles")
+    @classmethod
+    def _routes(cls, value: dict[str, Throttle]) -> dict[str, Throttle]:
+        unknown = sorted(set(value) - set(ACTIONS))
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not a route (one of {', '.join(ACTIONS)})")
+        return value
+
+    @model_validator(mode="after")
+    def _routes_below_stage(self) -> EnvironmentConfig:
+        for route, limits in self.route_throttles.items():
+            if limits.rate_limit > self.throttle.rate_limit or limits.burst_limit > self.throttle.burst_limit:
+                raise ValueError(f"route_throttles.{route} must not exceed the stage throttle")
+        return self
 
     @field_validator("log_retention_days")
     @classmethod

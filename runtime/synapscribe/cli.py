@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("synapscribe.local.demo", "start the local stack, run the smoke test against it, stop"),
     "bench": ("synapscribe.bench.cli", "benchmarks: pipeline, validation, synth, full"),
     "capacity": ("synapscribe.capacity_cli", "capacity planner: KV cache, lecture limits, instances, cost"),
+    "preflight": (
+        "synapscribe.preflight",
+        "before `cdk deploy`: AMI, spot vCPU quota, zones, CDK bootstrap and CORS in the target account",
+    ),
 }
 
 

@@ -40,6 +40,10 @@ class ErrorCode(StrEnum):
     BUSY = "busy"
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     INTERNAL = "internal"
+    #: A per-identity quota (platform.yaml `quotas`) would be exceeded; the message names it and its limit.
+    QUOTA_EXCEEDED = "quota_exceeded"
+    #: Too many messages on this connection or from this address (platform.yaml `rates`).
+    RATE_LIMITED = "rate_limited"
 
 
 class ContractError(Exception):
@@ -111,11 +115,24 @@ class EndSession(_Action):
     sessionId: str = Field(pattern=ID_PATTERN)
 
 
+class DeleteLecture(_Action):
+    action: Literal["deleteLecture"]
+    lectureId: str = Field(pattern=ID_PATTERN)
+
+
 ClientMessage = Annotated[
-    CreateUpload | GetLecture | StartSession | Query | EndSession, Field(discriminator="action")
+    CreateUpload | GetLecture | StartSession | Query | EndSession | DeleteLecture,
+    Field(discriminator="action"),
 ]
 _CLIENT_ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
-ACTIONS: tuple[str, ...] = ("createUpload", "getLecture", "startSession", "query", "endSession")
+ACTIONS: tuple[str, ...] = (
+    "createUpload",
+    "getLecture",
+    "startSession",
+    "query",
+    "endSession",
+    "deleteLecture",
+)
 
 
 # --------------------------------------------------------------------------- server to client
@@ -217,6 +234,13 @@ class SessionEnded(_Out):
     sessionId: str
 
 
+class LectureDeleted(_Out):
+    """deleteLecture's answer: the lecture, its transcript, segments and sessions are gone."""
+
+    type: Literal["lectureDeleted"] = "lectureDeleted"
+    lectureId: str
+
+
 class ErrorMessage(_Out):
     type: Literal["error"] = "error"
     code: ErrorCode
@@ -225,7 +249,16 @@ class ErrorMessage(_Out):
 
 
 ServerMessage = Annotated[
-    UploadUrl | Lecture | Session | Transcript | AnswerDelta | Audio | Answer | SessionEnded | ErrorMessage,
+    UploadUrl
+    | Lecture
+    | Session
+    | Transcript
+    | AnswerDelta
+    | Audio
+    | Answer
+    | SessionEnded
+    | LectureDeleted
+    | ErrorMessage,
     Field(discriminator="type"),
 ]
 SERVER_ADAPTER: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
@@ -253,7 +286,7 @@ def _describe(exc: ValidationError) -> str:
 
 def parse_client_message(
     frame: str | bytes, platform: PlatformConfig | None = None
-) -> CreateUpload | GetLecture | StartSession | Query | EndSession:
+) -> CreateUpload | GetLecture | StartSession | Query | EndSession | DeleteLecture:
     """Validate one WebSocket frame from a client.
 
     Raises ContractError with the contract's code: bad_request, unknown_action, too_large or

@@ -107,6 +107,47 @@ class Prefixes(_Strict):
 class Storage(_Strict):
     prefixes: Prefixes
     ephemeral_days: PositiveInt
+    #: Lectures, transcripts and segments expire (S3 lifecycle and DynamoDB TTL) after this many days.
+    retention_days: PositiveInt
+    #: A pending lecture (its upload not yet validated) ends after this many seconds.
+    pending_upload_seconds: int = Field(ge=120, le=86400)
+
+
+class Quotas(_Strict):
+    """Per-owner quotas (quotas.py holds them in the limits table)."""
+
+    lectures: PositiveInt
+    stored_bytes: PositiveInt
+    uploads_in_progress: PositiveInt
+    questions_per_minute: PositiveInt
+    jobs_in_flight: PositiveInt
+    job_lease_seconds: int = Field(ge=30, le=3600)
+
+
+class Rates(_Strict):
+    """Per-connection and per-source-address message rates (edge/rates.py)."""
+
+    window_seconds: int = Field(ge=1, le=3600)
+    connection_messages: PositiveInt
+    source_messages: PositiveInt
+
+    @model_validator(mode="after")
+    def _source_covers_a_connection(self) -> Rates:
+        if self.source_messages < self.connection_messages:
+            raise ValueError(
+                f"rates.source_messages ({self.source_messages}) must be at least "
+                f"rates.connection_messages ({self.connection_messages}): one address carries one connection or more"
+            )
+        return self
+
+
+class Sweeper(_Strict):
+    """The scheduled sweeper (edge/sweeper.py)."""
+
+    interval_seconds: int = Field(ge=60, le=86400)
+    max_per_run: PositiveInt
+    stale_handoff_seconds: int = Field(ge=60)
+    max_resumes: int = Field(ge=1, le=20)
 
 
 #: A spot instance gets 2 minutes' notice; the drain and the shutdown after it must fit inside.
@@ -144,6 +185,9 @@ class PlatformConfig(_Strict):
     agentcore: AgentCoreLimits
     ami: Ami
     tts: TtsDefaults
+    quotas: Quotas
+    rates: Rates
+    sweeper: Sweeper
 
     @model_validator(mode="after")
     def _context_within_the_model(self) -> PlatformConfig:
@@ -151,6 +195,16 @@ class PlatformConfig(_Strict):
             raise ValueError(
                 f"vllm.max_model_len ({self.vllm.max_model_len}) exceeds the model's own limit, "
                 f"model.max_position_embeddings ({self.model.max_position_embeddings})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _pending_outlives_its_upload_url(self) -> PlatformConfig:
+        # The upload may start at the URL's last second; the pending lecture must still be there.
+        if self.storage.pending_upload_seconds < self.limits.upload_url_expiry_seconds + 60:
+            raise ValueError(
+                f"storage.pending_upload_seconds ({self.storage.pending_upload_seconds}) must exceed "
+                f"limits.upload_url_expiry_seconds ({self.limits.upload_url_expiry_seconds}) by at least 60 s"
             )
         return self
 

@@ -27,6 +27,9 @@ TABLE_KEYS = {
     "connections_table": "connectionId",
     "lectures_table": "lectureId",
     "sessions_table": "sessionId",
+    # Per-owner quota ledgers and message-rate windows (quotas.py, edge/rates.py): a table of its
+    # own, so counting a refused request never touches the state the request aimed at.
+    "limits_table": "limitId",
 }
 
 
@@ -78,6 +81,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, set):
+        return sorted(_plain(v) for v in value)
     return value
 
 
@@ -106,6 +111,7 @@ class Store:
         self.connections = self._db.Table(resources.connections_table)
         self.lectures = self._db.Table(resources.lectures_table)
         self.sessions = self._db.Table(resources.sessions_table)
+        self.limits = self._db.Table(resources.limits_table)
         self._clock = clock
 
     def now(self) -> int:
@@ -191,7 +197,7 @@ class Store:
 
     # ------------------------------------------------------------------ lectures
 
-    def create_pending_lecture(
+    def pending_lecture_item(
         self,
         lecture_id: str,
         owner: str,
@@ -201,8 +207,9 @@ class Store:
         connection_id: str | None,
         filename: str,
     ) -> dict[str, Any]:
+        """A new pending lecture's item; it expires (TTL) unless its upload is validated in time."""
         now = self.now()
-        item = {
+        return {
             "lectureId": lecture_id,
             "owner": owner,
             "status": "pending",
@@ -213,9 +220,59 @@ class Store:
             "filename": filename,
             "createdAt": now,
             "updatedAt": now,
+            TTL_ATTRIBUTE: now + self.platform.storage.pending_upload_seconds,
         }
+
+    def create_pending_lecture(
+        self,
+        lecture_id: str,
+        owner: str,
+        key: str,
+        content_type: str,
+        declared_bytes: int,
+        connection_id: str | None,
+        filename: str,
+    ) -> dict[str, Any]:
+        item = self.pending_lecture_item(
+            lecture_id, owner, key, content_type, declared_bytes, connection_id, filename
+        )
         self.lectures.put_item(Item=_dynamo(item), ConditionExpression=Attr("lectureId").not_exists())
         return item
+
+    def retention_end(self, created_at: int) -> int:
+        """When a validated lecture created at `created_at` expires (storage.retention_days), the
+        same day the bucket's lifecycle removes its objects."""
+        return int(created_at) + self.platform.storage.retention_days * 86400
+
+    def add_lecture_session(self, lecture_id: str, session_id: str) -> bool:
+        """Record a session on its lecture (deleteLecture ends it); False when the lecture is gone."""
+        try:
+            self.lectures.update_item(
+                Key={"lectureId": lecture_id},
+                UpdateExpression="ADD sessionIds :s",
+                ConditionExpression=Attr("lectureId").exists(),
+                ExpressionAttributeValues={":s": {session_id}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def delete_lecture(self, lecture_id: str, owner: str) -> bool:
+        """Delete an owner's lecture item; False when it was not there (or not theirs)."""
+        try:
+            self.lectures.delete_item(
+                Key={"lectureId": lecture_id}, ConditionExpression=Attr("owner").eq(owner)
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def delete_session(self, session_id: str) -> None:
+        self.sessions.delete_item(Key={"sessionId": session_id})
 
     def get_lecture(self, lecture_id: str, owner: str | None) -> dict[str, Any] | None:
         """The lecture, or None when unknown or (with `owner`) another identity's."""

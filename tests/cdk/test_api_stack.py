@@ -13,6 +13,7 @@ from synth_support import Synthesized, resources_of
 
 WS_HANDLER = "synapscribe.edge.websocket_handler.handler"
 VALIDATION_HANDLER = "synapscribe.edge.validate_lecture.handler"
+SWEEPER_HANDLER = "synapscribe.edge.sweeper.handler"
 
 
 def _functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -70,13 +71,89 @@ def test_stage_throttles_and_logs(synth: Synthesized) -> None:
     log_format = json.loads(props["AccessLogSettings"]["Format"])
     assert {"requestId", "routeKey", "connectionId", "status"} <= set(log_format)
     assert "Fn::GetAtt" in props["AccessLogSettings"]["DestinationArn"]
-    synth.template("api").resource_count_is("AWS::ApiGateway::Account", 1)
+    # The account-wide logging role lives in the account stack (test_account_stack.py).
+    synth.template("api").resource_count_is("AWS::ApiGateway::Account", 0)
+
+
+def test_costly_routes_have_lower_throttles(synth: Synthesized) -> None:
+    config = synth.platform.config
+    (stage,) = resources_of(synth.templates["api"], "AWS::ApiGatewayV2::Stage").values()
+    settings = stage["Properties"]["RouteSettings"]
+    assert set(settings) == set(config.route_throttles) == {"createUpload", "query"}
+    for route, limits in config.route_throttles.items():
+        assert settings[route] == {
+            "ThrottlingRateLimit": limits.rate_limit,
+            "ThrottlingBurstLimit": limits.burst_limit,
+        }
+        assert (
+            limits.rate_limit < config.throttle.rate_limit
+            and limits.burst_limit < config.throttle.burst_limit
+        )
+    # The stage names routes that exist when it is created.
+    routes = resources_of(synth.templates["api"], "AWS::ApiGatewayV2::Route")
+    assert set(routes) <= set(stage["DependsOn"])
+
+
+def test_reserved_concurrency_caps_validation_and_floors_the_handler(synth: Synthesized) -> None:
+    reserved = synth.platform.config.reserved_concurrency
+    functions = _functions(synth.templates["api"])
+    assert functions[VALIDATION_HANDLER]["ReservedConcurrentExecutions"] == reserved.validation
+    assert functions[WS_HANDLER]["ReservedConcurrentExecutions"] == reserved.websocket_handler
+    assert functions[SWEEPER_HANDLER]["ReservedConcurrentExecutions"] == 1  # one run at a time
+
+
+def test_failed_validations_go_to_an_alarmed_encrypted_queue(synth: Synthesized) -> None:
+    config = synth.platform.config
+    template = synth.templates["api"]
+    (queue_id, queue) = next(iter(resources_of(template, "AWS::SQS::Queue").items()))
+    assert queue["Properties"]["SqsManagedSseEnabled"] is True
+    (invoke,) = resources_of(template, "AWS::Lambda::EventInvokeConfig").values()
+    props = invoke["Properties"]
+    assert props["MaximumRetryAttempts"] == config.validation_retry_attempts
+    assert props["MaximumEventAgeInSeconds"] == config.validation_max_event_age_seconds
+    assert props["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    (validation_id,) = [
+        k
+        for k, f in resources_of(template, "AWS::Lambda::Function").items()
+        if f["Properties"].get("Handler") == VALIDATION_HANDLER
+    ]
+    assert props["FunctionName"] == {"Ref": validation_id}
+    depth = [
+        a["Properties"]
+        for a in resources_of(template, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Namespace") == "AWS/SQS"
+    ]
+    assert len(depth) == 1 and depth[0]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert depth[0]["Dimensions"][0]["Value"] == {"Fn::GetAtt": [queue_id, "QueueName"]}
+    assert depth[0]["Threshold"] == 1
+    policies = resources_of(template, "AWS::SQS::QueuePolicy").values()
+    assert any("aws:SecureTransport" in _flat(p) for p in policies)
+
+
+def test_sweeper_runs_on_a_schedule(synth: Synthesized) -> None:
+    template = synth.templates["api"]
+    sweeper_id = next(
+        k
+        for k, f in resources_of(template, "AWS::Lambda::Function").items()
+        if f["Properties"].get("Handler") == SWEEPER_HANDLER
+    )
+    (rule,) = [
+        r["Properties"]
+        for r in resources_of(template, "AWS::Events::Rule").values()
+        if "ScheduleExpression" in r["Properties"]
+    ]
+    interval = load_platform().sweeper.interval_seconds
+    assert rule["ScheduleExpression"] == f"rate({interval // 60} minutes)"
+    assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": [sweeper_id, "Arn"]}
+    sweeper = template["Resources"][sweeper_id]["Properties"]
+    assert sweeper["VpcConfig"]["SubnetIds"], "it reaches AgentCore's internal balancer"
+    assert sweeper["Timeout"] < interval
 
 
 def test_lambdas_runtime_memory_timeout_and_vpc(synth: Synthesized) -> None:
     config = synth.platform.config
     functions = _functions(synth.templates["api"])
-    assert set(functions) == {WS_HANDLER, VALIDATION_HANDLER}
+    assert set(functions) == {WS_HANDLER, VALIDATION_HANDLER, SWEEPER_HANDLER}
     for fn in functions.values():
         assert fn["Runtime"] == "python3.12"
         assert fn["MemorySize"] == config.lambda_memory_mib == 512
@@ -117,32 +194,89 @@ def test_lambda_code_is_the_bundled_runtime_package(synth: Synthesized) -> None:
     assert not (asset_dir / "boto3").exists(), "boto3 comes with the Lambda runtime"
 
 
+def _actions_by_resource(statements: list[dict[str, Any]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for s in statements:
+        assert s["Effect"] == "Allow"
+        for resource in s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]:
+            out.setdefault(_flat(resource), set()).update(
+                s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+            )
+    return out
+
+
+def _table_ref(table_field: str) -> str:
+    """How a table's ARN reads in the API stack's template (a reference to the Data stack)."""
+    label = table_field.removesuffix("_table").capitalize()
+    return f"State{label}"
+
+
+def _table_actions(statements: list[dict[str, Any]]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for resource, actions in _actions_by_resource(statements).items():
+        dynamo = {a for a in actions if a.startswith("dynamodb:")}
+        if dynamo:
+            (field,) = [f for f in TABLE_KEYS if _table_ref(f) in resource]
+            found[field] = dynamo
+    return found
+
+
 def test_handler_permissions_are_least_privilege(synth: Synthesized) -> None:
     template = synth.templates["api"]
     prefixes = load_platform().storage.prefixes
     functions = _functions(template)
     ws = _policy_statements(template, _role_of(functions[WS_HANDLER]))
     val = _policy_statements(template, _role_of(functions[VALIDATION_HANDLER]))
+    sweeper = _policy_statements(template, _role_of(functions[SWEEPER_HANDLER]))
 
-    def actions(statements: list[dict[str, Any]]) -> set[str]:
-        out: set[str] = set()
-        for s in statements:
-            out |= set(s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
-        return out
+    item = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    ws_tables = _table_actions(ws)
+    assert ws_tables["connections_table"] == item
+    assert ws_tables["sessions_table"] == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}
+    assert all("dynamodb:Query" not in a and "dynamodb:Scan" not in a for a in ws_tables.values())
+    ledger = {"dynamodb:GetItem", "dynamodb:UpdateItem"}  # quotas.py and edge/rates.py
+    assert ws_tables["limits_table"] == ledger
+    val_tables = _table_actions(val)
+    assert "connections_table" not in val_tables and "sessions_table" not in val_tables
+    assert val_tables["lectures_table"] == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    assert val_tables["limits_table"] == ledger
+    sweeper_tables = _table_actions(sweeper)
+    assert set(sweeper_tables) == {"lectures_table", "sessions_table", "limits_table"}
+    assert sweeper_tables["sessions_table"] == {"dynamodb:DeleteItem"}
+    assert "dynamodb:PutItem" not in sweeper_tables["lectures_table"]
 
-    assert actions(ws) == {
-        "s3:PutObject", "s3:GetObject", "execute-api:ManageConnections",
-        "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query",
-    }  # fmt: skip
-    assert "s3:DeleteObject" in actions(val) and "s3:PutObject" not in actions(val)
-    for statement in ws + val:
+    # Removing a lecture (deleteLecture, the sweeper): delete what was made from it, list only segments/.
+    for statements in (ws, sweeper):
+        deletes = [s for s in statements if s["Action"] == "s3:DeleteObject"]
+        assert len(deletes) == 1
+        deleted = _flat(deletes[0]["Resource"])
+        for prefix in (prefixes.lectures, prefixes.transcripts, prefixes.segments):
+            assert f"/{prefix}*" in deleted
+        assert f"/{prefixes.queries}" not in deleted and f"/{prefixes.responses}" not in deleted
+        (listing,) = [s for s in statements if s["Action"] == "s3:ListBucket"]
+        assert listing["Condition"] == {"StringLike": {"s3:prefix": [f"{prefixes.segments}*"]}}
+    assert not [s for s in val if s["Action"] == "s3:ListBucket"]
+
+    assert "s3:DeleteObject" in _flat([s["Action"] for s in val])
+    assert "s3:PutObject" not in _flat([s["Action"] for s in val])
+    for statement in ws + val + sweeper:
         resources = _flat(statement["Resource"])
         assert '"*"' not in resources, statement
         if statement["Action"] == "s3:PutObject":
             assert f"/{prefixes.lectures}*" in resources and f"/{prefixes.queries}*" in resources
             assert f"/{prefixes.responses}" not in resources
         if "execute-api:ManageConnections" in _flat(statement["Action"]):
-            assert "/prod/*/@connections/*" in resources
+            # POST (send a message) on this stage only: no GET or DELETE of connections.
+            assert resources.endswith('/prod/POST/@connections/*"]]}'), resources
+    assert sum("execute-api:ManageConnections" in _flat(s["Action"]) for s in ws + val + sweeper) == 3
+
+
+def test_every_table_is_granted_to_some_function(synth: Synthesized) -> None:
+    """A new table (store.TABLE_KEYS) must be named in FUNCTION_TABLE_ACTIONS, or no Lambda may use it."""
+    from synapscribe_cdk.stacks.api import FUNCTION_TABLE_ACTIONS
+
+    named = {field for tables in FUNCTION_TABLE_ACTIONS.values() for field in tables}
+    assert set(TABLE_KEYS) <= named
 
 
 def test_lecture_uploads_notify_the_validator(synth: Synthesized) -> None:
@@ -177,8 +311,9 @@ def test_lecture_uploads_notify_the_validator(synth: Synthesized) -> None:
 def test_alarms_cover_lambda_and_api_errors(synth: Synthesized) -> None:
     alarms = resources_of(synth.templates["api"], "AWS::CloudWatch::Alarm").values()
     descriptions = [a["Properties"]["AlarmDescription"] for a in alarms]
-    assert len(descriptions) == 3
-    assert sum("function raised errors" in d for d in descriptions) == 2
+    assert len(descriptions) == 5
+    assert sum("function raised errors" in d for d in descriptions) == 3
+    assert sum("gave up on an event" in d for d in descriptions) == 1
     api_alarm = next(a for a in alarms if "WebSocket API" in a["Properties"]["AlarmDescription"])
     metric_names = {
         m.get("MetricStat", {}).get("Metric", {}).get("MetricName")

@@ -1,53 +1,18 @@
-"""The real `cdk synth` (npm aws-cdk CLI) of the prod environment, offline, with fake credentials."""
+"""The real `cdk synth` (npm aws-cdk CLI) of the prod environment, offline, with fake credentials
+(the session fixture `prod_assembly` in conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
-import pytest
-from synth_support import REPO, cdk_env
-
-CDK = REPO / "node_modules" / ".bin" / "cdk"
 STACKS = ("Data", "Network", "Api", "Identity", "Compute", "PageHosting", "PageContent")
-
-
-@pytest.fixture(scope="module")
-def prod_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not CDK.exists():
-        pytest.fail(f"{CDK} is missing: run scripts/setup (it installs the aws-cdk CLI)")
-    out = tmp_path_factory.mktemp("cli") / "cdk.out"
-    env = cdk_env()
-    env.update(CDK_DISABLE_CLI_TELEMETRY="true", CI="true")
-    result = subprocess.run(
-        [
-            str(CDK),
-            "synth",
-            "--quiet",
-            "--no-notices",
-            "--no-version-reporting",
-            "-o",
-            str(out),
-            "-c",
-            "env=prod",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "Successfully synthesized" in result.stderr + result.stdout
-    return out
 
 
 def test_cloud_assembly_has_every_stack(prod_assembly: Path) -> None:
     manifest = json.loads((prod_assembly / "manifest.json").read_text())
     stacks = {k: a for k, a in manifest["artifacts"].items() if a["type"] == "aws:cloudformation:stack"}
-    assert set(stacks) == {f"SynapScribe-prod-{s}" for s in STACKS}
+    assert set(stacks) == {f"SynapScribe-prod-{s}" for s in STACKS} | {"SynapScribe-Account"}
     for artifact in stacks.values():
         assert artifact["environment"] == "aws://123456789012/eu-west-1"
         template = json.loads((prod_assembly / artifact["properties"]["templateFile"]).read_text())
@@ -64,6 +29,14 @@ def test_prod_keeps_its_data(prod_assembly: Path) -> None:
             assert resource["DeletionPolicy"] == "Retain"
         if resource["Type"] == "AWS::DynamoDB::Table":
             assert resource["Properties"]["DeletionProtectionEnabled"] is True
+
+
+def test_prod_buckets_do_not_empty_themselves(prod_assembly: Path) -> None:
+    for name in ("Data", "Network"):
+        template = json.loads((prod_assembly / f"SynapScribe-prod-{name}.template.json").read_text())
+        kinds = {r["Type"] for r in template["Resources"].values()}
+        assert "Custom::S3AutoDeleteObjects" not in kinds, name
+        assert "AWS::S3::Bucket" in kinds
 
 
 def test_validation_report_is_clean(prod_assembly: Path) -> None:

@@ -36,6 +36,11 @@ def test_cdk_json_environments_are_valid() -> None:
         (("capacity", "night_scale_in_cron"), "every night", "capacity.night_scale_in_cron"),
         (("drain_seconds",), 5, "drain_seconds"),
         (("surprise",), 1, "surprise"),
+        (("route_throttles", "getLectures"), {"rate_limit": 1, "burst_limit": 1}, "getLectures: not a route"),
+        (("route_throttles", "query", "rate_limit"), 1000, "route_throttles.query must not exceed"),
+        (("reserved_concurrency", "validation"), 0, "reserved_concurrency.validation"),
+        (("reserved_concurrency",), None, "reserved_concurrency"),
+        (("nat",), "none", "nat"),
     ],
 )
 def test_bad_settings_name_the_key(path: tuple[str, ...], value: Any, message: str) -> None:
@@ -78,4 +83,4 @@ def test_app_without_a_region_says_which_variable(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 2
-    assert "set CDK_DEFAULT_REGION" in result.stderr
+    assert "set CDK_DEPLOY_REGION" in result.stderr

@@ -42,7 +42,7 @@ def test_every_instance_and_launch_template_requires_imdsv2_and_encrypts(synth: 
             assert devices, f"{stack}: a {kind} without block device mappings gets an unencrypted root"
             for device in devices:
                 assert device["Ebs"]["Encrypted"] is True, (stack, kind, device)
-    assert seen >= 2  # the NAT instance and the fleet's launch template
+    assert seen >= 2  # the NAT's and the fleet's launch templates
 
 
 def _group(template: dict[str, Any], description_start: str) -> tuple[str, dict[str, Any]]:
@@ -75,8 +75,10 @@ def test_fleet_egress_is_tls_and_apt_only(synth: Synthesized) -> None:
 
 def test_nat_instance_admits_the_lambdas_and_the_fleet(synth: Synthesized) -> None:
     template = synth.templates["network"]
-    (nat,) = resources_of(template, "AWS::EC2::Instance").values()
-    (nat_sg,) = nat["Properties"]["SecurityGroupIds"]
+    (eni,) = resources_of(template, "AWS::EC2::NetworkInterface").values()
+    (nat_sg,) = eni["Properties"]["GroupSet"]
+    (launch,) = resources_of(template, "AWS::EC2::LaunchTemplate").values()
+    assert launch["Properties"]["LaunchTemplateData"]["SecurityGroupIds"] == [nat_sg]
     fleet, _ = _group(template, "GPU instances")
     edge, _ = _group(template, "SynapScribe Lambdas")
     admitted = {
@@ -85,9 +87,15 @@ def test_nat_instance_admits_the_lambdas_and_the_fleet(synth: Synthesized) -> No
         if r["Properties"]["GroupId"] == nat_sg
     }
     assert admitted == {(edge, 443), (fleet, 443), (fleet, 80)}
+    (nat_sg_id,) = [
+        k for k in resources_of(template, "AWS::EC2::SecurityGroup") if nat_sg["Fn::GetAtt"][0] == k
+    ]
+    assert not template["Resources"][nat_sg_id]["Properties"].get("SecurityGroupIngress")
     # And the fleet's subnets route through it, like the Lambdas'.
     via_nat = [
-        r for r in resources_of(template, "AWS::EC2::Route").values() if "InstanceId" in r["Properties"]
+        r
+        for r in resources_of(template, "AWS::EC2::Route").values()
+        if "NetworkInterfaceId" in r["Properties"]
     ]
     assert len(via_nat) == 2 * len(synth.platform.config.zones_in("eu-west-1"))
 
@@ -99,8 +107,10 @@ def test_only_the_nat_instance_has_a_public_subnet(synth: Synthesized) -> None:
         for k, s in resources_of(template, "AWS::EC2::Subnet").items()
         if s["Properties"]["MapPublicIpOnLaunch"]
     }
-    (nat,) = resources_of(template, "AWS::EC2::Instance").values()
-    assert nat["Properties"]["SubnetId"]["Ref"] in public
+    (eni,) = resources_of(template, "AWS::EC2::NetworkInterface").values()
+    assert eni["Properties"]["SubnetId"]["Ref"] in public
+    (group,) = resources_of(template, "AWS::AutoScaling::AutoScalingGroup").values()
+    assert {s["Ref"] for s in group["Properties"]["VPCZoneIdentifier"]} <= public
     for balancer in resources_of(template, "AWS::ElasticLoadBalancingV2::LoadBalancer").values():
         assert not {s["Ref"] for s in balancer["Properties"]["Subnets"]} & public
 
@@ -120,7 +130,7 @@ def _lambda_roles(synth: Synthesized) -> list[tuple[str, dict[str, Any], dict[st
 
 def test_lambda_roles_log_only_to_their_own_log_group(synth: Synthesized) -> None:
     found = _lambda_roles(synth)
-    assert len(found) == 3  # WebSocket handler, validation, drain
+    assert len(found) == 4  # WebSocket handler, validation, sweeper, drain
     for stack, role, fn in found:
         managed = _flat(role.get("ManagedPolicyArns", []))
         assert "AWSLambdaBasicExecutionRole" not in managed, (stack, fn["Handler"])
@@ -215,3 +225,19 @@ def test_ansible_reads_the_vllm_timeouts_from_the_platform() -> None:
         assert "default" not in options[name], f"{name}: the default is platform.yaml's, not a copy"
     exported = load_platform().as_dict()["vllm"]
     assert exported["start_timeout_seconds"] > exported["ready_timeout_seconds"] > 0
+
+
+def test_every_function_logs_to_a_retained_group(synth: Synthesized) -> None:
+    """CDK's own helper functions too (bucket notifications, auto-delete, default security group):
+    without a group of their own, Lambda makes /aws/lambda/<name> on first use and keeps it forever."""
+    days = synth.platform.config.log_retention_days
+    helpers = 0
+    for stack, template in synth.templates.items():
+        groups = resources_of(template, "AWS::Logs::LogGroup")
+        for name, fn in resources_of(template, "AWS::Lambda::Function").items():
+            group = fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+            assert groups[group]["Properties"]["RetentionInDays"] == days, (stack, name)
+            if not fn["Properties"].get("Handler", "").startswith(("synapscribe.", "drain_instance.")):
+                helpers += 1
+                assert group in fn["DependsOn"], (stack, name, "Lambda would create the group first")
+    assert helpers >= 3  # bucket notifications, auto-delete objects, default security group

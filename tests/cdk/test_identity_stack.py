@@ -7,9 +7,9 @@ import json
 from synth_support import Synthesized, resources_of
 
 
-def test_pool_allows_guests_without_classic_flow(synth: Synthesized) -> None:
+def test_pool_allows_guests_with_the_classic_flow(synth: Synthesized) -> None:
     synth.template("identity").has_resource_properties(
-        "AWS::Cognito::IdentityPool", {"AllowUnauthenticatedIdentities": True, "AllowClassicFlow": False}
+        "AWS::Cognito::IdentityPool", {"AllowUnauthenticatedIdentities": True, "AllowClassicFlow": True}
     )
 
 
@@ -38,4 +38,12 @@ def test_guest_role_may_only_invoke_connect(synth: Synthesized) -> None:
 
 
 def test_outputs_for_the_smoke_test(synth: Synthesized) -> None:
-    assert {"IdentityPoolId", "Region"} <= set(synth.templates["identity"]["Outputs"])
+    template = synth.templates["identity"]
+    assert {"IdentityPoolId", "GuestRoleArn", "Region"} <= set(template["Outputs"])
+    # The basic flow's AssumeRoleWithWebIdentity names the guest role: the output is its ARN.
+    (guest,) = [
+        k
+        for k, r in resources_of(template, "AWS::IAM::Role").items()
+        if "unauthenticated" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])
+    ]
+    assert template["Outputs"]["GuestRoleArn"]["Value"] == {"Fn::GetAtt": [guest, "Arn"]}

@@ -44,18 +44,99 @@ def test_no_nat_gateway_and_gateway_endpoints(synth: Synthesized) -> None:
     assert not any("execute-api" in s for s in services)
 
 
-def test_private_subnets_route_through_the_nat_instance(synth: Synthesized) -> None:
+def test_private_subnets_route_through_the_nat_interface(synth: Synthesized) -> None:
+    """Routes name the NAT's fixed network interface, not an instance: a replaced instance takes
+    the same interface, so no route changes (constructs/nat_instance.py)."""
     template = synth.templates["network"]
-    instances = resources_of(template, "AWS::EC2::Instance")
-    assert len(instances) == 1
-    (nat,) = instances.values()
-    assert nat["Properties"]["SourceDestCheck"] is False
-    assert nat["Properties"]["InstanceType"] == synth.platform.config.nat_instance_type
+    assert not resources_of(template, "AWS::EC2::Instance")
+    (eni_id, eni) = next(iter(resources_of(template, "AWS::EC2::NetworkInterface").items()))
+    assert eni["Properties"]["SourceDestCheck"] is False
     default_routes = [r["Properties"] for r in resources_of(template, "AWS::EC2::Route").values()]
-    via_nat = [r for r in default_routes if r.get("InstanceId") == {"Ref": next(iter(instances))}]
+    via_nat = [r for r in default_routes if r.get("NetworkInterfaceId") == {"Ref": eni_id}]
     # One per private subnet: the Lambdas' (edge) and the GPU fleet's.
     assert len(via_nat) == 2 * len(synth.platform.config.zones_in("eu-west-1"))
     assert all(r["DestinationCidrBlock"] == "0.0.0.0/0" for r in via_nat)
+
+
+def test_nat_instance_is_a_group_of_one_that_takes_the_interface(synth: Synthesized) -> None:
+    from synapscribe_cdk.constructs.nat_instance import is_arm
+
+    config = synth.platform.config
+    template = synth.templates["network"]
+    (eni_id,) = resources_of(template, "AWS::EC2::NetworkInterface")
+    (group,) = resources_of(template, "AWS::AutoScaling::AutoScalingGroup").values()
+    props = group["Properties"]
+    assert (props["MinSize"], props["MaxSize"]) == ("1", "1")
+    assert props["AutoScalingGroupName"] == f"synapscribe-{config.name}-nat"
+    assert props["HealthCheckType"] == "EC2"
+    eni = template["Resources"][eni_id]["Properties"]
+    assert props["VPCZoneIdentifier"] == [eni["SubnetId"]], "the group launches in the interface's zone"
+    (launch,) = resources_of(template, "AWS::EC2::LaunchTemplate").values()
+    data = launch["Properties"]["LaunchTemplateData"]
+    assert data["InstanceType"] == config.nat_instance_type and is_arm(config.nat_instance_type)
+    script = json.dumps(data["UserData"])
+    assert "attach-network-interface" in script and eni_id in script and "--device-index 1" in script
+    assert "--no-source-dest-check" in script and "MASQUERADE" in script and config.vpc_cidr in script
+    # The role may take the interface and change its own instances only.
+    role_policies = [
+        s
+        for p in resources_of(template, "AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if "ec2:AttachNetworkInterface" in json.dumps(s["Action"])
+    ]
+    conditioned = [s for s in role_policies if "Condition" in s]
+    assert len(conditioned) == 1
+    tag = conditioned[0]["Condition"]["StringEquals"]["aws:ResourceTag/aws:autoscaling:groupName"]
+    assert tag == props["AutoScalingGroupName"]
+    assert all("Condition" in s or eni_id in json.dumps(s["Resource"]) for s in role_policies)
+    health = [
+        s
+        for p in resources_of(template, "AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if s["Action"] == "autoscaling:SetInstanceHealth"
+    ]
+    assert len(health) == 1 and json.dumps(health[0]["Resource"]).endswith(
+        f'autoScalingGroupName/{props["AutoScalingGroupName"]}"]]}}'
+    )
+
+
+def test_nat_alarm_when_no_instance_is_in_service(synth: Synthesized) -> None:
+    template = synth.templates["network"]
+    (group,) = resources_of(template, "AWS::AutoScaling::AutoScalingGroup").values()
+    assert group["Properties"]["MetricsCollection"][0]["Metrics"] == ["GroupInServiceInstances"]
+    (alarm,) = resources_of(template, "AWS::CloudWatch::Alarm").values()
+    props = alarm["Properties"]
+    assert props["MetricName"] == "GroupInServiceInstances" and props["Statistic"] == "Minimum"
+    assert props["ComparisonOperator"] == "LessThanThreshold" and props["Threshold"] == 1
+    assert props["Dimensions"] == [
+        {"Name": "AutoScalingGroupName", "Value": group["Properties"]["AutoScalingGroupName"]}
+    ]
+    assert props["TreatMissingData"] == "breaching"
+
+
+def test_an_environment_may_ask_for_nat_gateways(tmp_path: Any) -> None:
+    from aws_cdk import App, Environment
+    from aws_cdk.assertions import Template
+    from synapscribe_cdk.application import default_context
+    from synapscribe_cdk.config import ENVIRONMENTS_KEY, load_environment
+    from synapscribe_cdk.stacks.network import NetworkStack
+
+    raw = default_context()[ENVIRONMENTS_KEY]
+    raw["dev"]["nat"] = "gateway"
+    config = load_environment(raw, "dev")
+    stack = NetworkStack(
+        App(outdir=str(tmp_path)),
+        "N",
+        config=config,
+        platform=load_platform(),
+        env=Environment(account="123456789012", region="eu-west-1"),
+    )
+    template = Template.from_stack(stack)
+    zones = len(config.zones_in("eu-west-1"))
+    template.resource_count_is("AWS::EC2::NatGateway", zones)
+    template.resource_count_is("AWS::AutoScaling::AutoScalingGroup", 0)
+    template.resource_count_is("AWS::EC2::NetworkInterface", 0)
+    assert not stack.nat_alarms
 
 
 def test_agentcore_port_only_from_the_lambdas(synth: Synthesized) -> None:
@@ -114,3 +195,70 @@ def test_internal_balancer_checks_ready(synth: Synthesized) -> None:
 def test_zones_are_listed_not_looked_up(synth: Synthesized) -> None:
     manifest = json.loads((synth.outdir / "manifest.json").read_text())
     assert not manifest.get("missing"), "synth must not need context lookups (no AWS access)"
+
+
+def _nat_boot_script(synth: Synthesized) -> str:
+    from iam_eval import resolve
+
+    template = synth.templates["network"]
+    (launch,) = resources_of(template, "AWS::EC2::LaunchTemplate").values()
+    pseudo = {"AWS::Region": "eu-west-1", "AWS::Partition": "aws", "AWS::AccountId": "123456789012"}
+    user_data = resolve(launch["Properties"]["LaunchTemplateData"]["UserData"], pseudo, lambda _: "eni-0abc")
+    return str(user_data["Fn::Base64"])
+
+
+def test_nat_boot_script_is_valid_bash(synth: Synthesized, tmp_path: Any) -> None:
+    import subprocess
+
+    script = _nat_boot_script(synth)
+    assert script.startswith("#!/bin/bash\n") and "set -euo pipefail" in script
+    assert "--network-interface-id eni-0abc --device-index 1" in script
+    assert "ip_forward = 1" in script and "rp_filter = 2" in script  # forwards; loose reverse path
+    path = tmp_path / "nat-boot.sh"
+    path.write_text(script)
+    subprocess.run(["bash", "-n", str(path)], check=True, timeout=30)
+
+
+def _run_boot(synth: Synthesized, tmp_path: Any, failing: str) -> tuple[int, list[str]]:
+    """Run the boot script with every outside command stubbed (each logs its arguments; the one
+    named `failing` fails) and sysctl's file in tmp_path."""
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+    for name in ("curl", "aws", "dnf", "sysctl", "iptables", "service", "systemctl", "sleep"):
+        fail = f'case "$*" in *{failing}*) exit 1;; esac\n' if failing else ""
+        stub = bin_dir / name
+        stub.write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n{fail}echo i-0123\n')
+        stub.chmod(0o755)
+    script = _nat_boot_script(synth).replace("/etc/sysctl.d/", f"{tmp_path}/")
+    path = tmp_path / "nat-boot.sh"
+    path.write_text(script)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    done = subprocess.run(
+        ["bash", str(path)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    return done.returncode, log.read_text().splitlines()
+
+
+def test_nat_boot_takes_the_interface(synth: Synthesized, tmp_path: Any) -> None:
+    code, calls = _run_boot(synth, tmp_path, failing="")
+    assert code == 0
+    attach = [c for c in calls if "attach-network-interface" in c]
+    assert attach == [
+        "aws ec2 attach-network-interface --region eu-west-1 --instance-id i-0123 "
+        "--network-interface-id eni-0abc --device-index 1"
+    ]
+    assert not [c for c in calls if "set-instance-health" in c]
+    assert any("--no-source-dest-check" in c for c in calls)
+
+
+def test_nat_boot_failure_marks_the_instance_unhealthy(synth: Synthesized, tmp_path: Any) -> None:
+    """A NAT that cannot forward must not stay in service: Auto Scaling replaces it."""
+    code, calls = _run_boot(synth, tmp_path, failing="install")
+    assert code != 0
+    assert calls[-1] == (
+        "aws autoscaling set-instance-health --region eu-west-1 --instance-id i-0123 --health-status Unhealthy"
+    )
+    assert not [c for c in calls if "attach-network-interface" in c]

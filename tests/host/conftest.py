@@ -2,7 +2,8 @@
 SSH twice (the second run must change nothing), then check it with testinfra.
 
 With `--hosts ssh://ubuntu@IP` (testinfra's option) the same tests run against that host instead
-(a freshly baked instance); nothing is booted or provisioned then.
+(a freshly baked instance); nothing is booted or provisioned then. A deployed instance, which has
+no SSH, is reached with `--hosts ssm://INSTANCE_ID` (SSM Run Command, see ssm_backend.py).
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ from pathlib import Path
 
 import pytest
 import testinfra
+import testinfra.backend
 from hostrun import RUN, timed
 from nspawn import CACHE_DIR, NspawnHost, can_boot, free_subnet, rootfs_tarball
 from required_tools import skip_unless_possible_or_fail_in_ci
 from synapscribe.platform import load_platform
+
+# `--hosts ssm://INSTANCE_ID`: a deployed instance through SSM Run Command (ssm_backend.py).
+testinfra.backend.BACKENDS.setdefault("ssm", "ssm_backend.SsmBackend")
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -37,6 +42,7 @@ TEST_DEPLOY_ENV = {
     "SYNAPSCRIBE_CONNECTIONS_TABLE": "synapscribe-hosttest-connections",
     "SYNAPSCRIBE_LECTURES_TABLE": "synapscribe-hosttest-lectures",
     "SYNAPSCRIBE_SESSIONS_TABLE": "synapscribe-hosttest-sessions",
+    "SYNAPSCRIBE_LIMITS_TABLE": "synapscribe-hosttest-limits",
     "SYNAPSCRIBE_CONNECTIONS_ENDPOINT": "http://127.0.0.1:9/connections",
 }
 

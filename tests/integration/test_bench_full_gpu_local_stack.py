@@ -26,7 +26,13 @@ def test_gpu_table_is_filled_from_the_diagnostics(tmp_path: Path) -> None:
     fake.write_text("#!/bin/sh\nprintf '0, NVIDIA A10G, 23028, 17893, 41\\n'\n")
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     out = tmp_path / "report"
-    with LocalStackProcess(env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}) as stack:
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        # The benchmark's concurrent sessions ask as one identity (see test_bench_full.py).
+        "SYNAPSCRIBE_QUOTA_JOBS_IN_FLIGHT": "64",
+        "SYNAPSCRIBE_QUOTA_QUESTIONS_PER_MINUTE": "10000",
+    }
+    with LocalStackProcess(env=env) as stack:
         agentcore = json.loads(stack.info_path.read_text())["services"]["agentcore"]
         proc = subprocess.run(
             [

@@ -78,6 +78,9 @@ async def test_routes_like_api_gateway(gateway: tuple[Gateway, Recorder]) -> Non
     connect_event = recorder.events[0]
     assert connect_event["queryStringParameters"] == {"identity": "alice"}
     assert connect_event["requestContext"]["eventType"] == "CONNECT"
+    # The client's address, as API Gateway gives it: the handler's per-address message rate.
+    messages = [e for e in recorder.events if e["requestContext"]["eventType"] == "MESSAGE"]
+    assert messages and all(e["requestContext"]["identity"]["sourceIp"] == "127.0.0.1" for e in messages)
     message = recorder.events[1]
     assert message["body"] == json.dumps({"action": "getLecture", "lectureId": "x"})
     assert message["requestContext"]["connectionId"] == connect_event["requestContext"]["connectionId"]

@@ -1,8 +1,9 @@
-"""Deployed mode of the smoke client: Cognito credentials (moto) and a SigV4-signed `$connect`,
-received by the local gateway exactly as API Gateway would receive it."""
+"""Deployed mode of the smoke client: Cognito guest credentials (moto) through the basic flow and
+a SigV4-signed `$connect`, received by the local gateway exactly as API Gateway would receive it."""
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -12,10 +13,74 @@ from moto import mock_aws
 from synapscribe.contract import ACTIONS
 from synapscribe.local.gateway import Gateway
 from synapscribe.local.supervisor import free_port
-from synapscribe.smoke.aws_auth import cognito_identity
+from synapscribe.smoke.aws_auth import GuestAccess, cognito_identity
 from synapscribe.smoke.runner import deployed_connector
 
 pytestmark = pytest.mark.integration
+
+REGION = "eu-west-1"
+
+
+def guest_pool() -> GuestAccess:
+    """An identity pool that allows guests and the guest role Cognito's tokens may assume (moto)."""
+    cognito = boto3.client("cognito-identity", region_name=REGION)
+    pool = cognito.create_identity_pool(
+        IdentityPoolName="smoke", AllowUnauthenticatedIdentities=True, AllowClassicFlow=True
+    )["IdentityPoolId"]
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": "cognito-identity.amazonaws.com"},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {"cognito-identity.amazonaws.com:aud": pool},
+                    "ForAnyValue:StringLike": {"cognito-identity.amazonaws.com:amr": "unauthenticated"},
+                },
+            }
+        ],
+    }
+    role = boto3.client("iam").create_role(RoleName="guest", AssumeRolePolicyDocument=json.dumps(trust))
+    return GuestAccess(pool, role["Role"]["Arn"], REGION)
+
+
+def recorded_calls(client: Any) -> list[tuple[str, dict[str, Any]]]:
+    calls: list[tuple[str, dict[str, Any]]] = []
+    client.meta.events.register(
+        "provide-client-params.*.*",
+        lambda params, model, **_: calls.append((model.name, dict(params))),
+    )
+    return calls
+
+
+def test_guest_credentials_come_from_the_basic_flow(aws_env: None) -> None:
+    with mock_aws():
+        access = guest_pool()
+        cognito = boto3.client("cognito-identity", region_name=REGION)
+        sts = boto3.client("sts", region_name=REGION)
+        cognito_calls, sts_calls = recorded_calls(cognito), recorded_calls(sts)
+        ident = cognito_identity(access.identity_pool_id, REGION, access.guest_role_arn, cognito, sts)
+        # GetCredentialsForIdentity (the enhanced flow) would scope the credentials down with a
+        # session policy that has no execute-api: it must never be called.
+        assert [name for name, _ in cognito_calls] == ["GetId", "GetOpenIdToken"]
+        assert cognito_calls[1][1]["IdentityId"] == ident.identity_id
+        ((name, params),) = sts_calls
+        assert name == "AssumeRoleWithWebIdentity"
+        assert params["RoleArn"] == access.guest_role_arn
+        assert params["WebIdentityToken"]
+        assert ":" not in params["RoleSessionName"] and 2 <= len(params["RoleSessionName"]) <= 64
+        assert ident.identity_id.startswith(f"{REGION}:")
+        # The credentials act as the guest role, not as the caller's own identity.
+        caller = boto3.client(
+            "sts",
+            region_name=REGION,
+            aws_access_key_id=ident.credentials.access_key,
+            aws_secret_access_key=ident.credentials.secret_key,
+            aws_session_token=ident.credentials.token,
+        ).get_caller_identity()
+        assert ":assumed-role/guest/" in caller["Arn"]
+        assert ident.credentials.token
 
 
 async def test_signed_connect_reaches_the_gateway(aws_env: None) -> None:
@@ -31,15 +96,10 @@ async def test_signed_connect_reaches_the_gateway(aws_env: None) -> None:
     await gateway.start()
     try:
         with mock_aws():
-            cognito = boto3.client("cognito-identity", region_name="eu-west-1")
-            pool = cognito.create_identity_pool(
-                IdentityPoolName="smoke", AllowUnauthenticatedIdentities=True
-            )["IdentityPoolId"]
-            connect = deployed_connector(gateway.url + "/prod", pool, "eu-west-1")
+            access = guest_pool()
+            connect = deployed_connector(gateway.url + "/prod", access)
             client = await connect("student")
             await client.close()
-            ident = cognito_identity(pool, "eu-west-1", cognito)
-            assert ident.identity_id.startswith("eu-west-1:")
     finally:
         await gateway.stop()
     headers = {k.lower(): v for k, v in seen[0]["headers"].items()}

@@ -82,6 +82,10 @@ def test_smoke_fails_when_nothing_listens(tmp_path: Path) -> None:
         ([], "--url"),
         (["--url", "http://127.0.0.1:1"], "--url"),
         (["--url", "wss://x.example/prod", "--region", "eu-west-1"], "--identity-pool-id"),
+        (
+            ["--url", "wss://x.example/prod", "--region", "eu-west-1", "--identity-pool-id", "eu-west-1:1"],
+            "--guest-role-arn",
+        ),
         (["--url", "ws://127.0.0.1:1", "--lecture", "/nonexistent.mp3"], "--lecture"),
         (["--url", "ws://127.0.0.1:1", "--max-answer-ms", "-1"], "--max-answer-ms"),
         (["--stack-outputs", "/nonexistent.json"], "--stack-outputs"),

@@ -127,6 +127,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         ([], "--url"),
         (["--url", "http://127.0.0.1:1"], "--url"),
         (["--url", "ws://127.0.0.1:1", "--region", "eu-west-1"], "--identity-pool-id"),
+        (
+            ["--url", "wss://x/prod", "--region", "eu-west-1", "--identity-pool-id", "eu-west-1:1"],
+            "--guest-role-arn",
+        ),
         (["--stack-outputs", "/nonexistent.json"], "--stack-outputs"),
         (["--url", "ws://127.0.0.1:1", "--metrics-url", "ftp://x"], "--metrics-url"),
         (["--url", "ws://127.0.0.1:1", "--local-info", "/nonexistent.json"], "--local-info"),

@@ -249,6 +249,15 @@ def check_systemd_tool(argv: list[str]) -> None:
         )
 
 
+def check_pytest(argv: list[str]) -> None:
+    """The venv's pytest against a deployed host (`--hosts ssm://…`): collect only, which needs no
+    AWS but parses every option and resolves the `--hosts` backend (testinfra builds it then)."""
+    for arg in argv[1:]:
+        if not arg.startswith("-") and "://" not in arg:
+            assert (ROOT / arg).exists(), f"{argv[0]}: no such path {arg}"
+    _run([str(BIN / "pytest"), *argv[1:], "--collect-only", "-q", "-p", "no:cacheprovider"])
+
+
 def _run(cmd: list[str]) -> str:
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, f"`{' '.join(cmd)}` exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
@@ -270,6 +279,8 @@ def check_command(line: str) -> None:
         check_script(argv)
     elif tool in ("systemctl", "journalctl"):
         check_systemd_tool(argv)
+    elif tool in (".venv/bin/pytest", "pytest"):
+        check_pytest(argv)
     else:
         pytest.fail(f"the guide uses `{tool}`, which this test cannot check: use a checked tool")
 
@@ -399,6 +410,8 @@ def test_extraction_handles_continuations_and_prompts():
         "journalctl -u synapscribe-nosuch",
         "npx cdk deploy --no-such-cdk-flag",
         "aws autoscaling set-desired-capacity --auto-scaling-group-name x --desired-capacity 1 --bogus",
+        ".venv/bin/pytest tests/host --hosts nosuch://i-0",
+        ".venv/bin/pytest tests/host --no-such-pytest-flag",
     ],
 )
 def test_checker_rejects_drifted_commands(line: str):

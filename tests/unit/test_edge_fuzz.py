@@ -10,6 +10,7 @@ import string
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from synapscribe.edge.config import EdgeDeps
 from synapscribe.edge.websocket_handler import handle
 from test_edge_support import AgentCoreRecorder, pushed, table_snapshot, ws_event
@@ -17,7 +18,7 @@ from test_edge_support import AgentCoreRecorder, pushed, table_snapshot, ws_even
 pytest_plugins = ["test_edge_support"]
 
 N_MESSAGES = 1040  # 80 of each of the 13 kinds
-ACTIONS = ["createUpload", "getLecture", "startSession", "query", "endSession"]
+ACTIONS = ["createUpload", "getLecture", "startSession", "query", "endSession", "deleteLecture"]
 
 
 def _junk(rng: random.Random, n: int) -> str:
@@ -42,7 +43,7 @@ def generators(
         ), "bad_request"
 
     def unknown_action(rng: random.Random) -> tuple[str | bytes, str]:
-        action = rng.choice(["", "GETLECTURE", "deleteLecture", "$connect", "__proto__", _junk(rng, 500)])
+        action = rng.choice(["", "GETLECTURE", "deleteLectures", "$connect", "__proto__", _junk(rng, 500)])
         return json.dumps({"action": action, "lectureId": "lec_1"}), "unknown_action"
 
     def missing_or_bad_action(rng: random.Random) -> tuple[str | bytes, str]:
@@ -63,6 +64,7 @@ def generators(
             "startSession": {"lectureId": "lec_1"},
             "query": {"sessionId": "ses_1", "text": "hi"},
             "endSession": {"sessionId": "ses_1"},
+            "deleteLecture": {"lectureId": "lec_1"},
         }
         action = rng.choice(ACTIONS)
         body = {"action": action, **valid[action]}
@@ -131,6 +133,7 @@ def generators(
             [
                 {"action": "getLecture", "lectureId": foreign_lecture},
                 {"action": "startSession", "lectureId": foreign_lecture},
+                {"action": "deleteLecture", "lectureId": foreign_lecture},
                 {"action": "endSession", "sessionId": foreign_session},
                 {"action": "query", "sessionId": foreign_session, "text": "what did bob learn?"},
                 {"action": "getLecture", "lectureId": f"lec_{rng.randbytes(16).hex()}"},
@@ -158,7 +161,13 @@ def generators(
     ]
 
 
-def test_fuzz_bad_messages(deps: EdgeDeps, agentcore: AgentCoreRecorder) -> None:
+def test_fuzz_bad_messages(
+    deps: EdgeDeps, agentcore: AgentCoreRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The contract is under test here, not the message rate (test_edge_rates.py tests that).
+    monkeypatch.setattr(
+        deps, "settings", deps.settings.model_copy(update={"rate_connection_messages": 10_000})
+    )
     for cid, owner in (("conn-mallory", "mallory"), ("conn-bob", "bob")):
         assert handle(ws_event("$connect", cid, identity=owner), deps)["statusCode"] == 200
     key = "lectures/bob/lec_bob.mp3"

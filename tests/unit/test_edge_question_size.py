@@ -7,6 +7,7 @@ from typing import Any
 
 from synapscribe import planner
 from synapscribe.edge.config import EdgeDeps
+from synapscribe.store import final_claim_key
 from test_edge_support import AgentCoreRecorder, table_snapshot
 from test_edge_websocket import one, send
 
@@ -34,6 +35,10 @@ def test_questions_that_may_fit_go_to_agentcore(
     deps: EdgeDeps, alice: str, session_id: str, agentcore: AgentCoreRecorder
 ) -> None:
     limit = planner.question_text_limit_bytes(deps.platform)
+    # AgentCore gives each question's job slot back when it has answered it (quotas.jobs_in_flight).
+    agentcore.on_job = lambda job: deps.quotas.finish_job(
+        job["owner"], final_claim_key(job["requestId"], job["receivedAtMs"])
+    )
     for text in ("What is ATP?", "x" * 4000, "光" * (limit // 3)):
         assert ask(deps, alice, session_id, text) == []
     assert [job["text"] for _, job in agentcore.requests] == ["What is ATP?", "x" * 4000, "光" * (limit // 3)]

@@ -129,6 +129,7 @@ def deps(edge_world: EdgeDeps, agentcore: AgentCoreRecorder) -> Iterator[EdgeDep
         (d.store.connections, "connectionId"),
         (d.store.lectures, "lectureId"),
         (d.store.sessions, "sessionId"),
+        (d.store.limits, "limitId"),
     ):
         for item in table.scan(ConsistentRead=True)["Items"]:
             table.delete_item(Key={key: item[key]})

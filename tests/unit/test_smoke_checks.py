@@ -8,7 +8,12 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from synapscribe.smoke.aws_auth import read_stack_outputs, signed_connect_headers
+from synapscribe.smoke.aws_auth import (
+    GuestAccess,
+    deployed_target,
+    read_stack_outputs,
+    signed_connect_headers,
+)
 from synapscribe.smoke.checks import Budget, budget_problems, contract_problems, refers_back, stream_problems
 from synapscribe.smoke.client import QueryResult, check_frame, local_url
 
@@ -150,11 +155,64 @@ def test_read_stack_outputs() -> None:
         "SynapScribeStack": {
             "WebSocketUrl": "wss://abc.execute-api.eu-west-1.amazonaws.com/prod",
             "IdentityPoolId": "eu-west-1:1234",
+            "GuestRoleArn": GUEST_ROLE,
             "BucketName": "b",
         }
     }
     assert read_stack_outputs(doc) == {
         "url": "wss://abc.execute-api.eu-west-1.amazonaws.com/prod",
         "identityPoolId": "eu-west-1:1234",
+        "guestRoleArn": GUEST_ROLE,
         "region": "eu-west-1",
     }
+
+
+GUEST_ROLE = "arn:aws:iam::123456789012:role/SynapScribe-dev-Identity-GuestsUnauthenticatedRole-X"
+OUTPUTS = {
+    "SynapScribe-dev-Api": {"WebSocketUrl": "wss://abc.execute-api.eu-west-1.amazonaws.com/prod"},
+    "SynapScribe-dev-Identity": {
+        "IdentityPoolId": "eu-west-1:1234",
+        "GuestRoleArn": GUEST_ROLE,
+        "Region": "eu-west-1",
+    },
+}
+
+
+def test_deployed_target_from_the_outputs_file(tmp_path) -> None:
+    path = tmp_path / "cdk-outputs-dev.json"
+    path.write_text(json.dumps(OUTPUTS))
+    url, access = deployed_target(None, None, None, None, path)
+    assert url == "wss://abc.execute-api.eu-west-1.amazonaws.com/prod"
+    assert access == GuestAccess("eu-west-1:1234", GUEST_ROLE, "eu-west-1")
+    # Flags win over the file.
+    _, access = deployed_target(None, None, None, "arn:aws:iam::1:role/other", path)
+    assert access is not None and access.guest_role_arn == "arn:aws:iam::1:role/other"
+    assert deployed_target("ws://127.0.0.1:1", None, None, None, None) == ("ws://127.0.0.1:1", None)
+
+
+@pytest.mark.parametrize(
+    ("flags", "outputs", "needle"),
+    [
+        # An outputs file from before the basic flow has no guest role: say so, do not guess.
+        (
+            (None, None, None, None),
+            {"S": {k: v for k, v in OUTPUTS["SynapScribe-dev-Identity"].items() if k != "GuestRoleArn"}},
+            "GuestRoleArn",
+        ),
+        (("wss://x/prod", "eu-west-1", "eu-west-1:1", None), None, "--guest-role-arn"),
+        (("wss://x/prod", "eu-west-1", None, GUEST_ROLE), None, "--identity-pool-id"),
+        (("wss://x/prod", None, "eu-west-1:1", GUEST_ROLE), None, "--region"),
+    ],
+)
+def test_deployed_target_refuses_half_a_target(tmp_path, flags, outputs, needle) -> None:
+    path = None
+    if outputs is not None:
+        path = tmp_path / "outputs.json"
+        path.write_text(json.dumps(outputs))
+    with pytest.raises(ValueError, match=needle):
+        deployed_target(*flags, path)
+    if outputs is None:
+        return
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="cannot read"):
+        deployed_target(None, None, None, None, path)

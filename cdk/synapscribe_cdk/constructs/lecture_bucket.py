@@ -7,12 +7,16 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 from synapscribe.platform import PlatformConfig
 
+from synapscribe_cdk.nag import acknowledge_checkov, acknowledge_log_bucket
+
 
 class LectureBucket(Construct):
     """Private, TLS-only, encrypted bucket with browser-upload CORS and ephemeral prefixes.
 
-    `queries/` and `responses/` expire after `storage.ephemeral_days`; everything else is kept.
-    Server access logs go to a second bucket of the same stack.
+    `queries/` and `responses/` expire after `storage.ephemeral_days`; `lectures/`,
+    `transcripts/` and `segments/` after `storage.retention_days` (their DynamoDB items carry the
+    same TTL). Server access logs go to a second bucket of the same stack. With a DESTROY removal
+    policy (dev) both buckets empty themselves when the stack is deleted; RETAIN (prod) keeps them.
     """
 
     def __init__(
@@ -38,9 +42,12 @@ class LectureBucket(Construct):
                 s3.LifecycleRule(id="expire-logs", expiration=Duration.days(log_retention_days))
             ],
             removal_policy=removal_policy,
+            auto_delete_objects=removal_policy == RemovalPolicy.DESTROY,
         )
+        acknowledge_log_bucket(self.access_logs)
         prefixes = platform.storage.prefixes
         ephemeral = Duration.days(platform.storage.ephemeral_days)
+        retained = Duration.days(platform.storage.retention_days)
         self.bucket = s3.Bucket(
             self,
             "Bucket",
@@ -64,9 +71,20 @@ class LectureBucket(Construct):
             lifecycle_rules=[
                 s3.LifecycleRule(id="expire-queries", prefix=prefixes.queries, expiration=ephemeral),
                 s3.LifecycleRule(id="expire-responses", prefix=prefixes.responses, expiration=ephemeral),
+                *(
+                    s3.LifecycleRule(id=f"expire-{prefix.rstrip('/')}", prefix=prefix, expiration=retained)
+                    for prefix in (prefixes.lectures, prefixes.transcripts, prefixes.segments)
+                ),
                 s3.LifecycleRule(
                     id="abort-incomplete-multipart", abort_incomplete_multipart_upload_after=Duration.days(1)
                 ),
             ],
             removal_policy=removal_policy,
+            auto_delete_objects=removal_policy == RemovalPolicy.DESTROY,
+        )
+        acknowledge_checkov(
+            self.bucket,
+            "CKV_AWS_21",
+            "Lectures, transcripts and answers must be gone when they expire or their owner deletes "
+            "them; versioning would keep every deleted object as a noncurrent version.",
         )

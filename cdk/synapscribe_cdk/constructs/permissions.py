@@ -15,7 +15,6 @@ TABLE_ITEM_ACTIONS = (
     "dynamodb:DeleteItem",
     "dynamodb:Query",
 )
-TABLE_READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query")
 
 
 def object_arns(bucket_arn: str, prefixes: Iterable[str]) -> list[str]:
@@ -27,16 +26,27 @@ def objects(actions: Iterable[str], bucket_arn: str, prefixes: Iterable[str]) ->
     return iam.PolicyStatement(actions=sorted(actions), resources=object_arns(bucket_arn, prefixes))
 
 
+def list_under(bucket_arn: str, prefixes: Iterable[str]) -> iam.PolicyStatement:
+    """ListBucket for keys under `prefixes` only (a listing request carries its prefix as s3:prefix)."""
+    return iam.PolicyStatement(
+        actions=["s3:ListBucket"],
+        resources=[bucket_arn],
+        conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}},
+    )
+
+
 def tables(actions: Iterable[str], table_arns: Iterable[str]) -> iam.PolicyStatement:
     return iam.PolicyStatement(actions=sorted(actions), resources=list(table_arns))
 
 
-def connections_arn(api_id: str, stage: str) -> str:
-    """Every @connections call (POST, GET, DELETE) on one stage of one WebSocket API."""
-    return f"arn:{Aws.PARTITION}:execute-api:{Aws.REGION}:{Aws.ACCOUNT_ID}:{api_id}/{stage}/*/@connections/*"
+def connections_arn(api_id: str, stage: str, method: str = "POST") -> str:
+    """@connections calls with one HTTP method on one stage of one WebSocket API (POST sends a
+    message; GET and DELETE, which the platform never makes, would read or close connections)."""
+    return f"arn:{Aws.PARTITION}:execute-api:{Aws.REGION}:{Aws.ACCOUNT_ID}:{api_id}/{stage}/{method}/@connections/*"
 
 
-def manage_connections(api_id: str, stage: str) -> iam.PolicyStatement:
+def post_to_connections(api_id: str, stage: str) -> iam.PolicyStatement:
+    """Send messages to clients (synapscribe.connections.ConnectionPusher.post) and nothing else."""
     return iam.PolicyStatement(
         actions=["execute-api:ManageConnections"], resources=[connections_arn(api_id, stage)]
     )

@@ -13,10 +13,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from synapscribe_cdk.constructs.edge_function import RUNTIME
+from synapscribe_cdk.constructs.edge_function import RUNTIME, acknowledge_lambda_findings
 from synapscribe_cdk.constructs.function_role import function_role
 from synapscribe_cdk.constructs.log_groups import retained_log_group
-from synapscribe_cdk.nag import acknowledge, wildcard_findings
+from synapscribe_cdk.nag import acknowledge, acknowledge_checkov, wildcard_findings
 
 DRAIN_CODE = Path(__file__).resolve().parents[1] / "lambdas" / "drain"
 #: Time the drain function needs besides the drain itself (API calls, cold start).
@@ -72,6 +72,7 @@ class SpotDrain(Construct):
             log_group=log_group,
             role=function_role(self, "Role", log_group=log_group),
         )
+        self._acknowledge_findings()
         group_arn = (
             f"arn:{Aws.PARTITION}:autoscaling:{Aws.REGION}:{Aws.ACCOUNT_ID}:autoScalingGroup:*:"
             f"autoScalingGroupName/{group.auto_scaling_group_name}"
@@ -131,4 +132,27 @@ class SpotDrain(Construct):
             evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+    def _acknowledge_findings(self) -> None:
+        acknowledge_lambda_findings(self.function)
+        acknowledge_checkov(
+            self.function,
+            "CKV_AWS_115",
+            "One invocation per terminating instance or spot notice, so the fleet's capacity.max bounds "
+            "its concurrency; reserving some would take it from the account's unreserved pool.",
+        )
+        acknowledge_checkov(
+            self.function,
+            "CKV_AWS_116",
+            "A drain is useful only within the instance's last minutes: EventBridge retries twice, then "
+            "the lifecycle hook lets termination continue and the errors alarm fires; a queued event "
+            "could only be replayed after the instance is gone.",
+        )
+        acknowledge_checkov(
+            self.function,
+            "CKV_AWS_117",
+            "It calls only AWS APIs (Elastic Load Balancing, Auto Scaling); outside the VPC it needs "
+            "neither the NAT instance nor interface endpoints, so it drains even while the NAT is "
+            "being replaced.",
         )

@@ -8,6 +8,8 @@ from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 from synapscribe.store import TABLE_KEYS, TTL_ATTRIBUTE
 
+from synapscribe_cdk.nag import acknowledge_checkov
+
 
 class StateTables(Construct):
     """One on-demand, PITR-protected table per entry of `TABLE_KEYS`, each with the TTL attribute.
@@ -36,6 +38,13 @@ class StateTables(Construct):
                 removal_policy=removal_policy,
             )
             self.tables[field] = table
+            acknowledge_checkov(
+                table,
+                "CKV_AWS_119",
+                "Encrypted with the AWS managed key (aws/dynamodb), whose use CloudTrail records; a "
+                "customer managed key would add a key to administer and per-request KMS cost, and no "
+                "reader of these tables needs access revoked apart from its IAM role.",
+            )
             period = Duration.minutes(5)
             throttles = cloudwatch.MathExpression(
                 expression="r + w",

@@ -7,14 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Fn, Stack
-from aws_cdk import aws_apigateway as apigw_v1
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from constructs import Construct
@@ -25,16 +28,59 @@ from synapscribe_cdk.bundling import prepare_lambda_asset
 from synapscribe_cdk.config import EnvironmentConfig
 from synapscribe_cdk.constructs import permissions
 from synapscribe_cdk.constructs.edge_function import EdgeFunction
+from synapscribe_cdk.constructs.failure_queue import FailureQueue
 from synapscribe_cdk.constructs.log_groups import retained_log_group
-from synapscribe_cdk.nag import acknowledge, managed_policy_findings, wildcard_findings
+from synapscribe_cdk.nag import acknowledge, acknowledge_checkov, managed_policy_findings, wildcard_findings
 from synapscribe_cdk.stacks.data import DataStack
 from synapscribe_cdk.stacks.network import EDGE_SUBNETS, NetworkStack
 
 WEBSOCKET_HANDLER = "synapscribe.edge.websocket_handler.handler"
 VALIDATION_HANDLER = "synapscribe.edge.validate_lecture.handler"
+SWEEPER_HANDLER = "synapscribe.edge.sweeper.handler"
+#: A sweeper run hands a few lectures to AgentCore; it must end well before the next run.
+SWEEPER_TIMEOUT = Duration.seconds(120)
 #: API Gateway closes an integration after 29 s; the handler only hands work to AgentCore.
 WEBSOCKET_HANDLER_TIMEOUT = Duration.seconds(20)
 SYSTEM_ROUTES = ("$connect", "$disconnect", "$default")
+API_ID_OUTPUT = "ApiId"
+
+_ITEM = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+_LEDGER = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+#: The DynamoDB calls each function makes, by table (store.TABLE_KEYS field), from
+#: synapscribe.store, quotas.py (a ledger is read, then updated on condition; a lecture upload's
+#: ledger update and pending item go in one TransactWriteItems, which IAM authorizes as the
+#: UpdateItem and PutItem inside it) and edge/rates.py (conditional updates). Only the sweeper
+#: scans, to find stuck lectures. A table missing here gets no grant (test_api_stack checks
+#: every table is named).
+FUNCTION_TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "websocket_handler": {
+        "connections_table": _ITEM,
+        "lectures_table": _ITEM,
+        "sessions_table": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"),
+        "limits_table": _LEDGER,
+    },
+    "validation": {
+        "lectures_table": ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+        "limits_table": _LEDGER,
+    },
+    "sweeper": {
+        "lectures_table": ("dynamodb:GetItem", "dynamodb:Scan", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+        "sessions_table": ("dynamodb:DeleteItem",),
+        "limits_table": _LEDGER,
+    },
+}
+
+
+def table_statements(
+    actions_by_table: dict[str, tuple[str, ...]], tables: dict[str, dynamodb.Table]
+) -> list[iam.PolicyStatement]:
+    """One statement per table the function uses (tables the app does not have are skipped)."""
+    return [
+        permissions.tables(actions, [tables[field].table_arn])
+        for field, actions in actions_by_table.items()
+        if field in tables
+    ]
+
 
 ACCESS_LOG_FORMAT = json.dumps(
     {
@@ -90,7 +136,14 @@ class ApiStack(Stack):
             description="SynapScribe WebSocket handler",
             timeout=WEBSOCKET_HANDLER_TIMEOUT,
             environment=environment,
+            reserved_concurrency=config.reserved_concurrency.websocket_handler,
             **placement,
+        )
+        acknowledge_checkov(
+            self.websocket_handler.function,
+            "CKV_AWS_116",
+            "API Gateway invokes it synchronously and gets its error back; a dead-letter queue only "
+            "receives events of asynchronous invocations.",
         )
 
         integration = integrations.WebSocketLambdaIntegration("Handler", self.websocket_handler.function)
@@ -133,7 +186,14 @@ class ApiStack(Stack):
         cfn_stage.access_log_settings = apigw.CfnStage.AccessLogSettingsProperty(
             destination_arn=access_logs.log_group_arn, format=ACCESS_LOG_FORMAT
         )
-        cfn_stage.node.add_dependency(self._cloudwatch_logging_role())
+        # Lower limits on the costly routes (a stage's route settings, by route key).
+        cfn_stage.route_settings = {
+            route: {"ThrottlingRateLimit": t.rate_limit, "ThrottlingBurstLimit": t.burst_limit}
+            for route, t in config.route_throttles.items()
+        }
+        for route in self.api.node.children:
+            if isinstance(route, apigw.WebSocketRoute):
+                cfn_stage.node.add_dependency(route)
 
         self.validation = EdgeFunction(
             self,
@@ -143,8 +203,23 @@ class ApiStack(Stack):
             description="SynapScribe lecture validation",
             timeout=Duration.seconds(config.validation_timeout_seconds),
             environment={**environment, "SYNAPSCRIBE_CONNECTIONS_ENDPOINT": self.stage.callback_url},
+            reserved_concurrency=config.reserved_concurrency.validation,
             **placement,
         )
+        # S3 invokes it asynchronously: bounded retries, then the event waits in a queue (alarmed).
+        self.validation_failures = FailureQueue(self, "ValidationFailures", what="Lecture validation")
+        self.validation.function.configure_async_invoke(
+            on_failure=destinations.SqsDestination(self.validation_failures.queue),
+            retry_attempts=config.validation_retry_attempts,
+            max_event_age=Duration.seconds(config.validation_max_event_age_seconds),
+        )
+        acknowledge_checkov(
+            self.validation.function,
+            "CKV_AWS_116",
+            "Failed events go to its on-failure destination (the alarmed ValidationFailures queue), "
+            "which keeps the error with the event; a dead-letter queue would be a second copy.",
+        )
+        self.sweeper = self._sweeper(code, environment, placement, platform)
 
         self._grant(data, platform)
 
@@ -171,6 +246,8 @@ class ApiStack(Stack):
         self.alarms = [
             self.websocket_handler.errors_alarm,
             self.validation.errors_alarm,
+            self.validation_failures.alarm,
+            self.sweeper.errors_alarm,
             self._api_errors_alarm(),
         ]
         data.alarm_topic.notify(self.alarms)
@@ -182,70 +259,98 @@ class ApiStack(Stack):
             value=self.stage.callback_url,
             description="SYNAPSCRIBE_CONNECTIONS_ENDPOINT (@connections)",
         )
-        self._api_id_export = f"{self.stack_name}-ApiId"
-        CfnOutput(self, "ApiId", value=self.api.api_id, export_name=self._api_id_export)
+        # Read by name, never exported (see DataStack.imported_bucket_arn).
+        CfnOutput(self, API_ID_OUTPUT, value=self.api.api_id)
         CfnOutput(self, "Region", value=self.region, description="AWS_REGION")
 
     def imported_api_id(self, consumer: Stack) -> str:
-        """The API id in another stack, as an explicit import (see DataStack.imported_bucket_arn)."""
+        """The API id in another stack, read from this stack's output (see
+        DataStack.imported_bucket_arn)."""
         consumer.add_stack_dependency(self)
-        return Fn.import_value(self._api_id_export)
+        return Fn.get_stack_output(self.stack_name, API_ID_OUTPUT)
 
     def _grant(self, data: DataStack, platform: PlatformConfig) -> None:
-        """Least privilege: the handler presigns uploads, checks query uploads and keeps all
-        three tables; the validator reads, and may delete, uploaded lectures and updates their
-        status. Both push to their clients through @connections."""
+        """Least privilege: the handler presigns uploads, checks query uploads, keeps its items
+        and deletes a lecture with what was made from it (deleteLecture); the validator reads,
+        and may delete, uploaded lectures and updates their status; the sweeper resumes stuck
+        lectures, rejects or removes the hopeless ones (edge/removal.py: it lists the lecture's
+        segments, then deletes its objects). All push to clients (@connections POST). Table
+        actions are the calls each function makes (FUNCTION_TABLE_ACTIONS)."""
         prefixes = platform.storage.prefixes
         bucket_arn = data.imported_bucket_arn(self)
-        tables = data.tables
-        ws_fn, val_fn = self.websocket_handler.function, self.validation.function
-        connections = permissions.manage_connections(self.api.api_id, self.stage.stage_name)
+        connections = permissions.post_to_connections(self.api.api_id, self.stage.stage_name)
+        made = [prefixes.lectures, prefixes.transcripts, prefixes.segments]
+        removal = [
+            permissions.objects(["s3:DeleteObject"], bucket_arn, made),
+            permissions.list_under(bucket_arn, [prefixes.segments]),
+        ]
         grants = {
-            ws_fn: [
+            "websocket_handler": [
                 permissions.objects(["s3:PutObject"], bucket_arn, [prefixes.lectures, prefixes.queries]),
                 permissions.objects(["s3:GetObject"], bucket_arn, [prefixes.queries]),
-                permissions.tables(permissions.TABLE_ITEM_ACTIONS, [t.table_arn for t in tables.values()]),
+                *removal,
                 connections,
             ],
-            val_fn: [
+            "validation": [
                 permissions.objects(["s3:GetObject", "s3:DeleteObject"], bucket_arn, [prefixes.lectures]),
-                permissions.tables(permissions.TABLE_ITEM_ACTIONS, [tables["lectures_table"].table_arn]),
-                permissions.tables(permissions.TABLE_READ_ACTIONS, [tables["connections_table"].table_arn]),
                 connections,
             ],
+            "sweeper": [*removal, connections],
         }
-        for fn, statements in grants.items():
+        functions = {
+            "websocket_handler": self.websocket_handler.function,
+            "validation": self.validation.function,
+            "sweeper": self.sweeper.function,
+        }
+        for name, statements in grants.items():
+            statements += table_statements(FUNCTION_TABLE_ACTIONS[name], data.tables)
+            fn = functions[name]
             for statement in statements:
                 fn.add_to_role_policy(statement)
             assert fn.role is not None
-            acknowledge(
-                fn.role,
-                "AwsSolutions-IAM5",
-                "Object wildcards stop at this platform's key prefixes, and @connections at this API's "
-                "stage: the ids under them are made at run time.",
-                wildcard_findings(self, [r for s in statements for r in s.resources]),
-            )
-
-    def _cloudwatch_logging_role(self) -> apigw_v1.CfnAccount:
-        """API Gateway writes access logs only with an account-level CloudWatch role (one per
-        account and region; a second stack setting it simply overwrites the same value)."""
-        role = iam.Role(
-            self,
-            "ApiGatewayLogging",
-            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
-            managed_policies=[
-                iam.ManagedPolicy.from_aws_managed_policy_name(
-                    "service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+            findings = wildcard_findings(self, [r for s in statements for r in s.resources])
+            if findings:
+                acknowledge(
+                    fn.role,
+                    "AwsSolutions-IAM5",
+                    "Object wildcards stop at this platform's key prefixes, and @connections at this API's "
+                    "stage: the ids under them are made at run time.",
+                    findings,
                 )
-            ],
+
+    def _sweeper(
+        self,
+        code: lambda_.Code,
+        environment: dict[str, str],
+        placement: dict[str, Any],
+        platform: PlatformConfig,
+    ) -> EdgeFunction:
+        """Resumes lectures a dead AgentCore left `transcribing`, on a schedule (one run at a time)."""
+        sweeper = EdgeFunction(
+            self,
+            "LectureSweeper",
+            code=code,
+            handler=SWEEPER_HANDLER,
+            description="SynapScribe lecture sweeper",
+            timeout=SWEEPER_TIMEOUT,
+            environment=environment,
+            reserved_concurrency=1,
+            **placement,
         )
-        acknowledge(
-            role,
-            "AwsSolutions-IAM4",
-            "AmazonAPIGatewayPushToCloudWatchLogs is the AWS-documented policy for API Gateway logging.",
-            managed_policy_findings("service-role/AmazonAPIGatewayPushToCloudWatchLogs"),
+        events.Rule(
+            self,
+            "SweeperSchedule",
+            description="SynapScribe: resume lectures stuck in transcribing, remove stale pending ones",
+            schedule=events.Schedule.rate(Duration.seconds(platform.sweeper.interval_seconds)),
+            targets=[targets.LambdaFunction(sweeper.function, retry_attempts=0)],
         )
-        return apigw_v1.CfnAccount(self, "ApiGatewayAccount", cloud_watch_role_arn=role.role_arn)
+        acknowledge_checkov(
+            sweeper.function,
+            "CKV_AWS_116",
+            "Every scheduled run sweeps everything that is due, so a failed run is redone by the next "
+            "one; a queued copy of the schedule's event would replay nothing.",
+        )
+        return sweeper
 
     def _api_errors_alarm(self) -> cloudwatch.Alarm:
         period = Duration.minutes(5)

@@ -94,6 +94,13 @@ class ComputeStack(Stack):
         """What AgentCore does: read uploads, transcripts and segments; write (and presign) answers;
         write segments and transcripts; keep the tables; push to clients."""
         prefixes = platform.storage.prefixes
+        readable = [
+            prefixes.lectures,
+            prefixes.queries,
+            prefixes.responses,
+            prefixes.segments,
+            prefixes.transcripts,
+        ]
         bucket_arn = data.imported_bucket_arn(self)
         role = iam.Role(
             self,
@@ -103,27 +110,21 @@ class ComputeStack(Stack):
         )
         statements = [
             # responses/ too: the presigned GET URLs AgentCore hands to clients carry its role.
-            permissions.objects(
-                ["s3:GetObject"],
-                bucket_arn,
-                [
-                    prefixes.lectures,
-                    prefixes.queries,
-                    prefixes.responses,
-                    prefixes.segments,
-                    prefixes.transcripts,
-                ],
+            permissions.objects(["s3:GetObject"], bucket_arn, readable),
+            # Listing only under the prefixes AgentCore reads. Without an unconditioned ListBucket
+            # a missing key may answer 403 instead of 404 (a GetObject carries no s3:prefix), so
+            # AgentCore tells "not made yet" or "gone" from a real denial by listing exactly that
+            # key, which this grant allows (synapscribe.agentcore.aws.AwsIo._get).
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in readable]}},
             ),
-            # Without ListBucket a missing key answers 403 instead of 404, and AgentCore tells
-            # "not made yet" (segments, transcripts) or "gone" (a query or lecture upload) from a
-            # real error by that 404. No s3:prefix condition: a GetObject request carries no
-            # prefix, so a conditioned grant would not turn its 403 into a 404.
-            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket_arn]),
             permissions.objects(
                 ["s3:PutObject"], bucket_arn, [prefixes.responses, prefixes.segments, prefixes.transcripts]
             ),
             permissions.tables(permissions.TABLE_ITEM_ACTIONS, [t.table_arn for t in data.tables.values()]),
-            permissions.manage_connections(api.imported_api_id(self), api.stage.stage_name),
+            permissions.post_to_connections(api.imported_api_id(self), api.stage.stage_name),
         ]
         for statement in statements:
             role.add_to_policy(statement)
@@ -157,7 +158,7 @@ class ComputeStack(Stack):
             statistic="Maximum",
             period=period,
         )
-        healthy = network.target_group.metrics.healthy_host_count(period=period, statistic="Maximum")
+        healthy = _target_group_metric(network, "HealthyHostCount", period)
         starved = cloudwatch.MathExpression(
             expression="IF(desired > 0 AND FILL(healthy, 0) < 1, 1, 0)",
             using_metrics={"desired": desired, "healthy": healthy},
@@ -180,7 +181,7 @@ class ComputeStack(Stack):
 
     def _balancer_alarms(self, network: NetworkStack) -> list[cloudwatch.Alarm]:
         period = Duration.minutes(5)
-        alb, tg = network.alb, network.target_group
+        alb = network.alb
         errors = cloudwatch.MathExpression(
             expression="elb + target",
             using_metrics={
@@ -202,9 +203,7 @@ class ComputeStack(Stack):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        unhealthy = tg.metrics.unhealthy_host_count(
-            period=Duration.minutes(1), statistic="Maximum"
-        ).create_alarm(
+        unhealthy = _target_group_metric(network, "UnHealthyHostCount", Duration.minutes(1)).create_alarm(
             self,
             "UnhealthyHosts",
             alarm_description=(
@@ -217,3 +216,20 @@ class ComputeStack(Stack):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         return [five_xx, unhealthy]
+
+
+def _target_group_metric(network: NetworkStack, name: str, period: Duration) -> cloudwatch.Metric:
+    """A host-count metric of AgentCore's target group (maximum over `period`). Built from the
+    balancer's and target group's own full-name attributes: CDK's `target_group.metrics` derive the
+    balancer's name by splitting the listener ARN, and across stacks that puts Fn::GetStackOutput
+    inside Fn::Split, which CloudFormation does not accept (cfn-lint E1022)."""
+    return cloudwatch.Metric(
+        namespace="AWS/ApplicationELB",
+        metric_name=name,
+        dimensions_map={
+            "LoadBalancer": network.alb.load_balancer_full_name,
+            "TargetGroup": network.target_group.target_group_full_name,
+        },
+        statistic="Maximum",
+        period=period,
+    )

@@ -15,6 +15,8 @@ from synapscribe_cdk.constructs.alarm_topic import AlarmTopic
 from synapscribe_cdk.constructs.lecture_bucket import LectureBucket
 from synapscribe_cdk.constructs.state_tables import StateTables
 
+BUCKET_ARN_OUTPUT = "BucketArn"
+
 
 class DataStack(Stack):
     def __init__(
@@ -48,10 +50,10 @@ class DataStack(Stack):
         )
 
         CfnOutput(self, "BucketName", value=self.bucket.bucket_name, description="SYNAPSCRIBE_BUCKET")
-        # Exported by an explicit name: IAM statements elsewhere build object ARNs from it, and
-        # their wildcard findings must read the same before and after synthesis (see nag.py).
-        self._bucket_arn_export = f"{self.stack_name}-BucketArn"
-        CfnOutput(self, "BucketArn", value=self.bucket.bucket_arn, export_name=self._bucket_arn_export)
+        # Read by name (Fn::GetStackOutput), never exported: an export would block every update
+        # that replaces the bucket. IAM statements elsewhere build object ARNs from it, and their
+        # wildcard findings must read the same before and after synthesis (see nag.py).
+        CfnOutput(self, BUCKET_ARN_OUTPUT, value=self.bucket.bucket_arn)
         for field, table in self.tables.items():
             CfnOutput(
                 self,
@@ -61,9 +63,10 @@ class DataStack(Stack):
             )
 
     def imported_bucket_arn(self, consumer: Stack) -> str:
-        """The bucket's ARN in another stack, as an explicit import (and a stack dependency)."""
+        """The bucket's ARN in another stack: this stack's output, read at deploy time (a weak
+        reference, no export), and a stack dependency."""
         consumer.add_stack_dependency(self)
-        return Fn.import_value(self._bucket_arn_export)
+        return Fn.get_stack_output(self.stack_name, BUCKET_ARN_OUTPUT)
 
     def resource_environment(self) -> dict[str, str]:
         """The `SYNAPSCRIBE_*` variables (AwsResources) every service needs."""

@@ -9,7 +9,9 @@ Egress without a NAT gateway:
 - Nothing but the NAT instance has a public address. The GPU instances run in private subnets
   (`fleet`) and the Lambdas in private subnets (`edge`); both route to the internet through one
   small NAT *instance* (t4g.nano, a few dollars a month) in the public subnets, which admits only
-  those two groups. The GPU instances need the internet for little: @connections (execute-api),
+  those two groups. It is an Auto Scaling group of one behind a fixed network interface, so a
+  failed instance is replaced without touching the routes (constructs/nat_instance.py); an
+  environment may ask for managed NAT gateways instead (`nat: gateway` in cdk.json). The GPU instances need the internet for little: @connections (execute-api),
   gTTS (Google), Session Manager, over 443; and Ubuntu's apt mirrors (HTTP, signed packages) for
   the unattended security upgrades the AMI schedules. Their group allows exactly that egress.
 - The Lambdas must run in the VPC to reach the internal balancer; they push to clients through
@@ -33,7 +35,8 @@ from synapscribe.platform import PlatformConfig
 
 from synapscribe_cdk.config import ConfigError, EnvironmentConfig
 from synapscribe_cdk.constructs.log_groups import retained_log_group
-from synapscribe_cdk.nag import acknowledge
+from synapscribe_cdk.constructs.nat_instance import SelfHealingNatProvider
+from synapscribe_cdk.nag import acknowledge, acknowledge_checkov, acknowledge_log_bucket
 
 #: The AgentCore readiness path (docs/interfaces.md): 200 only when vLLM and TTS answer.
 READY_PATH = "/ready"
@@ -44,25 +47,6 @@ FLEET_SUBNETS = "fleet"
 #: What the GPU instances may reach (through the NAT instance or the gateway endpoints): TLS for
 #: AWS APIs, @connections and gTTS; HTTP for Ubuntu's apt mirrors (unattended security upgrades).
 FLEET_EGRESS_PORTS = {443: "TLS: @connections, gTTS, SSM; S3/DynamoDB via endpoints", 80: "apt mirrors"}
-
-
-#: Root device of the NAT instance's image (CDK's instance_v2 default: Amazon Linux 2023).
-NAT_ROOT_DEVICE = "/dev/xvda"
-
-
-def harden_nat_instance(instance: ec2.Instance) -> None:
-    """IMDSv2 only (no hops beyond the host) and an encrypted root volume, which the NAT
-    provider does not offer as options."""
-    cfn = instance.instance
-    cfn.metadata_options = ec2.CfnInstance.MetadataOptionsProperty(
-        http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
-    )
-    cfn.block_device_mappings = [
-        ec2.CfnInstance.BlockDeviceMappingProperty(
-            device_name=NAT_ROOT_DEVICE,
-            ebs=ec2.CfnInstance.EbsProperty(encrypted=True, volume_type="gp3", delete_on_termination=True),
-        )
-    ]
 
 
 class NetworkStack(Stack):
@@ -79,21 +63,24 @@ class NetworkStack(Stack):
         port = self.port = platform.ports.agentcore
         if Token.is_unresolved(self.region):
             raise ConfigError(
-                "set CDK_DEFAULT_REGION (or CDK_DEPLOY_REGION): the VPC lists its zones by name"
+                "set CDK_DEPLOY_REGION (or -c region=R, or CDK_DEFAULT_REGION): the VPC lists its zones by name"
             )
         self._zones = config.zones_in(self.region)
         removal = RemovalPolicy.RETAIN if config.removal == "retain" else RemovalPolicy.DESTROY
+        self.nat = SelfHealingNatProvider(
+            instance_type=config.nat_instance_type,
+            group_name=f"synapscribe-{config.name}-nat",
+            vpc_cidr=config.vpc_cidr,
+        )
 
         self.vpc = ec2.Vpc(
             self,
             "Vpc",
             ip_addresses=ec2.IpAddresses.cidr(config.vpc_cidr),
             availability_zones=self._zones,
-            nat_gateways=1,
-            nat_gateway_provider=ec2.NatProvider.instance_v2(
-                instance_type=ec2.InstanceType(config.nat_instance_type),
-                default_allowed_traffic=ec2.NatTrafficDirection.OUTBOUND_ONLY,
-            ),
+            # A NAT gateway per zone when asked for; otherwise one self-replacing NAT instance.
+            nat_gateways=len(self._zones) if config.nat == "gateway" else 1,
+            nat_gateway_provider=ec2.NatProvider.gateway() if config.nat == "gateway" else self.nat,
             subnet_configuration=[
                 ec2.SubnetConfiguration(name=PUBLIC_SUBNETS, subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
                 ec2.SubnetConfiguration(
@@ -157,22 +144,14 @@ class NetworkStack(Stack):
         for fleet_port, why in FLEET_EGRESS_PORTS.items():
             self.fleet_sg.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(fleet_port), why)
 
-        for instance in [c for c in self.vpc.node.find_all() if isinstance(c, ec2.Instance)]:
-            instance.connections.allow_from(self.edge_sg, ec2.Port.tcp(443), "Lambdas' TLS egress")
+        self.nat_alarms = []
+        if config.nat == "instance":
+            nat_sg = self.nat.security_group
+            assert nat_sg is not None
+            nat_sg.add_ingress_rule(self.edge_sg, ec2.Port.tcp(443), "Lambdas' TLS egress")
             for fleet_port, why in FLEET_EGRESS_PORTS.items():
-                instance.connections.allow_from(self.fleet_sg, ec2.Port.tcp(fleet_port), f"GPU fleet: {why}")
-            harden_nat_instance(instance)
-            for rule, reason in (
-                (
-                    "AwsSolutions-EC28",
-                    "The NAT instance is a stateless forwarder; basic monitoring suffices.",
-                ),
-                (
-                    "AwsSolutions-EC29",
-                    "The NAT instance is replaceable by redeploying; no termination protection.",
-                ),
-            ):
-                acknowledge(instance, rule, reason)
+                nat_sg.add_ingress_rule(self.fleet_sg, ec2.Port.tcp(fleet_port), f"GPU fleet: {why}")
+            self.nat_alarms.append(self.nat.no_instance_alarm(self))
 
         alb_logs = s3.Bucket(
             self,
@@ -184,8 +163,10 @@ class NetworkStack(Stack):
                 s3.LifecycleRule(id="expire-logs", expiration=Duration.days(config.log_retention_days))
             ],
             removal_policy=removal,
+            auto_delete_objects=removal == RemovalPolicy.DESTROY,
         )
         acknowledge(alb_logs, "AwsSolutions-S1", "This bucket only receives load-balancer access logs.")
+        acknowledge_log_bucket(alb_logs)
 
         self.alb = elbv2.ApplicationLoadBalancer(
             self,
@@ -222,6 +203,13 @@ class NetworkStack(Stack):
             open=False,
             default_target_groups=[self.target_group],
         )
+        plain_http = (
+            "The balancer is internal, in the private edge subnets, and admits only the edge "
+            "functions' security group; TLS would need a certificate for a private name (a private "
+            "CA), and the hop never leaves the VPC."
+        )
+        acknowledge_checkov(self.listener, "CKV_AWS_2", plain_http)
+        acknowledge_checkov(self.listener, "CKV_AWS_103", plain_http)
 
     @property
     def availability_zones(self) -> list[str]:

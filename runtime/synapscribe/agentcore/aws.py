@@ -72,12 +72,25 @@ class AwsIo:
     # S3 ------------------------------------------------------------------
 
     def _get(self, key: str) -> bytes | None:
+        """The object, or None when there is none (not made yet, or gone)."""
         try:
             return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return None
+            # The instance role may list only the platform's prefixes (an s3:prefix condition),
+            # which a GetObject request does not carry, so S3 may answer a missing key with 403
+            # instead of 404. A listing of exactly that key (it carries the prefix) tells a
+            # missing object from a real denial, which still raises.
+            if code in ("AccessDenied", "403") and not self._listed(key):
                 return None
             raise
+
+    def _listed(self, key: str) -> bool:
+        # The key itself sorts first among the keys it prefixes, so one result suffices.
+        listing = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        return any(item.get("Key") == key for item in listing.get("Contents", []))
 
     async def get(self, key: str, spans: Spans | None = None) -> bytes | None:
         return await self.call(self._get, key, spans=spans, what="s3.get")

@@ -42,6 +42,7 @@ RESOURCES = {
     "SYNAPSCRIBE_CONNECTIONS_TABLE": "synapscribe-harness-connections",
     "SYNAPSCRIBE_LECTURES_TABLE": "synapscribe-harness-lectures",
     "SYNAPSCRIBE_SESSIONS_TABLE": "synapscribe-harness-sessions",
+    "SYNAPSCRIBE_LIMITS_TABLE": "synapscribe-harness-limits",
 }
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",

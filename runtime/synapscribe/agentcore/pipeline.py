@@ -43,6 +43,7 @@ from synapscribe.contract import (
     _Out,
 )
 from synapscribe.platform import PlatformConfig
+from synapscribe.quotas import OwnerQuotas
 from synapscribe.store import final_claim_key
 
 log = logging.getLogger(__name__)
@@ -302,6 +303,24 @@ class QueryPipeline:
     # ------------------------------------------------------------------ the query
 
     async def run(self, job: QueryJob, accepted_at: float | None = None) -> None:
+        try:
+            await self._run(job, accepted_at)
+        finally:
+            await self._finish_job(job)
+
+    async def _finish_job(self, job: QueryJob) -> None:
+        """Give the owner's job slot back (quotas.jobs_in_flight); a failure only logs, as the
+        slot ends with its lease (quotas.job_lease_seconds) anyway."""
+        quotas = OwnerQuotas(self.s.aws.store, self.s.platform)
+        key = final_claim_key(job.requestId, job.receivedAtMs)
+        try:
+            await asyncio.shield(self.s.aws.call(quotas.finish_job, job.owner, key))
+        except (Exception, asyncio.CancelledError):
+            log.exception(
+                "request %s: its job slot was not given back (it ends with its lease)", job.requestId
+            )
+
+    async def _run(self, job: QueryJob, accepted_at: float | None = None) -> None:
         t0 = accepted_at if accepted_at is not None else time.perf_counter()
         cpu0 = time.process_time()
         spans = Spans()

@@ -7,7 +7,7 @@ a prefix-cache hit, throughput by concurrent sessions, and the KV cache in use. 
 
 Local: `synapscribe bench full --url ws://127.0.0.1:PORT [--local-info FILE]` (the local stack's
 `--info-json` gives the TTS service and the model server's `/metrics`).
-Deployed: `synapscribe bench full --stack-outputs cdk-outputs.json [--metrics-url URL] [--gpu-url URL]`,
+Deployed: `synapscribe bench full --stack-outputs cdk-outputs-dev.json [--metrics-url URL] [--gpu-url URL]`,
 with both URLs on an SSM port-forward to an instance's AgentCore (its operator diagnostics,
 `/v1/diagnostics/metrics` and `/v1/diagnostics/gpu`, answer only callers on the instance).
 Exit status 0 when every case ran, 1 when some failed (the report says which), 2 for bad flags.
@@ -24,7 +24,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -35,6 +35,9 @@ from synapscribe.bench.report import BenchResults, Row, render_markdown
 from synapscribe.cli_types import comma_list, positive_float, positive_int
 from synapscribe.smoke.client import ClientError, StackClient
 
+if TYPE_CHECKING:
+    from synapscribe.smoke.aws_auth import GuestAccess
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="WebSocket URL: ws://127.0.0.1:PORT (local) or wss://… (deployed)")
@@ -42,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack-outputs", type=Path, help="deployed: `cdk deploy --outputs-file` JSON")
     parser.add_argument("--region", help="deployed: the stack's region")
     parser.add_argument("--identity-pool-id", help="deployed: the Cognito identity pool")
+    parser.add_argument(
+        "--guest-role-arn", help="deployed: the pool's guest role (Identity stack output GuestRoleArn)"
+    )
     parser.add_argument("--repeats", type=positive_int, default=3, help="runs of each case (default 3)")
     parser.add_argument("--out", type=Path, default=Path("bench-full"), help="report directory")
     parser.add_argument(
@@ -113,7 +119,7 @@ def local_connector(url: str, identity: str) -> Connector:
     return connect
 
 
-def deployed_connector(url: str, identity_pool_id: str, region: str) -> Connector:
+def deployed_connector(url: str, access: GuestAccess) -> Connector:
     """One Cognito identity for the whole run; each `$connect` is signed afresh with its credentials."""
     from synapscribe.smoke.aws_auth import CognitoIdentity, cognito_identity, signed_connect_headers
 
@@ -121,36 +127,31 @@ def deployed_connector(url: str, identity_pool_id: str, region: str) -> Connecto
 
     async def connect(label: str) -> StackClient:
         if not ident:
-            ident.append(await asyncio.to_thread(cognito_identity, identity_pool_id, region))
-        headers = signed_connect_headers(url, ident[0].credentials, region)
+            ident.append(
+                await asyncio.to_thread(
+                    cognito_identity, access.identity_pool_id, access.region, access.guest_role_arn
+                )
+            )
+        headers = signed_connect_headers(url, ident[0].credentials, access.region)
         return await StackClient.connect(url, headers=headers, label=label)
 
     return connect
 
 
 def run(args: argparse.Namespace) -> int:
-    url, region, pool = args.url, args.region, args.identity_pool_id
-    if args.stack_outputs:
-        from synapscribe.smoke.aws_auth import read_stack_outputs
+    from synapscribe.smoke.aws_auth import deployed_target
 
-        try:
-            found = read_stack_outputs(json.loads(args.stack_outputs.read_text(encoding="utf-8")))
-        except (OSError, ValueError) as exc:
-            return _fail(f"--stack-outputs: cannot read {args.stack_outputs}: {exc}")
-        url = url or found.get("url")
-        region = region or found.get("region")
-        pool = pool or found.get("identityPoolId")
-        if not (url and pool and region):
-            return _fail(
-                f"--stack-outputs: {args.stack_outputs} lacks the WebSocket URL, identity pool or region"
-            )
+    try:
+        url, access = deployed_target(
+            args.url, args.region, args.identity_pool_id, args.guest_role_arn, args.stack_outputs
+        )
+    except ValueError as exc:
+        return _fail(str(exc))
     if not url:
         return _fail("--url (or --stack-outputs) is required")
     if urlsplit(url).scheme not in ("ws", "wss"):
         return _fail(f"--url must be ws:// or wss://, not {url!r}")
-    if bool(pool) != bool(region):
-        return _fail("--identity-pool-id and --region go together (deployed mode)")
-    if pool and args.identity:
+    if access and args.identity:
         return _fail("--identity is for the local stack; a deployed stack's identity comes from Cognito")
     tts_url, metrics_url = args.tts_url, args.metrics_url
     if args.local_info:
@@ -169,10 +170,10 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"--out: cannot create {args.out}: {exc}")
 
-    mode = "deployed" if pool else "local"
+    mode = "deployed" if access else "local"
     connect = (
-        deployed_connector(url, pool, region)
-        if pool and region
+        deployed_connector(url, access)
+        if access
         else local_connector(url, args.identity or f"bench-{uuid.uuid4().hex[:8]}")
     )
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

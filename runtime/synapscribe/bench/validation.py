@@ -126,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
                 "SYNAPSCRIBE_CONNECTIONS_TABLE": "bench-connections",
                 "SYNAPSCRIBE_LECTURES_TABLE": "bench-lectures",
                 "SYNAPSCRIBE_SESSIONS_TABLE": "bench-sessions",
+                "SYNAPSCRIBE_LIMITS_TABLE": "bench-limits",
                 "SYNAPSCRIBE_AGENTCORE_URL": f"http://127.0.0.1:{accepting.server_address[1]}",
             }
         )

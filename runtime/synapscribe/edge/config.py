@@ -12,7 +12,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from synapscribe.connections import ConnectionPusher
-from synapscribe.platform import PlatformConfig, load_platform
+from synapscribe.platform import PlatformConfig, Rates, load_platform
+from synapscribe.quotas import OwnerQuotas
 from synapscribe.settings import AwsResources, load_settings
 from synapscribe.store import Store
 
@@ -31,6 +32,14 @@ class EdgeSettings(BaseSettings):
     identity_source: Literal["cognito", "query"] = "cognito"
     #: The handlers hand work to AgentCore and return; they never wait for an answer.
     agentcore_timeout_seconds: float = Field(default=3.0, gt=0, le=10)
+    #: Override platform.yaml's rates.connection_messages / rates.source_messages (the local
+    #: stack's fuzz tests send a thousand messages on one connection to test the contract).
+    rate_connection_messages: int | None = Field(default=None, gt=0)
+    rate_source_messages: int | None = Field(default=None, gt=0)
+    #: Override quotas.jobs_in_flight / quotas.questions_per_minute for this process: a benchmark
+    #: of concurrent sessions on the local stack asks as one identity.
+    quota_jobs_in_flight: int | None = Field(default=None, gt=0)
+    quota_questions_per_minute: int | None = Field(default=None, gt=0)
 
 
 def s3_client(region: str | None = None) -> Any:
@@ -60,6 +69,30 @@ class EdgeDeps:
     store: Store
     s3: Any
     pushers: dict[str, ConnectionPusher] = field(default_factory=dict)
+
+    @property
+    def quotas(self) -> OwnerQuotas:
+        """The owner quotas: platform.yaml's, with the settings' overrides."""
+        overrides = {
+            name: value
+            for name, value in (
+                ("jobs_in_flight", self.settings.quota_jobs_in_flight),
+                ("questions_per_minute", self.settings.quota_questions_per_minute),
+            )
+            if value is not None
+        }
+        platform = self.platform
+        if overrides:
+            platform = platform.model_copy(update={"quotas": platform.quotas.model_copy(update=overrides)})
+        return OwnerQuotas(self.store, platform)
+
+    @property
+    def rates(self) -> Rates:
+        """platform.yaml's message rates, with the settings' overrides."""
+        rates = self.platform.rates
+        conn = self.settings.rate_connection_messages or rates.connection_messages
+        source = max(self.settings.rate_source_messages or rates.source_messages, conn)
+        return rates.model_copy(update={"connection_messages": conn, "source_messages": source})
 
     def pusher(self, endpoint_url: str) -> ConnectionPusher:
         if endpoint_url not in self.pushers:

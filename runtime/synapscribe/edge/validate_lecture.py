@@ -30,6 +30,8 @@ from synapscribe.edge.config import CachedDeps, EdgeDeps
 from synapscribe.edge.push import push
 from synapscribe.edge.s3_ranged import DEFAULT_MAX_BYTES, S3RangedFile
 from synapscribe.planner import plan_lecture
+from synapscribe.quotas import QuotaExceeded
+from synapscribe.store import TTL_ATTRIBUTE
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +143,7 @@ def validate_record(record: dict[str, Any], d: EdgeDeps) -> Outcome:
         plan = plan_lecture(result.duration_seconds, d.platform)
         if plan.mode is None:
             raise ProbeRejection(plan.reason or "The lecture cannot be served.")
+        fields[TTL_ATTRIBUTE] = _settle(d, item, size)
     except ProbeRejection as rejection:
         return _reject(d, item, key, fields, rejection.reason, reader)
 
@@ -161,6 +164,17 @@ def validate_record(record: dict[str, Any], d: EdgeDeps) -> Outcome:
     # Told before AgentCore is asked, so the client can never see `ready` before `transcribing`.
     _push(d, updated)
     return _hand_off(d, updated, key, read)
+
+
+def _settle(d: EdgeDeps, item: dict[str, Any], size: int) -> int:
+    """Charge the stored object's real size to its owner (the upload is no longer in progress);
+    returns when the lecture now expires (storage.retention_days). ProbeRejection over the quota."""
+    ends = d.store.retention_end(int(item["createdAt"]))
+    try:
+        d.quotas.settle_upload(str(item["owner"]), str(item["lectureId"]), size, ends)
+    except QuotaExceeded as exc:
+        raise ProbeRejection(f"The lecture was not kept: {exc.message}.") from None
+    return ends
 
 
 def _hand_off(d: EdgeDeps, item: dict[str, Any], key: str, read: tuple[int, int, float]) -> Outcome:
@@ -204,6 +218,7 @@ def _give_up(d: EdgeDeps, item: dict[str, Any], key: str, read: tuple[int, int, 
     if updated is None:  # finished or rejected meanwhile: its object is not ours to remove
         return Outcome(key, "duplicate", lecture_id, reason, *read)
     _delete(d, key)
+    d.quotas.release_lecture(str(item["owner"]), lecture_id)
     _push(d, updated)
     return Outcome(key, "rejected", lecture_id, reason, *read)
 
@@ -218,12 +233,17 @@ def _reject(
 ) -> Outcome:
     lecture_id = str(item["lectureId"])
     _delete(d, key)
+    # The item (its reason) stays as long as a kept lecture would; it holds no object or quota.
+    ends = d.store.retention_end(int(item["createdAt"]))
     updated = d.store.update_lecture(
-        lecture_id, {**fields, "status": "rejected", "reason": reason}, expected_status="pending"
+        lecture_id,
+        {**fields, "status": "rejected", "reason": reason, TTL_ATTRIBUTE: ends},
+        expected_status="pending",
     )
     read = _read_stats(reader)
     if updated is None:
         return Outcome(key, "duplicate", lecture_id, reason, *read)
+    d.quotas.release_lecture(str(item["owner"]), lecture_id)
     log.info("lecture %s rejected: %s", lecture_id, reason)
     _push(d, updated)
     return Outcome(key, "rejected", lecture_id, reason, *read)
@@ -251,6 +271,7 @@ def _redelivered(d: EdgeDeps, item: dict[str, Any], key: str, etag: str) -> Outc
         lecture_id, {"status": "rejected", "reason": reason}, expected_status=("ready", "transcribing")
     )
     if updated is not None:
+        d.quotas.release_lecture(str(item["owner"]), lecture_id)
         _push(d, updated)
     return Outcome(key, "rejected", lecture_id, reason)
 

@@ -25,11 +25,13 @@ from synapscribe.contract import (
     REQUEST_ID_PATTERN,
     ContractError,
     CreateUpload,
+    DeleteLecture,
     EndSession,
     ErrorCode,
     ErrorMessage,
     GetLecture,
     Lecture,
+    LectureDeleted,
     Query,
     Session,
     SessionEnded,
@@ -47,7 +49,10 @@ from synapscribe.edge.agentcore_client import (
 )
 from synapscribe.edge.config import CachedDeps, EdgeDeps
 from synapscribe.edge.push import push
+from synapscribe.edge.rates import MessageRates, source_ip
+from synapscribe.edge.removal import remove_lecture
 from synapscribe.planner import question_text_too_large
+from synapscribe.quotas import QuotaExceeded
 from synapscribe.store import final_claim_key
 
 log = logging.getLogger(__name__)
@@ -151,10 +156,18 @@ def _request_id_of(frame: str | bytes, limit: int) -> str | None:
 def _answer(event: dict[str, Any], rc: dict[str, Any], connection_id: str, d: EdgeDeps) -> _Out | None:
     frame = _frame(event)
     try:
+        # Before anything else, so a flood costs one counter update per message and no more.
+        MessageRates(d.store, d.rates).admit(connection_id, source_ip(rc))
         message = parse_client_message(frame, d.platform)
         owner = _owner(rc, connection_id, d)
         action: Callable[[Any, str, str, EdgeDeps], _Out | None] = _ACTIONS[type(message)]
         return action(message, owner, connection_id, d)
+    except QuotaExceeded as exc:
+        return ErrorMessage(
+            code=ErrorCode.QUOTA_EXCEEDED,
+            message=exc.message,
+            requestId=_request_id_of(frame, d.platform.limits.message_max_bytes),
+        )
     except ContractError as exc:
         if exc.request_id is None:
             exc.request_id = _request_id_of(frame, d.platform.limits.message_max_bytes)
@@ -190,10 +203,15 @@ def _create_upload(msg: CreateUpload, owner: str, connection_id: str, d: EdgeDep
         Conditions=[{"Content-Type": msg.contentType}, ["content-length-range", 1, cap]],
         ExpiresIn=expiry,
     )
+    # Charged (and the pending lecture put) in one transaction: over a quota nothing is stored.
     if msg.kind == "lecture":
-        d.store.create_pending_lecture(
-            upload_id, owner, key, msg.contentType, msg.sizeBytes, connection_id, msg.filename
+        d.quotas.reserve_lecture_upload(
+            d.store.pending_lecture_item(
+                upload_id, owner, key, msg.contentType, msg.sizeBytes, connection_id, msg.filename
+            )
         )
+    else:
+        d.quotas.reserve_query_upload(owner, upload_id)
     return UploadUrl(
         uploadId=upload_id,
         key=key,
@@ -231,12 +249,24 @@ def _start_session(msg: StartSession, owner: str, connection_id: str, d: EdgeDep
             "with status ready",
         )
     session = d.store.create_session(keys.new_id("ses"), owner, msg.lectureId, lecture["contextMode"])
+    # Recorded on the lecture so deleteLecture ends it; a lecture deleted meanwhile takes it along.
+    if not d.store.add_lecture_session(msg.lectureId, session["sessionId"]):
+        d.store.delete_session(session["sessionId"])
+        raise _not_found("lecture", msg.lectureId)
     return Session(
         sessionId=session["sessionId"],
         lectureId=msg.lectureId,
         contextMode=session["contextMode"],
         expiresAt=int(session["expiresAt"]),
     )
+
+
+def _delete_lecture(msg: DeleteLecture, owner: str, connection_id: str, d: EdgeDeps) -> LectureDeleted:
+    lecture = d.store.get_lecture(msg.lectureId, owner)
+    if lecture is None:
+        raise _not_found("lecture", msg.lectureId)
+    remove_lecture(d, lecture)
+    return LectureDeleted(lectureId=msg.lectureId)
 
 
 def _end_session(msg: EndSession, owner: str, connection_id: str, d: EdgeDeps) -> SessionEnded:
@@ -280,6 +310,26 @@ def _query(msg: Query, owner: str, connection_id: str, d: EdgeDeps) -> None:
         value = getattr(msg, field)
         if value is not None:
             job[field] = value
+    job_key = final_claim_key(job["requestId"], received_at_ms)
+    try:
+        d.quotas.start_question(owner, job_key)
+    except QuotaExceeded as exc:
+        raise ContractError(ErrorCode.QUOTA_EXCEEDED, exc.message, client_request_id) from None
+    parsed_key = keys.parse_upload_key(msg.queryKey, d.platform) if msg.queryKey else None
+    if parsed_key is not None:
+        d.quotas.release_upload(owner, parsed_key[2])  # the clip's upload is done: it is used
+    try:
+        return _hand_off_query(job, client_request_id, connection_id, d)
+    except ContractError:
+        # Not handed over (or not confirmed): the job slot comes back now. AgentCore gives it back
+        # too when it answers one it did take, and an unanswered one ends with its lease.
+        d.quotas.finish_job(owner, job_key)
+        raise
+
+
+def _hand_off_query(
+    job: dict[str, Any], client_request_id: str | None, connection_id: str, d: EdgeDeps
+) -> None:
     try:
         post_job(d.settings.agentcore_url, "/v1/queries", job, d.settings.agentcore_timeout_seconds)
     except AgentCoreBusy:
@@ -333,4 +383,5 @@ _ACTIONS: dict[type, Callable[[Any, str, str, EdgeDeps], _Out | None]] = {
     StartSession: _start_session,
     EndSession: _end_session,
     Query: _query,
+    DeleteLecture: _delete_lecture,
 }

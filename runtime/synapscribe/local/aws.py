@@ -26,6 +26,7 @@ LOCAL_RESOURCES = {
     "SYNAPSCRIBE_CONNECTIONS_TABLE": "synapscribe-local-connections",
     "SYNAPSCRIBE_LECTURES_TABLE": "synapscribe-local-lectures",
     "SYNAPSCRIBE_SESSIONS_TABLE": "synapscribe-local-sessions",
+    "SYNAPSCRIBE_LIMITS_TABLE": "synapscribe-local-limits",
 }
 
 
@@ -96,6 +97,7 @@ def prepare(endpoint_url: str | None, platform: PlatformConfig, region: str = LO
         connections_table=LOCAL_RESOURCES["SYNAPSCRIBE_CONNECTIONS_TABLE"],
         lectures_table=LOCAL_RESOURCES["SYNAPSCRIBE_LECTURES_TABLE"],
         sessions_table=LOCAL_RESOURCES["SYNAPSCRIBE_SESSIONS_TABLE"],
+        limits_table=LOCAL_RESOURCES["SYNAPSCRIBE_LIMITS_TABLE"],
     )
     partial = LocalAws(endpoint_url, region, resources, queue_url="")
     s3, sqs = partial.client("s3"), partial.client("sqs")

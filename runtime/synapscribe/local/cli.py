@@ -31,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="port of the student page on 127.0.0.1 (default: a free one)",
     )
     parser.add_argument(
+        "--sweep-interval",
+        type=positive_float,
+        help="seconds between sweeper runs (default: platform.yaml sweeper.interval_seconds)",
+    )
+    parser.add_argument(
         "--info-json", type=Path, help="write the stack's endpoints (URL, moto, services) here once ready"
     )
 
@@ -43,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         log_dir=args.log_dir,
         ready_timeout=args.ready_timeout,
         page_port=args.page_port,
+        sweep_interval_seconds=args.sweep_interval,
     )
 
     def on_ready(stack: RunningStack) -> None:

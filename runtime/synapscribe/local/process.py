@@ -29,6 +29,7 @@ class LocalStackProcess:
         ready_timeout: float = 120.0,
         echo: bool = False,
         keep_logs: bool = False,
+        sweep_interval: float | None = None,
     ) -> None:
         self.port = port or free_port()
         self.env = {**os.environ, **(env or {})}
@@ -36,6 +37,8 @@ class LocalStackProcess:
         self.echo = echo
         #: Logs are removed after a clean stop unless kept; a failed stack always keeps them.
         self.keep_logs = keep_logs
+        #: Seconds between sweeper runs (`--sweep-interval`; default: the platform's).
+        self.sweep_interval = sweep_interval
         self.workdir = Path(tempfile.mkdtemp(prefix="synapscribe-stack-"))
         self.info_path = self.workdir / "info.json"
         self.log_path = self.workdir / "stack.log"
@@ -61,6 +64,8 @@ class LocalStackProcess:
             "--ready-timeout",
             str(self.ready_timeout),
         ]
+        if self.sweep_interval is not None:
+            argv += ["--sweep-interval", str(self.sweep_interval)]
         log = self.log_path.open("w")
         self.process = subprocess.Popen(
             argv,

@@ -25,6 +25,7 @@ from synapscribe.local.aws import LocalAws, allow_page_origin, moto_server, prep
 from synapscribe.local.gateway import Gateway, LambdaHandler
 from synapscribe.local.page import PageServer, content_security_policy
 from synapscribe.local.supervisor import StackError, Supervisor, check_port_free, free_port
+from synapscribe.local.sweep_timer import SweepTimer
 from synapscribe.local.trigger import UploadTrigger
 from synapscribe.platform import PlatformConfig, load_platform
 from synapscribe.web import page_config
@@ -33,6 +34,7 @@ log = logging.getLogger("synapscribe.local")
 
 WEBSOCKET_HANDLER = "synapscribe.edge.websocket_handler"
 VALIDATE_HANDLER = "synapscribe.edge.validate_lecture"
+SWEEPER_HANDLER = "synapscribe.edge.sweeper"
 LOOPBACK = "127.0.0.1"
 
 
@@ -50,6 +52,8 @@ class StackConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
     #: The student page's port on 127.0.0.1 (0: a free one).
     page_port: int = 0
+    #: How often the sweeper runs (default: platform.yaml's sweeper.interval_seconds).
+    sweep_interval_seconds: float | None = None
 
 
 @dataclass
@@ -61,6 +65,7 @@ class RunningStack:
     log_dir: Path
     gateway: Gateway
     trigger: UploadTrigger
+    sweeper: SweepTimer
     page_url: str = ""
     pids: dict[str, int] = field(default_factory=dict)
 
@@ -195,6 +200,9 @@ async def _run(
         platform=platform,
     )
     trigger = UploadTrigger(aws.client("sqs"), aws.queue_url, validate_handler)
+    sweeper = SweepTimer(
+        load_handler(SWEEPER_HANDLER), config.sweep_interval_seconds or platform.sweeper.interval_seconds
+    )
     if stop.is_set():
         return 0
     try:
@@ -203,6 +211,7 @@ async def _run(
         raise StackError(f"cannot listen on {LOOPBACK}:{config.port}: {exc.strerror}") from None
     trigger.start()
     page = _start_page(config, platform, aws, gateway.url)
+    sweeper.start()
     try:
         on_ready(
             RunningStack(
@@ -214,6 +223,7 @@ async def _run(
                 gateway=gateway,
                 trigger=trigger,
                 page_url=page.url,
+                sweeper=sweeper,
                 pids={c.name: c.process.pid for c in supervisor.children if c.process is not None},
             )
         )
@@ -234,6 +244,7 @@ async def _run(
         return 0
     finally:
         page.stop()
+        sweeper.stop()
         trigger.stop()
         await gateway.stop()
 

@@ -2,7 +2,8 @@
 
 Local: `synapscribe smoke --url ws://127.0.0.1:PORT [--identity ID] [--expect-standin]`.
 Deployed: `synapscribe smoke --stack-outputs outputs.json` (from `cdk deploy --outputs-file`) or
-`--url wss://… --region R --identity-pool-id POOL`; `$connect` is signed with Cognito credentials.
+`--url wss://… --region R --identity-pool-id POOL --guest-role-arn ARN`; `$connect` is signed with
+the guest role's credentials (Cognito's basic flow, see `synapscribe.smoke.aws_auth`).
 Exit status 0 when every check passed, 1 when any failed (the summary lists them), 2 for bad flags.
 """
 
@@ -15,6 +16,7 @@ import mimetypes
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from synapscribe.cli_types import positive_float
@@ -30,6 +32,9 @@ from synapscribe.smoke.runner import (
     run_smoke,
 )
 
+if TYPE_CHECKING:
+    from synapscribe.smoke.aws_auth import GuestAccess
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="WebSocket URL: ws://127.0.0.1:PORT (local) or wss://… (deployed)")
@@ -42,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack-outputs", type=Path, help="deployed: `cdk deploy --outputs-file` JSON")
     parser.add_argument("--region", help="deployed: the stack's region")
     parser.add_argument("--identity-pool-id", help="deployed: the Cognito identity pool")
+    parser.add_argument(
+        "--guest-role-arn", help="deployed: the pool's guest role (Identity stack output GuestRoleArn)"
+    )
     budget = Budget()
     parser.add_argument(
         "--max-connect-ms",
@@ -125,39 +133,28 @@ def make_inputs(
 
 
 def run(args: argparse.Namespace) -> int:
-    url, region, pool = args.url, args.region, args.identity_pool_id
-    if args.stack_outputs:
-        from synapscribe.smoke.aws_auth import read_stack_outputs
+    from synapscribe.smoke.aws_auth import deployed_target
 
-        try:
-            found = read_stack_outputs(json.loads(args.stack_outputs.read_text()))
-        except (OSError, ValueError) as exc:
-            return _fail(f"--stack-outputs: cannot read {args.stack_outputs}: {exc}")
-        url, region, pool = (
-            url or found.get("url"),
-            region or found.get("region"),
-            pool or found.get("identityPoolId"),
+    try:
+        url, access = deployed_target(
+            args.url, args.region, args.identity_pool_id, args.guest_role_arn, args.stack_outputs
         )
-        if not (url and pool and region):
-            return _fail(
-                f"--stack-outputs: {args.stack_outputs} lacks the WebSocket URL, identity pool or region"
-            )
+    except ValueError as exc:
+        return _fail(str(exc))
     if not url:
         return _fail("--url (or --stack-outputs) is required")
     scheme = urlsplit(url).scheme
     if scheme not in ("ws", "wss"):
         return _fail(f"--url must be ws:// or wss://, not {url!r}")
-    if bool(pool) != bool(region):
-        return _fail("--identity-pool-id and --region go together (deployed mode)")
     if args.lecture is not None and not args.lecture.is_file():
         return _fail(f"--lecture: no such file: {args.lecture}")
-    if pool and args.identity:
+    if access and args.identity:
         return _fail("--identity is for the local stack; a deployed stack's identity comes from Cognito")
 
     from synapscribe.audiogen import AudioGenError
 
     try:
-        report = run_from_args(args, url, pool, region)
+        report = run_from_args(args, url, access)
     except AudioGenError as exc:
         print(f"synapscribe smoke: cannot generate the sample audio: {exc}", file=sys.stderr)
         return 1
@@ -168,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def run_from_args(args: argparse.Namespace, url: str, pool: str | None, region: str | None) -> SmokeReport:
+def run_from_args(args: argparse.Namespace, url: str, access: GuestAccess | None) -> SmokeReport:
     with tempfile.TemporaryDirectory(prefix="synapscribe-smoke-") as tmp:
         inputs = make_inputs(
             Path(tmp),
@@ -177,6 +174,6 @@ def run_from_args(args: argparse.Namespace, url: str, pool: str | None, region: 
             args.lecture_content_type,
             expect_standin=args.expect_standin,
         )
-        if pool and region:
-            return asyncio.run(run_smoke(url, "deployed", deployed_connector(url, pool, region), inputs))
+        if access:
+            return asyncio.run(run_smoke(url, "deployed", deployed_connector(url, access), inputs))
         return asyncio.run(run_smoke(url, "local", local_connector(url, args.identity), inputs))

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -36,6 +36,9 @@ from synapscribe.smoke.checks import (
     stream_problems,
 )
 from synapscribe.smoke.client import ClientError, QueryResult, Received, StackClient
+
+if TYPE_CHECKING:
+    from synapscribe.smoke.aws_auth import GuestAccess
 
 VOICE_QUESTION = "Where does photosynthesis take place in the plant?"
 TEXT_QUESTION = (
@@ -525,13 +528,15 @@ def local_connector(url: str, identity: str | None = None) -> Connector:
     return connect
 
 
-def deployed_connector(url: str, identity_pool_id: str, region: str) -> Connector:
+def deployed_connector(url: str, access: GuestAccess) -> Connector:
     """Each label gets a fresh Cognito identity; `$connect` is SigV4-signed with its credentials."""
     from synapscribe.smoke.aws_auth import cognito_identity, signed_connect_headers
 
     async def connect(label: str) -> StackClient:
-        ident = await asyncio.to_thread(cognito_identity, identity_pool_id, region)
-        headers = signed_connect_headers(url, ident.credentials, region)
+        ident = await asyncio.to_thread(
+            cognito_identity, access.identity_pool_id, access.region, access.guest_role_arn
+        )
+        headers = signed_connect_headers(url, ident.credentials, access.region)
         return await StackClient.connect(url, headers=headers, label=label)
 
     return connect

@@ -1,0 +1,170 @@
+"""The sweeper: a scheduled Lambda (every `sweeper.interval_seconds`; the local stack runs it on a
+timer) that leaves nothing stuck without waiting for a user to ask.
+
+- A lecture left `transcribing` whose transcription lease has run out (its AgentCore died), or
+  that nobody claimed `sweeper.stale_handoff_seconds` after the hand-off (every hand-off timed
+  out and the event went to the validator's on-failure queue), is handed to AgentCore again.
+  AgentCore claims a lecture in DynamoDB before it works on it, so handing it over twice never
+  transcribes it twice, and the sweeper records each resume on the item (`sweepResumes`, and
+  `updatedAt`, so the next run leaves it alone for another `stale_handoff_seconds`). After
+  `sweeper.max_resumes` resumes it is rejected with a reason, so every lecture ends `ready` or
+  `rejected`.
+- A pending lecture whose upload never came is removed with its quota once
+  `storage.pending_upload_seconds` have passed (DynamoDB's TTL deletes lazily; this is prompt).
+
+Each run does at most `sweeper.max_per_run` of these; the rest waits for the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr
+
+from synapscribe.contract import Lecture
+from synapscribe.edge.agentcore_client import AgentCoreError, post_job
+from synapscribe.edge.config import CachedDeps, EdgeDeps
+from synapscribe.edge.push import push
+from synapscribe.edge.removal import remove_lecture
+from synapscribe.store import TTL_ATTRIBUTE, _plain
+
+log = logging.getLogger(__name__)
+
+deps = CachedDeps()
+reset_deps = deps.reset
+
+
+@dataclass
+class SweepReport:
+    resumed: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def actions(self) -> int:
+        return len(self.resumed) + len(self.rejected) + len(self.expired) + len(self.failed)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {
+            "resumed": self.resumed,
+            "rejected": self.rejected,
+            "expired": self.expired,
+            "failed": self.failed,
+        }
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return sweep(deps()).as_dict()
+
+
+def _unsettled(d: EdgeDeps) -> Iterator[dict[str, Any]]:
+    """Every pending or transcribing lecture item (a Scan with a filter, page by page)."""
+    kwargs: dict[str, Any] = {
+        "FilterExpression": Attr("status").is_in(["pending", "transcribing"]),
+        "ConsistentRead": True,
+    }
+    while True:
+        page = d.store.lectures.scan(**kwargs)
+        yield from page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def is_stale(item: dict[str, Any], now: int, d: EdgeDeps) -> bool:
+    """A transcript-mode lecture nobody is transcribing: its lease over (or never taken) and
+    nothing done to it for `stale_handoff_seconds`."""
+    if item.get("status") != "transcribing" or item.get("contextMode") != "transcript":
+        return False
+    lease = item.get("transcribeLeaseUntil")
+    if lease is not None and int(lease) >= now:
+        return False
+    return int(item.get("updatedAt", 0)) + d.platform.sweeper.stale_handoff_seconds <= now
+
+
+def is_expired_pending(item: dict[str, Any], now: int, d: EdgeDeps) -> bool:
+    return (
+        item.get("status") == "pending"
+        and int(item.get("createdAt", 0)) + d.platform.storage.pending_upload_seconds <= now
+    )
+
+
+def sweep(d: EdgeDeps) -> SweepReport:
+    report = SweepReport()
+    now = d.store.now()
+    budget = d.platform.sweeper.max_per_run
+    for raw in _unsettled(d):
+        if report.actions >= budget:
+            log.info("sweeper: %d actions this run (the most allowed); the rest waits", budget)
+            break
+        item = _plain(dict(raw))
+        lecture_id = str(item["lectureId"])
+        try:
+            if is_expired_pending(item, now, d):
+                remove_lecture(d, item)
+                report.expired.append(lecture_id)
+            elif is_stale(item, now, d):
+                _resume(d, item, report)
+        except Exception:
+            log.exception("sweeper: lecture %s could not be handled this run", lecture_id)
+            report.failed.append(lecture_id)
+    if report.actions:
+        log.info("sweeper: %s", report.as_dict())
+    return report
+
+
+def _resume(d: EdgeDeps, item: dict[str, Any], report: SweepReport) -> None:
+    lecture_id = str(item["lectureId"])
+    resumes = int(item.get("sweepResumes") or 0)
+    if resumes >= d.platform.sweeper.max_resumes:
+        _reject(d, item, resumes)
+        report.rejected.append(lecture_id)
+        return
+    # Recorded first (on condition it is still transcribing): a second sweeper run that overlaps
+    # this one finds it touched just now and leaves it.
+    updated = d.store.update_lecture(
+        lecture_id, {"sweepResumes": resumes + 1}, expected_status="transcribing"
+    )
+    if updated is None:
+        return
+    try:
+        post_job(
+            d.settings.agentcore_url,
+            f"/v1/lectures/{lecture_id}/transcribe",
+            {"connectionId": item.get("connectionId") or None},
+            d.settings.agentcore_timeout_seconds,
+        )
+    except AgentCoreError as exc:
+        # The next run asks again (after stale_handoff_seconds): no retry loop inside a run.
+        log.warning("sweeper: lecture %s not handed over: %s", lecture_id, exc)
+        report.failed.append(lecture_id)
+        return
+    log.info("sweeper: lecture %s handed to AgentCore again (resume %d)", lecture_id, resumes + 1)
+    report.resumed.append(lecture_id)
+
+
+def _reject(d: EdgeDeps, item: dict[str, Any], resumes: int) -> None:
+    lecture_id = str(item["lectureId"])
+    reason = (
+        f"The lecture could not be transcribed: it was started {resumes + 1} times and never finished. "
+        "Upload it again, or split it into shorter parts."
+    )
+    ends = d.store.retention_end(int(item.get("createdAt") or d.store.now()))
+    updated = d.store.update_lecture(
+        lecture_id,
+        {"status": "rejected", "reason": reason, TTL_ATTRIBUTE: ends},
+        expected_status="transcribing",
+    )
+    if updated is None:
+        return
+    log.error("sweeper: lecture %s rejected after %d resumes", lecture_id, resumes)
+    if item.get("key"):
+        d.s3.delete_object(Bucket=d.resources.bucket, Key=str(item["key"]))
+    d.quotas.release_lecture(str(item["owner"]), lecture_id)
+    connection_id = updated.get("connectionId")
+    if isinstance(connection_id, str) and connection_id:
+        push(d, connection_id, Lecture.from_item(updated))

@@ -1,0 +1,427 @@
+"""`synapscribe preflight --region R [--env E]`: the deploy traps `cdk synth` cannot see.
+
+`make synth` runs offline, so it cannot know what the target account and region hold. Before
+`cdk deploy`, this asks AWS (read-only calls) whether:
+
+- ami: platform.yaml's `ami.ssm_parameter` exists and names an `available` image (the Compute
+  stack's launch template resolves it at deploy time and fails without it);
+- spot-quota: the account's "All G and VT Spot Instance Requests" quota (vCPUs) covers the
+  environment's `capacity.max` instances of its largest allowed instance type;
+- zones: the zones the Network stack puts subnets in exist in the region and each offers at least
+  one of the environment's instance types (zone names map to different physical zones in each
+  account, so `<region>a` may not offer g5 in yours);
+- bootstrap: the CDK bootstrap stack exists, is usable and is recent enough;
+- cors: the environment's `cors_allowed_origins` is not a placeholder (a reserved example name),
+  and a production environment (`removal: retain`) names real origins, no `*` and no localhost.
+
+Each failed check sets its own bit of the exit status (listed in `--help`), so a script can tell
+which failed; 0 only when every check passed.
+
+The environment's settings are read from cdk.json with the small model below (the runtime never
+imports the CDK app, a higher layer); `tests/cdk/test_preflight_settings.py` holds it to the CDK
+app's own reading (`synapscribe_cdk.config`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from synapscribe.platform import PlatformConfig, load_platform
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+#: The bit each failed check sets in the exit status (several may be set at once).
+EXIT_BITS = {"ami": 4, "spot-quota": 8, "zones": 16, "bootstrap": 32, "cors": 64}
+
+#: Service Quotas: EC2 "All G and VT Spot Instance Requests", counted in vCPUs.
+SPOT_G_VT_QUOTA_CODE = "L-3819A6DF"
+#: The bootstrap version the synthesized templates demand: every stack's `CheckBootstrapVersion`
+#: rule rejects versions 1-5 (aws-cdk-lib's DefaultStackSynthesizer, "Bootstrapping" in the CDK
+#: developer guide). tests/cdk/test_preflight_settings.py checks it against a real synth.
+MIN_BOOTSTRAP_VERSION = 6
+TOOLKIT_STACK = "CDKToolkit"
+#: Stack states in which the bootstrap stack's resources are in place (an update that rolled
+#: back leaves the previous, complete version).
+USABLE_STACK_STATES = frozenset(
+    {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE"}
+)
+#: Names reserved for examples and tests (RFC 2606, RFC 6761): never a real web app's origin.
+PLACEHOLDER_HOST = re.compile(
+    r"(^|\.)(example|test|invalid|localhost)$|(^|\.)example\.(com|net|org)$", flags=re.IGNORECASE
+)
+ZONE_LETTERS = "abcdefgh"
+
+ENVIRONMENTS_KEY = "synapscribe:environments"
+
+
+class _Read(BaseModel):
+    # Only what preflight needs; the CDK app validates the whole block (extra keys are its own).
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class CapacityRead(_Read):
+    max: int = Field(ge=1)
+
+
+class DeploySettings(_Read):
+    """One environment of cdk.json's `synapscribe:environments`, as preflight reads it."""
+
+    name: str
+    removal: str
+    cors_allowed_origins: list[str] = Field(min_length=1)
+    max_azs: int = Field(ge=1)
+    availability_zones: list[str] | None = None
+    instance_types: list[str] = Field(min_length=1)
+    capacity: CapacityRead
+
+    @property
+    def production(self) -> bool:
+        return self.removal == "retain"
+
+    def zones_in(self, region: str) -> list[str]:
+        """The zones the Network stack uses: the listed ones, else `<region>a`, `b`, … (the CDK
+        app's `EnvironmentConfig.zones_in`; the preflight's zone check is what makes that safe)."""
+        if self.availability_zones is not None:
+            return list(self.availability_zones)
+        return [f"{region}{letter}" for letter in ZONE_LETTERS[: self.max_azs]]
+
+
+class SettingsError(ValueError):
+    """cdk.json cannot be read or does not name the environment."""
+
+
+def load_settings(cdk_json: Path, env_name: str | None) -> DeploySettings:
+    try:
+        context = json.loads(cdk_json.read_text(encoding="utf-8"))["context"]
+        environments = context[ENVIRONMENTS_KEY]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SettingsError(f"cannot read context.{ENVIRONMENTS_KEY} from {cdk_json}: {exc}") from None
+    name = env_name or context.get("env", "dev")
+    if not isinstance(environments, dict) or name not in environments:
+        known = ", ".join(sorted(environments)) if isinstance(environments, dict) else "none"
+        raise SettingsError(f"{cdk_json} has no environment {name!r} (has: {known})")
+    try:
+        return DeploySettings(name=name, **environments[name])
+    except (ValidationError, TypeError) as exc:
+        raise SettingsError(f"{cdk_json}: {ENVIRONMENTS_KEY}.{name}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    message: str
+
+    @property
+    def exit_bit(self) -> int:
+        return 0 if self.ok else EXIT_BITS[self.name]
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _cannot(name: str, what: str, exc: Exception) -> CheckResult:
+    return CheckResult(name, False, f"cannot {what}: {exc}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The checks. Each takes its boto3 clients, never raises on an AWS error, and says what to do.
+
+
+def check_ami(ssm: Any, ec2: Any, platform: PlatformConfig, region: str) -> CheckResult:
+    name, parameter = "ami", platform.ami.ssm_parameter
+    try:
+        image_id = ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
+    except Exception as exc:
+        if _error_code(exc) == "ParameterNotFound":
+            return CheckResult(
+                name,
+                False,
+                f"no image published at {parameter} in {region}: bake one first "
+                f'(make ami AMI_ARGS="--region {region}")',
+            )
+        return _cannot(name, f"read {parameter}", exc)
+    try:
+        images = ec2.describe_images(ImageIds=[image_id])["Images"]
+    except Exception as exc:
+        if _error_code(exc).startswith("InvalidAMIID"):
+            images = []
+        else:
+            return _cannot(name, f"describe {image_id}", exc)
+    if not images:
+        return CheckResult(
+            name,
+            False,
+            f"{parameter} names {image_id}, which does not exist in {region} (deregistered?): "
+            "bake a new image or roll back (scripts/bake-ami --rollback)",
+        )
+    state = images[0].get("State", "unknown")
+    if state != "available":
+        return CheckResult(name, False, f"{parameter} names {image_id}, which is {state}, not available")
+    return CheckResult(name, True, f"{parameter} names {image_id} (available)")
+
+
+def instance_vcpus(ec2: Any, instance_types: list[str]) -> dict[str, int]:
+    """Default vCPUs of each type the region knows (types it does not know are left out)."""
+    found: dict[str, int] = {}
+    for page in ec2.get_paginator("describe_instance_types").paginate(
+        Filters=[{"Name": "instance-type", "Values": instance_types}]
+    ):
+        for info in page["InstanceTypes"]:
+            found[info["InstanceType"]] = int(info["VCpuInfo"]["DefaultVCpus"])
+    return found
+
+
+def spot_quota_vcpus(quotas: Any) -> float:
+    """The applied quota, or AWS's default where the account never changed it."""
+    try:
+        return float(
+            quotas.get_service_quota(ServiceCode="ec2", QuotaCode=SPOT_G_VT_QUOTA_CODE)["Quota"]["Value"]
+        )
+    except Exception as exc:
+        if _error_code(exc) != "NoSuchResourceException":
+            raise
+    return float(
+        quotas.get_aws_default_service_quota(ServiceCode="ec2", QuotaCode=SPOT_G_VT_QUOTA_CODE)["Quota"][
+            "Value"
+        ]
+    )
+
+
+def check_spot_quota(quotas: Any, ec2: Any, settings: DeploySettings, region: str) -> CheckResult:
+    name = "spot-quota"
+    try:
+        vcpus = instance_vcpus(ec2, settings.instance_types)
+    except Exception as exc:
+        return _cannot(name, "describe the instance types", exc)
+    if not vcpus:
+        return CheckResult(name, False, f"{region} offers none of {', '.join(settings.instance_types)}")
+    largest = max(vcpus, key=lambda t: (vcpus[t], t))
+    needed = settings.capacity.max * vcpus[largest]
+    try:
+        have = spot_quota_vcpus(quotas)
+    except Exception as exc:
+        return _cannot(name, f"read quota {SPOT_G_VT_QUOTA_CODE}", exc)
+    how = (
+        f"capacity.max {settings.capacity.max} × {vcpus[largest]} vCPUs ({largest}, the largest "
+        f"allowed type) = {needed}"
+    )
+    if have < needed:
+        return CheckResult(
+            name,
+            False,
+            f"All G and VT Spot Instance Requests is {have:g} vCPUs in {region}; the fleet may need "
+            f"{how}. Request more: aws service-quotas request-service-quota-increase --service-code ec2 "
+            f"--quota-code {SPOT_G_VT_QUOTA_CODE} --desired-value {needed} --region {region}",
+        )
+    return CheckResult(name, True, f"{have:g} vCPUs cover {how}")
+
+
+def zone_offerings(ec2: Any, instance_types: list[str]) -> dict[str, set[str]]:
+    """Zone name -> which of the instance types it offers."""
+    offered: dict[str, set[str]] = {}
+    for page in ec2.get_paginator("describe_instance_type_offerings").paginate(
+        LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": instance_types}]
+    ):
+        for offer in page["InstanceTypeOfferings"]:
+            offered.setdefault(offer["Location"], set()).add(offer["InstanceType"])
+    return offered
+
+
+def suggested_zones(offered: dict[str, set[str]], count: int) -> list[str]:
+    """The `count` zones offering the most of the types (then by name), for cdk.json."""
+    return sorted(sorted(offered), key=lambda z: -len(offered[z]))[:count]
+
+
+def check_zones(ec2: Any, settings: DeploySettings, region: str) -> CheckResult:
+    name, zones = "zones", settings.zones_in(region)
+    try:
+        available = {
+            z["ZoneName"]
+            for z in ec2.describe_availability_zones(
+                Filters=[{"Name": "zone-type", "Values": ["availability-zone"]}]
+            )["AvailabilityZones"]
+            if z.get("State", "available") == "available"
+        }
+        offered = zone_offerings(ec2, settings.instance_types)
+    except Exception as exc:
+        return _cannot(name, f"describe the zones of {region}", exc)
+    problems = [f"{z} is not an available zone of {region}" for z in zones if z not in available]
+    problems += [
+        f"{z} offers none of {', '.join(settings.instance_types)}"
+        for z in zones
+        if z in available and not offered.get(z)
+    ]
+    if problems:
+        good = suggested_zones({z: t for z, t in offered.items() if z in available}, len(zones))
+        fix = (
+            f"set availability_zones {json.dumps(good)} in cdk.json ({ENVIRONMENTS_KEY}.{settings.name})"
+            if len(good) >= 2
+            else f"{region} has fewer than two zones offering these types: pick another region"
+        )
+        return CheckResult(name, False, "; ".join(problems) + f": {fix}")
+    detail = ", ".join(f"{z} ({len(offered[z])} of {len(settings.instance_types)} types)" for z in zones)
+    return CheckResult(name, True, detail)
+
+
+def check_bootstrap(cloudformation: Any, region: str, stack_name: str = TOOLKIT_STACK) -> CheckResult:
+    name = "bootstrap"
+    try:
+        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+    except Exception as exc:
+        if _error_code(exc) == "ValidationError" and "does not exist" in str(exc):
+            return CheckResult(
+                name, False, f"no {stack_name} stack in {region}: bootstrap first (npx cdk bootstrap)"
+            )
+        return _cannot(name, f"describe {stack_name}", exc)
+    status = stack.get("StackStatus", "unknown")
+    if status not in USABLE_STACK_STATES:
+        return CheckResult(name, False, f"{stack_name} is {status}: fix or delete it, then bootstrap again")
+    outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs", [])}
+    try:
+        version = int(outputs["BootstrapVersion"])
+    except (KeyError, ValueError):
+        return CheckResult(name, False, f"{stack_name} has no BootstrapVersion output: bootstrap again")
+    if version < MIN_BOOTSTRAP_VERSION:
+        return CheckResult(
+            name,
+            False,
+            f"{stack_name} is bootstrap version {version}; the stacks need {MIN_BOOTSTRAP_VERSION} or "
+            "later: run npx cdk bootstrap again",
+        )
+    return CheckResult(name, True, f"{stack_name} {status}, bootstrap version {version}")
+
+
+def check_cors(settings: DeploySettings) -> CheckResult:
+    name, problems = "cors", []
+    for origin in settings.cors_allowed_origins:
+        host = urlsplit(origin).hostname or ""
+        if origin != "*" and PLACEHOLDER_HOST.search(host) and host != "localhost":
+            problems.append(f"{origin} is a placeholder (a name reserved for examples)")
+        elif settings.production and (origin == "*" or host == "localhost"):
+            problems.append(f"{origin} lets any site (or only a developer's machine) upload in production")
+    if problems:
+        where = f"cors_allowed_origins of {ENVIRONMENTS_KEY}.{settings.name} in cdk.json"
+        return CheckResult(name, False, f"{'; '.join(problems)}: set your web app's origin in {where}")
+    return CheckResult(name, True, ", ".join(settings.cors_allowed_origins))
+
+
+# ---------------------------------------------------------------------------------------------
+# Running them
+
+
+def run_checks(
+    settings: DeploySettings,
+    region: str,
+    clients: Mapping[str, Any],
+    platform: PlatformConfig | None = None,
+    toolkit_stack: str = TOOLKIT_STACK,
+) -> list[CheckResult]:
+    """Every check, in the order an operator fixes them; `clients` maps service name to client."""
+    platform = platform or load_platform()
+    checks: list[Callable[[], CheckResult]] = [
+        lambda: check_ami(clients["ssm"], clients["ec2"], platform, region),
+        lambda: check_spot_quota(clients["service-quotas"], clients["ec2"], settings, region),
+        lambda: check_zones(clients["ec2"], settings, region),
+        lambda: check_bootstrap(clients["cloudformation"], region, toolkit_stack),
+        lambda: check_cors(settings),
+    ]
+    return [check() for check in checks]
+
+
+def exit_status(results: list[CheckResult]) -> int:
+    status = EXIT_OK
+    for result in results:
+        status |= result.exit_bit
+    return status
+
+
+def aws_clients(region: str) -> dict[str, Any]:
+    import boto3
+
+    session = boto3.session.Session(region_name=region)
+    return {s: session.client(s) for s in ("sts", "ssm", "ec2", "service-quotas", "cloudformation")}
+
+
+def default_cdk_json() -> Path | None:
+    from synapscribe.bench.synth import find_repo
+
+    try:
+        return find_repo() / "cdk.json"
+    except FileNotFoundError:
+        return None
+
+
+EPILOG = (
+    "exit status: 0 every check passed; 2 bad flags, cdk.json or no AWS credentials; otherwise the sum of "
+    + ", ".join(f"{bit} {name}" for name, bit in EXIT_BITS.items())
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG + " (e.g. 24: no AMI and too small a spot quota)."
+    parser.add_argument("--region", required=True, help="the region to deploy to (e.g. eu-west-1)")
+    parser.add_argument("--env", help="environment in cdk.json (default: its context `env`, dev)")
+    parser.add_argument(
+        "--cdk-json", type=Path, help="the CDK app's cdk.json (default: found in the checkout)"
+    )
+    parser.add_argument(
+        "--toolkit-stack-name",
+        default=TOOLKIT_STACK,
+        help=f"the CDK bootstrap stack (default {TOOLKIT_STACK})",
+    )
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def _fail(message: str) -> int:
+    print(f"synapscribe preflight: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def run(args: argparse.Namespace, clients: Mapping[str, Any] | None = None) -> int:
+    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", args.region):
+        return _fail(f"--region: {args.region!r} is not a region name (e.g. eu-west-1)")
+    cdk_json = args.cdk_json or default_cdk_json()
+    if cdk_json is None:
+        return _fail("--cdk-json: no cdk.json found above the working directory; pass its path")
+    try:
+        settings = load_settings(cdk_json, args.env)
+    except SettingsError as exc:
+        return _fail(str(exc))
+    clients = clients or aws_clients(args.region)
+    try:
+        # Whose account this is (and whether AWS answers at all) before judging it.
+        account = str(clients["sts"].get_caller_identity()["Account"])
+    except Exception as exc:
+        return _fail(f"cannot ask AWS who you are (credentials?): {exc}")
+    results = run_checks(settings, args.region, clients, None, args.toolkit_stack_name)
+    status = exit_status(results)
+    if args.json:
+        doc = {
+            "env": settings.name,
+            "region": args.region,
+            "account": account,
+            "exit": status,
+            "checks": [r.__dict__ for r in results],
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        for r in results:
+            print(f"{'PASS' if r.ok else 'FAIL'} {r.name}: {r.message}")
+        verdict = "ready to deploy" if status == 0 else f"exit {status}"
+        print(f"preflight {settings.name} in account {account}, {args.region}: {verdict}")
+    return status

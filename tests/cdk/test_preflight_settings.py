@@ -1,0 +1,53 @@
+"""The preflight's reading of cdk.json agrees with the CDK app's, and its bootstrap minimum with
+what the synthesized stacks demand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from synapscribe.preflight import MIN_BOOTSTRAP_VERSION, load_settings
+from synapscribe_cdk.application import default_context
+from synapscribe_cdk.config import ENVIRONMENTS_KEY, load_environment
+from synth_support import Synthesized
+
+CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+@pytest.mark.parametrize("zones", [None, ["us-west-1b", "us-west-1c"]])
+def test_preflight_checks_the_zones_the_network_stack_uses(
+    env: str, zones: list[str] | None, tmp_path
+) -> None:
+    doc = json.loads(CDK_JSON.read_text(encoding="utf-8"))
+    if zones is not None:
+        doc["context"][ENVIRONMENTS_KEY][env]["availability_zones"] = zones
+    path = tmp_path / "cdk.json"
+    path.write_text(json.dumps(doc))
+    region = "us-west-1"
+    cdk = load_environment(doc["context"][ENVIRONMENTS_KEY], env)
+    ours = load_settings(path, env)
+    assert ours.zones_in(region) == cdk.zones_in(region)
+    assert ours.instance_types == cdk.instance_types
+    assert ours.capacity.max == cdk.capacity.max
+    assert ours.cors_allowed_origins == cdk.cors_allowed_origins
+    assert ours.production == (cdk.removal == "retain")
+
+
+def test_default_env_is_the_apps() -> None:
+    assert load_settings(CDK_JSON, None).name == default_context()["env"]
+
+
+def test_bootstrap_minimum_is_what_the_stacks_demand(synth: Synthesized) -> None:
+    for name, template in synth.templates.items():
+        rule = template["Rules"]["CheckBootstrapVersion"]["Assertions"][0]["Assert"]
+        rejected = rule["Fn::Not"][0]["Fn::Contains"][0]
+        assert [int(v) for v in rejected] == list(range(1, MIN_BOOTSTRAP_VERSION)), name
+    manifest = json.loads((synth.outdir / "manifest.json").read_text(encoding="utf-8"))
+    demanded = [
+        a["properties"]["requiresBootstrapStackVersion"]
+        for a in manifest["artifacts"].values()
+        if "requiresBootstrapStackVersion" in a.get("properties", {})
+    ]
+    assert demanded and max(demanded) <= MIN_BOOTSTRAP_VERSION

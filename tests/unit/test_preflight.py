@@ -1,0 +1,362 @@
+"""`synapscribe preflight`: each check passes on a ready account and fails, with its own exit bit
+and a message that says what to do, on the trap it exists for.
+
+moto plays EC2 (images, zones, instance types and their zone offerings), SSM and CloudFormation.
+moto's Service Quotas knows only the `vpc` service, so the EC2 spot quota is answered by botocore's
+Stubber with the response shape of AWS's API reference (GetServiceQuota /
+GetAWSDefaultServiceQuota: `Quota.Value`, a double, in vCPUs for L-3819A6DF); the same goes for
+image and stack states moto cannot produce (an image `pending`, a stack `ROLLBACK_COMPLETE`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+from synapscribe import preflight
+from synapscribe.platform import load_platform
+from synapscribe.preflight import (
+    EXIT_BITS,
+    MIN_BOOTSTRAP_VERSION,
+    SPOT_G_VT_QUOTA_CODE,
+    DeploySettings,
+    check_ami,
+    check_bootstrap,
+    check_cors,
+    check_spot_quota,
+    check_zones,
+    load_settings,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+REGION = "eu-west-1"
+PARAMETER = load_platform().ami.ssm_parameter
+
+
+def settings(**changes: Any) -> DeploySettings:
+    """dev from the repository's cdk.json, with `changes` on top."""
+    base = load_settings(ROOT / "cdk.json", "dev").model_dump()
+    return DeploySettings(**{**base, **changes})
+
+
+def quotas_answering(value: float | None, default: float | None = None) -> Any:
+    """A Service Quotas client whose EC2 spot G/VT quota is `value` (None: never changed, so
+    GetServiceQuota answers NoSuchResourceException and the default is `default`)."""
+    client = boto3.client("service-quotas", region_name=REGION)
+    stub = Stubber(client)
+    params = {"ServiceCode": "ec2", "QuotaCode": SPOT_G_VT_QUOTA_CODE}
+    if value is None:
+        stub.add_client_error("get_service_quota", "NoSuchResourceException", expected_params=params)
+        stub.add_response(
+            "get_aws_default_service_quota",
+            {"Quota": {"ServiceCode": "ec2", "QuotaCode": SPOT_G_VT_QUOTA_CODE, "Value": default}},
+            params,
+        )
+    else:
+        stub.add_response(
+            "get_service_quota",
+            {
+                "Quota": {
+                    "ServiceCode": "ec2",
+                    "ServiceName": "Amazon Elastic Compute Cloud (Amazon EC2)",
+                    "QuotaCode": SPOT_G_VT_QUOTA_CODE,
+                    "QuotaName": "All G and VT Spot Instance Requests",
+                    "Value": value,
+                    "Unit": "None",
+                    "Adjustable": True,
+                    "GlobalQuota": False,
+                }
+            },
+            params,
+        )
+    stub.activate()
+    return client
+
+
+def toolkit_template(version: int) -> str:
+    # What `cdk bootstrap` leaves behind, as far as preflight looks: the BootstrapVersion output.
+    return json.dumps(
+        {
+            "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+            "Outputs": {"BootstrapVersion": {"Value": str(version)}},
+        }
+    )
+
+
+@pytest.fixture
+def account(aws_env: None) -> Iterator[dict[str, Any]]:
+    """A ready account in eu-west-1: a baked image published, bootstrapped, quota raised."""
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name=REGION)
+        image = ec2.register_image(
+            Name="synapscribe-test",
+            RootDeviceName="/dev/sda1",
+            BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 150}}],
+        )["ImageId"]
+        ssm = boto3.client("ssm", region_name=REGION)
+        ssm.put_parameter(Name=PARAMETER, Type="String", DataType="aws:ec2:image", Value=image)
+        cfn = boto3.client("cloudformation", region_name=REGION)
+        cfn.create_stack(StackName="CDKToolkit", TemplateBody=toolkit_template(21))
+        yield {
+            "sts": boto3.client("sts", region_name=REGION),
+            "ec2": ec2,
+            "ssm": ssm,
+            "cloudformation": cfn,
+            "service-quotas": quotas_answering(64),
+            "image": image,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# ami
+
+
+def test_ami_passes_when_the_parameter_names_an_available_image(account: dict[str, Any]) -> None:
+    result = check_ami(account["ssm"], account["ec2"], load_platform(), REGION)
+    assert result.ok and account["image"] in result.message
+
+
+def test_ami_fails_without_a_published_image(account: dict[str, Any]) -> None:
+    account["ssm"].delete_parameter(Name=PARAMETER)
+    result = check_ami(account["ssm"], account["ec2"], load_platform(), REGION)
+    assert not result.ok and f"no image published at {PARAMETER}" in result.message
+    assert "make ami" in result.message and result.exit_bit == EXIT_BITS["ami"]
+
+
+def test_ami_fails_when_the_image_is_gone(account: dict[str, Any]) -> None:
+    account["ec2"].deregister_image(ImageId=account["image"])
+    result = check_ami(account["ssm"], account["ec2"], load_platform(), REGION)
+    assert not result.ok and "does not exist" in result.message
+
+
+def test_ami_fails_when_the_image_is_not_available(account: dict[str, Any]) -> None:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    with Stubber(ec2) as stub:
+        # DescribeImages' documented shape; a freshly created image is `pending` for minutes.
+        stub.add_response(
+            "describe_images",
+            {"Images": [{"ImageId": account["image"], "State": "pending"}]},
+            {"ImageIds": [account["image"]]},
+        )
+        result = check_ami(account["ssm"], ec2, load_platform(), REGION)
+    assert not result.ok and "pending, not available" in result.message
+    with Stubber(ec2) as stub:
+        stub.add_client_error("describe_images", "InvalidAMIID.NotFound")
+        assert "does not exist" in check_ami(account["ssm"], ec2, load_platform(), REGION).message
+
+
+def test_ami_says_when_it_cannot_look(account: dict[str, Any]) -> None:
+    ssm = boto3.client("ssm", region_name=REGION)
+    with Stubber(ssm) as stub:
+        stub.add_client_error("get_parameter", "AccessDeniedException", "not authorized")
+        result = check_ami(ssm, account["ec2"], load_platform(), REGION)
+    assert not result.ok and result.message.startswith(f"cannot read {PARAMETER}")
+
+
+# ---------------------------------------------------------------------------------------------
+# spot-quota
+
+
+def test_spot_quota_covers_max_capacity_of_the_largest_type(account: dict[str, Any]) -> None:
+    # dev: capacity.max 2, the largest allowed type is a 4xlarge (16 vCPUs, from EC2): 32 vCPUs.
+    result = check_spot_quota(quotas_answering(32), account["ec2"], settings(), REGION)
+    assert result.ok, result.message
+    assert "= 32" in result.message and "16 vCPUs" in result.message
+
+
+def test_spot_quota_fails_below_the_need_and_says_how_to_ask(account: dict[str, Any]) -> None:
+    result = check_spot_quota(quotas_answering(31), account["ec2"], settings(), REGION)
+    assert not result.ok and result.exit_bit == EXIT_BITS["spot-quota"]
+    assert f"--quota-code {SPOT_G_VT_QUOTA_CODE} --desired-value 32 --region {REGION}" in result.message
+
+
+def test_spot_quota_never_changed_reads_the_default(account: dict[str, Any]) -> None:
+    # New accounts often start at 0 spot G and VT vCPUs.
+    result = check_spot_quota(quotas_answering(None, default=0), account["ec2"], settings(), REGION)
+    assert not result.ok and "is 0 vCPUs" in result.message
+    fits = check_spot_quota(quotas_answering(None, default=64), account["ec2"], settings(), REGION)
+    assert fits.ok
+
+
+def test_spot_quota_counts_the_types_of_the_environment(account: dict[str, Any]) -> None:
+    one = settings(instance_types=["g5.xlarge"], capacity={"max": 3})
+    result = check_spot_quota(quotas_answering(12), account["ec2"], one, REGION)
+    assert result.ok and "3 × 4 vCPUs (g5.xlarge" in result.message
+
+
+# ---------------------------------------------------------------------------------------------
+# zones
+
+
+def test_zones_pass_where_each_offers_the_types(account: dict[str, Any]) -> None:
+    result = check_zones(account["ec2"], settings(), REGION)
+    assert result.ok and "eu-west-1a" in result.message and "eu-west-1b" in result.message
+
+
+def test_zones_fail_where_a_zone_offers_none_and_suggest_ones_that_do(aws_env: None) -> None:
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        # us-east-1e offers no g5/g6 (moto's copy of AWS's offerings, as in many real accounts).
+        result = check_zones(ec2, settings(availability_zones=["us-east-1a", "us-east-1e"]), "us-east-1")
+    assert not result.ok and result.exit_bit == EXIT_BITS["zones"]
+    assert "us-east-1e offers none of" in result.message
+    assert 'availability_zones ["us-east-1a", "us-east-1b"]' in result.message
+
+
+def test_zones_fail_when_the_default_letters_do_not_exist(aws_env: None) -> None:
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="eu-west-1")
+        result = check_zones(ec2, settings(max_azs=4), "eu-west-1")
+    assert not result.ok and "eu-west-1d is not an available zone" in result.message
+
+
+def test_zones_fail_in_a_region_without_the_types(aws_env: None) -> None:
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-west-1")
+        result = check_zones(ec2, settings(), "us-west-1")
+    assert not result.ok and "pick another region" in result.message
+
+
+# ---------------------------------------------------------------------------------------------
+# bootstrap
+
+
+def test_bootstrap_passes_when_recent(account: dict[str, Any]) -> None:
+    result = check_bootstrap(account["cloudformation"], REGION)
+    assert result.ok and "bootstrap version 21" in result.message
+
+
+def test_bootstrap_fails_when_missing(account: dict[str, Any]) -> None:
+    account["cloudformation"].delete_stack(StackName="CDKToolkit")
+    result = check_bootstrap(account["cloudformation"], REGION)
+    assert not result.ok and "npx cdk bootstrap" in result.message
+    assert result.exit_bit == EXIT_BITS["bootstrap"]
+
+
+def test_bootstrap_fails_when_too_old(account: dict[str, Any]) -> None:
+    account["cloudformation"].create_stack(
+        StackName="OldToolkit", TemplateBody=toolkit_template(MIN_BOOTSTRAP_VERSION - 1)
+    )
+    result = check_bootstrap(account["cloudformation"], REGION, "OldToolkit")
+    assert not result.ok and f"need {MIN_BOOTSTRAP_VERSION} or later" in result.message
+
+
+def test_bootstrap_fails_when_the_stack_rolled_back(account: dict[str, Any]) -> None:
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    with Stubber(cfn) as stub:
+        # DescribeStacks' documented shape: a first bootstrap that failed stays ROLLBACK_COMPLETE.
+        stub.add_response(
+            "describe_stacks",
+            {
+                "Stacks": [
+                    {
+                        "StackName": "CDKToolkit",
+                        "CreationTime": "2026-12-01T00:00:00Z",
+                        "StackStatus": "ROLLBACK_COMPLETE",
+                    }
+                ]
+            },
+        )
+        result = check_bootstrap(cfn, REGION)
+    assert not result.ok and "ROLLBACK_COMPLETE" in result.message
+
+
+# ---------------------------------------------------------------------------------------------
+# cors
+
+
+def test_cors_refuses_the_shipped_production_placeholder() -> None:
+    prod = load_settings(ROOT / "cdk.json", "prod")
+    result = check_cors(prod)
+    assert not result.ok and result.exit_bit == EXIT_BITS["cors"]
+    assert "is a placeholder" in result.message and "cors_allowed_origins" in result.message
+
+
+@pytest.mark.parametrize(
+    ("origins", "removal", "ok"),
+    [
+        (["https://app.synapscribe.edu"], "retain", True),
+        (["https://learn.uni-example.de", "https://app.synapscribe.edu"], "retain", True),
+        (["*"], "destroy", True),
+        (["http://localhost:3000"], "destroy", True),
+        (["*"], "retain", False),
+        (["http://localhost:3000"], "retain", False),
+        (["https://example.com"], "destroy", False),
+        (["https://www.example.org"], "retain", False),
+        (["https://app.test"], "retain", False),
+        (["https://app.synapscribe.edu", "https://app.invalid"], "retain", False),
+    ],
+)
+def test_cors_origins(origins: list[str], removal: str, ok: bool) -> None:
+    assert check_cors(settings(cors_allowed_origins=origins, removal=removal)).ok is ok
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+
+
+def parse(*argv: str) -> Any:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    preflight.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_ready_account_exits_0(account: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    assert preflight.run(parse("--region", REGION, "--env", "dev"), account) == 0
+    out = capsys.readouterr().out
+    assert out.count("PASS ") == 5 and "account 123456789012, eu-west-1: ready to deploy" in out
+
+
+def test_each_failure_sets_its_own_bit(account: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    account["ssm"].delete_parameter(Name=PARAMETER)
+    account["service-quotas"] = quotas_answering(8)
+    status = preflight.run(parse("--region", REGION, "--env", "prod", "--json"), account)
+    # prod also ships a placeholder origin; its zones (max_azs 3) exist in eu-west-1.
+    assert status == EXIT_BITS["ami"] | EXIT_BITS["spot-quota"] | EXIT_BITS["cors"]
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["exit"] == status
+    assert [c["name"] for c in doc["checks"] if not c["ok"]] == ["ami", "spot-quota", "cors"]
+
+
+def test_exit_bits_are_distinct_and_clear_of_usage() -> None:
+    bits = list(EXIT_BITS.values())
+    assert len(set(bits)) == len(bits) and all(b & (b - 1) == 0 and b > 2 for b in bits)
+    assert sum(bits) < 126  # shells reserve 126 and up
+    for name, bit in EXIT_BITS.items():
+        assert f"{bit} {name}" in preflight.EPILOG
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--region", "eu-west-1", "--env", "staging"], "no environment 'staging'"),
+        (["--region", "Europe"], "--region"),
+        (["--region", "eu-west-1", "--cdk-json", "/nonexistent/cdk.json"], "cannot read"),
+    ],
+)
+def test_bad_flags_exit_2_and_touch_nothing(
+    argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    untouchable: dict[str, Any] = {}  # any AWS call would raise KeyError
+    assert preflight.run(parse(*argv), untouchable) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_without_credentials_it_says_so_once(
+    account: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    sts = boto3.client("sts", region_name=REGION)
+    with Stubber(sts) as stub:
+        stub.add_client_error("get_caller_identity", "InvalidClientTokenId", "The security token is invalid")
+        status = preflight.run(parse("--region", REGION), {**account, "sts": sts})
+    assert status == 2
+    captured = capsys.readouterr()
+    assert "cannot ask AWS who you are" in captured.err and "FAIL" not in captured.out
