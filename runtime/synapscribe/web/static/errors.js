@@ -17,6 +17,10 @@ export const ERROR_TEXT = {
   busy: "Many students are asking right now. Wait a few seconds and ask again.",
   upstream_unavailable:
     "The answering service cannot be reached right now. Try again in a minute.",
+  quota_exceeded:
+    "You have reached a limit for guests (lectures, storage or questions). Delete an old lecture or wait a little, then try again.",
+  rate_limited:
+    "Too many messages in a short time. Wait a few seconds, then try again.",
   internal:
     "Something went wrong on our side. Try again; if it keeps happening, tell your teacher.",
 };
