@@ -158,3 +158,16 @@ def test_read_stack_outputs() -> None:
         "identityPoolId": "eu-west-1:1234",
         "region": "eu-west-1",
     }
+
+
+def test_a_check_over_no_messages_fails() -> None:
+    """A dead URL yields no frames: the contract check must not report them as matching."""
+    assert contract_problems([]) == [
+        "no message was received, so nothing could be checked against the contract"
+    ]
+    assert contract_problems(iter([check_frame('{"type":"sessionEnded","sessionId":"s"}', 0)])) == []
+
+
+def test_an_empty_stream_is_not_a_good_stream() -> None:
+    problems = stream_problems(stream(), voice_input=False, voice_output=False)
+    assert any("did not finish" in p for p in problems)
