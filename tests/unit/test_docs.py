@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import importlib
 import io
 import itertools
 import re
@@ -25,7 +24,7 @@ import botocore.session
 import pytest
 from botocore import xform_name
 from synapscribe.capacity import MIB, MODEL_PRESETS, load_price_table, plan_capacity
-from synapscribe.cli import COMMANDS
+from synapscribe.cli import COMMANDS, command_parser
 from synapscribe.platform import load_platform
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,11 +117,7 @@ def long_flags(argv: list[str]) -> list[str]:
 
 
 def synapscribe_parser(name: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="synapscribe", exit_on_error=False)
-    sub = parser.add_subparsers(dest="command", required=True)
-    module = importlib.import_module(COMMANDS[name][0])
-    module.add_arguments(sub.add_parser(name))
-    return parser
+    return command_parser(name, exit_on_error=False)[0]
 
 
 def check_synapscribe(argv: list[str]) -> None:
