@@ -151,3 +151,18 @@ def test_python_only_setup_touches_no_debian_or_npm(tmp_path: Path) -> None:
     assert not called.exists(), f"--python-only ran {called.read_text().split()}"
     assert "ready (Python only)" in done.stderr
     assert "installing" not in done.stderr, "the stamp matched: nothing to install"
+
+
+def test_nothing_edits_sys_path() -> None:
+    """Both packages (runtime/synapscribe, cdk/synapscribe_cdk) are installed: imports need no path edits."""
+    edits = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for folder in ("runtime", "cdk", "tests", "scripts")
+        for p in sorted((ROOT / folder).rglob("*"))
+        if p.is_file() and (p.suffix == ".py" or p.parent.name == "scripts")
+        for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
+        if re.search(r"sys\.path\.(insert|append)|sys\.path\s*\+?=", line) and "re.search" not in line
+    ]
+    assert not edits, f"sys.path edits: {edits}"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["tool"]["setuptools"]["package-dir"]["synapscribe_cdk"] == "cdk/synapscribe_cdk"
