@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from synapscribe.contract import ACTIONS
 from synapscribe.local.aws import LocalAws, moto_server, prepare
@@ -72,7 +72,7 @@ def load_handler(module_name: str) -> LambdaHandler:
     handler = getattr(module, "handler", None)
     if not callable(handler):
         raise StackError(f"{module_name} has no handler(event, context) function")
-    return handler
+    return cast(LambdaHandler, handler)
 
 
 def _service(name: str, port: int) -> list[str]:
