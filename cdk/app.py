@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 # jsii's Node version banners are noise on every synth (Node 20 still works).
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from aws_cdk import App
 from synapscribe_cdk.application import build, default_context

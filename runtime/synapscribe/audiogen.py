@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import shutil
 import struct
 import subprocess
@@ -315,7 +316,10 @@ def duration_seconds(path: Path | str) -> float:
 def _write(path: Path, data: bytes) -> None:
     """Write atomically: a reader (another test process using the cache) sees all or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Not mkstemp: its 0600 would make generated audio readable only by its owner. 0666 minus
+    # the umask is what any other written file gets (0644 with the usual umask 022).
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -24,9 +24,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voice", default="en", help="espeak-ng voice (default en)")
 
 
+def output_format(out: Path, asked: str | None) -> str:
+    """The format to write: --format, else --out's suffix, else mp3. A suffix that is not the
+    format written (`--out x.ogg` would get MP3 bytes) is refused, naming both."""
+    suffix = out.suffix.lower().lstrip(".")
+    fmt = asked or (suffix if suffix in FORMATS else "mp3")
+    if suffix and suffix != fmt:
+        writes = f"--format {asked}" if asked else f"sample-audio writes {' or '.join(FORMATS)}"
+        raise ValueError(
+            f"argument --out: {out.name!r} ends in .{suffix} but {writes}: name it {out.stem}.{fmt}"
+            + ("" if asked else f" or give --format ({', '.join(FORMATS)}) with a matching suffix")
+        )
+    return fmt
+
+
 def run(args: argparse.Namespace) -> int:
     out: Path = args.out
-    fmt = args.format or (out.suffix.lower().lstrip(".") if out.suffix.lower() in (".mp3", ".wav") else "mp3")
+    try:
+        fmt = output_format(out, args.format)
+    except ValueError as exc:
+        print(f"synapscribe sample-audio: {exc}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     try:
         if args.text is not None:

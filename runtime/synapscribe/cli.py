@@ -9,6 +9,10 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+from synapscribe.cli_types import Parser
 
 #: name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -37,13 +41,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="synapscribe", description="SynapScribe platform tools and services"
-    )
+    parser = Parser(prog="synapscribe", description="SynapScribe platform tools and services")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (_module, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, description=help_text)
     return parser
+
+
+def command_parser(name: str, **options: Any) -> tuple[argparse.ArgumentParser, ModuleType]:
+    """The parser of `synapscribe NAME …` (and the subcommand's module); `options` go to the
+    top-level Parser (e.g. exit_on_error=False)."""
+    parser = Parser(prog="synapscribe", **options)
+    sub = parser.add_subparsers(dest="command", required=True)
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return parser, module
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,12 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Import only the chosen subcommand's module (services start fast, tools stay light).
     chosen = next((a for a in argv if not a.startswith("-")), None)
     if chosen in COMMANDS:
-        parser = argparse.ArgumentParser(prog="synapscribe")
-        sub = parser.add_subparsers(dest="command", required=True)
-        module_name, help_text = COMMANDS[chosen]
-        module = importlib.import_module(module_name)
-        p = sub.add_parser(chosen, help=help_text, description=help_text)
-        module.add_arguments(p)
+        parser, module = command_parser(chosen)
     else:
         # No known command: let argparse print the list of commands or the error (exit 2).
         build_parser().parse_args(argv)

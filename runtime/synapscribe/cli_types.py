@@ -6,16 +6,52 @@ parser.add_argument("--minutes", type=number(above=0, maximum=60))   # "must be 
 parser.add_argument("--sizes", type=comma_list(positive_int))
 
 argparse prefixes the message with the flag: "argument --port: must be between 1 and 65535, got '0'".
+
+Every parser of the runtime is a `Parser`: abbreviated flags (`--student 40` for `--students`) are
+refused and named, not silently expanded.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, NoReturn, TypeVar
 
 T = TypeVar("T")
+
+
+class Parser(argparse.ArgumentParser):
+    """The runtime's ArgumentParser: a long flag must be written in full (`allow_abbrev=False`), so
+    `--prot 1` is an "unrecognized argument" naming `--prot`, never a guess. Subcommand parsers
+    made with `add_subparsers().add_parser` are Parsers too: argparse builds them with the
+    parent's class."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+        self._arguments: list[str] = []
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._arguments = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        return super().parse_known_args(self._arguments, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        # argparse reports a missing required flag before an unknown one, so `local --prot 1`
+        # would only say "--port is required": name the flag the user actually mistyped first.
+        if message.startswith("the following arguments are required"):
+            words = (
+                self._arguments[: self._arguments.index("--")] if "--" in self._arguments else self._arguments
+            )
+            unknown = [
+                w
+                for w in words
+                if w.startswith("--") and w.split("=", 1)[0] not in self._option_string_actions
+            ]
+            if unknown:
+                message = f"unrecognized arguments: {' '.join(unknown)} ({message})"
+        super().error(message)
 
 
 def _show(value: float) -> str:

@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import boto3
 from boto3.dynamodb.conditions import Attr
@@ -125,7 +125,7 @@ class Store:
         expires = item.get(TTL_ATTRIBUTE)
         if expires is not None and int(expires) <= self.now():
             return None
-        return _plain(dict(item))
+        return cast(dict[str, Any], _plain(dict(item)))
 
     # ------------------------------------------------------------------ connections
 
@@ -309,7 +309,7 @@ class Store:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return None
             raise
-        return _plain(resp["Attributes"])
+        return cast(dict[str, Any], _plain(resp["Attributes"]))
 
     # ------------------------------------------------------------------ sessions
 
@@ -373,7 +373,7 @@ class Store:
                     },
                     ReturnValues="ALL_NEW",
                 )
-                return _plain(resp["Attributes"])
+                return cast(dict[str, Any], _plain(resp["Attributes"]))
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import importlib.util
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,10 +10,13 @@ import boto3
 import pytest
 from botocore.validate import validate_parameters
 from moto import mock_aws
-from synth_support import REPO
+from synapscribe_cdk.constructs.spot_drain import DRAIN_CODE
 
-sys.path.insert(0, str(REPO / "cdk" / "synapscribe_cdk" / "lambdas" / "drain"))
-import drain_instance
+# Loaded as Lambda loads it: a top-level module from the asset folder (not part of the package).
+_SPEC = importlib.util.spec_from_file_location("drain_instance", DRAIN_CODE / "drain_instance.py")
+assert _SPEC is not None and _SPEC.loader is not None
+drain_instance = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(drain_instance)
 
 PORT = 5000
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -220,3 +221,38 @@ def test_mp3_frames_refuses_what_it_cannot_repeat(header: bytes, message: str) -
         mp3_frames(header + b"\0" * 200)
     with pytest.raises(AudioGenError, match="no MP3 frames"):
         mp3_frames(b"\xff")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--out", "x.ogg"], "'x.ogg' ends in .ogg but sample-audio writes mp3 or wav: name it x.mp3"),
+        (["--out", "x.wav", "--format", "mp3"], "'x.wav' ends in .wav but --format mp3: name it x.mp3"),
+        (["--out", "x.MP3", "--format", "wav"], "ends in .mp3 but --format wav"),
+    ],
+)
+def test_cli_refuses_a_suffix_that_is_not_the_format_written(
+    tmp_path: Path, args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [str(tmp_path / a) if a.startswith("x.") else a for a in args]
+    assert main(["sample-audio", *args, "--text", "hi"]) == 2
+    err = capsys.readouterr().err
+    assert "argument --out" in err and needle in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_without_a_suffix_writes_mp3(tmp_path: Path) -> None:
+    out = tmp_path / "question"
+    assert main(["sample-audio", "--out", str(out), "--text", "Why?"]) == 0
+    assert MP3(out).info.length > 0
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_audio_follows_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    """Generated audio holds no secret: readable like any file the user writes (mkstemp's 0600 was not)."""
+    old = os.umask(umask)
+    try:
+        speak("Who can read this?", tmp_path / "q.mp3", "mp3")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "q.mp3").stat().st_mode & 0o777 == mode

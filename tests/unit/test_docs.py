@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import importlib
 import io
 import itertools
+import os
 import re
 import shlex
 import shutil
@@ -25,7 +25,7 @@ import botocore.session
 import pytest
 from botocore import xform_name
 from synapscribe.capacity import MIB, MODEL_PRESETS, load_price_table, plan_capacity
-from synapscribe.cli import COMMANDS
+from synapscribe.cli import COMMANDS, command_parser
 from synapscribe.platform import load_platform
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +35,8 @@ BIN = Path(sys.executable).parent
 SHELL_LANGS = {"sh", "bash", "shell", "console"}
 #: Subcommands that need nothing from AWS and finish in a second: the test runs them.
 RUN_OFFLINE = {"platform", "capacity", "contract"}
+#: The README's one set-up step for every documented command: `synapscribe` is on PATH after it.
+ACTIVATE = ". .venv/bin/activate"
 AWS_GLOBAL_FLAGS = {
     "--region",
     "--output",
@@ -118,22 +120,33 @@ def long_flags(argv: list[str]) -> list[str]:
 
 
 def synapscribe_parser(name: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="synapscribe", exit_on_error=False)
-    sub = parser.add_subparsers(dest="command", required=True)
-    module = importlib.import_module(COMMANDS[name][0])
-    module.add_arguments(sub.add_parser(name))
-    return parser
+    return command_parser(name, exit_on_error=False)[0]
+
+
+def new_user_env() -> dict[str, str]:
+    """A new user's shell: this test's virtual environment is not on PATH (pytest runs from it)."""
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    ours = {BIN.resolve(), (ROOT / ".venv" / "bin").resolve()}
+    env["PATH"] = os.pathsep.join(
+        p for p in env.get("PATH", "").split(os.pathsep) if p and Path(p).resolve() not in ours
+    )
+    return env
+
+
+def run_as_printed(argv: list[str]) -> str:
+    """Run a documented command the way a reader does: in a fresh shell after the README's step."""
+    return _run(["bash", "-c", f'{ACTIVATE} && exec "$@"', "bash", *argv], env=new_user_env())
 
 
 def check_synapscribe(argv: list[str]) -> None:
     args = argv[1:]
     if args == ["--help"]:
-        _run([str(BIN / "synapscribe"), "--help"])
+        run_as_printed(argv)
         return
     name = args[0]
     assert name in COMMANDS, f"`synapscribe {name}` is not a subcommand ({', '.join(COMMANDS)})"
     if "--help" in args or name in RUN_OFFLINE:
-        _run([str(BIN / "synapscribe"), *args])
+        run_as_printed(argv)
         return
     parser = synapscribe_parser(name)
     err = io.StringIO()
@@ -258,13 +271,23 @@ def check_pytest(argv: list[str]) -> None:
     _run([str(BIN / "pytest"), *argv[1:], "--collect-only", "-q", "-p", "no:cacheprovider"])
 
 
-def _run(cmd: list[str]) -> str:
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+def check_activation(line: str) -> None:
+    assert line == ACTIVATE, f"the docs' set-up step is `{ACTIVATE}`, not `{line}`"
+    assert (ROOT / ".venv" / "bin" / "activate").is_file(), "no .venv (scripts/setup creates it)"
+    found = _run(["bash", "-c", f"{ACTIVATE} && command -v synapscribe"], env=new_user_env())
+    assert Path(found.strip()).resolve().parent == (ROOT / ".venv" / "bin").resolve(), found
+
+
+def _run(cmd: list[str], env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False, env=env)
     assert proc.returncode == 0, f"`{' '.join(cmd)}` exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
 
 def check_command(line: str) -> None:
+    if line.startswith(". "):
+        check_activation(line)
+        return
     argv = split_command(line)
     tool = argv[0]
     if tool == "synapscribe":
@@ -312,6 +335,24 @@ def test_the_guide_has_commands():
 @pytest.mark.parametrize(("doc", "line"), all_commands(), ids=[c for _, c in all_commands()])
 def test_every_guide_command_is_accepted(doc: str, line: str):
     check_command(line)
+
+
+def test_the_readme_puts_synapscribe_on_path_before_using_it():
+    """A fresh clone after `make demo`: `synapscribe` is not on PATH until the README's step."""
+    readme = commands_in((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert ACTIVATE in readme, f"the README must say `{ACTIVATE}`"
+    first_use = next(i for i, c in enumerate(readme) if c.startswith("synapscribe "))
+    assert readme.index(ACTIVATE) < first_use, "the README uses `synapscribe` before saying how to get it"
+    bare = subprocess.run(
+        ["bash", "-c", "command -v synapscribe"],
+        capture_output=True,
+        text=True,
+        env=new_user_env(),
+        check=False,
+    )
+    if bare.returncode == 0:
+        pytest.skip(f"a synapscribe outside this checkout is on PATH ({bare.stdout.strip()})")
+    check_activation(ACTIVATE)
 
 
 def test_cdk_outputs_file_is_what_the_smoke_test_reads():
@@ -405,6 +446,7 @@ def test_extraction_handles_continuations_and_prompts():
         "curl http://example.com",
         "synapscribe platform --max-model-len 100",
         "make no-such-target",
+        "source .venv/bin/activate.fish",
         "scripts/bake-ami --region eu-west-1 --no-such-flag",
         "scripts/no-such-script",
         "journalctl -u synapscribe-nosuch",

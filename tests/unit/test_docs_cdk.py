@@ -19,8 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "operators-guide.md"
 
 _SYNTH = """
-import json, sys, tempfile
-sys.path.insert(0, "cdk")
+import json, tempfile
 from aws_cdk import App
 from synapscribe_cdk.application import build, default_context
 app = App(context=default_context(), outdir=tempfile.mkdtemp(prefix="docs-cdk-"))

@@ -9,8 +9,20 @@ from required_tools import require_tools, skip_unless_possible_or_fail_in_ci
 
 def test_a_missing_tool_fails_naming_it_and_the_setup_step(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("SYNAPSCRIBE_MISSING_TOOLS", raising=False)
     with pytest.raises(pytest.fail.Exception, match=r"espeak-ng, sox not installed.*scripts/setup"):
         require_tools("espeak-ng", "sox")
+
+
+def test_test_fast_skips_a_missing_tool_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setenv("SYNAPSCRIBE_MISSING_TOOLS", "skip")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"espeak-ng not installed.*scripts/setup"):
+        require_tools("espeak-ng")
+    monkeypatch.setenv("CI", "true")  # CI never skips
+    with pytest.raises(pytest.fail.Exception, match=r"espeak-ng not installed"):
+        require_tools("espeak-ng")
 
 
 def test_present_tools_pass() -> None:

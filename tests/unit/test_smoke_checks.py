@@ -216,3 +216,16 @@ def test_deployed_target_refuses_half_a_target(tmp_path, flags, outputs, needle)
     path.write_text("{not json")
     with pytest.raises(ValueError, match="cannot read"):
         deployed_target(None, None, None, None, path)
+
+
+def test_a_check_over_no_messages_fails() -> None:
+    """A dead URL yields no frames: the contract check must not report them as matching."""
+    assert contract_problems([]) == [
+        "no message was received, so nothing could be checked against the contract"
+    ]
+    assert contract_problems(iter([check_frame('{"type":"sessionEnded","sessionId":"s"}', 0)])) == []
+
+
+def test_an_empty_stream_is_not_a_good_stream() -> None:
+    problems = stream_problems(stream(), voice_input=False, voice_output=False)
+    assert any("did not finish" in p for p in problems)

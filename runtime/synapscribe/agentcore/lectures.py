@@ -15,7 +15,7 @@ import uuid
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import ClientError
@@ -259,7 +259,7 @@ class LectureContexts:
         lecture_id = lecture["lectureId"]
         cached = self._transcripts.get(lecture_id)
         if cached is not None:
-            return cached
+            return cast(LectureTranscript, cached)
         key = str(lecture.get("transcriptKey") or keys.transcript_key(lecture_id, self.platform))
         raw = await self.aws.get(key, spans)
         if raw is None:
@@ -269,9 +269,8 @@ class LectureContexts:
             TranscriptSegment(float(s["start"]), float(s["end"]), str(s["text"])) for s in data["segments"]
         )
         tokens = data.get("lectureTokens")
-        return self._transcripts.remember(
-            lecture_id, LectureTranscript(segments, int(tokens) if isinstance(tokens, int) else None)
-        )
+        transcript = LectureTranscript(segments, int(tokens) if isinstance(tokens, int) else None)
+        return cast(LectureTranscript, self._transcripts.remember(lecture_id, transcript))
 
     async def make_transcript(self, lecture: dict[str, Any]) -> dict[str, Any]:
         """Transcribe the lecture segment by segment with the model; store and return the JSON."""

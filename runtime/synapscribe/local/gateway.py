@@ -325,7 +325,10 @@ class Gateway:
             conn = self._live.get(connection_id)
         if conn is None:
             return None
-        iso = lambda ms: datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")  # noqa: E731
+
+        def iso(ms: float) -> str:
+            return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
         return {
             "connectedAt": iso(conn.connected_at_ms),
             "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},

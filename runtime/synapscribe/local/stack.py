@@ -13,18 +13,19 @@ import contextlib
 import importlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from synapscribe.contract import ACTIONS
 from synapscribe.local.aws import LocalAws, allow_page_origin, moto_server, prepare
 from synapscribe.local.gateway import Gateway, LambdaHandler
 from synapscribe.local.page import PageServer, content_security_policy
-from synapscribe.local.supervisor import StackError, Supervisor, check_port_free, free_port
+from synapscribe.local.supervisor import StackCancelled, StackError, Supervisor, check_port_free, free_port
 from synapscribe.local.sweep_timer import SweepTimer
 from synapscribe.local.trigger import UploadTrigger
 from synapscribe.platform import PlatformConfig, load_platform
@@ -36,6 +37,9 @@ WEBSOCKET_HANDLER = "synapscribe.edge.websocket_handler"
 VALIDATE_HANDLER = "synapscribe.edge.validate_lecture"
 SWEEPER_HANDLER = "synapscribe.edge.sweeper"
 LOOPBACK = "127.0.0.1"
+#: How long AgentCore may report the same reason for not being ready (an external model server
+#: that does not answer) before `local` stops and names it.
+EXTERNAL_MODEL_GRACE_SECONDS = 5.0
 
 
 @dataclass
@@ -78,7 +82,7 @@ def load_handler(module_name: str) -> LambdaHandler:
     handler = getattr(module, "handler", None)
     if not callable(handler):
         raise StackError(f"{module_name} has no handler(event, context) function")
-    return handler
+    return cast(LambdaHandler, handler)
 
 
 def _service(name: str, port: int) -> list[str]:
@@ -111,17 +115,29 @@ async def run_stack(
         check_port_free(config.page_port, LOOPBACK)
     if config.vllm_base_url is None and config.vllm_model is not None:
         raise StackError("VLLM_MODEL is set but VLLM_BASE_URL is not: set both to use a real vLLM")
-    log_dir = config.log_dir or Path(tempfile.mkdtemp(prefix="synapscribe-local-"))
-    supervisor = Supervisor(log_dir)
     ws_handler = load_handler(WEBSOCKET_HANDLER)
     validate_handler = load_handler(VALIDATE_HANDLER)
-    with _quiet_werkzeug(), moto_server(free_port(LOOPBACK), LOOPBACK) as endpoint:
-        try:
-            return await _run(
-                config, platform, endpoint, supervisor, ws_handler, validate_handler, stop, on_ready, out
-            )
-        finally:
-            supervisor.stop_all()
+    log_dir = config.log_dir or Path(tempfile.mkdtemp(prefix="synapscribe-local-"))
+    supervisor = Supervisor(log_dir)
+    clean = False
+    try:
+        with _quiet_werkzeug(), moto_server(free_port(LOOPBACK), LOOPBACK) as endpoint:
+            try:
+                code = await _run(
+                    config, platform, endpoint, supervisor, ws_handler, validate_handler, stop, on_ready, out
+                )
+                clean = code == 0
+                return code
+            except StackCancelled:
+                clean = True
+                raise
+            finally:
+                supervisor.stop_all()
+    finally:
+        # Our own temporary log folder goes after a clean stop; a failed run keeps it (its error
+        # names a log in it), and a --log-dir the user gave is theirs.
+        if clean and config.log_dir is None:
+            shutil.rmtree(log_dir, ignore_errors=True)
 
 
 async def _run(
@@ -175,8 +191,14 @@ async def _run(
             f"{services['agentcore']}/ready",
             agentcore_env,
         )
+        # A model server given by VLLM_BASE_URL is nobody's child here: if AgentCore's /ready
+        # keeps naming it, waiting the whole timeout will not bring it up.
         waited = await asyncio.to_thread(
-            supervisor.wait_ready, agentcore, config.ready_timeout, cancelled=stop.is_set
+            supervisor.wait_ready,
+            agentcore,
+            config.ready_timeout,
+            cancelled=stop.is_set,
+            give_up_on_reason=EXTERNAL_MODEL_GRACE_SECONDS if config.vllm_base_url else None,
         )
         print(f"local: agentcore ready in {waited:.1f} s ({agentcore.ready_url})", file=out, flush=True)
 

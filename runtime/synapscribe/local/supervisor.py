@@ -13,9 +13,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from synapscribe.services import free_port, http_ok
 
-__all__ = ["Child", "StackCancelled", "StackError", "Supervisor", "check_port_free", "free_port", "http_ok"]
+__all__ = [
+    "Child",
+    "StackCancelled",
+    "StackError",
+    "Supervisor",
+    "check_port_free",
+    "free_port",
+    "http_ok",
+    "not_ready_reason",
+]
 
 
 class StackError(RuntimeError):
@@ -85,11 +96,16 @@ class Supervisor:
         probe: Callable[[str], bool] = http_ok,
         interval: float = 0.1,
         cancelled: Callable[[], bool] = lambda: False,
+        give_up_on_reason: float | None = None,
     ) -> float:
         """Seconds until `child.ready_url` answers 200; StackError if it exits, times out or the
-        wait is `cancelled` (a signal arrived during start-up)."""
+        wait is `cancelled` (a signal arrived during start-up). With `give_up_on_reason`, a
+        not-ready reason the child's `/ready` body gives (AgentCore's `missing` list) for that many
+        seconds ends the wait early, naming the reason: the part it waits for is not coming."""
         assert child.process is not None
         start = time.monotonic()
+        reason: str | None = None
+        reason_since = start
         while True:
             if cancelled():
                 raise StackCancelled(f"stopped while waiting for {child.name}")
@@ -101,11 +117,15 @@ class Supervisor:
                 )
             if probe(child.ready_url):
                 return time.monotonic() - start
-            if time.monotonic() - start > timeout:
-                raise StackError(
-                    f"{child.name} was not ready at {child.ready_url} after {timeout:.0f} s; "
-                    f"its log ({child.log_path}) ends with:\n{child.log_tail()}"
-                )
+            now = time.monotonic()
+            if give_up_on_reason is not None:
+                latest = not_ready_reason(child.ready_url)
+                if latest != reason:
+                    reason, reason_since = latest, now
+                if reason is not None and now - reason_since >= give_up_on_reason:
+                    raise StackError(f"{child.name} is not ready: {reason}")
+            if now - start > timeout:
+                raise StackError(_timeout_message(child, timeout, reason))
             time.sleep(interval)
 
     def exited(self) -> list[Child]:
@@ -130,6 +150,29 @@ class Supervisor:
             if log is not None:
                 log.close()  # type: ignore[attr-defined]
         self.children.clear()
+
+
+def not_ready_reason(url: str, timeout: float = 1.0) -> str | None:
+    """What a `/ready` endpoint says is missing (the `missing` list of its non-200 JSON body)."""
+    try:
+        response = httpx.get(url, timeout=timeout)
+    except httpx.HTTPError:
+        return None
+    if response.status_code == 200:
+        return None
+    try:
+        missing = response.json().get("missing")
+    except (ValueError, AttributeError):
+        return None
+    return "; ".join(str(m) for m in missing) if isinstance(missing, list) and missing else None
+
+
+def _timeout_message(child: Child, timeout: float, reason: str | None) -> str:
+    head = f"{child.name} was not ready at {child.ready_url} after {timeout:.0f} s"
+    if reason is not None:
+        # The reason, not a log tail of access lines ("GET /health 200" twenty times).
+        return f"{head}: {reason} (log: {child.log_path})"
+    return f"{head}; its log ({child.log_path}) ends with:\n{child.log_tail()}"
 
 
 def _signal_group(child: Child, sig: signal.Signals) -> None:

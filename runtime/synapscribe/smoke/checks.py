@@ -26,10 +26,14 @@ class Budget:
 
 
 def contract_problems(messages: Iterable[Received]) -> list[str]:
-    """Every frame that is not a contract message."""
+    """Every frame that is not a contract message; receiving nothing is a problem too (a check
+    over nothing must not pass: a dead URL would otherwise "match the contract")."""
+    received = list(messages)
+    if not received:
+        return ["no message was received, so nothing could be checked against the contract"]
     return [
         f"{(m.raw[:120] if isinstance(m.raw, str) else '<binary>')!r}: {m.problem}"
-        for m in messages
+        for m in received
         if m.problem
     ]
 
@@ -40,7 +44,8 @@ def stream_problems(result: QueryResult, *, voice_input: bool, voice_output: boo
     0, 1, 2 …; the answer's text and audio list agree with what streamed."""
     problems: list[str] = []
     rid = result.request_id
-    if result.timed_out:
+    if result.timed_out or result.final is None:
+        # Without a final message there is nothing the order rules below could check.
         problems.append(
             f"{rid}: the stream did not finish ({len(result.messages)} messages, no answer or error)"
         )

@@ -45,7 +45,7 @@ class EnginePolicy:
         delay = self.backoff_seconds * 2 ** (attempt - 1)
         if isinstance(last, RateLimitedError):
             delay = max(delay * 2, last.retry_after or 0.0)
-        return min(delay, self.max_backoff_seconds)
+        return float(min(delay, self.max_backoff_seconds))
 
 
 @dataclass
