@@ -81,7 +81,7 @@ def retain_helper_function_logs(stack: Stack, days: int) -> list[logs.LogGroup]:
         if isinstance(node, lambda_.CfnFunction) and node.logging_config is not None:
             continue  # the platform's own functions name their log group
         owner = node.node.scope
-        assert owner is not None
+        assert isinstance(owner, Construct)
         group = retained_log_group(owner, f"{node.node.id}Logs", days)
         cfn_group = group.node.default_child
         assert isinstance(cfn_group, CfnResource)

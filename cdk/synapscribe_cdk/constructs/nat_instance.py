@@ -12,6 +12,7 @@ group has had no instance in service for 10 minutes.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import Aws, Duration
@@ -88,7 +89,13 @@ class SelfHealingNatProvider(ec2.NatProvider):
     def configured_gateways(self) -> list[ec2.GatewayConfig]:
         return self._gateways
 
-    def configure_nat(self, *, nat_subnets: list[Any], private_subnets: list[Any], vpc: ec2.IVpc) -> None:
+    def configure_nat(
+        self,
+        *,
+        nat_subnets: Sequence[ec2.PublicSubnet],
+        private_subnets: Sequence[ec2.PrivateSubnet],
+        vpc: ec2.IVpc,
+    ) -> None:
         subnet = nat_subnets[0]
         scope = Construct(subnet, "Nat")
         self.security_group = ec2.SecurityGroup(

@@ -191,9 +191,9 @@ class ApiStack(Stack):
             route: {"ThrottlingRateLimit": t.rate_limit, "ThrottlingBurstLimit": t.burst_limit}
             for route, t in config.route_throttles.items()
         }
-        for route in self.api.node.children:
-            if isinstance(route, apigw.WebSocketRoute):
-                cfn_stage.node.add_dependency(route)
+        for child in self.api.node.children:
+            if isinstance(child, apigw.WebSocketRoute):
+                cfn_stage.node.add_dependency(child)
 
         self.validation = EdgeFunction(
             self,
