@@ -29,6 +29,7 @@ from synapscribe.agentcore.media import (
     cut_mp3,
     duration_seconds,
     sniff_format,
+    split_mp3,
     to_mp3,
 )
 from synapscribe.agentcore.prompts import LectureAudioItem, TranscriptSegment, lecture_transcript_message
@@ -326,8 +327,7 @@ class LectureContexts:
                 f"{result.max_tokens}-token limit even in a {seconds:.0f} s piece"
             )
         log.info("%.1f s at %.1f s: transcript cut short; transcribing it in two halves", seconds, start)
-        # A little over half so an odd frame count still gives two pieces, not three.
-        halves = await asyncio.to_thread(cut_mp3, data, seconds / 2 + 0.05)
+        halves = await asyncio.to_thread(split_mp3, data, 2)
         out: list[TranscriptSegment] = []
         for half in halves:
             out.extend(await self._transcribe_span(half.data, fmt, start + half.start, start + half.end))
