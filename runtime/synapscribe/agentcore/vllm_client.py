@@ -129,11 +129,19 @@ class VllmClient:
         return exc
 
     async def models(self) -> list[str]:
+        return list(await self.served())
+
+    async def served(self) -> dict[str, int | None]:
+        """Each served model's id and its context length as vLLM reports it (None when it does not)."""
         try:
             page = await self._client.models.list()
         except (openai.OpenAIError, httpx2.HTTPError) as exc:
             raise self._upstream(exc) from None
-        return [m.id for m in page.data]
+        out: dict[str, int | None] = {}
+        for model in page.data:
+            value = getattr(model, "max_model_len", None)
+            out[model.id] = value if isinstance(value, int) and value > 0 else None
+        return out
 
     async def count_tokens(self, text: str) -> int:
         """Exact token count of `text` by the server's own tokenizer (vLLM's `POST /tokenize`)."""
