@@ -46,12 +46,19 @@ def test_the_crc_is_mpeg_audio_crc16() -> None:
     assert media._crc16(b"123456789") == 0xAEE7
 
 
-def test_a_silent_frame_reads_no_reservoir_and_keeps_its_bytes() -> None:
+def test_a_silent_frame_reads_no_bits_and_keeps_its_bytes() -> None:
     frame = _mpeg1_stereo_frame(300)
     silent = media.silent_frame(frame)
     info = media.side_info(silent)
     assert info.main_data_begin == 0
-    assert silent[info.offset : info.offset + info.size] == bytes(info.size)
+    assert silent[info.offset : info.offset + info.size] == bytes(info.size)  # part2_3_length 0
+    # It may reach back (so the reservoir carries on), in 9 bits for MPEG-1, 8 for MPEG-2.
+    reaching = media.silent_frame(frame, 257)
+    assert media.side_info(reaching).main_data_begin == 257
+    assert reaching[info.offset + 2 : info.offset + info.size] == bytes(info.size - 2)
+    assert media.side_info(media.silent_frame(_mpeg2_mono_frame(3), 255)).main_data_begin == 255
+    with pytest.raises(ValueError, match="out of range"):
+        media.silent_frame(_mpeg2_mono_frame(3), 256)
     assert silent[:3] == frame[:3] and silent[3] == frame[3] & 0xCF  # mode extension cleared
     assert silent[info.offset + info.size :] == frame[info.offset + info.size :]  # later frames' data
     protected = media.silent_frame(_mpeg2_mono_frame(90, crc=True))
@@ -80,16 +87,30 @@ def noise() -> bytes:
 
 
 def _missing_reservoir(item: bytes) -> list[int]:
-    """The frames of `item` whose main data begins before the item (what a decoder complains of)."""
+    """The frames of `item` whose main data begins before what a decoder holds for them: the bytes
+    from the previous frame's main data start on (mpg123 copies the backstep out of the previous
+    frame's buffer; FFmpeg keeps what the previous frame left unread)."""
     parsed = media.parse_mp3(item)
     missing: list[int] = []
-    reservoir = 0
+    available = 0
     for index, (offset, length) in enumerate(parsed.frames):
         info = media.side_info(item[offset : offset + length])
-        if info.main_data_begin > reservoir:
+        if info.main_data_begin > available:
             missing.append(index)
-        reservoir += info.payload
+        available = info.main_data_begin + info.payload
     return missing
+
+
+def test_the_reservoir_model_holds_for_what_the_encoder_wrote(noise: bytes) -> None:
+    # The whole encoded stream meets the model (main data is laid out in order), and it does use
+    # the reservoir, most of all right after silence ...
+    assert _missing_reservoir(noise) == []
+    parsed = media.parse_mp3(noise)
+    reaching = [media.side_info(noise[o : o + n]).main_data_begin for o, n in parsed.frames]
+    assert sum(b > 0 for b in reaching) > len(reaching) / 2
+    # ... so a plain cut at a frame boundary leaves frames without their data.
+    offset = parsed.frames[100][0]
+    assert _missing_reservoir(noise[offset:])[:1] == [0]
 
 
 def test_items_cut_at_frame_boundaries_no_longer_read_missing_reservoir(noise: bytes) -> None:
@@ -111,7 +132,9 @@ def test_items_cut_at_frame_boundaries_no_longer_read_missing_reservoir(noise: b
         got = [item.data[o : o + n] for o, n in frames]
         source = [noise[o : o + n] for o, n in parsed.frames[start - lead : start - lead + len(frames)]]
         # The lead frames are the source's frames before the item, silent; the rest are as they were.
-        assert got[:lead] == [media.silent_frame(f) for f in source[:lead]]
+        assert all(g != f for g, f in zip(got[:lead], source[:lead], strict=True))
+        assert all(media.silent_frame(f, media.side_info(g).main_data_begin) == g
+                   for f, g in zip(source[:lead], got[:lead], strict=True))  # fmt: skip
         assert got[lead:] == source[lead:]
     # Every frame of the recording is in exactly one item, once.
     assert sum(i.end - i.start for i in items) == pytest.approx(parsed.seconds)

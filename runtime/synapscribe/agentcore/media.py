@@ -282,12 +282,15 @@ def _tag(data: bytes, cues: Sequence[audiogen.Cue]) -> bytes:
 # 11172-3 2.4.1.7; ISO 13818-3 for MPEG-2). An item cut at a frame boundary therefore starts with
 # frames whose data lies in the previous item; decoders report that (mpg123, which libsndfile and
 # so vLLM's audio loader use: "part2_3_length ... too large for available bit count") and play
-# noise or silence. So each item is led by the frames its first frames reach back into, made
-# silent: their side info is zeroed (main_data_begin 0, no granule reads a bit: part2_3_length 0),
-# their bytes stay where the later frames' main_data_begin expects them. Nothing is re-encoded
-# (no encoder on the GPU host, no generation loss), the result is a pure function of the source
-# (byte-identical items for vLLM's prefix cache), and no audio is lost or played twice: the lead
-# is a few tens of milliseconds of silence, counted in the item's duration.
+# noise or silence. So each item is led by the frames its first frame reaches back into, made
+# silent: no granule reads a bit (part2_3_length 0), and their main_data_begin is set so that the
+# reservoir a decoder carries over reaches back as far as the first real frame needs. (Decoders
+# keep only the bytes from the previous frame's main data start on: mpg123 copies the backstep
+# from the previous frame's buffer, FFmpeg keeps what the previous frame did not read; so a lead
+# frame with main_data_begin 0 would cut the chain.) Nothing is re-encoded (no encoder on the GPU
+# host, no generation loss), the result is a pure function of the source (byte-identical items
+# for vLLM's prefix cache), and no audio is lost or played twice: the lead is a few tens of
+# milliseconds of silence, counted in the item's duration.
 
 
 @dataclass(frozen=True)
@@ -299,6 +302,11 @@ class SideInfo:
     crc: bool  # a CRC-16 over header bytes 2-3 and the side info follows the header
     main_data_begin: int  # bytes of main data that lie before this frame's own
     payload: int  # bytes of the frame's main data area (all but header, CRC and side info)
+    mpeg1: bool  # main_data_begin has 9 bits (MPEG-1), else 8
+
+    @property
+    def max_begin(self) -> int:
+        return 511 if self.mpeg1 else 255
 
 
 def side_info(frame: bytes) -> SideInfo:
@@ -312,9 +320,8 @@ def side_info(frame: bytes) -> SideInfo:
     size = (17 if mono else 32) if mpeg1 else (9 if mono else 17)
     if len(frame) < offset + size:
         raise MediaError("the MP3 frame is shorter than its side info")
-    # main_data_begin: 9 bits in MPEG-1, 8 bits in MPEG-2 and 2.5.
     begin = (frame[offset] << 1 | frame[offset + 1] >> 7) if mpeg1 else frame[offset]
-    return SideInfo(offset, size, crc, begin, len(frame) - offset - size)
+    return SideInfo(offset, size, crc, begin, len(frame) - offset - size, mpeg1)
 
 
 def _crc16(data: bytes) -> int:
@@ -328,17 +335,24 @@ def _crc16(data: bytes) -> int:
     return crc
 
 
-def silent_frame(frame: bytes) -> bytes:
-    """The frame with its side info zeroed: it decodes to silence and reads no bit reservoir, and
-    its main data bytes stay for the frames after it. Its mode extension is cleared too, so no
-    joint-stereo scale factor layout asks for bits either; a CRC is recomputed."""
+def silent_frame(frame: bytes, main_data_begin: int = 0) -> bytes:
+    """The frame made silent: its side info zeroed but for `main_data_begin`, so no granule reads a
+    bit while the reservoir carries on; its main data bytes stay for the frames after it. Its mode
+    extension is cleared too, so no joint-stereo scale factor layout asks for bits; a CRC is
+    recomputed."""
     info = side_info(frame)
+    if not 0 <= main_data_begin <= info.max_begin:
+        raise ValueError(f"main_data_begin {main_data_begin} is out of range")
+    side = bytearray(info.size)
+    if info.mpeg1:
+        side[0], side[1] = main_data_begin >> 1, (main_data_begin & 1) << 7
+    else:
+        side[0] = main_data_begin
     out = bytearray(frame)
     out[3] &= 0xCF
-    out[info.offset : info.offset + info.size] = bytes(info.size)
+    out[info.offset : info.offset + info.size] = side
     if info.crc:
-        covered = bytes(out[2:4]) + bytes(out[info.offset : info.offset + info.size])
-        out[4:6] = _crc16(covered).to_bytes(2, "big")
+        out[4:6] = _crc16(bytes(out[2:4]) + bytes(side)).to_bytes(2, "big")
     return bytes(out)
 
 
@@ -358,17 +372,21 @@ def lead_frames(parsed: Mp3Frames, first: int) -> int:
 
 
 def item_frames(parsed: Mp3Frames, first: int, count: int, lead: int) -> bytes:
-    """Frames first..first+count-1, led by `lead` silent frames; any frame whose main data would
-    still begin before the item (only at the very start of a stream cut short) is made silent."""
+    """Frames first..first+count-1, led by `lead` silent frames. `available` is what a decoder
+    holds before a frame's main data area: the bytes from the previous frame's main data start.
+    A frame that reaches back further (only the lead, or the start of a stream cut short) is made
+    silent, reaching back as far as it can so the frames after it find their data."""
     out: list[bytes] = []
-    reservoir = 0
+    available = 0
     for index in range(first - lead, first + count):
         frame = _frame(parsed, index)
         info = side_info(frame)
-        if index < first or info.main_data_begin > reservoir:
-            frame = silent_frame(frame)
+        begin = info.main_data_begin
+        if index < first or begin > available:
+            begin = min(available, info.max_begin)
+            frame = silent_frame(frame, begin)
         out.append(frame)
-        reservoir += info.payload
+        available = begin + info.payload
     return b"".join(out)
 
 
