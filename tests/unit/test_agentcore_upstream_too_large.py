@@ -61,3 +61,28 @@ async def test_a_too_large_refusal_is_a_too_large_error_naming_it() -> None:
         assert type(other) is UpstreamRejectedError
     finally:
         await client.aclose()
+
+
+async def test_a_refusal_inside_the_stream_is_classified_too() -> None:
+    """vLLM sends what it finds after the stream began as `data: {"error": {...}}` in a 200 response;
+    the openai client raises a plain APIError with that body."""
+    client = VllmClient("http://127.0.0.1:1/v1", "m", None, 1.0)
+    request = httpx2.Request("POST", "http://127.0.0.1:1/v1/chat/completions")
+    encoder = {
+        "message": "The decoder prompt contains a(n) audio item with 2250 embedding tokens, which exceeds "
+        "the pre-allocated encoder cache size 2048.",
+        "type": "BadRequestError",
+        "param": None,
+        "code": 400,
+    }
+    try:
+        err = client._upstream(openai.APIError(encoder["message"], request, body=encoder))
+        assert isinstance(err, UpstreamTooLargeError) and err.kind == "encoder_cache"
+        message = too_large_error("r-2", err)
+        assert message.code == "too_large" and "longer than the model takes in one piece" in message.message
+        bad = {**encoder, "message": "Expected audio data"}
+        assert type(client._upstream(openai.APIError("x", request, body=bad))) is UpstreamRejectedError
+        dead = {**encoder, "message": "engine core died", "code": 500, "type": "InternalServerError"}
+        assert type(client._upstream(openai.APIError("x", request, body=dead))).__name__ == "UpstreamError"
+    finally:
+        await client.aclose()

@@ -124,9 +124,23 @@ class VllmClient:
             return UpstreamRejectedError(
                 f"{self.name} refused the request: HTTP {exc.status_code}: {exc.message}"
             )
+        if isinstance(exc, openai.APIError):
+            # An error inside a 200 stream (`data: {"error": {...}}`): vLLM refuses this way what it
+            # finds once streaming has begun, e.g. an audio item over the encoder cache.
+            return self._stream_error(exc)
         if isinstance(exc, httpx2.HTTPError):
             return UpstreamError(f"{self.name} failed: {type(exc).__name__}")
         return exc
+
+    def _stream_error(self, exc: openai.APIError) -> Exception:
+        body = exc.body if isinstance(exc.body, dict) else {}
+        said = body.get("message") if isinstance(body.get("message"), str) else exc.message
+        kind = too_large_kind(said, body.get("param"))
+        if kind is not None:
+            return UpstreamTooLargeError(kind, f"{self.name} refused the request as too large: {said}")
+        if body.get("code") == 400:
+            return UpstreamRejectedError(f"{self.name} refused the request: {said}")
+        return UpstreamError(f"{self.name} failed while answering: {said}")
 
     async def models(self) -> list[str]:
         return list(await self.served())
