@@ -134,7 +134,8 @@ class VllmClient:
 
     def _stream_error(self, exc: openai.APIError) -> Exception:
         body = exc.body if isinstance(exc.body, dict) else {}
-        said = body.get("message") if isinstance(body.get("message"), str) else exc.message
+        message = body.get("message")
+        said = message if isinstance(message, str) else str(exc.message)
         kind = too_large_kind(said, body.get("param"))
         if kind is not None:
             return UpstreamTooLargeError(kind, f"{self.name} refused the request as too large: {said}")
