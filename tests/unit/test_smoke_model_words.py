@@ -75,3 +75,36 @@ def test_bad_model_words_flags_exit_2(args: list[str], needle: str) -> None:
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert needle in done.stderr
+
+
+def test_an_answer_with_no_words_is_allowed_only_when_asked_and_nothing_else_is_excused() -> None:
+    import json
+
+    from synapscribe.smoke.checks import said_nothing, stream_problems
+    from synapscribe.smoke.client import QueryResult, check_frame
+
+    def result(*messages: dict[str, object]) -> QueryResult:
+        r = QueryResult(request_id="r", sent_at=1.0)
+        r.messages += [check_frame(json.dumps(m), 1.0 + i) for i, m in enumerate(messages)]
+        return r
+
+    empty = {"type": "answer", "requestId": "r", "text": " ", "audio": [], "timings": {"totalMs": 5}}
+    silent = result(empty)
+    assert said_nothing(silent)
+    strict = stream_problems(silent, voice_input=False, voice_output=True)
+    assert any("the answer is empty" in p for p in strict) and any("no audio" in p for p in strict)
+    assert stream_problems(silent, voice_input=False, voice_output=True, allow_empty=True) == []
+    # Still checked: a voice question's transcript, and audio that does not add up.
+    assert "no transcript" in " ".join(
+        stream_problems(silent, voice_input=True, voice_output=True, allow_empty=True)
+    )
+    stray = result({**empty, "audio": ["http://x/0.mp3"]})
+    assert stream_problems(stray, voice_input=False, voice_output=True, allow_empty=True)
+    spoken = result(
+        {"type": "answerDelta", "requestId": "r", "text": "Hi."},
+        {"type": "answer", "requestId": "r", "text": "Hi.", "audio": [], "timings": {"totalMs": 5}},
+    )
+    assert not said_nothing(spoken)
+    assert stream_problems(spoken, voice_input=False, voice_output=True, allow_empty=True) == [
+        "r: voice was requested but the answer has no audio"
+    ]

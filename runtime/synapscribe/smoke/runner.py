@@ -8,7 +8,9 @@ must show the history the way the stand-in does (it quotes the previous question
 
 For a model whose words mean nothing (`model_words="meaningless"`: the random tiny model the
 engine tests run) every check of the contract, the order, the timing and the audio holds; the
-checks of what the words say are skipped, and the report lists each one it skipped.
+checks of what the words say are skipped, and the report lists each one it skipped. Such a model
+may also say nothing at all: that answer is checked for everything but its text and speech, listed,
+and the question asked again (up to MEANINGLESS_ATTEMPTS times) until an answer has words.
 
 Every step is recorded with its outcome and duration; the report lists what failed.
 """
@@ -36,6 +38,7 @@ from synapscribe.smoke.checks import (
     contract_problems,
     follow_up_problems,
     looks_like_mp3,
+    said_nothing,
     standin_label_problems,
     stream_problems,
 )
@@ -51,6 +54,8 @@ FOLLOW_UP = "What did you just name? Answer in one short sentence."
 MEANINGFUL = "meaningful"
 MEANINGLESS = "meaningless"
 MODEL_WORDS = (MEANINGFUL, MEANINGLESS)
+#: How often a question is asked while a meaningless model answers it with no words at all.
+MEANINGLESS_ATTEMPTS = 5
 #: The checks of what the model's words say, skipped for a model whose words mean nothing.
 WORD_CHECKS: dict[str, str] = {
     "follow-up names the term": "the follow-up's answer names the term the earlier answer named "
@@ -325,12 +330,17 @@ class Scenario:
             return
         session_id = state["session_id"]
 
-        async def ask(kind: str, question: str, voice_input: bool, voice_output: bool, **fields: Any) -> str:
+        async def ask_once(
+            kind: str, question: str, voice_input: bool, voice_output: bool, **fields: Any
+        ) -> QueryResult:
             result = await a.query(
                 session_id, within=self.budget.answer_ms / 1000 + 5, voice=voice_output, **fields
             )
             self._record_turn(kind, question, result)
-            problems = stream_problems(result, voice_input=voice_input, voice_output=voice_output)
+            silent = meaningless and said_nothing(result)
+            problems = stream_problems(
+                result, voice_input=voice_input, voice_output=voice_output, allow_empty=silent
+            )
             problems += budget_problems(result, self.budget, voice_output=voice_output)
             if self.inputs.expect_standin:
                 problems += standin_label_problems(result)
@@ -339,9 +349,26 @@ class Scenario:
             state[kind] = result
             if problems:
                 raise StepFailed("; ".join(problems))
-            t = result.timings()
-            return ", ".join(f"{k} {v:.0f}" for k, v in t.items() if v is not None)
+            return result
 
+        async def ask(kind: str, question: str, voice_input: bool, voice_output: bool, **fields: Any) -> str:
+            # A model whose words mean nothing may say nothing at all: its answer then has no text
+            # or speech to check, so the question is asked again (each try is checked and listed).
+            attempts = MEANINGLESS_ATTEMPTS if meaningless else 1
+            for attempt in range(1, attempts + 1):
+                result = await ask_once(kind, question, voice_input, voice_output, **fields)
+                if not said_nothing(result):
+                    t = result.timings()
+                    return ", ".join(f"{k} {v:.0f}" for k, v in t.items() if v is not None)
+                self.report.skipped.append(
+                    f"{kind} question, try {attempt}: the model said nothing, so that answer's text and "
+                    "speech could not be checked (the model's words mean nothing); asked again"
+                )
+            raise StepFailed(
+                f"the model said nothing in {attempts} tries: the answer's text and speech were never checked"
+            )
+
+        meaningless = self.inputs.model_words == MEANINGLESS
         clip = self.inputs.voice_question
         await self.step(
             "voice question (inline audio)",
