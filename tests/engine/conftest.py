@@ -2,9 +2,8 @@
 loopback, started with the production unit's own command line (see engine_server.py for the few
 values that differ and why). Tests marked `engine` use it; run them with `.venv/bin/pytest -m engine`.
 
-Usage (other test packages: import nothing, just ask for the fixture):
+Usage, in a test module under tests/engine/ (`from engine_server import Engine` for the type):
 
-    @pytest.mark.engine
     def test_something(engine: Engine) -> None:
         client = openai.OpenAI(base_url=engine.base_url + "/v1", api_key="none")
         client.chat.completions.create(model=engine.model, messages=[...], max_tokens=16)
@@ -12,9 +11,9 @@ Usage (other test packages: import nothing, just ask for the fixture):
 `engine` is session-scoped (one server for the whole run): `engine.base_url` ("http://127.0.0.1:PORT"),
 `engine.model` (the served name, platform.yaml model.served_name), `engine.model_dir` (the tiny model,
 with its tokenizer and processor), `engine.log_path` (the server's log), `engine.command` (argv, env
-and the rendered unit). A test that uses it from another package needs `pytest.mark.engine` and must
-be collected after this conftest is loaded; fixtures here are visible to tests/engine/ only, so tests
-elsewhere get it through `pytest_plugins` or by living under tests/engine/.
+and the rendered unit). Tests that use it live under tests/engine/ (every test here is marked
+`engine` and runs after the unit tests, before the host tests); `engine_build` gives the cached
+(venv, model_dir) without a server.
 
 Development: start a long-running server once and point the tests at it,
 

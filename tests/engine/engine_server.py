@@ -171,15 +171,16 @@ def running_engine(
     port = port or free_port()
     command = engine_command(venv, model_dir, port, workdir)
     host = flag(command.argv, "--host")
+    log_path = workdir / "vllm.log"
     engine = Engine(
         base_url=f"http://{host}:{port}",
         model=flag(command.argv, "--served-model-name"),
         model_dir=model_dir,
-        log_path=workdir / "vllm.log",
+        log_path=log_path,
         command=command,
     )
     started = time.monotonic()
-    engine.process = spawn(command.argv, command.env, engine.log_path)  # type: ignore[arg-type]
+    engine.process = spawn(command.argv, command.env, log_path)
     try:
         _wait_listed(engine, timeout)
         engine.start_seconds = time.monotonic() - started

