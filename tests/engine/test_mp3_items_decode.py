@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from engine_venv import engine_venv
 from required_tools import require_tools
-from synapscribe import audiogen
 from synapscribe.agentcore import media
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
@@ -71,13 +71,14 @@ def _ffmpeg_mp3(tmp: Path, name: str, source: list[str], *encode: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+def recordings(
+    tmp_path_factory: pytest.TempPathFactory, lecture_audio: Callable[..., Path]
+) -> dict[str, bytes]:
     """A spoken lecture as AgentCore stores it (mono 16 kHz MPEG-2), and two denser sources an
     uploader may send as they are: pink noise in the same format, and joint-stereo 44.1 kHz
     MPEG-1 (9-bit main_data_begin, 32-byte side info)."""
     require_tools("espeak-ng", "ffmpeg", "sox")
     tmp = tmp_path_factory.mktemp("mp3")
-    lecture = audiogen.make_lecture(tmp / "lecture.mp3", 2.2)
     noise = ["-f", "lavfi", "-i", "anoisesrc=d=40:c=pink:a=0.3:seed=11"]
     tones = ["-f", "lavfi", "-i", "sine=f=330:d=30", "-f", "lavfi", "-i", "anoisesrc=d=30:c=brown:seed=3"]
     stereo = [
@@ -91,7 +92,7 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
         "1",
     ]
     return {
-        "lecture": lecture.path.read_bytes(),
+        "lecture": lecture_audio(1.5).read_bytes(),  # the session's cached generated lecture
         "noise": _ffmpeg_mp3(tmp, "noise.mp3", noise, "-ac", "1", "-ar", "16000", "-b:a", "32k"),
         "stereo": _ffmpeg_mp3(tmp, "stereo.mp3", tones, *stereo),
     }
