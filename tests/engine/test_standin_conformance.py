@@ -170,11 +170,15 @@ def _audio_tokens(server: Server, part: dict[str, Any]) -> int:
 
 
 def test_audio_counts_exactly_as_the_engine_counts(
-    servers: tuple[Server, Server], lecture_mp3: bytes
+    servers: tuple[Server, Server], lecture_mp3: bytes, lecture_audio: Any
 ) -> None:
     engine, standin = servers
     items = media.cut_mp3(lecture_mp3, 60)
+    # AgentCore's stored items of a generated lecture carry an ID3 tag (its timeline) before the frames.
+    spoken = media.cut_mp3(lecture_audio(1.5).read_bytes(), 60)
+    assert spoken[1].data.startswith(b"ID3") and spoken[1].lead > 0
     parts = {
+        "tagged MP3 item (a lecture's second minute)": _input_audio(spoken[1].data, "mp3"),
         "1 s WAV": _input_audio(_wav(16000), "wav"),
         "1 s + 161 samples": _input_audio(_wav(16161), "wav"),
         "10 s WAV": _input_audio(_wav(160000), "wav"),
