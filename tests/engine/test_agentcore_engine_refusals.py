@@ -5,7 +5,8 @@ AgentCore budgets every request to the context it is configured with, so the eng
 only come when the two disagree: here AgentCore is told the context is 32768 tokens
 (SYNAPSCRIBE_MAX_MODEL_LEN) while the engine serves 16384, as an operator who raised one and not the
 other would leave it. Then:
-- a 12-minute lecture in audio mode (about 18 000 audio tokens) is over the engine's context;
+- an 11-minute lecture in audio mode (about 16 500 audio tokens) is over the engine's context;
+- a 12-minute one has more audio items than the unit's `--limit-mm-per-prompt` lets a prompt carry;
 - a lecture whose stored item is 90 s long (items stored when `audio.max_item_seconds` was larger)
   is over the engine's encoder cache (2048 tokens, about 81 s of audio);
 and both are answered `too_large` saying what was too large, never `internal`. `/ready` says so
@@ -44,7 +45,7 @@ def st(engine: Any) -> Iterator[Stack]:
         "VLLM_BASE_URL": engine_v1(engine),
         "VLLM_MODEL": engine.model,
         "SYNAPSCRIBE_MAX_MODEL_LEN": str(AGENTCORE_CONTEXT),
-        # The CPU engine decodes and processes all 12 minutes of audio before it checks the length:
+        # The CPU engine decodes and processes all 11 minutes of audio before it checks the length:
         # longer than a GPU host takes to answer (agentcore.upstream_timeout_seconds).
         "SYNAPSCRIBE_UPSTREAM_TIMEOUT_SECONDS": "180",
     }
@@ -66,8 +67,9 @@ def _audio_mode(st: Stack, lecture: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_request_over_the_engines_context_is_too_large(st: Stack, engine: Any, lecture_audio: Any) -> None:
     assert _served_context(engine) < AGENTCORE_CONTEXT
-    # 12 minutes: audio mode for a 32768-token AgentCore, over the engine's 16384.
-    lecture = _audio_mode(st, st.put_lecture(OWNER, lecture_audio(12)))
+    # 11 minutes, 11 items of 60 s (the most audio items the unit lets a prompt carry): audio mode
+    # for a 32768-token AgentCore, about 16 500 audio tokens for the engine's 16384.
+    lecture = _audio_mode(st, st.put_lecture(OWNER, lecture_audio(11)))
     session_id = st.start_session(OWNER, lecture)
     messages = st.ask(OWNER, session_id, "conn-context", timeout=300, text=QUESTION, voice=False)
     final = messages[-1]
@@ -76,6 +78,19 @@ def test_a_request_over_the_engines_context_is_too_large(st: Stack, engine: Any,
     assert "do not fit the model's context" in final["message"], final
     assert "maximum context length" in final["message"], final  # the engine's own words
     assert "too large (context)" in st.agentcore.log_text()
+
+
+def test_more_audio_items_than_the_engine_takes_is_too_large(st: Stack, lecture_audio: Any) -> None:
+    # 12 minutes: 12 items, one more than the unit's --limit-mm-per-prompt lets a prompt carry.
+    lecture = _audio_mode(st, st.put_lecture(OWNER, lecture_audio(12)))
+    session_id = st.start_session(OWNER, lecture)
+    messages = st.ask(OWNER, session_id, "conn-items", timeout=300, text=QUESTION, voice=False)
+    final = messages[-1]
+    assert final["type"] == "error", final
+    assert final["code"] == "too_large", final
+    assert "more audio parts than the model takes at once" in final["message"], final
+    assert "may be provided in one prompt" in final["message"], final  # the engine's own words
+    assert "too large (items)" in st.agentcore.log_text()
 
 
 def test_an_item_over_the_engines_encoder_cache_is_too_large(
