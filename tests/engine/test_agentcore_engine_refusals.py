@@ -5,7 +5,7 @@ AgentCore budgets every request to the context it is configured with, so the eng
 only come when the two disagree: here AgentCore is told the context is 32768 tokens
 (SYNAPSCRIBE_MAX_MODEL_LEN) while the engine serves 16384, as an operator who raised one and not the
 other would leave it. Then:
-- an 11-minute lecture in audio mode (about 16 500 audio tokens) is over the engine's context;
+- a 10.9-minute lecture in audio mode (11 items, about 16 350 audio tokens) is over the engine's context;
 - a 12-minute one has more audio items than the unit's `--limit-mm-per-prompt` lets a prompt carry;
 - a lecture whose stored item is 90 s long (items stored when `audio.max_item_seconds` was larger)
   is over the engine's encoder cache (2048 tokens, about 81 s of audio);
@@ -45,7 +45,7 @@ def st(engine: Any) -> Iterator[Stack]:
         "VLLM_BASE_URL": engine_v1(engine),
         "VLLM_MODEL": engine.model,
         "SYNAPSCRIBE_MAX_MODEL_LEN": str(AGENTCORE_CONTEXT),
-        # The CPU engine decodes and processes all 11 minutes of audio before it checks the length:
+        # The CPU engine decodes and processes all 11 items of audio before it checks the length:
         # longer than a GPU host takes to answer (agentcore.upstream_timeout_seconds).
         "SYNAPSCRIBE_UPSTREAM_TIMEOUT_SECONDS": "180",
     }
@@ -67,9 +67,10 @@ def _audio_mode(st: Stack, lecture: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_request_over_the_engines_context_is_too_large(st: Stack, engine: Any, lecture_audio: Any) -> None:
     assert _served_context(engine) < AGENTCORE_CONTEXT
-    # 11 minutes, 11 items of 60 s (the most audio items the unit lets a prompt carry): audio mode
-    # for a 32768-token AgentCore, about 16 500 audio tokens for the engine's 16384.
-    lecture = _audio_mode(st, st.put_lecture(OWNER, lecture_audio(11)))
+    # 10.9 minutes, 11 items of about 59.5 s (the most audio items the unit lets a prompt carry):
+    # audio mode for a 32768-token AgentCore, about 16 350 audio tokens and the prompt's text for the
+    # engine's 16384.
+    lecture = _audio_mode(st, st.put_lecture(OWNER, lecture_audio(10.9)))
     session_id = st.start_session(OWNER, lecture)
     messages = st.ask(OWNER, session_id, "conn-context", timeout=300, text=QUESTION, voice=False)
     final = messages[-1]
