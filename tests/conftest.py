@@ -107,5 +107,19 @@ def spoken_audio(audio_cache_dir: Path) -> Callable[..., Path]:
     return make
 
 
+# The slow phases run last, each with a background prefetch of its inputs started at collection, so
+# the installs overlap the faster tests: the real engine (its environment and model), then the host
+# verification (its root filesystem and vLLM environment).
+PHASES = ("engine", "host")
+
+
+@pytest.hookimpl(trylast=True)  # after the packages' conftests have marked their items
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def phase(item: pytest.Item) -> int:
+        return next((i + 1 for i, name in enumerate(PHASES) if item.get_closest_marker(name)), 0)
+
+    items.sort(key=phase)
+
+
 def pytest_report_header() -> list[str]:
     return [f"synapscribe: max_model_len={load_platform().vllm.max_model_len} ci={os.environ.get('CI', '')}"]

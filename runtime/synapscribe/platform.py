@@ -211,10 +211,10 @@ class PlatformConfig(_Strict):
     @model_validator(mode="after")
     def _audio_item_fits_encoder_cache(self) -> PlatformConfig:
         item_tokens = self.audio.max_item_seconds * self.audio.tokens_per_second
-        if item_tokens >= self.vllm.max_num_batched_tokens:
+        if item_tokens > self.max_audio_item_tokens:
             raise ValueError(
                 f"audio.max_item_seconds ({self.audio.max_item_seconds} s = {item_tokens} tokens) must stay "
-                f"under vllm.max_num_batched_tokens ({self.vllm.max_num_batched_tokens}), which sizes vLLM's "
+                f"within vllm.max_num_batched_tokens ({self.vllm.max_num_batched_tokens}), which sizes vLLM's "
                 "encoder cache"
             )
         if self.reserved_tokens >= self.vllm.max_model_len:
@@ -245,6 +245,13 @@ class PlatformConfig(_Strict):
         return self.lecture_token_budget * 60 // self.audio.transcript_tokens_per_minute
 
     @property
+    def max_audio_item_tokens(self) -> int:
+        """The most tokens one audio item may take: vLLM's encoder cache, which
+        --max-num-batched-tokens sizes while --limit-mm-per-prompt turns image and video off (the
+        vLLM unit does). vLLM refuses a longer item with HTTP 400; tests/engine proves both sides."""
+        return self.vllm.max_num_batched_tokens
+
+    @property
     def max_audio_items_per_prompt(self) -> int:
         """vLLM's --limit-mm-per-prompt audio count: the lecture's items plus the question."""
         return math.ceil(self.max_audio_lecture_seconds / self.audio.max_item_seconds) + 1
@@ -272,6 +279,7 @@ class PlatformConfig(_Strict):
             "max_audio_lecture_seconds": self.max_audio_lecture_seconds,
             "max_transcript_lecture_seconds": self.max_transcript_lecture_seconds,
             "max_audio_items_per_prompt": self.max_audio_items_per_prompt,
+            "max_audio_item_tokens": self.max_audio_item_tokens,
             "agentcore_stop_timeout_seconds": self.agentcore_stop_timeout_seconds,
         }
 

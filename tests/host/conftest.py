@@ -235,11 +235,6 @@ _PREFETCH: subprocess.Popen[bytes] | None = None
 PREFETCH_LOG = CACHE_DIR / "prefetch.log"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Host tests run last, so the background prefetch has the rest of the suite's time."""
-    items.sort(key=lambda item: item.get_closest_marker("host") is not None)
-
-
 def pytest_collection_finish(session: pytest.Session) -> None:
     global _PREFETCH
     wanted = any(item.get_closest_marker("host") for item in session.items)

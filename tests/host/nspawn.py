@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CACHE_DIR = Path(os.environ.get("SYNAPSCRIBE_CACHE_DIR", Path.home() / ".cache" / "synapscribe"))
+from cached_build import CACHE_DIR
+
 SUITE = "bookworm"
 MIRROR = os.environ.get("SYNAPSCRIBE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # systemd and SSH for the host itself, then what the roles install with apt (base_packages,

@@ -176,7 +176,9 @@ def test_vllm_flags_follow_the_platform(host: Host) -> None:
     }
     assert {k: flag(args, k) for k in expected} == expected
     assert "--enable-prefix-caching" in args
-    assert json.loads(flag(args, "--limit-mm-per-prompt")) == {"audio": platform.max_audio_items_per_prompt}
+    assert json.loads(flag(args, "--limit-mm-per-prompt")) == {
+        "audio": platform.max_audio_items_per_prompt, "image": 0, "video": 0,
+    }  # fmt: skip
 
 
 def test_units_enabled(host: Host) -> None:
@@ -269,7 +271,11 @@ def test_vllm_command_line_accepted_by_pinned_vllm(host: Host) -> None:
     assert values["max_num_seqs"] == platform.vllm.max_num_seqs
     assert values["max_num_batched_tokens"] == platform.vllm.max_num_batched_tokens
     assert values["enable_prefix_caching"] is True
-    assert values["limit_mm_per_prompt"] == {"audio": platform.max_audio_items_per_prompt}
+    assert values["limit_mm_per_prompt"] == {
+        "audio": platform.max_audio_items_per_prompt,
+        "image": 0,
+        "video": 0,
+    }
     rejected = parse(venv, [*args, "--no-such-flag", "1"])
     assert rejected.returncode == 2
     assert "unrecognized arguments: --no-such-flag" in rejected.stderr

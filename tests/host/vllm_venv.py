@@ -5,16 +5,14 @@ without a GPU once torchvision, torchaudio and torchcodec (CUDA builds) are remo
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from nspawn import CACHE_DIR
+from cached_build import CACHE_DIR, cached_build
 
 # Runs inside the vLLM environment. Prints the parsed values as JSON, or exits 2 (argparse) on a
 # flag the pinned vLLM does not know.
@@ -39,25 +37,15 @@ DROP = ("torchvision", "torchaudio", "torchcodec")
 def vllm_venv(version: str) -> tuple[Path, float]:
     """The cached environment for `version` and the seconds spent creating it or waiting for it."""
     root = Path(os.environ.get("SYNAPSCRIBE_VLLM_VENV", CACHE_DIR / f"vllm-venv-{version}"))
-    root.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    with root.with_name(root.name + ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time (the prefetch may be building it)
-        if (root / "bin" / "python").exists():
-            return root, time.monotonic() - started
-        _create(root, version)
-    return root, time.monotonic() - started
+    return cached_build(root, lambda partial: _create(partial, version), done="bin/python")
 
 
-def _create(root: Path, version: str) -> None:
-    partial = root.with_name(root.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+def _create(partial: Path, version: str) -> None:
     base = shutil.which("python3") or sys.executable
     subprocess.run([base, "-m", "venv", str(partial)], check=True, timeout=300)
     pip = [str(partial / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "--quiet"]
     subprocess.run([*pip, "install", f"vllm=={version}"], check=True, timeout=1800, capture_output=True)
     subprocess.run([*pip, "uninstall", "--yes", *DROP], check=True, timeout=300, capture_output=True)
-    partial.rename(root)
 
 
 def parse(venv: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:

@@ -113,6 +113,14 @@ def test_bench_full_writes_every_table_and_the_plots(stack: LocalStackProcess, t
     assert throughput["3 concurrent sessions"][1] == "3"
     assert throughput["3 concurrent sessions"][7] == "0"  # no errors
 
+    # Accuracy is measured (the stand-in hears the embedded text) but labelled as not meaningful.
+    accuracy = {r[0]: r for r in _table(md, "Accuracy: transcripts and answers")}
+    heard = accuracy["transcript word accuracy, generated voice questions"]
+    assert heard[1] == "1" and heard[3] == "100.0 %" and heard[5] == "≥ 95.0 %", heard
+    named = accuracy["answers that name what the lecture says"]
+    assert named[7].endswith("answer(s)") and int(named[1]) >= 2, named
+    assert "> **Not meaningful:** the model stand-in" in md
+
     gpu = _table(md, "GPU memory (KV cache in use)")
     assert any(r[1] != "0" for r in gpu)
 
@@ -129,5 +137,7 @@ def test_bench_full_writes_every_table_and_the_plots(stack: LocalStackProcess, t
         "end_to_end",
         "follow_up",
         "throughput",
+        "accuracy",
         "gpu",
     }
+    assert "stand-in" in results["wordsNotMeaningful"]

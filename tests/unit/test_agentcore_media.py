@@ -30,11 +30,13 @@ def test_items_cover_the_lecture_within_the_item_limit(
     items = media.cut_mp3(data, platform.audio.max_item_seconds)
     assert len(items) == 3
     frames = media.parse_mp3(data)
-    assert sum(len(media.parse_mp3(i.data).frames) for i in items) == len(frames.frames)
+    # Every frame once, each item after its lead of silent bit-reservoir frames.
+    leads = [round(i.lead / frames.frame_seconds) for i in items]
+    assert sum(len(media.parse_mp3(i.data).frames) for i in items) - sum(leads) == len(frames.frames)
     for item in items:
         seconds = audio_duration_seconds(item.data, "mp3")  # how the model server measures it
         assert seconds <= platform.audio.max_item_seconds
-        assert abs(seconds - (item.end - item.start)) < 0.1
+        assert abs(seconds - item.seconds) < 0.1
     assert items[0].start == 0 and abs(items[-1].end - lecture.duration_seconds) < 0.05
 
 
@@ -51,7 +53,8 @@ def test_each_item_carries_its_own_part_of_the_timeline(lecture: audiogen.Genera
     assert sum(len(t) for t in texts) < len(lecture.text) * 1.1
     for item in items:
         cues = audiogen.embedded_timeline(item.data) or []
-        assert cues and all(0 <= c.start < c.end <= item.end - item.start + 1e-6 for c in cues)
+        # Cue times are the item's own: after its lead of silence, within its duration.
+        assert cues and all(item.lead <= c.start < c.end <= item.seconds + 1e-6 for c in cues)
 
 
 def test_sniffing_and_duration(lecture: audiogen.GeneratedAudio, tmp_path: Path) -> None:

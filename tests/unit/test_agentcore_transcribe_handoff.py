@@ -97,6 +97,24 @@ async def test_a_live_claim_is_respected_and_an_expired_one_taken_over(make_rig:
         assert stored["transcribeLeaseUntil"] >= now + TRANSCRIBE_LEASE_SECONDS
 
 
+async def test_our_own_claim_left_by_a_retried_write_is_resumed_once(make_rig: Any) -> None:
+    """A claim whose write applied but whose response was lost is retried by the SDK and then fails
+    its condition on our own lease: the lecture must not stay `transcribing` with nobody on it."""
+    async with make_rig() as rig:
+        lectures = rig.services.lectures
+        now = rig.store.now()
+        lecture_id = _transcribing(
+            rig, transcribeLeaseUntil=now + TRANSCRIBE_LEASE_SECONDS, transcribeWorker=lectures.worker
+        )
+        # Two handoffs at once: one resumes the claim, the other sees it running here.
+        await asyncio.gather(
+            lectures.run_transcription(lecture_id, "c-up"), lectures.run_transcription(lecture_id, "c-up")
+        )
+        stored = rig.store.get_lecture(lecture_id, OWNER)
+        assert stored is not None and stored["status"] == "ready", stored
+        assert _transcriptions(rig) == 2 and [m["status"] for m in _lectures(rig, "c-up")] == ["ready"]
+
+
 async def test_audio_mode_and_rejected_lectures_are_never_transcribed(make_rig: Any) -> None:
     async with make_rig() as rig:
         lecture_id = rig.lecture["lectureId"]  # ready, audio mode

@@ -155,7 +155,7 @@ def _lecture_limits(lecture: bytes, platform: PlatformConfig) -> tuple[int, int]
     """(the fewest tokens of any item's transcript, the most of any half item's)."""
     items = media.cut_mp3(lecture, platform.audio.max_item_seconds)
     whole = min(_stand_in_tokens(audiogen.embedded_text(i.data) or "") for i in items)
-    halves = [h for i in items for h in media.cut_mp3(i.data, (i.end - i.start) / 2 + 0.05)]
+    halves = [h for i in items for h in media.split_mp3(i.data, 2)]
     return whole, max(_stand_in_tokens(audiogen.embedded_text(h.data) or "") for h in halves)
 
 

@@ -4,9 +4,7 @@ context-length knob rendered through site.yml's own platform lookup."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -15,23 +13,15 @@ from typing import Any
 
 import pytest
 import yaml
+from rendered_units import ansible_env as _env
+from rendered_units import exec_start as _exec_start
+from rendered_units import render_templates
 from synapscribe.platform import load_platform
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE = ROOT / "ansible"
 BIN = Path(sys.executable).parent
 ROLES = ("base", "nvidia", "model", "vllm", "runtime", "tts", "agentcore")
-
-
-def _env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_LOCALHOST_WARNING": "False",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
-    }
 
 
 def test_ansible_lint_production_profile() -> None:
@@ -80,53 +70,8 @@ def test_no_shared_fact_repeated_in_the_roles() -> None:
             assert not re.search(rf"(?<![\w.]){re.escape(fact)}(?![\w.])", text), f"{fact} repeated in {path}"
 
 
-RENDER_TASKS = [
-    {
-        "name": f"Read {role} defaults",
-        "ansible.builtin.include_vars": {"file": str(ANSIBLE / f"roles/{role}/defaults/main.yml")},
-    }
-    for role in ("base", "vllm", "tts", "agentcore")
-]
-
-
 def _render(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    """site.yml's play with its platform lookup, rendering the dependent templates locally."""
-    (play,) = yaml.safe_load((ANSIBLE / "site.yml").read_text())
-    templates = {
-        "vllm/templates/synapscribe-vllm.service.j2": "vllm.service",
-        "agentcore/templates/agentcore.env.j2": "agentcore.env",
-    }
-    render = {
-        "name": "Render the context-dependent files",
-        "hosts": "localhost",
-        "connection": "local",
-        "gather_facts": False,
-        "vars": {**play["vars"], "synapscribe_repo_dir": str(ROOT)},
-        "pre_tasks": play["pre_tasks"],
-        "tasks": RENDER_TASKS
-        + [
-            {
-                "name": f"Render {out}",
-                "ansible.builtin.template": {
-                    "src": str(ANSIBLE / "roles" / src),
-                    "dest": str(tmp_path / out),
-                    "mode": "0644",
-                },
-            }
-            for src, out in templates.items()
-        ],
-    }
-    playbook = tmp_path / "render.yml"
-    playbook.write_text(yaml.safe_dump([render]))
-    return subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}", str(playbook), *extra],
-        cwd=ANSIBLE, env=_env(), capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-
-
-def _exec_start(unit: str) -> list[str]:
-    (line,) = [ln for ln in unit.replace("\\\n", " ").splitlines() if ln.startswith("ExecStart=")]
-    return shlex.split(line.removeprefix("ExecStart="))
+    return render_templates(tmp_path, *extra)
 
 
 @pytest.mark.parametrize("max_model_len", [None, 32768])
@@ -138,7 +83,8 @@ def test_context_knob_changes_every_dependent_place(tmp_path: Path, max_model_le
     argv = _exec_start((tmp_path / "vllm.service").read_text())
     assert argv[argv.index("--max-model-len") + 1] == str(platform.vllm.max_model_len)
     limit = json.loads(argv[argv.index("--limit-mm-per-prompt") + 1])
-    assert limit == {"audio": platform.max_audio_items_per_prompt}
+    # Audio only: image and video off, so the encoder cache is sized by --max-num-batched-tokens.
+    assert limit == {"audio": platform.max_audio_items_per_prompt, "image": 0, "video": 0}
     env = (tmp_path / "agentcore.env").read_text()
     assert f"SYNAPSCRIBE_MAX_MODEL_LEN={platform.vllm.max_model_len}\n" in env
     assert f"VLLM_MODEL={platform.model.served_name}\n" in env

@@ -89,7 +89,8 @@ async def test_refusal_is_vllms_error_json(client: httpx.AsyncClient, config: St
     resp = await client.post("/v1/chat/completions", json=chat(config, "x" * 4 * config.max_model_len))
     assert resp.status_code == 400
     error = resp.json()["error"]
-    assert error["type"] == "BadRequestError" and error["code"] == 400 and error["param"] is None
+    # The engine names the parameter of a text prompt over the context (tests/engine/ checks it).
+    assert error["type"] == "BadRequestError" and error["code"] == 400 and error["param"] == "input_tokens"
     assert error["message"].startswith(
         f"This model's maximum context length is {config.max_model_len} tokens."
     )

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from mutagen.id3 import TXXX
 from mutagen.wave import WAVE
-from synapscribe.standin.chat_request import check_limits, parse_chat_request
+from synapscribe.standin.chat_request import DEFAULT_SYSTEM_PROMPT, check_limits, parse_chat_request
 from synapscribe.standin.config import StandinConfig
 from synapscribe.standin.embedded import embedded_text
 from synapscribe.standin.errors import StandinError
@@ -95,9 +95,21 @@ def test_undecodable_audio_is_an_error(data: bytes, fmt: str) -> None:
 
 
 def test_chat_template_overhead(config: StandinConfig) -> None:
-    # <|im_start|> "user\n"(2) "abcd"(1) <|im_end|> "\n"(1), then <|im_start|> "assistant\n"(3)
-    request = parse_chat_request(body(config, [{"role": "user", "content": "abcd"}]), config)
-    assert len(request.render()) == 1 + 2 + 1 + 1 + 1 + 1 + 3
+    # <|im_start|> "system\n"(2) <|im_end|> "\n"(1); <|im_start|> "user\n"(2) "abcd"(1) <|im_end|>
+    # "\n"(1); then <|im_start|> "assistant\n"(3)
+    messages = [{"role": "system", "content": ""}, {"role": "user", "content": "abcd"}]
+    request = parse_chat_request(body(config, messages), config)
+    assert len(request.render()) == (1 + 2 + 1 + 1) + (1 + 2 + 1 + 1 + 1) + (1 + 3)
+
+
+def test_a_conversation_without_a_system_turn_gets_qwens_default(config: StandinConfig) -> None:
+    # Qwen2.5-Omni's chat template (and the real engine, tests/engine/test_standin_conformance.py)
+    # opens with a default system turn when the first message is not one.
+    bare = parse_chat_request(body(config, [{"role": "user", "content": "abcd"}]), config).render()
+    empty = parse_chat_request(
+        body(config, [{"role": "system", "content": ""}, {"role": "user", "content": "abcd"}]), config
+    ).render()
+    assert len(bare) - len(empty) == count_text_tokens(DEFAULT_SYSTEM_PROMPT)
 
 
 def test_audio_costs_tokens_per_second_plus_its_markers(config: StandinConfig) -> None:
@@ -123,37 +135,74 @@ def test_audio_url_data_url_counts_like_input_audio(config: StandinConfig) -> No
 # --- refusals -----------------------------------------------------------------------------------
 
 
-def test_prompt_over_the_context_is_refused_with_vllms_message(config: StandinConfig) -> None:
+def test_text_over_the_context_is_refused_with_vllms_message(config: StandinConfig) -> None:
     text = "x" * (config.max_model_len * 4)
     request = parse_chat_request(body(config, [{"role": "user", "content": text}]), config)
     prompt = request.render()
     with pytest.raises(StandinError) as err:
         check_limits(request, prompt, config)
-    assert err.value.status == 400
-    assert err.value.message.startswith(
-        f"This model's maximum context length is {config.max_model_len} tokens. However, your request has "
-        f"{len(prompt)} input tokens."
+    limit = config.max_model_len
+    assert err.value.status == 400 and err.value.param == "input_tokens"
+    # vLLM's renderer tokenizes at most one token past the limit, so that is the count it names.
+    assert err.value.message == (
+        f"This model's maximum context length is {limit} tokens. However, your prompt contains at least "
+        f"{limit + 1} input tokens, which exceeds this limit even without any output tokens. Please reduce "
+        f"the length of the input prompt. (parameter=input_tokens, value={limit + 1})"
     )
 
 
-def test_prompt_plus_max_tokens_over_the_context_is_refused(config: StandinConfig) -> None:
+def test_audio_over_the_context_is_refused_with_the_engines_message(config: StandinConfig) -> None:
+    minute = audio_part(make_wav(60.0))
+    request = parse_chat_request(body(config, [{"role": "user", "content": [minute] * 11}]), config)
+    prompt = request.render()
+    with pytest.raises(StandinError) as err:
+        check_limits(request, prompt, config)
+    assert err.value.param is None
+    assert err.value.message == (
+        f"Input length ({len(prompt)}) exceeds model's maximum context length ({config.max_model_len})."
+    )
+
+
+def test_max_tokens_past_the_context_is_cut_not_refused(config: StandinConfig) -> None:
+    # The engine (vLLM's get_max_tokens) runs such a request with what the context leaves; an
+    # earlier stand-in refused it, which the real engine never does.
     text = "x" * 4000  # ~1000 tokens
     request = parse_chat_request(
         body(config, [{"role": "user", "content": text}], max_tokens=config.max_model_len - 500), config
     )
     prompt = request.render()
-    with pytest.raises(StandinError) as err:
-        check_limits(request, prompt, config)
-    assert "'max_tokens' or 'max_completion_tokens' is too large" in err.value.message
-    assert f"your request has {len(prompt)} input tokens" in err.value.message
-    # Exactly at the limit is fine; without max_tokens the rest of the context is the budget.
-    ok = parse_chat_request(
-        body(config, [{"role": "user", "content": text}], max_tokens=config.max_model_len - len(prompt)),
-        config,
-    )
-    assert check_limits(ok, prompt, config) == config.max_model_len - len(prompt)
+    room = config.max_model_len - len(prompt)
+    assert room < config.max_model_len - 500 and check_limits(request, prompt, config) == room
     free = parse_chat_request(body(config, [{"role": "user", "content": text}]), config)
-    assert check_limits(free, prompt, config) == config.max_model_len - len(prompt)
+    assert check_limits(free, prompt, config) == room
+    small = parse_chat_request(body(config, [{"role": "user", "content": text}], max_tokens=7), config)
+    assert check_limits(small, prompt, config) == 7
+
+
+def test_max_tokens_over_the_whole_context_is_refused_naming_it(config: StandinConfig) -> None:
+    limit = config.max_model_len
+    for name in ("max_tokens", "max_completion_tokens"):
+        request = parse_chat_request(
+            body(config, [{"role": "user", "content": "hi"}], **{name: limit + 1}), config
+        )
+        with pytest.raises(StandinError) as err:
+            check_limits(request, request.render(), config)
+        assert err.value.param == name
+        assert err.value.message == (
+            f"{name}={limit + 1} cannot be greater than max_model_len={limit}. Please request fewer output "
+            f"tokens. (parameter={name}, value={limit + 1})"
+        )
+
+
+def test_a_prompt_that_fills_the_context_leaves_max_tokens_zero(config: StandinConfig) -> None:
+    base = parse_chat_request(body(config, [{"role": "user", "content": ""}]), config).render()
+    digits = "1" * (config.max_model_len - len(base))  # one token each
+    request = parse_chat_request(body(config, [{"role": "user", "content": digits}]), config)
+    assert len(request.render()) == config.max_model_len
+    with pytest.raises(StandinError) as err:
+        check_limits(request, request.render(), config)
+    assert err.value.param == "max_tokens"
+    assert err.value.message == "max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)"
 
 
 def test_longer_context_accepts_what_16k_refuses() -> None:
@@ -231,8 +280,8 @@ def test_unknown_model_is_a_404_like_vllm(config: StandinConfig) -> None:
         parse_chat_request({"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}, config)
     assert err.value.status == 404
     assert err.value.body() == {
-        "error": {"message": "The model `gpt-4` does not exist.", "type": "NotFoundError", "param": "model",
-                  "code": 404}
+        "error": {"message": "The model `gpt-4` does not exist. Valid aliases: qwen2.5-omni-3b.",
+                  "type": "NotFoundError", "param": "model", "code": 404}
     }  # fmt: skip
 
 
@@ -275,9 +324,10 @@ def test_follow_up_with_the_same_audio_bytes_reuses_the_prefix(config: StandinCo
 
 
 def test_block_hashes_include_audio_content(config: StandinConfig) -> None:
-    a = _prompt(config, [{"role": "user", "content": [audio_part(make_wav(2.0, seed=1))]}])
-    b = _prompt(config, [{"role": "user", "content": [audio_part(make_wav(2.0, seed=3))]}])
-    assert a.token_ids == b.token_ids
+    system = {"role": "system", "content": ""}  # so the audio starts in the first block
+    a = _prompt(config, [system, {"role": "user", "content": [audio_part(make_wav(2.0, seed=1))]}])
+    b = _prompt(config, [system, {"role": "user", "content": [audio_part(make_wav(2.0, seed=3))]}])
+    assert a.token_ids == b.token_ids and a.audio[0][0] < BLOCK_SIZE
     assert block_hashes(a)[0] != block_hashes(b)[0]
 
 

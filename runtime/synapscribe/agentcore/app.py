@@ -106,12 +106,23 @@ def create_app(
 
         async def check_model() -> None:
             try:
-                served = await s.vllm.models()
+                served = await s.vllm.served()
             except Exception as exc:
                 missing.append(f"{s.vllm.name}: {exc}")
                 return
             if s.vllm.model not in served:
-                missing.append(f"{s.vllm.name} does not list the model {s.vllm.model!r} (it lists {served})")
+                missing.append(
+                    f"{s.vllm.name} does not list the model {s.vllm.model!r} (it lists {list(served)})"
+                )
+                return
+            # AgentCore fits every request to its configured context; a server with less refuses
+            # the largest (too_large for the client), so it is not ready until the two agree.
+            context, planned = served[s.vllm.model], s.platform.vllm.max_model_len
+            if context is not None and context < planned:
+                missing.append(
+                    f"{s.vllm.name} serves {s.vllm.model!r} with a context of {context} tokens; AgentCore plans "
+                    f"for {planned} (platform.yaml vllm.max_model_len or SYNAPSCRIBE_MAX_MODEL_LEN): set both alike"
+                )
 
         async def check_tts() -> None:
             if not await s.tts.healthy():

@@ -29,6 +29,7 @@ from synapscribe.agentcore.media import (
     cut_mp3,
     duration_seconds,
     sniff_format,
+    split_mp3,
     to_mp3,
 )
 from synapscribe.agentcore.prompts import LectureAudioItem, TranscriptSegment, lecture_transcript_message
@@ -151,6 +152,8 @@ class LectureContexts:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         #: who holds a claim (stored on the lecture item for operators)
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        #: lectures this process is transcribing now (a claim of ours nobody here runs is stale)
+        self._transcribing: set[str] = set()
 
     def _lock(self, lecture_id: str) -> asyncio.Lock:
         return self._locks.setdefault(lecture_id, asyncio.Lock())
@@ -325,8 +328,7 @@ class LectureContexts:
                 f"{result.max_tokens}-token limit even in a {seconds:.0f} s piece"
             )
         log.info("%.1f s at %.1f s: transcript cut short; transcribing it in two halves", seconds, start)
-        # A little over half so an odd frame count still gives two pieces, not three.
-        halves = await asyncio.to_thread(cut_mp3, data, seconds / 2 + 0.05)
+        halves = await asyncio.to_thread(split_mp3, data, 2)
         out: list[TranscriptSegment] = []
         for half in halves:
             out.extend(await self._transcribe_span(half.data, fmt, start + half.start, start + half.end))
@@ -363,9 +365,21 @@ class LectureContexts:
                 ConditionExpression=condition,
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
-            raise
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            # The SDK retries a write whose response was lost (seen: moto's 500 after applying it):
+            # the retry then fails its condition on our own claim. Ours, and not running here: take it.
+            current = store.get_lecture(lecture_id, None)
+            if (
+                current is not None
+                and current.get("transcribeWorker") == self.worker
+                and current.get("status") == "transcribing"
+            ):  # run_transcription: not running here
+                log.warning(
+                    "lecture %s: our own claim came back as taken (a retried write); resuming", lecture_id
+                )
+                return current
+            return None
         return store.get_lecture(lecture_id, None)
 
     async def _stored_transcript(self, lecture_id: str) -> dict[str, Any] | None:
@@ -436,6 +450,16 @@ class LectureContexts:
     async def run_transcription(self, lecture_id: str, connection_id: str | None) -> None:
         """Claim, transcribe and store a transcript-mode lecture, set it `ready` (or `rejected`)
         and tell the uploader. Safe to start any number of times, on any instance."""
+        if lecture_id in self._transcribing:
+            log.info("lecture %s: already being transcribed here; not started again", lecture_id)
+            return
+        self._transcribing.add(lecture_id)
+        try:
+            await self._run_claimed(lecture_id, connection_id)
+        finally:
+            self._transcribing.discard(lecture_id)
+
+    async def _run_claimed(self, lecture_id: str, connection_id: str | None) -> None:
         store = self.aws.store
         lecture = await self.aws.call(self._claim, lecture_id)
         if lecture is None:

@@ -1,6 +1,7 @@
 """Audio handling: format sniffing, duration, conversion, and cutting MP3 into items.
 
-MP3 is cut at frame boundaries without re-encoding (fast and byte-for-byte deterministic); other
+MP3 is cut at frame boundaries without re-encoding (fast and byte-for-byte deterministic), each
+item led by the silent frames that hold its bit reservoir so it decodes cleanly on its own; other
 formats are converted to MP3 once with ffmpeg first.
 """
 
@@ -250,9 +251,18 @@ def item_bounds(total_seconds: float, max_item_seconds: float) -> list[tuple[flo
 
 @dataclass(frozen=True)
 class CutItem:
+    """An item: the frames of [start, end) of the recording (in seconds of its audio frames), led
+    by `lead` seconds of silent frames that carry the bit reservoir its first frame reads from."""
+
     start: float
     end: float
     data: bytes
+    lead: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        """The item's decoded duration: its lead and its own frames."""
+        return self.lead + self.end - self.start
 
 
 def _tag(data: bytes, cues: Sequence[audiogen.Cue]) -> bytes:
@@ -265,41 +275,186 @@ def _tag(data: bytes, cues: Sequence[audiogen.Cue]) -> bytes:
     return out.getvalue() + data
 
 
-def cut_mp3(
-    data: bytes, max_item_seconds: float, timeline: Sequence[audiogen.Cue] | None = None
-) -> list[CutItem]:
-    """Cut an MP3 at frame boundaries into items of at most max_item_seconds each.
+# --------------------------------------------------------------------------- the bit reservoir
+#
+# A layer III frame's audio data ("main data") may begin before the frame itself, in the unused
+# bytes of the frames before it: its side info's main_data_begin says how many bytes back (ISO
+# 11172-3 2.4.1.7; ISO 13818-3 for MPEG-2). An item cut at a frame boundary therefore starts with
+# frames whose data lies in the previous item; decoders report that (mpg123, which libsndfile and
+# so vLLM's audio loader use: "part2_3_length ... too large for available bit count") and play
+# noise or silence. So each item is led by the frames its first frame reaches back into, made
+# silent: no granule reads a bit (part2_3_length 0), and their main_data_begin is set so that the
+# reservoir a decoder carries over reaches back as far as the first real frame needs. (Decoders
+# keep only the bytes from the previous frame's main data start on: mpg123 copies the backstep
+# from the previous frame's buffer, FFmpeg keeps what the previous frame did not read; so a lead
+# frame with main_data_begin 0 would cut the chain.) Nothing is re-encoded (no encoder on the GPU
+# host, no generation loss), the result is a pure function of the source (byte-identical items
+# for vLLM's prefix cache), and no audio is lost or played twice: the lead is a few tens of
+# milliseconds of silence, counted in the item's duration.
 
-    Every audio frame `parse_mp3` finds lands in exactly one item, in order; bytes between frames
-    that are not audio (junk, embedded tags) are left out. That is only the whole recording when
-    the parse found all of it: callers compare the items' total with the recording's measured
-    duration (`check_complete`). Timed text embedded in the source (the generated test speech's
-    timeline) is carried into each item, shifted to its own time.
-    """
-    parsed = parse_mp3(data)
-    fs = parsed.frame_seconds
-    per_item = max(1, math.floor(max_item_seconds / fs + 1e-9))
-    count = max(1, math.ceil(len(parsed.frames) / per_item))
-    # Spread the frames evenly so no item is a sliver.
+
+@dataclass(frozen=True)
+class SideInfo:
+    """Where a layer III frame's side info sits and what its bit reservoir needs."""
+
+    offset: int  # of the side info, from the frame's first byte
+    size: int
+    crc: bool  # a CRC-16 over header bytes 2-3 and the side info follows the header
+    main_data_begin: int  # bytes of main data that lie before this frame's own
+    payload: int  # bytes of the frame's main data area (all but header, CRC and side info)
+    mpeg1: bool  # main_data_begin has 9 bits (MPEG-1), else 8
+
+    @property
+    def max_begin(self) -> int:
+        return 511 if self.mpeg1 else 255
+
+
+def side_info(frame: bytes) -> SideInfo:
+    """The side info of the layer III frame that starts `frame` (header at byte 0)."""
+    if len(frame) < 4 or frame[0] != 0xFF or (frame[1] & 0xE0) != 0xE0:
+        raise MediaError("not an MP3 frame header")
+    mpeg1 = (frame[1] >> 3) & 3 == 3
+    mono = frame[3] >> 6 == 3
+    crc = not frame[1] & 1
+    offset = 6 if crc else 4
+    size = (17 if mono else 32) if mpeg1 else (9 if mono else 17)
+    if len(frame) < offset + size:
+        raise MediaError("the MP3 frame is shorter than its side info")
+    begin = (frame[offset] << 1 | frame[offset + 1] >> 7) if mpeg1 else frame[offset]
+    return SideInfo(offset, size, crc, begin, len(frame) - offset - size, mpeg1)
+
+
+def _crc16(data: bytes) -> int:
+    """The MPEG audio CRC: CRC-16, polynomial 0x8005, initial value 0xFFFF, most significant bit first."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x8005) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def silent_frame(frame: bytes, main_data_begin: int = 0) -> bytes:
+    """The frame made silent: its side info zeroed but for `main_data_begin`, so no granule reads a
+    bit while the reservoir carries on; its main data bytes stay for the frames after it. Its mode
+    extension is cleared too, so no joint-stereo scale factor layout asks for bits; a CRC is
+    recomputed."""
+    info = side_info(frame)
+    if not 0 <= main_data_begin <= info.max_begin:
+        raise ValueError(f"main_data_begin {main_data_begin} is out of range")
+    side = bytearray(info.size)
+    if info.mpeg1:
+        side[0], side[1] = main_data_begin >> 1, (main_data_begin & 1) << 7
+    else:
+        side[0] = main_data_begin
+    out = bytearray(frame)
+    out[3] &= 0xCF
+    out[info.offset : info.offset + info.size] = side
+    if info.crc:
+        out[4:6] = _crc16(bytes(out[2:4]) + bytes(side)).to_bytes(2, "big")
+    return bytes(out)
+
+
+def _frame(parsed: Mp3Frames, index: int) -> bytes:
+    offset, length = parsed.frames[index]
+    return parsed.data[offset : offset + length]
+
+
+def lead_frames(parsed: Mp3Frames, first: int) -> int:
+    """How many frames before `first` hold the bytes its main_data_begin reaches back into."""
+    need = side_info(_frame(parsed, first)).main_data_begin
+    count = have = 0
+    while have < need and count < first:
+        count += 1
+        have += side_info(_frame(parsed, first - count)).payload
+    return count
+
+
+def item_frames(parsed: Mp3Frames, first: int, count: int, lead: int) -> bytes:
+    """Frames first..first+count-1, led by `lead` silent frames. `available` is what a decoder
+    holds before a frame's main data area: the bytes from the previous frame's main data start.
+    A frame that reaches back further (only the lead, or the start of a stream cut short) is made
+    silent, reaching back as far as it can so the frames after it find their data."""
+    out: list[bytes] = []
+    available = 0
+    for index in range(first - lead, first + count):
+        frame = _frame(parsed, index)
+        info = side_info(frame)
+        begin = info.main_data_begin
+        if index < first or begin > available:
+            begin = min(available, info.max_begin)
+            frame = silent_frame(frame, begin)
+        out.append(frame)
+        available = begin + info.payload
+    return b"".join(out)
+
+
+def _layout(parsed: Mp3Frames, count: int, leads: dict[int, int]) -> list[tuple[int, int, int]]:
+    """(first frame, frames, lead frames) of `count` items that spread the frames evenly."""
     size, extra = divmod(len(parsed.frames), count)
-    if timeline is None:
-        timeline = audiogen.embedded_timeline(data)
-    items: list[CutItem] = []
+    layout: list[tuple[int, int, int]] = []
     first = 0
     for i in range(count):
         n = size + (1 if i < extra else 0)
-        chunk = parsed.frames[first : first + n]
-        body = b"".join(data[offset : offset + length] for offset, length in chunk)
-        start, end = first * fs, (first + n) * fs
+        if first not in leads:
+            leads[first] = lead_frames(parsed, first)
+        layout.append((first, n, leads[first]))
+        first += n
+    return layout
+
+
+def _items(
+    parsed: Mp3Frames, layout: list[tuple[int, int, int]], timeline: Sequence[audiogen.Cue] | None
+) -> list[CutItem]:
+    fs = parsed.frame_seconds
+    items: list[CutItem] = []
+    for first, n, lead in layout:
+        body = item_frames(parsed, first, n, lead)
+        start, end, shift = first * fs, (first + n) * fs, lead * fs
         if timeline is not None:
             cues = [
-                audiogen.Cue(max(0.0, c.start - start), min(end, c.end) - start, c.text)
+                audiogen.Cue(max(0.0, c.start - start) + shift, min(end, c.end) - start + shift, c.text)
                 for c in timeline
                 if c.start < end
                 and c.end > start
                 and (min(end, c.end) - max(start, c.start)) >= 0.5 * (c.end - c.start)
             ]
             body = _tag(body, cues)
-        items.append(CutItem(start, end, body))
-        first += n
+        items.append(CutItem(start, end, body, shift))
     return items
+
+
+def cut_mp3(
+    data: bytes, max_item_seconds: float, timeline: Sequence[audiogen.Cue] | None = None
+) -> list[CutItem]:
+    """Cut an MP3 at frame boundaries into items of at most max_item_seconds each (lead included).
+
+    Every audio frame `parse_mp3` finds lands in exactly one item, in order, after the item's lead
+    of silent reservoir frames (see `item_frames`); bytes between frames that are not audio (junk,
+    embedded tags) are left out. That is only the whole recording when the parse found all of it:
+    callers compare the items' total with the recording's measured duration (`check_complete`).
+    Timed text embedded in the source (the generated test speech's timeline) is carried into each
+    item, shifted to its own time.
+    """
+    parsed = parse_mp3(data)
+    per_item = max(1, math.floor(max_item_seconds / parsed.frame_seconds + 1e-9))
+    # The fewest items that spread the frames evenly with every item's lead within the limit.
+    count = max(1, math.ceil(len(parsed.frames) / per_item))
+    leads: dict[int, int] = {}
+    while True:
+        layout = _layout(parsed, count, leads)
+        if all(n + lead <= per_item for _, n, lead in layout):
+            break
+        if count >= len(parsed.frames) or per_item <= max(leads.values()):
+            raise MediaError(f"items of {max_item_seconds} s cannot hold a frame and its bit reservoir")
+        count += 1
+    return _items(parsed, layout, audiogen.embedded_timeline(data) if timeline is None else timeline)
+
+
+def split_mp3(data: bytes, pieces: int) -> list[CutItem]:
+    """An MP3 (an item) cut into `pieces` items of nearly equal length, each cleanly decodable."""
+    parsed = parse_mp3(data)
+    if not 1 <= pieces <= len(parsed.frames):
+        raise MediaError(f"{len(parsed.frames)} frames cannot be split into {pieces} pieces")
+    return _items(parsed, _layout(parsed, pieces, {}), audiogen.embedded_timeline(data))

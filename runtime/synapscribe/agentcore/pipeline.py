@@ -30,7 +30,12 @@ from synapscribe.agentcore.lectures import LectureContexts, LectureUnavailableEr
 from synapscribe.agentcore.media import DIRECT_FORMATS, MediaError, duration_seconds, sniff_format, to_mp3
 from synapscribe.agentcore.sentences import SentenceSplitter
 from synapscribe.agentcore.tts_client import TtsClient
-from synapscribe.agentcore.vllm_client import UpstreamError, UpstreamRejectedError, VllmClient
+from synapscribe.agentcore.vllm_client import (
+    UpstreamError,
+    UpstreamRejectedError,
+    UpstreamTooLargeError,
+    VllmClient,
+)
 from synapscribe.contract import (
     Answer,
     AnswerDelta,
@@ -89,6 +94,33 @@ def internal_error(request_id: str | None, what: str) -> ErrorMessage:
         code=ErrorCode.INTERNAL,
         message=f"something went wrong on our side; quote error id {error_id} when reporting it",
         requestId=request_id,
+    )
+
+
+#: What the client is told when the model server refuses a request as too large, by kind.
+TOO_LARGE_REASONS = {
+    "context": "the lecture, the conversation and the question do not fit the model's context",
+    "encoder_cache": "an audio item (the question's or a lecture part) is longer than the model takes in one piece",
+    "items": "the request has more audio parts than the model takes at once",
+}
+
+
+def too_large_error(request_id: str | None, exc: UpstreamTooLargeError) -> ErrorMessage:
+    """The model server refused the request as too large: `too_large`, saying what was too large.
+
+    AgentCore budgets every request to the context it is configured with, so this means the
+    server was started with less (context, encoder cache) than AgentCore plans for: logged as such.
+    """
+    log.error(
+        "request %s: the model server refused it as too large (%s): %s; is vLLM started with the "
+        "platform's max_model_len and max_num_batched_tokens?",
+        request_id,
+        exc.kind,
+        exc,
+    )
+    reason = TOO_LARGE_REASONS.get(exc.kind, "the request is too large for the model")
+    return ErrorMessage(
+        code=ErrorCode.TOO_LARGE, message=f"{reason}; the model server said: {exc}", requestId=request_id
     )
 
 
@@ -371,6 +403,8 @@ class QueryPipeline:
                 f"{self.s.platform.context.question_tokens} tokens); shorten the question",
                 requestId=job.requestId,
             )
+        except UpstreamTooLargeError as exc:
+            final = too_large_error(job.requestId, exc)
         except (UpstreamRejectedError, LectureUnavailableError):
             final = internal_error(job.requestId, "answering")
         except Exception:

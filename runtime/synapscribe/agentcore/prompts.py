@@ -29,6 +29,14 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
 
 
+# Items travel inside the request as base64 `input_audio`, not as file:// URLs under vLLM's
+# --allowed-local-media-path. `synapscribe bench engine` measured both on the real engine: a follow-up
+# re-sends ~270 KB per 100 s of lecture as base64 against ~1.3 KB of paths, but vLLM decodes the audio
+# of either on every turn (its multimodal cache then serves both alike); its first token came after
+# 215-487 ms with base64 and 229-356 ms with file:// over four runs on the CPU engine, a difference
+# inside the run-to-run spread. AgentCore and vLLM share the host, so the bytes only cross loopback;
+# file:// would add a directory both must share (segments come from S3), its cleanup, and a server
+# flag that lets any request read files under it, for at most tens of milliseconds a turn.
 def audio_part(b64: str, fmt: str, seconds: float) -> dict[str, Any]:
     return {"type": "input_audio", "input_audio": {"data": b64, "format": fmt}, "_seconds": seconds}
 

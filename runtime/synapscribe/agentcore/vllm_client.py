@@ -26,6 +26,41 @@ class UpstreamRejectedError(Exception):
     """The model server refused a request as malformed (a bug on our side, not an outage)."""
 
 
+class UpstreamTooLargeError(UpstreamRejectedError):
+    """The model server refused a request as too large for it: over its context (`context`), an
+    audio item over its encoder cache (`encoder_cache`), or more audio items than it takes (`items`)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+#: How vLLM words each too-large refusal (HTTP 400), by kind; matched case-insensitively. Seen on
+#: the engine: "Input length (16556) exceeds model's maximum context length (16384)." (audio), a
+#: text prompt's "This model's maximum context length is ..." with param "input_tokens" (or
+#: "input_text"), "... exceeds the pre-allocated encoder cache size 2048 ..." and "At most 20
+#: audio(s) may be provided in one prompt." (vLLM 0.32's input processor and renderer).
+TOO_LARGE_MESSAGES: dict[str, tuple[str, ...]] = {
+    "context": ("maximum context length",),
+    "encoder_cache": ("encoder cache size",),
+    "items": ("may be provided in one prompt", "at most "),
+}
+
+
+def too_large_kind(message: str, param: object = None) -> str | None:
+    """Which too-large refusal a vLLM 400 is, or None when it is another refusal."""
+    low = message.lower()
+    if param in ("input_tokens", "input_text"):
+        return "context"
+    for kind, needles in TOO_LARGE_MESSAGES.items():
+        if kind == "items":
+            if all(n in low for n in needles) and "audio" in low:
+                return kind
+        elif any(n in low for n in needles):
+            return kind
+    return None
+
+
 #: A transcription cut at max_tokens is asked again once with this many times the room.
 TRANSCRIBE_RETRY_FACTOR = 4
 #: Appended to a voice question's transcript that stayed cut short.
@@ -79,19 +114,49 @@ class VllmClient:
         if isinstance(exc, openai.APIStatusError):
             if exc.status_code >= 500 or exc.status_code in (404, 429, 401, 403):
                 return UpstreamError(f"{self.name} answered HTTP {exc.status_code}")
+            body = exc.body.get("error", exc.body) if isinstance(exc.body, dict) else None
+            param = body.get("param") if isinstance(body, dict) else None
+            said = body.get("message") if isinstance(body, dict) else None
+            said = said if isinstance(said, str) else exc.message
+            kind = too_large_kind(said, param) if exc.status_code == 400 else None
+            if kind is not None:
+                return UpstreamTooLargeError(kind, f"{self.name} refused the request as too large: {said}")
             return UpstreamRejectedError(
                 f"{self.name} refused the request: HTTP {exc.status_code}: {exc.message}"
             )
+        if isinstance(exc, openai.APIError):
+            # An error inside a 200 stream (`data: {"error": {...}}`): vLLM refuses this way what it
+            # finds once streaming has begun, e.g. an audio item over the encoder cache.
+            return self._stream_error(exc)
         if isinstance(exc, httpx2.HTTPError):
             return UpstreamError(f"{self.name} failed: {type(exc).__name__}")
         return exc
 
+    def _stream_error(self, exc: openai.APIError) -> Exception:
+        body = exc.body if isinstance(exc.body, dict) else {}
+        message = body.get("message")
+        said = message if isinstance(message, str) else str(exc.message)
+        kind = too_large_kind(said, body.get("param"))
+        if kind is not None:
+            return UpstreamTooLargeError(kind, f"{self.name} refused the request as too large: {said}")
+        if body.get("code") == 400:
+            return UpstreamRejectedError(f"{self.name} refused the request: {said}")
+        return UpstreamError(f"{self.name} failed while answering: {said}")
+
     async def models(self) -> list[str]:
+        return list(await self.served())
+
+    async def served(self) -> dict[str, int | None]:
+        """Each served model's id and its context length as vLLM reports it (None when it does not)."""
         try:
             page = await self._client.models.list()
         except (openai.OpenAIError, httpx2.HTTPError) as exc:
             raise self._upstream(exc) from None
-        return [m.id for m in page.data]
+        out: dict[str, int | None] = {}
+        for model in page.data:
+            value = getattr(model, "max_model_len", None)
+            out[model.id] = value if isinstance(value, int) and value > 0 else None
+        return out
 
     async def count_tokens(self, text: str) -> int:
         """Exact token count of `text` by the server's own tokenizer (vLLM's `POST /tokenize`)."""

@@ -12,6 +12,10 @@ SUITES: dict[str, tuple[str, str]] = {
     ),
     "validation": ("synapscribe.bench.validation", "lecture validation time for a 2 MB and a 100 MB lecture"),
     "synth": ("synapscribe.bench.synth", "time of an offline `cdk synth` of the whole app"),
+    "engine": (
+        "synapscribe.bench.engine",
+        "what an audio-mode turn costs on a running vLLM: bytes, first token, cache hits, base64 vs file://",
+    ),
     "full": (
         "synapscribe.bench.full",
         "the validation report's tables against a local or deployed stack, with a report and plots",

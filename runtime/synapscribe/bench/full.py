@@ -96,6 +96,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ready-timeout", type=positive_float, default=1800.0, help="seconds for a lecture to become ready"
     )
+    parser.add_argument(
+        "--model-words",
+        choices=("meaningful", "meaningless"),
+        default="meaningful",
+        help="meaningless: the model's words mean nothing (random weights, the engine tests' tiny model): "
+        "the accuracy table is labelled not meaningful (the stand-in is detected by its label)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -178,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
     )
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     results = new_results(url, mode, args.repeats, started)
+    results.model_words = args.model_words
     gpu = GpuReader(args.gpu_url) if args.gpu_url else None
     if gpu is not None:
         table = results.table("gpu")
@@ -201,7 +209,10 @@ def run(args: argparse.Namespace) -> int:
         )
         ok = asyncio.run(run_bench(connect, config, results, progress=not args.no_progress, gpu=gpu))
     write_report(results, args.out)
-    print(f"bench full: report {args.out / 'report.md'}" + (" (model stand-in)" if results.standin else ""))
+    label = " (model stand-in)" if results.standin else ""
+    if results.words_not_meaningful() and not results.standin:
+        label = " (accuracy not meaningful: the model's words mean nothing)"
+    print(f"bench full: report {args.out / 'report.md'}{label}")
     return 0 if ok else 1
 
 
@@ -246,6 +257,7 @@ async def run_bench(
             await scenario()
             if stage:
                 await bench.gpu_snapshot(stage)
+        bench.accuracy()
     finally:
         await bench.close()
         bar.close()

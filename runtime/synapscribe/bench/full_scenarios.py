@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 
 from synapscribe import audiogen
-from synapscribe.bench.report import TARGETS, BenchResults, Row, Table
+from synapscribe.bench.accuracy import names_all, pooled_wer, word_errors
+from synapscribe.bench.report import TARGET_WORD_ACCURACY, TARGETS, BenchResults, Row, Table
 from synapscribe.contract import Audio, Lecture, Session, UploadUrl
 from synapscribe.platform import load_platform
 from synapscribe.smoke.client import ClientError, QueryResult, Received, StackClient
@@ -33,6 +34,11 @@ STANDIN_PREFIX = "[stand-in]"
 VOICE_QUESTION = "Where does photosynthesis take place in the plant?"
 TEXT_QUESTION = "What does the enzyme rubisco do in the Calvin cycle?"
 FOLLOW_UP = "Could you say that again more simply, in one sentence?"
+#: What the lecture (audiogen.DEFAULT_LECTURE) says to each question: the terms a right answer names.
+LECTURE_SAYS: dict[str, tuple[str, ...]] = {
+    VOICE_QUESTION: ("chloroplast",),  # "It takes place in the chloroplasts …"
+    TEXT_QUESTION: ("carbon dioxide",),  # "… the enzyme rubisco fixes carbon dioxide from the air."
+}
 _WORDS = [
     "light",
     "energy",
@@ -156,6 +162,10 @@ class Bench:
         self.nonce = uuid.uuid4().hex[:6]
         self.main: StackClient | None = None
         self.lecture_id: str | None = None
+        #: (what the generated question says, its transcript) of every voice question answered
+        self.heard: list[tuple[str, str]] = []
+        #: (question, whether its answer named what the lecture says) of every answer checked
+        self.named: list[tuple[str, bool]] = []
 
     async def open(self, label: str) -> StackClient:
         client = await self.connect(label)
@@ -170,6 +180,14 @@ class Bench:
         answer = result.answer
         if answer is not None and answer.text.startswith(STANDIN_PREFIX):
             self.results.standin = True
+
+    def _check_words(self, question: str, result: QueryResult, *, spoken: str | None = None) -> None:
+        """Record the transcript of a generated question that says `spoken`, and whether the answer
+        names what the lecture says to `question` (a key of LECTURE_SAYS)."""
+        if spoken is not None and result.transcript is not None:
+            self.heard.append((spoken, result.transcript.removeprefix(STANDIN_PREFIX)))
+        if result.answer is not None:
+            self.named.append((question, names_all(result.answer.text, LECTURE_SAYS[question])))
 
     async def expect(self, client: StackClient, message: dict[str, Any], kind: str) -> Received:
         got = await client.request(message, kind, within=self.config.request_timeout)
@@ -354,6 +372,7 @@ class Bench:
             try:
                 session_id = await self.start_session(self.main, self.lecture_id)
                 result = await self.ask(self.main, session_id, audio=audio_b64, voice=True)
+                self._check_words(VOICE_QUESTION, result, spoken=VOICE_QUESTION)
                 answer = result.answer
                 assert answer is not None
                 t = answer.timings
@@ -396,6 +415,8 @@ class Bench:
                     before = await self.metrics.read()
                     result = await self.ask(main, session_id, text=text, voice=False)
                     after = await self.metrics.read()
+                    if text in LECTURE_SAYS:
+                        self._check_words(text, result)
                     answer = result.answer
                     assert answer is not None
                     total = result.timings()["totalMs"]
@@ -462,6 +483,7 @@ class Bench:
                 answered = 0
                 for result in outcomes:
                     self._see_answer(result)
+                    self._check_words(TEXT_QUESTION, result)
                     total = result.timings()["totalMs"]
                     if result.answer is not None and total is not None:
                         row.samples.append(total / 1000)
@@ -475,6 +497,26 @@ class Bench:
                 await cl.close()
             row.extra["answers/min (median)"] = f"{statistics.median(rates):.1f}" if rates else "-"
             row.extra["errors"] = ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "0"
+
+    def accuracy(self) -> None:
+        """The accuracy table from what the other scenarios heard and answered."""
+        table = self.results.table("accuracy")
+        heard = table.row(
+            "transcript word accuracy, generated voice questions",
+            target=TARGET_WORD_ACCURACY,
+            higher_is_better=True,
+        )
+        heard.samples += [word_errors(spoken, transcript).accuracy * 100 for spoken, transcript in self.heard]
+        heard.extra["WER (pooled)"] = f"{pooled_wer(self.heard):.1%}" if self.heard else "-"
+        heard.extra["of"] = f"{len(self.heard)} transcript(s)"
+        if not self.heard:
+            heard.note = "no voice question was answered with a transcript"
+        named = table.row("answers that name what the lecture says")
+        named.samples += [100.0 if ok else 0.0 for _, ok in self.named]
+        hits = sum(ok for _, ok in self.named)
+        named.extra["WER (pooled)"] = "-"
+        named.extra["of"] = f"{hits} of {len(self.named)} answer(s)"
+        named.note = "; ".join(f"{q!r} must name {' and '.join(t)}" for q, t in LECTURE_SAYS.items())
 
     async def _poll_kv(self, stop: asyncio.Event, row: Row) -> None:
         if not self.metrics.url:
@@ -568,6 +610,17 @@ def new_results(url: str, mode: str, repeats: int, started: str) -> BenchResults
             "N connections, each with its own session on the benchmark lecture, ask at the same moment; "
             "latency is each question's answer time.",
             extra_columns=["answers/min (median)", "errors"],
+        ),
+        Table(
+            "accuracy",
+            "Accuracy: transcripts and answers",
+            "Word accuracy (1 - WER: substitutions, deletions and insertions over the question's words, "
+            "case and punctuation ignored) of each voice question's `transcript` against the text the "
+            "generated question speaks, target over 95 % (the median is compared); and the share of "
+            "answers that name what the lecture says to their question (matched by stem). In percent.",
+            extra_columns=["WER (pooled)", "of"],
+            unit="%",
+            about_words=True,
         ),
         Table(
             "gpu",

@@ -1,6 +1,7 @@
 """`synapscribe smoke`: the post-deploy smoke test, against a local or a deployed stack.
 
-Local: `synapscribe smoke --url ws://127.0.0.1:PORT [--identity ID] [--expect-standin]`.
+Local: `synapscribe smoke --url ws://127.0.0.1:PORT [--identity ID] [--expect-standin]`; against a
+model whose words mean nothing (random weights) add `--model-words meaningless`.
 Deployed: `synapscribe smoke --stack-outputs outputs.json` (from `cdk deploy --outputs-file`) or
 `--url wss://… --region R --identity-pool-id POOL --guest-role-arn ARN`; `$connect` is signed with
 the guest role's credentials (Cognito's basic flow, see `synapscribe.smoke.aws_auth`).
@@ -24,6 +25,9 @@ from synapscribe.platform import load_platform
 from synapscribe.smoke.checks import Budget
 from synapscribe.smoke.report import format_report
 from synapscribe.smoke.runner import (
+    MEANINGFUL,
+    MEANINGLESS,
+    MODEL_WORDS,
     VOICE_QUESTION,
     SmokeInputs,
     SmokeReport,
@@ -81,6 +85,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the stack runs the model stand-in (the local stack without VLLM_BASE_URL): require its "
         "[stand-in] label on every answer and transcript, and its way of showing the history",
     )
+    parser.add_argument(
+        "--model-words",
+        choices=MODEL_WORDS,
+        default=MEANINGFUL,
+        help="meaningless: the model's words mean nothing (a model with random weights, as the engine "
+        "tests run): contract, order, timing and audio checks hold; the checks of what the answers say "
+        "are skipped and the report lists them (default: meaningful)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
 
 
@@ -117,6 +129,7 @@ def make_inputs(
     content_type: str | None = None,
     lecture_minutes: float = 1.0,
     expect_standin: bool = False,
+    model_words: str = MEANINGFUL,
 ) -> SmokeInputs:
     """The lecture (given, or generated and cached) and the spoken question."""
     from synapscribe import audiogen
@@ -129,6 +142,7 @@ def make_inputs(
         voice_question=question.path.read_bytes(),
         budget=budget,
         expect_standin=expect_standin,
+        model_words=model_words,
     )
 
 
@@ -150,6 +164,10 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--lecture: no such file: {args.lecture}")
     if access and args.identity:
         return _fail("--identity is for the local stack; a deployed stack's identity comes from Cognito")
+    if args.expect_standin and args.model_words == MEANINGLESS:
+        return _fail(
+            "--expect-standin and --model-words meaningless do not go together: the stand-in's words mean something"
+        )
 
     from synapscribe.audiogen import AudioGenError
 
@@ -173,6 +191,7 @@ def run_from_args(args: argparse.Namespace, url: str, access: GuestAccess | None
             args.lecture,
             args.lecture_content_type,
             expect_standin=args.expect_standin,
+            model_words=args.model_words,
         )
         if access:
             return asyncio.run(run_smoke(url, "deployed", deployed_connector(url, access), inputs))

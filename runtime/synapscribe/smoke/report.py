@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from synapscribe.smoke.runner import SmokeReport
+from synapscribe.smoke.runner import MEANINGLESS, SmokeReport
 
 
 def _ms(value: float | None) -> str:
@@ -32,6 +32,8 @@ def format_conversation(report: SmokeReport) -> str:
 
 def format_report(report: SmokeReport, verbose: bool = True) -> str:
     model = "model stand-in: its label is required" if report.expect_standin else "any model"
+    if report.model_words == MEANINGLESS:
+        model = "a model whose words mean nothing: word checks skipped"
     lines = [f"smoke test against {report.url} ({report.mode}, {model})"]
     if verbose:
         for step in report.steps:
@@ -47,6 +49,9 @@ def format_report(report: SmokeReport, verbose: bool = True) -> str:
         if report.conversation:
             lines.append("conversation:")
             lines.append(format_conversation(report))
+    if report.skipped:
+        lines.append(f"SKIPPED: {len(report.skipped)} word check(s), not counted as passed:")
+        lines.extend(f"  - {what}" for what in report.skipped)
     passed = sum(s.ok for s in report.steps)
     if report.ok:
         lines.append(f"PASSED: {passed} of {len(report.steps)} checks")

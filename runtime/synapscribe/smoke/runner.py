@@ -6,6 +6,12 @@ follow-up that asks what it just named, whose answer must contain the term from 
 (`expect_standin`), every answer and transcript must carry its label, and the follow-up's answer
 must show the history the way the stand-in does (it quotes the previous question).
 
+For a model whose words mean nothing (`model_words="meaningless"`: the random tiny model the
+engine tests run) every check of the contract, the order, the timing and the audio holds; the
+checks of what the words say are skipped, and the report lists each one it skipped. Such a model
+may also say nothing at all: that answer is checked for everything but its text and speech, listed,
+and the question asked again (up to MEANINGLESS_ATTEMPTS times) until an answer has words.
+
 Every step is recorded with its outcome and duration; the report lists what failed.
 """
 
@@ -32,6 +38,7 @@ from synapscribe.smoke.checks import (
     contract_problems,
     follow_up_problems,
     looks_like_mp3,
+    said_nothing,
     standin_label_problems,
     stream_problems,
 )
@@ -46,6 +53,17 @@ TEXT_QUESTION = (
     " Name just one."
 )
 FOLLOW_UP = "What did you just name? Answer in one short sentence."
+#: `model_words`: the model's words mean something (any real model, the stand-in) or nothing.
+MEANINGFUL = "meaningful"
+MEANINGLESS = "meaningless"
+MODEL_WORDS = (MEANINGFUL, MEANINGLESS)
+#: How often a question is asked while a meaningless model answers it with no words at all.
+MEANINGLESS_ATTEMPTS = 5
+#: The checks of what the model's words say, skipped for a model whose words mean nothing.
+WORD_CHECKS: dict[str, str] = {
+    "follow-up names the term": "the follow-up's answer names the term the earlier answer named "
+    f"(one of {', '.join(PICK_TERMS)})",
+}
 #: What a successful answer to each action is (a query's stream ends in `answer`).
 SUCCESS_TYPES = {
     "createUpload": "uploadUrl",
@@ -89,6 +107,10 @@ class SmokeReport:
     budget: Budget
     #: True when the stack runs the model stand-in: its label is then required everywhere.
     expect_standin: bool = False
+    #: MEANINGFUL, or MEANINGLESS when the word checks were skipped (listed in `skipped`).
+    model_words: str = MEANINGFUL
+    #: The checks not made, each with why (word checks on a model whose words mean nothing).
+    skipped: list[str] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     conversation: list[Turn] = field(default_factory=list)
     lecture: dict[str, Any] = field(default_factory=dict)
@@ -107,6 +129,8 @@ class SmokeReport:
             "url": self.url,
             "mode": self.mode,
             "expectStandin": self.expect_standin,
+            "modelWords": self.model_words,
+            "skippedChecks": list(self.skipped),
             "budget": self.budget.as_dict(),
             "lecture": self.lecture,
             "steps": [vars(s) for s in self.steps],
@@ -126,6 +150,13 @@ class SmokeInputs:
     budget: Budget = field(default_factory=Budget)
     step_timeout_s: float = 15.0
     expect_standin: bool = False
+    model_words: str = MEANINGFUL
+
+    def __post_init__(self) -> None:
+        if self.model_words not in MODEL_WORDS:
+            raise ValueError(f"model_words must be one of {', '.join(MODEL_WORDS)}, not {self.model_words!r}")
+        if self.expect_standin and self.model_words == MEANINGLESS:
+            raise ValueError("the model stand-in's words mean something: it cannot be a meaningless model")
 
 
 class Scenario:
@@ -302,12 +333,17 @@ class Scenario:
             return
         session_id = state["session_id"]
 
-        async def ask(kind: str, question: str, voice_input: bool, voice_output: bool, **fields: Any) -> str:
+        async def ask_once(
+            kind: str, question: str, voice_input: bool, voice_output: bool, **fields: Any
+        ) -> QueryResult:
             result = await a.query(
                 session_id, within=self.budget.answer_ms / 1000 + 5, voice=voice_output, **fields
             )
             self._record_turn(kind, question, result)
-            problems = stream_problems(result, voice_input=voice_input, voice_output=voice_output)
+            silent = meaningless and said_nothing(result)
+            problems = stream_problems(
+                result, voice_input=voice_input, voice_output=voice_output, allow_empty=silent
+            )
             problems += budget_problems(result, self.budget, voice_output=voice_output)
             if self.inputs.expect_standin:
                 problems += standin_label_problems(result)
@@ -316,9 +352,26 @@ class Scenario:
             state[kind] = result
             if problems:
                 raise StepFailed("; ".join(problems))
-            t = result.timings()
-            return ", ".join(f"{k} {v:.0f}" for k, v in t.items() if v is not None)
+            return result
 
+        async def ask(kind: str, question: str, voice_input: bool, voice_output: bool, **fields: Any) -> str:
+            # A model whose words mean nothing may say nothing at all: its answer then has no text
+            # or speech to check, so the question is asked again (each try is checked and listed).
+            attempts = MEANINGLESS_ATTEMPTS if meaningless else 1
+            for attempt in range(1, attempts + 1):
+                result = await ask_once(kind, question, voice_input, voice_output, **fields)
+                if not said_nothing(result):
+                    t = result.timings()
+                    return ", ".join(f"{k} {v:.0f}" for k, v in t.items() if v is not None)
+                self.report.skipped.append(
+                    f"{kind} question, try {attempt}: the model said nothing, so that answer's text and "
+                    "speech could not be checked (the model's words mean nothing); asked again"
+                )
+            raise StepFailed(
+                f"the model said nothing in {attempts} tries: the answer's text and speech were never checked"
+            )
+
+        meaningless = self.inputs.model_words == MEANINGLESS
         clip = self.inputs.voice_question
         await self.step(
             "voice question (inline audio)",
@@ -334,6 +387,9 @@ class Scenario:
             if earlier is None or earlier.answer is None:
                 raise StepFailed("the earlier text question has no answer to follow up on")
             detail = await ask("follow-up", FOLLOW_UP, False, False, text=FOLLOW_UP)
+            if self.inputs.model_words == MEANINGLESS:
+                self._skip_word_check("follow-up names the term")
+                return detail + "; word check skipped (the model's words mean nothing)"
             result: QueryResult = state["follow-up"]
             problems = follow_up_problems(
                 TEXT_QUESTION,
@@ -477,6 +533,9 @@ class Scenario:
 
         await self.step("the presigned POST policy holds (key, type, size)", upload_policy)
 
+    def _skip_word_check(self, name: str) -> None:
+        self.report.skipped.append(f"{name}: {WORD_CHECKS[name]} (the model's words mean nothing)")
+
     def _record_turn(self, kind: str, question: str, result: QueryResult) -> None:
         answer, error = result.answer, result.error
         self.report.conversation.append(
@@ -512,7 +571,13 @@ class Scenario:
 
 
 async def run_smoke(url: str, mode: str, connect: Connector, inputs: SmokeInputs) -> SmokeReport:
-    report = SmokeReport(url=url, mode=mode, budget=inputs.budget, expect_standin=inputs.expect_standin)
+    report = SmokeReport(
+        url=url,
+        mode=mode,
+        budget=inputs.budget,
+        expect_standin=inputs.expect_standin,
+        model_words=inputs.model_words,
+    )
     await Scenario(connect, inputs, report).run()
     return report
 

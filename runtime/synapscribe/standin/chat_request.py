@@ -9,16 +9,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synapscribe.standin.config import StandinConfig
-from synapscribe.standin.errors import StandinError
+from synapscribe.standin.errors import StandinError, validation_error
 from synapscribe.standin.tokens import (
     AudioDecodeError,
     AudioItem,
     Prompt,
-    audio_duration_seconds,
-    audio_tokens,
+    audio_samples,
+    audio_tokens_for,
 )
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+#: Qwen2.5-Omni's chat template opens with this system turn when the first message is not one.
+DEFAULT_SYSTEM_PROMPT = (
+    "You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of perceiving "
+    "auditory and visual inputs, as well as generating text and speech."
+)
 #: Formats the stand-in can measure (vLLM decodes anything its audio loader reads).
 AUDIO_FORMATS = frozenset({"wav", "mp3", "flac", "ogg", "m4a", "aac", "webm"})
 _MIME_FORMATS = {
@@ -68,6 +73,8 @@ class ChatRequest:
     include_usage: bool
     max_tokens: int | None
     add_generation_prompt: bool = True
+    #: which field max_tokens came from (vLLM names it in its refusal)
+    max_tokens_param: str = "max_tokens"
 
     @property
     def audio_items(self) -> list[AudioItem]:
@@ -76,6 +83,10 @@ class ChatRequest:
     def render(self) -> Prompt:
         """The prompt as ChatML tokens (see tokens.py for the counting rules)."""
         prompt = Prompt()
+        if self.messages[0].role != "system":
+            prompt.start_message("system")
+            prompt.add_text(DEFAULT_SYSTEM_PROMPT)
+            prompt.end_message()
         for message in self.messages:
             prompt.start_message(message.role)
             for part in message.parts:
@@ -97,8 +108,10 @@ def _optional_positive_int(body: dict[str, Any], name: str) -> int | None:
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int):
         raise _bad(f"{name} must be an integer >= 1, got {value!r}", name)
+    if value < 1:
+        raise validation_error(f"{name} must be at least 1, got {value}.", name, value)
     return value
 
 
@@ -113,14 +126,14 @@ def _decode_base64(data: Any, where: str) -> bytes:
 
 def _audio_item(data: bytes, fmt: str, where: str, config: StandinConfig) -> AudioItem:
     try:
-        seconds = audio_duration_seconds(data, fmt)
+        samples, rate = audio_samples(data, fmt)
     except AudioDecodeError as exc:
         raise _bad(f"{where}: failed to load audio: {exc}") from None
     return AudioItem(
         data=data,
         fmt=fmt,
-        duration_seconds=seconds,
-        num_tokens=audio_tokens(seconds, config.audio_tokens_per_second),
+        duration_seconds=samples / rate,
+        num_tokens=audio_tokens_for(samples, rate, config.audio_tokens_per_second),
     )
 
 
@@ -189,7 +202,10 @@ def check_model(model: Any, config: StandinConfig) -> str:
         return config.served_name
     if model != config.served_name:
         raise StandinError(
-            f"The model `{model}` does not exist.", status=404, err_type="NotFoundError", param="model"
+            f"The model `{model}` does not exist. Valid aliases: {config.served_name}.",
+            status=404,
+            err_type="NotFoundError",
+            param="model",
         )
     return str(model)
 
@@ -221,22 +237,61 @@ def parse_chat_request(body: Any, config: StandinConfig) -> ChatRequest:
     n = body.get("n", 1)
     if n not in (None, 1):
         raise _bad(f"the stand-in serves n=1 only, got n={n!r}", "n")
-    max_tokens = _optional_positive_int(body, "max_completion_tokens")
-    if max_tokens is None:
-        max_tokens = _optional_positive_int(body, "max_tokens")
+    param = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = _optional_positive_int(body, param)
     return ChatRequest(
-        model=model, messages=messages, stream=stream, include_usage=include_usage, max_tokens=max_tokens
+        model=model,
+        messages=messages,
+        stream=stream,
+        include_usage=include_usage,
+        max_tokens=max_tokens,
+        max_tokens_param=param,
     )
 
 
-def check_limits(request: ChatRequest, prompt: Prompt, config: StandinConfig) -> int:
-    """Refuse what vLLM refuses; return the max_tokens the request runs with."""
-    items = request.audio_items
+def check_item_count(items: list[AudioItem], config: StandinConfig) -> None:
+    """vLLM's --limit-mm-per-prompt audio count, checked while the multimodal data is parsed (so
+    /tokenize, which enforces no length limit, refuses it too)."""
     if len(items) > config.max_audio_items:
-        raise _bad(
-            f"At most {config.max_audio_items} audio(s) may be provided in one prompt "
-            f"(--limit-mm-per-prompt), but {len(items)} were given."
+        raise validation_error(
+            f"At most {config.max_audio_items} audio(s) may be provided in one prompt.", "audio"
         )
+
+
+def check_limits(request: ChatRequest, prompt: Prompt, config: StandinConfig) -> int:
+    """Refuse what vLLM (0.32) refuses, in its order and words; return the max_tokens the request
+    runs with: the one asked for, cut silently to what the context leaves (vLLM's get_max_tokens),
+    or all of that when none is asked for."""
+    limit = config.max_model_len
+    if request.max_tokens is not None and request.max_tokens > limit:
+        # vLLM's TokenizeParams, before the prompt is rendered.
+        raise validation_error(
+            f"{request.max_tokens_param}={request.max_tokens} cannot be greater than "
+            f"max_model_len={limit}. Please request fewer output tokens.",
+            request.max_tokens_param,
+            request.max_tokens,
+        )
+    items = request.audio_items
+    check_item_count(items, config)
+    # The renderer checks the tokenized chat template, each audio item still one placeholder; its
+    # tokenizer stops at one token over the limit, so that is the count it names.
+    rendered = len(prompt) - sum(item.num_tokens - 1 for item in items)
+    if rendered > limit:
+        raise validation_error(
+            f"This model's maximum context length is {limit} tokens. However, your prompt contains "
+            f"at least {limit + 1} input tokens, which exceeds this limit even without any output "
+            "tokens. Please reduce the length of the input prompt.",
+            "input_tokens",
+            limit + 1,
+        )
+    n_input = len(prompt)
+    if n_input > limit:
+        # The serving layer's get_max_tokens, with the audio expanded.
+        raise _bad(f"Input length ({n_input}) exceeds model's maximum context length ({limit}).")
+    if n_input == limit:
+        # No room for a single output token: the context leaves max_tokens 0, which vLLM's sampling
+        # parameters refuse (before its input processor would).
+        raise validation_error("max_tokens must be at least 1, got 0.", "max_tokens", 0)
     for item in items:
         if item.num_tokens > config.encoder_cache_size:
             raise _bad(
@@ -245,19 +300,5 @@ def check_limits(request: ChatRequest, prompt: Prompt, config: StandinConfig) ->
                 "Please reduce the input size or increase the encoder cache size by setting "
                 "--limit-mm-per-prompt at startup."
             )
-    n_input = len(prompt)
-    if n_input >= config.max_model_len:
-        raise _bad(
-            f"This model's maximum context length is {config.max_model_len} tokens. However, your "
-            f"request has {n_input} input tokens. Please reduce the length of the input messages."
-        )
-    if request.max_tokens is None:
-        return config.max_model_len - n_input
-    if n_input + request.max_tokens > config.max_model_len:
-        raise _bad(
-            f"'max_tokens' or 'max_completion_tokens' is too large: {request.max_tokens}. This model's "
-            f"maximum context length is {config.max_model_len} tokens and your request has {n_input} "
-            f"input tokens ({request.max_tokens} > {config.max_model_len} - {n_input}).",
-            "max_tokens",
-        )
-    return request.max_tokens
+    room = limit - n_input
+    return room if request.max_tokens is None else min(request.max_tokens, room)

@@ -51,6 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the model name clients must send (default model.served_name)",
     )
     parser.add_argument(
+        "--block-size",
+        type=positive_int,
+        default=16,
+        help="KV cache block size: prefix cache hits come in whole blocks, like vLLM's flag (default 16, "
+        "vLLM's on GPUs; its CPU build uses 128)",
+    )
+    parser.add_argument(
         "--enable-prompt-tokens-details",
         action="store_true",
         help="report usage.prompt_tokens_details.cached_tokens (prefix cache hits), like vLLM's flag",
@@ -169,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         config,
         served_name=args.served_model_name,
         max_num_seqs=args.max_num_seqs,
+        block_size=args.block_size,
         latency=latency,
         prompt_tokens_details=args.enable_prompt_tokens_details,
         transcription_max_tokens=transcription_max_tokens,

@@ -52,6 +52,9 @@ class StandinConfig:
     #: Test option: a transcription stops after this many tokens with finish_reason `length`,
     #: whatever max_tokens allows, like a model that would write more than it was given room for.
     transcription_max_tokens: int | None = None
+    #: vLLM's --block-size: the prefix cache hits whole blocks of this many tokens (16 is vLLM's
+    #: default on GPUs; its CPU build uses 128)
+    block_size: int = 16
 
     @property
     def encoder_cache_size(self) -> int:
@@ -60,8 +63,8 @@ class StandinConfig:
 
     @property
     def kv_cache_blocks(self) -> int:
-        """Simulated KV cache: room for max_num_seqs full-length sequences, in 16-token blocks."""
-        return self.max_num_seqs * math.ceil(self.max_model_len / 16)
+        """Simulated KV cache: room for max_num_seqs full-length sequences, in blocks."""
+        return self.max_num_seqs * math.ceil(self.max_model_len / self.block_size)
 
     @classmethod
     def from_platform(

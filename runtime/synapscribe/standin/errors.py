@@ -32,3 +32,10 @@ class StandinError(Exception):
 
 def error_body(message: str, status: int, err_type: str, param: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": err_type, "param": param, "code": status}}
+
+
+def validation_error(message: str, param: str, value: object = None) -> StandinError:
+    """A refusal worded like vLLM's VLLMValidationError: the parameter (and value) it names are
+    appended to the message, and the parameter is the error's `param`."""
+    extras = [f"parameter={param}"] + ([f"value={value}"] if value is not None else [])
+    return StandinError(f"{message} ({', '.join(extras)})", param=param)

@@ -1,6 +1,6 @@
 """Simulated automatic prefix caching, counted the way vLLM counts it.
 
-Like vLLM, the prompt is cut into full blocks of BLOCK_SIZE tokens; each block's hash chains the
+Like vLLM, the prompt is cut into full blocks of `block_size` tokens (vLLM's --block-size); each block's hash chains the
 previous block's hash, its token ids and the content hash of every audio item that overlaps it (so
 two prompts with the same placeholder tokens but different audio bytes never share a block).
 A request queries all its prompt tokens and hits the longest run of cached leading blocks, at most
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from synapscribe.standin.tokens import Prompt
 
+#: vLLM's default block size on GPUs (StandinConfig.block_size sets the served one)
 BLOCK_SIZE = 16
 
 
@@ -72,3 +73,28 @@ class PrefixCache:
         self.queries_total += lookup.queried_tokens
         self.hits_total += lookup.hit_tokens
         return lookup
+
+
+class MultimodalCache:
+    """vLLM's multimodal processor cache, as its counters see it: every audio item of a request is
+    a query, a hit when an item with the same bytes was processed before (LRU of `capacity` items)."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, None] = OrderedDict()
+        self.queries_total = 0
+        self.hits_total = 0
+
+    def lookup_and_insert(self, digests: list[str]) -> int:
+        hits = 0
+        for digest in digests:
+            self.queries_total += 1
+            if digest in self._items:
+                hits += 1
+                self._items.move_to_end(digest)
+            else:
+                self._items[digest] = None
+                while len(self._items) > self.capacity:
+                    self._items.popitem(last=False)
+        self.hits_total += hits
+        return hits

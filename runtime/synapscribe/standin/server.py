@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from synapscribe.standin.answers import Answer, respond
 from synapscribe.standin.chat_request import (
     ChatRequest,
+    check_item_count,
     check_limits,
     check_model,
     parse_chat_request,
@@ -28,7 +29,7 @@ from synapscribe.standin.chat_request import (
 )
 from synapscribe.standin.config import StandinConfig
 from synapscribe.standin.errors import StandinError, error_body
-from synapscribe.standin.prefix_cache import BLOCK_SIZE, PrefixCache
+from synapscribe.standin.prefix_cache import MultimodalCache, PrefixCache
 from synapscribe.standin.tokens import Prompt, split_text
 
 
@@ -44,6 +45,7 @@ class EngineState:
 
     config: StandinConfig
     prefix_cache: PrefixCache
+    mm_cache: MultimodalCache = field(default_factory=MultimodalCache)
     waiting: int = 0
     running: dict[str, _Running] = field(default_factory=dict)
     prompt_tokens_total: int = 0
@@ -58,35 +60,44 @@ class EngineState:
         return self._slots
 
     def kv_cache_usage(self) -> float:
-        blocks = sum(-(-(r.prompt_tokens + r.generated) // BLOCK_SIZE) for r in self.running.values())
+        size = self.config.block_size
+        blocks = sum(-(-(r.prompt_tokens + r.generated) // size) for r in self.running.values())
         return min(1.0, blocks / self.config.kv_cache_blocks)
 
 
 def _chunk(
     request_id: str, created: int, model: str, delta: dict[str, Any], finish: str | None
 ) -> dict[str, Any]:
+    """A stream chunk with the fields vLLM sends: the first (role) chunk names no token ids, the
+    content chunks do (null), the finishing chunk adds its stop_reason."""
+    choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    if "role" not in delta:
+        choice["token_ids"] = None
+    if finish is not None:
+        choice["stop_reason"] = None
     return {
         "id": request_id,
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "choices": [
-            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish, "stop_reason": None}
-        ],
+        "choices": [choice],
     }
 
 
-def _usage(generation: _Generation, completion_tokens: int) -> dict[str, Any]:
+def _usage(generation: _Generation, completion_tokens: int, streamed: bool = False) -> dict[str, Any]:
+    """Usage as vLLM reports it; in a stream its null fields are left out, as vLLM leaves them."""
     prompt_tokens = len(generation.prompt)
     details = None
     if generation.state.config.prompt_tokens_details:
         details = {"cached_tokens": generation.cached_tokens}
-    return {
+    usage: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
         "completion_tokens": completion_tokens,
         "prompt_tokens_details": details,
+        "completion_tokens_details": None,
     }
+    return {k: v for k, v in usage.items() if v is not None} if streamed else usage
 
 
 def _sse(data: dict[str, Any]) -> str:
@@ -176,12 +187,14 @@ def _metrics_text(state: EngineState) -> str:
     usage = state.kv_cache_usage()
     metric("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.",
            [("", "", usage)])  # fmt: skip
-    metric("vllm:gpu_cache_usage_perc", "gauge", "GPU KV-cache usage (older name of kv_cache_usage_perc).",
-           [("", "", usage)])  # fmt: skip
     metric("vllm:prefix_cache_queries", "counter", "Prefix cache queries, in terms of number of queried tokens.",
            [("_total", "", state.prefix_cache.queries_total)])  # fmt: skip
     metric("vllm:prefix_cache_hits", "counter", "Prefix cache hits, in terms of number of cached tokens.",
            [("_total", "", state.prefix_cache.hits_total)])  # fmt: skip
+    metric("vllm:mm_cache_queries", "counter", "Multi-modal cache queries, in terms of number of queried items.",
+           [("_total", "", state.mm_cache.queries_total)])  # fmt: skip
+    metric("vllm:mm_cache_hits", "counter", "Multi-modal cache hits, in terms of number of cached items.",
+           [("_total", "", state.mm_cache.hits_total)])  # fmt: skip
     metric("vllm:prompt_tokens", "counter", "Number of prefill tokens processed.",
            [("_total", "", state.prompt_tokens_total)])  # fmt: skip
     metric("vllm:generation_tokens", "counter", "Number of generation tokens processed.",
@@ -216,6 +229,7 @@ def _tokenize_prompt(body: Any, config: StandinConfig) -> Prompt:
         max_tokens=None,
         add_generation_prompt=flag,
     )
+    check_item_count(request.audio_items, config)
     return request.render()
 
 
@@ -228,7 +242,7 @@ async def _json_body(request: Request) -> Any:
 
 def create_app(config: StandinConfig, api_key: str | None = None) -> FastAPI:
     app = FastAPI(title="SynapScribe model stand-in", docs_url=None, redoc_url=None, openapi_url=None)
-    state = EngineState(config=config, prefix_cache=PrefixCache(config.kv_cache_blocks))
+    state = EngineState(config=config, prefix_cache=PrefixCache(config.kv_cache_blocks, config.block_size))
     app.state.engine = state
 
     @app.exception_handler(StandinError)
@@ -290,6 +304,8 @@ def create_app(config: StandinConfig, api_key: str | None = None) -> FastAPI:
         chat = parse_chat_request(await _json_body(request), config)
         prompt = chat.render()
         max_tokens = check_limits(chat, prompt, config)
+        # vLLM's multimodal cache counters see only the requests its engine admits.
+        state.mm_cache.lookup_and_insert([item.digest for item in chat.audio_items])
         generation = _Generation(state, chat, prompt, max_tokens)
         if chat.stream:
             return StreamingResponse(_stream(generation), media_type="text/event-stream")
@@ -304,10 +320,18 @@ def create_app(config: StandinConfig, api_key: str | None = None) -> FastAPI:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": "".join(pieces), "tool_calls": []},
+                        "message": {
+                            "role": "assistant",
+                            "content": "".join(pieces),
+                            "refusal": None,
+                            "annotations": None,
+                            "audio": None,
+                            "function_call": None,
+                        },
                         "logprobs": None,
                         "finish_reason": generation.finish_reason,
                         "stop_reason": None,
+                        "token_ids": None,
                     }
                 ],
                 "usage": _usage(generation, len(pieces)),
@@ -337,7 +361,7 @@ async def _stream(generation: _Generation) -> AsyncIterator[str]:
         if chat.include_usage:
             usage_chunk = _chunk(rid, created, model, {}, None)
             usage_chunk["choices"] = []
-            usage_chunk["usage"] = _usage(generation, count)
+            usage_chunk["usage"] = _usage(generation, count, streamed=True)
             yield _sse(usage_chunk)
     except StandinError as exc:
         yield _sse(error_body(exc.message, exc.status, exc.err_type, exc.param))

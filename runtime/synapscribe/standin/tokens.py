@@ -10,16 +10,18 @@ pieces, so equal text gives equal ids and the prefix cache sees the same blocks.
 Chat template (Qwen's ChatML): every message costs `<|im_start|>`, its role, a newline, its content,
 `<|im_end|>` and a newline; the generation prompt adds `<|im_start|>assistant\\n`.
 
-Audio: `tokens_per_second` tokens per second of decoded duration (Qwen2.5-Omni: 25, one per 40 ms),
-rounded up, between `<|audio_bos|>` and `<|audio_eos|>`. Duration comes from the `wave` module for
-WAV and mutagen for everything else (MP3, and whatever else mutagen reads).
+Audio: counted as vLLM counts Qwen2.5-Omni's audio (`audio_tokens_for`): the decoded samples,
+resampled to 16 kHz (rounded up), make one mel frame per started 10 ms, and the encoder halves that
+twice (each stage rounding up, then down), so 25 tokens a second but one fewer for many lengths
+that are not whole 40 ms (an MP3 item of 1666 frames of 36 ms: 1499, not 1500). They sit between
+`<|audio_bos|>` and `<|audio_eos|>`. Samples come from the `wave` module for WAV and from mutagen's
+duration and sample rate for everything else (MP3, and whatever else mutagen reads).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import math
 import re
 import wave
 import zlib
@@ -69,8 +71,9 @@ def text_token_ids(text: str) -> list[int]:
     return ids
 
 
-def audio_duration_seconds(data: bytes, fmt: str) -> float:
-    """Decoded duration of an audio item. `fmt` is the declared format ("wav", "mp3", …)."""
+def audio_samples(data: bytes, fmt: str) -> tuple[int, int]:
+    """Decoded length of an audio item: (samples per channel, sample rate). `fmt` is the declared
+    format ("wav", "mp3", …)."""
     if not data:
         raise AudioDecodeError("audio item is empty")
     if fmt == "wav" or data[:4] == b"RIFF":
@@ -79,7 +82,7 @@ def audio_duration_seconds(data: bytes, fmt: str) -> float:
                 rate = reader.getframerate()
                 if rate <= 0:
                     raise AudioDecodeError("WAV audio has a zero sample rate")
-                return reader.getnframes() / rate
+                return reader.getnframes(), rate
         except (wave.Error, EOFError) as exc:
             if fmt == "wav":
                 raise AudioDecodeError(f"cannot read WAV audio: {exc}") from None
@@ -87,14 +90,34 @@ def audio_duration_seconds(data: bytes, fmt: str) -> float:
         parsed = mutagen.File(io.BytesIO(data))
     except Exception as exc:  # mutagen raises many unrelated types for garbage input
         raise AudioDecodeError(f"cannot read {fmt} audio: {exc}") from None
-    length = getattr(getattr(parsed, "info", None), "length", None)
-    if parsed is None or not length or length <= 0:
+    info = getattr(parsed, "info", None)
+    length = getattr(info, "length", None)
+    sample_rate = getattr(info, "sample_rate", None)
+    if parsed is None or not length or length <= 0 or not sample_rate or sample_rate <= 0:
         raise AudioDecodeError(f"cannot read {fmt} audio: no audio stream found")
-    return float(length)
+    return round(float(length) * sample_rate), int(sample_rate)
 
 
-def audio_tokens(duration_seconds: float, tokens_per_second: int) -> int:
-    return max(1, math.ceil(duration_seconds * tokens_per_second - 1e-9))
+def audio_duration_seconds(data: bytes, fmt: str) -> float:
+    """Decoded duration of an audio item. `fmt` is the declared format ("wav", "mp3", …)."""
+    samples, rate = audio_samples(data, fmt)
+    return samples / rate
+
+
+#: The audio encoder's input rate; vLLM resamples every item to it (torchaudio: length rounded up).
+ENCODER_SAMPLE_RATE = 16_000
+#: Mel frames per audio token: the encoder halves the frame rate twice.
+MEL_FRAMES_PER_TOKEN = 4
+
+
+def audio_tokens_for(samples: int, rate: int, tokens_per_second: int) -> int:
+    """Audio tokens of an item as vLLM counts them for Qwen2.5-Omni: the feature extractor's mask
+    has one mel frame per started hop (16 kHz / (4 x tokens_per_second) = 160 samples at 25 tokens a
+    second); the encoder's output length is ((frames - 1) // 2 + 1 - 2) // 2 + 1."""
+    at_16k = samples if rate == ENCODER_SAMPLE_RATE else -(-samples * ENCODER_SAMPLE_RATE // rate)
+    hop = ENCODER_SAMPLE_RATE // (MEL_FRAMES_PER_TOKEN * tokens_per_second)
+    frames = -(-at_16k // hop)
+    return ((frames - 1) // 2 + 1 - 2) // 2 + 1
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,67 @@
+"""`synapscribe bench engine` against the model stand-in (the real engine's run is in tests/engine/),
+and its flags: a bad one exits 2 naming it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+def bench_engine(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "synapscribe.cli", "bench", "engine", *args],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+
+
+def test_bench_engine_prints_the_turn_table_and_the_token_counts(
+    start_standin: Callable[..., str], tmp_path: Path
+) -> None:
+    url = start_standin()
+    out = tmp_path / "engine.json"
+    done = bench_engine("--url", url + "/v1", "--lecture-seconds", "70", "--turns", "2", "--json", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "base64    1 (cold)" in done.stdout and "base64    2 (follow-up)" in done.stdout
+    assert "skipped file://: no --media-dir" in done.stdout  # and why
+    report = json.loads(out.read_text())
+    cold, warm = report["turns"]
+    assert report["items"] == 2  # 70 s in items of at most 60 s
+    # A follow-up re-sends the same lecture: a few bytes more, and the stand-in's prefix cache hits.
+    assert 0 < warm["request_bytes"] - cold["request_bytes"] < 2000
+    assert cold["prefix_hits"] == 0 and warm["prefix_hits"] > 0.9 * cold["prompt_tokens"]
+    assert warm["planner_bound"] >= warm["planner_exact"] >= warm["prompt_tokens"]
+    audio = report["audio"][0]
+    assert audio["planner_items"] >= audio["engine"] >= audio["planner_audio"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--url", "ws://127.0.0.1:1"], "--url"),
+        (["--url", "http://127.0.0.1:1", "--transports", "carrier-pigeon"], "--transports"),
+        (["--url", "http://127.0.0.1:1", "--turns", "9"], "--turns"),
+        (["--url", "http://127.0.0.1:1", "--media-dir", "/nonexistent/dir"], "--media-dir"),
+        (["--url", "http://127.0.0.1:1", "--lecture-seconds", "0"], "--lecture-seconds"),
+    ],
+)
+def test_bad_flags_exit_2_naming_the_flag(args: list[str], needle: str) -> None:
+    done = bench_engine(*args)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert needle in done.stderr
+
+
+def test_an_unreachable_server_exits_1_saying_so() -> None:
+    from synapscribe.services import free_port
+
+    done = bench_engine("--url", f"http://127.0.0.1:{free_port()}", "--timeout", "2")
+    assert done.returncode == 1
+    assert "/v1/models" in done.stderr

@@ -1,0 +1,88 @@
+"""vLLM's too-large refusals (HTTP 400, as the real engine words them) become UpstreamTooLargeError
+of the right kind, which the pipeline answers `too_large`; other 400s stay UpstreamRejectedError."""
+
+from __future__ import annotations
+
+import httpx2
+import openai
+import pytest
+from synapscribe.agentcore.pipeline import too_large_error
+from synapscribe.agentcore.vllm_client import (
+    UpstreamRejectedError,
+    UpstreamTooLargeError,
+    VllmClient,
+    too_large_kind,
+)
+
+
+def _bad_request(message: str, param: str | None = None) -> openai.BadRequestError:
+    body = {"error": {"message": message, "type": "BadRequestError", "param": param, "code": 400}}
+    request = httpx2.Request("POST", "http://127.0.0.1:1/v1/chat/completions")
+    response = httpx2.Response(400, json=body, request=request)
+    return openai.BadRequestError(message, response=response, body=body)
+
+
+@pytest.mark.parametrize(
+    ("message", "param", "kind"),
+    [
+        ("Input length (16556) exceeds model's maximum context length (16384).", None, "context"),
+        (
+            "This model's maximum context length is 16384 tokens. However, you requested 17000 tokens",
+            None,
+            "context",
+        ),
+        ("The prompt is too long for this model", "input_tokens", "context"),
+        (
+            "The decoder prompt contains a(n) audio item with length 2100, which exceeds the pre-allocated "
+            "encoder cache size 2048. Please reduce the input size or increase the encoder cache size.",
+            None,
+            "encoder_cache",
+        ),
+        ("At most 20 audio(s) may be provided in one prompt.", None, "items"),
+        ("Expected audio data, got garbage", None, None),
+        ("At most 3 retries", None, None),
+    ],
+)
+def test_the_engine_messages_are_classified(message: str, param: str | None, kind: str | None) -> None:
+    assert too_large_kind(message, param) == kind
+
+
+async def test_a_too_large_refusal_is_a_too_large_error_naming_it() -> None:
+    client = VllmClient("http://127.0.0.1:1/v1", "m", None, 1.0)
+    try:
+        err = client._upstream(
+            _bad_request("Input length (16556) exceeds model's maximum context length (16384).")
+        )
+        assert isinstance(err, UpstreamTooLargeError) and err.kind == "context"
+        message = too_large_error("r-1", err)
+        assert message.code == "too_large" and message.requestId == "r-1"
+        assert "do not fit the model's context" in message.message and "16556" in message.message
+        other = client._upstream(_bad_request("Expected audio data, got garbage"))
+        assert type(other) is UpstreamRejectedError
+    finally:
+        await client.aclose()
+
+
+async def test_a_refusal_inside_the_stream_is_classified_too() -> None:
+    """vLLM sends what it finds after the stream began as `data: {"error": {...}}` in a 200 response;
+    the openai client raises a plain APIError with that body."""
+    client = VllmClient("http://127.0.0.1:1/v1", "m", None, 1.0)
+    request = httpx2.Request("POST", "http://127.0.0.1:1/v1/chat/completions")
+    encoder = {
+        "message": "The decoder prompt contains a(n) audio item with 2250 embedding tokens, which exceeds "
+        "the pre-allocated encoder cache size 2048.",
+        "type": "BadRequestError",
+        "param": None,
+        "code": 400,
+    }
+    try:
+        err = client._upstream(openai.APIError(encoder["message"], request, body=encoder))
+        assert isinstance(err, UpstreamTooLargeError) and err.kind == "encoder_cache"
+        message = too_large_error("r-2", err)
+        assert message.code == "too_large" and "longer than the model takes in one piece" in message.message
+        bad = {**encoder, "message": "Expected audio data"}
+        assert type(client._upstream(openai.APIError("x", request, body=bad))) is UpstreamRejectedError
+        dead = {**encoder, "message": "engine core died", "code": 500, "type": "InternalServerError"}
+        assert type(client._upstream(openai.APIError("x", request, body=dead))).__name__ == "UpstreamError"
+    finally:
+        await client.aclose()
