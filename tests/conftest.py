@@ -11,6 +11,7 @@ import boto3
 import pytest
 from aws_test_env import TEST_RESOURCES
 from moto import mock_aws
+from synapscribe.local.moto_atomic import atomic_dynamodb_writes
 from synapscribe.platform import PlatformConfig, load_platform
 from synapscribe.provision import provision
 from synapscribe.settings import AwsResources
@@ -44,6 +45,7 @@ def resources(aws_env: None) -> AwsResources:
 @pytest.fixture
 def aws(resources: AwsResources) -> Iterator[AwsResources]:
     """moto's in-process AWS with the platform's bucket and tables created."""
+    atomic_dynamodb_writes()  # DynamoDB's conditional writes are atomic; moto's are not under threads
     with mock_aws():
         provision(resources, boto3.client("s3"), boto3.client("dynamodb"))
         yield resources

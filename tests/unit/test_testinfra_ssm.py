@@ -8,6 +8,7 @@ or Failed with the script's exit status in ResponseCode).
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,14 @@ import testinfra
 import testinfra.backend
 from botocore.stub import Stubber
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
-import ssm_backend
+# Loaded from its file, as `pytest --hosts ssm://…` loads it through tests/host/conftest.py.
+_SPEC = importlib.util.spec_from_file_location(
+    "ssm_backend", Path(__file__).resolve().parents[1] / "host" / "ssm_backend.py"
+)
+assert _SPEC is not None and _SPEC.loader is not None
+ssm_backend = importlib.util.module_from_spec(_SPEC)
+sys.modules["ssm_backend"] = ssm_backend
+_SPEC.loader.exec_module(ssm_backend)
 
 INSTANCE = "i-0123456789abcdef0"
 COMMAND_ID = "11111111-2222-3333-4444-555555555555"

@@ -169,6 +169,10 @@ def moto_server() -> Iterator[str]:
 
     from moto.server import ThreadedMotoServer
 
+    from synapscribe.local.moto_atomic import atomic_dynamodb_writes
+
+    atomic_dynamodb_writes()
+
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

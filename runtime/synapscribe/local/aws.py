@@ -71,7 +71,10 @@ def moto_server(port: int, host: str = "127.0.0.1") -> Iterator[str]:
     )
     from werkzeug.serving import make_server
 
+    from synapscribe.local.moto_atomic import atomic_dynamodb_writes
     from synapscribe.local.s3_post_policy import enforce_post_policy
+
+    atomic_dynamodb_writes()
 
     # moto's server otherwise answers every origin (flask-cors): only the bucket's own CORS rules
     # may, as in S3, so a page origin missing from them fails here as it would in AWS.
