@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from synapscribe.simulate.policy import ScalingSettings
 
 ENVIRONMENTS_KEY = "synapscribe:environments"
 ENV_KEY = "env"
@@ -98,6 +99,9 @@ class EnvironmentConfig(_Strict):
     session_manager: bool = True
     lambda_memory_mib: int = Field(default=512, ge=128, le=10240)
     validation_timeout_seconds: int = Field(default=300, ge=10, le=900)
+    #: Target tracking on in-flight requests per instance, chosen with `synapscribe simulate --choose`
+    #: (docs/operators-guide.md); None: the schedule alone sizes the fleet.
+    scaling: ScalingSettings | None = None
 
     @field_validator("availability_zones")
     @classmethod

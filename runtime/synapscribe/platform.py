@@ -130,6 +130,12 @@ class TtsDefaults(_Strict):
     gtts_retries: int = Field(ge=0, le=10)
 
 
+class Fleet(_Strict):
+    """What the GPU fleet's scaling must allow for (see platform.yaml's comment on each value)."""
+
+    host_startup_seconds: int = Field(ge=30, le=3600)
+
+
 class PlatformConfig(_Strict):
     ports: Ports
     model: Model
@@ -142,6 +148,7 @@ class PlatformConfig(_Strict):
     agentcore: AgentCoreLimits
     ami: Ami
     tts: TtsDefaults
+    fleet: Fleet
 
     @model_validator(mode="after")
     def _context_within_the_model(self) -> PlatformConfig:
