@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("synapscribe.local.demo", "start the local stack, run the smoke test against it, stop"),
     "bench": ("synapscribe.bench.cli", "benchmarks: pipeline, validation, synth, full"),
     "capacity": ("synapscribe.capacity_cli", "capacity planner: KV cache, lecture limits, instances, cost"),
-    "simulate": ("synapscribe.simulate.cli", "simulate a day of students against the fleet's scaling policies"),
+    "simulate": ("synapscribe.simulate.cli", "simulate a day of students against the scaling policies"),
 }
 
 
