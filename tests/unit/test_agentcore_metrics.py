@@ -29,7 +29,10 @@ UNITS = {
 def assert_emf(doc: dict[str, Any]) -> None:
     """The rules of Amazon CloudWatch's "Specification: Embedded metric format" (User Guide)."""
     meta = doc["_aws"]
-    assert set(meta) == {"Timestamp", "CloudWatchMetrics"}
+    # LogGroupName: the CloudWatch agent's extension (where it writes the document it received).
+    assert (
+        {"Timestamp", "CloudWatchMetrics"} <= set(meta) <= {"Timestamp", "CloudWatchMetrics", "LogGroupName"}
+    )
     assert isinstance(meta["Timestamp"], int) and meta["Timestamp"] > 1_600_000_000_000  # ms
     for directive in meta["CloudWatchMetrics"]:
         assert set(directive) == {"Namespace", "Dimensions", "Metrics"}
@@ -147,13 +150,15 @@ def test_udp_sink_reaches_a_listener_on_loopback():
     listener.bind(("127.0.0.1", 0))
     listener.settimeout(5)
     sink = metrics.udp_sink(f"udp://127.0.0.1:{listener.getsockname()[1]}")
-    m = metrics.QuestionMetrics({"InstanceId": "i-1"}, in_flight=lambda: 0, sink=sink)
+    m = metrics.QuestionMetrics(
+        {"InstanceId": "i-1"}, in_flight=lambda: 0, sink=sink, log_group="/synapscribe/gpu/m"
+    )
     m.record({"event": "query", "totalMs": 5.0})
     m.flush()
     doc = json.loads(listener.recv(65536))
     listener.close()
     assert_emf(doc)
-    assert doc["Questions"] == 1
+    assert doc["Questions"] == 1 and doc["_aws"]["LogGroupName"] == "/synapscribe/gpu/m"
     with pytest.raises(ValueError, match="udp://HOST:PORT"):
         metrics.udp_sink("tcp://127.0.0.1:25888")
 

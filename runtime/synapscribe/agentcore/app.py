@@ -41,6 +41,7 @@ def _observer(s: Services, settings: AgentCoreSettings | None) -> metrics.Observ
         dimensions={"InstanceId": (settings and settings.instance_id) or socket.gethostname()},
         endpoint=settings.emf_endpoint if settings else None,
         interval=settings.metrics_interval_seconds if settings else 60.0,
+        log_group=settings.emf_log_group if settings else None,
     )
 
 

@@ -114,6 +114,7 @@ class QuestionMetrics:
         sink: Sink = log_sink,
         namespace: str = NAMESPACE,
         clock: Callable[[], float] = time.time,
+        log_group: str | None = None,
     ) -> None:
         if not dimensions:
             raise ValueError("at least one dimension (e.g. InstanceId)")
@@ -122,6 +123,8 @@ class QuestionMetrics:
         self.sink = sink
         self.namespace = namespace
         self.clock = clock
+        #: `_aws.LogGroupName`: where the CloudWatch agent writes the documents it receives
+        self.log_group = log_group
         self._reset()
         self._vllm: dict[str, float] = {}
         self._prefix_last: tuple[float, float] | None = None
@@ -216,6 +219,8 @@ class QuestionMetrics:
                     {"Namespace": self.namespace, "Dimensions": [sorted(dims)], "Metrics": metrics}
                 ],
             }
+            if self.log_group:
+                doc["_aws"]["LogGroupName"] = self.log_group
             docs.append(doc)
         return docs
 
@@ -292,9 +297,10 @@ class Observer:
         dimensions: dict[str, str],
         endpoint: str | None = None,
         interval: float = 60.0,
+        log_group: str | None = None,
     ) -> None:
         sink = udp_sink(endpoint) if endpoint else log_sink
-        self.metrics = QuestionMetrics(dimensions, in_flight=in_flight, sink=sink)
+        self.metrics = QuestionMetrics(dimensions, in_flight=in_flight, sink=sink, log_group=log_group)
         self.handler = StatsHandler(self.metrics)
         self._client = httpx.AsyncClient() if vllm_metrics_url else None
         self.relay = VllmRelay(vllm_metrics_url, self._client) if vllm_metrics_url and self._client else None

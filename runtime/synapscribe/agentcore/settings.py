@@ -40,6 +40,10 @@ class AgentCoreSettings(BaseSettings):
     emf_endpoint: str | None = Field(
         default=None, validation_alias="SYNAPSCRIBE_EMF_ENDPOINT", pattern=r"^udp://[A-Za-z0-9.-]+:\d{1,5}$"
     )
+    #: The log group the agent writes the EMF documents to (platform.yaml fleet.log_groups.metrics).
+    emf_log_group: str | None = Field(
+        default=None, validation_alias="SYNAPSCRIBE_EMF_LOG_GROUP", pattern=r"^/[A-Za-z0-9/_.-]{1,511}$"
+    )
     metrics_interval_seconds: float = Field(
         default=60.0, validation_alias="SYNAPSCRIBE_METRICS_INTERVAL_SECONDS", ge=1, le=3600
     )
