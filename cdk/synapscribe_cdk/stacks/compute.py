@@ -14,6 +14,7 @@ from synapscribe.platform import PlatformConfig
 
 from synapscribe_cdk.config import EnvironmentConfig
 from synapscribe_cdk.constructs import permissions
+from synapscribe_cdk.constructs.fleet_observability import FleetObservability
 from synapscribe_cdk.constructs.gpu_fleet import GpuFleet
 from synapscribe_cdk.constructs.spot_drain import SpotDrain
 from synapscribe_cdk.nag import acknowledge, managed_policy_findings, wildcard_findings
@@ -37,6 +38,7 @@ class ComputeStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.role = self._instance_role(platform, data, api, config.session_manager)
+        self.observability = FleetObservability(self, "Observability", role=self.role, log_groups=platform.fleet.log_groups, retention_days=config.log_retention_days, retain=config.removal == "retain")  # fmt: skip
         fleet = GpuFleet(
             self,
             "Fleet",
