@@ -47,3 +47,23 @@ def test_instance_role_ships_only_to_these_groups(synth: Synthesized) -> None:
         if policy is policies[0]:
             continue
         assert "logs:PutLogEvents" not in dumps(policy) and "cloudwatch:PutMetricData" not in dumps(policy)
+
+
+def test_one_dashboard_with_the_figures_and_the_alarms(synth: Synthesized) -> None:
+    compute = synth.templates["compute"]
+    (dashboard,) = resources_of(compute, "AWS::CloudWatch::Dashboard").values()
+    assert dashboard["Properties"]["DashboardName"] == "SynapScribe-dev"
+    body = dumps(dashboard["Properties"]["DashboardBody"])
+    for figure in (
+        "TimeToFirstAudio", "p50", "p95", "Busy", "Errors", "InFlightToModel", "KvCacheUsage",
+        "HealthyHostCount", "AWS/Lambda", "Throttles", "BucketSizeBytes", "SynapScribe/AgentCore",
+    ):  # fmt: skip
+        assert figure in body, figure
+    platform = load_platform()
+    assert f'\\"value\\":{platform.vllm.max_num_seqs},\\"label\\":\\"max_num_seqs\\"' in body
+    assert "scaling target" in body
+    # Every alarm of the stack appears on the dashboard as an alarm widget.
+    alarms = resources_of(compute, "AWS::CloudWatch::Alarm")
+    assert alarms
+    for logical_id in alarms:
+        assert f'"Fn::GetAtt": ["{logical_id}", "Arn"]' in body, logical_id

@@ -38,7 +38,7 @@ def assert_emf(doc: dict[str, Any]) -> None:
         assert set(directive) == {"Namespace", "Dimensions", "Metrics"}
         assert 1 <= len(directive["Namespace"]) <= 255
         for dimension_set in directive["Dimensions"]:
-            assert 1 <= len(dimension_set) <= 30
+            assert len(dimension_set) <= 30  # [] is allowed: the metric without dimensions
             for name in dimension_set:
                 assert isinstance(doc[name], str), name  # a dimension's value is a root string member
         assert 1 <= len(directive["Metrics"]) <= 100
@@ -73,7 +73,7 @@ def test_one_batch_of_emf_documents_for_many_questions():
         assert_emf(doc)
     first = docs[0]
     assert first["_aws"]["CloudWatchMetrics"][0]["Namespace"] == metrics.NAMESPACE
-    assert first["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["InstanceId"]]
+    assert first["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["InstanceId"], []]
     assert (first["Questions"], first["Answered"], first["Busy"], first["Errors"]) == (252, 250, 1, 1)
 
     def series(name: str) -> list[float]:
@@ -84,7 +84,10 @@ def test_one_batch_of_emf_documents_for_many_questions():
     assert first["InFlightToModel"] == 3.0
     by_code = docs[-1]
     assert by_code["ErrorCode"] == "upstream_unavailable" and by_code["ErrorsByCode"] == 1.0
-    assert by_code["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["ErrorCode", "InstanceId"]]
+    assert by_code["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [
+        ["ErrorCode", "InstanceId"],
+        ["ErrorCode"],
+    ]
     # The next interval starts from zero and still reports (alarms see zeros, not missing data).
     m.flush()
     empty = json.loads(lines[-1])

@@ -216,7 +216,13 @@ class QuestionMetrics:
             doc["_aws"] = {
                 "Timestamp": int(self.clock() * 1000),
                 "CloudWatchMetrics": [
-                    {"Namespace": self.namespace, "Dimensions": [sorted(dims)], "Metrics": metrics}
+                    # The instance's figures, and the same values without a dimension: the
+                    # fleet-wide series the dashboard's percentiles and rates are drawn from.
+                    {
+                        "Namespace": self.namespace,
+                        "Dimensions": [sorted(dims), sorted(set(dims) - set(self.dimensions))],
+                        "Metrics": metrics,
+                    }
                 ],
             }
             if self.log_group:
