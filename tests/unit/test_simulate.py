@@ -87,6 +87,19 @@ def test_voice_question_waits_for_both_requests():
     assert out.questions[1].outcome == "answered"
 
 
+def test_waiting_answers_go_before_waiting_transcriptions():
+    # One slot, busy until 5.0; a voice question (transcription, answer) arrives at 1.0 and a text
+    # question at 2.0. Answers first: the voice question's answer (4.0 s) runs 5.0-9.0, the text
+    # answer 9.0-10.0, the transcription last (10.0), as AgentCore's admission orders them.
+    qs = [
+        Question(0.0, (5.0,), (0,)),
+        Question(1.0, (1.8, 4.0), (1, 0)),
+        Question(2.0, (1.0,), (0,)),
+    ]
+    out = Simulation(FleetModel(slots=1, queue_timeout=60, startup=60), FIXED, seed=1, horizon=30).run(qs)
+    assert [q.wait for q in out.questions] == [0.0, pytest.approx(9.0), pytest.approx(7.0)]
+
+
 def test_target_tracking_scales_out_after_three_periods_and_respects_cooldown():
     tracker = TargetTracker(
         ScalingSettings(

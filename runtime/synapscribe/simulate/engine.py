@@ -1,8 +1,9 @@
 """The event loop: questions, model slots on each instance, the scaling policy and spot interruptions.
 
 Model of one instance (what AgentCore does): `slots` requests run at once (vLLM's max_num_seqs);
-further requests wait first-in first-out, and one that waits longer than `queue_timeout` leaves
-and its question gets `busy`. A voice question is two requests (its transcription and its answer,
+further requests wait, served as AgentCore's admission serves them (agentcore/admission.py: by
+priority, answers before transcriptions, then first come first served), and one that waits
+longer than `queue_timeout` leaves and its question gets `busy`. A voice question is two requests (its transcription and its answer,
 sent together); a text question is one. The load balancer sends each question to the serving
 instance with the fewest outstanding requests (running plus waiting). With no serving instance
 the question gets `busy` at once (counted apart as `no_host`).
@@ -19,7 +20,6 @@ import heapq
 import itertools
 import math
 import random
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,8 @@ class Question:
     arrival: float
     #: seconds of model time for each of its requests
     services: tuple[float, ...]
+    #: each request's admission priority (lower first; default: all equal, first come first served)
+    priorities: tuple[int, ...] | None = None
     pending: int = 0
     wait: float = 0.0
     outcome: str | None = None
@@ -50,7 +52,7 @@ class Instance:
     launched: float
     state: str  # starting, serving, draining, gone
     slots_free: int
-    queue: deque[Request] = field(default_factory=deque)
+    queue: list[tuple[int, int, Request]] = field(default_factory=list)
     outstanding: int = 0
     ended: float | None = None
 
@@ -157,14 +159,16 @@ class Simulation:
             return
         inst = min(serving, key=lambda i: i.outstanding)
         q.pending = len(q.services)
-        for service in q.services:
+        priorities = q.priorities or (0,) * len(q.services)
+        for service, priority in zip(q.services, priorities, strict=True):
             req = Request(q, service, self.now)
             inst.outstanding += 1
             self._change_in_flight(+1)
+            # A free slot means nobody live is waiting (a freed slot takes the next waiter at once).
             if inst.slots_free > 0:
                 self._start(inst, req)
             else:
-                inst.queue.append(req)
+                heapq.heappush(inst.queue, (priority, next(self._seq), req))
                 if math.isfinite(self.model.queue_timeout):
                     self._push(self.now + self.model.queue_timeout, "timeout", (inst, req))
 
@@ -192,7 +196,7 @@ class Simulation:
         inst.slots_free += 1
         self._finish(inst, req, "answered")
         while inst.queue and inst.slots_free > 0:
-            nxt = inst.queue.popleft()
+            _prio, _order, nxt = heapq.heappop(inst.queue)
             if nxt.state == "queued":
                 self._start(inst, nxt)
 

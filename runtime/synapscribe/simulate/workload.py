@@ -15,6 +15,7 @@ import math
 import random
 from dataclasses import dataclass
 
+from synapscribe.agentcore.admission import ANSWER, TRANSCRIBE
 from synapscribe.simulate.engine import Question
 from synapscribe.standin.config import REPORT_LATENCY
 
@@ -76,10 +77,11 @@ def day_of_questions(w: Workload, seed: int) -> list[Question]:
             for k in range(count):
                 answer = _vary(rng, w.answer_seconds, w.service_cv) + (prefill if k == 0 else 0.0)
                 if rng.random() < w.voice_share:
-                    services: tuple[float, ...] = (_vary(rng, w.transcription_seconds, w.service_cv), answer)
+                    # AgentCore serves a waiting answer before a waiting transcription.
+                    transcription = _vary(rng, w.transcription_seconds, w.service_cv)
+                    out.append(Question(t, (transcription, answer), (TRANSCRIBE, ANSWER)))
                 else:
-                    services = (answer,)
-                out.append(Question(t, services))
+                    out.append(Question(t, (answer,), (ANSWER,)))
                 t += rng.expovariate(1.0 / w.think_seconds) + answer
     out.sort(key=lambda q: q.arrival)
     return out
