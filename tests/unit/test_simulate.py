@@ -160,3 +160,20 @@ def test_cli_prints_the_comparison(capsys):
 def test_cli_bad_input(flags: list[str], message: str, capsys):
     assert main(["simulate", "--sessions", "100", *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_guides_run_is_what_the_command_prints_and_chose_cdk_json(capsys):
+    """docs/operators-guide.md quotes `synapscribe simulate --env prod --choose`; cdk.json holds its choice."""
+    guide = (ROOT / "docs" / "operators-guide.md").read_text()
+    assert "synapscribe simulate --env prod --choose\n" in guide
+    assert main(["simulate", "--env", "prod", "--choose"]) == 0
+    printed = capsys.readouterr().out.rstrip()
+    assert printed in guide, "reprint the run in the operator's guide"
+    chosen = next(line for line in printed.splitlines() if line.startswith("chosen: "))
+    envs = json.loads((ROOT / "cdk.json").read_text())["context"]["synapscribe:environments"]
+    for env in envs.values():
+        s = ScalingSettings.model_validate(env["scaling"])
+        assert chosen == (
+            f"chosen: target {s.target_in_flight_per_instance:g} out {s.scale_out_cooldown_seconds} "
+            f"in {s.scale_in_cooldown_seconds}"
+        )
