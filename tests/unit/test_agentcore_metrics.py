@@ -250,3 +250,17 @@ def test_query_job_takes_the_edges_correlation_id():
     assert QueryJob.model_validate(base).correlationId is None
     with pytest.raises(ValueError, match="correlationId"):
         QueryJob.model_validate({**base, "correlationId": "bad id with spaces"})
+
+
+def test_the_guide_names_the_namespace_and_log_group_in_use():
+    from pathlib import Path
+
+    from synapscribe.platform import load_platform
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "operators-guide.md").read_text()
+    assert f"`{metrics.NAMESPACE}`" in guide
+    assert f"--log-group-name {load_platform().fleet.log_groups.agentcore} " in guide
+    for name in (*metrics.TIMINGS.values(), metrics.QUEUE_WAIT, "InFlightToModel", "ErrorsByCode"):
+        assert f"`{name}`" in guide, name
+    for name, _unit, _scale in metrics.VLLM_GAUGES.values():
+        assert f"`{name}`" in guide, name
