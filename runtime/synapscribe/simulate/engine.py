@@ -20,6 +20,7 @@ import heapq
 import itertools
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -238,7 +239,7 @@ class Simulation:
         while t < self.horizon:
             self._push(t, "tick")
             t += METRIC_PERIOD_SECONDS
-        handlers = {
+        handlers: dict[str, Callable[[Any], None]] = {
             "arrive": self._arrive,
             "done": lambda p: self._done(*p),
             "timeout": lambda p: self._timeout(*p),
