@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from synapscribe.contract import ACTIONS
+from synapscribe.simulate.policy import ScalingSettings
 
 ENVIRONMENTS_KEY = "synapscribe:environments"
 ENV_KEY = "env"
@@ -120,6 +121,9 @@ class EnvironmentConfig(_Strict):
     #: event older than this (then it goes to the on-failure queue, which alarms).
     validation_retry_attempts: int = Field(default=2, ge=0, le=2)
     validation_max_event_age_seconds: int = Field(default=3600, ge=60, le=21600)
+    #: Target tracking on in-flight requests per instance, chosen with `synapscribe simulate --choose`
+    #: (docs/operators-guide.md); None: the schedule alone sizes the fleet.
+    scaling: ScalingSettings | None = None
 
     @field_validator("availability_zones")
     @classmethod

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "synapscribe.preflight",
         "before `cdk deploy`: AMI, spot vCPU quota, zones, CDK bootstrap and CORS in the target account",
     ),
+    "simulate": ("synapscribe.simulate.cli", "simulate a day of students against the scaling policies"),
 }
 
 

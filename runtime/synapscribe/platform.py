@@ -173,6 +173,24 @@ class TtsDefaults(_Strict):
     gtts_retries: int = Field(ge=0, le=10)
 
 
+_LOG_GROUP = r"^/[A-Za-z0-9/_.-]{1,511}$"
+
+
+class LogGroups(_Strict):
+    vllm: str = Field(pattern=_LOG_GROUP)
+    tts: str = Field(pattern=_LOG_GROUP)
+    agentcore: str = Field(pattern=_LOG_GROUP)
+    metrics: str = Field(pattern=_LOG_GROUP)
+
+
+class Fleet(_Strict):
+    """The GPU fleet's start-up time and log shipping (see platform.yaml's comment on each value)."""
+
+    host_startup_seconds: int = Field(ge=30, le=3600)
+    log_groups: LogGroups
+    emf_port: int = Field(ge=1024, le=65535)
+
+
 class PlatformConfig(_Strict):
     ports: Ports
     model: Model
@@ -188,6 +206,7 @@ class PlatformConfig(_Strict):
     quotas: Quotas
     rates: Rates
     sweeper: Sweeper
+    fleet: Fleet
 
     @model_validator(mode="after")
     def _context_within_the_model(self) -> PlatformConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,15 @@ def test_app_without_a_region_says_which_variable(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "set CDK_DEPLOY_REGION" in result.stderr
+
+
+def test_scaling_block_is_typed_by_the_simulators_settings():
+    from synapscribe.simulate.policy import ScalingSettings
+
+    context = json.loads((REPO / "cdk.json").read_text())["context"]
+    envs = context["synapscribe:environments"]
+    for name in envs:
+        assert isinstance(load_environment(envs, name).scaling, ScalingSettings)
+    bad = {"dev": {**envs["dev"], "scaling": {**envs["dev"]["scaling"], "target_in_flight_per_instance": 0}}}
+    with pytest.raises(ConfigError, match="target_in_flight_per_instance"):
+        load_environment(bad, "dev")

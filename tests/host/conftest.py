@@ -163,6 +163,7 @@ def nspawn_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NspawnHost
                     "nvidia_enabled": False,
                     "model_download_enabled": False,
                     "vllm_install_enabled": False,
+                    "cloudwatch_agent_install_enabled": False,
                     "base_apt_update_cache": False,
                     "runtime_wheelhouse": str(wheels),
                     "runtime_wheel": str(runtime_wheel),

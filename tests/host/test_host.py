@@ -288,3 +288,40 @@ def test_vllm_readiness_poll_sees_the_served_model(host: Host) -> None:
         out = host.run("timeout 60 /usr/local/libexec/synapscribe/vllm-ready")
     assert out.rc == 0, out.stderr
     assert f"{platform.model.served_name} is served" in out.stdout
+
+
+def test_cloudwatch_agent_ships_the_units_journals_and_agentcore_emf(host: Host) -> None:
+    """The agent's configuration names platform.yaml's log groups (its package is the bake's job
+    on AWS: installed there, not here), and each unit's journal is copied where the agent tails it."""
+    fleet = host_platform(host).fleet
+    with host.sudo():
+        config = json.loads(
+            host.file("/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json").content_string
+        )
+    files = config["logs"]["logs_collected"]["files"]["collect_list"]
+    assert {f["file_path"]: f["log_group_name"] for f in files} == {
+        f"/var/log/synapscribe/{name}.log": group
+        for name, group in zip(
+            SERVICES, (fleet.log_groups.vllm, fleet.log_groups.tts, fleet.log_groups.agentcore), strict=True
+        )
+    }
+    assert (
+        config["logs"]["metrics_collected"]["emf"]["service_address"] == f"udp://127.0.0.1:{fleet.emf_port}"
+    )
+    for name in SERVICES:
+        assert host.service(f"synapscribe-journal-copy@{name}").is_running, name
+    deadline = time.monotonic() + 30
+    while (
+        host.file("/var/log/synapscribe/synapscribe-agentcore.log").size == 0 and time.monotonic() < deadline
+    ):
+        time.sleep(1)
+    assert host.file("/var/log/synapscribe/synapscribe-agentcore.log").size > 0, (
+        "AgentCore's journal is copied"
+    )
+    environment = host.check_output("systemctl show -p Environment synapscribe-agentcore")
+    assert f"SYNAPSCRIBE_EMF_ENDPOINT=udp://127.0.0.1:{fleet.emf_port}" in environment
+    assert f"SYNAPSCRIBE_EMF_LOG_GROUP={fleet.log_groups.metrics}" in environment
+    if host.file(
+        "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
+    ).exists:  # a baked instance
+        assert host.service("amazon-cloudwatch-agent").is_running

@@ -21,7 +21,7 @@ from synapscribe.platform import load_platform
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE = ROOT / "ansible"
 BIN = Path(sys.executable).parent
-ROLES = ("base", "nvidia", "model", "vllm", "runtime", "tts", "agentcore")
+ROLES = ("base", "nvidia", "model", "vllm", "runtime", "tts", "agentcore", "cloudwatch_agent")
 
 
 def test_ansible_lint_production_profile() -> None:
@@ -407,3 +407,77 @@ def test_model_revision_is_resolved_to_a_commit_and_recorded() -> None:
     assert "model_revision_sha is match('^[0-9a-f]{40}$')" in checks
     defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
     assert defaults["model_revision_file"] == "REVISION"
+
+
+def test_cloudwatch_agent_ships_each_units_journal_and_the_emf_to_platform_log_groups(tmp_path: Path) -> None:
+    """The agent's rendered configuration: a file per unit into platform.yaml's log groups, the EMF
+    listener on loopback at fleet.emf_port, and AgentCore's drop-in pointing its metrics there."""
+    (play,) = yaml.safe_load((ANSIBLE / "site.yml").read_text())
+    assert {"role": "cloudwatch_agent"} in play["roles"]
+    role = ANSIBLE / "roles" / "cloudwatch_agent"
+    render = {
+        "name": "Render the CloudWatch agent's files",
+        "hosts": "localhost",
+        "connection": "local",
+        "gather_facts": False,
+        "vars": {**play["vars"], "synapscribe_repo_dir": str(ROOT)},
+        "pre_tasks": play["pre_tasks"],
+        "tasks": [
+            {
+                "name": f"Read {r} defaults",
+                "ansible.builtin.include_vars": {"file": str(ANSIBLE / f"roles/{r}/defaults/main.yml")},
+            }
+            for r in ("vllm", "tts", "agentcore", "cloudwatch_agent")
+        ]
+        + [
+            {
+                "name": f"Render {src}",
+                "ansible.builtin.template": {
+                    "src": str(role / "templates" / src),
+                    "dest": str(tmp_path / src),
+                    "mode": "0644",
+                },
+            }
+            for src in (
+                "amazon-cloudwatch-agent.json.j2",
+                "agentcore-emf.conf.j2",
+                "synapscribe-journal-copy@.service.j2",
+            )
+        ],
+    }
+    playbook = tmp_path / "render.yml"
+    playbook.write_text(yaml.safe_dump([render]))
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)],
+        cwd=ANSIBLE, env=_env(), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    fleet = load_platform().fleet
+    config = json.loads((tmp_path / "amazon-cloudwatch-agent.json.j2").read_text())
+    files = config["logs"]["logs_collected"]["files"]["collect_list"]
+    shipped = {Path(f["file_path"]).name: f["log_group_name"] for f in files}
+    assert shipped == {
+        "synapscribe-vllm.log": fleet.log_groups.vllm,
+        "synapscribe-tts.log": fleet.log_groups.tts,
+        "synapscribe-agentcore.log": fleet.log_groups.agentcore,
+    }
+    assert all(f["log_stream_name"] == "{instance_id}" and "retention_in_days" not in f for f in files)
+    assert config["logs"]["metrics_collected"]["emf"] == {
+        "service_address": f"udp://127.0.0.1:{fleet.emf_port}"
+    }
+    dropin = (tmp_path / "agentcore-emf.conf.j2").read_text()
+    assert f"SYNAPSCRIBE_EMF_ENDPOINT=udp://127.0.0.1:{fleet.emf_port}" in dropin
+    assert f"SYNAPSCRIBE_EMF_LOG_GROUP={fleet.log_groups.metrics}" in dropin
+    copy = (tmp_path / "synapscribe-journal-copy@.service.j2").read_text()
+    assert "StandardOutput=append:/var/log/synapscribe/%i.log" in copy and "--unit=%i.service" in copy
+
+
+def test_cloudwatch_agent_download_is_guarded() -> None:
+    tasks = _tasks(ANSIBLE / "roles" / "cloudwatch_agent" / "tasks" / "main.yml")
+    for task in tasks:
+        if "ansible.builtin.get_url" in task or "deb" in task.get("ansible.builtin.apt", {}):
+            assert task["when"] == "cloudwatch_agent_install_enabled", task["name"]
+    url = yaml.safe_load((ANSIBLE / "roles" / "cloudwatch_agent" / "defaults" / "main.yml").read_text())[
+        "cloudwatch_agent_package_url"
+    ]
+    assert "{{ cloudwatch_agent_version }}" in url and "latest" not in url  # pinned

@@ -14,6 +14,7 @@ from synapscribe.platform import PlatformConfig
 
 from synapscribe_cdk.config import EnvironmentConfig
 from synapscribe_cdk.constructs import permissions
+from synapscribe_cdk.constructs.fleet_observability import FleetObservability
 from synapscribe_cdk.constructs.gpu_fleet import GpuFleet
 from synapscribe_cdk.constructs.spot_drain import SpotDrain
 from synapscribe_cdk.nag import acknowledge, managed_policy_findings, wildcard_findings
@@ -37,6 +38,7 @@ class ComputeStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.role = self._instance_role(platform, data, api, config.session_manager)
+        self.observability = FleetObservability(self, "Observability", role=self.role, log_groups=platform.fleet.log_groups, retention_days=config.log_retention_days, retain=config.removal == "retain")  # fmt: skip
         fleet = GpuFleet(
             self,
             "Fleet",
@@ -86,6 +88,7 @@ class ComputeStack(Stack):
             self.drain.errors_alarm,
         ]
         data.alarm_topic.notify(self.alarms)
+        self.dashboard = self.observability.add_dashboard(name=f"SynapScribe-{config.name}", alarms=self.alarms, healthy_hosts=network.target_group.metrics.healthy_host_count(statistic="Maximum"), max_num_seqs=platform.vllm.max_num_seqs, target_in_flight=config.scaling.target_in_flight_per_instance if config.scaling else None, bucket_name=data.resource_environment()["SYNAPSCRIBE_BUCKET"])  # fmt: skip
         CfnOutput(self, "AutoScalingGroupName", value=self.group.auto_scaling_group_name)
 
     def _instance_role(

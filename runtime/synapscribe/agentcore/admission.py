@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+
+from synapscribe.agentcore import correlation
 
 #: Priorities (lower first).
 ANSWER = 0
@@ -51,10 +54,13 @@ class Admission:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (priority, next(self._order), future))
+        waited_from = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout if timeout is None else timeout):
                 await future
+            correlation.add_queue_wait(time.perf_counter() - waited_from)
         except TimeoutError:
+            correlation.add_queue_wait(time.perf_counter() - waited_from)
             if future.done() and not future.cancelled():
                 self.release()  # granted in the same instant the wait ran out
             raise BusyError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse, Response
 
 from synapscribe.agentcore import admission as adm
+from synapscribe.agentcore import correlation, metrics
 from synapscribe.agentcore import diagnostics as diag
 from synapscribe.agentcore.aws import AwsIo, make_pusher
 from synapscribe.agentcore.drain import DRAINING_MESSAGE, Drain
@@ -29,6 +31,18 @@ from synapscribe.settings import AwsResources
 from synapscribe.store import Store
 
 log = logging.getLogger(__name__)
+
+
+def _observer(s: Services, settings: AgentCoreSettings | None) -> metrics.Observer:
+    """AgentCore's EMF metrics (agentcore/metrics.py), with vLLM's /metrics relayed."""
+    return metrics.Observer(
+        lambda: s.admission.in_flight,
+        diag.metrics_url(s.vllm.base_url),
+        dimensions={"InstanceId": (settings and settings.instance_id) or socket.gethostname()},
+        endpoint=settings.emf_endpoint if settings else None,
+        interval=settings.metrics_interval_seconds if settings else 60.0,
+        log_group=settings.emf_log_group if settings else None,
+    )
 
 
 def build_services(settings: AgentCoreSettings, resources: AwsResources) -> Services:
@@ -76,7 +90,9 @@ def create_app(
             assert settings is not None and resources is not None
             state["s"] = build_services(settings, resources)
         drain.watch(lambda: len(state["s"].tasks))
+        observer = _observer(state["s"], settings).start()
         yield
+        await observer.stop()
         s = state["s"]
         for task in list(s.tasks):
             task.cancel()
@@ -139,7 +155,8 @@ def create_app(
         if drain.draining:
             return draining()
         s = state["s"]
-        s.spawn(QueryPipeline(s).run(job, accepted_at))
+        with correlation.bound(job.correlationId or job.requestId):
+            s.spawn(QueryPipeline(s).run(job, accepted_at))  # the task keeps the correlation id
         return {"accepted": True, "requestId": job.requestId}
 
     @app.post("/v1/lectures/{lecture_id}/transcribe", status_code=202)

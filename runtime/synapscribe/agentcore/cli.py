@@ -8,6 +8,7 @@ import argparse
 import logging
 import sys
 
+from synapscribe.agentcore import correlation
 from synapscribe.platform import load_platform
 from synapscribe.settings import AwsResources, SettingsError, load_settings
 
@@ -39,9 +40,10 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(
         level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    correlation.install()
     try:
         settings = load_settings(AgentCoreSettings)
         platform = settings.platform()

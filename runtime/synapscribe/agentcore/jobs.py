@@ -21,6 +21,8 @@ class QueryJob(BaseModel):
     queryKey: str | None = Field(default=None, min_length=1, max_length=512)
     voice: bool = True
     receivedAtMs: int = Field(gt=0)
+    #: The edge's id for this question, in every log line of it (default: requestId).
+    correlationId: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._:/-]{1,128}$")
 
     @model_validator(mode="after")
     def _exactly_one_input(self) -> QueryJob:

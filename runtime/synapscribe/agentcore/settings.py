@@ -36,6 +36,19 @@ class AgentCoreSettings(BaseSettings):
     drain_timeout_seconds: float | None = Field(
         default=None, validation_alias="SYNAPSCRIBE_DRAIN_TIMEOUT_SECONDS", gt=0, le=600
     )
+    #: The CloudWatch agent's EMF listener (udp://127.0.0.1:25888 on a host); unset: EMF is logged.
+    emf_endpoint: str | None = Field(
+        default=None, validation_alias="SYNAPSCRIBE_EMF_ENDPOINT", pattern=r"^udp://[A-Za-z0-9.-]+:\d{1,5}$"
+    )
+    #: The log group the agent writes the EMF documents to (platform.yaml fleet.log_groups.metrics).
+    emf_log_group: str | None = Field(
+        default=None, validation_alias="SYNAPSCRIBE_EMF_LOG_GROUP", pattern=r"^/[A-Za-z0-9/_.-]{1,511}$"
+    )
+    metrics_interval_seconds: float = Field(
+        default=60.0, validation_alias="SYNAPSCRIBE_METRICS_INTERVAL_SECONDS", ge=1, le=3600
+    )
+    #: The metrics' InstanceId dimension (the unit sets it from IMDS); default: the host name.
+    instance_id: str | None = Field(default=None, validation_alias="SYNAPSCRIBE_INSTANCE_ID", min_length=1)
 
     def platform(self) -> PlatformConfig:
         """platform.yaml with SYNAPSCRIBE_MAX_MODEL_LEN applied (validated again)."""

@@ -1,0 +1,112 @@
+"""Scaling policies: the schedule alone, or target tracking on in-flight requests per instance.
+
+`ScalingSettings` is the type of each environment's `scaling` block in cdk.json; the CDK app
+(cdk/synapscribe_cdk/config.py) validates it with this class, so the simulator and the
+deployment read the same fields.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Target tracking on an Auto Scaling group: CloudWatch alarms on the 1-minute metric; the
+#: scale-out alarm fires after 3 datapoints above the target, the scale-in alarm after 15 below
+#: it (AWS creates these two alarms for every target tracking policy; "Target tracking scaling
+#: policies for Amazon EC2 Auto Scaling", User Guide). Scale-in is further damped by the cooldown.
+SCALE_OUT_DATAPOINTS = 3
+SCALE_IN_DATAPOINTS = 15
+#: Scale in only when the metric is clearly below the target (hysteresis against flapping).
+SCALE_IN_FRACTION = 0.9
+METRIC_PERIOD_SECONDS = 60.0
+
+
+class ScalingSettings(BaseModel):
+    """Target tracking on AgentCore's requests in flight per instance (queued ones included)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: The in-flight requests per serving instance the policy keeps the fleet at (max_num_seqs
+    #: slots per instance; below it, room for a burst while a new host starts).
+    target_in_flight_per_instance: float = Field(gt=0, le=64)
+    #: No further scale-out for this long after one (a new host needs host_startup_seconds).
+    scale_out_cooldown_seconds: int = Field(ge=60, le=7200)
+    #: No scale-in for this long after any scaling activity.
+    scale_in_cooldown_seconds: int = Field(ge=60, le=7200)
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The schedule: `day` instances from `morning_hour` to `night_hour`, `night` otherwise."""
+
+    day: int
+    night: int
+    morning_hour: int
+    night_hour: int
+
+    def at(self, hour: float) -> int:
+        h = hour % 24
+        if self.morning_hour <= self.night_hour:
+            daytime = self.morning_hour <= h < self.night_hour
+        else:
+            daytime = h >= self.morning_hour or h < self.night_hour
+        return self.day if daytime else self.night
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    minimum: int
+    maximum: int
+    floor: Floor
+    #: None: the schedule alone sets the group's size.
+    scaling: ScalingSettings | None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.minimum <= self.maximum:
+            raise ValueError(f"{self.name}: need 0 <= min <= max, got {self.minimum}, {self.maximum}")
+
+
+def cron_hour(expr: str) -> int:
+    """The hour field of a daily cron expression ("0 7 * * 1-5" -> 7)."""
+    fields = expr.split()
+    if len(fields) != 5 or not re.fullmatch(r"\d{1,2}", fields[1]) or int(fields[1]) > 23:
+        raise ValueError(f"cron {expr!r}: need five fields with a single hour (0-23) as the second")
+    return int(fields[1])
+
+
+@dataclass
+class TargetTracker:
+    """Target tracking's decisions, one call per metric period."""
+
+    settings: ScalingSettings
+    last_scale_out: float = -math.inf
+    last_activity: float = -math.inf
+    _above: int = 0
+    _below: int = 0
+
+    def decide(self, now: float, in_flight_total: float, serving: int, desired: int) -> int:
+        """The new desired capacity, given the period's average requests in flight on the fleet."""
+        target = self.settings.target_in_flight_per_instance
+        per_instance = in_flight_total / max(1, serving)
+        self._above = self._above + 1 if per_instance > target else 0
+        self._below = self._below + 1 if per_instance < target * SCALE_IN_FRACTION else 0
+        wanted = math.ceil(in_flight_total / target)
+        if (
+            self._above >= SCALE_OUT_DATAPOINTS
+            and wanted > desired
+            and now - self.last_scale_out >= self.settings.scale_out_cooldown_seconds
+        ):
+            self.last_scale_out = self.last_activity = now
+            return wanted
+        if (
+            self._below >= SCALE_IN_DATAPOINTS
+            and wanted < desired
+            and now - self.last_activity >= self.settings.scale_in_cooldown_seconds
+        ):
+            self.last_activity = now
+            return wanted
+        return desired

@@ -1,0 +1,69 @@
+"""Figures of one simulated day: waits, `busy`, instance-hours, cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from synapscribe.simulate.engine import Outcome
+from synapscribe.simulate.queueing import percentile
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    questions: int
+    answered: int
+    busy: int
+    no_host: int
+    wait_p50: float
+    wait_p95: float
+    wait_p99: float
+    instance_hours: float
+    cost_usd: float
+    peak_desired: int
+    interruptions: int
+
+    @property
+    def busy_rate(self) -> float:
+        """Questions refused (`busy` after the queue timeout, or no host serving) per question."""
+        return (self.busy + self.no_host) / self.questions if self.questions else 0.0
+
+
+def figures(out: Outcome, usd_per_hour: float) -> DayFigures:
+    qs = out.questions
+    waits = sorted(q.wait for q in qs if q.outcome in ("answered", "busy"))
+    hours = out.instance_seconds / 3600.0
+    return DayFigures(
+        questions=len(qs),
+        answered=sum(q.outcome == "answered" for q in qs),
+        busy=sum(q.outcome == "busy" for q in qs),
+        no_host=sum(q.outcome == "no_host" for q in qs),
+        wait_p50=percentile(waits, 50),
+        wait_p95=percentile(waits, 95),
+        wait_p99=percentile(waits, 99),
+        instance_hours=hours,
+        cost_usd=hours * usd_per_hour,
+        peak_desired=max(out.desired_by_minute, default=0),
+        interruptions=out.interruptions,
+    )
+
+
+ROWS: tuple[tuple[str, str], ...] = (
+    ("questions", "{0.questions}"),
+    ("answered", "{0.answered}"),
+    ("busy (queue wait > timeout)", "{0.busy}"),
+    ("no host serving", "{0.no_host}"),
+    ("busy rate", "{0.busy_rate:.3%}"),
+    ("wait p50 / p95 / p99 (s)", "{0.wait_p50:.2f} / {0.wait_p95:.2f} / {0.wait_p99:.2f}"),
+    ("instance-hours", "{0.instance_hours:.1f}"),
+    ("cost (USD per day)", "{0.cost_usd:.2f}"),
+    ("peak desired instances", "{0.peak_desired}"),
+    ("spot interruptions", "{0.interruptions}"),
+)
+
+
+def side_by_side(named: list[tuple[str, DayFigures]]) -> str:
+    width = max(24, *(len(n) + 2 for n, _ in named))
+    lines = [f"{'':30}" + "".join(f"{n:>{width}}" for n, _ in named)]
+    for label, fmt in ROWS:
+        lines.append(f"{label:30}" + "".join(f"{fmt.format(f):>{width}}" for _, f in named))
+    return "\n".join(lines)

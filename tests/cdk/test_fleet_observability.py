@@ -1,0 +1,69 @@
+"""The fleet's log groups (platform.yaml fleet.log_groups) with the environment's retention, and the
+instance role's right to ship to them and nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import assertions
+from synapscribe.platform import load_platform
+from synapscribe_cdk.application import default_context
+from synapscribe_cdk.config import load_environment
+from synapscribe_cdk.constructs.fleet_observability import AGENT_LOG_ACTIONS
+from synth_support import Synthesized, dumps, resources_of
+
+
+def _dev_retention() -> int:
+    return load_environment(default_context()["synapscribe:environments"], "dev").log_retention_days
+
+
+def test_log_groups_named_by_the_platform_with_the_environments_retention(synth: Synthesized) -> None:
+    template = assertions.Template.from_json(synth.templates["compute"])
+    groups = load_platform().fleet.log_groups.model_dump()
+    for name in groups.values():
+        template.has_resource_properties(
+            "AWS::Logs::LogGroup", {"LogGroupName": name, "RetentionInDays": _dev_retention()}
+        )
+
+
+def test_instance_role_ships_only_to_these_groups(synth: Synthesized) -> None:
+    compute = synth.templates["compute"]
+    policies = [
+        p
+        for p in resources_of(compute, "AWS::IAM::Policy").values()
+        if "ShipLogs" in dumps(p["Properties"]["PolicyName"])
+    ]
+    assert len(policies) == 1
+    props: dict[str, Any] = policies[0]["Properties"]
+    (role_ref,) = props["Roles"]
+    assert "InstanceRole" in role_ref["Ref"]
+    (statement,) = props["PolicyDocument"]["Statement"]
+    assert sorted(statement["Action"]) == sorted(AGENT_LOG_ACTIONS)
+    groups = {k for k, v in resources_of(compute, "AWS::Logs::LogGroup").items() if "Observability" in k}
+    referenced = {r["Fn::GetAtt"][0] for r in statement["Resource"]}
+    assert referenced == groups and len(groups) == len(load_platform().fleet.log_groups.model_dump())
+    # No other statement of the stack lets anything write logs or metrics elsewhere for the fleet.
+    for policy in resources_of(compute, "AWS::IAM::Policy").values():
+        if policy is policies[0]:
+            continue
+        assert "logs:PutLogEvents" not in dumps(policy) and "cloudwatch:PutMetricData" not in dumps(policy)
+
+
+def test_one_dashboard_with_the_figures_and_the_alarms(synth: Synthesized) -> None:
+    compute = synth.templates["compute"]
+    (dashboard,) = resources_of(compute, "AWS::CloudWatch::Dashboard").values()
+    assert dashboard["Properties"]["DashboardName"] == "SynapScribe-dev"
+    body = dumps(dashboard["Properties"]["DashboardBody"])
+    for figure in (
+        "TimeToFirstAudio", "p50", "p95", "Busy", "Errors", "InFlightToModel", "KvCacheUsage",
+        "HealthyHostCount", "AWS/Lambda", "Throttles", "BucketSizeBytes", "SynapScribe/AgentCore",
+    ):  # fmt: skip
+        assert figure in body, figure
+    platform = load_platform()
+    assert f'\\"value\\":{platform.vllm.max_num_seqs},\\"label\\":\\"max_num_seqs\\"' in body
+    assert "scaling target" in body
+    # Every alarm of the stack appears on the dashboard as an alarm widget.
+    alarms = resources_of(compute, "AWS::CloudWatch::Alarm")
+    assert alarms
+    for logical_id in alarms:
+        assert f'"Fn::GetAtt": ["{logical_id}", "Arn"]' in body, logical_id
