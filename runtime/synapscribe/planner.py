@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from synapscribe.audio_tokens import AUDIO_MARKER_TOKENS, audio_tokens_for
 from synapscribe.platform import PlatformConfig, load_platform
 
 ContextMode = Literal["audio", "transcript"]
@@ -60,9 +61,10 @@ def plan_lecture(duration_seconds: float, platform: PlatformConfig | None = None
 # AgentCore counts every request before sending it, so no request to vLLM can exceed the context.
 # The first count is a cheap, TRUE upper bound: text at one token per UTF-8 byte (a byte-level BPE
 # such as Qwen's never makes more tokens than bytes; rules of thumb like "4 characters a token"
-# fail for digits, which Qwen splits one per token, and for CJK or emoji), audio at
-# tokens_per_second rounded up, plus the chat template's per-message and per-audio-item special
-# tokens. Only when a request does not fit by that bound are its texts counted exactly by the
+# fail for digits, which Qwen splits one per token, and for CJK or emoji), audio exactly as the
+# engine counts it where the item's decoded sample count is known (the lecture's MP3 items:
+# synapscribe.audio_tokens) and otherwise at tokens_per_second rounded up plus AUDIO_ITEM_OVERHEAD_TOKENS
+# (an upper bound), plus the chat template's per-message special tokens. Only when a request does not fit by that bound are its texts counted exactly by the
 # model server's tokenizer (TextTokenCounter, vLLM's /tokenize) before any history is trimmed.
 
 #: <|im_start|>, role, newline, <|im_end|>, newline; rounded up.
@@ -109,9 +111,29 @@ def question_text_too_large(text: str, platform: PlatformConfig | None = None) -
 
 
 def audio_item_tokens(duration_seconds: float, platform: PlatformConfig | None = None) -> int:
-    """Tokens of one audio item of the given duration, template tokens included."""
+    """An upper bound on the tokens of one audio item of the given duration, template tokens
+    included: for items whose decoded sample count is not known (see exact_audio_item_tokens)."""
     p = platform or load_platform()
     return max(1, math.ceil(duration_seconds * p.audio.tokens_per_second - 1e-9)) + AUDIO_ITEM_OVERHEAD_TOKENS
+
+
+def exact_audio_item_tokens(samples: int, rate: int, platform: PlatformConfig | None = None) -> int:
+    """The engine's tokens of one audio item of `samples` decoded samples at `rate` Hz, its
+    <|audio_bos|> and <|audio_eos|> included (tests/engine compares them on AgentCore's items)."""
+    p = platform or load_platform()
+    return audio_tokens_for(samples, rate, p.audio.tokens_per_second) + AUDIO_MARKER_TOKENS
+
+
+def audio_part_tokens(part: Mapping[str, Any], platform: PlatformConfig | None = None) -> int:
+    """Tokens of an audio content part: exact when it carries its decoded length under the private
+    keys `_samples` and `_rate`, else the upper bound from its `_seconds`; refused without either."""
+    samples, rate = part.get("_samples"), part.get("_rate")
+    if samples is not None and rate is not None:
+        return exact_audio_item_tokens(int(samples), int(rate), platform)
+    seconds = part.get("_seconds")
+    if seconds is None:
+        raise ValueError("an audio part without its duration cannot be counted")
+    return audio_item_tokens(float(seconds), platform)
 
 
 def message_texts(message: Mapping[str, Any]) -> list[str]:
@@ -133,8 +155,9 @@ def estimate_message_tokens(
     """Tokens of one chat message: text parts by `text_tokens` (the byte bound unless the model's
     exact counts are given), audio parts by their known duration.
 
-    Audio parts must carry their duration under the private key `_seconds` (see
-    synapscribe.agentcore.prompts); an audio part without it is refused rather than guessed.
+    Audio parts must carry their decoded length under the private keys `_samples` and `_rate`
+    (counted exactly) or their duration under `_seconds` (an upper bound; see
+    synapscribe.agentcore.prompts); an audio part without either is refused rather than guessed.
     """
     content = message.get("content")
     total = MESSAGE_OVERHEAD_TOKENS + text_tokens(str(message.get("role", "")))
@@ -145,10 +168,7 @@ def estimate_message_tokens(
         if kind == "text":
             total += text_tokens(part["text"])
         elif kind in ("input_audio", "audio_url"):
-            seconds = part.get("_seconds")
-            if seconds is None:
-                raise ValueError("an audio part without its duration cannot be counted")
-            total += audio_item_tokens(float(seconds), platform)
+            total += audio_part_tokens(part, platform)
         else:
             raise ValueError(f"cannot count a content part of type {kind!r}")
     return total

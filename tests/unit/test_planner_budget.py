@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
 from typing import Any
 
@@ -13,6 +14,7 @@ from synapscribe.platform import PlatformConfig
 from synapscribe.standin.chat_request import parse_chat_request
 from synapscribe.standin.config import StandinConfig
 from synapscribe.standin.tokens import count_text_tokens
+from test_standin_tokens import make_wav
 
 # Text whose tokens a "characters per token" rule underestimates: Qwen splits numbers into single
 # digits, and CJK, accented letters and emoji cost one or more tokens each.
@@ -190,3 +192,48 @@ def test_lecture_modes_follow_the_context(platform: PlatformConfig, max_model_le
     rejected = planner.plan_lecture(p.max_transcript_lecture_seconds + 60, p)
     assert rejected.mode is None
     assert f"{p.max_transcript_lecture_seconds / 60:.0f} minutes" in (rejected.reason or "")
+
+
+# Lengths whose tokens the stand-in counted before the rule moved to synapscribe.audio_tokens
+# (tests/unit/test_standin_engine_parity.py; the engine agrees): (samples, rate, audio tokens).
+KNOWN_AUDIO_LENGTHS = [
+    (16000, 16000, 25),
+    (16161, 16000, 25),  # one fewer than ceil(seconds x 25)
+    (960000, 16000, 1500),
+    (1666 * 576, 16000, 1499),  # an MP3 item of 1666 frames of 36 ms
+    (1375 * 576, 16000, 1237),  # 1237.5 tokens of seconds: the planner's old count was 1238
+    (8000, 8000, 25),
+    (22050 * 3, 22050, 75),
+]
+
+
+@pytest.mark.parametrize(("samples", "rate", "tokens"), KNOWN_AUDIO_LENGTHS)
+def test_exact_audio_tokens_are_the_standins_count(
+    platform: PlatformConfig, samples: int, rate: int, tokens: int
+) -> None:
+    part = prompts.audio_part("AAAA", "mp3", samples / rate, (samples, rate))
+    exact = planner.audio_part_tokens(part, platform)
+    assert exact == planner.exact_audio_item_tokens(samples, rate, platform) == tokens + 2  # bos, eos
+    # The bound from seconds alone (audio of unknown sample count) never undercounts it.
+    assert planner.audio_item_tokens(samples / rate, platform) >= exact
+
+
+@pytest.mark.parametrize(("seconds", "rate"), [(1.0, 16000), (1.0101, 16000), (2.5, 8000), (3.7, 22050)])
+def test_planner_and_standin_count_a_wav_item_alike(
+    platform: PlatformConfig, seconds: float, rate: int
+) -> None:
+    config = StandinConfig.from_platform(platform)
+    data = make_wav(seconds, rate)
+    samples = round(seconds * rate)
+    part = prompts.audio_part(base64.b64encode(data).decode(), "wav", seconds, (samples, rate))
+    text = {"role": "user", "content": [{"type": "text", "text": "Hi"}]}
+    with_audio = {"role": "user", "content": [{"type": "text", "text": "Hi"}, part]}
+    standin = _standin_prompt_tokens(config, prompts.wire_messages([with_audio])) - _standin_prompt_tokens(
+        config, [text]
+    )
+    assert planner.audio_part_tokens(part, platform) == standin
+
+
+def test_audio_part_without_samples_or_seconds_is_refused(platform: PlatformConfig) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        planner.audio_part_tokens({"type": "input_audio", "_samples": 16000}, platform)

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from synapscribe.audio_tokens import audio_tokens_for
 from synapscribe.standin.config import StandinConfig
-from synapscribe.standin.tokens import audio_tokens_for
 from test_standin_app import chat, make_client, metric
 from test_standin_tokens import audio_part, make_wav
 

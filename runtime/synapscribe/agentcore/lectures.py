@@ -14,6 +14,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -28,6 +29,7 @@ from synapscribe.agentcore.media import (
     check_complete,
     cut_mp3,
     duration_seconds,
+    mp3_samples,
     sniff_format,
     split_mp3,
     to_mp3,
@@ -101,6 +103,27 @@ class LectureIncompleteError(ContractError):
     def __init__(self, lecture_id: str, detail: str) -> None:
         super().__init__(ErrorCode.UNSUPPORTED_MEDIA, f"lecture {lecture_id} cannot be used: {detail}")
         self.detail = detail
+
+
+def lecture_audio_items(made: Sequence[tuple[float, float, bytes]]) -> list[LectureAudioItem]:
+    """The prompt's items of cut MP3 items (start, end, bytes): each spans the longer of its cut
+    span and the decoder's view (lead frames included), and carries its exact decoded length so the
+    planner counts its tokens as the engine does."""
+    items = []
+    for start, end, data in made:
+        seconds = max(end - start, duration_seconds(data, ITEM_FORMAT))
+        b64 = base64.b64encode(data).decode("ascii")
+        items.append(LectureAudioItem(start, start + seconds, b64, ITEM_FORMAT, _item_samples(data)))
+    return items
+
+
+def _item_samples(data: bytes) -> tuple[int, int] | None:
+    """An item's exact decoded length, so the planner counts its tokens as the engine does; None
+    (the planner then takes its upper bound from the item's seconds) if it does not parse as MP3."""
+    try:
+        return mp3_samples(data)
+    except MediaError:
+        return None
 
 
 def _clock(seconds: float) -> str:
@@ -217,15 +240,7 @@ class LectureContexts:
                 await self.aws.put(
                     prefix + "manifest.json", json.dumps(manifest).encode(), "application/json", spans
                 )
-            items = []
-            for start, end, data in made:
-                # The item's token count uses the longer of the cut span and the decoder's view.
-                seconds = max(end - start, duration_seconds(data, ITEM_FORMAT))
-                items.append(
-                    LectureAudioItem(
-                        start, start + seconds, base64.b64encode(data).decode("ascii"), ITEM_FORMAT
-                    )
-                )
+            items = await asyncio.to_thread(lecture_audio_items, made)
             self._items.remember(lecture_id, tuple(items))
             return items
 

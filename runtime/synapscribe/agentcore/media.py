@@ -113,10 +113,18 @@ class Mp3Frames:
     frame_seconds: float
     #: (offset, length) of each run of bytes between frames that is not audio (junk, embedded tags)
     skipped: list[tuple[int, int]] = field(default_factory=list)
+    samples_per_frame: int = 0
+    rate: int = 0
 
     @property
     def seconds(self) -> float:
         return len(self.frames) * self.frame_seconds
+
+    @property
+    def samples(self) -> int:
+        """Decoded samples (per channel) of all the frames: what the engine's decoder makes of an
+        item AgentCore cut (no encoder-delay tag, so no decoder trims it; tests/engine checks)."""
+        return len(self.frames) * self.samples_per_frame
 
 
 def _id3v2_size(data: bytes, pos: int = 0) -> int:
@@ -223,7 +231,13 @@ def parse_mp3(data: bytes) -> Mp3Frames:
         pos += head.length
     if not frames or stream is None:
         raise MediaError("not an MP3 stream: no audio frames found")
-    return Mp3Frames(data, frames, stream.per_frame / stream.rate, skipped)
+    return Mp3Frames(data, frames, stream.per_frame / stream.rate, skipped, stream.per_frame, stream.rate)
+
+
+def mp3_samples(data: bytes) -> tuple[int, int]:
+    """(decoded samples per channel, sample rate) of an MP3 item AgentCore cut (see Mp3Frames.samples)."""
+    parsed = parse_mp3(data)
+    return parsed.samples, parsed.rate
 
 
 #: How much shorter than the measured duration the cut audio may be: the larger of the two.

@@ -2,7 +2,8 @@
 
 Order matters for prefix caching: system prompt, then the lecture (the same items, byte for byte,
 every turn), then the history, then the question. Audio parts carry their duration under the
-private key `_seconds` so the planner can count them; `wire_messages` strips private keys.
+private key `_seconds`, and their decoded length under `_samples` and `_rate` where it is known
+exactly, so the planner can count them; `wire_messages` strips private keys.
 """
 
 from __future__ import annotations
@@ -37,8 +38,13 @@ def _clock(seconds: float) -> str:
 # inside the run-to-run spread. AgentCore and vLLM share the host, so the bytes only cross loopback;
 # file:// would add a directory both must share (segments come from S3), its cleanup, and a server
 # flag that lets any request read files under it, for at most tens of milliseconds a turn.
-def audio_part(b64: str, fmt: str, seconds: float) -> dict[str, Any]:
-    return {"type": "input_audio", "input_audio": {"data": b64, "format": fmt}, "_seconds": seconds}
+def audio_part(b64: str, fmt: str, seconds: float, samples: tuple[int, int] | None = None) -> dict[str, Any]:
+    """An audio part; `samples` is its (decoded samples, sample rate) when known exactly, so the
+    planner counts its tokens as the engine does (else it takes an upper bound from `seconds`)."""
+    part = {"type": "input_audio", "input_audio": {"data": b64, "format": fmt}, "_seconds": seconds}
+    if samples is not None:
+        part["_samples"], part["_rate"] = samples
+    return part
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,8 @@ class LectureAudioItem:
     end: float
     b64: str  # computed once per item so every request carries the identical bytes
     fmt: str
+    #: (decoded samples, sample rate) when known exactly (AgentCore's MP3 items: media.mp3_samples)
+    samples: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,7 @@ def lecture_audio_message(items: Sequence[LectureAudioItem]) -> dict[str, Any]:
     ]
     for i, item in enumerate(items):
         content.append({"type": "text", "text": f"Part {i + 1} ({_clock(item.start)}-{_clock(item.end)}):"})
-        content.append(audio_part(item.b64, item.fmt, item.end - item.start))
+        content.append(audio_part(item.b64, item.fmt, item.end - item.start, item.samples))
     return {"role": "user", "content": content}
 
 

@@ -38,7 +38,7 @@ import httpx
 
 from synapscribe import audiogen, planner
 from synapscribe.agentcore import prompts
-from synapscribe.agentcore.media import cut_mp3, duration_seconds
+from synapscribe.agentcore.media import cut_mp3, duration_seconds, mp3_samples
 from synapscribe.bench.full_scenarios import parse_metrics
 from synapscribe.cli_types import integer, number, positive_float, positive_int
 from synapscribe.platform import load_platform
@@ -97,8 +97,8 @@ class AudioCount:
     transport: str
     items: int
     seconds: float
-    planner_audio: int  # ceil(seconds * tokens_per_second) per item
-    planner_items: int  # with the planner's per-item template overhead
+    planner: int  # the planner's count of the items as AgentCore sends them (exact: their samples)
+    planner_bound: int  # its upper bound from the items' seconds (for items of unknown samples)
     engine: int  # /tokenize of the lecture message minus the same message without its audio parts
 
 
@@ -286,8 +286,9 @@ class Engine:
 @dataclass(frozen=True)
 class Item:
     start: float
-    end: float
+    end: float  # start + the item's full seconds (its lead frames included)
     data: bytes
+    samples: tuple[int, int]  # (decoded samples, sample rate), as AgentCore's items carry them
 
 
 def make_items(workdir: Path, seconds: float, tag: str) -> list[Item]:
@@ -301,12 +302,18 @@ def make_items(workdir: Path, seconds: float, tag: str) -> list[Item]:
     for c in cut:
         # The longer of the cut span and the decoder's view, as AgentCore counts an item.
         length = max(c.end - c.start, duration_seconds(c.data, "mp3"))
-        items.append(Item(c.start, c.start + length, c.data))
+        items.append(Item(c.start, c.start + length, c.data, mp3_samples(c.data)))
     return items
 
 
-def file_audio_part(path: Path, seconds: float) -> dict[str, Any]:
-    return {"type": "audio_url", "audio_url": {"url": path.resolve().as_uri()}, "_seconds": seconds}
+def file_audio_part(path: Path, item: Item) -> dict[str, Any]:
+    rate = {"_samples": item.samples[0], "_rate": item.samples[1]}
+    return {
+        "type": "audio_url",
+        "audio_url": {"url": path.resolve().as_uri()},
+        "_seconds": item.end - item.start,
+        **rate,
+    }
 
 
 def lecture_message(
@@ -316,7 +323,9 @@ def lecture_message(
 
     message = prompts.lecture_audio_message(
         [
-            prompts.LectureAudioItem(i.start, i.end, base64.b64encode(i.data).decode("ascii"), "mp3")
+            prompts.LectureAudioItem(
+                i.start, i.end, base64.b64encode(i.data).decode("ascii"), "mp3", i.samples
+            )
             for i in items
         ]
     )
@@ -332,7 +341,7 @@ def lecture_message(
         item = next(audio)
         path = media_dir / f"synapscribe-bench-{tag}-{n:03d}.mp3"
         path.write_bytes(item.data)
-        content.append(file_audio_part(path, item.end - item.start))
+        content.append(file_audio_part(path, item))
     return {**message, "content": content}
 
 
@@ -418,16 +427,15 @@ class Run:
         with_audio = self.engine.tokenize(self.model, [lecture])
         text_only = self.engine.tokenize(self.model, [without_audio(lecture)])
         p = load_platform()
-        audio = sum(
-            planner.audio_item_tokens(i.end - i.start, p) - planner.AUDIO_ITEM_OVERHEAD_TOKENS for i in items
-        )
+        parts = [part for part in lecture["content"] if part["type"] != "text"]
         self.report.audio.append(
             AudioCount(
                 transport=transport,
                 items=len(items),
                 seconds=round(sum(i.end - i.start for i in items), 3),
-                planner_audio=audio,
-                planner_items=audio + planner.AUDIO_ITEM_OVERHEAD_TOKENS * len(items),
+                planner=sum(planner.audio_part_tokens(part, p) for part in parts),
+                # Each item's full seconds (its lead frames included), as AgentCore's items carry them.
+                planner_bound=sum(planner.audio_item_tokens(i.end - i.start, p) for i in items),
                 engine=with_audio - text_only,
             )
         )
@@ -510,22 +518,25 @@ def format_report(report: Report) -> str:
         "(tokens, whole blocks) during the turn; hit %: of the prompt tokens.",
         "  mm hits: rise of vllm:mm_cache_hits_total / mm_cache_queries_total (audio items served from the "
         "multimodal processor cache, not decoded again).",
-        "  planner bound: AgentCore's first count (text at one token per UTF-8 byte, audio at "
-        "tokens_per_second plus per-item overhead); planner exact: the same with the texts counted by /tokenize.",
+        "  planner bound: AgentCore's first count (text at one token per UTF-8 byte, audio from each item's "
+        "decoded samples as the engine counts it); planner exact: the same with the texts counted by /tokenize.",
     ]
     if report.audio:
         lines += [
             "",
-            f"{'audio tokens':<22} {'items':>5} {'seconds':>8} {'planner':>8} {'planner+overhead':>16} {'engine':>7}",
+            f"{'audio tokens':<22} {'items':>5} {'seconds':>8} {'planner':>8} {'engine':>7} {'equal':>5} "
+            f"{'bound':>7}",
         ]
         for a in report.audio:
             lines.append(
-                f"{a.transport:<22} {a.items:>5} {a.seconds:>8.2f} {a.planner_audio:>8,} {a.planner_items:>16,} {a.engine:>7,}"
+                f"{a.transport:<22} {a.items:>5} {a.seconds:>8.2f} {a.planner:>8,} {a.engine:>7,} "
+                f"{'yes' if a.planner == a.engine else 'NO':>5} {a.planner_bound:>7,}"
             )
         lines.append(
-            "  planner: ceil(seconds x tokens_per_second) per item; +overhead: with the planner's per-item template "
-            "allowance; engine: /tokenize of the lecture message minus the same message without its audio parts "
-            "(the audio tokens and their <|audio_bos|>/<|audio_eos|>)."
+            "  planner: its count of the items as AgentCore sends them, from each item's decoded samples "
+            "(synapscribe.audio_tokens, <|audio_bos|>/<|audio_eos|> included); engine: /tokenize of the lecture "
+            "message minus the same message without its audio parts; bound: the planner's upper bound from the "
+            "items' seconds, used for audio of unknown sample count (a voice question)."
         )
     lines += _comparison(report)
     for transport, why in report.skipped.items():

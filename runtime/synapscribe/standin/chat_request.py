@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from synapscribe.audio_tokens import audio_tokens_for
 from synapscribe.standin.config import StandinConfig
 from synapscribe.standin.errors import StandinError, validation_error
 from synapscribe.standin.tokens import (
@@ -15,7 +16,6 @@ from synapscribe.standin.tokens import (
     AudioItem,
     Prompt,
     audio_samples,
-    audio_tokens_for,
 )
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})

@@ -10,12 +10,10 @@ pieces, so equal text gives equal ids and the prefix cache sees the same blocks.
 Chat template (Qwen's ChatML): every message costs `<|im_start|>`, its role, a newline, its content,
 `<|im_end|>` and a newline; the generation prompt adds `<|im_start|>assistant\\n`.
 
-Audio: counted as vLLM counts Qwen2.5-Omni's audio (`audio_tokens_for`): the decoded samples,
-resampled to 16 kHz (rounded up), make one mel frame per started 10 ms, and the encoder halves that
-twice (each stage rounding up, then down), so 25 tokens a second but one fewer for many lengths
-that are not whole 40 ms (an MP3 item of 1666 frames of 36 ms: 1499, not 1500). They sit between
-`<|audio_bos|>` and `<|audio_eos|>`. Samples come from the `wave` module for WAV and from mutagen's
-duration and sample rate for everything else (MP3, and whatever else mutagen reads).
+Audio: counted as vLLM counts Qwen2.5-Omni's audio, by synapscribe.audio_tokens (the planner's
+rule too) from the decoded samples; they sit between `<|audio_bos|>` and `<|audio_eos|>`. Samples
+come from the `wave` module for WAV and from mutagen's duration and sample rate for everything else
+(MP3, and whatever else mutagen reads).
 """
 
 from __future__ import annotations
@@ -102,22 +100,6 @@ def audio_duration_seconds(data: bytes, fmt: str) -> float:
     """Decoded duration of an audio item. `fmt` is the declared format ("wav", "mp3", …)."""
     samples, rate = audio_samples(data, fmt)
     return samples / rate
-
-
-#: The audio encoder's input rate; vLLM resamples every item to it (torchaudio: length rounded up).
-ENCODER_SAMPLE_RATE = 16_000
-#: Mel frames per audio token: the encoder halves the frame rate twice.
-MEL_FRAMES_PER_TOKEN = 4
-
-
-def audio_tokens_for(samples: int, rate: int, tokens_per_second: int) -> int:
-    """Audio tokens of an item as vLLM counts them for Qwen2.5-Omni: the feature extractor's mask
-    has one mel frame per started hop (16 kHz / (4 x tokens_per_second) = 160 samples at 25 tokens a
-    second); the encoder's output length is ((frames - 1) // 2 + 1 - 2) // 2 + 1."""
-    at_16k = samples if rate == ENCODER_SAMPLE_RATE else -(-samples * ENCODER_SAMPLE_RATE // rate)
-    hop = ENCODER_SAMPLE_RATE // (MEL_FRAMES_PER_TOKEN * tokens_per_second)
-    frames = -(-at_16k // hop)
-    return ((frames - 1) // 2 + 1 - 2) // 2 + 1
 
 
 @dataclass(frozen=True)
