@@ -16,6 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 CACHE_DIR = Path(os.environ.get("SYNAPSCRIBE_CACHE_DIR", Path.home() / ".cache" / "synapscribe"))
+TESTS = Path(__file__).resolve().parent
+
+
+def script_env(folder: Path) -> dict[str, str]:
+    """The environment for running one of the tests' helper scripts as a program (a background
+    prefetch): its own folder and tests/ importable, as pytest makes them for the conftests."""
+    paths = [str(folder), str(TESTS), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
 
 def cached_build(target: Path, build: Callable[[Path], None], *, done: str = "") -> tuple[Path, float]:

@@ -17,7 +17,7 @@ and the rendered unit). Tests that use it live under tests/engine/ (every test h
 
 Development: start a long-running server once and point the tests at it,
 
-    .venv/bin/python tests/engine/serve.py --port 18000      # prints the URL; Ctrl-C stops it
+    PYTHONPATH=tests .venv/bin/python tests/engine/serve.py --port 18000      # prints the URL; Ctrl-C stops it
     SYNAPSCRIBE_ENGINE_URL=http://127.0.0.1:18000 .venv/bin/pytest -m engine
 
 The first run builds the engine environment (~3.7 GB) and the model into $SYNAPSCRIBE_CACHE_DIR
@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cached_build import CACHE_DIR
+from cached_build import CACHE_DIR, script_env
 from engine_server import Engine, EngineStartError, reuse_engine, running_engine
 from engine_venv import engine_venv
 from tiny_model import tiny_model
@@ -100,7 +100,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     with PREFETCH_LOG.open("wb") as log:
         _PREFETCH = subprocess.Popen(
             [sys.executable, str(HERE / "prefetch.py")],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=script_env(HERE),
         )  # fmt: skip
 
 

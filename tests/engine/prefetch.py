@@ -7,12 +7,10 @@ the same file locks.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
-
-from engine_venv import engine_venv  # noqa: E402
-from tiny_model import tiny_model  # noqa: E402
+# tests/engine and tests/ come on PYTHONPATH from the conftest that starts this (script_env).
+from engine_venv import engine_venv
+from tiny_model import tiny_model
 
 
 def main() -> int:

@@ -1,6 +1,6 @@
 """Start the engine tests' vLLM server by hand and keep it running (for development):
 
-    .venv/bin/python tests/engine/serve.py --port 18000
+    PYTHONPATH=tests .venv/bin/python tests/engine/serve.py --port 18000
 
 builds (or reuses) the cached CPU engine and tiny model, starts the server with the vLLM unit's
 command line, prints its URL, served name and model directory, and serves until Ctrl-C or SIGTERM.
@@ -18,11 +18,10 @@ import time
 from pathlib import Path
 from types import FrameType
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
-
-from engine_server import START_TIMEOUT_SECONDS, EngineStartError, running_engine  # noqa: E402
-from engine_venv import engine_venv  # noqa: E402
-from tiny_model import tiny_model  # noqa: E402
+# Its own folder is on sys.path as a script's is; tests/ comes from PYTHONPATH (see above).
+from engine_server import START_TIMEOUT_SECONDS, EngineStartError, running_engine
+from engine_venv import engine_venv
+from tiny_model import tiny_model
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:

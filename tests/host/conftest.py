@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import testinfra
 import testinfra.backend
+from cached_build import script_env
 from hostrun import RUN, timed
 from nspawn import CACHE_DIR, NspawnHost, can_boot, free_subnet, rootfs_tarball
 from required_tools import skip_unless_possible_or_fail_in_ci
@@ -246,6 +247,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         _PREFETCH = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("prefetch.py"))],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=script_env(Path(__file__).resolve().parent),
         )  # fmt: skip
 
 
