@@ -56,6 +56,8 @@ def test_a_clean_stop_removes_the_temporary_log_folder(tmp_path: Path) -> None:
     try:
         assert stack.stdout is not None
         line = stack.stdout.readline()
+        if line.startswith("PAGE "):  # the student page's URL comes first
+            line = stack.stdout.readline()
         assert line.startswith("READY "), line + (stack.stderr.read() if stack.stderr else "")
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith("synapscribe-local-")]
         stack.send_signal(signal.SIGTERM)

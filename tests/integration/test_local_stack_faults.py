@@ -52,7 +52,7 @@ def _needs_espeak_ng() -> None:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStackProcess]:
-    with LocalStackProcess(env=ENV, sweep_interval=SWEEP_INTERVAL, keep_logs=True) as running:
+    with LocalStackProcess(env=ENV, sweep_interval=SWEEP_INTERVAL) as running:
         yield running
 
 
