@@ -12,7 +12,10 @@
   account, so `<region>a` may not offer g5 in yours);
 - bootstrap: the CDK bootstrap stack exists, is usable and is recent enough;
 - cors: the environment's `cors_allowed_origins` is not a placeholder (a reserved example name),
-  and a production environment (`removal: retain`) names real origins, no `*` and no localhost.
+  and a production environment (`removal: retain`) names real origins, no `*` and no localhost;
+- lambda-concurrency: the account's Lambda concurrency limit leaves AWS's 100 unreserved
+  executions after the environment's reserved concurrency (a new account's limit is 10, and
+  CloudFormation then fails on the first function that reserves any).
 
 Each failed check sets its own bit of the exit status (listed in `--help`), so a script can tell
 which failed; 0 only when every check passed.
@@ -40,8 +43,17 @@ from synapscribe.platform import PlatformConfig, load_platform
 
 EXIT_OK = 0
 EXIT_USAGE = 2
-#: The bit each failed check sets in the exit status (several may be set at once).
-EXIT_BITS = {"ami": 4, "spot-quota": 8, "zones": 16, "bootstrap": 32, "cors": 64}
+#: The bit each failed check sets in the exit status (several may be set at once). Shells keep 126
+#: and up, 2 is a usage error, so the seventh check takes 1 (the checks never raise: a crash's
+#: status 1 comes with a traceback, never with a FAIL line).
+EXIT_BITS = {
+    "ami": 4,
+    "spot-quota": 8,
+    "zones": 16,
+    "bootstrap": 32,
+    "cors": 64,
+    "lambda-concurrency": 1,
+}
 
 #: Service Quotas: EC2 "All G and VT Spot Instance Requests", counted in vCPUs.
 SPOT_G_VT_QUOTA_CODE = "L-3819A6DF"
@@ -60,6 +72,13 @@ PLACEHOLDER_HOST = re.compile(
     r"(^|\.)(example|test|invalid|localhost)$|(^|\.)example\.(com|net|org)$", flags=re.IGNORECASE
 )
 ZONE_LETTERS = "abcdefgh"
+#: Lambda keeps this many of an account's concurrent executions unreserved: reserving more fails
+#: (Lambda API reference, PutFunctionConcurrency: "as long as you leave at least 100 simultaneous
+#: executions unreserved for functions that aren't configured with a per-function limit").
+UNRESERVED_MINIMUM = 100
+#: The sweeper's reserved concurrency (one run at a time), a fixed part of the API stack;
+#: tests/cdk/test_preflight_settings.py holds `reserved_total` to the synthesized templates.
+SWEEPER_RESERVED_CONCURRENCY = 1
 
 ENVIRONMENTS_KEY = "synapscribe:environments"
 
@@ -73,6 +92,11 @@ class CapacityRead(_Read):
     max: int = Field(ge=1)
 
 
+class ReservedRead(_Read):
+    validation: int = Field(ge=1)
+    websocket_handler: int = Field(ge=1)
+
+
 class DeploySettings(_Read):
     """One environment of cdk.json's `synapscribe:environments`, as preflight reads it."""
 
@@ -83,6 +107,14 @@ class DeploySettings(_Read):
     availability_zones: list[str] | None = None
     instance_types: list[str] = Field(min_length=1)
     capacity: CapacityRead
+    reserved_concurrency: ReservedRead
+
+    @property
+    def reserved_total(self) -> int:
+        """Every function's reserved concurrency in the API stack (validation, the WebSocket
+        handler and the sweeper)."""
+        r = self.reserved_concurrency
+        return r.validation + r.websocket_handler + SWEEPER_RESERVED_CONCURRENCY
 
     @property
     def production(self) -> bool:
@@ -320,6 +352,26 @@ def check_cors(settings: DeploySettings) -> CheckResult:
     return CheckResult(name, True, ", ".join(settings.cors_allowed_origins))
 
 
+def check_lambda_concurrency(lambda_client: Any, settings: DeploySettings) -> CheckResult:
+    name = "lambda-concurrency"
+    try:
+        limit = int(lambda_client.get_account_settings()["AccountLimit"]["ConcurrentExecutions"])
+    except Exception as exc:
+        return _cannot(name, "read the account's Lambda concurrency limit", exc)
+    reserved = settings.reserved_total
+    need = reserved + UNRESERVED_MINIMUM
+    if limit < need:
+        return CheckResult(
+            name,
+            False,
+            f"the account's Lambda concurrency limit is {limit}; {settings.name} reserves {reserved} "
+            f"and Lambda keeps {UNRESERVED_MINIMUM} unreserved, so it needs {need}: ask for more "
+            "(aws service-quotas request-service-quota-increase --service-code lambda "
+            f"--quota-code L-B99A9384 --desired-value {need}) or lower reserved_concurrency in cdk.json",
+        )
+    return CheckResult(name, True, f"limit {limit}, {reserved} reserved, {limit - reserved} unreserved")
+
+
 # ---------------------------------------------------------------------------------------------
 # Running them
 
@@ -339,6 +391,7 @@ def run_checks(
         lambda: check_zones(clients["ec2"], settings, region),
         lambda: check_bootstrap(clients["cloudformation"], region, toolkit_stack),
         lambda: check_cors(settings),
+        lambda: check_lambda_concurrency(clients["lambda"], settings),
     ]
     return [check() for check in checks]
 
@@ -354,7 +407,7 @@ def aws_clients(region: str) -> dict[str, Any]:
     import boto3
 
     session = boto3.session.Session(region_name=region)
-    return {s: session.client(s) for s in ("sts", "ssm", "ec2", "service-quotas", "cloudformation")}
+    return {s: session.client(s) for s in ("sts", "ssm", "ec2", "service-quotas", "cloudformation", "lambda")}
 
 
 def default_cdk_json() -> Path | None:

@@ -51,3 +51,17 @@ def test_bootstrap_minimum_is_what_the_stacks_demand(synth: Synthesized) -> None
         if "requiresBootstrapStackVersion" in a.get("properties", {})
     ]
     assert demanded and max(demanded) <= MIN_BOOTSTRAP_VERSION
+
+
+def test_reserved_concurrency_preflight_counts_is_what_the_stacks_reserve(synth: Synthesized) -> None:
+    """The lambda-concurrency check counts every function that reserves concurrency in the
+    synthesized (dev) templates, the sweeper's fixed 1 included."""
+    reserved = [
+        int(resource["Properties"]["ReservedConcurrentExecutions"])
+        for template in synth.templates.values()
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Lambda::Function"
+        and "ReservedConcurrentExecutions" in resource.get("Properties", {})
+    ]
+    assert len(reserved) == 3, reserved
+    assert sum(reserved) == load_settings(CDK_JSON, default_context()["env"]).reserved_total

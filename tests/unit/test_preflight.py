@@ -4,7 +4,8 @@ and a message that says what to do, on the trap it exists for.
 moto plays EC2 (images, zones, instance types and their zone offerings), SSM and CloudFormation.
 moto's Service Quotas knows only the `vpc` service, so the EC2 spot quota is answered by botocore's
 Stubber with the response shape of AWS's API reference (GetServiceQuota /
-GetAWSDefaultServiceQuota: `Quota.Value`, a double, in vCPUs for L-3819A6DF); the same goes for
+GetAWSDefaultServiceQuota: `Quota.Value`, a double, in vCPUs for L-3819A6DF), and so is Lambda's
+GetAccountSettings (`AccountLimit.ConcurrentExecutions`); the same goes for
 image and stack states moto cannot produce (an image `pending`, a stack `ROLLBACK_COMPLETE`).
 """
 
@@ -29,6 +30,7 @@ from synapscribe.preflight import (
     check_ami,
     check_bootstrap,
     check_cors,
+    check_lambda_concurrency,
     check_spot_quota,
     check_zones,
     load_settings,
@@ -89,6 +91,29 @@ def toolkit_template(version: int) -> str:
     )
 
 
+def lambda_answering(limit: int) -> Any:
+    """A Lambda client whose account concurrency limit is `limit` (GetAccountSettings' shape in
+    the Lambda API reference)."""
+    client = boto3.client("lambda", region_name=REGION)
+    stub = Stubber(client)
+    stub.add_response(
+        "get_account_settings",
+        {
+            "AccountLimit": {
+                "TotalCodeSize": 80530636800,
+                "CodeSizeUnzipped": 262144000,
+                "CodeSizeZipped": 52428800,
+                "ConcurrentExecutions": limit,
+                "UnreservedConcurrentExecutions": limit,
+            },
+            "AccountUsage": {"TotalCodeSize": 0, "FunctionCount": 0},
+        },
+        {},
+    )
+    stub.activate()
+    return client
+
+
 @pytest.fixture
 def account(aws_env: None) -> Iterator[dict[str, Any]]:
     """A ready account in eu-west-1: a baked image published, bootstrapped, quota raised."""
@@ -109,6 +134,7 @@ def account(aws_env: None) -> Iterator[dict[str, Any]]:
             "ssm": ssm,
             "cloudformation": cfn,
             "service-quotas": quotas_answering(64),
+            "lambda": lambda_answering(1000),
             "image": image,
         }
 
@@ -298,6 +324,36 @@ def test_cors_origins(origins: list[str], removal: str, ok: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# lambda-concurrency
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_lambda_concurrency_counts_every_reserved_function(env: str) -> None:
+    s = load_settings(ROOT / "cdk.json", env)
+    r = s.reserved_concurrency
+    # validation + WebSocket handler + the sweeper's 1
+    assert s.reserved_total == r.validation + r.websocket_handler + 1
+    need = s.reserved_total + preflight.UNRESERVED_MINIMUM
+    assert check_lambda_concurrency(lambda_answering(need), s).ok
+    short = check_lambda_concurrency(lambda_answering(need - 1), s)
+    assert not short.ok and short.exit_bit == EXIT_BITS["lambda-concurrency"]
+    assert f"needs {need}" in short.message and "L-B99A9384" in short.message
+
+
+def test_lambda_concurrency_fails_at_a_new_accounts_limit_of_10() -> None:
+    result = check_lambda_concurrency(lambda_answering(10), settings())
+    assert not result.ok and "limit is 10" in result.message and "reserved_concurrency" in result.message
+
+
+def test_lambda_concurrency_says_when_it_cannot_look(aws_env: None) -> None:
+    client = boto3.client("lambda", region_name=REGION)
+    with Stubber(client) as stub:
+        stub.add_client_error("get_account_settings", "AccessDeniedException", "not allowed")
+        result = check_lambda_concurrency(client, settings())
+    assert not result.ok and "cannot read the account's Lambda concurrency limit" in result.message
+
+
+# ---------------------------------------------------------------------------------------------
 # The command
 
 
@@ -312,23 +368,25 @@ def parse(*argv: str) -> Any:
 def test_ready_account_exits_0(account: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     assert preflight.run(parse("--region", REGION, "--env", "dev"), account) == 0
     out = capsys.readouterr().out
-    assert out.count("PASS ") == 5 and "account 123456789012, eu-west-1: ready to deploy" in out
+    assert out.count("PASS ") == 6 and "account 123456789012, eu-west-1: ready to deploy" in out
 
 
 def test_each_failure_sets_its_own_bit(account: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     account["ssm"].delete_parameter(Name=PARAMETER)
     account["service-quotas"] = quotas_answering(8)
+    account["lambda"] = lambda_answering(10)
     status = preflight.run(parse("--region", REGION, "--env", "prod", "--json"), account)
     # prod also ships a placeholder origin; its zones (max_azs 3) exist in eu-west-1.
-    assert status == EXIT_BITS["ami"] | EXIT_BITS["spot-quota"] | EXIT_BITS["cors"]
+    failed = ["ami", "spot-quota", "cors", "lambda-concurrency"]
+    assert status == sum(EXIT_BITS[name] for name in failed)
     doc = json.loads(capsys.readouterr().out)
     assert doc["exit"] == status
-    assert [c["name"] for c in doc["checks"] if not c["ok"]] == ["ami", "spot-quota", "cors"]
+    assert [c["name"] for c in doc["checks"] if not c["ok"]] == failed
 
 
 def test_exit_bits_are_distinct_and_clear_of_usage() -> None:
     bits = list(EXIT_BITS.values())
-    assert len(set(bits)) == len(bits) and all(b & (b - 1) == 0 and b > 2 for b in bits)
+    assert len(set(bits)) == len(bits) and all(b & (b - 1) == 0 and b != preflight.EXIT_USAGE for b in bits)
     assert sum(bits) < 126  # shells reserve 126 and up
     for name, bit in EXIT_BITS.items():
         assert f"{bit} {name}" in preflight.EPILOG

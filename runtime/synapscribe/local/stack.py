@@ -250,16 +250,7 @@ async def _run(
             )
         )
         while not stop.is_set():
-            dead = supervisor.exited()
-            if dead:
-                for child in dead:
-                    assert child.process is not None
-                    print(
-                        f"local: {child.name} exited with status {child.process.returncode}; stopping. "
-                        f"Its log ({child.log_path}) ends with:\n{child.log_tail()}",
-                        file=out,
-                        flush=True,
-                    )
+            if not _restart_or_report(supervisor, out):
                 return 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
@@ -269,6 +260,26 @@ async def _run(
         sweeper.stop()
         trigger.stop()
         await gateway.stop()
+
+
+def _restart_or_report(supervisor: Supervisor, out: TextIO) -> bool:
+    """Restart the children that failed, as the hosts' systemd units do (Restart=on-failure);
+    False (the stack stops) when one exited 0, with a status retrying cannot help, or too often."""
+    for child in supervisor.exited():
+        assert child.process is not None
+        code = child.process.returncode
+        if supervisor.may_restart(child):
+            print(f"local: {child.name} exited with status {code}; restarting it", file=out, flush=True)
+            supervisor.restart(child)
+            continue
+        print(
+            f"local: {child.name} exited with status {code}; stopping. "
+            f"Its log ({child.log_path}) ends with:\n{child.log_tail()}",
+            file=out,
+            flush=True,
+        )
+        return False
+    return True
 
 
 def _start_page(

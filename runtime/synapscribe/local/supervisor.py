@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -48,6 +49,14 @@ def check_port_free(port: int, host: str = "127.0.0.1") -> None:
             ) from None
 
 
+#: What the hosts' systemd units say (ansible/roles/*/templates/*.service.j2): restart a service
+#: that failed, unless its status says retrying cannot help (2 a bad environment, 78 no
+#: configuration), and at most `RESTART_BURST` starts in `RESTART_INTERVAL_SECONDS`.
+RESTART_PREVENT_EXIT_STATUS = frozenset({2, 78})
+RESTART_BURST = 5
+RESTART_INTERVAL_SECONDS = 300.0
+
+
 @dataclass
 class Child:
     name: str
@@ -56,7 +65,9 @@ class Child:
     env: Mapping[str, str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
-    _log: object = field(default=None, repr=False)
+    _log: BinaryIO | None = field(default=None, repr=False)
+    #: When it was (re)started, for the start limit (monotonic seconds).
+    starts: list[float] = field(default_factory=list)
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -76,18 +87,38 @@ class Supervisor:
     def start(self, name: str, argv: Sequence[str], ready_url: str, env: Mapping[str, str]) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         child = Child(name, list(argv), ready_url, dict(env), self.log_dir / f"{name}.log")
-        log = child.log_path.open("ab")
-        child._log = log
+        child._log = child.log_path.open("ab")
+        self._spawn(child)
+        self.children.append(child)
+        return child
+
+    def _spawn(self, child: Child) -> None:
+        child.starts.append(time.monotonic())
         child.process = subprocess.Popen(
-            list(argv),
-            env=dict(env),
+            list(child.argv),
+            env=dict(child.env),
             stdin=subprocess.DEVNULL,
-            stdout=log,
+            stdout=child._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.children.append(child)
-        return child
+
+    def may_restart(self, child: Child) -> bool:
+        """systemd's Restart=on-failure with the units' start limit: a child that failed (not one
+        that exited 0, or with a status that says retrying cannot help) is started again, at most
+        RESTART_BURST times in RESTART_INTERVAL_SECONDS."""
+        assert child.process is not None
+        code = child.process.returncode
+        if code is None or code == 0 or code in RESTART_PREVENT_EXIT_STATUS:
+            return False
+        recent = [t for t in child.starts if time.monotonic() - t < RESTART_INTERVAL_SECONDS]
+        return len(recent) < RESTART_BURST
+
+    def restart(self, child: Child) -> None:
+        """Start a child that exited again, with its argv, environment and log (its own group's
+        leftovers killed first, as systemd's KillMode=control-group does)."""
+        _signal_group(child, signal.SIGKILL)
+        self._spawn(child)
 
     def wait_ready(
         self,
@@ -148,7 +179,7 @@ class Supervisor:
                 child.process.wait(timeout=2)
             log = child._log
             if log is not None:
-                log.close()  # type: ignore[attr-defined]
+                log.close()
         self.children.clear()
 
 
