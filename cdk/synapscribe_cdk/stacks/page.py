@@ -250,6 +250,18 @@ class PageContentStack(Stack):
             log_group=log_group,
         )
         self._acknowledge_deployment(f"{bucket_arn}/*")
+        self._handler_after_its_logs(log_group)
+
+    def _handler_after_its_logs(self, log_group: Construct) -> None:
+        """The deployment handler logs to `log_group` (LoggingConfig); created after it, so Lambda
+        never makes /aws/lambda/<name> itself on the first invocation (as for CDK's other helper
+        functions, log_groups.retain_helper_function_logs)."""
+        cfn_group = log_group.node.default_child
+        assert isinstance(cfn_group, CfnResource)
+        for child in self.node.children:
+            function = child.node.default_child
+            if child.node.id.startswith("Custom::CDKBucketDeployment") and isinstance(function, CfnResource):
+                function.add_resource_dependency(cfn_group)
 
     def _acknowledge_deployment(self, objects: str) -> None:
         """CDK's BucketDeployment handler (a singleton function at stack level) copies the asset
@@ -277,8 +289,8 @@ class PageContentStack(Stack):
                 child,
                 "AwsSolutions-IAM5",
                 "CDK grants its deployment handler read on this app's asset objects and read/write on "
-                "the page bucket's objects (names known only at deploy time); CloudFront invalidations "
-                "take no resource ARN narrower than *.",
+                "the page bucket's objects (names known only at deploy time), and CloudFront invalidations "
+                "on * in its own statement (the handler invalidates only this stack's distribution).",
                 [
                     *(
                         f"Action::s3:{a}"
