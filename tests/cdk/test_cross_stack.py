@@ -29,7 +29,15 @@ def test_no_exports_and_no_imports(synth: Synthesized) -> None:
 
 def test_shared_values_are_read_from_the_producers_outputs(synth: Synthesized) -> None:
     stacks = {s.stack_name: key for key, s in synth.platform.stacks_by_key().items()}
-    consumers = {"api": {"data", "network"}, "compute": {"data", "network", "api"}, "identity": {"api"}}
+    consumers = {
+        "api": {"data", "network"},
+        "compute": {"data", "network", "api"},
+        "identity": {"api"},
+        # The lecture bucket's CORS names the page's origin; the page's files go to its bucket
+        # and its config.json names the WebSocket URL and the identity pool.
+        "data": {"page_hosting"},
+        "page_content": {"page_hosting", "api", "identity"},
+    }
     for consumer, producers in consumers.items():
         references = _intrinsics(synth.templates[consumer], "Fn::GetStackOutput")
         read_from = {stacks[r["StackName"]] for r in references}

@@ -11,18 +11,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Aws, CfnOutput, DefaultStackSynthesizer, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, CfnResource, DefaultStackSynthesizer, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
-from constructs import Construct
+from constructs import Construct, IConstruct
 from synapscribe.platform import PlatformConfig
 from synapscribe.web import STATIC, page_config
 
 from synapscribe_cdk.config import EnvironmentConfig
 from synapscribe_cdk.constructs.log_groups import retained_log_group
-from synapscribe_cdk.nag import acknowledge, managed_policy_findings, wildcard_findings
+from synapscribe_cdk.nag import (
+    HELPER_FUNCTION_W3005,
+    acknowledge,
+    acknowledge_cfn_lint,
+    acknowledge_checkov,
+    acknowledge_log_bucket,
+    managed_policy_findings,
+    wildcard_findings,
+)
 
 #: Where the page may connect: the WebSocket API, Cognito and STS for guest credentials, and the
 #: lecture bucket's presigned POST and GET URLs (virtual-hosted, global or regional endpoint).
@@ -73,6 +81,7 @@ class PageHostingStack(Stack):
             removal_policy=removal,
             auto_delete_objects=removal == RemovalPolicy.DESTROY,
         )
+        acknowledge_log_bucket(self.logs)
         self.bucket = s3.Bucket(
             self,
             "Bucket",
@@ -84,6 +93,12 @@ class PageHostingStack(Stack):
             server_access_logs_prefix="bucket/",
             removal_policy=removal,
             auto_delete_objects=removal == RemovalPolicy.DESTROY,
+        )
+        acknowledge_checkov(
+            self.bucket,
+            "CKV_AWS_21",
+            "The bucket holds the repository's static page, rewritten and pruned by every deploy; the "
+            "repository is its history, and versions would only keep pruned copies.",
         )
         headers = cloudfront.ResponseHeadersPolicy(
             self,
@@ -125,19 +140,27 @@ class PageHostingStack(Stack):
         self._acknowledge_distribution()
         self.origin = f"https://{self.distribution.distribution_domain_name}"
         CfnOutput(self, "PageUrl", value=self.origin + "/", description="the student page")
-        # Explicit exports, so the content stack can name the bucket in its acknowledgements.
-        self._exports = {
-            "bucketArn": (f"{self.stack_name}-PageBucketArn", self.bucket.bucket_arn),
-            "distributionId": (f"{self.stack_name}-PageDistributionId", self.distribution.distribution_id),
-            "domainName": (f"{self.stack_name}-PageDomainName", self.distribution.distribution_domain_name),
+        # Named outputs read by name (Fn::GetStackOutput), never exported (see
+        # DataStack.imported_bucket_arn): the content stack's acknowledgements name the bucket,
+        # so its ARN must read the same before and after synthesis (see nag.py).
+        self._outputs = {
+            "PageBucketArn": self.bucket.bucket_arn,
+            # By name too: a name split out of an ARN read at deploy time puts Fn::GetStackOutput
+            # inside Fn::Split, which CloudFormation does not accept (cfn-lint E1017).
+            "PageBucketName": self.bucket.bucket_name,
+            "PageDistributionId": self.distribution.distribution_id,
+            "PageDomainName": self.distribution.distribution_domain_name,
         }
-        for key, (name, value) in self._exports.items():
-            CfnOutput(self, key[0].upper() + key[1:], value=value, export_name=name)
+        for name, value in self._outputs.items():
+            CfnOutput(self, name, value=value)
 
-    def imported(self, consumer: Stack, key: str) -> str:
-        """One of the exports in another stack, as an explicit import (and a stack dependency)."""
+    def imported(self, consumer: Stack, output: str) -> str:
+        """One of the outputs above in another stack, read at deploy time (a weak reference, no
+        export), and a stack dependency."""
+        if output not in self._outputs:
+            raise KeyError(f"{self.stack_name} has no output {output!r}")
         consumer.add_stack_dependency(self)
-        return Fn.import_value(self._exports[key][0])
+        return Fn.get_stack_output(self.stack_name, output)
 
     def _acknowledge_distribution(self) -> None:
         acknowledge(
@@ -157,6 +180,20 @@ class PageHostingStack(Stack):
             "The default *.cloudfront.net certificate lets CloudFront choose the viewer TLS policy; "
             "TLSv1.2_2021 is set and takes effect once an alternate domain with its own certificate is "
             "configured.",
+        )
+        acknowledge_checkov(
+            self.distribution,
+            "CKV_AWS_174",
+            "The page is served on the default *.cloudfront.net certificate, whose viewer TLS policy "
+            "CloudFront sets itself; TLSv1.2_2021 is configured and applies once an alternate domain "
+            "with its own certificate is added.",
+        )
+        acknowledge_checkov(
+            self.distribution,
+            "CKV_AWS_68",
+            "A WAF web ACL costs a monthly fee per ACL and rule to guard a few static files (GET/HEAD, "
+            "cached) for anonymous students; nothing behind the distribution takes input, and the API "
+            "has its own throttles and quotas.",
         )
 
 
@@ -186,13 +223,18 @@ class PageContentStack(Stack):
             guest_role_arn=guest_role_arn,
         )
         log_group = retained_log_group(self, "DeploymentLogs", config.log_retention_days)
-        bucket_arn = hosting.imported(self, "bucketArn")
-        bucket = s3.Bucket.from_bucket_arn(self, "PageBucket", bucket_arn)
+        bucket_arn = hosting.imported(self, "PageBucketArn")
+        bucket = s3.Bucket.from_bucket_attributes(
+            self,
+            "PageBucket",
+            bucket_arn=bucket_arn,
+            bucket_name=hosting.imported(self, "PageBucketName"),
+        )
         distribution = cloudfront.Distribution.from_distribution_attributes(
             self,
             "PageDistribution",
-            distribution_id=hosting.imported(self, "distributionId"),
-            domain_name=hosting.imported(self, "domainName"),
+            distribution_id=hosting.imported(self, "PageDistributionId"),
+            domain_name=hosting.imported(self, "PageDomainName"),
         )
         self.deployment = s3deploy.BucketDeployment(
             self,
@@ -208,6 +250,18 @@ class PageContentStack(Stack):
             log_group=log_group,
         )
         self._acknowledge_deployment(f"{bucket_arn}/*")
+        self._handler_after_its_logs(log_group)
+
+    def _handler_after_its_logs(self, log_group: Construct) -> None:
+        """The deployment handler logs to `log_group` (LoggingConfig); created after it, so Lambda
+        never makes /aws/lambda/<name> itself on the first invocation (as for CDK's other helper
+        functions, log_groups.retain_helper_function_logs)."""
+        cfn_group = log_group.node.default_child
+        assert isinstance(cfn_group, CfnResource)
+        for child in self.node.children:
+            function = child.node.default_child
+            if child.node.id.startswith("Custom::CDKBucketDeployment") and isinstance(function, CfnResource):
+                function.add_resource_dependency(cfn_group)
 
     def _acknowledge_deployment(self, objects: str) -> None:
         """CDK's BucketDeployment handler (a singleton function at stack level) copies the asset
@@ -219,6 +273,7 @@ class PageContentStack(Stack):
         for child in self.node.children:
             if not child.node.id.startswith("Custom::CDKBucketDeployment"):
                 continue
+            self._acknowledge_handler_linters(child)
             acknowledge(
                 child,
                 "AwsSolutions-L1",
@@ -234,8 +289,8 @@ class PageContentStack(Stack):
                 child,
                 "AwsSolutions-IAM5",
                 "CDK grants its deployment handler read on this app's asset objects and read/write on "
-                "the page bucket's objects (names known only at deploy time); CloudFront invalidations "
-                "take no resource ARN narrower than *.",
+                "the page bucket's objects (names known only at deploy time), and CloudFront invalidations "
+                "on * in its own statement (the handler invalidates only this stack's distribution).",
                 [
                     *(
                         f"Action::s3:{a}"
@@ -244,4 +299,34 @@ class PageContentStack(Stack):
                     "Resource::*",
                     *wildcard_findings(self, [assets, objects]),
                 ],
+            )
+
+    @staticmethod
+    def _acknowledge_handler_linters(handler: IConstruct) -> None:
+        """cfn-lint's and checkov's findings on CDK's BucketDeployment handler (a Function of
+        CDK's, so nag.acknowledge_cdk_internals does not see it), and on its role's policy."""
+        acknowledge_cfn_lint(handler, "W3005", HELPER_FUNCTION_W3005)
+        for check, reason in {
+            "CKV_AWS_115": "CDK's BucketDeployment handler runs once per deploy of this stack; reserving "
+            "concurrency for it would take it from the account's pool all year.",
+            "CKV_AWS_116": "CloudFormation invokes the handler and waits for its reply; a failure fails "
+            "(and rolls back) the deployment, so there is no event to keep for later.",
+            "CKV_AWS_117": "The handler calls only AWS APIs (S3 copies, a CloudFront invalidation) "
+            "during deploys; it needs nothing in the VPC.",
+            "CKV_AWS_173": "Its one variable, AWS_CA_BUNDLE, is the path of the runtime's CA bundle set "
+            "by CDK, no secret; Lambda encrypts it at rest with its AWS managed key.",
+        }.items():
+            acknowledge_checkov(handler, check, reason)
+        policies = [
+            n
+            for n in handler.node.find_all()
+            if isinstance(n, CfnResource) and n.cfn_resource_type == "AWS::IAM::Policy"
+        ]
+        for policy in policies:
+            acknowledge_checkov(
+                policy,
+                "CKV_AWS_111",
+                "CDK's BucketDeployment grants its handler cloudfront:CreateInvalidation and "
+                "GetInvalidation on *; the handler runs only during deploys and invalidates only the "
+                "distribution named in this stack's deployment.",
             )
