@@ -30,21 +30,7 @@ class LectureBucket(Construct):
         log_retention_days: int,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.access_logs = s3.Bucket(
-            self,
-            "AccessLogs",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            # Server access logging delivers only to SSE-S3 buckets.
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            lifecycle_rules=[
-                s3.LifecycleRule(id="expire-logs", expiration=Duration.days(log_retention_days))
-            ],
-            removal_policy=removal_policy,
-            auto_delete_objects=removal_policy == RemovalPolicy.DESTROY,
-        )
-        acknowledge_log_bucket(self.access_logs)
+        self.access_logs = log_bucket(self, "AccessLogs", log_retention_days, removal_policy)
         prefixes = platform.storage.prefixes
         ephemeral = Duration.days(platform.storage.ephemeral_days)
         retained = Duration.days(platform.storage.retention_days)
@@ -88,3 +74,23 @@ class LectureBucket(Construct):
             "Lectures, transcripts and answers must be gone when they expire or their owner deletes "
             "them; versioning would keep every deleted object as a noncurrent version.",
         )
+
+
+def log_bucket(scope: Construct, construct_id: str, retention_days: int, removal: RemovalPolicy) -> s3.Bucket:
+    """A private bucket that receives logs (S3 server access logs, CloudFront standard logs) and
+    expires them after `retention_days`."""
+    bucket = s3.Bucket(
+        scope,
+        construct_id,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        # Server access logging delivers only to SSE-S3 buckets.
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        # CloudFront's standard logs are delivered with an ACL grant.
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+        lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=Duration.days(retention_days))],
+        removal_policy=removal,
+        auto_delete_objects=removal == RemovalPolicy.DESTROY,
+    )
+    acknowledge_log_bucket(bucket)
+    return bucket

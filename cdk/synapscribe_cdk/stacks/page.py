@@ -21,13 +21,13 @@ from synapscribe.platform import PlatformConfig
 from synapscribe.web import STATIC, page_config
 
 from synapscribe_cdk.config import EnvironmentConfig
+from synapscribe_cdk.constructs.lecture_bucket import log_bucket
 from synapscribe_cdk.constructs.log_groups import retained_log_group
 from synapscribe_cdk.nag import (
     HELPER_FUNCTION_W3005,
     acknowledge,
     acknowledge_cfn_lint,
     acknowledge_checkov,
-    acknowledge_log_bucket,
     managed_policy_findings,
     wildcard_findings,
 )
@@ -67,21 +67,7 @@ class PageHostingStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         removal = RemovalPolicy.RETAIN if config.removal == "retain" else RemovalPolicy.DESTROY
-        self.logs = s3.Bucket(
-            self,
-            "Logs",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            # CloudFront's standard logs are delivered with an ACL grant.
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            lifecycle_rules=[
-                s3.LifecycleRule(id="expire-logs", expiration=Duration.days(config.log_retention_days))
-            ],
-            removal_policy=removal,
-            auto_delete_objects=removal == RemovalPolicy.DESTROY,
-        )
-        acknowledge_log_bucket(self.logs)
+        self.logs = log_bucket(self, "Logs", config.log_retention_days, removal)
         self.bucket = s3.Bucket(
             self,
             "Bucket",

@@ -63,3 +63,14 @@ def post_job(base_url: str, path: str, body: dict[str, Any], timeout: float) -> 
                 f"AgentCore at {base_url} did not answer within {timeout:g} s: {reason}"
             ) from None
         raise AgentCoreUnavailable(f"AgentCore at {base_url} cannot be reached: {reason}") from None
+
+
+def request_transcription(base_url: str, item: dict[str, Any], timeout: float) -> int:
+    """Ask AgentCore to transcribe the lecture `item` (the validator's hand-off and the sweeper's
+    resume); AgentCore's own claim makes a repeated request harmless."""
+    return post_job(
+        base_url,
+        f"/v1/lectures/{item['lectureId']}/transcribe",
+        {"connectionId": item.get("connectionId") or None},
+        timeout,
+    )

@@ -25,7 +25,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr
 
 from synapscribe.contract import Lecture
-from synapscribe.edge.agentcore_client import AgentCoreError, post_job
+from synapscribe.edge.agentcore_client import AgentCoreError, request_transcription
 from synapscribe.edge.config import CachedDeps, EdgeDeps
 from synapscribe.edge.push import push
 from synapscribe.edge.removal import remove_lecture
@@ -132,12 +132,7 @@ def _resume(d: EdgeDeps, item: dict[str, Any], report: SweepReport) -> None:
     if updated is None:
         return
     try:
-        post_job(
-            d.settings.agentcore_url,
-            f"/v1/lectures/{lecture_id}/transcribe",
-            {"connectionId": item.get("connectionId") or None},
-            d.settings.agentcore_timeout_seconds,
-        )
+        request_transcription(d.settings.agentcore_url, item, d.settings.agentcore_timeout_seconds)
     except AgentCoreError as exc:
         # The next run asks again (after stale_handoff_seconds): no retry loop inside a run.
         log.warning("sweeper: lecture %s not handed over: %s", lecture_id, exc)

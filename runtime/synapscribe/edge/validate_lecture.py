@@ -24,7 +24,12 @@ from botocore.exceptions import ClientError
 
 from synapscribe import keys
 from synapscribe.contract import Lecture
-from synapscribe.edge.agentcore_client import AgentCoreError, AgentCoreRejected, AgentCoreTimeout, post_job
+from synapscribe.edge.agentcore_client import (
+    AgentCoreError,
+    AgentCoreRejected,
+    AgentCoreTimeout,
+    request_transcription,
+)
 from synapscribe.edge.audio_probe import ProbeRejection, probe
 from synapscribe.edge.config import CachedDeps, EdgeDeps
 from synapscribe.edge.push import push
@@ -181,12 +186,7 @@ def _hand_off(d: EdgeDeps, item: dict[str, Any], key: str, read: tuple[int, int,
     """Ask AgentCore to transcribe a `transcribing` lecture; never moves the lecture back."""
     lecture_id = str(item["lectureId"])
     try:
-        post_job(
-            d.settings.agentcore_url,
-            f"/v1/lectures/{lecture_id}/transcribe",
-            {"connectionId": item.get("connectionId") or None},
-            d.settings.agentcore_timeout_seconds,
-        )
+        request_transcription(d.settings.agentcore_url, item, d.settings.agentcore_timeout_seconds)
     except AgentCoreRejected as exc:
         # A definite refusal (the lecture is unknown to AgentCore or not transcribable there):
         # asking again cannot help.
