@@ -19,6 +19,8 @@ from constructs import Construct
 from synapscribe.agentcore.metrics import NAMESPACE
 from synapscribe.platform import LogGroups
 
+from synapscribe_cdk.constructs.log_groups import logs_key
+
 #: What the CloudWatch agent calls to ship to an existing group ("CloudWatch agent permissions",
 #: CloudWatch User Guide: CreateLogStream, DescribeLogStreams, PutLogEvents on the groups it writes).
 AGENT_LOG_ACTIONS = ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
@@ -42,6 +44,8 @@ class FleetObservability(Construct):
                 self,
                 f"{key.capitalize()}Logs",
                 log_group_name=name,
+                # The stack's logs key, as every other log group: the hosts' logs carry lecture ids.
+                encryption_key=logs_key(self),
                 removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
             )
             cfn = group.node.default_child

@@ -88,7 +88,7 @@ class ComputeStack(Stack):
             self.drain.errors_alarm,
         ]
         data.alarm_topic.notify(self.alarms)
-        self.dashboard = self.observability.add_dashboard(name=f"SynapScribe-{config.name}", alarms=self.alarms, healthy_hosts=network.target_group.metrics.healthy_host_count(statistic="Maximum"), max_num_seqs=platform.vllm.max_num_seqs, target_in_flight=config.scaling.target_in_flight_per_instance if config.scaling else None, bucket_name=data.resource_environment()["SYNAPSCRIBE_BUCKET"])  # fmt: skip
+        self.dashboard = self.observability.add_dashboard(name=f"SynapScribe-{config.name}", alarms=self.alarms, healthy_hosts=_target_group_metric(network, "HealthyHostCount", Duration.minutes(1)), max_num_seqs=platform.vllm.max_num_seqs, target_in_flight=config.scaling.target_in_flight_per_instance if config.scaling else None, bucket_name=data.resource_environment()["SYNAPSCRIBE_BUCKET"])  # fmt: skip
         CfnOutput(self, "AutoScalingGroupName", value=self.group.auto_scaling_group_name)
 
     def _instance_role(
