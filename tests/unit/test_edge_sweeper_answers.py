@@ -98,3 +98,12 @@ def test_an_unknown_claimant_is_refused(deps: EdgeDeps, by: str) -> None:
     deps.store.put_connection("c1", "alice")
     with pytest.raises(ValueError, match="by must be one of"):
         deps.store.claim_final("c1", "q@1", by)
+
+
+def test_a_connection_written_before_deadlines_gets_the_map_on_its_first_claim(deps: EdgeDeps) -> None:
+    # As put_connection wrote it before `answerDeadlines` existed (it had `finals` already).
+    deps.store.connections.put_item(Item={"connectionId": "c-old", "owner": "alice", FINALS_ATTRIBUTE: {}})
+    key = in_flight(deps, "c-old", "q-old", until=deps.store.now() - 1)
+    item = deps.store.get_connection("c-old")
+    assert item is not None and item[DEADLINES_ATTRIBUTE][key]["requestId"] == "q-old"
+    assert sweep(deps).answered == [key]
