@@ -36,7 +36,11 @@ TABLE_KEYS = {
 #: A query's final message (`answer` or `error`) is claimed on its connection's item by whichever
 #: side sends it: AgentCore when it starts the query, the edge when its hand-off timed out.
 FINALS_ATTRIBUTE = "finals"
-FINAL_BY = ("edge", "agentcore")
+FINAL_BY = ("edge", "agentcore", "sweeper")
+#: AgentCore's claim also records when its final is due (`{"until", "owner", "requestId"}` under
+#: the same key), and clears it as it sends the final: a record past `until` means AgentCore died
+#: mid-answer, and the sweeper takes the claim over and sends the error (issue 11 §3).
+DEADLINES_ATTRIBUTE = "answerDeadlines"
 
 
 def final_claim_key(request_id: str, received_at_ms: int) -> str:
@@ -136,36 +140,83 @@ class Store:
             "owner": owner,
             "connectedAt": now,
             FINALS_ATTRIBUTE: {},
+            DEADLINES_ATTRIBUTE: {},
             TTL_ATTRIBUTE: now + self.platform.sessions.connection_ttl_seconds,
         }
         self.connections.put_item(Item=item)
         return item
 
-    def claim_final(self, connection_id: str, request_key: str, by: str) -> bool:
+    def claim_final(
+        self, connection_id: str, request_key: str, by: str, deadline: Mapping[str, Any] | None = None
+    ) -> bool:
         """Claim the right to send query `request_key`'s final message on this connection.
 
         One conditional UpdateItem: True for the first claimant, False for any later one and
-        when the connection's item is gone (the client disconnected). An item written before
-        `finals` existed gets the empty map first (one more call, once per such connection).
+        when the connection's item is gone (the client disconnected). With `deadline` (AgentCore's
+        `{"until", "owner", "requestId"}`) the same write records when the final is due, so the
+        sweeper can answer if AgentCore dies. An item written before `finals` or
+        `answerDeadlines` existed gets the empty maps first (one more call, once per connection).
         """
         if by not in FINAL_BY:
             raise ValueError(f"by must be one of {', '.join(FINAL_BY)}, not {by!r}")
         try:
-            return self._claim_final(connection_id, request_key, by)
+            return self._claim_final(connection_id, request_key, by, deadline)
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ValidationException" or not self._add_finals(connection_id):
                 raise
-        return self._claim_final(connection_id, request_key, by)
+        return self._claim_final(connection_id, request_key, by, deadline)
 
-    def _claim_final(self, connection_id: str, request_key: str, by: str) -> bool:
+    def _claim_final(
+        self, connection_id: str, request_key: str, by: str, deadline: Mapping[str, Any] | None
+    ) -> bool:
+        names = {"#f": FINALS_ATTRIBUTE, "#r": request_key}
+        values: dict[str, Any] = {":by": by}
+        update = "SET #f.#r = :by"
+        if deadline is not None:
+            names["#d"] = DEADLINES_ATTRIBUTE
+            values[":rec"] = _dynamo(dict(deadline))
+            update += ", #d.#r = :rec"
+        return self._conditional(
+            Key={"connectionId": connection_id},
+            UpdateExpression=update,
+            ConditionExpression="attribute_exists(connectionId) AND attribute_not_exists(#f.#r)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def settle_final(self, connection_id: str, request_key: str) -> bool:
+        """AgentCore is about to send its final: clear its deadline, on condition that it still
+        holds the claim. False when the sweeper took the claim over (its deadline ran out) or the
+        connection is gone: then AgentCore must not send its (late) final."""
+        return self._conditional(
+            Key={"connectionId": connection_id},
+            UpdateExpression="REMOVE #d.#r",
+            ConditionExpression="#f.#r = :agentcore AND attribute_exists(#d.#r)",
+            ExpressionAttributeNames={"#f": FINALS_ATTRIBUTE, "#d": DEADLINES_ATTRIBUTE, "#r": request_key},
+            ExpressionAttributeValues={":agentcore": "agentcore"},
+        )
+
+    def take_over_final(self, connection_id: str, request_key: str, now: int) -> bool:
+        """The sweeper claims an overdue final: AgentCore's claim passes to "sweeper" and the
+        deadline goes, on condition that the deadline is still there and past `now` (so AgentCore
+        did not settle it meanwhile, and two overlapping sweeper runs cannot both win)."""
+        return self._conditional(
+            Key={"connectionId": connection_id},
+            UpdateExpression="SET #f.#r = :sweeper REMOVE #d.#r",
+            ConditionExpression="#f.#r = :agentcore AND #d.#r.#u < :now",
+            ExpressionAttributeNames={
+                "#f": FINALS_ATTRIBUTE,
+                "#d": DEADLINES_ATTRIBUTE,
+                "#r": request_key,
+                "#u": "until",
+            },
+            ExpressionAttributeValues={":agentcore": "agentcore", ":sweeper": "sweeper", ":now": now},
+        )
+
+    def _conditional(self, **kwargs: Any) -> bool:
+        """One conditional UpdateItem on the connections table: False when its condition fails."""
         try:
-            self.connections.update_item(
-                Key={"connectionId": connection_id},
-                UpdateExpression="SET #f.#r = :by",
-                ConditionExpression="attribute_exists(connectionId) AND attribute_not_exists(#f.#r)",
-                ExpressionAttributeNames={"#f": FINALS_ATTRIBUTE, "#r": request_key},
-                ExpressionAttributeValues={":by": by},
-            )
+            self.connections.update_item(**kwargs)
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
@@ -173,20 +224,16 @@ class Store:
         return True
 
     def _add_finals(self, connection_id: str) -> bool:
-        """Give a live connection item without `finals` its empty map; False when it has one."""
-        try:
-            self.connections.update_item(
-                Key={"connectionId": connection_id},
-                UpdateExpression="SET #f = :empty",
-                ConditionExpression="attribute_exists(connectionId) AND attribute_not_exists(#f)",
-                ExpressionAttributeNames={"#f": FINALS_ATTRIBUTE},
-                ExpressionAttributeValues={":empty": {}},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        """Give a live connection item without `finals` or `answerDeadlines` its empty maps;
+        False when it has both."""
+        return self._conditional(
+            Key={"connectionId": connection_id},
+            UpdateExpression="SET #f = if_not_exists(#f, :empty), #d = if_not_exists(#d, :empty)",
+            ConditionExpression="attribute_exists(connectionId) AND "
+            "(attribute_not_exists(#f) OR attribute_not_exists(#d))",
+            ExpressionAttributeNames={"#f": FINALS_ATTRIBUTE, "#d": DEADLINES_ATTRIBUTE},
+            ExpressionAttributeValues={":empty": {}},
+        )
 
     def get_connection(self, connection_id: str) -> dict[str, Any] | None:
         resp = self.connections.get_item(Key={"connectionId": connection_id}, ConsistentRead=True)

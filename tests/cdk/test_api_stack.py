@@ -241,7 +241,9 @@ def test_handler_permissions_are_least_privilege(synth: Synthesized) -> None:
     assert val_tables["lectures_table"] == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
     assert val_tables["limits_table"] == ledger
     sweeper_tables = _table_actions(sweeper)
-    assert set(sweeper_tables) == {"lectures_table", "sessions_table", "limits_table"}
+    assert set(sweeper_tables) == {"connections_table", "lectures_table", "sessions_table", "limits_table"}
+    # Overdue questions: it finds them (Scan) and takes their final over (UpdateItem), nothing more.
+    assert sweeper_tables["connections_table"] == {"dynamodb:Scan", "dynamodb:UpdateItem"}
     assert sweeper_tables["sessions_table"] == {"dynamodb:DeleteItem"}
     assert "dynamodb:PutItem" not in sweeper_tables["lectures_table"]
 

@@ -12,7 +12,12 @@ Bounds, from platform.yaml where they exist:
   (`--sweep-interval`, instead of `sweeper.interval_seconds`), and the claim's lease and
   `sweeper.stale_handoff_seconds` are made to have passed by moving the item's timestamps back
   (as tests/integration/test_local_stack_sweeper.py does), not by waiting 15 minutes;
-- a question whose AgentCore dies mid-answer: see the xfail below (a known gap, not fixed here).
+- a question whose AgentCore dies mid-answer gets exactly one final, an `error`
+  `upstream_unavailable`, from the sweeper once the question's deadline (`answerDeadlines` on the
+  connection item, `quotas.job_lease_seconds` after AgentCore claimed it) has passed, and the
+  owner's job slot comes back. Shortened for the test as above: the deadline is moved back, not
+  waited for, so the bound is one sweeper interval (1 s) plus a few seconds for the push; in AWS
+  it is `quotas.job_lease_seconds` + `sweeper.interval_seconds` after the claim.
 """
 
 from __future__ import annotations
@@ -91,14 +96,35 @@ def wait_restarted(stack: LocalStackProcess, name: str, old_pid: int, ready_url:
     raise AssertionError(f"{name} was not restarted within {RESTART_SECONDS} s:\n{stack.log_tail()}")
 
 
-def lectures_table(stack: LocalStackProcess) -> Any:
+def table(stack: LocalStackProcess, name: str) -> Any:
     return boto3.resource(
         "dynamodb",
         endpoint_url=stack.info["awsEndpoint"],
         region_name=stack.info["region"],
         aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    ).Table(LOCAL_RESOURCES["SYNAPSCRIBE_LECTURES_TABLE"])
+    ).Table(LOCAL_RESOURCES[name])
+
+
+def lectures_table(stack: LocalStackProcess) -> Any:
+    return table(stack, "SYNAPSCRIBE_LECTURES_TABLE")
+
+
+def overdue(stack: LocalStackProcess, request_id: str) -> tuple[str, str]:
+    """Move question `request_id`'s answer deadline into the past (see the module docstring);
+    its connection id and final-claim key."""
+    connections = table(stack, "SYNAPSCRIBE_CONNECTIONS_TABLE")
+    for item in connections.scan(ConsistentRead=True)["Items"]:
+        for key in item.get("answerDeadlines", {}):
+            if key.startswith(f"{request_id}@"):
+                connections.update_item(
+                    Key={"connectionId": item["connectionId"]},
+                    UpdateExpression="SET answerDeadlines.#r.#u = :past",
+                    ExpressionAttributeNames={"#r": key, "#u": "until"},
+                    ExpressionAttributeValues={":past": int(time.time()) - 1},
+                )
+                return str(item["connectionId"]), key
+    raise AssertionError(f"no answer deadline recorded for {request_id}:\n{stack.log_tail()}")
 
 
 async def upload_lecture(client: StackClient, minutes: float) -> str:
@@ -194,14 +220,6 @@ async def test_agentcore_killed_mid_transcription_then_the_model_server_mid_stre
     print(f"agentcore restarted in {restarted_in:.1f} s")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known gap: AgentCore claims a question's final message before its first delta "
-        "(store.claim_final), so when it dies mid-answer nobody else may send one and the "
-        "question never gets its `answer` or `error`"
-    ),
-)
 async def test_agentcore_killed_mid_answer_still_sends_one_final(stack: LocalStackProcess) -> None:
     agentcore = stack.info["services"]["agentcore"]
     async with await StackClient.connect(stack.url, identity="fault-student-2") as client:
@@ -220,5 +238,17 @@ async def test_agentcore_killed_mid_answer_still_sends_one_final(stack: LocalSta
         await client.wait_type("answerDelta", request_id="q-ac", within=30)
         old = kill(stack, "agentcore")
         wait_restarted(stack, "agentcore", old, f"{agentcore}/ready")
-        got = await finals(client, "q-ac", within=15)
-        assert len(got) == 1, [m.data for m in got]
+        assert await finals(client, "q-ac", within=2) == []  # nobody answers before the deadline
+        connection_id, key = overdue(stack, "q-ac")
+        # Bound: one sweeper interval, plus a push through the local @connections (see the docstring).
+        got = await finals(client, "q-ac", within=SWEEP_INTERVAL + 5.0)
+        assert [(m.type, (m.data or {}).get("code")) for m in got] == [("error", "upstream_unavailable")]
+        item = table(stack, "SYNAPSCRIBE_CONNECTIONS_TABLE").get_item(
+            Key={"connectionId": connection_id}, ConsistentRead=True
+        )["Item"]
+        assert item["finals"][key] == "sweeper" and key not in item["answerDeadlines"]
+        ledger = table(stack, "SYNAPSCRIBE_LIMITS_TABLE").get_item(
+            Key={"limitId": "owner#fault-student-2"}, ConsistentRead=True
+        )["Item"]
+        assert key not in ledger.get("jobs", {}), ledger  # the job slot came back
+        assert await finals(client, "q-ac", within=2 * SWEEP_INTERVAL) == []  # and only one final

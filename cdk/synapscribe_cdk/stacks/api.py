@@ -50,7 +50,8 @@ _LEDGER = ("dynamodb:GetItem", "dynamodb:UpdateItem")
 #: synapscribe.store, quotas.py (a ledger is read, then updated on condition; a lecture upload's
 #: ledger update and pending item go in one TransactWriteItems, which IAM authorizes as the
 #: UpdateItem and PutItem inside it) and edge/rates.py (conditional updates). Only the sweeper
-#: scans, to find stuck lectures. A table missing here gets no grant (test_api_stack checks
+#: scans, to find stuck lectures and overdue questions (connections with an `answerDeadlines`
+#: entry, whose final it takes over with one conditional UpdateItem: store.take_over_final). A table missing here gets no grant (test_api_stack checks
 #: every table is named).
 FUNCTION_TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "websocket_handler": {
@@ -64,6 +65,7 @@ FUNCTION_TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "limits_table": _LEDGER,
     },
     "sweeper": {
+        "connections_table": ("dynamodb:Scan", "dynamodb:UpdateItem"),
         "lectures_table": ("dynamodb:GetItem", "dynamodb:Scan", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
         "sessions_table": ("dynamodb:DeleteItem",),
         "limits_table": _LEDGER,

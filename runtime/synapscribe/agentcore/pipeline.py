@@ -360,8 +360,9 @@ class QueryPipeline:
         outbox = Outbox(self.s.aws, job.connectionId, spans, hold=voice_in)
         pending: list[asyncio.Task[Any]] = []
         stats: dict[str, Any] = {"requestId": job.requestId, "kind": "voice" if voice_in else "text"}
+        recorded = False
         try:
-            await self._claim_final(job, spans)
+            recorded = await self._claim_final(job, spans)
             final = await self._answer(job, spans, outbox, pending, stats)
         except FinalClaimedElsewhere:
             log.info(
@@ -372,15 +373,15 @@ class QueryPipeline:
             return
         except asyncio.CancelledError:
             # Shutdown after the drain timeout: the client still gets its one final message.
-            outbox.finish_with(
-                ErrorMessage(
-                    code=ErrorCode.BUSY,
-                    message="the server stopped before this answer was complete; ask again",
-                    requestId=job.requestId,
-                )
+            busy = ErrorMessage(
+                code=ErrorCode.BUSY,
+                message="the server stopped before this answer was complete; ask again",
+                requestId=job.requestId,
             )
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(asyncio.shield(outbox.closed()), timeout=5)
+                await asyncio.wait_for(
+                    asyncio.shield(self._send_final(job, spans, outbox, busy, recorded)), 5
+                )
             raise
         except ContractError as exc:
             # Raised below the query (e.g. by the lecture's preparation) without its request id.
@@ -414,8 +415,8 @@ class QueryPipeline:
                 task.cancel()
         if isinstance(final, ErrorMessage):
             stats["error"] = final.code.value
-        outbox.finish_with(final)
-        await outbox.closed()
+        if not await self._send_final(job, spans, outbox, final, recorded):
+            return
         end = time.perf_counter()
         total = end - t0
         stats.update(
@@ -429,23 +430,72 @@ class QueryPipeline:
         )
         metrics_log.info(json.dumps(stats))
 
-    async def _claim_final(self, job: QueryJob, spans: Spans) -> None:
+    async def _claim_final(self, job: QueryJob, spans: Spans) -> bool:
         """Claim the query's one final message before anything is pushed (store.claim_final).
 
+        True when the claim (and its deadline) is recorded; False when the claim call failed.
         Raises FinalClaimedElsewhere when the edge's hand-off timed out and it answered the
         client itself, or the connection is gone. A failing claim is logged and the query
         answered: a possible second final is better than none.
         """
         key = final_claim_key(job.requestId, job.receivedAtMs)
+        # Due within the job slot's lease: past it the sweeper answers `upstream_unavailable`
+        # for us (we died mid-answer) and gives the slot back.
+        deadline = {
+            "until": self.s.aws.store.now() + self.s.platform.quotas.job_lease_seconds,
+            "owner": job.owner,
+            "requestId": job.requestId,
+        }
         try:
             claimed = await self.s.aws.call(
-                self.s.aws.store.claim_final, job.connectionId, key, "agentcore", spans=spans, what="dynamodb"
+                self.s.aws.store.claim_final,
+                job.connectionId,
+                key,
+                "agentcore",
+                deadline,
+                spans=spans,
+                what="dynamodb",
             )
         except Exception:
             log.exception("request %s: the final-message claim failed; answering anyway", job.requestId)
-            return
+            return False
         if not claimed:
             raise FinalClaimedElsewhere(job.requestId)
+        return True
+
+    async def _send_final(
+        self, job: QueryJob, spans: Spans, outbox: Outbox, final: _Out, recorded: bool
+    ) -> bool:
+        """Send the final unless the sweeper already sent one for us (our deadline ran out):
+        then end without it, so the client gets exactly one. False when it was not sent."""
+        if recorded and not await self._settle_final(job, spans):
+            log.warning(
+                "request %s: past its deadline, the sweeper answered it; our final dropped", job.requestId
+            )
+            outbox.abandon()
+            await outbox.closed()
+            return False
+        outbox.finish_with(final)
+        await outbox.closed()
+        return True
+
+    async def _settle_final(self, job: QueryJob, spans: Spans) -> bool:
+        """Clear our deadline just before the final is sent (store.settle_final). False when the
+        sweeper already took the final over (we were past the deadline): ours must not be sent.
+        Called only when _claim_final recorded a deadline. A failing settle call is logged and
+        the final sent: a possible second final is better than none."""
+        key = final_claim_key(job.requestId, job.receivedAtMs)
+        try:
+            return bool(
+                await self.s.aws.call(
+                    self.s.aws.store.settle_final, job.connectionId, key, spans=spans, what="dynamodb"
+                )
+            )
+        except Exception:
+            log.exception(
+                "request %s: settling the final-message claim failed; sending anyway", job.requestId
+            )
+            return True
 
     async def _answer(
         self,

@@ -12,6 +12,12 @@ timer) that leaves nothing stuck without waiting for a user to ask.
 - A pending lecture whose upload never came is removed with its quota once
   `storage.pending_upload_seconds` have passed (DynamoDB's TTL deletes lazily; this is prompt).
 
+- A question whose AgentCore died mid-answer (issue 11 §3): AgentCore's final-message claim on the
+  connection item carries a deadline (`answerDeadlines`, `quotas.job_lease_seconds` after it
+  started) that it clears as it sends its final. Past it, the sweeper takes the claim over with a
+  conditional write (store.take_over_final, so exactly one final is ever sent: AgentCore's late
+  one then loses), pushes `error` `upstream_unavailable` and gives the question's job slot back.
+
 Each run does at most `sweeper.max_per_run` of these; the rest waits for the next run.
 """
 
@@ -24,12 +30,12 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Attr
 
-from synapscribe.contract import Lecture
+from synapscribe.contract import ErrorCode, ErrorMessage, Lecture
 from synapscribe.edge.agentcore_client import AgentCoreError, request_transcription
 from synapscribe.edge.config import CachedDeps, EdgeDeps
 from synapscribe.edge.push import push
 from synapscribe.edge.removal import remove_lecture
-from synapscribe.store import TTL_ATTRIBUTE, _plain
+from synapscribe.store import DEADLINES_ATTRIBUTE, TTL_ATTRIBUTE, _plain
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +49,14 @@ class SweepReport:
     rejected: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    #: Overdue questions answered with an error, as `<requestId>@<receivedAtMs>`.
+    answered: list[str] = field(default_factory=list)
 
     @property
     def actions(self) -> int:
-        return len(self.resumed) + len(self.rejected) + len(self.expired) + len(self.failed)
+        return (
+            len(self.resumed) + len(self.rejected) + len(self.expired) + len(self.failed) + len(self.answered)
+        )
 
     def as_dict(self) -> dict[str, list[str]]:
         return {
@@ -54,6 +64,7 @@ class SweepReport:
             "rejected": self.rejected,
             "expired": self.expired,
             "failed": self.failed,
+            "answered": self.answered,
         }
 
 
@@ -96,6 +107,15 @@ def is_expired_pending(item: dict[str, Any], now: int, d: EdgeDeps) -> bool:
 def sweep(d: EdgeDeps) -> SweepReport:
     report = SweepReport()
     now = d.store.now()
+    # Questions first: a student is waiting on each, while a stuck lecture waits for no one.
+    _answer_overdue(d, now, report)
+    _sweep_lectures(d, now, report)
+    if report.actions:
+        log.info("sweeper: %s", report.as_dict())
+    return report
+
+
+def _sweep_lectures(d: EdgeDeps, now: int, report: SweepReport) -> None:
     budget = d.platform.sweeper.max_per_run
     for raw in _unsettled(d):
         if report.actions >= budget:
@@ -112,9 +132,60 @@ def sweep(d: EdgeDeps) -> SweepReport:
         except Exception:
             log.exception("sweeper: lecture %s could not be handled this run", lecture_id)
             report.failed.append(lecture_id)
-    if report.actions:
-        log.info("sweeper: %s", report.as_dict())
-    return report
+
+
+def _with_deadlines(d: EdgeDeps) -> Iterator[dict[str, Any]]:
+    """Every connection item with a question in flight (a non-empty `answerDeadlines`)."""
+    kwargs: dict[str, Any] = {
+        "FilterExpression": Attr(DEADLINES_ATTRIBUTE).size().gt(0),
+        "ConsistentRead": True,
+    }
+    while True:
+        page = d.store.connections.scan(**kwargs)
+        yield from page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _answer_overdue(d: EdgeDeps, now: int, report: SweepReport) -> None:
+    budget = d.platform.sweeper.max_per_run
+    for raw in _with_deadlines(d):
+        item = _plain(dict(raw))
+        for key, record in item[DEADLINES_ATTRIBUTE].items():
+            if report.actions >= budget:
+                return
+            try:
+                if int(record["until"]) >= now:
+                    continue
+                _answer_one(d, str(item["connectionId"]), key, record, now, report)
+            except Exception:
+                log.exception("sweeper: overdue question %s could not be answered this run", key)
+                report.failed.append(key)
+
+
+def _answer_one(
+    d: EdgeDeps, connection_id: str, key: str, record: dict[str, Any], now: int, report: SweepReport
+) -> None:
+    """Take the overdue question's final over and send the error; the claim comes first, so a
+    lost race (AgentCore settled meanwhile, or another run won) sends nothing."""
+    if not d.store.take_over_final(connection_id, key, now):
+        return
+    request_id = str(record.get("requestId") or key.rsplit("@", 1)[0])
+    log.error("sweeper: question %s on %s passed its deadline unanswered; error sent", key, connection_id)
+    report.answered.append(key)
+    # The slot first: a failed push (410 gone is only logged) must not keep the owner's slot.
+    owner = record.get("owner")
+    if isinstance(owner, str) and owner:
+        d.quotas.finish_job(owner, key)
+    # upstream_unavailable, as for a timed-out hand-off: the answering service went away, and
+    # the same question may well be answered if asked again (docs/interfaces.md).
+    message = ErrorMessage(
+        code=ErrorCode.UPSTREAM_UNAVAILABLE,
+        message="the answering service stopped before this answer was complete; ask again",
+        requestId=request_id,
+    )
+    push(d, connection_id, message)
 
 
 def _resume(d: EdgeDeps, item: dict[str, Any], report: SweepReport) -> None:
