@@ -8,7 +8,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 ## else AWS_REGION, else eu-west-1 (the CDK CLI overwrites CDK_DEFAULT_REGION, so it is not enough).
 CDK_ENV ?= dev
 
-.PHONY: setup setup-python lock demo test test-fast lint synth ami bench clean
+.PHONY: setup setup-python lock demo test test-fast lint synth ami bench clean contract-doc
 
 setup:
 	@scripts/setup
@@ -33,6 +33,11 @@ test: setup
 ## tool (espeak-ng, sox, ffmpeg, packer) is not installed skips naming it (outside CI).
 test-fast: setup-python
 	SYNAPSCRIBE_MISSING_TOOLS=skip $(VENV)/bin/pytest -m "not host"
+
+## docs/contract.md from the contract's models, after a change to runtime/synapscribe/contract.py.
+contract-doc: setup-python
+	$(PY) -m synapscribe.cli contract --markdown > docs/contract.md.tmp
+	mv docs/contract.md.tmp docs/contract.md
 
 lint: setup-python
 	$(VENV)/bin/ruff check .

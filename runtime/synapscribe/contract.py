@@ -1,8 +1,9 @@
-"""The client WebSocket contract (shared/contract/websocket-protocol.md) as pydantic models.
+"""The client WebSocket contract as pydantic models (rendered as docs/contract.md).
 
 This module is the one definition of the protocol: the Lambda handler, the local gateway,
 AgentCore and the smoke test all parse and build messages with it, and `synapscribe contract
---schema` prints its JSON Schema. Field names are camelCase on the wire.
+--schema` prints its JSON Schema and `synapscribe contract --markdown` the client's document
+(docs/contract.md: the docstrings below are its words). Field names are camelCase on the wire.
 
 `parse_client_message` turns one raw WebSocket frame into a typed action or raises
 `ContractError` carrying the contract's error code and a specific message; it never touches
@@ -17,7 +18,7 @@ import json
 import re
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -46,6 +47,26 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
 
 
+#: When the server answers with each code (docs/contract.md's error table).
+ERROR_CODE_WHEN: dict[ErrorCode, str] = {
+    ErrorCode.BAD_REQUEST: "not JSON, not an object, a binary frame, a missing or ill-typed field, more than one of "
+    "`text`/`audio`/`queryKey`",
+    ErrorCode.UNKNOWN_ACTION: "an `action` that is not one of the client actions",
+    ErrorCode.NOT_FOUND: "an unknown, expired or another identity's lecture or session",
+    ErrorCode.TOO_LARGE: "a message, inline clip, declared upload or question over its limit",
+    ErrorCode.UNSUPPORTED_MEDIA: "an upload whose content type or contents are not audio the service accepts",
+    ErrorCode.LECTURE_NOT_READY: "`startSession` on a lecture that is not `ready`",
+    ErrorCode.BUSY: "the model is at capacity and the wait would be too long; retry later",
+    ErrorCode.UPSTREAM_UNAVAILABLE: "the model or speech service cannot be reached, or the service answering went "
+    "away; the message says which; asking again is expected to work",
+    ErrorCode.INTERNAL: "anything else; the message carries an id to find it in the logs, never a stack trace",
+    ErrorCode.QUOTA_EXCEEDED: "a per-identity quota (platform.yaml `quotas`) would be exceeded; the message names "
+    "the quota and its limit; nothing is stored",
+    ErrorCode.RATE_LIMITED: "too many messages on this connection or from this address (platform.yaml `rates`); "
+    "the connection stays open",
+}
+
+
 class ContractError(Exception):
     """A request the contract answers with an `error` message."""
 
@@ -65,35 +86,67 @@ class ContractError(Exception):
 class _Action(BaseModel):
     # strict: "sizeBytes": "12" or "voice": 1 are ill-typed, not coerced. Unknown fields are
     # ignored so that newer clients keep working.
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    # A string right under a field is its description (JSON Schema, docs/contract.md).
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, use_attribute_docstrings=True)
+    #: The server messages that answer this action (docs/contract.md).
+    answered_by: ClassVar[str] = ""
 
 
 class CreateUpload(_Action):
+    """Ask for a presigned POST to upload a lecture recording or a long spoken question."""
+
+    answered_by = "`uploadUrl`"
+
     action: Literal["createUpload"]
     kind: Literal["lecture", "query"]
+    """`lecture`: a recording to ask about; `query`: a spoken question too long to send inline."""
     filename: str = Field(min_length=1, max_length=255)
+    """The file's name on the client (its extension is kept in the key)."""
     contentType: str = Field(min_length=1, max_length=100)
+    """The recording's MIME type: one of the accepted content types (see limits)."""
     sizeBytes: int = Field(gt=0)
+    """The file's size; over the kind's limit is `too_large`."""
 
 
 class GetLecture(_Action):
+    """Ask for a lecture's status (for clients that reconnected; the status is also pushed)."""
+
+    answered_by = "`lecture`"
+
     action: Literal["getLecture"]
     lectureId: str = Field(pattern=ID_PATTERN)
+    """From `uploadUrl` (`uploadId`) of a lecture upload."""
 
 
 class StartSession(_Action):
+    """Start a question session on a `ready` lecture."""
+
+    answered_by = "`session`"
+
     action: Literal["startSession"]
     lectureId: str = Field(pattern=ID_PATTERN)
+    """A `ready` lecture of this identity; otherwise `lecture_not_ready` or `not_found`."""
 
 
 class Query(_Action):
+    """Ask a question in a session: exactly one of `text`, `audio` (spoken, inline) and `queryKey`
+    (spoken, uploaded)."""
+
+    answered_by = "a stream: see the order rules"
+
     action: Literal["query"]
     sessionId: str = Field(pattern=ID_PATTERN)
+    """From `session`."""
     requestId: str | None = Field(default=None, pattern=REQUEST_ID_PATTERN)
+    """Chosen by the client and echoed by every message of the answer; without one the server picks one."""
     text: str | None = Field(default=None, min_length=1, max_length=4000)
+    """A typed question."""
     audio: str | None = Field(default=None, min_length=1)
+    """A short spoken question: base64 of the clip, at most `limits.inline_audio_max_bytes` decoded."""
     queryKey: str | None = Field(default=None, min_length=1, max_length=512)
+    """The `key` of a finished `query` upload."""
     voice: bool = True
+    """Speak the answer (`audio` messages); false: text only."""
 
     @model_validator(mode="after")
     def _exactly_one_input(self) -> Query:
@@ -111,13 +164,24 @@ class Query(_Action):
 
 
 class EndSession(_Action):
+    """End a session: its history is deleted."""
+
+    answered_by = "`sessionEnded`"
+
     action: Literal["endSession"]
     sessionId: str = Field(pattern=ID_PATTERN)
+    """From `session`."""
 
 
 class DeleteLecture(_Action):
+    """Delete a lecture: the recording, transcript, segments, its sessions and its item; its quota is
+    given back."""
+
+    answered_by = "`lectureDeleted`"
+
     action: Literal["deleteLecture"]
     lectureId: str = Field(pattern=ID_PATTERN)
+    """A lecture of this identity, in any status."""
 
 
 ClientMessage = Annotated[
@@ -139,7 +203,7 @@ ACTIONS: tuple[str, ...] = (
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     def wire(self) -> dict[str, Any]:
         """The JSON object sent to the client (absent optional fields are left out)."""
@@ -150,13 +214,21 @@ class _Out(BaseModel):
 
 
 class UploadUrl(_Out):
+    """Where and how to upload: an S3 presigned POST (multipart form data: `fields`, then `file`)."""
+
     type: Literal["uploadUrl"] = "uploadUrl"
     uploadId: str
+    """The `lectureId` or `queryId` of the upload."""
     key: str
+    """The object's key; a `query` upload's is the query's `queryKey`."""
     url: str
+    """The POST's URL."""
     fields: dict[str, str]
+    """Form fields to send before `file`, unchanged."""
     expiresIn: int
+    """Seconds the POST stays valid."""
     maxBytes: int
+    """The largest file the POST accepts."""
 
 
 LectureStatus = Literal["pending", "transcribing", "ready", "rejected"]
@@ -164,12 +236,19 @@ ContextMode = Literal["audio", "transcript"]
 
 
 class Lecture(_Out):
+    """A lecture's status: pushed to the uploader's connection when validation (and, in transcript mode, transcription) finishes, and the answer to `getLecture`."""
+
     type: Literal["lecture"] = "lecture"
     lectureId: str
+    """The lecture."""
     status: LectureStatus
+    """`pending` (uploaded, not yet checked), `transcribing`, `ready` or `rejected`."""
     durationSeconds: float | None = None
+    """The recording's length, when known."""
     contextMode: ContextMode | None = None
+    """When ready: `audio` (the model hears the recording) or `transcript` (it reads a transcript)."""
     reason: str | None = None
+    """When rejected: a sentence a person can act on (e.g. the longest length accepted)."""
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Lecture:
@@ -186,52 +265,88 @@ class Lecture(_Out):
 
 
 class Session(_Out):
+    """A started session."""
+
     type: Literal["session"] = "session"
     sessionId: str
+    """Send it with every `query`."""
     lectureId: str
+    """The session's lecture."""
     contextMode: ContextMode
+    """The lecture's mode."""
     expiresAt: int
+    """Epoch seconds when the session ends unless used."""
 
 
 class Transcript(_Out):
+    """What a spoken question was heard as."""
+
     type: Literal["transcript"] = "transcript"
     requestId: str
+    """The query's `requestId` (or one the server chose)."""
     text: str
+    """The question's words."""
 
 
 class AnswerDelta(_Out):
+    """The next piece of the answer, as the model writes it."""
+
     type: Literal["answerDelta"] = "answerDelta"
     requestId: str
+    """The query's `requestId`."""
     text: str
+    """Text to append to what came before."""
 
 
 class Audio(_Out):
+    """One spoken piece of the answer."""
+
     type: Literal["audio"] = "audio"
     requestId: str
+    """The query's `requestId`."""
     seq: int = Field(ge=0)
+    """0, 1, 2 … in the order to play."""
     url: str
+    """Presigned GET of an MP3 under `responses/`."""
     text: str
+    """The sentence(s) it speaks."""
 
 
 class Timings(_Out):
+    """Milliseconds from the server's receipt of the query."""
+
     asrMs: float | None = None
+    """Until the spoken question was transcribed (voice questions)."""
     firstTokenMs: float | None = None
+    """Until the model's first word."""
     firstAudioMs: float | None = None
+    """Until the first `audio` message."""
     totalMs: float
+    """Until the answer."""
 
 
 class Answer(_Out):
+    """The whole answer: the last message of a query's stream."""
+
     type: Literal["answer"] = "answer"
     requestId: str
+    """The query's `requestId`."""
     text: str
+    """The whole answer (the `answerDelta` texts joined)."""
     audio: list[str]
+    """The `audio` messages' urls in order; empty when `voice` was false."""
     ttsEngine: str | None = None
+    """The speech engine that spoke it."""
     timings: Timings
+    """How long each step took."""
 
 
 class SessionEnded(_Out):
+    """`endSession`'s answer."""
+
     type: Literal["sessionEnded"] = "sessionEnded"
     sessionId: str
+    """The ended session."""
 
 
 class LectureDeleted(_Out):
@@ -239,13 +354,19 @@ class LectureDeleted(_Out):
 
     type: Literal["lectureDeleted"] = "lectureDeleted"
     lectureId: str
+    """The deleted lecture."""
 
 
 class ErrorMessage(_Out):
+    """A request the server did not carry out (see the error codes); the connection stays open."""
+
     type: Literal["error"] = "error"
     code: ErrorCode
+    """One of the error codes."""
     message: str
+    """A specific sentence naming what was wrong."""
     requestId: str | None = None
+    """The request's `requestId`, when it had a valid one."""
 
 
 ServerMessage = Annotated[
@@ -262,6 +383,18 @@ ServerMessage = Annotated[
     Field(discriminator="type"),
 ]
 SERVER_ADAPTER: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
+
+#: The order rules of the server's messages (docs/contract.md); smoke/checks.py checks a query's.
+ORDER_RULES: tuple[str, ...] = (
+    "For one `query`: `transcript` (voice questions only) first, then `answerDelta` and `audio` "
+    "messages interleaved as they are ready, then exactly one `answer` or one `error`.",
+    "`audio` `seq` runs 0, 1, 2 … within one query; `answer.audio` lists their urls in that order, "
+    "and the `answerDelta` texts add up to `answer.text`.",
+    "`lecture` is pushed to the connection that created the upload as soon as validation (and, in "
+    "transcript mode, transcription) finishes; `getLecture` is for clients that reconnected.",
+    "A bad message is answered with one `error` (carrying its `requestId` when it had a valid one); "
+    "it never closes the connection and never changes stored state.",
+)
 
 
 def parse_server_message(data: str | bytes | dict[str, Any]) -> ServerMessage:

@@ -152,7 +152,7 @@ class ApiStack(Stack):
         self.api = apigw.WebSocketApi(
             self,
             "WebSocketApi",
-            description="SynapScribe client API (see websocket-protocol.md)",
+            description="SynapScribe client API (see docs/contract.md)",
             route_selection_expression="$request.body.action",
             connect_route_options=apigw.WebSocketRouteOptions(
                 integration=integration, authorizer=authorizers.WebSocketIamAuthorizer()
