@@ -231,13 +231,13 @@ def test_the_smoke_test_passes_with_its_word_checks_skipped(stack: LocalStackPro
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SKIPPED:" in done.stdout and "follow-up names the term" in done.stdout
+    assert "SKIPPED:" in done.stdout and "follow-up recalls the codeword" in done.stdout
     report = json.loads(report_path.read_text())
     assert report["ok"] is True and report["modelWords"] == "meaningless"
     skipped = report["skippedChecks"]
-    assert [s for s in skipped if s.startswith("follow-up names the term:")], skipped
+    assert [s for s in skipped if s.startswith("follow-up recalls the codeword:")], skipped
     # Any other skip is a try the model answered with no words (asked again, listed).
-    assert all("said nothing" in s for s in skipped if not s.startswith("follow-up names the term:")), skipped
+    assert all("said nothing" in s for s in skipped if not s.startswith("follow-up recalls the codeword:")), skipped
     kinds = [t["kind"] for t in report["conversation"]]
     assert list(dict.fromkeys(kinds)) == ["voice", "text", "follow-up"], kinds
     assert all(t["answer"] is not None and t["error"] is None for t in report["conversation"])

@@ -30,17 +30,17 @@ def _inputs(tmp_path: Path, **kw: object) -> SmokeInputs:
 def test_the_report_lists_each_skipped_word_check(tmp_path: Path) -> None:
     report = SmokeReport("ws://x", "local", Budget(), model_words=MEANINGLESS)
     scenario = Scenario(lambda label: None, _inputs(tmp_path, model_words=MEANINGLESS), report)  # type: ignore[arg-type,return-value]
-    scenario._skip_word_check("follow-up names the term")
+    scenario._skip_word_check("follow-up recalls the codeword")
     report.steps.append(Step("follow-up question (needs the earlier turn)", True, 5.0, "ok"))
     text = format_report(report)
     assert "a model whose words mean nothing: word checks skipped" in text.splitlines()[0]
     assert "SKIPPED: 1 word check(s), not counted as passed:" in text
-    assert WORD_CHECKS["follow-up names the term"] in text
+    assert WORD_CHECKS["follow-up recalls the codeword"] in text
     assert "PASSED: 1 of 1 checks" in text
     data = report.as_dict()
     assert data["modelWords"] == MEANINGLESS
     assert data["skippedChecks"] == [
-        f"follow-up names the term: {WORD_CHECKS['follow-up names the term']} (the model's words mean nothing)"
+        f"follow-up recalls the codeword: {WORD_CHECKS['follow-up recalls the codeword']} (the model's words mean nothing)"
     ]
 
 

@@ -1,9 +1,12 @@
 """The smoke test's stand-in label and follow-up checks, against hand-made answers and against what
-the real stand-in answers with and without the conversation's history."""
+the real stand-in answers with and without the conversation's history: the follow-up asks for a
+codeword only the earlier question gave, so an answer without the history cannot pass."""
 
 from __future__ import annotations
 
 import json
+import random
+import re
 from typing import Any
 
 import pytest
@@ -11,8 +14,10 @@ from synapscribe.audiogen import DEFAULT_LECTURE
 from synapscribe.smoke.checks import (
     PICK_TERMS,
     STANDIN_LABEL,
+    codeword_question,
     follow_up_problems,
     named_terms,
+    new_codeword,
     standin_label_problems,
 )
 from synapscribe.smoke.client import QueryResult, check_frame
@@ -57,31 +62,55 @@ def test_a_missing_label_fails(heard: str, answer: str, needle: str) -> None:
     assert len(problems) == 1 and needle in problems[0], problems
 
 
+CODEWORD = "zorevimu"
+ASKED = codeword_question(TEXT_QUESTION, CODEWORD)
+
+
 def test_the_questions_fit_the_check() -> None:
     assert named_terms(TEXT_QUESTION) == set(PICK_TERMS), "the text question offers every term"
-    assert named_terms(FOLLOW_UP) == set(), "the follow-up must not give the answer away"
     assert named_terms("Mitochondria and CHLOROPLASTS") == {"mitochondrion", "chloroplast"}
+    assert ASKED.startswith(TEXT_QUESTION) and CODEWORD in ASKED
+    assert "codeword" in FOLLOW_UP and CODEWORD not in FOLLOW_UP, (
+        "the follow-up must not give the answer away"
+    )
+    lecture = " ".join(DEFAULT_LECTURE).lower()
+    assert named_terms(lecture), "the lecture names a term: a term alone cannot show the history"
 
 
-def test_a_real_model_follow_up_naming_the_earlier_term_passes() -> None:
-    earlier = "The lecture mentions the chloroplast, where photosynthesis takes place."
-    assert follow_up_problems(TEXT_QUESTION, earlier, "I just named the chloroplast.", standin=False) == []
+def test_codewords_are_new_made_up_words_the_lecture_does_not_hold() -> None:
+    words = {new_codeword() for _ in range(200)}
+    assert len(words) > 190, "a codeword must not be guessable"
+    assert all(re.fullmatch(r"([bdfgklmnprstvz][aeiou]){4}", w) for w in words), words
+    lecture = " ".join(DEFAULT_LECTURE).lower()
+    assert not [w for w in words if w in lecture]
+    assert new_codeword(random.Random(7)) == new_codeword(random.Random(7))
+
+
+def test_a_real_model_follow_up_giving_the_codeword_passes() -> None:
+    assert (
+        follow_up_problems(ASKED, f"Your codeword is {CODEWORD.capitalize()}.", CODEWORD, standin=False) == []
+    )
 
 
 @pytest.mark.parametrize(
-    ("earlier", "follow_up", "needle"),
+    "follow_up",
     [
-        # The model forgot: it cannot know which term it named.
-        ("Chloroplast.", "I have not named anything yet in this conversation.", "does not contain"),
-        # It named another term than the one in its earlier answer.
-        ("Chloroplast.", "I named the ribosome.", "does not contain"),
-        # Nothing to follow up on: the earlier answer named none of the terms.
-        ("The lecture is about light.", "I named light.", "named none"),
+        # The model forgot: it cannot know the codeword.
+        "You have not told me a codeword in this conversation.",
+        # It answers from the lecture: the term question's answer is no longer enough.
+        "I named the chloroplast, where photosynthesis takes place.",
+        # A wrong guess.
+        "Your codeword is zorevima.",
     ],
 )
-def test_a_follow_up_without_the_earlier_answer_fails(earlier: str, follow_up: str, needle: str) -> None:
-    problems = follow_up_problems(TEXT_QUESTION, earlier, follow_up, standin=False)
-    assert any(needle in p for p in problems), problems
+def test_a_follow_up_without_the_earlier_turn_fails(follow_up: str) -> None:
+    problems = follow_up_problems(ASKED, follow_up, CODEWORD, standin=False)
+    assert len(problems) == 1 and "does not give the codeword 'zorevimu'" in problems[0], problems
+
+
+def test_the_earlier_question_must_give_the_codeword() -> None:
+    with pytest.raises(ValueError, match="must give the codeword"):
+        follow_up_problems(TEXT_QUESTION, "zorevimu", CODEWORD, standin=False)
 
 
 @pytest.fixture
@@ -102,29 +131,31 @@ def lecture_messages() -> list[dict[str, Any]]:
 
 
 def test_the_real_standin_passes_with_history_and_fails_without(config: StandinConfig) -> None:
-    earlier = standin(config, [*lecture_messages(), {"role": "user", "content": TEXT_QUESTION}])
+    earlier = standin(config, [*lecture_messages(), {"role": "user", "content": ASKED}])
     assert earlier.startswith(STANDIN_LABEL)
     with_history = standin(
         config,
         [
             *lecture_messages(),
-            {"role": "user", "content": TEXT_QUESTION},
+            {"role": "user", "content": ASKED},
             {"role": "assistant", "content": earlier},
             {"role": "user", "content": FOLLOW_UP},
         ],
     )
-    assert follow_up_problems(TEXT_QUESTION, earlier, with_history, standin=True) == []
+    for as_standin in (False, True):
+        assert follow_up_problems(ASKED, with_history, CODEWORD, standin=as_standin) == []
 
     without_history = standin(config, [*lecture_messages(), {"role": "user", "content": FOLLOW_UP}])
-    problems = follow_up_problems(TEXT_QUESTION, earlier, without_history, standin=True)
+    problems = follow_up_problems(ASKED, without_history, CODEWORD, standin=False)
+    assert len(problems) == 1 and "does not give the codeword" in problems[0], problems
+    problems = follow_up_problems(ASKED, without_history, CODEWORD, standin=True)
     assert any("history did not reach the model" in p for p in problems), problems
 
 
 def test_a_standin_history_line_about_another_question_fails() -> None:
-    earlier = f"{STANDIN_LABEL} You asked: {TEXT_QUESTION}"
     follow_up = (
         f"{STANDIN_LABEL} You asked: {FOLLOW_UP} Earlier in this conversation you asked: "
-        "Where does photosynthesis take place? The chloroplast, mitochondrion and ribosome are named here."
+        f"Where does photosynthesis take place? Your codeword is {CODEWORD}."
     )
-    problems = follow_up_problems(TEXT_QUESTION, earlier, follow_up, standin=True)
-    assert any("does not quote the earlier question" in p for p in problems), problems
+    problems = follow_up_problems(ASKED, follow_up, CODEWORD, standin=True)
+    assert len(problems) == 1 and "does not quote the earlier question" in problems[0], problems

@@ -3,6 +3,7 @@ query's stream, and the latency budget. Each returns a list of problems (empty w
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -187,28 +188,46 @@ def named_terms(text: str) -> set[str]:
     return {term for term, stem in PICK_TERMS.items() if stem in low}
 
 
-def follow_up_problems(
-    earlier_question: str, earlier_answer: str, follow_up_answer: str, *, standin: bool
-) -> list[str]:
-    """The follow-up ("what did you just name?") must answer with a term the earlier ANSWER named.
+#: The follow-up check's key: a made-up word the user gives in the question before the follow-up
+#: ("my codeword is …") and the follow-up asks for. No lecture holds it (the lecture names the
+#: PICK_TERMS, so a follow-up about the term passes without any history) and no model can guess it
+#: (new each run), so only a model that was given the earlier turn can answer with it.
+_CODEWORD_CONSONANTS = "bdfgklmnprstvz"
+_CODEWORD_VOWELS = "aeiou"
 
-    With the stand-in, which only quotes the previous question back, its history line must also be
-    there and quote the earlier question, else the history did not reach the model."""
-    named = named_terms(earlier_answer)
-    if not named:
-        return [
-            f"the earlier answer named none of {', '.join(PICK_TERMS)}, so the follow-up cannot be "
-            f"checked: {earlier_answer[:200]!r}"
-        ]
+
+def new_codeword(rng: random.Random | None = None) -> str:
+    """Four made-up syllables, e.g. "zorevimu" (about 24 million words; none is English)."""
+    pick = rng or random.SystemRandom()
+    return "".join(pick.choice(_CODEWORD_CONSONANTS) + pick.choice(_CODEWORD_VOWELS) for _ in range(4))
+
+
+def codeword_question(question: str, codeword: str) -> str:
+    """`question` carrying the codeword after it (the question itself stays a prefix)."""
+    return f"{question} Also, my codeword is {codeword}: remember it."
+
+
+def follow_up_problems(
+    earlier_question: str, follow_up_answer: str, codeword: str, *, standin: bool
+) -> list[str]:
+    """The follow-up ("what is my codeword?") must answer with the codeword the earlier QUESTION
+    gave: only the conversation's history holds it, so this fails for any model that lost it.
+
+    With the stand-in, which quotes the previous question back, its history line must also be
+    there and quote the earlier question."""
+    if codeword.lower() not in earlier_question.lower():
+        raise ValueError(f"the earlier question must give the codeword {codeword!r}: {earlier_question!r}")
     problems: list[str] = []
-    if not named & named_terms(follow_up_answer):
+    if codeword.lower() not in follow_up_answer.lower():
         problems.append(
-            f"the follow-up's answer does not contain what the earlier answer named "
-            f"({', '.join(sorted(named))}): {follow_up_answer[:200]!r}"
+            f"the follow-up's answer does not give the codeword {codeword!r} the earlier question gave "
+            f"(only the conversation's history holds it): {follow_up_answer[:200]!r}"
         )
     if standin:
         _, marker, after = follow_up_answer.partition(STANDIN_EARLIER)
-        quoted = _SENTENCE.split(after.strip(), maxsplit=1)[0] if marker else ""
+        # The quote is as many sentences long as the question it quotes.
+        sentences = len(_SENTENCE.split(earlier_question.strip()))
+        quoted = " ".join(_SENTENCE.split(after.strip())[:sentences]) if marker else ""
         if not marker:
             problems.append(
                 f"the stand-in's follow-up answer has no {STANDIN_EARLIER!r} line: the conversation's "
@@ -216,8 +235,6 @@ def follow_up_problems(
             )
         elif not refers_back(quoted, earlier_question):
             problems.append(f"the stand-in's history line does not quote the earlier question: {quoted!r}")
-        elif not named <= named_terms(quoted):
-            problems.append(f"the stand-in's history line lacks {', '.join(sorted(named))}: {quoted!r}")
     return problems
 
 

@@ -1,10 +1,12 @@
 """The smoke test's scenario: one lecture, one session, three questions, hostile messages.
 
-The questions: a voice question; a typed one that asks the model to name one of PICK_TERMS; a
-follow-up that asks what it just named, whose answer must contain the term from the earlier answer
-(checked by keyword, so it holds for a real model too). When the stack runs the model stand-in
-(`expect_standin`), every answer and transcript must carry its label, and the follow-up's answer
-must show the history the way the stand-in does (it quotes the previous question).
+The questions: a voice question; a typed one that asks the model to name one of PICK_TERMS and
+gives it a codeword (a made-up word, new each run); a follow-up that asks for the codeword, whose
+answer must contain it (checked by keyword, so it holds for a real model too). The lecture names the
+terms, so only the codeword tells whether the conversation's history reached the model. When the
+stack runs the model stand-in (`expect_standin`), every answer and transcript must carry its label,
+and the follow-up's answer must show the history the way the stand-in does (it quotes the previous
+question).
 
 For a model whose words mean nothing (`model_words="meaningless"`: the random tiny model the
 engine tests run) every check of the contract, the order, the timing and the audio holds; the
@@ -35,9 +37,11 @@ from synapscribe.smoke.checks import (
     PICK_TERMS,
     Budget,
     budget_problems,
+    codeword_question,
     contract_problems,
     follow_up_problems,
     looks_like_mp3,
+    new_codeword,
     said_nothing,
     standin_label_problems,
     stream_problems,
@@ -52,7 +56,7 @@ TEXT_QUESTION = (
     f"Which of these does the lecture mention: {', '.join(list(PICK_TERMS)[:-1])} or {list(PICK_TERMS)[-1]}?"
     " Name just one."
 )
-FOLLOW_UP = "What did you just name? Answer in one short sentence."
+FOLLOW_UP = "What is my codeword? Answer in one short sentence."
 #: `model_words`: the model's words mean something (any real model, the stand-in) or nothing.
 MEANINGFUL = "meaningful"
 MEANINGLESS = "meaningless"
@@ -61,8 +65,8 @@ MODEL_WORDS = (MEANINGFUL, MEANINGLESS)
 MEANINGLESS_ATTEMPTS = 5
 #: The checks of what the model's words say, skipped for a model whose words mean nothing.
 WORD_CHECKS: dict[str, str] = {
-    "follow-up names the term": "the follow-up's answer names the term the earlier answer named "
-    f"(one of {', '.join(PICK_TERMS)})",
+    "follow-up recalls the codeword": "the follow-up's answer gives the codeword the text question "
+    "gave (only the conversation's history holds it)",
 }
 #: What a successful answer to each action is (a query's stream ends in `answer`).
 SUCCESS_TYPES = {
@@ -151,6 +155,8 @@ class SmokeInputs:
     step_timeout_s: float = 15.0
     expect_standin: bool = False
     model_words: str = MEANINGFUL
+    #: The word the text question gives and the follow-up asks for (new each run unless given).
+    codeword: str = field(default_factory=new_codeword)
 
     def __post_init__(self) -> None:
         if self.model_words not in MODEL_WORDS:
@@ -377,9 +383,10 @@ class Scenario:
             "voice question (inline audio)",
             lambda: ask("voice", VOICE_QUESTION, True, True, audio=base64.b64encode(clip).decode()),
         )
+        text_question = codeword_question(TEXT_QUESTION, self.inputs.codeword)
         await self.step(
             "text question (name one term)",
-            lambda: ask("text", TEXT_QUESTION, False, True, text=TEXT_QUESTION),
+            lambda: ask("text", text_question, False, True, text=text_question),
         )
 
         async def follow_up() -> str:
@@ -388,18 +395,18 @@ class Scenario:
                 raise StepFailed("the earlier text question has no answer to follow up on")
             detail = await ask("follow-up", FOLLOW_UP, False, False, text=FOLLOW_UP)
             if self.inputs.model_words == MEANINGLESS:
-                self._skip_word_check("follow-up names the term")
+                self._skip_word_check("follow-up recalls the codeword")
                 return detail + "; word check skipped (the model's words mean nothing)"
             result: QueryResult = state["follow-up"]
             problems = follow_up_problems(
-                TEXT_QUESTION,
-                earlier.answer.text,
+                text_question,
                 result.answer.text if result.answer else "",
+                self.inputs.codeword,
                 standin=self.inputs.expect_standin,
             )
             if problems:
                 raise StepFailed("; ".join(problems))
-            return detail + "; names what the earlier answer named"
+            return detail + "; gives the codeword only the earlier turn held"
 
         await self.step("follow-up question (needs the earlier turn)", follow_up)
         await self._hostile(a, state)
