@@ -11,6 +11,9 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,3 +45,42 @@ def cached_build(target: Path, build: Callable[[Path], None], *, done: str = "")
         shutil.rmtree(target, ignore_errors=True)  # an incomplete leftover without its `done` file
         partial.rename(target)
     return target, time.monotonic() - started
+
+
+class BackgroundPrefetch:
+    """A helper script (`prefetch.py` of a test package) run in the background from the end of
+    collection, in its own process group, so slow inputs build while the faster tests run; the
+    fixtures that need them then wait on cached_build's lock. Output goes to `log`.
+    SYNAPSCRIBE_NO_PREFETCH=1 turns it off (e.g. for --collect-only)."""
+
+    def __init__(self, script: Path, log: Path) -> None:
+        self.script = script
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def enabled() -> bool:
+        return not os.environ.get("SYNAPSCRIBE_NO_PREFETCH")
+
+    def start(self) -> None:
+        if self.process is not None or not self.enabled():
+            return
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, str(self.script)],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env=script_env(self.script.resolve().parent),
+            )  # fmt: skip
+
+    def built(self) -> str | None:
+        """What the prefetch logged, on one line ("" before it logged anything); None if it never ran."""
+        if self.process is None:
+            return None
+        text = self.log.read_text() if self.log.exists() else ""
+        return "; ".join(text.split("\n")).strip("; ")
+
+    def stop(self) -> None:
+        """Stop the builders of an interrupted session; their partial output is discarded next time."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)

@@ -29,13 +29,11 @@ mean nothing: never assert on generated text.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cached_build import CACHE_DIR, script_env
+from cached_build import CACHE_DIR, BackgroundPrefetch
 from engine_server import Engine, EngineStartError, reuse_engine, running_engine
 from engine_venv import engine_venv
 from tiny_model import tiny_model
@@ -82,29 +80,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if TIMINGS:
         parts = ", ".join(f"{k} {v:.1f} s" for k, v in TIMINGS.items())
         terminalreporter.write_line(f"engine tests: {parts}")
-    if _PREFETCH is not None and PREFETCH_LOG.exists():
-        built = "; ".join(PREFETCH_LOG.read_text().split("\n")).strip("; ")
+    built = PREFETCH.built()
+    if built is not None:
         terminalreporter.write_line(f"engine inputs built in the background: {built or '(nothing yet)'}")
 
 
-_PREFETCH: subprocess.Popen[bytes] | None = None
-PREFETCH_LOG = CACHE_DIR / "engine-prefetch.log"
+PREFETCH = BackgroundPrefetch(HERE / "prefetch.py", CACHE_DIR / "engine-prefetch.log")
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    global _PREFETCH
-    wanted = any(item.get_closest_marker("engine") for item in session.items)
-    if not wanted or ENGINE_URL or os.environ.get("SYNAPSCRIBE_NO_PREFETCH"):
-        return
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with PREFETCH_LOG.open("wb") as log:
-        _PREFETCH = subprocess.Popen(
-            [sys.executable, str(HERE / "prefetch.py")],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=script_env(HERE),
-        )  # fmt: skip
+    if any(item.get_closest_marker("engine") for item in session.items) and not ENGINE_URL:
+        PREFETCH.start()
 
 
 def pytest_unconfigure() -> None:
-    if _PREFETCH is not None and _PREFETCH.poll() is None:
-        # Interrupted session: stop the builders; their partial output is discarded next time.
-        os.killpg(_PREFETCH.pid, 15)
+    PREFETCH.stop()

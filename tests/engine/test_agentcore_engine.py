@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from required_tools import require_tools
+from stack_uploads import upload_file
 from synapscribe import audiogen, planner
 from synapscribe.bench.full_scenarios import parse_metrics
 from synapscribe.contract import Lecture
@@ -72,20 +73,7 @@ def _lecture_of(lecture_id: str) -> Any:
 async def upload_lecture(client: StackClient, path: Path, within: float) -> tuple[Lecture, list[str], float]:
     """Upload `path` as a lecture; its final `lecture` message, the statuses seen, seconds to ready."""
     data = await asyncio.to_thread(path.read_bytes)
-    got = await client.request(
-        {
-            "action": "createUpload",
-            "kind": "lecture",
-            "filename": path.name,
-            "contentType": "audio/mpeg",
-            "sizeBytes": len(data),
-        },
-        "uploadUrl",
-    )
-    assert got.message is not None, got.raw
-    lecture_id = got.message.uploadId  # type: ignore[union-attr]
-    response = await client.upload(got.message, data, path.name, "audio/mpeg")  # type: ignore[arg-type]
-    assert response.status_code in (200, 201, 204), response.text
+    lecture_id = (await upload_file(client, data, path.name)).uploadId
     started = time.monotonic()
     statuses: list[str] = []
     while True:
@@ -237,7 +225,9 @@ def test_the_smoke_test_passes_with_its_word_checks_skipped(stack: LocalStackPro
     skipped = report["skippedChecks"]
     assert [s for s in skipped if s.startswith("follow-up recalls the codeword:")], skipped
     # Any other skip is a try the model answered with no words (asked again, listed).
-    assert all("said nothing" in s for s in skipped if not s.startswith("follow-up recalls the codeword:")), skipped
+    assert all("said nothing" in s for s in skipped if not s.startswith("follow-up recalls the codeword:")), (
+        skipped
+    )
     kinds = [t["kind"] for t in report["conversation"]]
     assert list(dict.fromkeys(kinds)) == ["voice", "text", "follow-up"], kinds
     assert all(t["answer"] is not None and t["error"] is None for t in report["conversation"])

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import testinfra
 import testinfra.backend
-from cached_build import script_env
+from cached_build import BackgroundPrefetch
 from hostrun import RUN, timed
 from nspawn import CACHE_DIR, NspawnHost, can_boot, free_subnet, rootfs_tarball
 from required_tools import skip_unless_possible_or_fail_in_ci
@@ -228,30 +228,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if RUN.timings:
         parts = ", ".join(f"{k} {v} s" for k, v in RUN.timings.items())
         terminalreporter.write_line(f"host verification time: {parts}")
-        if _PREFETCH is not None:
-            built = "; ".join(PREFETCH_LOG.read_text().split("\n")).strip("; ")
+        built = PREFETCH.built()
+        if built is not None:
             terminalreporter.write_line(f"built in the background while the other tests ran: {built}")
 
 
-_PREFETCH: subprocess.Popen[bytes] | None = None
-PREFETCH_LOG = CACHE_DIR / "prefetch.log"
+PREFETCH = BackgroundPrefetch(Path(__file__).with_name("prefetch.py"), CACHE_DIR / "prefetch.log")
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    global _PREFETCH
     wanted = any(item.get_closest_marker("host") for item in session.items)
-    if not wanted or session.config.option.hosts or os.environ.get("SYNAPSCRIBE_NO_PREFETCH") or can_boot():
-        return
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with PREFETCH_LOG.open("wb") as log:
-        _PREFETCH = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("prefetch.py"))],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env=script_env(Path(__file__).resolve().parent),
-        )  # fmt: skip
+    if wanted and not session.config.option.hosts and PREFETCH.enabled() and not can_boot():
+        PREFETCH.start()
 
 
 def pytest_unconfigure() -> None:
-    if _PREFETCH is not None and _PREFETCH.poll() is None:
-        # Interrupted session: stop the builders; their partial output is discarded next time.
-        os.killpg(_PREFETCH.pid, 15)
+    PREFETCH.stop()

@@ -34,6 +34,7 @@ import boto3
 import httpx
 import pytest
 from required_tools import require_tools
+from stack_uploads import upload_file
 from synapscribe import audiogen
 from synapscribe.local.aws import LOCAL_CREDENTIALS, LOCAL_RESOURCES
 from synapscribe.local.process import LocalStackProcess
@@ -129,21 +130,7 @@ def overdue(stack: LocalStackProcess, request_id: str) -> tuple[str, str]:
 
 async def upload_lecture(client: StackClient, minutes: float) -> str:
     path = audiogen.cached_lecture(minutes)
-    data = path.read_bytes()
-    got = await client.request(
-        {
-            "action": "createUpload",
-            "kind": "lecture",
-            "filename": path.name,
-            "contentType": "audio/mpeg",
-            "sizeBytes": len(data),
-        },
-        "uploadUrl",
-    )
-    assert got.message is not None, got.data
-    response = await client.upload(got.message, data, path.name, "audio/mpeg")  # type: ignore[arg-type]
-    assert response.status_code in (200, 201, 204), response.text
-    return str(got.message.uploadId)  # type: ignore[union-attr]
+    return (await upload_file(client, path.read_bytes(), path.name)).uploadId
 
 
 async def finals(client: StackClient, request_id: str, within: float) -> list[Any]:

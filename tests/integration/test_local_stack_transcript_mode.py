@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from required_tools import require_tools
+from stack_uploads import upload_file
 from synapscribe import audiogen
 from synapscribe.local.process import LocalStackProcess
 from synapscribe.platform import load_platform
@@ -62,21 +63,7 @@ async def test_transcript_mode_lecture_becomes_ready_and_is_answered(
     data = path.read_bytes()
     assert audiogen.duration_seconds(path) > load_platform().max_audio_lecture_seconds
     async with await StackClient.connect(running.url, identity="transcript-student") as client:
-        got = await client.request(
-            {
-                "action": "createUpload",
-                "kind": "lecture",
-                "filename": path.name,
-                "contentType": "audio/mpeg",
-                "sizeBytes": len(data),
-            },
-            "uploadUrl",
-        )
-        assert got.type == "uploadUrl", got.data
-        assert got.message is not None
-        lecture_id = got.message.uploadId  # type: ignore[union-attr]
-        response = await client.upload(got.message, data, path.name, "audio/mpeg")  # type: ignore[arg-type]
-        assert response.status_code in (200, 201, 204), response.text
+        lecture_id = (await upload_file(client, data, path.name)).uploadId
 
         pushes: list[Received] = []
         while not pushes or pushes[-1].data["status"] not in ("ready", "rejected"):  # type: ignore[index]

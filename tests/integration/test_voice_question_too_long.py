@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from required_tools import require_tools
+from stack_uploads import upload_file
 from synapscribe import audiogen
-from synapscribe.contract import Lecture, Session, UploadUrl
+from synapscribe.contract import Lecture, Session
 from synapscribe.local.process import LocalStackProcess
 from synapscribe.platform import load_platform
 from synapscribe.smoke.client import StackClient
@@ -39,20 +40,9 @@ def question(path: Path, seconds: float) -> bytes:
 async def session(stack: LocalStackProcess) -> AsyncIterator[tuple[StackClient, str]]:
     client = await StackClient.connect(stack.url, identity="too-long-student", label="student")
     try:
-        data = audiogen.cached_lecture(1.0).read_bytes()
-        got = await client.request(
-            {
-                "action": "createUpload",
-                "kind": "lecture",
-                "filename": "lecture.mp3",
-                "contentType": "audio/mpeg",
-                "sizeBytes": len(data),
-            },
-            "uploadUrl",
-        )
-        assert isinstance(got.message, UploadUrl), got.raw
-        assert (await client.upload(got.message, data, "lecture.mp3", "audio/mpeg")).status_code < 300
-        lecture_id = got.message.uploadId
+        lecture_id = (
+            await upload_file(client, audiogen.cached_lecture(1.0).read_bytes(), "lecture.mp3")
+        ).uploadId
         ready = await client.wait_type(
             "lecture",
             where=lambda r: bool(
@@ -87,20 +77,10 @@ async def test_a_voice_question_over_the_limit_is_too_large(
     assert [m.type for m in inline.messages] == ["error"], "no transcript or answer for a refused question"
 
     # The same clip as a `query` upload (under that upload's byte limit) is refused the same way.
-    got = await client.request(
-        {
-            "action": "createUpload",
-            "kind": "query",
-            "filename": "q.mp3",
-            "contentType": "audio/mpeg",
-            "sizeBytes": len(too_long),
-        },
-        "uploadUrl",
-    )
-    assert isinstance(got.message, UploadUrl) and len(too_long) <= got.message.maxBytes
-    assert (await client.upload(got.message, too_long, "q.mp3", "audio/mpeg")).status_code < 300
+    upload = await upload_file(client, too_long, "q.mp3", kind="query")
+    assert len(too_long) <= upload.maxBytes
     uploaded = await client.query(
-        session_id, within=30, voice=False, requestId="long-upload", queryKey=got.message.key
+        session_id, within=30, voice=False, requestId="long-upload", queryKey=upload.key
     )
     assert uploaded.error is not None and uploaded.error.code == "too_large", [
         m.raw for m in uploaded.messages

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cached_build import cached_build
+from cached_build import BackgroundPrefetch, cached_build
 
 
 def test_built_once_then_reused(tmp_path: Path) -> None:
@@ -59,3 +59,34 @@ def test_a_second_caller_waits_for_the_first_build(tmp_path: Path) -> None:
     first.join()
     assert calls == ["build"]
     assert waited > 0.2
+
+
+def _script(tmp_path: Path) -> Path:
+    script = tmp_path / "prefetch.py"
+    script.write_text(
+        "import time\nprint('built rootfs', flush=True)\nprint('built venv', flush=True)\ntime.sleep(60)\n"
+    )
+    return script
+
+
+def test_the_background_prefetch_runs_logs_and_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SYNAPSCRIBE_NO_PREFETCH", raising=False)
+    prefetch = BackgroundPrefetch(_script(tmp_path), tmp_path / "logs" / "prefetch.log")
+    assert prefetch.built() is None, "never started"
+    prefetch.start()
+    assert prefetch.process is not None
+    deadline = time.monotonic() + 30
+    while prefetch.built() != "built rootfs; built venv" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert prefetch.built() == "built rootfs; built venv"
+    prefetch.stop()  # an interrupted session: the builders' process group is stopped
+    assert prefetch.process.wait(timeout=10) != 0
+
+
+def test_no_prefetch_turns_it_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNAPSCRIBE_NO_PREFETCH", "1")
+    prefetch = BackgroundPrefetch(_script(tmp_path), tmp_path / "prefetch.log")
+    prefetch.start()
+    assert prefetch.process is None and prefetch.built() is None and not (tmp_path / "prefetch.log").exists()

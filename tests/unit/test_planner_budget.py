@@ -8,13 +8,13 @@ import math
 from typing import Any
 
 import pytest
+from chat_parts import make_wav
 from synapscribe import planner
 from synapscribe.agentcore import prompts
 from synapscribe.platform import PlatformConfig
 from synapscribe.standin.chat_request import parse_chat_request
 from synapscribe.standin.config import StandinConfig
 from synapscribe.standin.tokens import count_text_tokens
-from test_standin_tokens import make_wav
 
 # Text whose tokens a "characters per token" rule underestimates: Qwen splits numbers into single
 # digits, and CJK, accented letters and emoji cost one or more tokens each.
@@ -195,7 +195,7 @@ def test_lecture_modes_follow_the_context(platform: PlatformConfig, max_model_le
 
 
 # Lengths whose tokens the stand-in counted before the rule moved to synapscribe.audio_tokens
-# (tests/unit/test_standin_engine_parity.py; the engine agrees): (samples, rate, audio tokens).
+# (tests/unit/standin/test_standin_engine_parity.py; the engine agrees): (samples, rate, audio tokens).
 KNOWN_AUDIO_LENGTHS = [
     (16000, 16000, 25),
     (16161, 16000, 25),  # one fewer than ceil(seconds x 25)

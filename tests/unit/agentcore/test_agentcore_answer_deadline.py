@@ -1,0 +1,56 @@
+"""AgentCore's claim records when its final is due, and it clears that deadline as it sends the
+final; when the sweeper took the final over first (AgentCore was past its deadline), AgentCore's
+late final is not sent (issue 11 §3: exactly one final per question)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentcore_rig import OWNER, check_order, query_job
+from synapscribe.agentcore.pipeline import QueryPipeline
+from synapscribe.store import DEADLINES_ATTRIBUTE, FINALS_ATTRIBUTE, final_claim_key
+
+QUESTION = "What does rubisco fix?"
+
+
+async def test_the_claim_records_a_deadline_and_the_final_clears_it(make_rig: Any, monkeypatch: Any) -> None:
+    async with make_rig() as rig:
+        rig.store.put_connection("c1", OWNER)
+        job = query_job(rig.session(), text=QUESTION, voice=True)
+        key = final_claim_key(job.requestId, job.receivedAtMs)
+        recorded: list[dict[str, Any]] = []
+        claim = rig.store.claim_final
+
+        def watching(connection_id: str, request_key: str, by: str, deadline: Any = None) -> bool:
+            recorded.append(dict(deadline))
+            return bool(claim(connection_id, request_key, by, deadline))
+
+        monkeypatch.setattr(rig.store, "claim_final", watching)
+        before = rig.store.now()
+        await QueryPipeline(rig.services).run(job)
+        assert check_order(rig.gateway.messages["c1"], voice_in=False)["type"] == "answer"
+        lease = rig.services.platform.quotas.job_lease_seconds
+        assert recorded[0]["owner"] == OWNER and recorded[0]["requestId"] == job.requestId
+        assert before + lease <= recorded[0]["until"] <= rig.store.now() + lease
+        item = rig.store.get_connection("c1")
+        assert item[FINALS_ATTRIBUTE] == {key: "agentcore"} and item[DEADLINES_ATTRIBUTE] == {}
+
+
+async def test_a_final_after_the_sweeper_took_over_is_not_sent(make_rig: Any, monkeypatch: Any) -> None:
+    async with make_rig() as rig:
+        rig.store.put_connection("c1", OWNER)
+        job = query_job(rig.session(), text=QUESTION, voice=True)
+        key = final_claim_key(job.requestId, job.receivedAtMs)
+        claim = rig.store.claim_final
+
+        def then_overdue(connection_id: str, request_key: str, by: str, deadline: Any = None) -> bool:
+            won = bool(claim(connection_id, request_key, by, deadline))
+            # The sweeper runs while AgentCore is still answering, past the deadline.
+            assert rig.store.take_over_final(connection_id, request_key, int(deadline["until"]) + 1)
+            return won
+
+        monkeypatch.setattr(rig.store, "claim_final", then_overdue)
+        await QueryPipeline(rig.services).run(job)
+        types = [m["type"] for m in rig.gateway.messages.get("c1", [])]
+        assert "answer" not in types and "error" not in types, types
+        assert rig.store.get_connection("c1")[FINALS_ATTRIBUTE] == {key: "sweeper"}

@@ -1,0 +1,107 @@
+"""The sweeper answers a question whose AgentCore died mid-answer (issue 11 §3), on moto.
+
+AgentCore's final-message claim carries a deadline (store.claim_final with `deadline`); past it
+the sweeper takes the claim over (store.take_over_final), pushes one `error`
+`upstream_unavailable` and gives the owner's job slot back. A live deadline is left alone, a
+second run sends nothing more, and a gone connection (410) only drops the message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from edge_support import CONNECTIONS_ENDPOINT, pushed
+from synapscribe.connections import ConnectionPusher
+from synapscribe.edge.config import EdgeDeps
+from synapscribe.edge.sweeper import sweep
+from synapscribe.store import DEADLINES_ATTRIBUTE, FINALS_ATTRIBUTE, final_claim_key
+
+
+def in_flight(deps: EdgeDeps, connection_id: str, request_id: str, until: int) -> str:
+    """A question AgentCore claimed (as its pipeline does), holding the owner's job slot."""
+    if deps.store.get_connection(connection_id) is None:
+        deps.store.put_connection(connection_id, "alice")
+    key = final_claim_key(request_id, 1_000)
+    deps.quotas.start_question("alice", key)
+    record = {"until": until, "owner": "alice", "requestId": request_id}
+    assert deps.store.claim_final(connection_id, key, "agentcore", record) is True
+    return key
+
+
+def test_an_overdue_question_gets_one_error_and_a_live_one_is_left(deps: EdgeDeps) -> None:
+    now = deps.store.now()
+    dead = in_flight(deps, "c1", "q-dead", until=now - 1)
+    live = in_flight(deps, "c1", "q-live", until=now + 300)
+
+    report = sweep(deps)
+
+    assert report.answered == [dead] and report.failed == []
+    errors = [m for m in pushed("c1") if m["type"] == "error"]
+    assert [(m["requestId"], m["code"]) for m in errors] == [("q-dead", "upstream_unavailable")]
+    item = deps.store.get_connection("c1")
+    assert item is not None
+    assert item[FINALS_ATTRIBUTE] == {dead: "sweeper", live: "agentcore"}
+    assert list(item[DEADLINES_ATTRIBUTE]) == [live]
+    assert set(deps.quotas.ledger("alice").jobs) == {live}  # the dead question's slot came back
+    # A second run finds nothing overdue: still exactly one error.
+    assert sweep(deps).answered == []
+    assert len([m for m in pushed("c1") if m["type"] == "error"]) == 1
+
+
+def test_agentcore_final_after_the_sweeper_loses(deps: EdgeDeps) -> None:
+    now = deps.store.now()
+    key = in_flight(deps, "c1", "q-late", until=now - 1)
+    sweep(deps)
+    # AgentCore comes back (a slow answer, not a dead one) and tries to send its final: it loses.
+    assert deps.store.settle_final("c1", key) is False
+    assert deps.store.claim_final("c1", key, "edge") is False
+
+
+def test_a_settled_question_is_never_taken_over(deps: EdgeDeps) -> None:
+    now = deps.store.now()
+    key = in_flight(deps, "c1", "q-done", until=now - 1)
+    assert deps.store.settle_final("c1", key) is True  # AgentCore sent its final just in time
+    assert sweep(deps).answered == [] and pushed("c1") == []
+    assert deps.store.take_over_final("c1", key, now + 10**6) is False
+
+
+def test_a_gone_connection_only_drops_the_error(deps: EdgeDeps) -> None:
+    class GoneClient:
+        calls = 0
+
+        def post_to_connection(self, **kwargs: Any) -> None:
+            GoneClient.calls += 1
+            raise ClientError(
+                {"Error": {"Code": "GoneException"}, "ResponseMetadata": {"HTTPStatusCode": 410}}, "Post"
+            )
+
+    deps.pushers[CONNECTIONS_ENDPOINT] = ConnectionPusher(CONNECTIONS_ENDPOINT, client=GoneClient())
+    key = in_flight(deps, "c-gone", "q-gone", until=deps.store.now() - 1)
+    report = sweep(deps)
+    assert report.answered == [key] and report.failed == [] and GoneClient.calls == 1
+    assert deps.quotas.ledger("alice").jobs == {}
+
+
+def test_the_take_over_is_conditional_on_the_deadline(deps: EdgeDeps) -> None:
+    now = deps.store.now()
+    key = in_flight(deps, "c1", "q-x", until=now)
+    assert deps.store.take_over_final("c1", key, now) is False  # not past `until` yet
+    assert deps.store.take_over_final("c1", key, now + 1) is True
+    assert deps.store.take_over_final("c1", key, now + 1) is False  # an overlapping run loses
+
+
+@pytest.mark.parametrize("by", ["robot", ""])
+def test_an_unknown_claimant_is_refused(deps: EdgeDeps, by: str) -> None:
+    deps.store.put_connection("c1", "alice")
+    with pytest.raises(ValueError, match="by must be one of"):
+        deps.store.claim_final("c1", "q@1", by)
+
+
+def test_a_connection_written_before_deadlines_gets_the_map_on_its_first_claim(deps: EdgeDeps) -> None:
+    # As put_connection wrote it before `answerDeadlines` existed (it had `finals` already).
+    deps.store.connections.put_item(Item={"connectionId": "c-old", "owner": "alice", FINALS_ATTRIBUTE: {}})
+    key = in_flight(deps, "c-old", "q-old", until=deps.store.now() - 1)
+    item = deps.store.get_connection("c-old")
+    assert item is not None and item[DEADLINES_ATTRIBUTE][key]["requestId"] == "q-old"
+    assert sweep(deps).answered == [key]
