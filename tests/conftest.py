@@ -11,11 +11,23 @@ import boto3
 import pytest
 from aws_test_env import TEST_RESOURCES
 from moto import mock_aws
+from required_tools import MARKER_HELP, require_tools, tools_needed
 from synapscribe.local.moto_atomic import atomic_dynamodb_writes
 from synapscribe.platform import PlatformConfig, load_platform
 from synapscribe.provision import provision
 from synapscribe.settings import AwsResources
 from synapscribe.store import Store
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+
+
+@pytest.hookimpl(tryfirst=True)  # before the test's fixtures, which may already run the tools
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.needs_tool(...)`: fail (or, for `make test-fast` outside CI, skip) naming each
+    missing tool and the set-up step."""
+    require_tools(*tools_needed(item))
 
 
 @pytest.fixture

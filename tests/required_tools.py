@@ -1,5 +1,9 @@
 """Tools the tests need: a missing one fails the test (scripts/setup installs them all), it never
-skips silently. The host tests may still skip when not root, except under CI."""
+skips silently. The host tests may still skip when not root, except under CI.
+
+A test (or a whole module, through `pytestmark`) says which programs it runs with
+`@pytest.mark.needs_tool("sox", "ffmpeg")`; tests/conftest.py checks them before the test's
+fixtures are set up. A helper or fixture that runs a program itself calls `require_tools`."""
 
 from __future__ import annotations
 
@@ -17,6 +21,19 @@ def in_ci() -> bool:
 
 def missing_tools(*names: str) -> list[str]:
     return [n for n in names if shutil.which(n) is None]
+
+
+#: The marker: `@pytest.mark.needs_tool("espeak-ng", "sox")`.
+MARKER = "needs_tool"
+MARKER_HELP = (
+    f"{MARKER}(*names): the test runs these programs (espeak-ng, sox, ffmpeg, packer, node, chromium …); "
+    "a missing one fails it, or skips it under SYNAPSCRIBE_MISSING_TOOLS=skip outside CI"
+)
+
+
+def tools_needed(item: pytest.Item) -> list[str]:
+    """Every tool the `needs_tool` markers of a test name (its own, its class's, its module's), once."""
+    return list(dict.fromkeys(name for mark in item.iter_markers(MARKER) for name in mark.args))
 
 
 def require_tools(*names: str) -> None:

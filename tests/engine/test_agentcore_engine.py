@@ -22,7 +22,6 @@ from typing import Any
 
 import httpx
 import pytest
-from required_tools import require_tools
 from stack_uploads import upload_file
 from synapscribe import audiogen, planner
 from synapscribe.bench.full_scenarios import parse_metrics
@@ -32,7 +31,11 @@ from synapscribe.platform import load_platform
 from synapscribe.smoke.checks import said_nothing, stream_problems
 from synapscribe.smoke.client import QueryResult, StackClient
 
-pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.engine,
+    pytest.mark.timeout(900),
+    pytest.mark.needs_tool("espeak-ng", "sox", "ffmpeg"),
+]
 
 VOICE_QUESTION = "Where does photosynthesis take place in the plant?"
 TEXT_QUESTION = "What does the enzyme rubisco do in the Calvin cycle?"
@@ -53,7 +56,6 @@ def engine_counters(engine: Any) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def stack(engine: Any) -> Iterator[LocalStackProcess]:
-    require_tools("espeak-ng", "sox", "ffmpeg")
     env = {
         "VLLM_BASE_URL": engine_root(engine) + "/v1",
         "VLLM_MODEL": engine.model,

@@ -23,11 +23,14 @@ from typing import Any
 
 import httpx
 import pytest
-from required_tools import require_tools
 from synapscribe import keys
 from synapscribe.agentcore.harness import Stack, spawn_agentcore, stack
 
-pytestmark = [pytest.mark.engine, pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.engine,
+    pytest.mark.timeout(600),
+    pytest.mark.needs_tool("espeak-ng", "sox", "ffmpeg"),
+]
 
 OWNER = "eu-west-1:engine-refusals"
 AGENTCORE_CONTEXT = 32768
@@ -40,7 +43,6 @@ def engine_v1(engine: Any) -> str:
 
 @pytest.fixture(scope="module")
 def st(engine: Any) -> Iterator[Stack]:
-    require_tools("espeak-ng", "sox", "ffmpeg")
     env = {
         "VLLM_BASE_URL": engine_v1(engine),
         "VLLM_MODEL": engine.model,

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 from engine_server import Engine, _wait_listed, engine_command, flag, free_port, spawn, stop
-from required_tools import require_tools
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(600)]
 
@@ -70,8 +69,8 @@ def media_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
         yield server
 
 
+@pytest.mark.needs_tool("espeak-ng", "sox", "ffmpeg")
 def test_bench_engine_measures_both_transports_on_the_engine(media_engine: Engine, tmp_path: Path) -> None:
-    require_tools("espeak-ng", "sox", "ffmpeg")
     engine, media_dir = media_engine, media_engine.media_dir
     out = tmp_path / "engine.json"
     argv = [

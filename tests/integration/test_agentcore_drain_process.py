@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from required_tools import require_tools
 from synapscribe import audiogen
 from synapscribe.agentcore import diagnostics as diag
 from synapscribe.agentcore.harness import stack
@@ -21,12 +20,8 @@ from synapscribe.edge.agentcore_client import AgentCoreBusy, post_job
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.needs_tool("espeak-ng"),
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _needs_espeak_ng() -> None:
-    require_tools("espeak-ng")
 
 
 OWNER = "eu-west-1:student-1"

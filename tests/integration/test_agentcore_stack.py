@@ -11,19 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
-from required_tools import require_tools
 from synapscribe import audiogen, keys
 from synapscribe.agentcore.harness import Stack, spawn_agentcore, stack
 from synapscribe.platform import load_platform
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.needs_tool("espeak-ng"),
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _needs_espeak_ng() -> None:
-    require_tools("espeak-ng")
 
 
 OWNER = "eu-west-1:student-1"

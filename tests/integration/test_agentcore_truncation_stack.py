@@ -11,20 +11,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from required_tools import require_tools
 from synapscribe import audiogen, keys
 from synapscribe.agentcore import media
 from synapscribe.agentcore.harness import Stack, stack
 from synapscribe.agentcore.vllm_client import TRUNCATED_MARK
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.needs_tool("espeak-ng", "sox", "ffmpeg")]
 
 OWNER = "eu-west-1:student-1"
 
 
 @pytest.fixture(scope="module")
 def st() -> Iterator[Stack]:
-    require_tools("espeak-ng", "sox", "ffmpeg")
     with stack(standin_args=["--transcription-max-tokens", "5"]) as s:
         yield s
         assert s.receiver.invalid == []

@@ -33,7 +33,6 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from required_tools import require_tools
 from stack_uploads import upload_file
 from synapscribe import audiogen
 from synapscribe.local.aws import LOCAL_CREDENTIALS, LOCAL_RESOURCES
@@ -41,7 +40,7 @@ from synapscribe.local.process import LocalStackProcess
 from synapscribe.platform import load_platform
 from synapscribe.smoke.client import StackClient
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180), pytest.mark.needs_tool("espeak-ng")]
 
 LECTURE_MINUTES = 12
 SWEEP_INTERVAL = 1.0
@@ -49,11 +48,6 @@ SWEEP_INTERVAL = 1.0
 ENV = {"SYNAPSCRIBE_STANDIN_TRANSCRIPTION_SECONDS": "0.3", "SYNAPSCRIBE_STANDIN_TOKENS_PER_SECOND": "10"}
 #: How long a restarted child may take to be ready again (AgentCore ~4 s, the stand-in ~2 s here).
 RESTART_SECONDS = 30.0
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _needs_espeak_ng() -> None:
-    require_tools("espeak-ng")
 
 
 @pytest.fixture(scope="module")

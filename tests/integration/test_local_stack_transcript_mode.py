@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from required_tools import require_tools
 from stack_uploads import upload_file
 from synapscribe import audiogen
 from synapscribe.local.process import LocalStackProcess
@@ -22,12 +21,8 @@ from synapscribe.smoke.client import Received, StackClient
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.timeout(120),
+    pytest.mark.needs_tool("espeak-ng"),
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _needs_espeak_ng() -> None:
-    require_tools("espeak-ng")
 
 
 LECTURE_MINUTES = 12

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from required_tools import require_tools
 from synapscribe.local.page_tour import (
     AFTER_RECONNECT,
     FOLLOW_UP,
@@ -27,7 +26,12 @@ from synapscribe.local.page_tour import (
 )
 from synapscribe.local.process import LocalStackProcess
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.timeout(240)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.browser,
+    pytest.mark.timeout(240),
+    pytest.mark.needs_tool("chromium", "espeak-ng", "ffmpeg"),
+]
 
 REPO = Path(__file__).resolve().parents[2]
 ANSWER_TOKENS = 48
@@ -35,7 +39,6 @@ ANSWER_TOKENS = 48
 
 @pytest.fixture(scope="module")
 def tour(tmp_path_factory: pytest.TempPathFactory, lecture_audio: Callable[..., Path]) -> TourResult:
-    require_tools("chromium", "espeak-ng", "ffmpeg")
     workdir = tmp_path_factory.mktemp("page")
     started = time.monotonic()
     # Short answers (about 3 to 4 sentences): spoken answers play in real time, ~4 s a sentence.

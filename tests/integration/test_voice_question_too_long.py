@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from required_tools import require_tools
 from stack_uploads import upload_file
 from synapscribe import audiogen
 from synapscribe.contract import Lecture, Session
@@ -16,7 +15,11 @@ from synapscribe.local.process import LocalStackProcess
 from synapscribe.platform import load_platform
 from synapscribe.smoke.client import StackClient
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(180),
+    pytest.mark.needs_tool("espeak-ng", "sox", "ffmpeg"),
+]
 
 LIMITS = load_platform().limits
 INLINE_MAX_BYTES = 64 * 1024  # the contract's limit on an inline clip, decoded
@@ -24,7 +27,6 @@ INLINE_MAX_BYTES = 64 * 1024  # the contract's limit on an inline clip, decoded
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStackProcess]:
-    require_tools("espeak-ng", "sox", "ffmpeg")
     with LocalStackProcess() as running:
         yield running
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import hcl2
 import pytest
-from required_tools import require_tools
 from synapscribe.platform import load_platform
 
 AMI = Path(__file__).resolve().parents[2] / "ami"
@@ -281,8 +280,8 @@ def test_manifest(build: dict[str, Any]) -> None:
     assert _s(custom["model_revision_file"]) == "model-revision.txt"
 
 
+@pytest.mark.needs_tool("packer")
 def test_packer_fmt() -> None:
-    require_tools("packer")
     proc = subprocess.run(
         ["packer", "fmt", "-check", "-diff", str(AMI)],
         capture_output=True,

@@ -5,16 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from required_tools import require_tools
 from synapscribe import audiogen
 from synapscribe.agentcore import media
 from synapscribe.platform import PlatformConfig
 from synapscribe.standin.tokens import audio_duration_seconds
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _needs_espeak_ng() -> None:
-    require_tools("espeak-ng")
+pytestmark = pytest.mark.needs_tool("espeak-ng")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import pytest
-from required_tools import require_tools
 from synapscribe.bench import validation
 
 
@@ -18,8 +17,8 @@ def parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
+@pytest.mark.needs_tool("ffmpeg")
 def test_bench_reports_sizes_reads_and_ratio(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    require_tools("ffmpeg")
     env_before = dict(os.environ)
     out = tmp_path / "bench.json"
     assert (
@@ -56,7 +55,7 @@ def test_bad_flags_exit_2_naming_the_flag(
     assert flag in capsys.readouterr().err
 
 
+@pytest.mark.needs_tool("ffmpeg")
 def test_large_over_limit_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    require_tools("ffmpeg")
     assert validation.run(parse("--large-mb", "200")) == 2
     assert "--large-mb" in capsys.readouterr().err

@@ -81,19 +81,14 @@ def table_snapshot(deps: EdgeDeps) -> dict[str, list[dict[str, Any]]]:
 # --------------------------------------------------------------------------- audio
 
 
-def need_tools(*names: str) -> None:
-    """Fails (never skips) naming the missing tool: scripts/setup installs them."""
-    require_tools(*names)
-
-
 def speech_wav(path: Path, text: str = "Photosynthesis turns light into chemical energy.") -> Path:
-    need_tools("espeak-ng")
+    require_tools("espeak-ng")
     subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True)
     return path
 
 
 def encode(wav: Path, out: Path, *extra: str) -> Path:
-    need_tools("ffmpeg")
+    require_tools("ffmpeg")
     subprocess.run(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(wav), *extra, str(out)],
         check=True,
@@ -104,7 +99,7 @@ def encode(wav: Path, out: Path, *extra: str) -> Path:
 
 def cbr_mp3(out: Path, seconds: float, bitrate_kbps: int = 32) -> Path:
     """A CBR MP3 of a tone, without a Xing/Info frame (its duration comes from size/bitrate)."""
-    need_tools("ffmpeg")
+    require_tools("ffmpeg")
     subprocess.run(
         [
             "ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi",

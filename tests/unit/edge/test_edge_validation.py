@@ -14,7 +14,6 @@ from edge_support import (
     closed_port_url,
     exists,
     lecture_pushes,
-    need_tools,
     pushed,
     s3_event,
     upload,
@@ -170,10 +169,10 @@ def test_too_large_file(deps: EdgeDeps, audio: dict[str, Path], monkeypatch: pyt
     assert "largest lecture accepted" in reason and "Compress" in reason
 
 
+@pytest.mark.needs_tool("ffmpeg")
 def test_webm_without_duration(deps: EdgeDeps, audio: dict[str, Path], tmp_path: Path) -> None:
     import subprocess
 
-    need_tools("ffmpeg")
     # Written to a pipe, the WebM muxer cannot go back to store the duration (like a live recording).
     live = subprocess.run(
         [
