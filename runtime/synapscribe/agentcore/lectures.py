@@ -30,6 +30,7 @@ from synapscribe.agentcore.media import (
     cut_mp3,
     duration_seconds,
     mp3_samples,
+    refusal,
     sniff_format,
     split_mp3,
     to_mp3,
@@ -187,7 +188,7 @@ class LectureContexts:
         """The recording as items; MP3 is cut as it is, other formats after ffmpeg converts them."""
         fmt = sniff_format(source)
         if fmt is None:
-            raise LectureUnavailableError("the lecture recording is not audio in a known format")
+            raise LectureUnavailableError(f"the lecture recording is refused: {refusal(source)}")
         timeline = audiogen.embedded_timeline(source)
         mp3 = source if fmt == "mp3" else await to_mp3(source)
         try:

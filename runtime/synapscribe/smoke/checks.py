@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+from synapscribe.audio.formats import looks_like_mp3 as looks_like_mp3
 from synapscribe.contract import Audio
 from synapscribe.smoke.client import QueryResult, Received
 
@@ -149,10 +150,6 @@ def refers_back(answer: str, earlier: str, share: float = 0.5) -> bool:
     """Whether `answer` repeats at least `share` of the content words of `earlier`."""
     wanted = content_words(earlier)
     return bool(wanted) and len(wanted & content_words(answer)) >= share * len(wanted)
-
-
-def looks_like_mp3(data: bytes) -> bool:
-    return data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0)
 
 
 #: Every stand-in answer and transcript starts with this (runtime/synapscribe/standin/answers.py).
