@@ -64,8 +64,11 @@ def _size(fileobj: SeekableReader) -> int:
     return end
 
 
-def probe(fileobj: SeekableReader, name: str) -> ProbeResult:
-    """Read format and duration; raise ProbeRejection with an actionable reason."""
+def probe(fileobj: SeekableReader, name: str = "") -> ProbeResult:
+    """Read format and duration; raise ProbeRejection with an actionable reason.
+
+    The bytes decide the format, never `name` (the upload's file name): a file is read as what
+    `formats.sniff` says it is, so every part gets the same answer."""
     try:
         size = _size(fileobj)
         head = fileobj.read(64)
@@ -77,9 +80,11 @@ def probe(fileobj: SeekableReader, name: str) -> ProbeResult:
         if kind == "webm":
             duration, fmt = _webm_duration(fileobj, size), "webm"
         else:
-            duration, fmt = _mutagen_duration(fileobj, name, kind)
+            duration, fmt = _mutagen_duration(fileobj, kind)
         if fmt == "m4a":
             duration = _fragmented(fileobj, size, duration)
+        elif fmt == "wav" and duration is not None:
+            duration = min(duration, _wav_capacity(fileobj, size))
     except ReadBudgetExceeded:
         raise ProbeRejection(
             "The file's header is unusually large (for example embedded artwork of several megabytes), "
@@ -101,11 +106,11 @@ def corrupt(kind: str) -> ProbeRejection:
     )
 
 
-def _mutagen_duration(fileobj: SeekableReader, name: str, kind: str) -> tuple[float | None, str]:
+def _mutagen_duration(fileobj: SeekableReader, kind: str) -> tuple[float | None, str]:
     try:
-        # mutagen scores candidates by header and by file name; the name is the server-chosen
-        # key, whose extension follows the declared content type.
-        audio = mutagen.File(_Named(fileobj, name), options=_MUTAGEN_FORMATS)
+        # mutagen scores candidates by header and by file name (ADTS only by its extension), so
+        # it is given the name of the format the bytes announce, not the upload's.
+        audio = mutagen.File(_Named(fileobj, f"recording.{kind}"), options=_MUTAGEN_FORMATS)
     except ReadBudgetExceeded:
         raise
     except (mutagen.MutagenError, struct.error, ValueError, EOFError, IndexError, OverflowError):
@@ -115,6 +120,17 @@ def _mutagen_duration(fileobj: SeekableReader, name: str, kind: str) -> tuple[fl
     fmt = _FORMAT_NAMES.get(type(audio).__name__, kind)
     length = getattr(audio.info, "length", None)
     return (None if length is None else float(length)), fmt
+
+
+def _wav_capacity(fileobj: SeekableReader, size: int) -> float:
+    """The most audio a WAV of `size` bytes can hold: a recording cut short (or streamed, with a
+    placeholder size) claims more in its header than the file carries."""
+    audio = mutagen.File(_Named(fileobj, "x.wav"), options=[WAVE])
+    info = audio.info if audio is not None else None
+    rate = (
+        getattr(info, "sample_rate", 0) * getattr(info, "channels", 0) * getattr(info, "bits_per_sample", 0)
+    )
+    return (size * 8 / rate) if rate > 0 else 0.0
 
 
 def _fragmented(fileobj: SeekableReader, size: int, header: float | None) -> float | None:

@@ -1,0 +1,196 @@
+"""One table of formats, one answer each, asked of the audio package and of every part that uses it:
+the edge's probe (through ranged reads of a moto S3 object, as the validation Lambda reads), AgentCore's
+media handling (what the model server would be given), the audio generator's duration and the smoke
+test's MP3 check. The recordings are made here (espeak-ng, ffmpeg) or are the Chromium recordings in
+tests/unit/data; nothing is downloaded.
+
+The decision the table pins (runtime/synapscribe/contract.py, docs/interfaces.md): every format below
+that browsers record or people upload is accepted, for question audio and for lectures; the model
+server is given MP3 or WAV as they are and everything else converted to MP3; text, empty and
+cut-short files are refused with a reason that says which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+from required_tools import require_tools
+from synapscribe import audiogen
+from synapscribe.agentcore import media
+from synapscribe.audio import formats
+from synapscribe.audio.probe import ProbeRejection, ProbeResult, probe
+from synapscribe.edge import audio_probe
+from synapscribe.edge.s3_ranged import S3RangedFile
+from synapscribe.smoke.checks import looks_like_mp3
+
+DATA = Path(__file__).parent / "data"
+SENTENCE = "The chloroplast holds the green pigment chlorophyll."
+#: How far a measured length may be from the decoded one (AAC's priming frames, one Opus frame).
+SLACK_SECONDS = 0.15
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    #: ffmpeg output arguments that make it from the spoken WAV, or a file under tests/unit/data
+    source: tuple[str, ...] | str
+    #: what every sniffer answers (None: no audio format we accept)
+    fmt: str | None
+    #: None: accepted. Else (what the edge's reason says, what AgentCore's says), as regexes.
+    refusal: tuple[str, str] | None = None
+    #: keep only this many bytes (a recording cut short)
+    cut: int | None = None
+
+
+_AAC = ("-c:a", "aac", "-b:a", "32k")
+_OPUS = ("-c:a", "libopus", "-b:a", "24k")
+_CUT = (
+    r"looks like {} audio but cannot be read: it may be damaged or cut short",
+    r"{} recording cannot be decoded",
+)
+
+TABLE = (
+    Row("mp3", ("-c:a", "libmp3lame", "-b:a", "32k", "-f", "mp3"), "mp3"),
+    Row("aac-adts", (*_AAC, "-f", "adts"), "aac"),
+    Row("aac-mp4", (*_AAC, "-f", "mp4"), "m4a"),
+    # Safari's MediaRecorder: fragmented MP4/AAC whose header holds no duration.
+    Row("aac-mp4-fragmented", (*_AAC, "-movflags", "frag_keyframe+empty_moov+default_base_moof", "-f", "mp4"), "m4a"),
+    Row("opus-mp4-chromium", "chromium-156-question-opus.m4a", "m4a"),
+    Row("wav", ("-c:a", "pcm_s16le", "-f", "wav"), "wav"),
+    Row("flac", ("-c:a", "flac", "-f", "flac"), "flac"),
+    Row("opus-ogg", (*_OPUS, "-f", "ogg"), "ogg"),
+    Row("opus-webm", (*_OPUS, "-f", "webm"), "webm"),
+    # Chrome's and Firefox's MediaRecorder: a live WebM, no duration in its header and the
+    # segment's size unknown (ffmpeg's matroska muxer option `live` writes it so).
+    Row("opus-webm-live", (*_OPUS, "-f", "webm", "-live", "1"), "webm"),
+    Row("opus-webm-chromium", "chromium-156-question.webm", "webm"),
+    Row("text", "text", None, (r"not an audio recording \(it is a text file\)",) * 2),
+    Row("empty", "empty", None, (r"not an audio recording \(it is empty\)",) * 2),
+    Row("mp3-truncated", ("-c:a", "libmp3lame", "-b:a", "32k", "-f", "mp3"), "mp3", (_CUT[0].format("MP3"), _CUT[1].format("MP3")), cut=100),
+    Row("mp4-truncated", (*_AAC, "-f", "mp4"), "m4a", (_CUT[0].format("M4A"), _CUT[1].format("M4A")), cut=600),
+    Row("webm-truncated", (*_OPUS, "-f", "webm"), "webm", (_CUT[0].format("WEBM"), _CUT[1].format("WebM")), cut=100),
+    Row("wav-truncated", ("-c:a", "pcm_s16le", "-f", "wav"), "wav", (r"WAV file contains no audio", _CUT[1].format("WAV")), cut=40),
+)  # fmt: skip
+ACCEPTED = [r for r in TABLE if r.refusal is None]
+REFUSED = [r for r in TABLE if r.refusal is not None]
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every row's file, made once: espeak-ng speaks, ffmpeg encodes."""
+    require_tools("espeak-ng", "ffmpeg")
+    d = tmp_path_factory.mktemp("formats")
+    wav = d / "speech.wav"
+    subprocess.run(["espeak-ng", "-w", str(wav), SENTENCE], check=True)
+    out: dict[str, Path] = {}
+    for row in TABLE:
+        path = d / f"{row.name}.bin"
+        if row.source == "text":
+            path.write_text("Lecture notes: photosynthesis turns light into chemical energy.\n")
+        elif row.source == "empty":
+            path.write_bytes(b"")
+        elif isinstance(row.source, str):
+            path.write_bytes((DATA / row.source).read_bytes())
+        else:
+            cmd = [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-i",
+                str(wav),
+                "-ac",
+                "1",
+                *row.source,
+                str(path),
+            ]
+            subprocess.run(cmd, check=True, capture_output=True)
+            path.write_bytes(path.read_bytes()[: row.cut])  # fmt: skip
+        out[row.name] = path
+    return out
+
+
+def decoded_seconds(data: bytes) -> float:
+    """What ffmpeg decodes of the recording: the length each measurement must agree with."""
+    pcm = subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", "pipe:0", "-ac", "1", "-ar", "16000", "-f", "s16le", "pipe:1"],
+        input=data,
+        check=True,
+        capture_output=True,
+    ).stdout  # fmt: skip
+    return len(pcm) / 2 / 16000
+
+
+@pytest.fixture(scope="module")
+def bucket() -> Iterator[object]:
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="eu-west-1")
+        s3.create_bucket(Bucket="formats", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        yield s3
+
+
+def edge_probe(s3: object, name: str, data: bytes) -> ProbeResult:
+    """The validation Lambda's read: ranged GETs of the stored object (only what the probe touches)."""
+    key = f"lectures/{name}"
+    s3.put_object(Bucket="formats", Key=key, Body=data)  # type: ignore[attr-defined]
+    return audio_probe.probe(S3RangedFile(s3, "formats", key, len(data)), key.rsplit("/", 1)[-1])
+
+
+# --------------------------------------------------------------------------- one answer per format
+
+
+@pytest.mark.parametrize("row", TABLE, ids=lambda r: r.name)
+def test_every_sniffer_gives_the_row_s_answer(samples: dict[str, Path], row: Row) -> None:
+    data = samples[row.name].read_bytes()
+    assert formats.sniff(data[:64]) == row.fmt  # the edge reads 64 bytes
+    assert audio_probe.sniff(data[:64]) == row.fmt
+    assert media.sniff_format(data) == row.fmt
+    assert looks_like_mp3(data) is (row.fmt == "mp3")
+
+
+@pytest.mark.parametrize("row", ACCEPTED, ids=lambda r: r.name)
+def test_accepted_formats_are_measured_alike_by_every_part(
+    samples: dict[str, Path], bucket: object, row: Row
+) -> None:
+    path = samples[row.name]
+    data = path.read_bytes()
+    truth = decoded_seconds(data)
+    # The package, over a plain file.
+    with path.open("rb") as f:
+        result = probe(f, f"talk.{row.fmt}")
+    assert result.format == row.fmt and abs(result.duration_seconds - truth) < SLACK_SECONDS, (result, truth)
+    # The edge: the same answer through ranged reads of S3.
+    assert edge_probe(bucket, f"{row.name}.{row.fmt}", data) == result
+    # The generator measures files as the platform does, whatever their name.
+    assert audiogen.duration_seconds(path) == pytest.approx(result.duration_seconds)
+    # AgentCore: MP3 and WAV go to the model server as they are; the rest are converted to MP3 once.
+    if row.fmt in media.DIRECT_FORMATS:
+        given, fmt = data, row.fmt
+    else:
+        given, fmt = asyncio.run(media.to_mp3(data)), "mp3"
+        assert media.sniff_format(given) == "mp3"
+    assert abs(media.duration_seconds(given, fmt) - truth) < SLACK_SECONDS
+
+
+@pytest.mark.parametrize("row", REFUSED, ids=lambda r: r.name)
+def test_refused_files_get_a_reason_that_says_why(samples: dict[str, Path], bucket: object, row: Row) -> None:
+    assert row.refusal is not None
+    edge_reason, agentcore_reason = row.refusal
+    path = samples[row.name]
+    data = path.read_bytes()
+    with path.open("rb") as f, pytest.raises(ProbeRejection, match=edge_reason):
+        probe(f, "talk.mp3")
+    if data:  # S3 cannot range-read an empty object; the Lambda refuses 0 bytes before probing
+        with pytest.raises(ProbeRejection, match=edge_reason):
+            edge_probe(bucket, row.name, data)
+    with pytest.raises(audiogen.AudioGenError, match=edge_reason):
+        audiogen.duration_seconds(path)
+    with pytest.raises(media.MediaError, match=agentcore_reason):
+        asyncio.run(media.to_mp3(data))
