@@ -19,7 +19,15 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from synapscribe.platform import PlatformConfig, load_platform
 
@@ -35,6 +43,9 @@ class ErrorCode(StrEnum):
     UNKNOWN_ACTION = "unknown_action"
     NOT_FOUND = "not_found"
     TOO_LARGE = "too_large"
+    #: A `createUpload` contentType outside platform.yaml `limits.accepted_content_types`, or a
+    #: recording (question audio, lecture) that is no audio in an accepted format or is damaged or
+    #: cut short; the message names what the bytes are ("it is a text file") or what is wrong.
     UNSUPPORTED_MEDIA = "unsupported_media"
     LECTURE_NOT_READY = "lecture_not_ready"
     BUSY = "busy"
@@ -69,11 +80,31 @@ class _Action(BaseModel):
 
 
 class CreateUpload(_Action):
+    """Ask for an upload URL for a lecture or a voice question.
+
+    Accepted audio, the same for lectures and question audio (inline `audio` or `queryKey`): MP3,
+    M4A/MP4 (AAC or Opus; fragmented as Safari's and Chrome's MediaRecorder write it), AAC (ADTS),
+    WAV, FLAC, Ogg (Opus, Vorbis, FLAC) and WebM (Opus, Vorbis; a browser's live recording with no
+    duration in its header is measured from its last frames). The bytes decide the format, never the
+    name or the content type (synapscribe.audio.formats.sniff). The model server is given MP3 or WAV
+    as sent; AgentCore converts every other accepted format to MP3 once (ffmpeg), so a browser's
+    recording reaches the engine in a format its soundfile decoder reads. Anything else (text,
+    images, empty, damaged or cut-short files) is refused with `unsupported_media` and a reason
+    that says which. `contentType` is a key of platform.yaml `limits.accepted_content_types`;
+    parameters are dropped (`audio/webm;codecs=opus`, a MediaRecorder blob's type, is
+    `audio/webm`).
+    """
+
     action: Literal["createUpload"]
     kind: Literal["lecture", "query"]
     filename: str = Field(min_length=1, max_length=255)
     contentType: str = Field(min_length=1, max_length=100)
     sizeBytes: int = Field(gt=0)
+
+    @field_validator("contentType")
+    @classmethod
+    def _media_type_only(cls, value: str) -> str:
+        return value.split(";", 1)[0].strip().lower()
 
 
 class GetLecture(_Action):
@@ -87,6 +118,9 @@ class StartSession(_Action):
 
 
 class Query(_Action):
+    """A question: typed `text`, or audio inline (`audio`, base64) or uploaded (`queryKey`), in any
+    format `CreateUpload` accepts."""
+
     action: Literal["query"]
     sessionId: str = Field(pattern=ID_PATTERN)
     requestId: str | None = Field(default=None, pattern=REQUEST_ID_PATTERN)

@@ -244,6 +244,30 @@ def test_create_query_upload(deps: EdgeDeps, alice: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("blob_type", "ext"),
+    [("audio/webm;codecs=opus", "webm"), ("audio/mp4; codecs=mp4a.40.2", "m4a"), ("Audio/MP4", "m4a")],
+)
+def test_create_upload_takes_a_media_recorder_blob_type(
+    deps: EdgeDeps, alice: str, blob_type: str, ext: str
+) -> None:
+    """A browser's MediaRecorder blob type carries codec parameters: the media type decides."""
+    msg = one(
+        deps,
+        alice,
+        {
+            "action": "createUpload",
+            "kind": "query",
+            "filename": "q",
+            "contentType": blob_type,
+            "sizeBytes": 10,
+        },
+    )
+    assert msg["type"] == "uploadUrl", msg
+    assert msg["key"] == f"queries/alice/{msg['uploadId']}.{ext}"
+    assert msg["fields"]["Content-Type"] == blob_type.split(";")[0].strip().lower()
+
+
+@pytest.mark.parametrize(
     ("message", "code"),
     [
         (
