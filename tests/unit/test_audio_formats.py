@@ -13,6 +13,7 @@ cut-short files are refused with a reason that says which.
 from __future__ import annotations
 
 import asyncio
+import io
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -194,3 +195,22 @@ def test_refused_files_get_a_reason_that_says_why(samples: dict[str, Path], buck
         audiogen.duration_seconds(path)
     with pytest.raises(media.MediaError, match=agentcore_reason):
         asyncio.run(media.to_mp3(data))
+
+
+@pytest.mark.parametrize("row", ACCEPTED, ids=lambda r: r.name)
+def test_damaged_recordings_are_answered_never_crash(samples: dict[str, Path], row: Row) -> None:
+    """Flipped bytes and cuts anywhere (the WebM and MP4 readers walk untrusted sizes): the probe
+    answers a length or a ProbeRejection, nothing else escapes."""
+    import random
+
+    rng = random.Random(row.name)
+    data = samples[row.name].read_bytes()
+    for _ in range(150):
+        damaged = bytearray(data)
+        for _ in range(rng.randint(1, 8)):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        cut = bytes(damaged[: rng.randrange(1, len(damaged))] if rng.random() < 0.5 else damaged)
+        try:
+            probe(io.BytesIO(cut), "damaged")
+        except ProbeRejection as exc:
+            assert exc.reason.endswith(".")

@@ -117,7 +117,16 @@ def generators(
 
     def unsupported_media(rng: random.Random) -> tuple[str | bytes, str]:
         ctype = rng.choice(
-            ["text/plain", "video/mp4", "application/octet-stream", "audio/MPEG", "audio/mpeg; x=1", "x"]
+            # Media types are case-insensitive and their parameters are dropped (contract.CreateUpload),
+            # so "audio/MPEG" and "audio/mpeg; x=1" are accepted; these are not.
+            [
+                "text/plain",
+                "video/mp4",
+                "application/octet-stream",
+                "audio/mpeg3",
+                "text/plain; charset=utf-8",
+                "x",
+            ]
         )
         body = {
             "action": "createUpload",
