@@ -88,11 +88,12 @@ class CreateUpload(_Action):
     duration in its header is measured from its last frames). The bytes decide the format, never the
     name or the content type (synapscribe.audio.formats.sniff). The model server is given MP3 or WAV
     as sent; AgentCore converts every other accepted format to MP3 once (ffmpeg), so a browser's
-    recording reaches the engine in a format its soundfile decoder reads. Anything else (text,
-    images, empty, damaged or cut-short files) is refused with `unsupported_media` and a reason
-    that says which. `contentType` is a key of platform.yaml `limits.accepted_content_types`;
-    parameters are dropped (`audio/webm;codecs=opus`, a MediaRecorder blob's type, is
-    `audio/webm`).
+    recording reaches the engine in a format its soundfile decoder reads; a WebM or MP4 video's
+    sound is used. Anything else (text, images, a video without sound, empty, damaged or cut-short
+    files) is refused with `unsupported_media` and a reason that says which. `contentType` is a key
+    of platform.yaml `limits.accepted_content_types` (`video/webm` and `video/mp4` included: file
+    pickers name .webm and .mp4 files so); parameters are dropped (`audio/webm;codecs=opus`, a
+    MediaRecorder blob's type, is `audio/webm`).
     """
 
     action: Literal["createUpload"]

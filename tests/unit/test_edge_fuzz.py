@@ -121,7 +121,7 @@ def generators(
             # so "audio/MPEG" and "audio/mpeg; x=1" are accepted; these are not.
             [
                 "text/plain",
-                "video/mp4",
+                "video/x-msvideo",
                 "application/octet-stream",
                 "audio/mpeg3",
                 "text/plain; charset=utf-8",

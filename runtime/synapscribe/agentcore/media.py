@@ -104,6 +104,8 @@ async def to_mp3(data: bytes, bitrate_kbps: int = 32) -> bytes:
     try:
         return await _ffmpeg_mp3(data, bitrate_kbps)
     except MediaError as exc:
+        if "does not contain any stream" in str(exc):  # ffmpeg: nothing left once video is dropped
+            raise MediaError(f"the {LABELS[fmt]} file has no audio track (a video without sound)") from None
         raise MediaError(
             f"the {LABELS[fmt]} recording cannot be decoded (damaged or cut short?): {exc}"
         ) from None

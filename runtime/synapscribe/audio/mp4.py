@@ -112,22 +112,29 @@ def _fragment_end(moof: bytes, track: int) -> int | None:
     return None
 
 
+class NoAudioTrack(ValueError):
+    """The MP4 holds no sound track (a video without sound)."""
+
+
 def fragmented_seconds(f: Reader, size: int) -> float | None:
     """The length of a fragmented MP4's audio track, or None when the file is not fragmented
-    (mutagen's header duration is then right). Mp4Error when its boxes are broken."""
+    (mutagen's header duration is then right). NoAudioTrack when it has no sound track, Mp4Error
+    when its boxes are broken."""
     try:
         boxes = _top_level(f, size)
         moov = next(((pos, n) for kind, pos, n in boxes if kind == b"moov"), None)
-        moofs = [(pos, n) for kind, pos, n in boxes if kind == b"moof"]
-        if moov is None or not moofs:
-            return None
+        if moov is None:
+            raise Mp4Error("no moov box")
         f.seek(moov[0])
         moov_body = f.read(moov[1])
         track = _audio_track(moov_body)
-        if _child(moov_body, b"mvex") is None or track is None or track[1] == 0:
+        if track is None:
+            raise NoAudioTrack("no sound track")
+        moofs = [(pos, n) for kind, pos, n in boxes if kind == b"moof"]
+        if _child(moov_body, b"mvex") is None or not moofs or track[1] == 0:
             return None
         f.seek(moofs[-1][0])
         end = _fragment_end(f.read(moofs[-1][1]), track[0])
     except (struct.error, IndexError) as exc:
-        raise Mp4Error(f"broken fragment: {exc}") from None
+        raise Mp4Error(f"broken box: {exc}") from None
     return None if end is None else end / track[1]

@@ -137,14 +137,25 @@ def _fragmented(fileobj: SeekableReader, size: int, header: float | None) -> flo
     """A fragmented MP4's length from its last fragment (its header's is 0 or one fragment's)."""
     try:
         seconds = mp4.fragmented_seconds(fileobj, size)
+    except mp4.NoAudioTrack:
+        raise _no_audio_track("M4A") from None
     except mp4.Mp4Error:
         raise corrupt("m4a") from None
     return header if seconds is None else max(seconds, header or 0.0)
 
 
+def _no_audio_track(label: str) -> ProbeRejection:
+    return ProbeRejection(
+        f"The {label} file has no audio track (it is a video without sound). Upload a recording "
+        f"with sound ({SUPPORTED})."
+    )
+
+
 def _webm_duration(fileobj: SeekableReader, size: int) -> float:
     try:
-        scale, duration = webm.header(fileobj)
+        scale, duration, audio = webm.header(fileobj)
+        if audio is False:
+            raise _no_audio_track("WebM")
         if duration is None:
             # Browsers' live recordings store no duration: the last block's time is the length.
             duration = webm.tail_seconds(fileobj, size, scale)

@@ -15,6 +15,10 @@ _INFO = 0x1549A966
 _TIMECODE_SCALE = 0x2AD7B1
 _DURATION = 0x4489
 _CLUSTER = 0x1F43B675
+_TRACKS = 0x1654AE6B
+_TRACK_ENTRY = 0xAE
+_TRACK_TYPE = 0x83
+_AUDIO = 2
 _CLUSTER_ID = b"\x1f\x43\xb6\x75"
 _TIMECODE = 0xE7
 _SIMPLE_BLOCK = 0xA3
@@ -76,8 +80,32 @@ def _info(data: bytes) -> tuple[int, float | None]:
     return scale, duration
 
 
-def header(f: Reader) -> tuple[int, float | None]:
-    """(timecode scale in ns, duration in seconds or None) from the Segment's Info element."""
+def _has_audio(tracks: bytes) -> bool:
+    """Whether a Tracks element's body holds a TrackEntry of TrackType 2 (audio)."""
+    pos = 0
+    while pos < len(tracks):
+        ident, pos = _vint_at(tracks, pos, keep_marker=True)
+        size, pos = _vint_at(tracks, pos, keep_marker=False)
+        if ident == _TRACK_ENTRY and _child_uint(tracks[pos : pos + size], _TRACK_TYPE) == _AUDIO:
+            return True
+        pos += max(size, 0)
+    return False
+
+
+def _child_uint(data: bytes, wanted: int) -> int | None:
+    pos = 0
+    while pos < len(data):
+        ident, pos = _vint_at(data, pos, keep_marker=True)
+        size, pos = _vint_at(data, pos, keep_marker=False)
+        if ident == wanted:
+            return int.from_bytes(data[pos : pos + size], "big")
+        pos += max(size, 0)
+    return None
+
+
+def header(f: Reader) -> tuple[int, float | None, bool | None]:
+    """(timecode scale in ns, duration in seconds or None, whether a track is audio or None when
+    the Tracks element was not found) from the Segment's elements before the first Cluster."""
     ident, size = _element(f)
     if ident != _EBML or size < 0:
         raise WebmError("no EBML header")
@@ -85,15 +113,20 @@ def header(f: Reader) -> tuple[int, float | None]:
     ident, _ = _element(f)
     if ident != _SEGMENT:
         raise WebmError("no Segment")
-    for _ in range(64):  # top-level elements before Info: SeekHead, Void, ...
+    scale, duration, audio = 1_000_000, None, None
+    for _ in range(64):  # top-level elements before the clusters: SeekHead, Void, Info, Tracks ...
         ident, size = _element(f)
         if ident == _CLUSTER or size == UNKNOWN_SIZE:
             break
         if ident == _INFO:
             scale, duration = _info(f.read(size))
-            return scale, None if duration is None else duration * scale / 1e9
-        f.seek(size, 1)
-    return 1_000_000, None
+        elif ident == _TRACKS:
+            audio = _has_audio(f.read(size))
+        else:
+            f.seek(size, 1)
+        if duration is not None and audio is not None:
+            break
+    return scale, None if duration is None else duration * scale / 1e9, audio
 
 
 def _block_time(buf: bytes, pos: int, end: int) -> int:
