@@ -47,7 +47,7 @@ __all__ = [
 
 def sniff_format(data: bytes) -> str | None:
     """The recording's format (synapscribe.audio.formats.sniff: ADTS is "aac", not "mp3")."""
-    return sniff(data[:4096])
+    return sniff(data)
 
 
 def refusal(data: bytes) -> str:

@@ -57,11 +57,11 @@ def _mpeg_sync(head: bytes) -> str | None:
 
 def sniff(head: bytes) -> str | None:
     """The format a file's first bytes announce (a key of LABELS), or None when they are no audio
-    we accept. 64 bytes are enough; an ID3v2 tag followed by another format's bytes (when they
-    are in `head`) names that format, since some tools tag ADTS and FLAC too."""
+    we accept. 64 bytes are enough, or 64 past an ID3v2 tag: a tag followed by another format's
+    bytes (when they are in `head`) names that format, since some tools tag ADTS and FLAC too."""
     tag = id3v2_size(head)
     if tag:
-        return (sniff(head[tag:]) if len(head) >= tag + 4 else None) or "mp3"
+        return (sniff(head[tag : tag + 64]) if len(head) >= tag + 4 else None) or "mp3"
     mpeg = _mpeg_sync(head)
     if mpeg is not None:
         return mpeg
@@ -79,7 +79,7 @@ _MAGIC: Final = ((b"OggS", "ogg"), (b"fLaC", "flac"), (b"\x1a\x45\xdf\xa3", "web
 
 
 def looks_like_mp3(data: bytes) -> bool:
-    return sniff(data[:4096]) == "mp3"
+    return sniff(data) == "mp3"
 
 
 def describe_non_audio(head: bytes) -> str:

@@ -24,7 +24,7 @@ from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
 from synapscribe.audio import mp4, webm
-from synapscribe.audio.formats import LABELS, SUPPORTED, not_audio_reason, sniff
+from synapscribe.audio.formats import LABELS, SUPPORTED, id3v2_size, not_audio_reason, sniff
 from synapscribe.audio.webm import Reader as SeekableReader
 
 _MUTAGEN_FORMATS: list[Any] = [MP3, MP4, AAC, WAVE, OggVorbis, OggOpus, OggFLAC, OggSpeex, FLAC]
@@ -72,13 +72,16 @@ def probe(fileobj: SeekableReader, name: str = "") -> ProbeResult:
     try:
         size = _size(fileobj)
         head = fileobj.read(64)
-        kind = sniff(head)
+        kind = sniff(_past_id3(fileobj, head))
         if kind is None:
             raise ProbeRejection(not_audio_reason(head))
         fileobj.seek(0)
         duration: float | None
         if kind == "webm":
             duration, fmt = _webm_duration(fileobj, size), "webm"
+        elif kind == "aac" and id3v2_size(head):
+            # mutagen's ADTS reader does not skip a leading ID3 tag: it reads from after the tag.
+            duration, fmt = _mutagen_duration(_From(fileobj, id3v2_size(head)), kind)
         else:
             duration, fmt = _mutagen_duration(fileobj, kind)
         if fmt == "m4a":
@@ -97,6 +100,16 @@ def probe(fileobj: SeekableReader, name: str = "") -> ProbeResult:
             "recording and upload it again."
         )
     return ProbeResult(format=fmt, duration_seconds=float(duration))
+
+
+def _past_id3(fileobj: SeekableReader, head: bytes) -> bytes:
+    """`head`, or, after an ID3v2 tag, the tag's first bytes and the 64 after it: `sniff` names what
+    follows a tag (some tools tag ADTS and FLAC), as it does for AgentCore's whole recording."""
+    tag = id3v2_size(head)
+    if not tag:
+        return head
+    fileobj.seek(tag)
+    return head[:10] + bytes(tag - 10) + fileobj.read(64)
 
 
 def corrupt(kind: str) -> ProbeRejection:
@@ -179,3 +192,22 @@ class _Named:
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._f, attr)
+
+
+class _From:
+    """The file from `start` on, as a file of its own (seek and tell relative to `start`)."""
+
+    def __init__(self, fileobj: SeekableReader, start: int) -> None:
+        self._f = fileobj
+        self._start = start
+        fileobj.seek(start)
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._f.read(size)
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        base = self._f.seek(offset + self._start if whence == 0 else offset, whence)
+        return max(0, base - self._start)
+
+    def tell(self) -> int:
+        return max(0, self._f.tell() - self._start)
