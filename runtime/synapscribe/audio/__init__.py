@@ -1,5 +1,6 @@
-"""Audio in one place: what a recording is (`formats.sniff`), how long it is (`probe`), the frames
-of an MP3 (`frames`) and the text generated speech carries (`tags`).
+"""Audio in one place: what a recording is (`formats.sniff`), how long it is (`probe`, with `webm`
+and `mp4` for what browsers record), the frames of an MP3 (`frames`) and the text generated speech
+carries (`tags`).
 
 One answer per format for every part: the edge's validation Lambda, AgentCore, the audio
 generator and the smoke test all ask this package. It imports only the standard library and
