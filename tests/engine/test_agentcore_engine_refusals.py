@@ -25,7 +25,7 @@ import httpx
 import pytest
 from required_tools import require_tools
 from synapscribe import keys
-from synapscribe.agentcore.harness import Stack, spawn_agentcore, stack
+from synapscribe.local.harness import Stack, spawn_agentcore, stack
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(600)]
 

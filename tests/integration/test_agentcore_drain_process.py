@@ -16,8 +16,8 @@ import pytest
 from required_tools import require_tools
 from synapscribe import audiogen
 from synapscribe.agentcore import diagnostics as diag
-from synapscribe.agentcore.harness import stack
 from synapscribe.edge.agentcore_client import AgentCoreBusy, post_job
+from synapscribe.local.harness import stack
 
 pytestmark = [
     pytest.mark.integration,

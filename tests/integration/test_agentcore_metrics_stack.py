@@ -6,8 +6,8 @@ import json
 import time
 
 from synapscribe import audiogen
-from synapscribe.agentcore.harness import stack
 from synapscribe.agentcore.metrics import NAMESPACE
+from synapscribe.local.harness import stack
 
 OWNER = "eu-west-1:metrics-owner"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from synapscribe.agentcore.harness import stack
+from synapscribe.local.harness import stack
 from synapscribe.platform import load_platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from required_tools import require_tools
 from synapscribe import audiogen, keys
-from synapscribe.agentcore.harness import Stack, spawn_agentcore, stack
+from synapscribe.local.harness import Stack, spawn_agentcore, stack
 from synapscribe.platform import load_platform
 
 pytestmark = [

@@ -14,8 +14,8 @@ import pytest
 from required_tools import require_tools
 from synapscribe import audiogen, keys
 from synapscribe.agentcore import media
-from synapscribe.agentcore.harness import Stack, stack
 from synapscribe.agentcore.vllm_client import TRUNCATED_MARK
+from synapscribe.local.harness import Stack, stack
 
 pytestmark = [pytest.mark.integration]
 

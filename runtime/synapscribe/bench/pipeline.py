@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from synapscribe import audiogen
-from synapscribe.agentcore.harness import Stack, stack
 from synapscribe.cli_types import number, positive_int
+from synapscribe.local.harness import Stack, stack
 from synapscribe.platform import load_platform
 from synapscribe.standin.config import REPORT_LATENCY, Latency
 from synapscribe.standin.tokens import CHARS_PER_TOKEN

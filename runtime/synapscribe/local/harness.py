@@ -1,6 +1,8 @@
 """AgentCore with real neighbours on loopback, for the integration tests and `bench pipeline`.
 
-Starts moto (ThreadedMotoServer) with the platform's bucket and tables, a tiny @connections
+Test support that `bench pipeline` also runs, so it lives beside the local stack (not in the
+production package `agentcore`). Starts the local stack's moto server (local/aws.py) with the
+platform's bucket and tables, a tiny @connections
 receiver that records what AgentCore pushes, the model stand-in, the TTS service and AgentCore
 itself as child processes; and helps put lectures and sessions in place and run queries.
 """
@@ -28,6 +30,7 @@ import httpx
 
 from synapscribe import keys
 from synapscribe.contract import parse_server_message
+from synapscribe.local.aws import LOCAL_CREDENTIALS, moto_server
 from synapscribe.planner import plan_lecture
 from synapscribe.platform import load_platform
 from synapscribe.provision import provision
@@ -45,8 +48,7 @@ RESOURCES = {
     "SYNAPSCRIBE_LIMITS_TABLE": "synapscribe-harness-limits",
 }
 FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
+    **LOCAL_CREDENTIALS,
     "AWS_REGION": REGION,
     "AWS_DEFAULT_REGION": REGION,
 }
@@ -161,26 +163,6 @@ def _moto_session() -> boto3.session.Session:
 
 def aws_env(endpoint: str) -> dict[str, str]:
     return {**FAKE_CREDENTIALS, **RESOURCES, "AWS_ENDPOINT_URL": endpoint}
-
-
-@contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    from synapscribe.local.moto_atomic import atomic_dynamodb_writes
-
-    atomic_dynamodb_writes()
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @dataclass
@@ -386,7 +368,7 @@ def stack(
 ) -> Iterator[Stack]:
     """The whole runtime on loopback. `with_standin=False` points AgentCore at a closed port."""
     with contextlib.ExitStack() as es:
-        endpoint = es.enter_context(moto_server())
+        endpoint = es.enter_context(moto_server(free_port()))
         env = aws_env(endpoint)
         session = _moto_session()
         provision(
