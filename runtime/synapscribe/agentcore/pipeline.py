@@ -43,9 +43,9 @@ from synapscribe.contract import (
     ContractError,
     ErrorCode,
     ErrorMessage,
+    ServerModel,
     Timings,
     Transcript,
-    _Out,
 )
 from synapscribe.platform import PlatformConfig
 from synapscribe.quotas import OwnerQuotas
@@ -143,7 +143,7 @@ class Outbox:
         self.connection_id = connection_id
         self.spans = spans
         self.hold = hold
-        self.held: list[_Out] = []
+        self.held: list[ServerModel] = []
         self.gone = False
         self.first_audio_at: float | None = None  # epoch ms
         self._queue: deque[Any] = deque()
@@ -158,7 +158,7 @@ class Outbox:
         self._idle.clear()
         self._wake.set()
 
-    def send(self, message: _Out) -> None:
+    def send(self, message: ServerModel) -> None:
         if self.hold and not isinstance(message, Transcript):
             self.held.append(message)
         else:
@@ -176,7 +176,7 @@ class Outbox:
         self.held.clear()
         self._put(self._END)
 
-    def finish_with(self, message: _Out) -> None:
+    def finish_with(self, message: ServerModel) -> None:
         """The last message (answer or error); anything still held is dropped."""
         self.held.clear()
         self.hold = False
@@ -464,7 +464,7 @@ class QueryPipeline:
         return True
 
     async def _send_final(
-        self, job: QueryJob, spans: Spans, outbox: Outbox, final: _Out, recorded: bool
+        self, job: QueryJob, spans: Spans, outbox: Outbox, final: ServerModel, recorded: bool
     ) -> bool:
         """Send the final unless the sweeper already sent one for us (our deadline ran out):
         then end without it, so the client gets exactly one. False when it was not sent."""
@@ -504,7 +504,7 @@ class QueryPipeline:
         outbox: Outbox,
         pending: list[asyncio.Task[Any]],
         stats: dict[str, Any],
-    ) -> _Out:
+    ) -> ServerModel:
         s = self.s
         p = s.platform
 
