@@ -31,6 +31,7 @@ import httpx
 from synapscribe import keys
 from synapscribe.contract import parse_server_message
 from synapscribe.local.aws import LOCAL_CREDENTIALS, moto_server
+from synapscribe.orphans import parent_env
 from synapscribe.planner import plan_lecture
 from synapscribe.platform import load_platform
 from synapscribe.provision import provision
@@ -192,7 +193,9 @@ def spawn_agentcore(env: Mapping[str, str], timeout: float = 30.0) -> Iterator[A
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "agentcore.log"
         with log_path.open("wb") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
+            proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **parent_env(), **env}
+            )
         process = AgentCoreProcess(url, log_path, proc)
         try:
             deadline = time.monotonic() + timeout
