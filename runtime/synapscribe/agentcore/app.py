@@ -1,7 +1,7 @@
 """AgentCore's HTTP API (docs/interfaces.md): health, readiness, queries and lecture transcription.
 
-The routes live on module-level routers and read their services from `request.app.state`
-(`services`, `drain`, `transcribing`), as vLLM's OpenAI entrypoint and the FastAPI project
+The routes live on module-level routers and read what they work with from `request.app.state`
+(`deps`: AgentCoreDeps, `drain`, `transcribing`), as vLLM's OpenAI entrypoint and the FastAPI project
 template do; `create_app` only wires the state, the lifespan and the routers together.
 """
 
@@ -26,7 +26,7 @@ from synapscribe.agentcore.aws import AwsIo, make_pusher
 from synapscribe.agentcore.drain import DRAINING_MESSAGE, Drain
 from synapscribe.agentcore.jobs import QueryJob, TranscribeRequest
 from synapscribe.agentcore.lectures import LectureContexts, transcribe_answer
-from synapscribe.agentcore.pipeline import QueryPipeline, Services
+from synapscribe.agentcore.pipeline import AgentCoreDeps, QueryPipeline
 from synapscribe.agentcore.settings import AgentCoreSettings
 from synapscribe.agentcore.tts_client import TtsClient
 from synapscribe.agentcore.vllm_client import VllmClient
@@ -38,7 +38,7 @@ from synapscribe.store import Store
 log = logging.getLogger(__name__)
 
 
-def _observer(s: Services, settings: AgentCoreSettings | None) -> metrics.Observer:
+def _observer(s: AgentCoreDeps, settings: AgentCoreSettings | None) -> metrics.Observer:
     """AgentCore's EMF metrics (agentcore/metrics.py), with vLLM's /metrics relayed."""
     return metrics.Observer(
         lambda: s.admission.in_flight,
@@ -50,13 +50,13 @@ def _observer(s: Services, settings: AgentCoreSettings | None) -> metrics.Observ
     )
 
 
-def build_services(settings: AgentCoreSettings, resources: AwsResources) -> Services:
+def build_deps(settings: AgentCoreSettings, resources: AwsResources) -> AgentCoreDeps:
     platform = settings.platform()
     limit, queue_timeout, upstream_timeout = settings.limits(platform)
     aws = AwsIo(Store(resources, platform), resources.bucket, make_pusher(settings.connections_endpoint))
     vllm = VllmClient(settings.vllm_base_url, settings.vllm_model, settings.vllm_api_key, upstream_timeout)
     admission = adm.Admission(limit, queue_timeout)
-    return Services(
+    return AgentCoreDeps(
         platform=platform,
         aws=aws,
         vllm=vllm,
@@ -67,15 +67,15 @@ def build_services(settings: AgentCoreSettings, resources: AwsResources) -> Serv
     )
 
 
-async def prepare_transcript(s: Services, lecture_id: str, connection_id: str | None) -> None:
+async def prepare_transcript(s: AgentCoreDeps, lecture_id: str, connection_id: str | None) -> None:
     """Transcribe a transcript-mode lecture, store it, set it ready and tell the uploader
     (claimed in DynamoDB first, so starting it twice, here or elsewhere, works once)."""
     await s.lectures.run_transcription(lecture_id, connection_id)
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
+def _deps(request: Request) -> AgentCoreDeps:
+    deps: AgentCoreDeps = request.app.state.deps
+    return deps
 
 
 def _drain(request: Request) -> Drain:
@@ -87,7 +87,7 @@ def _draining() -> JSONResponse:
     return JSONResponse({"detail": DRAINING_MESSAGE, "draining": True}, status_code=503)
 
 
-async def _model_problem(s: Services) -> str | None:
+async def _model_problem(s: AgentCoreDeps) -> str | None:
     """Why the model server cannot answer AgentCore's requests, or None when it can."""
     try:
         served = await s.vllm.served()
@@ -106,7 +106,7 @@ async def _model_problem(s: Services) -> str | None:
     return None
 
 
-async def _tts_problem(s: Services) -> str | None:
+async def _tts_problem(s: AgentCoreDeps) -> str | None:
     if not await s.tts.healthy():
         return f"{s.tts.name} does not answer /health"
     return None
@@ -134,7 +134,7 @@ async def ready(request: Request) -> JSONResponse:
         return JSONResponse(
             {"ready": False, "draining": True, "missing": [DRAINING_MESSAGE]}, status_code=503
         )
-    s = _services(request)
+    s = _deps(request)
     problems = await asyncio.gather(_model_problem(s), _tts_problem(s))
     missing = [p for p in problems if p is not None]
     if missing:
@@ -147,7 +147,7 @@ async def query(job: QueryJob, request: Request) -> Any:
     accepted_at = time.perf_counter()
     if _drain(request).draining:
         return _draining()
-    s = _services(request)
+    s = _deps(request)
     with correlation.bound(job.correlationId or job.requestId):
         s.spawn(QueryPipeline(s).run(job, accepted_at))  # the task keeps the correlation id
     return {"accepted": True, "requestId": job.requestId}
@@ -159,7 +159,7 @@ async def transcribe(
 ) -> JSONResponse:
     if _drain(request).draining:
         return _draining()
-    s = _services(request)
+    s = _deps(request)
     # One read decides the answer; the work (claim, transcription) runs in the background.
     lecture = await s.aws.call(s.aws.store.get_lecture, lecture_id, None)
     decided = transcribe_answer(lecture_id, lecture)
@@ -188,7 +188,7 @@ async def diagnostics_metrics(request: Request) -> Response:
     refused = _only_local(request)
     if refused is not None:
         return refused
-    s = _services(request)
+    s = _deps(request)
     url = diag.metrics_url(s.vllm.base_url)
     timeout = s.platform.agentcore.upstream_timeout_seconds
     try:
@@ -209,11 +209,11 @@ async def diagnostics_metrics(request: Request) -> Response:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Builds the services (unless a test handed them in), starts the metrics observer, and on
+    """Builds AgentCore's dependencies (unless a test handed them in), starts the metrics observer, and on
     shutdown cancels the background jobs and closes the clients."""
     state = app.state
-    s: Services = state.given_services or build_services(state.settings, state.resources)
-    state.services = s
+    s: AgentCoreDeps = state.given_deps or build_deps(state.settings, state.resources)
+    state.deps = s
     state.drain.watch(lambda: len(s.tasks))
     observer = _observer(s, state.settings).start()
     yield
@@ -229,23 +229,23 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(
     settings: AgentCoreSettings | None,
     resources: AwsResources | None,
-    services: Services | None = None,
+    deps: AgentCoreDeps | None = None,
     drain: Drain | None = None,
 ) -> FastAPI:
-    """AgentCore's app: either `settings` and `resources` (services built at startup) or ready
-    `services` (tests); `drain` is shared with the server that flips it on SIGTERM."""
-    if services is None and (settings is None or resources is None):
-        raise ValueError("create_app needs settings and resources, or services")
+    """AgentCore's app: either `settings` and `resources` (deps built at startup) or ready
+    `deps` (tests); `drain` is shared with the server that flips it on SIGTERM."""
+    if deps is None and (settings is None or resources is None):
+        raise ValueError("create_app needs settings and resources, or deps")
     if drain is None:
-        platform = services.platform if services is not None else load_platform()
+        platform = deps.platform if deps is not None else load_platform()
         drain = Drain(
             settings.drain_timeout(platform) if settings else platform.agentcore.drain_timeout_seconds
         )
     app = FastAPI(title="SynapScribe AgentCore", lifespan=_lifespan)
     app.state.settings = settings
     app.state.resources = resources
-    app.state.given_services = services
-    app.state.services = services  # the lifespan sets the built ones
+    app.state.given_deps = deps
+    app.state.deps = deps  # the lifespan sets the built ones
     app.state.drain = drain
     app.state.transcribing = set()  # lecture ids whose transcription this process runs now
     for router in (health_router, jobs_router, diagnostics_router):

@@ -64,7 +64,11 @@ TTS_GIVE_UP_AFTER_FAILURES = 3
 
 
 @dataclass
-class Services:
+class AgentCoreDeps:
+    """What AgentCore's routes and pipeline work with: the platform configuration, the clients of
+    AWS, the model server and TTS, admission and the lecture contexts, and its background tasks.
+    (A "service" is a server process: the TTS service, the AgentCore service.)"""
+
     platform: PlatformConfig
     aws: AwsIo
     vllm: VllmClient
@@ -85,6 +89,10 @@ class Services:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
+
+
+# TEMPORARY: the old name, for branches in flight (issue 13); the lead removes it at merge.
+Services = AgentCoreDeps
 
 
 def internal_error(request_id: str | None, what: str) -> ErrorMessage:
@@ -238,8 +246,8 @@ class Outbox:
 
 
 class QueryPipeline:
-    def __init__(self, services: Services) -> None:
-        self.s = services
+    def __init__(self, deps: AgentCoreDeps) -> None:
+        self.s = deps
 
     # ------------------------------------------------------------------ inputs
 

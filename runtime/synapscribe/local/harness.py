@@ -219,11 +219,14 @@ def spawn_agentcore(env: Mapping[str, str], timeout: float = 30.0) -> Iterator[A
                     proc.wait(timeout=10)
 
 
-# --------------------------------------------------------------------------- the stack
+# --------------------------------------------------------------------------- the rig
 
 
 @dataclass
-class Stack:
+class AgentCoreRig:
+    """AgentCore as a process with its neighbours (moto, @connections receiver, stand-in, TTS).
+    Not a "stack": that word means the whole platform (the local stack, the deployed one)."""
+
     aws_endpoint: str
     receiver: ConnectionsReceiver
     standin_url: str | None
@@ -361,15 +364,15 @@ class Stack:
 
 
 @contextlib.contextmanager
-def stack(
+def agentcore_rig(
     *,
     standin_args: Sequence[str] = (),
     tts_env: Mapping[str, str] | None = None,
     agentcore_env: Mapping[str, str] | None = None,
     with_standin: bool = True,
     tts_url: str | None = None,
-) -> Iterator[Stack]:
-    """The whole runtime on loopback. `with_standin=False` points AgentCore at a closed port."""
+) -> Iterator[AgentCoreRig]:
+    """AgentCore and its neighbours on loopback. `with_standin=False` points AgentCore at a closed port."""
     with contextlib.ExitStack() as es:
         endpoint = es.enter_context(moto_server(free_port()))
         env = aws_env(endpoint)
@@ -394,6 +397,6 @@ def stack(
             **(agentcore_env or {}),
         }
         agentcore = es.enter_context(spawn_agentcore(agent_env))
-        st = Stack(endpoint, receiver, standin_url, tts_url, agentcore, agent_env)
+        st = AgentCoreRig(endpoint, receiver, standin_url, tts_url, agentcore, agent_env)
         es.callback(st.close)
         yield st
