@@ -173,7 +173,10 @@ ACTIONS: tuple[str, ...] = (
 # --------------------------------------------------------------------------- server to client
 
 
-class _Out(BaseModel):
+class ServerModel(BaseModel):
+    """Base of every model the server sends: the messages of ServerMessage and their parts
+    (Timings). Frozen, no unknown fields, and sent as `wire()`."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     def wire(self) -> dict[str, Any]:
@@ -184,7 +187,12 @@ class _Out(BaseModel):
         return json.dumps(self.wire(), separators=(",", ":"))
 
 
-class UploadUrl(_Out):
+# TEMPORARY: the old private name, for branches in flight that add messages (issue 13); the lead
+# removes it at merge once nothing imports it.
+_Out = ServerModel
+
+
+class UploadUrl(ServerModel):
     type: Literal["uploadUrl"] = "uploadUrl"
     uploadId: str
     key: str
@@ -198,7 +206,7 @@ LectureStatus = Literal["pending", "transcribing", "ready", "rejected"]
 ContextMode = Literal["audio", "transcript"]
 
 
-class Lecture(_Out):
+class Lecture(ServerModel):
     type: Literal["lecture"] = "lecture"
     lectureId: str
     status: LectureStatus
@@ -220,7 +228,7 @@ class Lecture(_Out):
         )
 
 
-class Session(_Out):
+class Session(ServerModel):
     type: Literal["session"] = "session"
     sessionId: str
     lectureId: str
@@ -228,19 +236,19 @@ class Session(_Out):
     expiresAt: int
 
 
-class Transcript(_Out):
+class Transcript(ServerModel):
     type: Literal["transcript"] = "transcript"
     requestId: str
     text: str
 
 
-class AnswerDelta(_Out):
+class AnswerDelta(ServerModel):
     type: Literal["answerDelta"] = "answerDelta"
     requestId: str
     text: str
 
 
-class Audio(_Out):
+class Audio(ServerModel):
     type: Literal["audio"] = "audio"
     requestId: str
     seq: int = Field(ge=0)
@@ -248,14 +256,14 @@ class Audio(_Out):
     text: str
 
 
-class Timings(_Out):
+class Timings(ServerModel):
     asrMs: float | None = None
     firstTokenMs: float | None = None
     firstAudioMs: float | None = None
     totalMs: float
 
 
-class Answer(_Out):
+class Answer(ServerModel):
     type: Literal["answer"] = "answer"
     requestId: str
     text: str
@@ -264,19 +272,19 @@ class Answer(_Out):
     timings: Timings
 
 
-class SessionEnded(_Out):
+class SessionEnded(ServerModel):
     type: Literal["sessionEnded"] = "sessionEnded"
     sessionId: str
 
 
-class LectureDeleted(_Out):
+class LectureDeleted(ServerModel):
     """deleteLecture's answer: the lecture, its transcript, segments and sessions are gone."""
 
     type: Literal["lectureDeleted"] = "lectureDeleted"
     lectureId: str
 
 
-class ErrorMessage(_Out):
+class ErrorMessage(ServerModel):
     type: Literal["error"] = "error"
     code: ErrorCode
     message: str

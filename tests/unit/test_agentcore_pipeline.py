@@ -24,7 +24,7 @@ from synapscribe.agentcore import admission as adm
 from synapscribe.agentcore.aws import AwsIo
 from synapscribe.agentcore.jobs import QueryJob
 from synapscribe.agentcore.lectures import LectureContexts
-from synapscribe.agentcore.pipeline import QueryPipeline, Services
+from synapscribe.agentcore.pipeline import AgentCoreDeps, QueryPipeline
 from synapscribe.agentcore.tts_client import TtsClient
 from synapscribe.agentcore.vllm_client import VllmClient
 from synapscribe.connections import ConnectionPusher
@@ -61,7 +61,7 @@ class FakeGateway:
 
 @dataclass
 class Rig:
-    services: Services
+    deps: AgentCoreDeps
     gateway: FakeGateway
     store: Store
     s3: Any
@@ -87,7 +87,7 @@ class Rig:
             receivedAtMs=int(time.time() * 1000),
             **kw,
         )
-        await QueryPipeline(self.services).run(job)
+        await QueryPipeline(self.deps).run(job)
         return [m for m in self.gateway.messages.get(connection, []) if m.get("requestId") == request_id]
 
 
@@ -154,7 +154,7 @@ def make_rig(
             "http://tts.test", 5.0, http_client=httpx.AsyncClient(transport=httpx.MockTransport(tts))
         )
         admission = adm.Admission(limit or p.vllm.max_num_seqs, queue_timeout)
-        services = Services(
+        deps = AgentCoreDeps(
             platform=p,
             aws=aws_io,
             vllm=vllm,
@@ -172,7 +172,7 @@ def make_rig(
             lecture_id, {"status": "ready", "contextMode": "audio", "durationSeconds": duration}
         )
         assert lecture is not None
-        rig = Rig(services, gateway, store, s3, aws.bucket, p, bodies, lecture)
+        rig = Rig(deps, gateway, store, s3, aws.bucket, p, bodies, lecture)
         try:
             yield rig
         finally:
@@ -305,11 +305,11 @@ async def test_model_server_down_is_upstream_unavailable_at_once(make_rig: Any) 
 
 async def test_busy_when_no_slot_frees_in_time(make_rig: Any) -> None:
     async with make_rig(limit=1, queue_timeout=0.05) as rig:
-        await rig.services.admission.acquire()
+        await rig.deps.admission.acquire()
         messages = await rig.ask(rig.session(), text="What does rubisco fix?")
         assert [m["type"] for m in messages] == ["error"]
         assert messages[0]["code"] == "busy"
-        rig.services.admission.release()
+        rig.deps.admission.release()
 
 
 async def test_bad_question_audio_is_refused_specifically(make_rig: Any) -> None:
@@ -365,7 +365,7 @@ async def test_transcript_mode_lecture_is_transcribed_in_segments(make_rig: Any,
 
     async with make_rig() as rig:
         lecture_id = await _transcribing(rig)
-        await prepare_transcript(rig.services, lecture_id, "c-up")
+        await prepare_transcript(rig.deps, lecture_id, "c-up")
         stored = rig.store.get_lecture(lecture_id, OWNER)
         assert stored is not None and stored["status"] == "ready" and stored["contextMode"] == "transcript"
         [pushed] = rig.gateway.messages["c-up"]
@@ -394,7 +394,7 @@ async def test_transcript_mode_lecture_is_transcribed_in_segments(make_rig: Any,
         lecture_text = rig.vllm_bodies[-1]["messages"][1]["content"]
         assert lecture_text.startswith("The lecture, as a transcript with timestamps:\n[00:00-00:4")
         # A second call finds the lecture ready and changes nothing.
-        await prepare_transcript(rig.services, lecture_id, "c-up")
+        await prepare_transcript(rig.deps, lecture_id, "c-up")
         assert len(rig.gateway.messages["c-up"]) == 1
 
 
@@ -403,7 +403,7 @@ async def test_transcription_failure_rejects_with_a_reason(make_rig: Any) -> Non
 
     async with make_rig(vllm_up=False) as rig:
         lecture_id = await _transcribing(rig)
-        await prepare_transcript(rig.services, lecture_id, None)  # falls back to the lecture's connection
+        await prepare_transcript(rig.deps, lecture_id, None)  # falls back to the lecture's connection
         stored = rig.store.get_lecture(lecture_id, OWNER)
         assert stored is not None and stored["status"] == "rejected"
         assert "model server" in stored["reason"]
@@ -424,7 +424,7 @@ async def test_transcript_over_the_context_is_rejected_naming_the_limit(
     )
     async with make_rig(p=small, lecture_bytes=long) as rig:
         lecture_id = await _transcribing(rig)
-        await prepare_transcript(rig.services, lecture_id, "c-up")
+        await prepare_transcript(rig.deps, lecture_id, "c-up")
         stored = rig.store.get_lecture(lecture_id, OWNER)
         assert stored is not None and stored["status"] == "rejected"
         assert f"at most {small.lecture_token_budget}" in stored["reason"]

@@ -173,7 +173,7 @@ async def test_a_lecture_segment_cut_short_is_transcribed_in_halves(
     cut_transcriptions_at(half)
     async with make_rig() as rig:
         lecture_id = _transcribing(rig)
-        await prepare_transcript(rig.services, lecture_id, "c-up")
+        await prepare_transcript(rig.deps, lecture_id, "c-up")
         stored = rig.store.get_lecture(lecture_id, OWNER)
         assert stored is not None and stored["status"] == "ready", stored
         segments = json.loads(
@@ -196,7 +196,7 @@ async def test_a_lecture_that_stays_cut_short_is_rejected_with_a_reason(
     cut_transcriptions_at(5)
     async with make_rig() as rig:
         lecture_id = _transcribing(rig)
-        await prepare_transcript(rig.services, lecture_id, "c-up")
+        await prepare_transcript(rig.deps, lecture_id, "c-up")
         stored = rig.store.get_lecture(lecture_id, OWNER)
         assert stored is not None and stored["status"] == "rejected"
         assert "could not be transcribed completely" in stored["reason"]

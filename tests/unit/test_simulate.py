@@ -135,7 +135,7 @@ def test_schedule_floor_and_scaling_in_a_day():
 def test_same_seed_same_day():
     w = Workload(sessions_per_day=500)
     a, b = day_of_questions(w, 9), day_of_questions(w, 9)
-    assert [(q.arrival, q.services) for q in a] == [(q.arrival, q.services) for q in b]
+    assert [(q.arrival, q.service_times) for q in a] == [(q.arrival, q.service_times) for q in b]
 
 
 def test_cli_prints_the_comparison(capsys):

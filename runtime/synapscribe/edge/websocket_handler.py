@@ -33,11 +33,11 @@ from synapscribe.contract import (
     Lecture,
     LectureDeleted,
     Query,
+    ServerModel,
     Session,
     SessionEnded,
     StartSession,
     UploadUrl,
-    _Out,
     parse_client_message,
 )
 from synapscribe.edge.agentcore_client import (
@@ -153,14 +153,14 @@ def _request_id_of(frame: str | bytes, limit: int) -> str | None:
     return value if isinstance(value, str) and re.fullmatch(REQUEST_ID_PATTERN, value) else None
 
 
-def _answer(event: dict[str, Any], rc: dict[str, Any], connection_id: str, d: EdgeDeps) -> _Out | None:
+def _answer(event: dict[str, Any], rc: dict[str, Any], connection_id: str, d: EdgeDeps) -> ServerModel | None:
     frame = _frame(event)
     try:
         # Before anything else, so a flood costs one counter update per message and no more.
         MessageRates(d.store, d.rates).admit(connection_id, source_ip(rc))
         message = parse_client_message(frame, d.platform)
         owner = _owner(rc, connection_id, d)
-        action: Callable[[Any, str, str, EdgeDeps], _Out | None] = _ACTIONS[type(message)]
+        action: Callable[[Any, str, str, EdgeDeps], ServerModel | None] = _ACTIONS[type(message)]
         return action(message, owner, connection_id, d)
     except QuotaExceeded as exc:
         return ErrorMessage(
@@ -377,7 +377,7 @@ def _edge_claims_final(connection_id: str, job: dict[str, Any], d: EdgeDeps) -> 
         return True
 
 
-_ACTIONS: dict[type, Callable[[Any, str, str, EdgeDeps], _Out | None]] = {
+_ACTIONS: dict[type, Callable[[Any, str, str, EdgeDeps], ServerModel | None]] = {
     CreateUpload: _create_upload,
     GetLecture: _get_lecture,
     StartSession: _start_session,

@@ -76,6 +76,17 @@ def stream_problems(
     seqs = [m.message.seq for m in result.messages if isinstance(m.message, Audio)]
     if seqs != list(range(len(seqs))):
         problems.append(f"{rid}: audio seq must run 0, 1, 2 …: {seqs}")
+    return problems + _answer_problems(
+        result, types, seqs, voice_output=voice_output, allow_empty=allow_empty
+    )
+
+
+def _answer_problems(
+    result: QueryResult, types: list[str | None], seqs: list[int], *, voice_output: bool, allow_empty: bool
+) -> list[str]:
+    """stream_problems' checks of the final answer against what streamed before it."""
+    problems: list[str] = []
+    rid = result.request_id
     answer = result.answer
     if answer is None:
         return problems
