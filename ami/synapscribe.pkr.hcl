@@ -43,12 +43,14 @@ locals {
     MaxModelLen   = local.max_model_len
     BuildTime     = local.build_time
   }
-  units = ["synapscribe-vllm", "synapscribe-tts", "synapscribe-agentcore"]
+  # The host's names and paths (platform.yaml host), shared with the roles and the CDK user data.
+  host  = local.platform.host
+  units = [local.host.units.vllm, local.host.units.tts, local.host.units.agentcore]
   # The tags above are fixed before the build, so ModelRevision is what was asked for (a branch
   # such as `main`); the commit it resolved to is written next to the weights by the model role,
   # downloaded here, printed by the validation step and added to the manifest and the AMI's
   # ModelCommit tag by scripts/bake-ami.
-  model_revision_file       = "${local.model_path}/REVISION"
+  model_revision_file       = "${local.model_path}/${local.host.model_revision_file}"
   model_revision_local_file = "${path.root}/model-revision.txt"
   model_revision_pinned     = can(regex("^[0-9a-f]{40}$", local.model_revision))
   ansible_vars = merge(
@@ -96,7 +98,7 @@ source "amazon-ebs" "gpu" {
   }
 
   launch_block_device_mappings {
-    device_name           = "/dev/sda1"
+    device_name           = local.host.root_device
     volume_size           = var.volume_size_gb
     volume_type           = "gp3"
     encrypted             = true
@@ -144,8 +146,8 @@ build {
   provisioner "shell" {
     name = "cleanup"
     inline = [
-      "sudo systemctl stop synapscribe-agentcore synapscribe-tts synapscribe-vllm",
-      "sudo rm -f /etc/synapscribe/deploy.env",
+      "sudo systemctl stop ${join(" ", reverse(local.units))}",
+      "sudo rm -f ${local.host.deploy_env_file}",
       "sudo cloud-init clean --logs --seed",
       "sudo rm -f /etc/ssh/ssh_host_*",
       "sudo truncate -s 0 /etc/machine-id",
@@ -162,13 +164,13 @@ build {
       "lsmod | grep -q '^nvidia '",
       "nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | grep -q .",
       "test \"$(stat -c %U:%a ${local.model_path})\" = root:555",
-      "(cd ${local.model_path} && sudo sha256sum --quiet --check SHA256SUMS)",
-      "test \"$(/opt/synapscribe/vllm/bin/python -c 'import vllm; print(vllm.__version__)')\" = ${local.vllm_version}",
+      "(cd ${local.model_path} && sudo sha256sum --quiet --check ${local.host.model_checksum_file})",
+      "test \"$(${local.host.venvs.vllm}/bin/python -c 'import vllm; print(vllm.__version__)')\" = ${local.vllm_version}",
       "for unit in ${join(" ", local.units)}; do test \"$(systemctl is-enabled $unit)\" = enabled; done",
-      "grep -q -- '--max-model-len ${local.max_model_len}' /etc/systemd/system/synapscribe-vllm.service",
+      "grep -q -- '--max-model-len ${local.max_model_len}' /etc/systemd/system/${local.host.units.vllm}.service",
       "test -z \"$(sudo find /etc/ssh -name 'ssh_host_*' -print -quit)\"",
       "test ! -e /var/lib/cloud/instance && test -z \"$(sudo ls -A /var/lib/cloud/instances 2>/dev/null)\"",
-      "test ! -e /etc/synapscribe/deploy.env",
+      "test ! -e ${local.host.deploy_env_file}",
       "revision=$(cat ${local.model_revision_file})",
       "[[ $revision =~ ^[0-9a-f]{40}$ ]] || { echo \"validate: ${local.model_revision_file} holds '$revision', not a commit\" >&2; exit 1; }",
       local.model_revision_pinned ? "test \"$revision\" = ${local.model_revision}" : "true",

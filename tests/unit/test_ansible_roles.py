@@ -185,7 +185,8 @@ def test_unit_templates_are_installed_as_systemd_units(role: str) -> None:
     (task,) = [t for t in installs if t["src"] == template.name]
     assert task["dest"] == f"/etc/systemd/system/{{{{ {UNITS[role]} }}}}.service"
     defaults = yaml.safe_load((ANSIBLE / "roles" / role / "defaults" / "main.yml").read_text())
-    assert defaults[UNITS[role]] == f"synapscribe-{role}"
+    # The unit's name is platform.yaml's (host.units), shared with the bake and the user data.
+    assert defaults[UNITS[role]] == f"{{{{ synapscribe_platform.host.units.{role} }}}}"
 
 
 NVIDIA_ROLE = ANSIBLE / "roles" / "nvidia"
@@ -406,7 +407,7 @@ def test_model_revision_is_resolved_to_a_commit_and_recorded() -> None:
     checks = " ".join(json.dumps(t.get("ansible.builtin.assert", {})) for t in tasks)
     assert "model_revision_sha is match('^[0-9a-f]{40}$')" in checks
     defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
-    assert defaults["model_revision_file"] == "REVISION"
+    assert defaults["model_revision_file"] == "{{ synapscribe_platform.host.model_revision_file }}"
 
 
 def test_cloudwatch_agent_ships_each_units_journal_and_the_emf_to_platform_log_groups(tmp_path: Path) -> None:

@@ -173,15 +173,19 @@ VALIDATION_CHECKS = {
     "the driver is loaded": r"^lsmod \| grep -q '\^nvidia '$",
     "nvidia-smi sees the GPU": r"^nvidia-smi --query-gpu=\S+ --format=csv,noheader \| grep -q \.$",
     "the weights are read-only": r"stat -c %U:%a \$\{local\.model_path\}\)\\\" = root:555$",
-    "the weights match their checksums": r"cd \$\{local\.model_path\} && sudo sha256sum --quiet --check SHA256SUMS",
+    "the weights match their checksums": (
+        r"cd \$\{local\.model_path\} && sudo sha256sum --quiet --check \$\{local\.host\.model_checksum_file\}"
+    ),
     "the vLLM version": r"import vllm; print\(vllm\.__version__\).*= \$\{local\.vllm_version\}$",
     "the units are enabled": (
         r"^for unit in \$\{join\(\" \", local\.units\)\}; do test \\\"\$\(systemctl is-enabled \$unit\)\\\" = enabled; done$"
     ),
-    "the context length": r"grep -q -- '--max-model-len \$\{local\.max_model_len\}' /etc/systemd/system/synapscribe-vllm\.service",
+    "the context length": (
+        r"grep -q -- '--max-model-len \$\{local\.max_model_len\}' /etc/systemd/system/\$\{local\.host\.units\.vllm\}\.service"
+    ),
     "no SSH host keys": r"test -z .*find /etc/ssh -name 'ssh_host_\*'",
     "no cloud-init state": r"test ! -e /var/lib/cloud/instance && test -z .*ls -A /var/lib/cloud/instances",
-    "no deploy.env": r"^test ! -e /etc/synapscribe/deploy\.env$",
+    "no deploy.env": r"^test ! -e \$\{local\.host\.deploy_env_file\}$",
     "the model commit": r"^revision=\$\(cat \$\{local\.model_revision_file\}\)$",
     "the commit is a sha": r"^\[\[ \$revision =~ \^\[0-9a-f\]\{40\}\$ \]\] \|\| \{ .*exit 1; \}$",
     "the commit is printed": r"^echo .*validate: model \$\{local\.model_id\}@\$revision",
@@ -195,10 +199,11 @@ def test_validation_checks(build: dict[str, Any], check: str) -> None:
 
 def test_validation_checks_every_unit(template: dict[str, Any]) -> None:
     (local_block,) = template["locals"]
+    assert local_block["host"] == "${local.platform.host}"
     assert [_s(u) for u in local_block["units"]] == [
-        "synapscribe-vllm",
-        "synapscribe-tts",
-        "synapscribe-agentcore",
+        "${local.host.units.vllm}",
+        "${local.host.units.tts}",
+        "${local.host.units.agentcore}",
     ]
 
 
@@ -219,7 +224,7 @@ def test_cleanup_before_validation(build: dict[str, Any]) -> None:
     assert cleanup_index == len(provisioners) - 2
     lines = [_s(line) for line in provisioners[cleanup_index][1]["inline"]]
     for needed in (
-        "sudo rm -f /etc/synapscribe/deploy.env",
+        "sudo rm -f ${local.host.deploy_env_file}",
         "sudo cloud-init clean --logs --seed",
         "sudo rm -f /etc/ssh/ssh_host_*",
         "sudo truncate -s 0 /etc/machine-id",
@@ -236,7 +241,7 @@ def test_model_commit_is_downloaded_after_ansible(template: dict[str, Any], buil
     assert download["destination"] == "${local.model_revision_local_file}"
     assert kinds.index("ansible") < kinds.index("file")
     (local_block,) = template["locals"]
-    assert _s(local_block["model_revision_file"]) == "${local.model_path}/REVISION"
+    assert _s(local_block["model_revision_file"]) == "${local.model_path}/${local.host.model_revision_file}"
     assert _s(local_block["model_revision_local_file"]) == "${path.root}/model-revision.txt"
 
 
