@@ -70,7 +70,8 @@ locals {
     "SYNAPSCRIBE_MODEL_CHECKSUM_FILE=${local.host.model_checksum_file}",
     "SYNAPSCRIBE_MODEL_REVISION_FILE=${local.host.model_revision_file}",
   ]
-  # Packer's default runs a script as the SSH user; these need root. Packer single-quotes each value.
+  # Packer's default runs a script as the SSH user; these need root. {{ .Vars }} single-quotes each
+  # value (env_var_format "%s='%s' ", developer.hashicorp.com/packer/docs/provisioners/shell).
   script_execute_command = "chmod +x {{ .Path }}; sudo env {{ .Vars }} {{ .Path }}"
   ansible_vars = merge(
     {

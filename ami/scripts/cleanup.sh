@@ -34,7 +34,8 @@ truncate -s 0 /etc/machine-id
 
 # The build instance's SSH key (Packer's temporary key pair, which cloud-init put there) must not
 # open instances started from the image; they are reached through Session Manager. Packer's open
-# connection is not affected: validate.sh still runs on it.
+# connection is not affected: validate.sh still runs on it (awslabs/amazon-eks-ami's cleanup.sh and
+# validate.sh do the same).
 home=$(getent passwd "$BUILD_USER" | cut -d: -f6)
 [ -n "$home" ] || { log "no user $BUILD_USER" >&2; exit 1; }
 rm -f "$home/.ssh/authorized_keys" /root/.ssh/authorized_keys
