@@ -57,7 +57,7 @@ def test_launch_template_imdsv2_encrypted_root_and_ami_from_ssm(synth: Synthesiz
     assert data["MetadataOptions"]["HttpTokens"] == "required"
     assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
     (root,) = data["BlockDeviceMappings"]
-    assert root["DeviceName"] == "/dev/sda1"
+    assert root["DeviceName"] == load_platform().host.root_device
     assert root["Ebs"]["Encrypted"] is True
     assert root["Ebs"]["VolumeSize"] == synth.platform.config.root_volume_gib
     image = data["ImageId"]["Ref"]
@@ -92,7 +92,9 @@ def test_user_data_writes_deploy_env_and_starts_units(synth: Synthesized) -> Non
     data = _one(synth.templates["compute"], "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]
     parts = data["UserData"]["Fn::Base64"]["Fn::Join"][1]
     script = "".join(p if isinstance(p, str) else "{token}" for p in parts)
-    assert "/etc/synapscribe/deploy.env" in script
+    host = load_platform().host
+    assert f"cat > {host.deploy_env_file}.tmp <<" in script
+    assert f"\nmv {host.deploy_env_file}.tmp {host.deploy_env_file}\n" in script
     names = {f"SYNAPSCRIBE_{f.upper()}" for f in TABLE_KEYS} | {
         "SYNAPSCRIBE_BUCKET",
         "SYNAPSCRIBE_CONNECTIONS_ENDPOINT",
@@ -101,10 +103,8 @@ def test_user_data_writes_deploy_env_and_starts_units(synth: Synthesized) -> Non
     for name in names:
         assert f"\n{name}=" in script, name
     assert "SYNAPSCRIBE_CONNECTIONS_ENDPOINT=https://{token}.execute-api." in script
-    assert (
-        "systemctl restart synapscribe-vllm.service synapscribe-tts.service synapscribe-agentcore.service"
-        in script
-    )
+    units = (host.units.vllm, host.units.tts, host.units.agentcore)
+    assert f"\nsystemctl restart {' '.join(f'{u}.service' for u in units)}" in script
 
 
 def _instance_statements(template: dict[str, Any]) -> list[dict[str, Any]]:

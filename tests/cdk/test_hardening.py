@@ -196,6 +196,7 @@ def test_grace_follows_the_platform(tmp_path: Any) -> None:
         deploy_env={},
         target_group_arn="arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/x/1",
         vllm=platform.vllm,
+        host=platform.host,
     )
     from aws_cdk.assertions import Template
 

@@ -7,14 +7,10 @@ from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
-from synapscribe.platform import Vllm
+from synapscribe.platform import Host, Vllm
 
 from synapscribe_cdk.config import Capacity
 
-#: The AMI (Ubuntu, ami/synapscribe.pkr.hcl) boots from this device.
-ROOT_DEVICE = "/dev/sda1"
-DEPLOY_ENV = "/etc/synapscribe/deploy.env"
-UNITS = ("synapscribe-vllm.service", "synapscribe-tts.service", "synapscribe-agentcore.service")
 #: Boot, the NVIDIA driver, cloud-init and user data before systemd starts vLLM's unit, plus the
 #: balancer's healthy threshold (2 checks of 15 s) after /ready first answers 200.
 BOOT_MARGIN_SECONDS = 300
@@ -27,19 +23,22 @@ def health_check_grace(vllm: Vllm) -> Duration:
     return Duration.seconds(vllm.start_timeout_seconds + BOOT_MARGIN_SECONDS)
 
 
-def deploy_env_script(values: dict[str, str]) -> list[str]:
-    """User data lines: write deploy.env (read by AgentCore's unit), then start the services."""
+def deploy_env_script(host: Host, values: dict[str, str]) -> list[str]:
+    """User data lines: write the deploy environment file (platform.yaml host.deploy_env_file, read
+    by AgentCore's unit), then start the services."""
+    deploy_env = host.deploy_env_file
+    units = " ".join(host.units.services())
     lines = [
         "set -euo pipefail",
-        "install -d -m 0755 /etc/synapscribe",
-        f"cat > {DEPLOY_ENV}.tmp <<'SYNAPSCRIBE_ENV'",
+        f"install -d -m 0755 {host.config_dir}",
+        f"cat > {deploy_env}.tmp <<'SYNAPSCRIBE_ENV'",
         *(f"{name}={value}" for name, value in sorted(values.items())),
         "SYNAPSCRIBE_ENV",
-        f"chmod 0644 {DEPLOY_ENV}.tmp",
-        f"mv {DEPLOY_ENV}.tmp {DEPLOY_ENV}",
+        f"chmod 0644 {deploy_env}.tmp",
+        f"mv {deploy_env}.tmp {deploy_env}",
         "systemctl daemon-reload",
-        f"systemctl enable {' '.join(UNITS)}",
-        f"systemctl restart {' '.join(UNITS)}",
+        f"systemctl enable {units}",
+        f"systemctl restart {units}",
     ]
     return lines
 
@@ -61,10 +60,11 @@ class GpuFleet(Construct):
         deploy_env: dict[str, str],
         target_group_arn: str,
         vllm: Vllm,
+        host: Host,
     ) -> None:
         super().__init__(scope, construct_id)
         user_data = ec2.UserData.for_linux()
-        user_data.add_commands(*deploy_env_script(deploy_env))
+        user_data.add_commands(*deploy_env_script(host, deploy_env))
         self.launch_template = ec2.LaunchTemplate(
             self,
             "LaunchTemplate",
@@ -83,7 +83,8 @@ class GpuFleet(Construct):
             associate_public_ip_address=False,
             block_devices=[
                 ec2.BlockDevice(
-                    device_name=ROOT_DEVICE,
+                    # The root volume of the AMI (Ubuntu, ami/synapscribe.pkr.hcl).
+                    device_name=host.root_device,
                     volume=ec2.BlockDeviceVolume.ebs(
                         root_volume_gib,
                         encrypted=True,

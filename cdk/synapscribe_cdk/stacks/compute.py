@@ -58,6 +58,7 @@ class ComputeStack(Stack):
             },
             target_group_arn=network.target_group.target_group_arn,
             vllm=platform.vllm,
+            host=platform.host,
         )
         self.group = fleet.group
         self.launch_template = fleet.launch_template
