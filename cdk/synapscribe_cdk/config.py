@@ -103,6 +103,13 @@ class EnvironmentConfig(_Strict):
     log_retention_days: int
     instance_types: list[str] = Field(min_length=1)
     root_volume_gib: int = Field(ge=60, le=2000)
+    #: EBS Provisioned Rate for Volume Initialization of the root volume, in MiB/s: the AMI's
+    #: snapshot (model weights included) is restored at this rate instead of lazily on first read.
+    #: AWS accepts 100-300 MiB/s (Amazon EBS User Guide, "Initialize Amazon EBS volumes"; the
+    #: CloudFormation property AWS::EC2::LaunchTemplate Ebs VolumeInitializationRate) and bills
+    #: per GiB of snapshot data times the rate, once per launch. None: the default, lazy restore.
+    #: Chosen with `synapscribe capacity cold-start` (docs/operators-guide.md, "Cold start").
+    root_volume_initialization_mib_per_second: int | None = Field(default=None, ge=100, le=300)
     capacity: Capacity
     #: How long a terminating instance keeps finishing its in-flight answers (spot gives 120 s).
     drain_seconds: int = Field(ge=10, le=900)

@@ -60,6 +60,9 @@ def test_launch_template_imdsv2_encrypted_root_and_ami_from_ssm(synth: Synthesiz
     assert root["DeviceName"] == "/dev/sda1"
     assert root["Ebs"]["Encrypted"] is True
     assert root["Ebs"]["VolumeSize"] == synth.platform.config.root_volume_gib
+    # The weights arrive at the provisioned rate, not on first read (cdk.json, per environment).
+    rate = synth.platform.config.root_volume_initialization_mib_per_second
+    assert rate is not None and root["Ebs"]["VolumeInitializationRate"] == rate
     image = data["ImageId"]["Ref"]
     parameter = template["Parameters"][image]
     assert parameter["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"

@@ -42,6 +42,9 @@ def test_cdk_json_environments_are_valid() -> None:
         (("reserved_concurrency", "validation"), 0, "reserved_concurrency.validation"),
         (("reserved_concurrency",), None, "reserved_concurrency"),
         (("nat",), "none", "nat"),
+        # AWS accepts 100-300 MiB/s (Amazon EBS User Guide, "Initialize Amazon EBS volumes").
+        (("root_volume_initialization_mib_per_second",), 99, "root_volume_initialization_mib_per_second"),
+        (("root_volume_initialization_mib_per_second",), 301, "root_volume_initialization_mib_per_second"),
     ],
 )
 def test_bad_settings_name_the_key(path: tuple[str, ...], value: Any, message: str) -> None:

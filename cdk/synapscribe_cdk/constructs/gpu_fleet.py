@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Size
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -58,6 +58,7 @@ class GpuFleet(Construct):
         instance_types: list[str],
         root_volume_gib: int,
         capacity: Capacity,
+        root_volume_initialization_mib_per_second: int | None = None,
         deploy_env: dict[str, str],
         target_group_arn: str,
         vllm: Vllm,
@@ -89,6 +90,13 @@ class GpuFleet(Construct):
                         encrypted=True,
                         volume_type=ec2.EbsDeviceVolumeType.GP3,
                         delete_on_termination=True,
+                        # Provisioned rate: the snapshot's blocks (the weights) arrive at a
+                        # known rate, not on first read (cdk.json, config.EnvironmentConfig).
+                        volume_initialization_rate=(
+                            Size.mebibytes(root_volume_initialization_mib_per_second)
+                            if root_volume_initialization_mib_per_second
+                            else None
+                        ),
                     ),
                 )
             ],

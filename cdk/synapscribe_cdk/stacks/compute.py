@@ -49,6 +49,7 @@ class ComputeStack(Stack):
             ami_parameter=platform.ami.ssm_parameter,
             instance_types=config.instance_types,
             root_volume_gib=config.root_volume_gib,
+            root_volume_initialization_mib_per_second=config.root_volume_initialization_mib_per_second,
             capacity=config.capacity,
             deploy_env={
                 **data.resource_environment(),
