@@ -7,7 +7,7 @@ from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
-from synapscribe.platform import Vllm
+from synapscribe.platform import Fleet, Vllm
 
 from synapscribe_cdk.config import Capacity
 
@@ -20,11 +20,21 @@ UNITS = ("synapscribe-vllm.service", "synapscribe-tts.service", "synapscribe-age
 BOOT_MARGIN_SECONDS = 300
 
 
-def health_check_grace(vllm: Vllm) -> Duration:
+def health_check_grace(vllm: Vllm, fleet: Fleet) -> Duration:
     """How long Auto Scaling ignores the balancer's health checks of a new instance: longer than
-    vLLM's unit may take to start (TimeoutStartSec, which covers its readiness poll), so an
-    instance that is still loading the model is never replaced as unhealthy."""
-    return Duration.seconds(vllm.start_timeout_seconds + BOOT_MARGIN_SECONDS)
+    vLLM's unit may take to start (TimeoutStartSec, which covers its readiness poll) and than the
+    expected start-up (fleet.host_startup_seconds), so an instance that is still loading the model
+    is never replaced as unhealthy."""
+    return Duration.seconds(max(vllm.start_timeout_seconds, fleet.host_startup_seconds) + BOOT_MARGIN_SECONDS)
+
+
+def instance_warmup(fleet: Fleet) -> Duration:
+    """The group's default instance warm-up: how long after InService a new instance's metrics stay
+    out of the aggregates target tracking reads, while it counts as capacity already added and
+    scale-in waits ("Set the default instance warmup for an Auto Scaling group", Amazon EC2 Auto
+    Scaling User Guide). The host serves after the expected start-up, fleet.host_startup_seconds
+    from launch, and InService comes shortly after launch: the start-up bounds the warm-up."""
+    return Duration.seconds(fleet.host_startup_seconds)
 
 
 def deploy_env_script(values: dict[str, str]) -> list[str]:
@@ -62,6 +72,7 @@ class GpuFleet(Construct):
         deploy_env: dict[str, str],
         target_group_arn: str,
         vllm: Vllm,
+        fleet: Fleet,
     ) -> None:
         super().__init__(scope, construct_id)
         user_data = ec2.UserData.for_linux()
@@ -126,9 +137,9 @@ class GpuFleet(Construct):
             max_capacity=capacity.max,
             health_checks=autoscaling.HealthChecks.with_additional_checks(
                 additional_types=[autoscaling.AdditionalHealthCheckType.ELB],
-                grace_period=health_check_grace(vllm),
+                grace_period=health_check_grace(vllm, fleet),
             ),
-            default_instance_warmup=health_check_grace(vllm),
+            default_instance_warmup=instance_warmup(fleet),
             group_metrics=[autoscaling.GroupMetrics.all()],
         )
         cfn_group = self.group.node.default_child

@@ -59,6 +59,7 @@ class ComputeStack(Stack):
             },
             target_group_arn=network.target_group.target_group_arn,
             vllm=platform.vllm,
+            fleet=platform.fleet,
         )
         self.group = fleet.group
         self.launch_template = fleet.launch_template
