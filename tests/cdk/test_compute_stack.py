@@ -104,10 +104,12 @@ def test_user_data_writes_deploy_env_and_starts_units(synth: Synthesized) -> Non
     for name in names:
         assert f"\n{name}=" in script, name
     assert "SYNAPSCRIBE_CONNECTIONS_ENDPOINT=https://{token}.execute-api." in script
-    assert (
-        "systemctl restart synapscribe-vllm.service synapscribe-tts.service synapscribe-agentcore.service"
-        in script
-    )
+    # vLLM is ready before user data runs (cloud-final is after multi-user.target, which waits for
+    # vLLM's readiness poll): started if need be, never restarted (a second model load); AgentCore
+    # is restarted to read deploy.env.
+    assert "systemctl start synapscribe-vllm.service synapscribe-tts.service\n" in script
+    assert "systemctl restart synapscribe-agentcore.service" in script
+    assert "restart synapscribe-vllm" not in script
 
 
 def _instance_statements(template: dict[str, Any]) -> list[dict[str, Any]]:

@@ -15,6 +15,8 @@ from synapscribe_cdk.config import Capacity
 ROOT_DEVICE = "/dev/sda1"
 DEPLOY_ENV = "/etc/synapscribe/deploy.env"
 UNITS = ("synapscribe-vllm.service", "synapscribe-tts.service", "synapscribe-agentcore.service")
+#: The one unit that reads deploy.env, so user data restarts it.
+DEPLOY_ENV_READER = "synapscribe-agentcore.service"
 #: Boot, the NVIDIA driver, cloud-init and user data before systemd starts vLLM's unit, plus the
 #: balancer's healthy threshold (2 checks of 15 s) after /ready first answers 200.
 BOOT_MARGIN_SECONDS = 300
@@ -38,7 +40,8 @@ def instance_warmup(fleet: Fleet) -> Duration:
 
 
 def deploy_env_script(values: dict[str, str]) -> list[str]:
-    """User data lines: write deploy.env (read by AgentCore's unit), then start the services."""
+    """User data lines: write deploy.env (read by AgentCore's unit), start the services that are not
+    running yet and restart AgentCore, so it reads the file."""
     lines = [
         "set -euo pipefail",
         "install -d -m 0755 /etc/synapscribe",
@@ -49,7 +52,12 @@ def deploy_env_script(values: dict[str, str]) -> list[str]:
         f"mv {DEPLOY_ENV}.tmp {DEPLOY_ENV}",
         "systemctl daemon-reload",
         f"systemctl enable {' '.join(UNITS)}",
-        f"systemctl restart {' '.join(UNITS)}",
+        # Only AgentCore reads deploy.env. User data runs in cloud-final, which is ordered after
+        # multi-user.target (cloud-init's unit: After=multi-user.target), and that target waits for
+        # vLLM's start job, which ends when its ExecStartPost sees the model: vLLM is ready by now.
+        # Restarting it would load the model a second time on every launch.
+        f"systemctl start {' '.join(u for u in UNITS if u != DEPLOY_ENV_READER)}",
+        f"systemctl restart {DEPLOY_ENV_READER}",
     ]
     return lines
 
