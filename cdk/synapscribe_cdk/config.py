@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from synapscribe.contract import ACTIONS
+from synapscribe.platform import load_platform
 from synapscribe.simulate.policy import ScalingSettings
 
 ENVIRONMENTS_KEY = "synapscribe:environments"
@@ -103,6 +104,13 @@ class EnvironmentConfig(_Strict):
     log_retention_days: int
     instance_types: list[str] = Field(min_length=1)
     root_volume_gib: int = Field(ge=60, le=2000)
+    #: EBS Provisioned Rate for Volume Initialization of the root volume, in MiB/s: the AMI's
+    #: snapshot (model weights included) is restored at this rate instead of lazily on first read.
+    #: AWS accepts 100-300 MiB/s (Amazon EBS User Guide, "Initialize Amazon EBS volumes"; the
+    #: CloudFormation property AWS::EC2::LaunchTemplate Ebs VolumeInitializationRate) and bills
+    #: per GiB of snapshot data times the rate, once per launch. None: the default, lazy restore.
+    #: Chosen with `synapscribe capacity cold-start` (docs/operators-guide.md, "Cold start").
+    root_volume_initialization_mib_per_second: int | None = Field(default=None, ge=100, le=300)
     capacity: Capacity
     #: How long a terminating instance keeps finishing its in-flight answers (spot gives 120 s).
     drain_seconds: int = Field(ge=10, le=900)
@@ -160,6 +168,18 @@ class EnvironmentConfig(_Strict):
         for route, limits in self.route_throttles.items():
             if limits.rate_limit > self.throttle.rate_limit or limits.burst_limit > self.throttle.burst_limit:
                 raise ValueError(f"route_throttles.{route} must not exceed the stage throttle")
+        return self
+
+    @model_validator(mode="after")
+    def _scale_out_waits_for_a_new_host(self) -> EnvironmentConfig:
+        # A scale-out before the previous one's host serves would answer the same demand twice:
+        # the cooldown covers the expected start-up, platform.yaml's fleet.host_startup_seconds.
+        startup = load_platform().fleet.host_startup_seconds
+        if self.scaling is not None and self.scaling.scale_out_cooldown_seconds < startup:
+            raise ValueError(
+                f"scaling.scale_out_cooldown_seconds ({self.scaling.scale_out_cooldown_seconds}) is below "
+                f"platform.yaml's fleet.host_startup_seconds ({startup}): a new host would not serve yet"
+            )
         return self
 
     @field_validator("log_retention_days")

@@ -187,8 +187,21 @@ class Fleet(_Strict):
     """The GPU fleet's start-up time and log shipping (see platform.yaml's comment on each value)."""
 
     host_startup_seconds: int = Field(ge=30, le=3600)
+    #: The parts of host_startup_seconds no storage option changes (synapscribe.coldstart_cost).
+    boot_seconds: int = Field(ge=0, le=1800)
+    engine_warmup_seconds: int = Field(ge=0, le=1800)
     log_groups: LogGroups
     emf_port: int = Field(ge=1024, le=65535)
+
+    @model_validator(mode="after")
+    def _startup_leaves_time_for_the_weights(self) -> Fleet:
+        if self.boot_seconds + self.engine_warmup_seconds >= self.host_startup_seconds:
+            raise ValueError(
+                f"fleet.host_startup_seconds ({self.host_startup_seconds}) must exceed fleet.boot_seconds "
+                f"+ fleet.engine_warmup_seconds ({self.boot_seconds + self.engine_warmup_seconds}): "
+                "the weights take time to read"
+            )
+        return self
 
 
 _ABSOLUTE_PATH = r"^(/[A-Za-z0-9_.-]+)+$"

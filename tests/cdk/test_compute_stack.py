@@ -60,6 +60,9 @@ def test_launch_template_imdsv2_encrypted_root_and_ami_from_ssm(synth: Synthesiz
     assert root["DeviceName"] == load_platform().host.root_device
     assert root["Ebs"]["Encrypted"] is True
     assert root["Ebs"]["VolumeSize"] == synth.platform.config.root_volume_gib
+    # The weights arrive at the provisioned rate, not on first read (cdk.json, per environment).
+    rate = synth.platform.config.root_volume_initialization_mib_per_second
+    assert rate is not None and root["Ebs"]["VolumeInitializationRate"] == rate
     image = data["ImageId"]["Ref"]
     parameter = template["Parameters"][image]
     assert parameter["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
@@ -103,8 +106,13 @@ def test_user_data_writes_deploy_env_and_starts_units(synth: Synthesized) -> Non
     for name in names:
         assert f"\n{name}=" in script, name
     assert "SYNAPSCRIBE_CONNECTIONS_ENDPOINT=https://{token}.execute-api." in script
-    units = (host.units.vllm, host.units.tts, host.units.agentcore)
-    assert f"\nsystemctl restart {' '.join(f'{u}.service' for u in units)}" in script
+    # vLLM is ready before user data runs (cloud-final is after multi-user.target, which waits for
+    # vLLM's readiness poll): started if need be, never restarted (a second model load); AgentCore
+    # is restarted to read the deploy environment.
+    vllm, tts, agentcore = host.units.services()
+    assert f"\nsystemctl start {vllm} {tts}\n" in script
+    assert f"\nsystemctl restart {agentcore}" in script
+    assert f"restart {vllm}" not in script
 
 
 def _instance_statements(template: dict[str, Any]) -> list[dict[str, Any]]:

@@ -42,6 +42,10 @@ def test_cdk_json_environments_are_valid() -> None:
         (("reserved_concurrency", "validation"), 0, "reserved_concurrency.validation"),
         (("reserved_concurrency",), None, "reserved_concurrency"),
         (("nat",), "none", "nat"),
+        # AWS accepts 100-300 MiB/s (Amazon EBS User Guide, "Initialize Amazon EBS volumes").
+        (("root_volume_initialization_mib_per_second",), 99, "root_volume_initialization_mib_per_second"),
+        (("root_volume_initialization_mib_per_second",), 301, "root_volume_initialization_mib_per_second"),
+        (("scaling", "scale_out_cooldown_seconds"), 120, "below platform.yaml's fleet.host_startup_seconds"),
     ],
 )
 def test_bad_settings_name_the_key(path: tuple[str, ...], value: Any, message: str) -> None:
@@ -97,3 +101,13 @@ def test_scaling_block_is_typed_by_the_simulators_settings():
     bad = {"dev": {**envs["dev"], "scaling": {**envs["dev"]["scaling"], "target_in_flight_per_instance": 0}}}
     with pytest.raises(ConfigError, match="target_in_flight_per_instance"):
         load_environment(bad, "dev")
+
+
+def test_scale_out_cooldowns_cover_the_expected_host_startup() -> None:
+    """The one start-up figure (platform.yaml fleet.host_startup_seconds) bounds cdk.json's scale-out cooldowns."""
+    from synapscribe.platform import load_platform
+
+    startup = load_platform().fleet.host_startup_seconds
+    for name in ("dev", "prod"):
+        scaling = load_environment(_envs(), name).scaling
+        assert scaling is not None and scaling.scale_out_cooldown_seconds >= startup, name

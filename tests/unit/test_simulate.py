@@ -148,6 +148,23 @@ def test_cli_prints_the_comparison(capsys):
         assert figures["cost_usd"] > 0
 
 
+def test_cli_start_up_defaults_to_the_platforms_one_figure(capsys, monkeypatch):
+    """Without --startup-seconds the simulator plans with platform.yaml's fleet.host_startup_seconds."""
+    import synapscribe.simulate.cli as simulate_cli
+    from synapscribe.platform import load_platform, parse_platform
+
+    data = load_platform().model_dump()
+    data["fleet"]["host_startup_seconds"] = 777
+    monkeypatch.setattr(simulate_cli, "load_platform", lambda: parse_platform(data))
+    assert main(["simulate", "--sessions", "50", "--policy", "schedule", "--json"]) == 0
+    assert "start-up 777 s" in capsys.readouterr().out
+    assert (
+        main(["simulate", "--sessions", "50", "--policy", "schedule", "--startup-seconds", "90", "--json"])
+        == 0
+    )
+    assert "start-up 90 s" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Size
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
-from synapscribe.platform import Host, Vllm
+from synapscribe.platform import Fleet, Host, Vllm
 
 from synapscribe_cdk.config import Capacity
 
@@ -16,18 +16,29 @@ from synapscribe_cdk.config import Capacity
 BOOT_MARGIN_SECONDS = 300
 
 
-def health_check_grace(vllm: Vllm) -> Duration:
+def health_check_grace(vllm: Vllm, fleet: Fleet) -> Duration:
     """How long Auto Scaling ignores the balancer's health checks of a new instance: longer than
-    vLLM's unit may take to start (TimeoutStartSec, which covers its readiness poll), so an
-    instance that is still loading the model is never replaced as unhealthy."""
-    return Duration.seconds(vllm.start_timeout_seconds + BOOT_MARGIN_SECONDS)
+    vLLM's unit may take to start (TimeoutStartSec, which covers its readiness poll) and than the
+    expected start-up (fleet.host_startup_seconds), so an instance that is still loading the model
+    is never replaced as unhealthy."""
+    return Duration.seconds(max(vllm.start_timeout_seconds, fleet.host_startup_seconds) + BOOT_MARGIN_SECONDS)
+
+
+def instance_warmup(fleet: Fleet) -> Duration:
+    """The group's default instance warm-up: how long after InService a new instance's metrics stay
+    out of the aggregates target tracking reads, while it counts as capacity already added and
+    scale-in waits ("Set the default instance warmup for an Auto Scaling group", Amazon EC2 Auto
+    Scaling User Guide). The host serves after the expected start-up, fleet.host_startup_seconds
+    from launch, and InService comes shortly after launch: the start-up bounds the warm-up."""
+    return Duration.seconds(fleet.host_startup_seconds)
 
 
 def deploy_env_script(host: Host, values: dict[str, str]) -> list[str]:
     """User data lines: write the deploy environment file (platform.yaml host.deploy_env_file, read
-    by AgentCore's unit), then start the services."""
+    by AgentCore's unit only), start the services that are not running yet and restart AgentCore,
+    so it reads the file."""
     deploy_env = host.deploy_env_file
-    units = " ".join(host.units.services())
+    vllm, tts, agentcore = host.units.services()
     lines = [
         "set -euo pipefail",
         f"install -d -m 0755 {host.config_dir}",
@@ -37,8 +48,13 @@ def deploy_env_script(host: Host, values: dict[str, str]) -> list[str]:
         f"chmod 0644 {deploy_env}.tmp",
         f"mv {deploy_env}.tmp {deploy_env}",
         "systemctl daemon-reload",
-        f"systemctl enable {units}",
-        f"systemctl restart {units}",
+        f"systemctl enable {vllm} {tts} {agentcore}",
+        # Only AgentCore reads the deploy environment. User data runs in cloud-final, which is
+        # ordered after multi-user.target (cloud-init's unit: After=multi-user.target), and that
+        # target waits for vLLM's start job, which ends when its ExecStartPost sees the model: vLLM
+        # is ready by now. Restarting it would load the model a second time on every launch.
+        f"systemctl start {vllm} {tts}",
+        f"systemctl restart {agentcore}",
     ]
     return lines
 
@@ -57,10 +73,12 @@ class GpuFleet(Construct):
         instance_types: list[str],
         root_volume_gib: int,
         capacity: Capacity,
+        root_volume_initialization_mib_per_second: int | None = None,
         deploy_env: dict[str, str],
         target_group_arn: str,
         vllm: Vllm,
         host: Host,
+        fleet: Fleet,
     ) -> None:
         super().__init__(scope, construct_id)
         user_data = ec2.UserData.for_linux()
@@ -90,6 +108,13 @@ class GpuFleet(Construct):
                         encrypted=True,
                         volume_type=ec2.EbsDeviceVolumeType.GP3,
                         delete_on_termination=True,
+                        # Provisioned rate: the snapshot's blocks (the weights) arrive at a
+                        # known rate, not on first read (cdk.json, config.EnvironmentConfig).
+                        volume_initialization_rate=(
+                            Size.mebibytes(root_volume_initialization_mib_per_second)
+                            if root_volume_initialization_mib_per_second
+                            else None
+                        ),
                     ),
                 )
             ],
@@ -119,9 +144,9 @@ class GpuFleet(Construct):
             max_capacity=capacity.max,
             health_checks=autoscaling.HealthChecks.with_additional_checks(
                 additional_types=[autoscaling.AdditionalHealthCheckType.ELB],
-                grace_period=health_check_grace(vllm),
+                grace_period=health_check_grace(vllm, fleet),
             ),
-            default_instance_warmup=health_check_grace(vllm),
+            default_instance_warmup=instance_warmup(fleet),
             group_metrics=[autoscaling.GroupMetrics.all()],
         )
         cfn_group = self.group.node.default_child

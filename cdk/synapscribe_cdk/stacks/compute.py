@@ -49,6 +49,7 @@ class ComputeStack(Stack):
             ami_parameter=platform.ami.ssm_parameter,
             instance_types=config.instance_types,
             root_volume_gib=config.root_volume_gib,
+            root_volume_initialization_mib_per_second=config.root_volume_initialization_mib_per_second,
             capacity=config.capacity,
             deploy_env={
                 **data.resource_environment(),
@@ -59,6 +60,7 @@ class ComputeStack(Stack):
             target_group_arn=network.target_group.target_group_arn,
             vllm=platform.vllm,
             host=platform.host,
+            fleet=platform.fleet,
         )
         self.group = fleet.group
         self.launch_template = fleet.launch_template
