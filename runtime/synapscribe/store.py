@@ -37,9 +37,11 @@ TABLE_KEYS = {
 #: side sends it: AgentCore when it starts the query, the edge when its hand-off timed out.
 FINALS_ATTRIBUTE = "finals"
 FINAL_BY = ("edge", "agentcore", "sweeper")
-#: AgentCore's claim also records when its final is due (`{"until", "owner", "requestId"}` under
-#: the same key), and clears it as it sends the final: a record past `until` means AgentCore died
-#: mid-answer, and the sweeper takes the claim over and sends the error (issue 11 §3).
+#: When a query's final is due (`{"until", "owner", "requestId"}` under the same key). The edge
+#: records it as it hands the query over (`expect_final`, before anyone claims), AgentCore's claim
+#: records its own and clears it as it sends the final, and the edge's claim clears it. A record
+#: past `until` means AgentCore died mid-answer or before it ever claimed: the sweeper takes the
+#: final over and sends the error (issue 11 §3).
 DEADLINES_ATTRIBUTE = "answerDeadlines"
 
 
@@ -159,30 +161,55 @@ class Store:
         """
         if by not in FINAL_BY:
             raise ValueError(f"by must be one of {', '.join(FINAL_BY)}, not {by!r}")
-        try:
-            return self._claim_final(connection_id, request_key, by, deadline)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ValidationException" or not self._add_finals(connection_id):
-                raise
-        return self._claim_final(connection_id, request_key, by, deadline)
-
-    def _claim_final(
-        self, connection_id: str, request_key: str, by: str, deadline: Mapping[str, Any] | None
-    ) -> bool:
-        names = {"#f": FINALS_ATTRIBUTE, "#r": request_key}
+        names = {"#f": FINALS_ATTRIBUTE, "#d": DEADLINES_ATTRIBUTE, "#r": request_key}
         values: dict[str, Any] = {":by": by}
-        update = "SET #f.#r = :by"
         if deadline is not None:
-            names["#d"] = DEADLINES_ATTRIBUTE
             values[":rec"] = _dynamo(dict(deadline))
-            update += ", #d.#r = :rec"
-        return self._conditional(
-            Key={"connectionId": connection_id},
+            update = "SET #f.#r = :by, #d.#r = :rec"
+        else:
+            # A claimant without a deadline (the edge) sends its final at once: the deadline the
+            # edge recorded at the hand-off goes, so the sweeper never answers this query.
+            update = "SET #f.#r = :by REMOVE #d.#r"
+        return self._with_maps(
+            connection_id,
             UpdateExpression=update,
             ConditionExpression="attribute_exists(connectionId) AND attribute_not_exists(#f.#r)",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
+
+    def expect_final(self, connection_id: str, request_key: str, deadline: Mapping[str, Any]) -> bool:
+        """The edge is about to hand query `request_key` to AgentCore: record when its final is
+        due (`{"until", "owner", "requestId"}`), so that the sweeper answers it even if AgentCore
+        accepts it and dies before it claims the final. False when the connection is gone or the
+        final is already claimed (AgentCore's claim then carries its own deadline)."""
+        return self._with_maps(
+            connection_id,
+            UpdateExpression="SET #d.#r = :rec",
+            ConditionExpression="attribute_exists(connectionId) AND attribute_not_exists(#f.#r)",
+            ExpressionAttributeNames={"#f": FINALS_ATTRIBUTE, "#d": DEADLINES_ATTRIBUTE, "#r": request_key},
+            ExpressionAttributeValues={":rec": _dynamo(dict(deadline))},
+        )
+
+    def withdraw_final(self, connection_id: str, request_key: str) -> bool:
+        """AgentCore refused the hand-off (the edge answers the client itself): the deadline
+        `expect_final` recorded goes, unless someone claimed the final meanwhile."""
+        return self._conditional(
+            Key={"connectionId": connection_id},
+            UpdateExpression="REMOVE #d.#r",
+            ConditionExpression="attribute_exists(connectionId) AND attribute_not_exists(#f.#r)",
+            ExpressionAttributeNames={"#f": FINALS_ATTRIBUTE, "#d": DEADLINES_ATTRIBUTE, "#r": request_key},
+        )
+
+    def _with_maps(self, connection_id: str, **update: Any) -> bool:
+        """A conditional update of `finals`/`answerDeadlines` entries; an item written before
+        those maps existed gets them first (one more call, once per connection)."""
+        try:
+            return self._conditional(Key={"connectionId": connection_id}, **update)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ValidationException" or not self._add_finals(connection_id):
+                raise
+        return self._conditional(Key={"connectionId": connection_id}, **update)
 
     def settle_final(self, connection_id: str, request_key: str) -> bool:
         """AgentCore is about to send its final: clear its deadline, on condition that it still
@@ -197,13 +224,14 @@ class Store:
         )
 
     def take_over_final(self, connection_id: str, request_key: str, now: int) -> bool:
-        """The sweeper claims an overdue final: AgentCore's claim passes to "sweeper" and the
-        deadline goes, on condition that the deadline is still there and past `now` (so AgentCore
-        did not settle it meanwhile, and two overlapping sweeper runs cannot both win)."""
+        """The sweeper claims an overdue final: AgentCore's claim, or the edge's hand-off that
+        nobody claimed, passes to "sweeper" and the deadline goes, on condition that the deadline
+        is still there and past `now` (so AgentCore did not settle it meanwhile, and two
+        overlapping sweeper runs cannot both win). AgentCore's late claim then fails."""
         return self._conditional(
             Key={"connectionId": connection_id},
             UpdateExpression="SET #f.#r = :sweeper REMOVE #d.#r",
-            ConditionExpression="#f.#r = :agentcore AND #d.#r.#u < :now",
+            ConditionExpression="(attribute_not_exists(#f.#r) OR #f.#r = :agentcore) AND #d.#r.#u < :now",
             ExpressionAttributeNames={
                 "#f": FINALS_ATTRIBUTE,
                 "#d": DEADLINES_ATTRIBUTE,

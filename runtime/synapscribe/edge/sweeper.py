@@ -12,9 +12,10 @@ timer) that leaves nothing stuck without waiting for a user to ask.
 - A pending lecture whose upload never came is removed with its quota once
   `storage.pending_upload_seconds` have passed (DynamoDB's TTL deletes lazily; this is prompt).
 
-- A question whose AgentCore died mid-answer (issue 11 §3): AgentCore's final-message claim on the
-  connection item carries a deadline (`answerDeadlines`, `quotas.job_lease_seconds` after it
-  started) that it clears as it sends its final. Past it, the sweeper takes the claim over with a
+- A question whose AgentCore died mid-answer, or after it accepted the hand-off and before it
+  claimed the final (issue 11 §3): the edge records a deadline on the connection item as it hands
+  the question over (`answerDeadlines`, `quotas.job_lease_seconds` ahead), AgentCore's claim
+  replaces it with its own and clears it as it sends its final. Past it, the sweeper takes the claim over with a
   conditional write (store.take_over_final, so exactly one final is ever sent: AgentCore's late
   one then loses), pushes `error` `upstream_unavailable` and gives the question's job slot back.
 
