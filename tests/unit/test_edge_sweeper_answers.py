@@ -16,7 +16,7 @@ from synapscribe.connections import ConnectionPusher
 from synapscribe.edge.config import EdgeDeps
 from synapscribe.edge.sweeper import sweep
 from synapscribe.edge.websocket_handler import handle
-from synapscribe.store import DEADLINES_ATTRIBUTE, FINALS_ATTRIBUTE, final_claim_key
+from synapscribe.store import DEADLINES_ATTRIBUTE, FINALS_ATTRIBUTE, SWEEP_ANSWER, final_claim_key
 from test_edge_support import CONNECTIONS_ENDPOINT, AgentCoreRecorder, pushed, ws_event
 
 pytest_plugins = ["test_edge_support"]
@@ -173,3 +173,20 @@ def test_a_refused_hand_off_leaves_no_deadline_behind(
     assert item is not None and item[DEADLINES_ATTRIBUTE] == {} and item[FINALS_ATTRIBUTE] == {}
     monkeypatch.setattr(deps.store, "_clock", lambda: 10**10)
     assert sweep(deps).answered == [] and len(pushed("c1")) == 1
+
+
+def test_a_connection_leaves_the_sweep_index_when_nothing_is_due(deps: EdgeDeps) -> None:
+    now = deps.store.now()
+    in_flight(deps, "c-done", "q-dead", until=now - 1)
+    in_flight(deps, "c-busy", "q-live", until=now + 300)
+    deps.store.put_connection("c-idle", "alice")
+
+    def indexed() -> list[str]:
+        return sorted(
+            i["connectionId"] for i in deps.store.sweep_candidates(deps.store.connections, SWEEP_ANSWER)
+        )
+
+    assert indexed() == ["c-busy", "c-done"]
+    assert len(sweep(deps).answered) == 1
+    # c-done had only the overdue question: out. c-busy still has a live one: in.
+    assert indexed() == ["c-busy"]
