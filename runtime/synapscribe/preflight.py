@@ -19,7 +19,9 @@
   CloudFormation then fails on the first function that reserves any).
 
 Each failed check sets its own bit of the exit status (listed in `--help`), so a script can tell
-which failed; 0 only when every check passed.
+which failed; 0 only when every check passed. The bits are 4 and up, so a trap's status is a
+multiple of 4 and never reads as 2 (bad flags) or 1 (preflight itself crashed: a bug, with a
+traceback and no verdict).
 
 The environment's settings are read from cdk.json with the small model below (the runtime never
 imports the CDK app, a higher layer); `tests/cdk/test_preflight_settings.py` holds it to the CDK
@@ -32,6 +34,7 @@ import argparse
 import json
 import re
 import sys
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,17 +46,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from synapscribe.platform import PlatformConfig, load_platform
 
 EXIT_OK = 0
+#: Preflight itself failed (a bug, not a finding about the account): what Python exits with on an
+#: uncaught exception, so a crash anywhere, even before `run`, reads the same.
+EXIT_CRASH = 1
 EXIT_USAGE = 2
-#: The bit each failed check sets in the exit status (several may be set at once). Shells keep 126
-#: and up, 2 is a usage error, so the seventh check takes 1 (the checks never raise: a crash's
-#: status 1 comes with a traceback, never with a FAIL line).
+#: The bit each failed check sets in the exit status (several may be set at once). Bits 1 and 2
+#: are the crash and usage statuses, so the checks take 4 to 128: any sum of them is a multiple of
+#: 4 (and at most 252), never 1 or 2. A shell also reports a process killed by signal N as 128+N;
+#: preflight's statuses from 128 up come after its verdict line, a signal's without one.
 EXIT_BITS = {
     "ami": 4,
     "spot-quota": 8,
     "zones": 16,
     "bootstrap": 32,
     "cors": 64,
-    "lambda-concurrency": 1,
+    "lambda-concurrency": 128,
 }
 
 #: Service Quotas: EC2 "All G and VT Spot Instance Requests", counted in vCPUs.
@@ -500,7 +507,9 @@ def default_cdk_json() -> Path | None:
 
 
 EPILOG = (
-    "exit status: 0 every check passed; 2 bad flags, cdk.json or no AWS credentials; otherwise the sum of "
+    f"exit status: {EXIT_OK} every check passed; {EXIT_CRASH} preflight itself failed (a bug: a "
+    f"traceback, no verdict); {EXIT_USAGE} bad flags, cdk.json or no AWS credentials; otherwise the "
+    "sum of the failed checks' bits (a multiple of 4): "
     + ", ".join(f"{bit} {name}" for name, bit in EXIT_BITS.items())
 )
 
@@ -531,6 +540,21 @@ def _fail(message: str) -> int:
 
 
 def run(args: argparse.Namespace, clients: Mapping[str, Any] | None = None) -> int:
+    """The command: EXIT_OK, EXIT_USAGE, the failed checks' bits, or EXIT_CRASH on a bug (the
+    checks themselves never raise on an AWS error, so anything raised here is one)."""
+    try:
+        return _run(args, clients)
+    except Exception:
+        traceback.print_exc()
+        print(
+            f"synapscribe preflight: crashed (exit {EXIT_CRASH}): a bug in preflight, not a finding "
+            "about the account; nothing was checked to the end",
+            file=sys.stderr,
+        )
+        return EXIT_CRASH
+
+
+def _run(args: argparse.Namespace, clients: Mapping[str, Any] | None) -> int:
     if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", args.region):
         return _fail(f"--region: {args.region!r} is not a region name (e.g. eu-west-1)")
     cdk_json = args.cdk_json or default_cdk_json()

@@ -467,12 +467,47 @@ def test_each_failure_sets_its_own_bit(account: dict[str, Any], capsys: pytest.C
     assert [c["name"] for c in doc["checks"] if not c["ok"]] == failed
 
 
-def test_exit_bits_are_distinct_and_clear_of_usage() -> None:
+def test_exit_bits_are_distinct_and_never_read_as_usage_or_crash() -> None:
     bits = list(EXIT_BITS.values())
-    assert len(set(bits)) == len(bits) and all(b & (b - 1) == 0 and b != preflight.EXIT_USAGE for b in bits)
-    assert sum(bits) < 126  # shells reserve 126 and up
+    assert len(set(bits)) == len(bits) and all(b & (b - 1) == 0 for b in bits)
+    assert sum(bits) <= 255  # an exit status is one byte
+    assert EXIT_BITS["lambda-concurrency"] == 128
+    # Every combination of failed checks is a multiple of 4: never 1 (crash) nor 2 (usage).
+    for status in range(1, 256):
+        if status & ~sum(bits) == 0:
+            assert status & (preflight.EXIT_CRASH | preflight.EXIT_USAGE) == 0
+    assert (preflight.EXIT_CRASH, preflight.EXIT_USAGE) == (1, 2)
     for name, bit in EXIT_BITS.items():
         assert f"{bit} {name}" in preflight.EPILOG
+    assert "1 preflight itself failed" in preflight.EPILOG and "2 bad flags" in preflight.EPILOG
+
+
+def test_a_crash_exits_1_with_a_traceback_and_no_verdict(
+    account: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def buggy(settings: Any) -> Any:
+        raise ZeroDivisionError("a bug in a check")
+
+    monkeypatch.setattr(preflight, "check_cors", buggy)
+    status = preflight.run(parse("--region", REGION, "--env", "dev"), account)
+    assert status == preflight.EXIT_CRASH == 1
+    assert not any(status & bit for bit in EXIT_BITS.values())
+    captured = capsys.readouterr()
+    assert "Traceback" in captured.err and "ZeroDivisionError: a bug in a check" in captured.err
+    assert "not a finding about the account" in captured.err
+    assert "ready to deploy" not in captured.out and "preflight dev" not in captured.out
+
+
+def test_the_help_lists_every_status(capsys: pytest.CaptureFixture[str]) -> None:
+    from synapscribe.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["preflight", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # as `synapscribe preflight --help` prints it
+    for name, bit in EXIT_BITS.items():
+        assert f"{bit} {name}" in text
+    assert "1 preflight itself failed" in text and "2 bad flags" in text
 
 
 def test_zones_flag_checks_the_zones_a_deploy_would_get(
