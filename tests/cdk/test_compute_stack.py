@@ -89,6 +89,9 @@ def test_fleet_runs_in_private_subnets_without_public_addresses(synth: Synthesiz
         {"Key": "aws-cdk:subnet-name", "Value": FLEET_SUBNETS} in subnets[s]["Properties"]["Tags"]
         for s in used
     )
+    # One fleet subnet in each configured zone, and only there (config.zones_in, never a lookup).
+    zones = sorted(subnets[s]["Properties"]["AvailabilityZone"] for s in used)
+    assert zones == sorted(synth.platform.config.zones_in("eu-west-1"))
 
 
 def test_user_data_writes_deploy_env_and_starts_units(synth: Synthesized) -> None:

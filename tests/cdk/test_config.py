@@ -72,8 +72,53 @@ def test_zones_default_to_the_region_and_can_be_listed() -> None:
     envs = _envs()
     envs["dev"]["availability_zones"] = ["us-west-1b", "us-west-1c"]
     assert load_environment(envs, "dev").zones_in("us-west-1") == ["us-west-1b", "us-west-1c"]
-    with pytest.raises(ConfigError, match="not all in eu-west-1"):
+    with pytest.raises(ConfigError, match="us-west-1b, us-west-1c are not in eu-west-1"):
         load_environment(envs, "dev").zones_in("eu-west-1")
+
+
+def test_zones_per_region_and_from_the_command_line() -> None:
+    envs = _envs()
+    envs["dev"]["availability_zones"] = {"us-west-1": ["us-west-1b", "us-west-1c"]}
+    config = load_environment(envs, "dev")
+    assert config.zones_in("us-west-1") == ["us-west-1b", "us-west-1c"]
+    # A region the map does not list keeps the default letters.
+    assert config.zones_in("eu-west-1") == ["eu-west-1a", "eu-west-1b"]
+    # `-c zones=` (a string from the CLI) wins over cdk.json, in the region it names.
+    cli = load_environment(envs, "dev", "eu-west-1c, eu-west-1b")
+    assert cli.zones_in("eu-west-1") == ["eu-west-1c", "eu-west-1b"]
+    assert (
+        load_environment(envs, "dev", ["eu-west-1a", "eu-west-1c"]).zones_in("eu-west-1")[1] == "eu-west-1c"
+    )
+
+
+@pytest.mark.parametrize(
+    ("zones", "message"),
+    [
+        ("eu-west-1a", "at least two distinct zones"),
+        ("eu-west-1a,eu-west-1a", "at least two distinct zones"),
+        ("eu-west-1a,eu-west-1", "eu-west-1: not an availability zone name"),
+        ("eu-west-1a,us-west-2-lax-1a", "us-west-2-lax-1a: not an availability zone name"),
+        (7, "must name zones like"),
+    ],
+)
+def test_bad_zones_on_the_command_line_are_refused(zones: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_environment(_envs(), "dev", zones)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"eu-west-1": ["eu-west-1a"]}, "at least two distinct zones"),
+        ({"Europe": ["eu-west-1a", "eu-west-1b"]}, "availability_zones"),
+        (["eu-west-1a", "eu-west-1a"], "at least two distinct zones"),
+    ],
+)
+def test_bad_zones_in_cdk_json_are_refused(value: object, message: str) -> None:
+    envs = _envs()
+    envs["dev"]["availability_zones"] = value
+    with pytest.raises(ConfigError, match=message):
+        load_environment(envs, "dev")
 
 
 def test_app_without_a_region_says_which_variable(tmp_path: Path) -> None:

@@ -43,7 +43,11 @@ class ComputeStack(Stack):
             self,
             "Fleet",
             vpc=network.vpc,
-            subnets=ec2.SubnetSelection(subnet_group_name=FLEET_SUBNETS),
+            # The configured zones by name (config.zones_in): the ones preflight found offering
+            # every instance type, never whatever a lookup would return.
+            subnets=ec2.SubnetSelection(
+                subnet_group_name=FLEET_SUBNETS, availability_zones=network.availability_zones
+            ),
             security_group=network.fleet_sg,
             role=self.role,
             ami_parameter=platform.ami.ssm_parameter,

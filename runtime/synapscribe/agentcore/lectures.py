@@ -39,6 +39,7 @@ from synapscribe.agentcore.prompts import LectureAudioItem, TranscriptSegment, l
 from synapscribe.agentcore.vllm_client import UpstreamError, VllmClient
 from synapscribe.contract import ContractError, ErrorCode, ErrorMessage, Lecture
 from synapscribe.platform import PlatformConfig
+from synapscribe.store import SWEEP_ATTRIBUTE
 
 log = logging.getLogger(__name__)
 
@@ -365,9 +366,11 @@ class LectureContexts:
         try:
             store.lectures.update_item(
                 Key={"lectureId": lecture_id},
-                UpdateExpression="SET #st = :st, #lu = :lu, #wk = :wk, #up = :up",
+                # The status and the sweeper's index key together (store.SWEEP_ATTRIBUTE).
+                UpdateExpression="SET #st = :st, #sd = :st, #lu = :lu, #wk = :wk, #up = :up",
                 ExpressionAttributeNames={
                     "#st": "status",
+                    "#sd": SWEEP_ATTRIBUTE,
                     "#lu": "transcribeLeaseUntil",
                     "#wk": "transcribeWorker",
                     "#up": "updatedAt",
