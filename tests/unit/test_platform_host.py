@@ -143,7 +143,9 @@ def test_the_user_data_follows_the_host_section() -> None:
     )
     assert "mv /etc/lecture/boot.env.tmp /etc/lecture/boot.env\n" in script
     assert "systemctl enable a-model.service b-speech.service c-agent.service\n" in script
-    assert script.endswith("systemctl start a-model.service b-speech.service\nsystemctl restart c-agent.service")
+    assert script.endswith(
+        "systemctl start a-model.service b-speech.service\nsystemctl restart c-agent.service"
+    )
     assert "synapscribe" not in script.replace("SYNAPSCRIBE_ENV", "")
 
 
