@@ -43,14 +43,36 @@ locals {
     MaxModelLen   = local.max_model_len
     BuildTime     = local.build_time
   }
-  units = ["synapscribe-vllm", "synapscribe-tts", "synapscribe-agentcore"]
+  # The host's names and paths (platform.yaml host), shared with the roles and the CDK user data.
+  host  = local.platform.host
+  units = [local.host.units.vllm, local.host.units.tts, local.host.units.agentcore]
   # The tags above are fixed before the build, so ModelRevision is what was asked for (a branch
   # such as `main`); the commit it resolved to is written next to the weights by the model role,
   # downloaded here, printed by the validation step and added to the manifest and the AMI's
   # ModelCommit tag by scripts/bake-ami.
-  model_revision_file       = "${local.model_path}/REVISION"
+  model_revision_file       = "${local.model_path}/${local.host.model_revision_file}"
   model_revision_local_file = "${path.root}/model-revision.txt"
   model_revision_pinned     = can(regex("^[0-9a-f]{40}$", local.model_revision))
+  # Packer connects (and Ansible runs) as Ubuntu's default user; cleanup.sh removes its SSH key.
+  build_user = "ubuntu"
+  # What scripts/cleanup.sh and scripts/validate.sh are told (as root: sudo env, see below).
+  script_env = [
+    "SYNAPSCRIBE_UNITS=${join(" ", local.units)}",
+    "SYNAPSCRIBE_VLLM_UNIT=${local.host.units.vllm}",
+    "SYNAPSCRIBE_DEPLOY_ENV_FILE=${local.host.deploy_env_file}",
+    "BUILD_USER=${local.build_user}",
+    "SYNAPSCRIBE_MAX_MODEL_LEN=${local.max_model_len}",
+    "SYNAPSCRIBE_VLLM_VENV=${local.host.venvs.vllm}",
+    "SYNAPSCRIBE_VLLM_VERSION=${local.vllm_version}",
+    "SYNAPSCRIBE_MODEL_ID=${local.model_id}",
+    "SYNAPSCRIBE_MODEL_PATH=${local.model_path}",
+    "SYNAPSCRIBE_MODEL_REVISION=${local.model_revision}",
+    "SYNAPSCRIBE_MODEL_CHECKSUM_FILE=${local.host.model_checksum_file}",
+    "SYNAPSCRIBE_MODEL_REVISION_FILE=${local.host.model_revision_file}",
+  ]
+  # Packer's default runs a script as the SSH user; these need root. {{ .Vars }} single-quotes each
+  # value (env_var_format "%s='%s' ", developer.hashicorp.com/packer/docs/provisioners/shell).
+  script_execute_command = "chmod +x {{ .Path }}; sudo env {{ .Vars }} {{ .Path }}"
   ansible_vars = merge(
     {
       model_id                  = local.model_id
@@ -84,7 +106,7 @@ source "amazon-ebs" "gpu" {
     most_recent = true
   }
 
-  ssh_username = "ubuntu"
+  ssh_username = local.build_user
   ssh_timeout  = "15m"
 
   # Instances launched from the image get IMDSv2 only; so does the build instance.
@@ -96,7 +118,7 @@ source "amazon-ebs" "gpu" {
   }
 
   launch_block_device_mappings {
-    device_name           = "/dev/sda1"
+    device_name           = local.host.root_device
     volume_size           = var.volume_size_gb
     volume_type           = "gp3"
     encrypted             = true
@@ -123,7 +145,7 @@ build {
 
   provisioner "ansible" {
     playbook_file = "${path.root}/../ansible/site.yml"
-    user          = "ubuntu"
+    user          = local.build_user
     use_proxy     = false
     ansible_env_vars = [
       "ANSIBLE_CONFIG=${path.root}/../ansible/ansible.cfg",
@@ -140,41 +162,21 @@ build {
     destination = local.model_revision_local_file
   }
 
-  # Per-instance state must not ship in the image: each instance makes its own.
+  # Per-instance state must not ship in the image (services stopped, deploy env file, cloud-init
+  # state, host keys, machine id, the build user's SSH key, journal): each instance makes its own.
   provisioner "shell" {
-    name = "cleanup"
-    inline = [
-      "sudo systemctl stop synapscribe-agentcore synapscribe-tts synapscribe-vllm",
-      "sudo rm -f /etc/synapscribe/deploy.env",
-      "sudo cloud-init clean --logs --seed",
-      "sudo rm -f /etc/ssh/ssh_host_*",
-      "sudo truncate -s 0 /etc/machine-id",
-      "sudo journalctl --rotate && sudo journalctl --vacuum-time=1s",
-    ]
+    name             = "cleanup"
+    script           = "${path.root}/scripts/cleanup.sh"
+    environment_vars = local.script_env
+    execute_command  = local.script_execute_command
   }
 
-  # The last step fails the bake unless the image is complete.
+  # The last step fails the bake unless the image is complete and the cleanup left nothing behind.
   provisioner "shell" {
-    name           = "validate"
-    inline_shebang = "/bin/bash -eu"
-    inline = [
-      "set -o pipefail",
-      "lsmod | grep -q '^nvidia '",
-      "nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | grep -q .",
-      "test \"$(stat -c %U:%a ${local.model_path})\" = root:555",
-      "(cd ${local.model_path} && sudo sha256sum --quiet --check SHA256SUMS)",
-      "test \"$(/opt/synapscribe/vllm/bin/python -c 'import vllm; print(vllm.__version__)')\" = ${local.vllm_version}",
-      "for unit in ${join(" ", local.units)}; do test \"$(systemctl is-enabled $unit)\" = enabled; done",
-      "grep -q -- '--max-model-len ${local.max_model_len}' /etc/systemd/system/synapscribe-vllm.service",
-      "test -z \"$(sudo find /etc/ssh -name 'ssh_host_*' -print -quit)\"",
-      "test ! -e /var/lib/cloud/instance && test -z \"$(sudo ls -A /var/lib/cloud/instances 2>/dev/null)\"",
-      "test ! -e /etc/synapscribe/deploy.env",
-      "revision=$(cat ${local.model_revision_file})",
-      "[[ $revision =~ ^[0-9a-f]{40}$ ]] || { echo \"validate: ${local.model_revision_file} holds '$revision', not a commit\" >&2; exit 1; }",
-      local.model_revision_pinned ? "test \"$revision\" = ${local.model_revision}" : "true",
-      "echo \"validate: model ${local.model_id}@$revision (requested ${local.model_revision})\"",
-      "echo 'validate: image complete'",
-    ]
+    name             = "validate"
+    script           = "${path.root}/scripts/validate.sh"
+    environment_vars = local.script_env
+    execute_command  = local.script_execute_command
   }
 
   post-processor "manifest" {

@@ -40,8 +40,32 @@ def ansible_env() -> dict[str, str]:
     }
 
 
-def render_templates(dest: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    """site.yml's play with its platform lookup, rendering TEMPLATES into `dest` (extra: ansible args)."""
+def _render_task(src: str, out: Path) -> dict[str, object]:
+    """A unit through the common role's systemd_unit entry point (where its template finds the
+    shared hardening.conf.j2), into `out`; any other template directly."""
+    if out.suffix == ".service":
+        return {
+            "name": f"Render {out.name}",
+            "ansible.builtin.include_role": {"name": "common", "tasks_from": "systemd_unit"},
+            "vars": {
+                "common_unit_name": out.stem,
+                "common_unit_template": str(ANSIBLE / "roles" / src),
+                "common_unit_dir": str(out.parent),
+                # Rendered by whoever runs the tests: no chown to root.
+                "common_unit_owner": "{{ omit }}",
+            },
+        }
+    return {
+        "name": f"Render {out.name}",
+        "ansible.builtin.template": {"src": str(ANSIBLE / "roles" / src), "dest": str(out), "mode": "0644"},
+    }
+
+
+def render_templates(
+    dest: Path, *extra: str, templates: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """site.yml's play with its platform lookup, rendering `templates` (TEMPLATES unless given) into
+    `dest` (extra: ansible args)."""
     (play,) = yaml.safe_load((ANSIBLE / "site.yml").read_text())
     render = {
         "name": "Render the context-dependent files",
@@ -51,17 +75,7 @@ def render_templates(dest: Path, *extra: str) -> subprocess.CompletedProcess[str
         "vars": {**play["vars"], "synapscribe_repo_dir": str(ROOT)},
         "pre_tasks": play["pre_tasks"],
         "tasks": RENDER_TASKS
-        + [
-            {
-                "name": f"Render {out}",
-                "ansible.builtin.template": {
-                    "src": str(ANSIBLE / "roles" / src),
-                    "dest": str(dest / out),
-                    "mode": "0644",
-                },
-            }
-            for src, out in TEMPLATES.items()
-        ],
+        + [_render_task(src, dest / out) for src, out in (templates or TEMPLATES).items()],
     }
     playbook = dest / "render.yml"
     playbook.write_text(yaml.safe_dump([render]))

@@ -16,6 +16,7 @@ from synapscribe_cdk import nag
 from synapscribe_cdk.config import (
     ENV_KEY,
     ENVIRONMENTS_KEY,
+    ZONES_KEY,
     ConfigError,
     EnvironmentConfig,
     load_environment,
@@ -90,10 +91,19 @@ class Platform:
         return list(self.stacks_by_key().values())
 
 
+def build_config(app: App) -> EnvironmentConfig:
+    """The environment named by context `env`, with `-c zones=` over its zones."""
+    return load_environment(
+        app.node.try_get_context(ENVIRONMENTS_KEY),
+        app.node.try_get_context(ENV_KEY),
+        app.node.try_get_context(ZONES_KEY),
+    )
+
+
 def build(app: App, platform: PlatformConfig | None = None) -> Platform:
     """Add the environment named by context `env` to `app`, with AwsSolutions checks."""
     platform = platform or load_platform()
-    config = load_environment(app.node.try_get_context(ENVIRONMENTS_KEY), app.node.try_get_context(ENV_KEY))
+    config = build_config(app)
     env = target_environment(app)
     prefix = f"SynapScribe-{config.name}"
     # Shared by every environment of the account and region (the same stack whichever builds it).

@@ -7,14 +7,27 @@ here: they come from the runtime's shared configuration (`synapscribe.platform.l
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from synapscribe.contract import ACTIONS
+from synapscribe.platform import load_platform
 from synapscribe.simulate.policy import ScalingSettings
 
 ENVIRONMENTS_KEY = "synapscribe:environments"
 ENV_KEY = "env"
+#: `-c zones=eu-west-1a,eu-west-1b`: the zones of this deploy, over cdk.json's `availability_zones`
+#: (what `synapscribe preflight` prints when the configured zones do not fit the account).
+ZONES_KEY = "zones"
 
 #: Instance types with one 24 GB GPU that the AMI's driver supports (A10G: g5, L4: g6, g6f is
 #: fractional and excluded). The fleet may use any of these; the first listed is preferred.
@@ -39,6 +52,36 @@ LOG_RETENTION_DAYS = frozenset(
 )
 
 _CRON = r"^\S+ \S+ \S+ \S+ \S+$"
+#: A region's availability zone is the region's name and one letter (eu-west-1a). Local and
+#: Wavelength zones (us-west-2-lax-1a) are not availability zones and offer no GPU fleet.
+_ZONE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d[a-z]")
+_REGION = r"^[a-z]{2}(-[a-z]+)+-\d$"
+
+
+def _distinct_zones(value: list[str]) -> list[str]:
+    bad = [z for z in value if not _ZONE.fullmatch(z)]
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: not an availability zone name (e.g. eu-west-1a)")
+    if len(value) < 2 or len(set(value)) != len(value):
+        raise ValueError("list at least two distinct zones")
+    return value
+
+
+#: Two or more distinct zone names of one region.
+ZoneList = Annotated[list[str], AfterValidator(_distinct_zones)]
+RegionName = Annotated[str, Field(pattern=_REGION)]
+
+
+def parse_zones(value: Any) -> list[str]:
+    """The `-c zones=` context value: `eu-west-1a,eu-west-1b` (the CLI gives a string) or a list."""
+    if isinstance(value, str):
+        value = [z.strip() for z in value.split(",") if z.strip()]
+    if not isinstance(value, list) or not all(isinstance(z, str) for z in value):
+        raise ConfigError(f"context {ZONES_KEY!r} must name zones like eu-west-1a,eu-west-1b, got {value!r}")
+    try:
+        return _distinct_zones(value)
+    except ValueError as exc:
+        raise ConfigError(f"context {ZONES_KEY!r}: {exc}") from None
 
 
 class ConfigError(ValueError):
@@ -91,9 +134,13 @@ class EnvironmentConfig(_Strict):
     cors_allowed_origins: list[str] = Field(min_length=1)
     vpc_cidr: str = Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-4])$")
     max_azs: int = Field(ge=2, le=4)
-    #: Zone names; default `<region>a`, `<region>b`, … (`max_azs` of them). Listed, never looked
-    #: up, so synth needs no AWS access. Set it for regions without an `a` zone (us-west-1).
-    availability_zones: list[str] | None = None
+    #: The zones of the VPC and so of the GPU fleet's subnets, never looked up (synth stays
+    #: offline): a map of region to zones (`{"eu-west-1": ["eu-west-1a", "eu-west-1b"]}`), or one
+    #: list for the only region this environment is deployed to. `-c zones=` overrides it; a region
+    #: not listed gets `<region>a`, `<region>b`, … (`max_azs` of them). Zone letters map to
+    #: different physical zones in each account: `synapscribe preflight` names the zones that
+    #: offer every instance type in yours, and the setting to use.
+    availability_zones: ZoneList | dict[RegionName, ZoneList] | None = None
     stage_name: str = Field(default="prod", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     throttle: Throttle
     #: Lower limits for the routes that cost the most (presigned uploads, GPU questions), by route
@@ -103,6 +150,13 @@ class EnvironmentConfig(_Strict):
     log_retention_days: int
     instance_types: list[str] = Field(min_length=1)
     root_volume_gib: int = Field(ge=60, le=2000)
+    #: EBS Provisioned Rate for Volume Initialization of the root volume, in MiB/s: the AMI's
+    #: snapshot (model weights included) is restored at this rate instead of lazily on first read.
+    #: AWS accepts 100-300 MiB/s (Amazon EBS User Guide, "Initialize Amazon EBS volumes"; the
+    #: CloudFormation property AWS::EC2::LaunchTemplate Ebs VolumeInitializationRate) and bills
+    #: per GiB of snapshot data times the rate, once per launch. None: the default, lazy restore.
+    #: Chosen with `synapscribe capacity cold-start` (docs/operators-guide.md, "Cold start").
+    root_volume_initialization_mib_per_second: int | None = Field(default=None, ge=100, le=300)
     capacity: Capacity
     #: How long a terminating instance keeps finishing its in-flight answers (spot gives 120 s).
     drain_seconds: int = Field(ge=10, le=900)
@@ -125,19 +179,21 @@ class EnvironmentConfig(_Strict):
     #: (docs/operators-guide.md); None: the schedule alone sizes the fleet.
     scaling: ScalingSettings | None = None
 
-    @field_validator("availability_zones")
-    @classmethod
-    def _zones(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and (len(value) < 2 or len(set(value)) != len(value)):
-            raise ValueError("list at least two distinct zones")
-        return value
+    def configured_zones(self, region: str) -> list[str] | None:
+        """The zones listed for `region` (None: the default letters apply)."""
+        zones = self.availability_zones
+        if isinstance(zones, dict):
+            return list(zones[region]) if region in zones else None
+        return list(zones) if zones is not None else None
 
     def zones_in(self, region: str) -> list[str]:
-        if self.availability_zones is not None:
-            if not all(z.startswith(region) for z in self.availability_zones):
-                raise ConfigError(f"availability_zones {self.availability_zones} are not all in {region}")
-            return list(self.availability_zones)
-        return [f"{region}{letter}" for letter in "abcd"[: self.max_azs]]
+        zones = self.configured_zones(region)
+        if zones is None:
+            return [f"{region}{letter}" for letter in "abcd"[: self.max_azs]]
+        outside = [z for z in zones if z[:-1] != region]
+        if outside:
+            raise ConfigError(f"availability zones {', '.join(outside)} are not in {region}")
+        return zones
 
     @field_validator("cors_allowed_origins")
     @classmethod
@@ -162,6 +218,18 @@ class EnvironmentConfig(_Strict):
                 raise ValueError(f"route_throttles.{route} must not exceed the stage throttle")
         return self
 
+    @model_validator(mode="after")
+    def _scale_out_waits_for_a_new_host(self) -> EnvironmentConfig:
+        # A scale-out before the previous one's host serves would answer the same demand twice:
+        # the cooldown covers the expected start-up, platform.yaml's fleet.host_startup_seconds.
+        startup = load_platform().fleet.host_startup_seconds
+        if self.scaling is not None and self.scaling.scale_out_cooldown_seconds < startup:
+            raise ValueError(
+                f"scaling.scale_out_cooldown_seconds ({self.scaling.scale_out_cooldown_seconds}) is below "
+                f"platform.yaml's fleet.host_startup_seconds ({startup}): a new host would not serve yet"
+            )
+        return self
+
     @field_validator("log_retention_days")
     @classmethod
     def _retention(cls, value: int) -> int:
@@ -180,8 +248,9 @@ class EnvironmentConfig(_Strict):
         return value
 
 
-def load_environment(context: Any, env_name: Any) -> EnvironmentConfig:
-    """The environment `env_name` from the context mapping `synapscribe:environments`."""
+def load_environment(context: Any, env_name: Any, zones: Any = None) -> EnvironmentConfig:
+    """The environment `env_name` from the context mapping `synapscribe:environments`; `zones`
+    (the `-c zones=` context value), when given, replaces its `availability_zones`."""
     if not isinstance(context, dict) or not context:
         raise ConfigError(f"context {ENVIRONMENTS_KEY!r} must be a mapping of environment name to settings")
     if not isinstance(env_name, str) or env_name not in context:
@@ -191,6 +260,8 @@ def load_environment(context: Any, env_name: Any) -> EnvironmentConfig:
     raw = context[env_name]
     if not isinstance(raw, dict):
         raise ConfigError(f"{ENVIRONMENTS_KEY}.{env_name} must be a mapping")
+    if zones is not None:
+        raw = {**raw, "availability_zones": parse_zones(zones)}
     try:
         return EnvironmentConfig(name=env_name, **raw)
     except ValidationError as exc:

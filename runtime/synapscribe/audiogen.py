@@ -36,18 +36,25 @@ import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal
 
-from mutagen import MutagenError
-from mutagen.id3 import ID3, TXXX
-from mutagen.mp3 import MP3
+from synapscribe.audio import frames as mp3
+from synapscribe.audio.formats import MediaError
+from synapscribe.audio.probe import ProbeRejection, probe
+from synapscribe.audio.tags import (
+    TEXT_TAG,
+    TIMELINE_TAG,
+    Cue,
+    embedded_text,
+    embedded_timeline,
+    id3_tag,
+    tag_wav,
+)
 
 AudioFormat = Literal["mp3", "wav"]
 FORMATS: tuple[str, ...] = ("mp3", "wav")
 
-TEXT_TAG = "synapscribe-text"
-TIMELINE_TAG = "synapscribe-timeline"
-_WAV_TEXT_PREFIX = TEXT_TAG + ":"
+__all__ = ["TEXT_TAG", "TIMELINE_TAG", "Cue", "embedded_text", "embedded_timeline"]
 #: Bump when the generated audio changes, so cached lectures are made again.
 GENERATOR_VERSION = 1
 CACHE_ENV = "SYNAPSCRIBE_AUDIO_CACHE"
@@ -74,12 +81,6 @@ DEFAULT_LECTURE: tuple[str, ...] = (
 
 class AudioGenError(RuntimeError):
     """A tool is missing or failed, or the arguments cannot produce audio."""
-
-
-class Cue(NamedTuple):
-    start: float
-    end: float
-    text: str
 
 
 def _cue(start: float, end: float, text: str) -> Cue:
@@ -180,134 +181,24 @@ def _resample_wav(wav_bytes: bytes, sample_rate: int) -> bytes:
 
 # --- MP3 frames ---------------------------------------------------------------------------------
 
-_BITRATES = {  # kbps by (MPEG-1?, index), layer III
-    True: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
-    False: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-}
-_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
-
 
 def mp3_frames(data: bytes) -> tuple[list[tuple[int, int]], int, int]:
-    """(offset, length) of each layer III frame, the sample rate and samples per frame."""
-    frames: list[tuple[int, int]] = []
-    pos, rate, per_frame = 0, 0, 0
-    while pos + 4 <= len(data):
-        b1, b2 = data[pos + 1], data[pos + 2]
-        if data[pos] != 0xFF or (b1 & 0xE0) != 0xE0:
-            raise AudioGenError(f"MP3 frame sync lost at byte {pos}")
-        version, layer = (b1 >> 3) & 3, (b1 >> 1) & 3
-        if layer != 1 or version == 1:
-            raise AudioGenError("not an MPEG layer III stream")
-        bitrate_index, rate_index = (b2 >> 4) & 0xF, (b2 >> 2) & 3
-        if bitrate_index in (0, 15) or rate_index == 3:
-            raise AudioGenError(f"free-format or invalid MP3 frame header at byte {pos}")
-        mpeg1 = version == 3
-        kbps = _BITRATES[mpeg1][bitrate_index]
-        rate = _RATES[version][rate_index]
-        per_frame = 1152 if mpeg1 else 576
-        length = (per_frame // 8) * kbps * 1000 // rate + ((b2 >> 1) & 1)
-        frames.append((pos, length))
-        pos += length
-    if not frames:
-        raise AudioGenError("no MP3 frames")
-    return frames, rate, per_frame
-
-
-# --- metadata -----------------------------------------------------------------------------------
-
-
-def _timeline_json(timeline: Sequence[Cue]) -> str:
-    return json.dumps([[round(c.start, 3), round(c.end, 3), c.text] for c in timeline], ensure_ascii=False)
-
-
-def _id3_tag(text: str, timeline: Sequence[Cue]) -> bytes:
-    """An ID3v2.4 tag holding the text and the timeline, to put in front of MP3 frames."""
-    tags = ID3()
-    tags.add(TXXX(encoding=3, desc=TEXT_TAG, text=[text]))
-    tags.add(TXXX(encoding=3, desc=TIMELINE_TAG, text=[_timeline_json(timeline)]))
-    buf = io.BytesIO()
-    tags.save(buf, v2_version=4, padding=lambda _info: 0)
-    return buf.getvalue()
-
-
-def _info_subchunk(chunk_id: bytes, value: str) -> bytes:
-    raw = value.encode("utf-8") + b"\0"
-    return chunk_id + struct.pack("<I", len(raw)) + raw + (b"\0" if len(raw) % 2 else b"")
-
-
-def _tag_wav(wav_bytes: bytes, text: str, timeline: Sequence[Cue]) -> bytes:
-    """Append a LIST/INFO chunk (ICMT: the text; ITLN: the timeline) and fix the RIFF size."""
-    info = b"INFO" + _info_subchunk(b"ICMT", _WAV_TEXT_PREFIX + text)
-    info += _info_subchunk(b"ITLN", _timeline_json(timeline))
-    body = wav_bytes[12:]
-    if len(body) % 2:
-        body += b"\0"
-    body += b"LIST" + struct.pack("<I", len(info)) + info
-    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WAVE" + body
-
-
-def _riff_info(data: bytes) -> dict[bytes, str]:
-    found: dict[bytes, str] = {}
-    pos = 12
-    while pos + 8 <= len(data):
-        cid, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
-        start = pos + 8
-        if cid == b"LIST" and data[start : start + 4] == b"INFO":
-            sub, end = start + 4, min(start + size, len(data))
-            while sub + 8 <= end:
-                sid, ssize = data[sub : sub + 4], struct.unpack("<I", data[sub + 4 : sub + 8])[0]
-                found[sid] = data[sub + 8 : sub + 8 + ssize].rstrip(b"\0").decode("utf-8", "replace")
-                sub += 8 + ssize + (ssize % 2)
-        pos = start + size + (size % 2)
-    return found
-
-
-def _embedded(data: bytes) -> tuple[str | None, str | None]:
-    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        info = _riff_info(data)
-        comment = info.get(b"ICMT", "")
-        text = comment[len(_WAV_TEXT_PREFIX) :] if comment.startswith(_WAV_TEXT_PREFIX) else None
-        return text, info.get(b"ITLN")
-    if data[:3] != b"ID3":
-        return None, None
+    """(offset, length) of each layer III frame, the sample rate and samples per frame (strict:
+    the generator repeats frames it encoded itself, so anything else is an error)."""
     try:
-        tags = ID3(io.BytesIO(data))
-    except (MutagenError, ValueError, EOFError, struct.error):
-        return None, None
-    text_frame = tags.get(f"TXXX:{TEXT_TAG}")
-    timeline_frame = tags.get(f"TXXX:{TIMELINE_TAG}")
-    return (
-        str(text_frame.text[0]) if text_frame is not None else None,
-        str(timeline_frame.text[0]) if timeline_frame is not None else None,
-    )
-
-
-def embedded_text(data: bytes) -> str | None:
-    """The words generated audio speaks (see the module docstring), or None for other audio."""
-    return _embedded(data)[0]
-
-
-def embedded_timeline(data: bytes) -> list[Cue] | None:
-    """When each sentence of generated audio is spoken, or None for other audio."""
-    raw = _embedded(data)[1]
-    if raw is None:
-        return None
-    try:
-        return [Cue(float(s), float(e), str(t)) for s, e, t in json.loads(raw)]
-    except (ValueError, TypeError):
-        return None
+        return mp3.walk(data)
+    except MediaError as exc:
+        raise AudioGenError(str(exc)) from None
 
 
 def duration_seconds(path: Path | str) -> float:
-    """Duration as mutagen measures it (the same way the platform measures uploads)."""
+    """Duration as the platform measures uploads (synapscribe.audio.probe), whatever the name."""
     p = Path(path)
-    if p.suffix.lower() == ".wav":
-        with wave.open(str(p), "rb") as w:
-            return w.getnframes() / w.getframerate()
-    info = MP3(str(p)).info
-    if info is None:
-        raise AudioGenError(f"{p}: not an MP3 file")
-    return float(info.length)
+    with p.open("rb") as f:
+        try:
+            return probe(f, p.name).duration_seconds
+        except ProbeRejection as exc:
+            raise AudioGenError(f"{p}: {exc.reason}") from None
 
 
 # --- generation ---------------------------------------------------------------------------------
@@ -354,12 +245,12 @@ def speak(
     timeline = (_cue(0.0, seconds, text),)
     out = Path(path)
     if fmt == "wav":
-        _write(out, _tag_wav(_pcm_to_wav(pcm, rate), text, timeline))
+        _write(out, tag_wav(_pcm_to_wav(pcm, rate), text, timeline))
     else:
         mp3 = _encode_mp3(wav, sample_rate=sample_rate, bitrate_kbps=bitrate_kbps)
         frames, mp3_rate, per_frame = mp3_frames(mp3)
         seconds = len(frames) * per_frame / mp3_rate
-        _write(out, _id3_tag(text, timeline) + mp3)
+        _write(out, id3_tag(text, timeline) + mp3)
     return GeneratedAudio(out, seconds, text, timeline)
 
 
@@ -429,7 +320,7 @@ def make_lecture(
         block_seconds = len(pcm) / 2 / sample_rate
         timeline = _repeat_cues(cues, block_seconds, total)
         text = " ".join(c.text for c in timeline)
-        _write(out, _tag_wav(_pcm_to_wav(body, sample_rate), text, timeline))
+        _write(out, tag_wav(_pcm_to_wav(body, sample_rate), text, timeline))
         return GeneratedAudio(out, samples / sample_rate, text, tuple(timeline))
     block = _encoded_block(pcm, sample_rate, bitrate_kbps)
     frames, rate, per_frame = mp3_frames(block)
@@ -440,7 +331,7 @@ def make_lecture(
     seconds = target * frame_seconds
     timeline = _repeat_cues(cues, len(frames) * frame_seconds, seconds)
     text = " ".join(c.text for c in timeline)
-    _write(out, _id3_tag(text, timeline) + block * reps + block[:tail_end])
+    _write(out, id3_tag(text, timeline) + block * reps + block[:tail_end])
     return GeneratedAudio(out, seconds, text, tuple(timeline))
 
 

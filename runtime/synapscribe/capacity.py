@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from synapscribe.coldstart_cost import ColdStartPrices
 from synapscribe.platform import PlatformConfig, load_platform
 
 GIB = 1024**3
@@ -87,6 +88,8 @@ class InstanceSpec(BaseModel):
     gpu_memory_mib: int = Field(gt=0)
     on_demand_usd_per_hour: float = Field(ge=0)
     spot_usd_per_hour: float = Field(ge=0)
+    #: Local NVMe instance store (GB); 0: none.
+    instance_store_gb: int = Field(default=0, ge=0)
 
 
 class PriceTable(BaseModel):
@@ -94,6 +97,7 @@ class PriceTable(BaseModel):
 
     region: str = Field(min_length=1)
     instances: dict[str, InstanceSpec] = Field(min_length=1)
+    cold_start: ColdStartPrices
 
 
 def _read_yaml(path: Path, flag: str) -> Any:
@@ -122,7 +126,7 @@ def load_price_table(override: Path | None = None) -> PriceTable:
     extra = _read_yaml(override, "--prices")
     if not isinstance(extra, dict):
         raise CapacityInputError("--prices", f"{override}: expected a mapping with `instances:`")
-    unknown = set(extra) - {"region", "instances"}
+    unknown = set(extra) - {"region", "instances", "cold_start"}
     if unknown:
         raise CapacityInputError("--prices", f"{override}: unknown keys {sorted(unknown)}")
     instances = extra.get("instances", {})
@@ -133,7 +137,14 @@ def load_price_table(override: Path | None = None) -> PriceTable:
         if not isinstance(spec, dict):
             raise CapacityInputError("--prices", f"{override}: instances.{name} must be a mapping")
         merged[str(name)] = {**merged.get(str(name), {}), **spec}
-    data = {"region": extra.get("region", base["region"]), "instances": merged}
+    cold_start = extra.get("cold_start", {})
+    if not isinstance(cold_start, dict):
+        raise CapacityInputError("--prices", f"{override}: `cold_start` must be a mapping")
+    data = {
+        "region": extra.get("region", base["region"]),
+        "instances": merged,
+        "cold_start": {**base["cold_start"], **cold_start},
+    }
     return _validate_table(data, str(override), "--prices")
 
 

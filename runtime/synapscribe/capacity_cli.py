@@ -21,6 +21,7 @@ from synapscribe.capacity import (
     plan_capacity,
 )
 from synapscribe.cli_types import non_negative_float, non_negative_int, positive_float, positive_int
+from synapscribe.coldstart_cost import compare_cold_start, render_cold_start
 from synapscribe.platform import load_platform
 
 
@@ -89,10 +90,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--hours-per-month", type=positive_float, default=HOURS_PER_MONTH, metavar="H", help="(default: 730)"
     )
     d.add_argument("--prices", type=Path, metavar="FILE", help="YAML overriding the instance/price table")
+    c = parser.add_argument_group("cold start (with --cold-start: the start-up options by cost instead)")
+    c.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="compare the ways of getting the weights onto a new host: start-up time and cost",
+    )
+    c.add_argument(
+        "--launches-per-month",
+        type=non_negative_int,
+        default=100,
+        metavar="N",
+        help="instance launches a month: scale-outs and spot replacements (default: %(default)s)",
+    )
+    c.add_argument(
+        "--zones",
+        type=positive_int,
+        default=2,
+        metavar="N",
+        help="Availability Zones the fleet launches in, each priced for fast snapshot restore (default: %(default)s)",
+    )
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.cold_start:
+        return run_cold_start(args)
     try:
         prices = load_price_table(args.prices)
         model = build_model(
@@ -120,6 +143,43 @@ def run(args: argparse.Namespace) -> int:
         print(f"synapscribe capacity: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(plan.as_dict(), indent=2) if args.json else render_table(plan))
+    return 0
+
+
+def run_cold_start(args: argparse.Namespace) -> int:
+    try:
+        prices = load_price_table(args.prices)
+        model = build_model(
+            None if args.model.lower() == "custom" else args.model,
+            layers=args.layers,
+            kv_heads=args.kv_heads,
+            head_dim=args.head_dim,
+            dtype=args.dtype,
+            weights_gib=args.weights_gib,
+        )
+    except CapacityInputError as exc:
+        print(f"synapscribe capacity: {exc}", file=sys.stderr)
+        return 2
+    names = args.instance or list(prices.instances)
+    unknown = [n for n in names if n not in prices.instances]
+    if unknown:
+        print(
+            f"synapscribe capacity: --instance: {', '.join(unknown)} not in the price table", file=sys.stderr
+        )
+        return 2
+    platform = load_platform()
+    comparison = compare_cold_start(
+        platform,
+        prices.cold_start,
+        weight_bytes=model.weight_bytes,
+        instance_store_gb={n: prices.instances[n].instance_store_gb for n in names},
+        launches_per_month=args.launches_per_month,
+        zones=args.zones,
+        hours_per_month=args.hours_per_month,
+    )
+    print(
+        json.dumps(comparison.as_dict(), indent=2) if args.json else render_cold_start(comparison, platform)
+    )
     return 0
 
 

@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import Any
 
 from synapscribe.cli_types import Parser
+from synapscribe.orphans import exit_with_parent
 
 #: name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -71,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().parse_args(argv)
         return 2
     args = parser.parse_args(argv)
+    # A service started by `synapscribe local` (or a test) stops when its parent is gone.
+    exit_with_parent()
     return int(module.run(args) or 0)
 
 

@@ -13,7 +13,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from synapscribe.contract import _Out
+from synapscribe.contract import ServerModel
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class ConnectionPusher:
             config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"}),
         )
 
-    def post(self, connection_id: str, message: _Out) -> None:
+    def post(self, connection_id: str, message: ServerModel) -> None:
         """Send one message; raises ConnectionGone when the connection no longer exists."""
         try:
             self._client.post_to_connection(ConnectionId=connection_id, Data=message.wire_json().encode())

@@ -20,7 +20,15 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from synapscribe.platform import PlatformConfig, load_platform
 
@@ -36,6 +44,9 @@ class ErrorCode(StrEnum):
     UNKNOWN_ACTION = "unknown_action"
     NOT_FOUND = "not_found"
     TOO_LARGE = "too_large"
+    #: A `createUpload` contentType outside platform.yaml `limits.accepted_content_types`, or a
+    #: recording (question audio, lecture) that is no audio in an accepted format or is damaged or
+    #: cut short; the message names what the bytes are ("it is a text file") or what is wrong.
     UNSUPPORTED_MEDIA = "unsupported_media"
     LECTURE_NOT_READY = "lecture_not_ready"
     BUSY = "busy"
@@ -54,7 +65,9 @@ ERROR_CODE_WHEN: dict[ErrorCode, str] = {
     ErrorCode.UNKNOWN_ACTION: "an `action` that is not one of the client actions",
     ErrorCode.NOT_FOUND: "an unknown, expired or another identity's lecture or session",
     ErrorCode.TOO_LARGE: "a message, inline clip, declared upload or question over its limit",
-    ErrorCode.UNSUPPORTED_MEDIA: "an upload whose content type or contents are not audio the service accepts",
+    ErrorCode.UNSUPPORTED_MEDIA: "a `createUpload` content type that is not accepted, or a recording (lecture or "
+    "question audio) that is not audio in an accepted format or is damaged or cut short; the message says "
+    "what the bytes are or what is wrong",
     ErrorCode.LECTURE_NOT_READY: "`startSession` on a lecture that is not `ready`",
     ErrorCode.BUSY: "the model is at capacity and the wait would be too long; retry later",
     ErrorCode.UPSTREAM_UNAVAILABLE: "the model or speech service cannot be reached, or the service answering went "
@@ -93,7 +106,21 @@ class _Action(BaseModel):
 
 
 class CreateUpload(_Action):
-    """Ask for a presigned POST to upload a lecture recording or a long spoken question."""
+    """Ask for an upload URL for a lecture or a voice question.
+
+    Accepted audio, the same for lectures and question audio (inline `audio` or `queryKey`): MP3,
+    M4A/MP4 (AAC or Opus; fragmented as Safari's and Chrome's MediaRecorder write it), AAC (ADTS),
+    WAV, FLAC, Ogg (Opus, Vorbis, FLAC) and WebM (Opus, Vorbis; a browser's live recording with no
+    duration in its header is measured from its last frames). The bytes decide the format, never the
+    name or the content type (synapscribe.audio.formats.sniff). The model server is given MP3 or WAV
+    as sent; AgentCore converts every other accepted format to MP3 once (ffmpeg), so a browser's
+    recording reaches the engine in a format its soundfile decoder reads; a WebM or MP4 video's
+    sound is used. Anything else (text, images, a video without sound, empty, damaged or cut-short
+    files) is refused with `unsupported_media` and a reason that says which. `contentType` is a key
+    of platform.yaml `limits.accepted_content_types` (`video/webm` and `video/mp4` included: file
+    pickers name .webm and .mp4 files so); parameters are dropped (`audio/webm;codecs=opus`, a
+    MediaRecorder blob's type, is `audio/webm`).
+    """
 
     answered_by = "`uploadUrl`"
 
@@ -106,6 +133,11 @@ class CreateUpload(_Action):
     """The recording's MIME type: one of the accepted content types (see limits)."""
     sizeBytes: int = Field(gt=0)
     """The file's size; over the kind's limit is `too_large`."""
+
+    @field_validator("contentType")
+    @classmethod
+    def _media_type_only(cls, value: str) -> str:
+        return value.split(";", 1)[0].strip().lower()
 
 
 class GetLecture(_Action):
@@ -129,8 +161,8 @@ class StartSession(_Action):
 
 
 class Query(_Action):
-    """Ask a question in a session: exactly one of `text`, `audio` (spoken, inline) and `queryKey`
-    (spoken, uploaded)."""
+    """A question: typed `text`, or audio inline (`audio`, base64) or uploaded (`queryKey`), in any
+    format `CreateUpload` accepts; exactly one of the three."""
 
     answered_by = "a stream: see the order rules"
 
@@ -202,7 +234,10 @@ ACTIONS: tuple[str, ...] = (
 # --------------------------------------------------------------------------- server to client
 
 
-class _Out(BaseModel):
+class ServerModel(BaseModel):
+    """Base of every model the server sends: the messages of ServerMessage and their parts
+    (Timings). Frozen, no unknown fields, and sent as `wire()`."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     def wire(self) -> dict[str, Any]:
@@ -213,7 +248,12 @@ class _Out(BaseModel):
         return json.dumps(self.wire(), separators=(",", ":"))
 
 
-class UploadUrl(_Out):
+# TEMPORARY: the old private name, for branches in flight that add messages (issue 13); the lead
+# removes it at merge once nothing imports it.
+_Out = ServerModel
+
+
+class UploadUrl(ServerModel):
     """Where and how to upload: an S3 presigned POST (multipart form data: `fields`, then `file`)."""
 
     type: Literal["uploadUrl"] = "uploadUrl"
@@ -235,7 +275,7 @@ LectureStatus = Literal["pending", "transcribing", "ready", "rejected"]
 ContextMode = Literal["audio", "transcript"]
 
 
-class Lecture(_Out):
+class Lecture(ServerModel):
     """A lecture's status: pushed to the uploader's connection when validation (and, in transcript mode, transcription) finishes, and the answer to `getLecture`."""
 
     type: Literal["lecture"] = "lecture"
@@ -264,7 +304,7 @@ class Lecture(_Out):
         )
 
 
-class Session(_Out):
+class Session(ServerModel):
     """A started session."""
 
     type: Literal["session"] = "session"
@@ -278,7 +318,7 @@ class Session(_Out):
     """Epoch seconds when the session ends unless used."""
 
 
-class Transcript(_Out):
+class Transcript(ServerModel):
     """What a spoken question was heard as."""
 
     type: Literal["transcript"] = "transcript"
@@ -288,7 +328,7 @@ class Transcript(_Out):
     """The question's words."""
 
 
-class AnswerDelta(_Out):
+class AnswerDelta(ServerModel):
     """The next piece of the answer, as the model writes it."""
 
     type: Literal["answerDelta"] = "answerDelta"
@@ -298,7 +338,7 @@ class AnswerDelta(_Out):
     """Text to append to what came before."""
 
 
-class Audio(_Out):
+class Audio(ServerModel):
     """One spoken piece of the answer."""
 
     type: Literal["audio"] = "audio"
@@ -312,7 +352,7 @@ class Audio(_Out):
     """The sentence(s) it speaks."""
 
 
-class Timings(_Out):
+class Timings(ServerModel):
     """Milliseconds from the server's receipt of the query."""
 
     asrMs: float | None = None
@@ -325,7 +365,7 @@ class Timings(_Out):
     """Until the answer."""
 
 
-class Answer(_Out):
+class Answer(ServerModel):
     """The whole answer: the last message of a query's stream."""
 
     type: Literal["answer"] = "answer"
@@ -341,7 +381,7 @@ class Answer(_Out):
     """How long each step took."""
 
 
-class SessionEnded(_Out):
+class SessionEnded(ServerModel):
     """`endSession`'s answer."""
 
     type: Literal["sessionEnded"] = "sessionEnded"
@@ -349,7 +389,7 @@ class SessionEnded(_Out):
     """The ended session."""
 
 
-class LectureDeleted(_Out):
+class LectureDeleted(ServerModel):
     """deleteLecture's answer: the lecture, its transcript, segments and sessions are gone."""
 
     type: Literal["lectureDeleted"] = "lectureDeleted"
@@ -357,7 +397,7 @@ class LectureDeleted(_Out):
     """The deleted lecture."""
 
 
-class ErrorMessage(_Out):
+class ErrorMessage(ServerModel):
     """A request the server did not carry out (see the error codes); the connection stays open."""
 
     type: Literal["error"] = "error"

@@ -187,8 +187,68 @@ class Fleet(_Strict):
     """The GPU fleet's start-up time and log shipping (see platform.yaml's comment on each value)."""
 
     host_startup_seconds: int = Field(ge=30, le=3600)
+    #: The parts of host_startup_seconds no storage option changes (synapscribe.coldstart_cost).
+    boot_seconds: int = Field(ge=0, le=1800)
+    engine_warmup_seconds: int = Field(ge=0, le=1800)
     log_groups: LogGroups
     emf_port: int = Field(ge=1024, le=65535)
+
+    @model_validator(mode="after")
+    def _startup_leaves_time_for_the_weights(self) -> Fleet:
+        if self.boot_seconds + self.engine_warmup_seconds >= self.host_startup_seconds:
+            raise ValueError(
+                f"fleet.host_startup_seconds ({self.host_startup_seconds}) must exceed fleet.boot_seconds "
+                f"+ fleet.engine_warmup_seconds ({self.boot_seconds + self.engine_warmup_seconds}): "
+                "the weights take time to read"
+            )
+        return self
+
+
+_ABSOLUTE_PATH = r"^(/[A-Za-z0-9_.-]+)+$"
+_FILE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+_UNIT_NAME = r"^[a-z][a-z0-9-]*$"
+
+
+class HostUnits(_Strict):
+    vllm: str = Field(pattern=_UNIT_NAME)
+    tts: str = Field(pattern=_UNIT_NAME)
+    agentcore: str = Field(pattern=_UNIT_NAME)
+
+    def services(self) -> tuple[str, ...]:
+        """The unit names with systemd's suffix, in start order (vLLM, TTS, AgentCore)."""
+        return tuple(f"{name}.service" for name in (self.vllm, self.tts, self.agentcore))
+
+
+class HostVenvs(_Strict):
+    runtime: str = Field(pattern=_ABSOLUTE_PATH)
+    vllm: str = Field(pattern=_ABSOLUTE_PATH)
+
+
+class Host(_Strict):
+    """The GPU host's layout, shared by the user data (CDK), the bake (Packer) and the roles (Ansible)."""
+
+    config_dir: str = Field(pattern=_ABSOLUTE_PATH)
+    deploy_env_file: str = Field(pattern=_ABSOLUTE_PATH)
+    units: HostUnits
+    venvs: HostVenvs
+    #: An EC2 block device name (the Ubuntu image's root volume).
+    root_device: str = Field(pattern=r"^/dev/(sd[a-z][0-9]*|xvd[a-z]+|nvme[0-9]+n[0-9]+)$")
+    model_checksum_file: str = Field(pattern=_FILE_NAME)
+    model_revision_file: str = Field(pattern=_FILE_NAME)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Host:
+        if Path(self.deploy_env_file).parent != Path(self.config_dir):
+            raise ValueError(
+                f"host.deploy_env_file ({self.deploy_env_file}) must be in host.config_dir ({self.config_dir}), "
+                "which the user data creates"
+            )
+        units = self.units.model_dump().values()
+        if len(set(units)) != len(units):
+            raise ValueError("host.units.vllm, host.units.tts and host.units.agentcore must differ")
+        if self.model_checksum_file == self.model_revision_file:
+            raise ValueError("host.model_checksum_file and host.model_revision_file must differ")
+        return self
 
 
 class PlatformConfig(_Strict):
@@ -207,6 +267,7 @@ class PlatformConfig(_Strict):
     rates: Rates
     sweeper: Sweeper
     fleet: Fleet
+    host: Host
 
     @model_validator(mode="after")
     def _context_within_the_model(self) -> PlatformConfig:

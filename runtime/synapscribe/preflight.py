@@ -7,9 +7,10 @@
   stack's launch template resolves it at deploy time and fails without it);
 - spot-quota: the account's "All G and VT Spot Instance Requests" quota (vCPUs) covers the
   environment's `capacity.max` instances of its largest allowed instance type;
-- zones: the zones the Network stack puts subnets in exist in the region and each offers at least
-  one of the environment's instance types (zone names map to different physical zones in each
-  account, so `<region>a` may not offer g5 in yours);
+- zones: the zones the Network stack puts subnets in (and so the GPU fleet) exist in the region
+  and each offers every one of the environment's instance types that the region offers (zone
+  names map to different physical zones in each account, so `<region>a` may not offer g5 in
+  yours); it names the zones that do, and the setting that pins them (cdk.json or `-c zones=`);
 - bootstrap: the CDK bootstrap stack exists, is usable and is recent enough;
 - cors: the environment's `cors_allowed_origins` is not a placeholder (a reserved example name),
   and a production environment (`removal: retain`) names real origins, no `*` and no localhost;
@@ -18,7 +19,9 @@
   CloudFormation then fails on the first function that reserves any).
 
 Each failed check sets its own bit of the exit status (listed in `--help`), so a script can tell
-which failed; 0 only when every check passed.
+which failed; 0 only when every check passed. The bits are 4 and up, so a trap's status is a
+multiple of 4 and never reads as 2 (bad flags) or 1 (preflight itself crashed: a bug, with a
+traceback and no verdict).
 
 The environment's settings are read from cdk.json with the small model below (the runtime never
 imports the CDK app, a higher layer); `tests/cdk/test_preflight_settings.py` holds it to the CDK
@@ -31,6 +34,7 @@ import argparse
 import json
 import re
 import sys
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,17 +46,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from synapscribe.platform import PlatformConfig, load_platform
 
 EXIT_OK = 0
+#: Preflight itself failed (a bug, not a finding about the account): what Python exits with on an
+#: uncaught exception, so a crash anywhere, even before `run`, reads the same.
+EXIT_CRASH = 1
 EXIT_USAGE = 2
-#: The bit each failed check sets in the exit status (several may be set at once). Shells keep 126
-#: and up, 2 is a usage error, so the seventh check takes 1 (the checks never raise: a crash's
-#: status 1 comes with a traceback, never with a FAIL line).
+#: The bit each failed check sets in the exit status (several may be set at once). Bits 1 and 2
+#: are the crash and usage statuses, so the checks take 4 to 128: any sum of them is a multiple of
+#: 4 (and at most 252), never 1 or 2. A shell also reports a process killed by signal N as 128+N;
+#: preflight's statuses from 128 up come after its verdict line, a signal's without one.
 EXIT_BITS = {
     "ami": 4,
     "spot-quota": 8,
     "zones": 16,
     "bootstrap": 32,
     "cors": 64,
-    "lambda-concurrency": 1,
+    "lambda-concurrency": 128,
 }
 
 #: Service Quotas: EC2 "All G and VT Spot Instance Requests", counted in vCPUs.
@@ -104,7 +112,8 @@ class DeploySettings(_Read):
     removal: str
     cors_allowed_origins: list[str] = Field(min_length=1)
     max_azs: int = Field(ge=1)
-    availability_zones: list[str] | None = None
+    #: A list, or a map of region to list (the CDK app's `EnvironmentConfig.availability_zones`).
+    availability_zones: list[str] | dict[str, list[str]] | None = None
     instance_types: list[str] = Field(min_length=1)
     capacity: CapacityRead
     reserved_concurrency: ReservedRead
@@ -120,11 +129,19 @@ class DeploySettings(_Read):
     def production(self) -> bool:
         return self.removal == "retain"
 
+    def configured_zones(self, region: str) -> list[str] | None:
+        """The zones listed for `region`, None when the default letters apply."""
+        zones = self.availability_zones
+        if isinstance(zones, dict):
+            return list(zones[region]) if region in zones else None
+        return list(zones) if zones is not None else None
+
     def zones_in(self, region: str) -> list[str]:
         """The zones the Network stack uses: the listed ones, else `<region>a`, `b`, … (the CDK
         app's `EnvironmentConfig.zones_in`; the preflight's zone check is what makes that safe)."""
-        if self.availability_zones is not None:
-            return list(self.availability_zones)
+        zones = self.configured_zones(region)
+        if zones is not None:
+            return zones
         return [f"{region}{letter}" for letter in ZONE_LETTERS[: self.max_azs]]
 
 
@@ -153,6 +170,8 @@ class CheckResult:
     name: str
     ok: bool
     message: str
+    #: The zones check: the zones to deploy to (None when no two zones fit).
+    zones: list[str] | None = None
 
     @property
     def exit_bit(self) -> int:
@@ -264,7 +283,8 @@ def check_spot_quota(quotas: Any, ec2: Any, settings: DeploySettings, region: st
 
 
 def zone_offerings(ec2: Any, instance_types: list[str]) -> dict[str, set[str]]:
-    """Zone name -> which of the instance types it offers."""
+    """Zone name -> which of the instance types it offers (EC2 DescribeInstanceTypeOfferings with
+    LocationType availability-zone: one row per type and zone that offers it)."""
     offered: dict[str, set[str]] = {}
     for page in ec2.get_paginator("describe_instance_type_offerings").paginate(
         LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": instance_types}]
@@ -274,40 +294,106 @@ def zone_offerings(ec2: Any, instance_types: list[str]) -> dict[str, set[str]]:
     return offered
 
 
-def suggested_zones(offered: dict[str, set[str]], count: int) -> list[str]:
-    """The `count` zones offering the most of the types (then by name), for cdk.json."""
-    return sorted(sorted(offered), key=lambda z: -len(offered[z]))[:count]
+def available_zones(ec2: Any) -> set[str]:
+    """The region's availability zones that are up (no local or Wavelength zones)."""
+    return {
+        z["ZoneName"]
+        for z in ec2.describe_availability_zones(
+            Filters=[{"Name": "zone-type", "Values": ["availability-zone"]}]
+        )["AvailabilityZones"]
+        if z.get("State", "available") == "available"
+    }
 
 
-def check_zones(ec2: Any, settings: DeploySettings, region: str) -> CheckResult:
-    name, zones = "zones", settings.zones_in(region)
+@dataclass(frozen=True)
+class ZoneSurvey:
+    """What the region offers of the environment's instance types, zone by zone."""
+
+    region: str
+    offered: dict[str, set[str]]  # available zone -> the types it offers
+
+    @property
+    def region_types(self) -> set[str]:
+        """The types some zone of the region offers; a type none offers is the spot-quota
+        check's business (and the fleet simply never launches it here)."""
+        return set().union(*self.offered.values()) if self.offered else set()
+
+    def missing(self, zone: str) -> list[str]:
+        return sorted(self.region_types - self.offered.get(zone, set()))
+
+    def fitting(self) -> list[str]:
+        """The zones that offer every type the region offers, by name: a fleet there may launch
+        any of its types in any zone, so spot capacity of one type in one zone is never the
+        only choice."""
+        return sorted(z for z in self.offered if not self.missing(z))
+
+
+def pin_zones_hint(settings: DeploySettings, region: str, zones: list[str]) -> str:
+    """The exact settings that make the Network stack use `zones` in `region`."""
+    listed = ",".join(zones)
+    setting = json.dumps({"availability_zones": {region: zones}})[1:-1]
+    return (
+        f"set {setting} in cdk.json ({ENVIRONMENTS_KEY}.{settings.name}), or deploy with "
+        f"-c zones={listed} (and check with --zones {listed})"
+    )
+
+
+def _zone_problems(survey: ZoneSurvey, zones: list[str]) -> list[str]:
+    problems = []
+    for zone in zones:
+        if zone not in survey.offered:
+            problems.append(f"{zone} is not an available zone of {survey.region}")
+        elif survey.missing(zone):
+            problems.append(f"{zone} lacks {', '.join(survey.missing(zone))}")
+    return problems
+
+
+def _zones_verdict(
+    survey: ZoneSurvey, settings: DeploySettings, zones: list[str], pinned: bool
+) -> CheckResult:
+    name, types = "zones", sorted(survey.region_types)
+    problems = _zone_problems(survey, zones)
+    good = zones if not problems else survey.fitting()[: len(zones)]
+    if len(good) < 2:
+        return CheckResult(
+            name,
+            False,
+            "; ".join(problems) + f": fewer than two zones of {survey.region} offer all of "
+            f"{', '.join(types)}: narrow instance_types in cdk.json or pick another region",
+        )
+    absent = sorted(set(settings.instance_types) - survey.region_types)
+    note = f" ({', '.join(absent)}: offered in no zone of {survey.region})" if absent else ""
+    if problems:
+        hint = pin_zones_hint(settings, survey.region, good)
+        return CheckResult(name, False, "; ".join(problems) + f"{note}: use {', '.join(good)}: {hint}", good)
+    detail = f"{', '.join(zones)} offer all of {', '.join(types)}{note}"
+    if not pinned:
+        detail += (
+            f"; these are the default letters, pin them: {pin_zones_hint(settings, survey.region, zones)}"
+        )
+    return CheckResult(name, True, detail, zones)
+
+
+def check_zones(
+    ec2: Any, settings: DeploySettings, region: str, zones: list[str] | None = None
+) -> CheckResult:
+    """`zones` (the `--zones` flag, as `-c zones=` on the deploy) over the configured ones."""
+    name = "zones"
+    zones = zones or settings.configured_zones(region)
+    pinned = zones is not None
     try:
-        available = {
-            z["ZoneName"]
-            for z in ec2.describe_availability_zones(
-                Filters=[{"Name": "zone-type", "Values": ["availability-zone"]}]
-            )["AvailabilityZones"]
-            if z.get("State", "available") == "available"
-        }
+        up = available_zones(ec2)
         offered = zone_offerings(ec2, settings.instance_types)
     except Exception as exc:
         return _cannot(name, f"describe the zones of {region}", exc)
-    problems = [f"{z} is not an available zone of {region}" for z in zones if z not in available]
-    problems += [
-        f"{z} offers none of {', '.join(settings.instance_types)}"
-        for z in zones
-        if z in available and not offered.get(z)
-    ]
-    if problems:
-        good = suggested_zones({z: t for z, t in offered.items() if z in available}, len(zones))
-        fix = (
-            f"set availability_zones {json.dumps(good)} in cdk.json ({ENVIRONMENTS_KEY}.{settings.name})"
-            if len(good) >= 2
-            else f"{region} has fewer than two zones offering these types: pick another region"
+    survey = ZoneSurvey(region, {z: offered.get(z, set()) for z in up})
+    if not survey.region_types:
+        return CheckResult(
+            name,
+            False,
+            f"no zone of {region} offers {', '.join(settings.instance_types)}: pick another region",
         )
-        return CheckResult(name, False, "; ".join(problems) + f": {fix}")
-    detail = ", ".join(f"{z} ({len(offered[z])} of {len(settings.instance_types)} types)" for z in zones)
-    return CheckResult(name, True, detail)
+    return _zones_verdict(survey, settings, zones or settings.zones_in(region), pinned)
 
 
 def check_bootstrap(cloudformation: Any, region: str, stack_name: str = TOOLKIT_STACK) -> CheckResult:
@@ -382,13 +468,14 @@ def run_checks(
     clients: Mapping[str, Any],
     platform: PlatformConfig | None = None,
     toolkit_stack: str = TOOLKIT_STACK,
+    zones: list[str] | None = None,
 ) -> list[CheckResult]:
     """Every check, in the order an operator fixes them; `clients` maps service name to client."""
     platform = platform or load_platform()
     checks: list[Callable[[], CheckResult]] = [
         lambda: check_ami(clients["ssm"], clients["ec2"], platform, region),
         lambda: check_spot_quota(clients["service-quotas"], clients["ec2"], settings, region),
-        lambda: check_zones(clients["ec2"], settings, region),
+        lambda: check_zones(clients["ec2"], settings, region, zones),
         lambda: check_bootstrap(clients["cloudformation"], region, toolkit_stack),
         lambda: check_cors(settings),
         lambda: check_lambda_concurrency(clients["lambda"], settings),
@@ -420,7 +507,9 @@ def default_cdk_json() -> Path | None:
 
 
 EPILOG = (
-    "exit status: 0 every check passed; 2 bad flags, cdk.json or no AWS credentials; otherwise the sum of "
+    f"exit status: {EXIT_OK} every check passed; {EXIT_CRASH} preflight itself failed (a bug: a "
+    f"traceback, no verdict); {EXIT_USAGE} bad flags, cdk.json or no AWS credentials; otherwise the "
+    "sum of the failed checks' bits (a multiple of 4): "
     + ", ".join(f"{bit} {name}" for name, bit in EXIT_BITS.items())
 )
 
@@ -437,6 +526,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=TOOLKIT_STACK,
         help=f"the CDK bootstrap stack (default {TOOLKIT_STACK})",
     )
+    parser.add_argument(
+        "--zones",
+        help="check these zones (e.g. eu-west-1a,eu-west-1b), as `cdk deploy -c zones=` would use, "
+        "instead of cdk.json's",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -446,6 +540,21 @@ def _fail(message: str) -> int:
 
 
 def run(args: argparse.Namespace, clients: Mapping[str, Any] | None = None) -> int:
+    """The command: EXIT_OK, EXIT_USAGE, the failed checks' bits, or EXIT_CRASH on a bug (the
+    checks themselves never raise on an AWS error, so anything raised here is one)."""
+    try:
+        return _run(args, clients)
+    except Exception:
+        traceback.print_exc()
+        print(
+            f"synapscribe preflight: crashed (exit {EXIT_CRASH}): a bug in preflight, not a finding "
+            "about the account; nothing was checked to the end",
+            file=sys.stderr,
+        )
+        return EXIT_CRASH
+
+
+def _run(args: argparse.Namespace, clients: Mapping[str, Any] | None) -> int:
     if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", args.region):
         return _fail(f"--region: {args.region!r} is not a region name (e.g. eu-west-1)")
     cdk_json = args.cdk_json or default_cdk_json()
@@ -455,13 +564,19 @@ def run(args: argparse.Namespace, clients: Mapping[str, Any] | None = None) -> i
         settings = load_settings(cdk_json, args.env)
     except SettingsError as exc:
         return _fail(str(exc))
+    zones = None
+    if args.zones is not None:
+        zones = [z.strip() for z in args.zones.split(",") if z.strip()]
+        outside = [z for z in zones if not re.fullmatch(re.escape(args.region) + "[a-z]", z)]
+        if len(zones) < 2 or len(set(zones)) != len(zones) or outside:
+            return _fail(f"--zones: {args.zones!r} must name two or more distinct zones of {args.region}")
     clients = clients or aws_clients(args.region)
     try:
         # Whose account this is (and whether AWS answers at all) before judging it.
         account = str(clients["sts"].get_caller_identity()["Account"])
     except Exception as exc:
         return _fail(f"cannot ask AWS who you are (credentials?): {exc}")
-    results = run_checks(settings, args.region, clients, None, args.toolkit_stack_name)
+    results = run_checks(settings, args.region, clients, None, args.toolkit_stack_name, zones)
     status = exit_status(results)
     if args.json:
         doc = {
@@ -469,7 +584,7 @@ def run(args: argparse.Namespace, clients: Mapping[str, Any] | None = None) -> i
             "region": args.region,
             "account": account,
             "exit": status,
-            "checks": [r.__dict__ for r in results],
+            "checks": [{k: v for k, v in r.__dict__.items() if v is not None} for r in results],
         }
         print(json.dumps(doc, indent=2))
     else:

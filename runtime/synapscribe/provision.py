@@ -1,6 +1,7 @@
 """Create the bucket and tables the platform expects, for the local stack and the tests.
 
-In AWS the CDK app creates them; this mirrors its key schema and TTL (store.TABLE_KEYS).
+In AWS the CDK app creates them; this mirrors its key schema, TTL and the sweeper's sparse index
+(store.TABLE_KEYS, store.SWEEP_INDEXES).
 """
 
 from __future__ import annotations
@@ -10,7 +11,24 @@ from typing import Any
 import boto3
 
 from synapscribe.settings import AwsResources
-from synapscribe.store import TABLE_KEYS, TTL_ATTRIBUTE
+from synapscribe.store import SWEEP_ATTRIBUTE, SWEEP_INDEX, SWEEP_INDEXES, TABLE_KEYS, TTL_ATTRIBUTE
+
+
+def sweep_index(field: str) -> dict[str, Any] | None:
+    """CreateTable's GlobalSecondaryIndexes entry for the sweeper's sparse index on table `field`
+    (store.SWEEP_INDEXES), None for a table without one."""
+    for index in SWEEP_INDEXES:
+        if index.table != field:
+            continue
+        projection: dict[str, Any] = {"ProjectionType": "ALL"}
+        if index.projection is not None:
+            projection = {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(index.projection)}
+        return {
+            "IndexName": SWEEP_INDEX,
+            "KeySchema": [{"AttributeName": SWEEP_ATTRIBUTE, "KeyType": "HASH"}],
+            "Projection": projection,
+        }
+    return None
 
 
 def provision(resources: AwsResources, s3: Any | None = None, dynamodb: Any | None = None) -> None:
@@ -28,11 +46,18 @@ def provision(resources: AwsResources, s3: Any | None = None, dynamodb: Any | No
         name = getattr(resources, field)
         if name in existing_tables:
             continue
+        attributes = [{"AttributeName": key, "AttributeType": "S"}]
+        extra: dict[str, Any] = {}
+        index = sweep_index(field)
+        if index is not None:
+            attributes.append({"AttributeName": SWEEP_ATTRIBUTE, "AttributeType": "S"})
+            extra["GlobalSecondaryIndexes"] = [index]
         dynamodb.create_table(
             TableName=name,
             KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+            AttributeDefinitions=attributes,
             BillingMode="PAY_PER_REQUEST",
+            **extra,
         )
         dynamodb.get_waiter("table_exists").wait(TableName=name)
         dynamodb.update_time_to_live(

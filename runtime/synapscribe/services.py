@@ -24,6 +24,8 @@ from typing import IO
 
 import httpx
 
+from synapscribe.orphans import parent_env
+
 LOG_TAIL_LINES = 200
 
 
@@ -84,7 +86,7 @@ def spawn_service(
     """Start `cmd` (environment: ours updated with `env`), poll `ready()` until it is true, yield the
     process, and stop it on exit. Output goes to `log_path` (a temporary file if None). If the
     process exits, or is not ready within `timeout` s, raise `error` naming `name`, with the log tail."""
-    child_env = {**os.environ, **(env or {})}
+    child_env = {**os.environ, **parent_env(), **(env or {})}
     log: IO[bytes]
     with log_path.open("w+b") if log_path is not None else tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, env=child_env)

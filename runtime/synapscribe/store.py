@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
 import boto3
-from boto3.dynamodb.conditions import Attr
+from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from synapscribe.platform import PlatformConfig, load_platform
@@ -32,15 +33,43 @@ TABLE_KEYS = {
     "limits_table": "limitId",
 }
 
-
 #: A query's final message (`answer` or `error`) is claimed on its connection's item by whichever
 #: side sends it: AgentCore when it starts the query, the edge when its hand-off timed out.
 FINALS_ATTRIBUTE = "finals"
 FINAL_BY = ("edge", "agentcore", "sweeper")
-#: AgentCore's claim also records when its final is due (`{"until", "owner", "requestId"}` under
-#: the same key), and clears it as it sends the final: a record past `until` means AgentCore died
-#: mid-answer, and the sweeper takes the claim over and sends the error (issue 11 §3).
+#: When a query's final is due (`{"until", "owner", "requestId"}` under the same key). The edge
+#: records it as it hands the query over (`expect_final`, before anyone claims), AgentCore's claim
+#: records its own and clears it as it sends the final, and the edge's claim clears it. A record
+#: past `until` means AgentCore died mid-answer or before it ever claimed: the sweeper takes the
+#: final over and sends the error (issue 11 §3).
 DEADLINES_ATTRIBUTE = "answerDeadlines"
+
+#: The sweeper's sparse global secondary index (edge/sweeper.py queries it instead of scanning):
+#: only an item that may need sweeping carries `sweepDue`, and a GSI holds only the items that
+#: have its key attribute (DynamoDB developer guide, "Take advantage of sparse indexes"). A
+#: lecture carries its status while `pending` or `transcribing` (store writes it with the status);
+#: a connection carries `answer` from its first answer deadline until the sweeper finds its
+#: `answerDeadlines` empty. The CDK app and provision.py create the index from this, on these
+#: tables, projecting `projection` (None: every attribute).
+SWEEP_ATTRIBUTE = "sweepDue"
+SWEEP_INDEX = "sweep"
+UNSETTLED = ("pending", "transcribing")
+SWEEP_ANSWER = "answer"
+
+
+@dataclass(frozen=True)
+class SweepIndex:
+    table: str  # a TABLE_KEYS field
+    projection: tuple[str, ...] | None
+
+
+SWEEP_INDEXES = (
+    # The sweeper resumes, rejects or removes a lecture from the whole item.
+    SweepIndex("lectures_table", None),
+    # Only the deadlines, all the sweeper reads of a connection: writes that change no projected
+    # attribute and not the index key (the TTL, an owner's other fields) need no index write.
+    SweepIndex("connections_table", (DEADLINES_ATTRIBUTE,)),
+)
 
 
 def final_claim_key(request_id: str, received_at_ms: int) -> str:
@@ -159,30 +188,98 @@ class Store:
         """
         if by not in FINAL_BY:
             raise ValueError(f"by must be one of {', '.join(FINAL_BY)}, not {by!r}")
-        try:
-            return self._claim_final(connection_id, request_key, by, deadline)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ValidationException" or not self._add_finals(connection_id):
-                raise
-        return self._claim_final(connection_id, request_key, by, deadline)
-
-    def _claim_final(
-        self, connection_id: str, request_key: str, by: str, deadline: Mapping[str, Any] | None
-    ) -> bool:
-        names = {"#f": FINALS_ATTRIBUTE, "#r": request_key}
+        names = {"#f": FINALS_ATTRIBUTE, "#d": DEADLINES_ATTRIBUTE, "#r": request_key}
         values: dict[str, Any] = {":by": by}
-        update = "SET #f.#r = :by"
         if deadline is not None:
-            names["#d"] = DEADLINES_ATTRIBUTE
-            values[":rec"] = _dynamo(dict(deadline))
-            update += ", #d.#r = :rec"
-        return self._conditional(
-            Key={"connectionId": connection_id},
+            names["#sd"] = SWEEP_ATTRIBUTE
+            values.update({":rec": _dynamo(dict(deadline)), ":due": SWEEP_ANSWER})
+            update = "SET #f.#r = :by, #d.#r = :rec, #sd = :due"
+        else:
+            # A claimant without a deadline (the edge) sends its final at once: the deadline the
+            # edge recorded at the hand-off goes, so the sweeper never answers this query.
+            update = "SET #f.#r = :by REMOVE #d.#r"
+        return self._with_maps(
+            connection_id,
             UpdateExpression=update,
             ConditionExpression="attribute_exists(connectionId) AND attribute_not_exists(#f.#r)",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
+
+    def expect_final(self, connection_id: str, request_key: str, deadline: Mapping[str, Any]) -> bool:
+        """The edge is about to hand query `request_key` to AgentCore: record when its final is
+        due (`{"until", "owner", "requestId"}`), so that the sweeper answers it even if AgentCore
+        accepts it and dies before it claims the final. False when the connection is gone or the
+        final is already claimed (AgentCore's claim then carries its own deadline)."""
+        return self._with_maps(
+            connection_id,
+            UpdateExpression="SET #d.#r = :rec, #sd = :due",
+            ConditionExpression="attribute_exists(connectionId) AND attribute_not_exists(#f.#r)",
+            ExpressionAttributeNames={
+                "#f": FINALS_ATTRIBUTE,
+                "#d": DEADLINES_ATTRIBUTE,
+                "#r": request_key,
+                "#sd": SWEEP_ATTRIBUTE,
+            },
+            ExpressionAttributeValues={":rec": _dynamo(dict(deadline)), ":due": SWEEP_ANSWER},
+        )
+
+    def unmark_connection(self, connection_id: str) -> bool:
+        """Take a connection out of the sweeper's index once it has no answer deadline left (on
+        that condition: a deadline recorded meanwhile keeps it in)."""
+        return self._conditional(
+            Key={"connectionId": connection_id},
+            UpdateExpression="REMOVE #sd",
+            ConditionExpression="attribute_exists(#sd) AND (attribute_not_exists(#d) OR size(#d) = :zero)",
+            ExpressionAttributeNames={"#sd": SWEEP_ATTRIBUTE, "#d": DEADLINES_ATTRIBUTE},
+            ExpressionAttributeValues={":zero": 0},
+        )
+
+    def sweep_candidates(self, table: Any, due: str) -> Iterator[dict[str, Any]]:
+        """The items of `table` whose `sweepDue` is `due`: a Query on the sparse index, page by
+        page. A GSI is read eventually consistent only, so an item may be a moment stale: every
+        action the sweeper takes on one is a conditional write."""
+        kwargs: dict[str, Any] = {
+            "IndexName": SWEEP_INDEX,
+            "KeyConditionExpression": Key(SWEEP_ATTRIBUTE).eq(due),
+        }
+        while True:
+            page = table.query(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def withdraw_final(self, connection_id: str, request_key: str) -> bool:
+        """AgentCore refused the hand-off (the edge answers the client itself): the deadline
+        `expect_final` recorded goes, unless someone claimed the final meanwhile; when it was the
+        only deadline, the connection leaves the sweeper's index with it (the item is as before)."""
+        names = {"#f": FINALS_ATTRIBUTE, "#d": DEADLINES_ATTRIBUTE, "#r": request_key}
+        unclaimed = "attribute_exists(connectionId) AND attribute_not_exists(#f.#r)"
+        if self._conditional(
+            Key={"connectionId": connection_id},
+            UpdateExpression="REMOVE #d.#r, #sd",
+            ConditionExpression=f"{unclaimed} AND attribute_exists(#d.#r) AND size(#d) = :one",
+            ExpressionAttributeNames={**names, "#sd": SWEEP_ATTRIBUTE},
+            ExpressionAttributeValues={":one": 1},
+        ):
+            return True
+        return self._conditional(
+            Key={"connectionId": connection_id},
+            UpdateExpression="REMOVE #d.#r",
+            ConditionExpression=unclaimed,
+            ExpressionAttributeNames=names,
+        )
+
+    def _with_maps(self, connection_id: str, **update: Any) -> bool:
+        """A conditional update of `finals`/`answerDeadlines` entries; an item written before
+        those maps existed gets them first (one more call, once per connection)."""
+        try:
+            return self._conditional(Key={"connectionId": connection_id}, **update)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ValidationException" or not self._add_finals(connection_id):
+                raise
+        return self._conditional(Key={"connectionId": connection_id}, **update)
 
     def settle_final(self, connection_id: str, request_key: str) -> bool:
         """AgentCore is about to send its final: clear its deadline, on condition that it still
@@ -197,13 +294,14 @@ class Store:
         )
 
     def take_over_final(self, connection_id: str, request_key: str, now: int) -> bool:
-        """The sweeper claims an overdue final: AgentCore's claim passes to "sweeper" and the
-        deadline goes, on condition that the deadline is still there and past `now` (so AgentCore
-        did not settle it meanwhile, and two overlapping sweeper runs cannot both win)."""
+        """The sweeper claims an overdue final: AgentCore's claim, or the edge's hand-off that
+        nobody claimed, passes to "sweeper" and the deadline goes, on condition that the deadline
+        is still there and past `now` (so AgentCore did not settle it meanwhile, and two
+        overlapping sweeper runs cannot both win). AgentCore's late claim then fails."""
         return self._conditional(
             Key={"connectionId": connection_id},
             UpdateExpression="SET #f.#r = :sweeper REMOVE #d.#r",
-            ConditionExpression="#f.#r = :agentcore AND #d.#r.#u < :now",
+            ConditionExpression="(attribute_not_exists(#f.#r) OR #f.#r = :agentcore) AND #d.#r.#u < :now",
             ExpressionAttributeNames={
                 "#f": FINALS_ATTRIBUTE,
                 "#d": DEADLINES_ATTRIBUTE,
@@ -260,6 +358,7 @@ class Store:
             "lectureId": lecture_id,
             "owner": owner,
             "status": "pending",
+            SWEEP_ATTRIBUTE: "pending",
             "key": key,
             "contentType": content_type,
             "declaredBytes": declared_bytes,
@@ -335,10 +434,16 @@ class Store:
         (a re-delivered event finds the work already done).
         """
         values = {**fields, "updatedAt": self.now()}
+        settled = "status" in fields and fields["status"] not in UNSETTLED
+        if "status" in fields and not settled:
+            values[SWEEP_ATTRIBUTE] = fields["status"]  # the sweeper's index follows the status
         names = {f"#f{i}": k for i, k in enumerate(values)}
         # ":v0"… would collide with the placeholders boto3 generates for ConditionExpression.
         exprs = {f":f{i}": _dynamo(v) for i, v in enumerate(values.values())}
         update = "SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(values)))
+        if settled:
+            names["#sd"] = SWEEP_ATTRIBUTE
+            update += " REMOVE #sd"  # ready or rejected: out of the sweeper's index
         condition = Attr("lectureId").exists()
         if expected_status is not None:
             allowed = (expected_status,) if isinstance(expected_status, str) else expected_status

@@ -8,7 +8,7 @@ from typing import Any
 from aws_cdk.assertions import Match
 from synapscribe.contract import ACTIONS
 from synapscribe.platform import load_platform
-from synapscribe.store import TABLE_KEYS
+from synapscribe.store import SWEEP_INDEX, TABLE_KEYS
 from synth_support import Synthesized, resources_of
 
 WS_HANDLER = "synapscribe.edge.websocket_handler.handler"
@@ -211,11 +211,12 @@ def _table_ref(table_field: str) -> str:
     return f"State{label}"
 
 
-def _table_actions(statements: list[dict[str, Any]]) -> dict[str, set[str]]:
+def _table_actions(statements: list[dict[str, Any]], index: bool = False) -> dict[str, set[str]]:
+    """DynamoDB actions by table (index=False) or on the table's sweep index (index=True)."""
     found: dict[str, set[str]] = {}
     for resource, actions in _actions_by_resource(statements).items():
         dynamo = {a for a in actions if a.startswith("dynamodb:")}
-        if dynamo:
+        if dynamo and ("/index/" in resource) == index:
             (field,) = [f for f in TABLE_KEYS if _table_ref(f) in resource]
             found[field] = dynamo
     return found
@@ -242,10 +243,21 @@ def test_handler_permissions_are_least_privilege(synth: Synthesized) -> None:
     assert val_tables["limits_table"] == ledger
     sweeper_tables = _table_actions(sweeper)
     assert set(sweeper_tables) == {"connections_table", "lectures_table", "sessions_table", "limits_table"}
-    # Overdue questions: it finds them (Scan) and takes their final over (UpdateItem), nothing more.
-    assert sweeper_tables["connections_table"] == {"dynamodb:Scan", "dynamodb:UpdateItem"}
+    # Overdue questions: it finds them (Query on the sweep index) and takes their final over
+    # (UpdateItem), nothing more. No function scans a table.
+    assert sweeper_tables["connections_table"] == {"dynamodb:UpdateItem"}
     assert sweeper_tables["sessions_table"] == {"dynamodb:DeleteItem"}
     assert "dynamodb:PutItem" not in sweeper_tables["lectures_table"]
+    assert _table_actions(sweeper, index=True) == {
+        "connections_table": {"dynamodb:Query"},
+        "lectures_table": {"dynamodb:Query"},
+    }
+    queried = [r for r, actions in _actions_by_resource(sweeper).items() if "dynamodb:Query" in actions]
+    assert len(queried) == 2 and all(r.endswith(f'"/index/{SWEEP_INDEX}"]]}}') for r in queried), queried
+    for statements in (ws, val):
+        assert not _table_actions(statements, index=True)
+    for statements in (ws, val, sweeper):
+        assert not [s for s in statements if "dynamodb:Scan" in _flat(s["Action"])]
 
     # Removing a lecture (deleteLecture, the sweeper): delete what was made from it, list only segments/.
     for statements in (ws, sweeper):

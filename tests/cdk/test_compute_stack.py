@@ -57,9 +57,12 @@ def test_launch_template_imdsv2_encrypted_root_and_ami_from_ssm(synth: Synthesiz
     assert data["MetadataOptions"]["HttpTokens"] == "required"
     assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
     (root,) = data["BlockDeviceMappings"]
-    assert root["DeviceName"] == "/dev/sda1"
+    assert root["DeviceName"] == load_platform().host.root_device
     assert root["Ebs"]["Encrypted"] is True
     assert root["Ebs"]["VolumeSize"] == synth.platform.config.root_volume_gib
+    # The weights arrive at the provisioned rate, not on first read (cdk.json, per environment).
+    rate = synth.platform.config.root_volume_initialization_mib_per_second
+    assert rate is not None and root["Ebs"]["VolumeInitializationRate"] == rate
     image = data["ImageId"]["Ref"]
     parameter = template["Parameters"][image]
     assert parameter["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
@@ -86,13 +89,18 @@ def test_fleet_runs_in_private_subnets_without_public_addresses(synth: Synthesiz
         {"Key": "aws-cdk:subnet-name", "Value": FLEET_SUBNETS} in subnets[s]["Properties"]["Tags"]
         for s in used
     )
+    # One fleet subnet in each configured zone, and only there (config.zones_in, never a lookup).
+    zones = sorted(subnets[s]["Properties"]["AvailabilityZone"] for s in used)
+    assert zones == sorted(synth.platform.config.zones_in("eu-west-1"))
 
 
 def test_user_data_writes_deploy_env_and_starts_units(synth: Synthesized) -> None:
     data = _one(synth.templates["compute"], "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]
     parts = data["UserData"]["Fn::Base64"]["Fn::Join"][1]
     script = "".join(p if isinstance(p, str) else "{token}" for p in parts)
-    assert "/etc/synapscribe/deploy.env" in script
+    host = load_platform().host
+    assert f"cat > {host.deploy_env_file}.tmp <<" in script
+    assert f"\nmv {host.deploy_env_file}.tmp {host.deploy_env_file}\n" in script
     names = {f"SYNAPSCRIBE_{f.upper()}" for f in TABLE_KEYS} | {
         "SYNAPSCRIBE_BUCKET",
         "SYNAPSCRIBE_CONNECTIONS_ENDPOINT",
@@ -101,10 +109,13 @@ def test_user_data_writes_deploy_env_and_starts_units(synth: Synthesized) -> Non
     for name in names:
         assert f"\n{name}=" in script, name
     assert "SYNAPSCRIBE_CONNECTIONS_ENDPOINT=https://{token}.execute-api." in script
-    assert (
-        "systemctl restart synapscribe-vllm.service synapscribe-tts.service synapscribe-agentcore.service"
-        in script
-    )
+    # vLLM is ready before user data runs (cloud-final is after multi-user.target, which waits for
+    # vLLM's readiness poll): started if need be, never restarted (a second model load); AgentCore
+    # is restarted to read the deploy environment.
+    vllm, tts, agentcore = host.units.services()
+    assert f"\nsystemctl start {vllm} {tts}\n" in script
+    assert f"\nsystemctl restart {agentcore}" in script
+    assert f"restart {vllm}" not in script
 
 
 def _instance_statements(template: dict[str, Any]) -> list[dict[str, Any]]:

@@ -42,6 +42,10 @@ def test_cdk_json_environments_are_valid() -> None:
         (("reserved_concurrency", "validation"), 0, "reserved_concurrency.validation"),
         (("reserved_concurrency",), None, "reserved_concurrency"),
         (("nat",), "none", "nat"),
+        # AWS accepts 100-300 MiB/s (Amazon EBS User Guide, "Initialize Amazon EBS volumes").
+        (("root_volume_initialization_mib_per_second",), 99, "root_volume_initialization_mib_per_second"),
+        (("root_volume_initialization_mib_per_second",), 301, "root_volume_initialization_mib_per_second"),
+        (("scaling", "scale_out_cooldown_seconds"), 120, "below platform.yaml's fleet.host_startup_seconds"),
     ],
 )
 def test_bad_settings_name_the_key(path: tuple[str, ...], value: Any, message: str) -> None:
@@ -68,8 +72,53 @@ def test_zones_default_to_the_region_and_can_be_listed() -> None:
     envs = _envs()
     envs["dev"]["availability_zones"] = ["us-west-1b", "us-west-1c"]
     assert load_environment(envs, "dev").zones_in("us-west-1") == ["us-west-1b", "us-west-1c"]
-    with pytest.raises(ConfigError, match="not all in eu-west-1"):
+    with pytest.raises(ConfigError, match="us-west-1b, us-west-1c are not in eu-west-1"):
         load_environment(envs, "dev").zones_in("eu-west-1")
+
+
+def test_zones_per_region_and_from_the_command_line() -> None:
+    envs = _envs()
+    envs["dev"]["availability_zones"] = {"us-west-1": ["us-west-1b", "us-west-1c"]}
+    config = load_environment(envs, "dev")
+    assert config.zones_in("us-west-1") == ["us-west-1b", "us-west-1c"]
+    # A region the map does not list keeps the default letters.
+    assert config.zones_in("eu-west-1") == ["eu-west-1a", "eu-west-1b"]
+    # `-c zones=` (a string from the CLI) wins over cdk.json, in the region it names.
+    cli = load_environment(envs, "dev", "eu-west-1c, eu-west-1b")
+    assert cli.zones_in("eu-west-1") == ["eu-west-1c", "eu-west-1b"]
+    assert (
+        load_environment(envs, "dev", ["eu-west-1a", "eu-west-1c"]).zones_in("eu-west-1")[1] == "eu-west-1c"
+    )
+
+
+@pytest.mark.parametrize(
+    ("zones", "message"),
+    [
+        ("eu-west-1a", "at least two distinct zones"),
+        ("eu-west-1a,eu-west-1a", "at least two distinct zones"),
+        ("eu-west-1a,eu-west-1", "eu-west-1: not an availability zone name"),
+        ("eu-west-1a,us-west-2-lax-1a", "us-west-2-lax-1a: not an availability zone name"),
+        (7, "must name zones like"),
+    ],
+)
+def test_bad_zones_on_the_command_line_are_refused(zones: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_environment(_envs(), "dev", zones)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"eu-west-1": ["eu-west-1a"]}, "at least two distinct zones"),
+        ({"Europe": ["eu-west-1a", "eu-west-1b"]}, "availability_zones"),
+        (["eu-west-1a", "eu-west-1a"], "at least two distinct zones"),
+    ],
+)
+def test_bad_zones_in_cdk_json_are_refused(value: object, message: str) -> None:
+    envs = _envs()
+    envs["dev"]["availability_zones"] = value
+    with pytest.raises(ConfigError, match=message):
+        load_environment(envs, "dev")
 
 
 def test_app_without_a_region_says_which_variable(tmp_path: Path) -> None:
@@ -97,3 +146,13 @@ def test_scaling_block_is_typed_by_the_simulators_settings():
     bad = {"dev": {**envs["dev"], "scaling": {**envs["dev"]["scaling"], "target_in_flight_per_instance": 0}}}
     with pytest.raises(ConfigError, match="target_in_flight_per_instance"):
         load_environment(bad, "dev")
+
+
+def test_scale_out_cooldowns_cover_the_expected_host_startup() -> None:
+    """The one start-up figure (platform.yaml fleet.host_startup_seconds) bounds cdk.json's scale-out cooldowns."""
+    from synapscribe.platform import load_platform
+
+    startup = load_platform().fleet.host_startup_seconds
+    for name in ("dev", "prod"):
+        scaling = load_environment(_envs(), name).scaling
+        assert scaling is not None and scaling.scale_out_cooldown_seconds >= startup, name

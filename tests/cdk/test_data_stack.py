@@ -7,7 +7,8 @@ from typing import Any
 
 from aws_cdk.assertions import Match
 from synapscribe.platform import load_platform
-from synapscribe.store import TABLE_KEYS, TTL_ATTRIBUTE
+from synapscribe.provision import sweep_index
+from synapscribe.store import SWEEP_ATTRIBUTE, TABLE_KEYS, TTL_ATTRIBUTE
 from synth_support import Synthesized, resources_of
 
 
@@ -82,18 +83,36 @@ def test_cors_allows_browser_presigned_post(synth: Synthesized) -> None:
 def test_tables_match_the_store(synth: Synthesized) -> None:
     template = synth.template("data")
     template.resource_count_is("AWS::DynamoDB::Table", len(TABLE_KEYS))
-    for key in TABLE_KEYS.values():
+    for field, key in TABLE_KEYS.items():
+        attributes = [{"AttributeName": key, "AttributeType": "S"}]
+        if sweep_index(field) is not None:
+            attributes.append({"AttributeName": SWEEP_ATTRIBUTE, "AttributeType": "S"})
         template.has_resource_properties(
             "AWS::DynamoDB::Table",
             {
                 "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
-                "AttributeDefinitions": [{"AttributeName": key, "AttributeType": "S"}],
+                "AttributeDefinitions": attributes,
                 "BillingMode": "PAY_PER_REQUEST",
                 "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
                 "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
                 "SSESpecification": {"SSEEnabled": True},
             },
         )
+
+
+def test_the_sweep_index_is_the_one_the_local_stack_makes(synth: Synthesized) -> None:
+    """The sweeper's sparse index (store.SWEEP_INDEXES) in the template is exactly what
+    provision.py creates for the local stack and the moto tests, on the same tables."""
+    tables = resources_of(synth.templates["data"], "AWS::DynamoDB::Table").values()
+    by_key = {t["Properties"]["KeySchema"][0]["AttributeName"]: t["Properties"] for t in tables}
+    indexed = set()
+    for field, key in TABLE_KEYS.items():
+        expected = sweep_index(field)
+        found = by_key[key].get("GlobalSecondaryIndexes")
+        assert found == ([expected] if expected is not None else None), field
+        if expected is not None:
+            indexed.add(field)
+    assert indexed == {"connections_table", "lectures_table"}
 
 
 def test_dev_tables_are_deletable(synth: Synthesized) -> None:

@@ -167,7 +167,11 @@ def test_health_check_grace_outlasts_vllm_start(synth: Synthesized) -> None:
     grace = group["Properties"]["HealthCheckGracePeriod"]
     assert grace == vllm.start_timeout_seconds + BOOT_MARGIN_SECONDS
     assert grace > vllm.start_timeout_seconds > vllm.ready_timeout_seconds
+    assert grace > load_platform().fleet.host_startup_seconds
     assert BOOT_MARGIN_SECONDS >= 120
+    # Warm-up is the expected start-up: a new host counts as capacity (and blocks scale-in) until
+    # it serves, not for the whole grace.
+    assert group["Properties"]["DefaultInstanceWarmup"] == load_platform().fleet.host_startup_seconds
 
 
 def test_grace_follows_the_platform(tmp_path: Any) -> None:
@@ -179,6 +183,7 @@ def test_grace_follows_the_platform(tmp_path: Any) -> None:
 
     data = load_platform().model_dump()
     data["vllm"].update(ready_timeout_seconds=3000, start_timeout_seconds=3300)
+    data["fleet"].update(host_startup_seconds=3600)
     platform = parse_platform(data)
     stack = Stack(App(outdir=str(tmp_path)), "S", env={"account": "123456789012", "region": "eu-west-1"})
     vpc = ec2.Vpc(stack, "Vpc", availability_zones=["eu-west-1a", "eu-west-1b"], nat_gateways=0)
@@ -196,11 +201,15 @@ def test_grace_follows_the_platform(tmp_path: Any) -> None:
         deploy_env={},
         target_group_arn="arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/x/1",
         vllm=platform.vllm,
+        host=platform.host,
+        fleet=platform.fleet,
     )
     from aws_cdk.assertions import Template
 
+    # The expected start-up (3600 s) now outlasts vLLM's start timeout: the grace follows it.
     Template.from_stack(stack).has_resource_properties(
-        "AWS::AutoScaling::AutoScalingGroup", {"HealthCheckGracePeriod": 3300 + BOOT_MARGIN_SECONDS}
+        "AWS::AutoScaling::AutoScalingGroup",
+        {"HealthCheckGracePeriod": 3600 + BOOT_MARGIN_SECONDS, "DefaultInstanceWarmup": 3600},
     )
 
 

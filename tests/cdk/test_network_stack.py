@@ -262,3 +262,25 @@ def test_nat_boot_failure_marks_the_instance_unhealthy(synth: Synthesized, tmp_p
         "aws autoscaling set-instance-health --region eu-west-1 --instance-id i-0123 --health-status Unhealthy"
     )
     assert not [c for c in calls if "attach-network-interface" in c]
+
+
+def test_zones_named_on_the_command_line_are_the_vpcs() -> None:
+    """`-c zones=` (what preflight prints) puts every subnet in those zones, by name, offline."""
+    from aws_cdk import App, Environment
+    from aws_cdk.assertions import Template
+    from synapscribe_cdk.application import build_config, default_context
+    from synapscribe_cdk.stacks.network import NetworkStack
+
+    app = App(context={**default_context(), "zones": "us-west-2b,us-west-2c"})
+    config = build_config(app)
+    stack = NetworkStack(
+        app,
+        "Zones",
+        config=config,
+        platform=load_platform(),
+        env=Environment(account="123456789012", region="us-west-2"),
+    )
+    subnets = Template.from_stack(stack).find_resources("AWS::EC2::Subnet")
+    zones = [s["Properties"]["AvailabilityZone"] for s in subnets.values()]
+    # public, edge and fleet subnets in each of the two zones
+    assert sorted(zones) == ["us-west-2b"] * 3 + ["us-west-2c"] * 3

@@ -16,9 +16,17 @@ CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
-@pytest.mark.parametrize("zones", [None, ["us-west-1b", "us-west-1c"]])
+@pytest.mark.parametrize(
+    "zones",
+    [
+        None,
+        ["us-west-1b", "us-west-1c"],
+        {"us-west-1": ["us-west-1c", "us-west-1b"]},
+        {"eu-west-1": ["eu-west-1a", "eu-west-1c"]},
+    ],
+)
 def test_preflight_checks_the_zones_the_network_stack_uses(
-    env: str, zones: list[str] | None, tmp_path
+    env: str, zones: list[str] | dict[str, list[str]] | None, tmp_path
 ) -> None:
     doc = json.loads(CDK_JSON.read_text(encoding="utf-8"))
     if zones is not None:
@@ -29,6 +37,7 @@ def test_preflight_checks_the_zones_the_network_stack_uses(
     cdk = load_environment(doc["context"][ENVIRONMENTS_KEY], env)
     ours = load_settings(path, env)
     assert ours.zones_in(region) == cdk.zones_in(region)
+    assert ours.configured_zones(region) == cdk.configured_zones(region)
     assert ours.instance_types == cdk.instance_types
     assert ours.capacity.max == cdk.capacity.max
     assert ours.cors_allowed_origins == cdk.cors_allowed_origins

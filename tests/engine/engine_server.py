@@ -32,6 +32,7 @@ from pathlib import Path
 import httpx
 from cached_build import CACHE_DIR
 from rendered_units import environment, exec_start, render_templates
+from synapscribe.orphans import die_with_parent
 
 # GiB of KV cache for the CPU engine: the tiny model's KV is 512 bytes a token, so this holds the
 # unit's max_num_seqs sequences of max_model_len tokens many times over.
@@ -156,6 +157,8 @@ def spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Po
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            # vLLM stops when the test process is gone, even SIGKILLed (its own group follows it).
+            preexec_fn=die_with_parent(),
         )
 
 

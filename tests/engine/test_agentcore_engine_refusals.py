@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from synapscribe import keys
-from synapscribe.agentcore.harness import Stack, spawn_agentcore, stack
+from synapscribe.local.harness import AgentCoreRig, agentcore_rig, spawn_agentcore
 
 pytestmark = [
     pytest.mark.engine,
@@ -42,7 +42,7 @@ def engine_v1(engine: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def st(engine: Any) -> Iterator[Stack]:
+def st(engine: Any) -> Iterator[AgentCoreRig]:
     env = {
         "VLLM_BASE_URL": engine_v1(engine),
         "VLLM_MODEL": engine.model,
@@ -51,7 +51,7 @@ def st(engine: Any) -> Iterator[Stack]:
         # longer than a GPU host takes to answer (agentcore.upstream_timeout_seconds).
         "SYNAPSCRIBE_UPSTREAM_TIMEOUT_SECONDS": "180",
     }
-    with stack(with_standin=False, agentcore_env=env) as s:
+    with agentcore_rig(with_standin=False, agentcore_env=env) as s:
         yield s
         assert s.receiver.invalid == []
 
@@ -61,13 +61,15 @@ def _served_context(engine: Any) -> int:
     return int(next(m["max_model_len"] for m in models if m["id"] == engine.model))
 
 
-def _audio_mode(st: Stack, lecture: dict[str, Any]) -> dict[str, Any]:
+def _audio_mode(st: AgentCoreRig, lecture: dict[str, Any]) -> dict[str, Any]:
     updated = st.store.update_lecture(lecture["lectureId"], {"status": "ready", "contextMode": "audio"})
     assert updated is not None
     return updated
 
 
-def test_a_request_over_the_engines_context_is_too_large(st: Stack, engine: Any, lecture_audio: Any) -> None:
+def test_a_request_over_the_engines_context_is_too_large(
+    st: AgentCoreRig, engine: Any, lecture_audio: Any
+) -> None:
     assert _served_context(engine) < AGENTCORE_CONTEXT
     # 10.9 minutes, 11 items of about 59.5 s (the most audio items the unit lets a prompt carry):
     # audio mode for a 32768-token AgentCore, about 16 350 audio tokens and the prompt's text for the
@@ -83,7 +85,7 @@ def test_a_request_over_the_engines_context_is_too_large(st: Stack, engine: Any,
     assert "too large (context)" in st.agentcore.log_text()
 
 
-def test_more_audio_items_than_the_engine_takes_is_too_large(st: Stack, lecture_audio: Any) -> None:
+def test_more_audio_items_than_the_engine_takes_is_too_large(st: AgentCoreRig, lecture_audio: Any) -> None:
     # 12 minutes: 12 items, one more than the unit's --limit-mm-per-prompt lets a prompt carry.
     lecture = _audio_mode(st, st.put_lecture(OWNER, lecture_audio(12)))
     session_id = st.start_session(OWNER, lecture)
@@ -97,7 +99,7 @@ def test_more_audio_items_than_the_engine_takes_is_too_large(st: Stack, lecture_
 
 
 def test_an_item_over_the_engines_encoder_cache_is_too_large(
-    st: Stack, lecture_audio: Any, tmp_path: Path
+    st: AgentCoreRig, lecture_audio: Any, tmp_path: Path
 ) -> None:
     source = lecture_audio(1.5)
     lecture = st.put_lecture(OWNER, source)
@@ -121,7 +123,9 @@ def test_an_item_over_the_engines_encoder_cache_is_too_large(
     assert "too large (encoder_cache)" in st.agentcore.log_text()
 
 
-def test_ready_says_when_the_engine_serves_another_model_or_less_context(st: Stack, engine: Any) -> None:
+def test_ready_says_when_the_engine_serves_another_model_or_less_context(
+    st: AgentCoreRig, engine: Any
+) -> None:
     response = httpx.get(st.agentcore.url + "/ready", timeout=10)
     assert response.status_code == 503, response.text
     (problem,) = response.json()["missing"]

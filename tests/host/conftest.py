@@ -236,6 +236,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 PREFETCH = BackgroundPrefetch(Path(__file__).with_name("prefetch.py"), CACHE_DIR / "prefetch.log")
 
 
+#: Runs after every other test: ami/scripts/cleanup.sh removes the nspawn host's SSH host keys and
+#: root's authorized_keys, so nothing can reach the host over SSH afterwards.
+LAST_MODULE = "test_bake_scripts.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name == LAST_MODULE)  # stable: the others keep their order
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     wanted = any(item.get_closest_marker("host") for item in session.items)
     if wanted and not session.config.option.hosts and PREFETCH.enabled() and not can_boot():

@@ -325,3 +325,27 @@ def test_cloudwatch_agent_ships_the_units_journals_and_agentcore_emf(host: Host)
         "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
     ).exists:  # a baked instance
         assert host.service("amazon-cloudwatch-agent").is_running
+
+
+def test_startup_timeline_recorded_in_order(host: Host) -> None:
+    """synapscribe-startup-timeline (started by site.yml's handler, at boot on an instance) writes
+    each step's time once AgentCore is ready: ordered, and the readiness chain in its order."""
+    path = "/run/synapscribe-startup/timeline.json"
+    deadline = time.monotonic() + READY_TIMEOUT
+    with host.sudo():
+        while not host.file(path).exists and time.monotonic() < deadline:
+            time.sleep(2)
+        assert host.file(path).exists, host.check_output(
+            "journalctl --no-pager -u synapscribe-startup-timeline -n 30"
+        )
+        timeline = json.loads(host.file(path).content_string)
+    assert timeline["missing"] == [], timeline
+    names = [s["step"] for s in timeline["steps"]]
+    seconds = [s["seconds"] for s in timeline["steps"]]
+    assert seconds == sorted(seconds), timeline
+    chain = ["kernel_done", "vllm:listening", "vllm:model_listed", "agentcore:ready"]
+    assert [n for n in names if n in chain] == chain, names
+    for unit in ("synapscribe-tts", "synapscribe-agentcore"):
+        assert names.index(f"{unit}:started") <= names.index(f"{unit}:active"), names
+    # No IMDS in the container: measured from the container's start, and no metric sent.
+    assert timeline["origin"] in ("launch", "kernel_done")

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from synapscribe import audiogen
 from synapscribe.agentcore import diagnostics as diag
-from synapscribe.agentcore.harness import stack
 from synapscribe.edge.agentcore_client import AgentCoreBusy, post_job
+from synapscribe.local.harness import agentcore_rig
 
 pytestmark = [
     pytest.mark.integration,
@@ -42,7 +42,7 @@ def _job(session_id: str, request_id: str) -> dict[str, object]:
 
 def test_sigterm_finishes_the_answer_in_flight_refuses_new_work_and_exits_0(tmp_path: Path) -> None:
     # An answer that takes ~4 s: first token after 2 s, then 170 tokens at 85 a second.
-    with stack(
+    with agentcore_rig(
         standin_args=["--first-token-seconds", "2", "--tokens-per-second", "85"],
         agentcore_env={"SYNAPSCRIBE_DRAIN_TIMEOUT_SECONDS": str(DRAIN_TIMEOUT)},
     ) as s:
@@ -96,7 +96,7 @@ def test_sigterm_finishes_the_answer_in_flight_refuses_new_work_and_exits_0(tmp_
 
 def test_drain_timeout_cuts_off_what_is_left_and_still_exits_0() -> None:
     timeout = 2.0
-    with stack(
+    with agentcore_rig(
         standin_args=["--first-token-seconds", "60"],
         agentcore_env={"SYNAPSCRIBE_DRAIN_TIMEOUT_SECONDS": str(timeout)},
     ) as s:
@@ -117,7 +117,7 @@ def test_drain_timeout_cuts_off_what_is_left_and_still_exits_0() -> None:
 
 
 def test_a_second_sigterm_ends_the_drain_at_once() -> None:
-    with stack(
+    with agentcore_rig(
         standin_args=["--first-token-seconds", "60"],
         agentcore_env={"SYNAPSCRIBE_DRAIN_TIMEOUT_SECONDS": "60"},
     ) as s:
@@ -140,7 +140,7 @@ def test_diagnostics_over_loopback(tmp_path: Path) -> None:
     fake = tmp_path / "nvidia-smi"
     fake.write_text("#!/bin/sh\nprintf '0, NVIDIA A10G, 23028, 17893, 41\\n'\n")
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    with stack(agentcore_env={"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}) as s:
+    with agentcore_rig(agentcore_env={"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}) as s:
         gpu = httpx.get(s.agentcore.url + "/v1/diagnostics/gpu", timeout=10)
         assert gpu.status_code == 200, gpu.text
         assert gpu.json() == [

@@ -6,14 +6,14 @@ import json
 import time
 
 from synapscribe import audiogen
-from synapscribe.agentcore.harness import stack
 from synapscribe.agentcore.metrics import NAMESPACE
+from synapscribe.local.harness import agentcore_rig
 
 OWNER = "eu-west-1:metrics-owner"
 
 
 def test_metric_lines_and_correlation_ids_in_a_local_run() -> None:
-    with stack(
+    with agentcore_rig(
         agentcore_env={"SYNAPSCRIBE_METRICS_INTERVAL_SECONDS": "1", "SYNAPSCRIBE_INSTANCE_ID": "i-local"}
     ) as st:
         lecture = st.put_lecture(OWNER, audiogen.cached_lecture(5))

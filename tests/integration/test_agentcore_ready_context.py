@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from synapscribe.agentcore.harness import stack
+from synapscribe.local.harness import agentcore_rig
 from synapscribe.platform import load_platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 def test_ready_refuses_a_model_server_with_a_smaller_context() -> None:
     served = load_platform().vllm.max_model_len  # the stand-in serves the platform's context
-    with stack(agentcore_env={"SYNAPSCRIBE_MAX_MODEL_LEN": str(2 * served)}) as s:
+    with agentcore_rig(agentcore_env={"SYNAPSCRIBE_MAX_MODEL_LEN": str(2 * served)}) as s:
         response = httpx.get(s.agentcore.url + "/ready", timeout=10)
     assert response.status_code == 503, response.text
     (problem,) = response.json()["missing"]

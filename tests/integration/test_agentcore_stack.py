@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from synapscribe import audiogen, keys
-from synapscribe.agentcore.harness import Stack, spawn_agentcore, stack
+from synapscribe.local.harness import AgentCoreRig, agentcore_rig, spawn_agentcore
 from synapscribe.platform import load_platform
 
 pytestmark = [
@@ -41,19 +41,19 @@ def audio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def st() -> Iterator[Stack]:
-    with stack() as s:
+def st() -> Iterator[AgentCoreRig]:
+    with agentcore_rig() as s:
         yield s
         assert s.receiver.invalid == []
 
 
-def test_ready_when_model_and_tts_answer(st: Stack) -> None:
+def test_ready_when_model_and_tts_answer(st: AgentCoreRig) -> None:
     assert httpx.get(st.agentcore.url + "/health", timeout=5).status_code == 200
     resp = httpx.get(st.agentcore.url + "/ready", timeout=5)
     assert resp.status_code == 200, resp.text
 
 
-def test_bad_job_is_refused_specifically(st: Stack) -> None:
+def test_bad_job_is_refused_specifically(st: AgentCoreRig) -> None:
     resp = httpx.post(st.agentcore.url + "/v1/queries", json={"sessionId": "x"}, timeout=5)
     assert resp.status_code == 422
     assert "connectionId" in resp.text
@@ -74,7 +74,7 @@ def test_bad_job_is_refused_specifically(st: Stack) -> None:
     )
 
 
-def test_text_voice_and_follow_up_on_a_5_minute_audio_lecture(st: Stack, audio_dir: Path) -> None:
+def test_text_voice_and_follow_up_on_a_5_minute_audio_lecture(st: AgentCoreRig, audio_dir: Path) -> None:
     lecture = st.put_lecture(OWNER, audiogen.cached_lecture(5))
     assert lecture["contextMode"] == "audio" and lecture["status"] == "ready"
     session_id = st.start_session(OWNER, lecture)
@@ -129,7 +129,7 @@ def test_text_voice_and_follow_up_on_a_5_minute_audio_lecture(st: Stack, audio_d
     assert [o["ETag"] for o in relisted["Contents"]] == [o["ETag"] for o in listed["Contents"]]
 
 
-def test_query_upload_key_and_foreign_session(st: Stack, audio_dir: Path) -> None:
+def test_query_upload_key_and_foreign_session(st: AgentCoreRig, audio_dir: Path) -> None:
     lecture = st.put_lecture(OWNER, audiogen.cached_lecture(5))
     session_id = st.start_session(OWNER, lecture)
     clip = audiogen.speak("What is released when water is split?", audio_dir / "q2.mp3").path
@@ -143,7 +143,7 @@ def test_query_upload_key_and_foreign_session(st: Stack, audio_dir: Path) -> Non
     assert [m["type"] for m in stranger] == ["error"] and stranger[0]["code"] == "not_found"
 
 
-def test_25_minute_lecture_in_transcript_mode(st: Stack) -> None:
+def test_25_minute_lecture_in_transcript_mode(st: AgentCoreRig) -> None:
     lecture = st.put_lecture(OWNER, audiogen.cached_lecture(25), connection_id="conn-up")
     assert lecture["contextMode"] == "transcript" and lecture["status"] == "transcribing"
     pushed = st.transcribe(lecture["lectureId"], "conn-up", timeout=180)
@@ -172,7 +172,7 @@ def test_25_minute_lecture_in_transcript_mode(st: Stack) -> None:
 
 
 def test_model_server_down() -> None:
-    with stack(with_standin=False) as s:
+    with agentcore_rig(with_standin=False) as s:
         ready = httpx.get(s.agentcore.url + "/ready", timeout=10)
         assert ready.status_code == 503 and "model server" in ready.text
         lecture = s.put_lecture(OWNER, audiogen.cached_lecture(5))
@@ -189,7 +189,7 @@ def test_model_server_down() -> None:
 def test_tts_down_still_answers() -> None:
     from synapscribe.standin.process import free_port
 
-    with stack(tts_url=f"http://127.0.0.1:{free_port()}") as s:
+    with agentcore_rig(tts_url=f"http://127.0.0.1:{free_port()}") as s:
         ready = httpx.get(s.agentcore.url + "/ready", timeout=10)
         assert ready.status_code == 503 and "TTS" in ready.text
         lecture = s.put_lecture(OWNER, audiogen.cached_lecture(5))
@@ -201,7 +201,7 @@ def test_tts_down_still_answers() -> None:
 
 
 def test_busy_when_the_model_is_at_capacity() -> None:
-    with stack(
+    with agentcore_rig(
         standin_args=["--first-token-seconds", "1.5"],
         agentcore_env={"SYNAPSCRIBE_MAX_NUM_SEQS": "1", "SYNAPSCRIBE_QUEUE_TIMEOUT_SECONDS": "0.3"},
     ) as s:
@@ -216,7 +216,7 @@ def test_busy_when_the_model_is_at_capacity() -> None:
         assert s.receiver.invalid == []
 
 
-def test_generated_lectures_get_the_planned_mode_and_long_transcripts_are_refused(st: Stack) -> None:
+def test_generated_lectures_get_the_planned_mode_and_long_transcripts_are_refused(st: AgentCoreRig) -> None:
     p = load_platform()
     modes = {}
     for minutes in (5, 12, 25, 70):

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from synapscribe import audiogen, keys
 from synapscribe.agentcore import media
-from synapscribe.agentcore.harness import Stack, stack
 from synapscribe.agentcore.vllm_client import TRUNCATED_MARK
+from synapscribe.local.harness import AgentCoreRig, agentcore_rig
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs_tool("espeak-ng", "sox", "ffmpeg")]
 
@@ -22,8 +22,8 @@ OWNER = "eu-west-1:student-1"
 
 
 @pytest.fixture(scope="module")
-def st() -> Iterator[Stack]:
-    with stack(standin_args=["--transcription-max-tokens", "5"]) as s:
+def st() -> Iterator[AgentCoreRig]:
+    with agentcore_rig(standin_args=["--transcription-max-tokens", "5"]) as s:
         yield s
         assert s.receiver.invalid == []
 
@@ -34,7 +34,7 @@ def lecture(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_voice_question_transcript_cut_short_is_marked_and_answered(
-    st: Stack, lecture: Path, tmp_path: Path
+    st: AgentCoreRig, lecture: Path, tmp_path: Path
 ) -> None:
     stored = st.put_lecture(OWNER, lecture)
     assert stored["contextMode"] == "audio"
@@ -48,7 +48,7 @@ def test_voice_question_transcript_cut_short_is_marked_and_answered(
     assert history is not None and history["history"][-1]["question"] == messages[0]["text"]
 
 
-def test_lecture_transcription_cut_short_is_rejected_with_a_reason(st: Stack, lecture: Path) -> None:
+def test_lecture_transcription_cut_short_is_rejected_with_a_reason(st: AgentCoreRig, lecture: Path) -> None:
     stored = st.put_lecture(OWNER, lecture, connection_id="conn-up")
     lecture_id = stored["lectureId"]
     # Planned as audio from its length; transcribed here as a transcript-mode lecture would be.
@@ -60,7 +60,7 @@ def test_lecture_transcription_cut_short_is_rejected_with_a_reason(st: Stack, le
     assert listed.get("KeyCount", 0) == 0
 
 
-def test_junk_inside_a_lecture_does_not_cut_it_short(st: Stack, lecture: Path, tmp_path: Path) -> None:
+def test_junk_inside_a_lecture_does_not_cut_it_short(st: AgentCoreRig, lecture: Path, tmp_path: Path) -> None:
     data = lecture.read_bytes()
     frames = media.parse_mp3(data).frames
     mid = frames[len(frames) // 2][0]

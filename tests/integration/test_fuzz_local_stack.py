@@ -80,209 +80,279 @@ def _junk_text(rng: random.Random, n: int) -> str:
     return "".join(rng.choices(alphabet, k=n))
 
 
-def hostile_cases(victim: dict[str, str], seed: int = 20261125) -> list[Case]:
-    """Reproducible hostile messages, each with the error code the contract requires."""
-    rng = random.Random(seed)
-    limits = load_platform().limits
-    lecture_id, session_id, victim_key = victim["lectureId"], victim["sessionId"], victim["key"]
-    unknown_lecture = "lec_" + "0" * 32
-    cases: list[Case] = []
+#: Values of the wrong type or shape for a message's fields.
+WRONG_VALUES: tuple[Any, ...] = (None, True, 0, -1, 1.5, "", [], {}, ["x"], {"a": 1}, "x" * 300, "💥")
+#: Malformed ids: bad_request wherever an id goes.
+BAD_IDS: tuple[Any, ...] = (
+    None,
+    5,
+    "",
+    "x" * 65,
+    "../etc/passwd",
+    "lec 1",
+    "lec_1;drop",
+    "ü",
+    ["a"],
+    {"S": "x"},
+)
+BASE_UPLOAD = {"action": "createUpload", "kind": "lecture", "filename": "a.mp3", "contentType": "audio/mpeg"}
+UNKNOWN_LECTURE = "lec_" + "0" * 32
 
-    def add(obj: Any, code: str, rid: str | None = None, label: str = "") -> None:
+
+class _HostileCases:
+    """hostile_cases' families of messages, one method each; they draw from one seeded generator
+    in a fixed order, so the cases are the same on every run."""
+
+    def __init__(self, victim: dict[str, str], seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.limits = load_platform().limits
+        self.lecture_id, self.session_id, self.victim_key = (
+            victim["lectureId"],
+            victim["sessionId"],
+            victim["key"],
+        )
+        self.cases: list[Case] = []
+
+    def all(self) -> list[Case]:
+        for family in (
+            self.not_messages,
+            self.unknown_actions,
+            self.bad_uploads,
+            self.bad_and_foreign_ids,
+            self.bad_queries,
+            self.oversized,
+            self.top_up,
+        ):
+            family()
+        self.rng.shuffle(self.cases)
+        return self.cases
+
+    def add(self, obj: Any, code: str, rid: str | None = None, label: str = "") -> None:
         if isinstance(obj, dict) and rid is not None:
             obj = {**obj, "requestId": rid}
         frame = obj if isinstance(obj, str | bytes) else json.dumps(obj)
-        cases.append(Case(frame, code, rid, label))
+        self.cases.append(Case(frame, code, rid, label))
 
-    wrong_values: list[Any] = [None, True, 0, -1, 1.5, "", [], {}, ["x"], {"a": 1}, "x" * 300, "💥"]
-    for _ in range(4):
-        # not JSON, and JSON that is not an object
-        add(_junk_text(rng, rng.randint(1, 200)).replace("{", "(") + "{", "bad_request", label="garbage")
-        add('{"action": "getLecture", "lectureId": ', "bad_request", label="truncated")
-        add("[" * 5000 + "]" * 5000, "bad_request", label="deep nesting")
-        add('{"action":"getLecture","lectureId":"' + unknown_lecture + '"', "bad_request", label="unclosed")
-        for value in [1, "str", None, [1, 2], True, 3.25]:
-            add(json.dumps(value), "bad_request", label="not an object")
-        add(b"\x00\xff\xfe binary" + rng.randbytes(rng.randint(0, 64)), "bad_request", label="binary")
-        add(rng.randbytes(rng.randint(1, 2000)), "bad_request", label="binary")
-        add({}, "bad_request", label="no action")
-    for value in wrong_values:
-        if value is not None and not isinstance(value, str):
-            add({"action": value}, "bad_request", _rid(rng), "action not a string")
-    add({"action": None}, "bad_request", label="action null")
-    for name in [
-        "createupload",
-        "CreateUpload",
-        "$connect",
-        "$disconnect",
-        "$default",
-        "query ",
-        " query",
-        "deletelecture",
-        "listLectures",
-        "__proto__",
-        "constructor",
-        "getLecture\x00",
-        "x" * 5000,
-    ] + [_junk_text(rng, rng.randint(1, 40)) for _ in range(40)]:
-        if name in ACTIONS:
-            continue
-        add({"action": name, "lectureId": lecture_id}, "unknown_action", _rid(rng), "unknown action")
+    def not_messages(self) -> None:
+        """Not JSON, and JSON that is not an object."""
+        rng, add = self.rng, self.add
+        for _ in range(4):
+            add(_junk_text(rng, rng.randint(1, 200)).replace("{", "(") + "{", "bad_request", label="garbage")
+            add('{"action": "getLecture", "lectureId": ', "bad_request", label="truncated")
+            add("[" * 5000 + "]" * 5000, "bad_request", label="deep nesting")
+            add(
+                '{"action":"getLecture","lectureId":"' + UNKNOWN_LECTURE + '"',
+                "bad_request",
+                label="unclosed",
+            )
+            for value in [1, "str", None, [1, 2], True, 3.25]:
+                add(json.dumps(value), "bad_request", label="not an object")
+            add(b"\x00\xff\xfe binary" + rng.randbytes(rng.randint(0, 64)), "bad_request", label="binary")
+            add(rng.randbytes(rng.randint(1, 2000)), "bad_request", label="binary")
+            add({}, "bad_request", label="no action")
 
-    base_upload = {
-        "action": "createUpload",
-        "kind": "lecture",
-        "filename": "a.mp3",
-        "contentType": "audio/mpeg",
-    }
-    for field in ("kind", "filename", "contentType", "sizeBytes"):
-        for value in wrong_values:
-            if field == "filename" and isinstance(value, str) and 1 <= len(value) <= 255:
+    def unknown_actions(self) -> None:
+        rng, add = self.rng, self.add
+        for value in WRONG_VALUES:
+            if value is not None and not isinstance(value, str):
+                add({"action": value}, "bad_request", _rid(rng), "action not a string")
+        add({"action": None}, "bad_request", label="action null")
+        for name in [
+            "createupload",
+            "CreateUpload",
+            "$connect",
+            "$disconnect",
+            "$default",
+            "query ",
+            " query",
+            "deletelecture",
+            "listLectures",
+            "__proto__",
+            "constructor",
+            "getLecture\x00",
+            "x" * 5000,
+        ] + [_junk_text(rng, rng.randint(1, 40)) for _ in range(40)]:
+            if name in ACTIONS:
                 continue
-            if field == "contentType" and isinstance(value, str) and 1 <= len(value) <= 100:
+            add({"action": name, "lectureId": self.lecture_id}, "unknown_action", _rid(rng), "unknown action")
+
+    def bad_uploads(self) -> None:
+        add, limits = self.add, self.limits
+        for field in ("kind", "filename", "contentType", "sizeBytes"):
+            for value in WRONG_VALUES:
+                if field == "filename" and isinstance(value, str) and 1 <= len(value) <= 255:
+                    continue
+                if field == "contentType" and isinstance(value, str) and 1 <= len(value) <= 100:
+                    continue
+                msg = {**BASE_UPLOAD, "sizeBytes": 1000, field: value}
+                add(msg, "bad_request", label=f"createUpload {field}={str(value)[:20]!r}")
+            add({k: v for k, v in {**BASE_UPLOAD, "sizeBytes": 1000}.items() if k != field}, "bad_request")
+        for size in ["1000", 10.0, True, 0, -5]:
+            add({**BASE_UPLOAD, "sizeBytes": size}, "bad_request", label="sizeBytes type")
+        for ctype in [
+            "text/plain",
+            "application/pdf",
+            "video/mp4",
+            "audio/mpeg; x",
+            "AUDIO/MPEG",
+            "image/png",
+        ]:
+            add(
+                {**BASE_UPLOAD, "sizeBytes": 1000, "contentType": ctype},
+                "unsupported_media",
+                label="content type",
+            )
+        add({**BASE_UPLOAD, "sizeBytes": limits.lecture_max_bytes + 1}, "too_large", label="lecture too big")
+        add(
+            {**BASE_UPLOAD, "kind": "query", "sizeBytes": limits.query_max_bytes + 1},
+            "too_large",
+            label="query too big",
+        )
+        add({**BASE_UPLOAD, "sizeBytes": 10**30}, "too_large", label="absurd size")
+
+    def bad_and_foreign_ids(self) -> None:
+        """Malformed ids are bad_request; well-formed unknown or foreign ones are not_found."""
+        add, lecture_id, session_id = self.add, self.lecture_id, self.session_id
+        for action in ("getLecture", "startSession", "deleteLecture"):
+            for value in BAD_IDS:
+                add({"action": action, "lectureId": value}, "bad_request", label=f"{action} bad id")
+            for lid in [lecture_id, UNKNOWN_LECTURE, "ses_" + session_id[4:], session_id, "a", "-" * 64]:
+                add({"action": action, "lectureId": lid}, "not_found", label=f"{action} foreign/unknown")
+            add(
+                {"action": action, "lectureId": lecture_id, "owner": "victim", "identity": "victim"},
+                "not_found",
+            )
+        for value in BAD_IDS:
+            add({"action": "endSession", "sessionId": value}, "bad_request", label="endSession bad id")
+        for sid in [session_id, "ses_" + "1" * 32, lecture_id]:
+            add({"action": "endSession", "sessionId": sid}, "not_found", label="endSession foreign/unknown")
+
+    def bad_queries(self) -> None:
+        rng, add, session_id, victim_key = self.rng, self.add, self.session_id, self.victim_key
+        clip = base64.b64encode(b"ID3" + bytes(2000)).decode()
+        big_clip = base64.b64encode(bytes(self.limits.inline_audio_max_bytes + 1)).decode()
+        for _ in range(3):
+            rid = _rid(rng)
+            add(
+                {"action": "query", "sessionId": session_id, "text": "what?"},
+                "not_found",
+                rid,
+                "foreign session",
+            )
+            add(
+                {"action": "query", "sessionId": session_id, "audio": clip},
+                "not_found",
+                _rid(rng),
+                "foreign session",
+            )
+            add({"action": "query", "sessionId": session_id, "queryKey": victim_key}, "not_found", _rid(rng))
+            add(
+                {"action": "query", "sessionId": "ses_" + "2" * 32, "text": "hi"},
+                "not_found",
+                _rid(rng),
+                "unknown",
+            )
+            add({"action": "query", "sessionId": session_id}, "bad_request", _rid(rng), "no input")
+            add(
+                {"action": "query", "sessionId": session_id, "text": "a", "audio": clip},
+                "bad_request",
+                _rid(rng),
+            )
+            add(
+                {"action": "query", "sessionId": session_id, "text": "a", "queryKey": victim_key},
+                "bad_request",
+                _rid(rng),
+                "two inputs",
+            )
+            add(
+                {"action": "query", "sessionId": session_id, "text": "a", "voice": "yes"},
+                "bad_request",
+                _rid(rng),
+            )
+            add(
+                {"action": "query", "sessionId": session_id, "audio": "not base64!!"},
+                "bad_request",
+                _rid(rng),
+            )
+            add(
+                {"action": "query", "sessionId": session_id, "audio": big_clip},
+                "too_large",
+                _rid(rng),
+                "big clip",
+            )
+            add(
+                {"action": "query", "sessionId": session_id, "text": "x" * 4001},
+                "bad_request",
+                _rid(rng),
+                "long text",
+            )
+            add(
+                {"action": "query", "sessionId": session_id, "text": ""},
+                "bad_request",
+                _rid(rng),
+                "empty text",
+            )
+        for value in WRONG_VALUES:
+            if isinstance(value, str) and value:
                 continue
-            msg = {**base_upload, "sizeBytes": 1000, field: value}
-            add(msg, "bad_request", label=f"createUpload {field}={str(value)[:20]!r}")
-        add({k: v for k, v in {**base_upload, "sizeBytes": 1000}.items() if k != field}, "bad_request")
-    for size in ["1000", 10.0, True, 0, -5]:
-        add({**base_upload, "sizeBytes": size}, "bad_request", label="sizeBytes type")
-    for ctype in ["text/plain", "application/pdf", "video/mp4", "audio/mpeg; x", "AUDIO/MPEG", "image/png"]:
-        add(
-            {**base_upload, "sizeBytes": 1000, "contentType": ctype},
-            "unsupported_media",
-            label="content type",
-        )
-    add({**base_upload, "sizeBytes": limits.lecture_max_bytes + 1}, "too_large", label="lecture too big")
-    add(
-        {**base_upload, "kind": "query", "sizeBytes": limits.query_max_bytes + 1},
-        "too_large",
-        label="query too big",
-    )
-    add({**base_upload, "sizeBytes": 10**30}, "too_large", label="absurd size")
+            add(
+                {"action": "query", "sessionId": session_id, "text": value},
+                "bad_request",
+                _rid(rng),
+                "text type",
+            )
 
-    # ids: malformed ones are bad_request; well-formed unknown or foreign ones are not_found.
-    bad_ids: list[Any] = [
-        None,
-        5,
-        "",
-        "x" * 65,
-        "../etc/passwd",
-        "lec 1",
-        "lec_1;drop",
-        "ü",
-        ["a"],
-        {"S": "x"},
-    ]
-    for action in ("getLecture", "startSession", "deleteLecture"):
-        for value in bad_ids:
-            add({"action": action, "lectureId": value}, "bad_request", label=f"{action} bad id")
-        for lid in [lecture_id, unknown_lecture, "ses_" + session_id[4:], session_id, "a", "-" * 64]:
-            add({"action": action, "lectureId": lid}, "not_found", label=f"{action} foreign/unknown")
-        add({"action": action, "lectureId": lecture_id, "owner": "victim", "identity": "victim"}, "not_found")
-    for value in bad_ids:
-        add({"action": "endSession", "sessionId": value}, "bad_request", label="endSession bad id")
-    for sid in [session_id, "ses_" + "1" * 32, lecture_id]:
-        add({"action": "endSession", "sessionId": sid}, "not_found", label="endSession foreign/unknown")
+    def oversized(self) -> None:
+        """Messages over the size limit, as text: the gateway answers too_large."""
+        for size in [self.limits.message_max_bytes + 1, 200_000, 1_000_000, 4_000_000]:
+            padding = "y" * size
+            self.add(
+                json.dumps({"action": "getLecture", "lectureId": self.lecture_id, "pad": padding}),
+                "too_large",
+                label="huge",
+            )
 
-    clip = base64.b64encode(b"ID3" + bytes(2000)).decode()
-    big_clip = base64.b64encode(bytes(limits.inline_audio_max_bytes + 1)).decode()
-    for _ in range(3):
-        rid = _rid(rng)
-        add(
-            {"action": "query", "sessionId": session_id, "text": "what?"}, "not_found", rid, "foreign session"
-        )
-        add(
-            {"action": "query", "sessionId": session_id, "audio": clip},
-            "not_found",
-            _rid(rng),
-            "foreign session",
-        )
-        add({"action": "query", "sessionId": session_id, "queryKey": victim_key}, "not_found", _rid(rng))
-        add(
-            {"action": "query", "sessionId": "ses_" + "2" * 32, "text": "hi"},
-            "not_found",
-            _rid(rng),
-            "unknown",
-        )
-        add({"action": "query", "sessionId": session_id}, "bad_request", _rid(rng), "no input")
-        add(
-            {"action": "query", "sessionId": session_id, "text": "a", "audio": clip}, "bad_request", _rid(rng)
-        )
-        add(
-            {"action": "query", "sessionId": session_id, "text": "a", "queryKey": victim_key},
-            "bad_request",
-            _rid(rng),
-            "two inputs",
-        )
-        add(
-            {"action": "query", "sessionId": session_id, "text": "a", "voice": "yes"},
-            "bad_request",
-            _rid(rng),
-        )
-        add({"action": "query", "sessionId": session_id, "audio": "not base64!!"}, "bad_request", _rid(rng))
-        add(
-            {"action": "query", "sessionId": session_id, "audio": big_clip},
-            "too_large",
-            _rid(rng),
-            "big clip",
-        )
-        add(
-            {"action": "query", "sessionId": session_id, "text": "x" * 4001},
-            "bad_request",
-            _rid(rng),
-            "long text",
-        )
-        add({"action": "query", "sessionId": session_id, "text": ""}, "bad_request", _rid(rng), "empty text")
-    for value in wrong_values:
-        if isinstance(value, str) and value:
-            continue
-        add(
-            {"action": "query", "sessionId": session_id, "text": value}, "bad_request", _rid(rng), "text type"
-        )
+    def top_up(self) -> None:
+        """Random mixtures until there are enough."""
+        rng, lecture_id, session_id = self.rng, self.lecture_id, self.session_id
+        makers = [
+            lambda: Case(
+                json.dumps({"action": "getLecture", "lectureId": rng.choice([lecture_id, UNKNOWN_LECTURE])}),
+                "not_found",
+            ),
+            lambda: Case(
+                json.dumps({"action": "startSession", "lectureId": lecture_id, "x": _junk_text(rng, 50)}),
+                "not_found",
+            ),
+            lambda: Case(
+                _junk_text(rng, rng.randint(1, 3000)).replace("{", "<").replace("[", "<"), "bad_request"
+            ),
+            lambda: Case(rng.randbytes(rng.randint(1, 500)), "bad_request"),
+            lambda: Case(
+                json.dumps(
+                    {"action": "".join(rng.choices(string.ascii_letters, k=rng.randint(1, 30))) + "_"}
+                ),
+                "unknown_action",
+            ),
+            lambda: Case(
+                json.dumps({**BASE_UPLOAD, "sizeBytes": rng.choice(["1", -1, 0, 2.5, None])}), "bad_request"
+            ),
+            lambda: Case(json.dumps({"action": "endSession", "sessionId": session_id}), "not_found"),
+        ]
+        while len(self.cases) < MIN_MESSAGES + 50:
+            case = rng.choice(makers)()
+            rid = _rid(rng)
+            if isinstance(case.frame, str) and case.frame.startswith("{") and rng.random() < 0.5:
+                # Carry a requestId; the error must echo it.
+                obj = json.loads(case.frame)
+                obj["requestId"] = rid
+                case = Case(json.dumps(obj), case.code, rid, "random")
+            self.cases.append(case)
 
-    # Messages over the size limit, as text: the gateway answers too_large.
-    for size in [limits.message_max_bytes + 1, 200_000, 1_000_000, 4_000_000]:
-        padding = "y" * size
-        add(
-            json.dumps({"action": "getLecture", "lectureId": lecture_id, "pad": padding}),
-            "too_large",
-            label="huge",
-        )
 
-    # Top up with random mixtures until there are enough.
-    makers = [
-        lambda: Case(
-            json.dumps({"action": "getLecture", "lectureId": rng.choice([lecture_id, unknown_lecture])}),
-            "not_found",
-        ),
-        lambda: Case(
-            json.dumps({"action": "startSession", "lectureId": lecture_id, "x": _junk_text(rng, 50)}),
-            "not_found",
-        ),
-        lambda: Case(
-            _junk_text(rng, rng.randint(1, 3000)).replace("{", "<").replace("[", "<"), "bad_request"
-        ),
-        lambda: Case(rng.randbytes(rng.randint(1, 500)), "bad_request"),
-        lambda: Case(
-            json.dumps({"action": "".join(rng.choices(string.ascii_letters, k=rng.randint(1, 30))) + "_"}),
-            "unknown_action",
-        ),
-        lambda: Case(
-            json.dumps({**base_upload, "sizeBytes": rng.choice(["1", -1, 0, 2.5, None])}), "bad_request"
-        ),
-        lambda: Case(json.dumps({"action": "endSession", "sessionId": session_id}), "not_found"),
-    ]
-    while len(cases) < MIN_MESSAGES + 50:
-        case = rng.choice(makers)()
-        rid = _rid(rng)
-        if isinstance(case.frame, str) and case.frame.startswith("{") and rng.random() < 0.5:
-            # Carry a requestId; the error must echo it.
-            obj = json.loads(case.frame)
-            obj["requestId"] = rid
-            case = Case(json.dumps(obj), case.code, rid, "random")
-        cases.append(case)
-    rng.shuffle(cases)
-    return cases
+def hostile_cases(victim: dict[str, str], seed: int = 20261125) -> list[Case]:
+    """Reproducible hostile messages, each with the error code the contract requires."""
+    return _HostileCases(victim, seed).all()
 
 
 async def _make_victim(url: str) -> tuple[StackClient, dict[str, str]]:

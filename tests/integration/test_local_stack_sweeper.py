@@ -14,6 +14,7 @@ from synapscribe import audiogen
 from synapscribe.local.aws import LOCAL_CREDENTIALS, LOCAL_RESOURCES
 from synapscribe.local.process import LocalStackProcess
 from synapscribe.platform import load_platform
+from synapscribe.store import SWEEP_ATTRIBUTE
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -47,6 +48,7 @@ def test_a_lecture_left_transcribing_by_a_dead_agentcore_is_resumed(stack: Local
             "lectureId": lecture_id,
             "owner": owner,
             "status": "transcribing",
+            SWEEP_ATTRIBUTE: "transcribing",  # as AgentCore's claim writes it with the status
             "contextMode": "transcript",
             "key": key,
             "contentType": "audio/mpeg",

@@ -118,7 +118,8 @@ def _notified(role: str) -> set[str]:
     for part in ("tasks", "handlers"):
         for path in _yaml_files(role, part):
             for task in _tasks(path):
-                notify = task.get("notify") or []
+                # A unit installed through the common role notifies the handlers the role passes it.
+                notify = task.get("notify") or (task.get("vars") or {}).get("common_unit_notify") or []
                 names.update([notify] if isinstance(notify, str) else notify)
     return names
 
@@ -176,16 +177,63 @@ def test_unit_templates_are_installed_as_systemd_units(role: str) -> None:
         assert line in unit, f"{template.name}: {line}"
     assert re.search(r"^ExecStart=\S", unit, re.M), f"{template.name}: ExecStart"
     assert re.search(r"^User=\S", unit, re.M), f"{template.name}: runs as a dedicated user"
+    # Installed through the shared common role (whose hardening.conf.j2 the template includes).
     installs = [
-        t["ansible.builtin.template"]
+        t
         for path in _yaml_files(role, "tasks")
         for t in _tasks(path)
-        if "ansible.builtin.template" in t
+        if t.get("ansible.builtin.include_role") == {"name": "common", "tasks_from": "systemd_unit"}
     ]
-    (task,) = [t for t in installs if t["src"] == template.name]
-    assert task["dest"] == f"/etc/systemd/system/{{{{ {UNITS[role]} }}}}.service"
+    (task,) = [t for t in installs if t["vars"]["common_unit_template"] == template.name]
+    assert task["vars"]["common_unit_name"] == f"{{{{ {UNITS[role]} }}}}"
+    assert task["vars"]["common_unit_notify"], f"{role}: a changed unit notifies a handler"
     defaults = yaml.safe_load((ANSIBLE / "roles" / role / "defaults" / "main.yml").read_text())
-    assert defaults[UNITS[role]] == f"synapscribe-{role}"
+    # The unit's name is platform.yaml's (host.units), shared with the bake and the user data.
+    assert defaults[UNITS[role]] == f"{{{{ synapscribe_platform.host.units.{role} }}}}"
+
+
+COMMON = ANSIBLE / "roles" / "common"
+
+
+def test_common_installs_units_where_systemd_reads_them() -> None:
+    (task,) = _tasks(COMMON / "tasks" / "systemd_unit.yml")
+    template = task["ansible.builtin.template"]
+    assert template["dest"] == "{{ common_unit_dir }}/{{ common_unit_name }}.service"
+    assert (template["owner"], template["group"], template["mode"]) == (
+        "{{ common_unit_owner }}",
+        "{{ common_unit_owner }}",
+        "0644",
+    )
+    assert task["notify"] == "{{ common_unit_notify }}"
+    defaults = yaml.safe_load((COMMON / "defaults" / "main.yml").read_text())
+    assert defaults == {
+        "common_unit_dir": "/etc/systemd/system",
+        "common_unit_owner": "root",
+        "common_unit_notify": [],
+    }
+    spec = yaml.safe_load((COMMON / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    options = spec["systemd_unit"]["options"]
+    used = set(re.findall(r"\bcommon_\w+", (COMMON / "tasks" / "systemd_unit.yml").read_text()))
+    assert used == set(options), "every variable of the entry point is in its argument spec, and no other"
+    assert {name for name, o in options.items() if o.get("required")} == {
+        "common_unit_name",
+        "common_unit_template",
+    }
+    assert all(options[name]["default"] == value for name, value in defaults.items())
+
+
+def test_the_unit_hardening_lives_once_and_every_unit_carries_it(tmp_path: Path) -> None:
+    copies = sorted(p.relative_to(ANSIBLE) for p in ANSIBLE.rglob("hardening.conf.j2"))
+    assert copies == [Path("roles/common/templates/hardening.conf.j2")]
+    hardening = (COMMON / "templates" / "hardening.conf.j2").read_text().splitlines()
+    assert "NoNewPrivileges=true" in hardening and "CapabilityBoundingSet=" in hardening
+    units = {f"{role}/templates/synapscribe-{role}.service.j2": f"{role}.service" for role in sorted(UNITS)}
+    proc = render_templates(tmp_path, templates=units)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for out in units.values():
+        lines = (tmp_path / out).read_text().splitlines()
+        start = lines.index(hardening[0])
+        assert lines[start : start + len(hardening)] == hardening, f"{out}: the hardening block"
 
 
 NVIDIA_ROLE = ANSIBLE / "roles" / "nvidia"
@@ -406,7 +454,7 @@ def test_model_revision_is_resolved_to_a_commit_and_recorded() -> None:
     checks = " ".join(json.dumps(t.get("ansible.builtin.assert", {})) for t in tasks)
     assert "model_revision_sha is match('^[0-9a-f]{40}$')" in checks
     defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
-    assert defaults["model_revision_file"] == "REVISION"
+    assert defaults["model_revision_file"] == "{{ synapscribe_platform.host.model_revision_file }}"
 
 
 def test_cloudwatch_agent_ships_each_units_journal_and_the_emf_to_platform_log_groups(tmp_path: Path) -> None:

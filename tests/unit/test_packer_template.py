@@ -147,81 +147,134 @@ def test_ansible_runs_the_repository_playbook(template: dict[str, Any], build: d
     assert "model_revision = local.model_revision" in extra
 
 
-def _validate_lines(build: dict[str, Any]) -> list[str]:
-    kind, last = _provisioners(build)[-1]
-    assert kind == "shell" and _s(last["name"]) == "validate"
-    return [_s(line) for line in last["inline"]]
+SCRIPTS = AMI / "scripts"
+
+
+def _shell_step(build: dict[str, Any], name: str) -> tuple[int, dict[str, Any]]:
+    (found,) = [
+        (i, body)
+        for i, (kind, body) in enumerate(_provisioners(build))
+        if kind == "shell" and _s(body.get("name")) == name
+    ]
+    return found
+
+
+def _script_lines(name: str) -> list[str]:
+    return [line.strip() for line in (SCRIPTS / name).read_text().splitlines()]
 
 
 def _has_line(lines: list[str], pattern: str) -> bool:
     return any(re.search(pattern, line) for line in lines)
 
 
-def test_validation_is_the_last_step(build: dict[str, Any]) -> None:
-    lines = _validate_lines(build)
-    kinds = [k for k, _ in _provisioners(build)]
-    assert kinds.index("ansible") < len(kinds) - 1
-    assert _s(_provisioners(build)[-1][1]["inline_shebang"]).startswith("/bin/bash -e"), (
-        "a failed check fails"
+@pytest.mark.parametrize(("step", "script"), [("cleanup", "cleanup.sh"), ("validate", "validate.sh")])
+def test_cleanup_and_validation_are_scripts_run_as_root(
+    build: dict[str, Any], step: str, script: str
+) -> None:
+    _, body = _shell_step(build, step)
+    assert "inline" not in body
+    assert _s(body["script"]) == f"${{path.root}}/scripts/{script}"
+    assert (SCRIPTS / script).stat().st_mode & 0o111, f"{script} is executable"
+    assert body["environment_vars"] == "${local.script_env}"
+    assert body["execute_command"] == "${local.script_execute_command}"
+    assert "set -euo pipefail" in _script_lines(script), f"{script}: a failing command fails the bake"
+
+
+def test_the_scripts_get_the_host_facts_from_the_platform(template: dict[str, Any]) -> None:
+    (local_block,) = template["locals"]
+    assert (
+        _s(local_block["script_execute_command"]) == "chmod +x {{ .Path }}; sudo env {{ .Vars }} {{ .Path }}"
     )
-    assert "set -o pipefail" in lines, "a failing command before a pipe must fail the bake"
+    env = dict(_s(item).split("=", 1) for item in local_block["script_env"])
+    assert env == {
+        "SYNAPSCRIBE_UNITS": '${join(" ", local.units)}',
+        "SYNAPSCRIBE_VLLM_UNIT": "${local.host.units.vllm}",
+        "SYNAPSCRIBE_DEPLOY_ENV_FILE": "${local.host.deploy_env_file}",
+        "BUILD_USER": "${local.build_user}",
+        "SYNAPSCRIBE_MAX_MODEL_LEN": "${local.max_model_len}",
+        "SYNAPSCRIBE_VLLM_VENV": "${local.host.venvs.vllm}",
+        "SYNAPSCRIBE_VLLM_VERSION": "${local.vllm_version}",
+        "SYNAPSCRIBE_MODEL_ID": "${local.model_id}",
+        "SYNAPSCRIBE_MODEL_PATH": "${local.model_path}",
+        "SYNAPSCRIBE_MODEL_REVISION": "${local.model_revision}",
+        "SYNAPSCRIBE_MODEL_CHECKSUM_FILE": "${local.host.model_checksum_file}",
+        "SYNAPSCRIBE_MODEL_REVISION_FILE": "${local.host.model_revision_file}",
+    }
+    # Every check runs in the bake: the switches the host tests use are never turned off here.
+    assert not [name for name in env if name.startswith("VALIDATE_")]
+    # The user whose key cleanup.sh removes is the one Packer and Ansible connect as.
+    assert _s(local_block["build_user"]) == "ubuntu"
 
 
-# Each check the bake must not lose, as a pattern over the validation step's lines.
+def test_validation_is_the_last_step(build: dict[str, Any]) -> None:
+    index, _ = _shell_step(build, "validate")
+    kinds = [k for k, _ in _provisioners(build)]
+    assert index == len(kinds) - 1
+    assert kinds.index("ansible") < index
+
+
+# Each check the bake must not lose, as a pattern over validate.sh's lines.
 VALIDATION_CHECKS = {
-    "the driver is loaded": r"^lsmod \| grep -q '\^nvidia '$",
+    "the driver is loaded": r"lsmod \| grep -q '\^nvidia ' &&$",
     "nvidia-smi sees the GPU": r"^nvidia-smi --query-gpu=\S+ --format=csv,noheader \| grep -q \.$",
-    "the weights are read-only": r"stat -c %U:%a \$\{local\.model_path\}\)\\\" = root:555$",
-    "the weights match their checksums": r"cd \$\{local\.model_path\} && sudo sha256sum --quiet --check SHA256SUMS",
-    "the vLLM version": r"import vllm; print\(vllm\.__version__\).*= \$\{local\.vllm_version\}$",
-    "the units are enabled": (
-        r"^for unit in \$\{join\(\" \", local\.units\)\}; do test \\\"\$\(systemctl is-enabled \$unit\)\\\" = enabled; done$"
+    "the weights are read-only": r'stat -c %U:%a "\$SYNAPSCRIBE_MODEL_PATH"\)" = root:555 \]',
+    "the weights match their checksums": (
+        r'cd "\$SYNAPSCRIBE_MODEL_PATH" && sha256sum --quiet --check "\$SYNAPSCRIBE_MODEL_CHECKSUM_FILE"'
     ),
-    "the context length": r"grep -q -- '--max-model-len \$\{local\.max_model_len\}' /etc/systemd/system/synapscribe-vllm\.service",
-    "no SSH host keys": r"test -z .*find /etc/ssh -name 'ssh_host_\*'",
-    "no cloud-init state": r"test ! -e /var/lib/cloud/instance && test -z .*ls -A /var/lib/cloud/instances",
-    "no deploy.env": r"^test ! -e /etc/synapscribe/deploy\.env$",
-    "the model commit": r"^revision=\$\(cat \$\{local\.model_revision_file\}\)$",
-    "the commit is a sha": r"^\[\[ \$revision =~ \^\[0-9a-f\]\{40\}\$ \]\] \|\| \{ .*exit 1; \}$",
-    "the commit is printed": r"^echo .*validate: model \$\{local\.model_id\}@\$revision",
+    "the vLLM version": r'SYNAPSCRIBE_VLLM_VENV/bin/python" -c \'import vllm; print\(vllm\.__version__\)\'\)" = "\$1" \]',
+    "the units are enabled": r"^\[ \"\$state\" = enabled \]",
+    "the context length": (
+        r'grep -q -- "--max-model-len \$SYNAPSCRIBE_MAX_MODEL_LEN" "/etc/systemd/system/\$SYNAPSCRIBE_VLLM_UNIT\.service"'
+    ),
+    "no SSH host keys": r"find /etc/ssh -name 'ssh_host_\*'",
+    "no cloud-init state": r"\[ ! -e /var/lib/cloud/instance \] && \[ -z .*ls -A /var/lib/cloud/instances",
+    "no deploy env file": r'^check .* test ! -e "\$SYNAPSCRIBE_DEPLOY_ENV_FILE"$',
+    "the model commit": r'^revision=\$\(cat "\$SYNAPSCRIBE_MODEL_PATH/\$SYNAPSCRIBE_MODEL_REVISION_FILE"\)',
+    "the commit is a sha": r"^if ! \[\[ \$revision =~ \^\[0-9a-f\]\{40\}\$ \]\]; then$",
+    "a pinned commit is the one baked": (
+        r'\[\[ \$SYNAPSCRIBE_MODEL_REVISION =~ \^\[0-9a-f\]\{40\}\$ \]\] && \[ "\$revision" != "\$SYNAPSCRIBE_MODEL_REVISION" \]'
+    ),
+    "the commit is printed": r"^printf 'validate: model %s@%s",
+    "no authorized_keys": r'for file in "\$home/\.ssh/authorized_keys" /root/\.ssh/authorized_keys; do$',
+    "a failed check fails the bake": r"^exit 1$",
 }
 
 
 @pytest.mark.parametrize("check", sorted(VALIDATION_CHECKS))
-def test_validation_checks(build: dict[str, Any], check: str) -> None:
-    assert _has_line(_validate_lines(build), VALIDATION_CHECKS[check]), f"validation no longer checks {check}"
+def test_validation_checks(check: str) -> None:
+    assert _has_line(_script_lines("validate.sh"), VALIDATION_CHECKS[check]), (
+        f"validation no longer checks {check}"
+    )
 
 
 def test_validation_checks_every_unit(template: dict[str, Any]) -> None:
     (local_block,) = template["locals"]
+    assert local_block["host"] == "${local.platform.host}"
     assert [_s(u) for u in local_block["units"]] == [
-        "synapscribe-vllm",
-        "synapscribe-tts",
-        "synapscribe-agentcore",
+        "${local.host.units.vllm}",
+        "${local.host.units.tts}",
+        "${local.host.units.agentcore}",
     ]
 
 
-def test_pinned_model_commit_must_match(template: dict[str, Any], build: dict[str, Any]) -> None:
+def test_pinned_model_commit_is_known_up_front(template: dict[str, Any]) -> None:
     (local_block,) = template["locals"]
     assert 'regex("^[0-9a-f]{40}$", local.model_revision)' in local_block["model_revision_pinned"]
-    assert _has_line(
-        _validate_lines(build),
-        r'local\.model_revision_pinned \? "test \\"\$revision\\" = \$\{local\.model_revision\}"',
-    )
 
 
 def test_cleanup_before_validation(build: dict[str, Any]) -> None:
-    provisioners = _provisioners(build)
-    (cleanup_index,) = [
-        i for i, (k, b) in enumerate(provisioners) if k == "shell" and _s(b.get("name")) == "cleanup"
-    ]
-    assert cleanup_index == len(provisioners) - 2
-    lines = [_s(line) for line in provisioners[cleanup_index][1]["inline"]]
+    cleanup, _ = _shell_step(build, "cleanup")
+    validate, _ = _shell_step(build, "validate")
+    assert cleanup == validate - 1
+    lines = _script_lines("cleanup.sh")
     for needed in (
-        "sudo rm -f /etc/synapscribe/deploy.env",
-        "sudo cloud-init clean --logs --seed",
-        "sudo rm -f /etc/ssh/ssh_host_*",
-        "sudo truncate -s 0 /etc/machine-id",
+        'systemctl stop "${units[i]}"',
+        'rm -f "$SYNAPSCRIBE_DEPLOY_ENV_FILE"',
+        "cloud-init clean --logs --seed",
+        "rm -f /etc/ssh/ssh_host_*",
+        "truncate -s 0 /etc/machine-id",
+        'rm -f "$home/.ssh/authorized_keys" /root/.ssh/authorized_keys',
+        "journalctl --vacuum-time=1s",
     ):
         assert needed in lines, needed
 
@@ -235,7 +288,7 @@ def test_model_commit_is_downloaded_after_ansible(template: dict[str, Any], buil
     assert download["destination"] == "${local.model_revision_local_file}"
     assert kinds.index("ansible") < kinds.index("file")
     (local_block,) = template["locals"]
-    assert _s(local_block["model_revision_file"]) == "${local.model_path}/REVISION"
+    assert _s(local_block["model_revision_file"]) == "${local.model_path}/${local.host.model_revision_file}"
     assert _s(local_block["model_revision_local_file"]) == "${path.root}/model-revision.txt"
 
 

@@ -223,6 +223,20 @@ def test_spot_quota_counts_the_types_of_the_environment(account: dict[str, Any])
 def test_zones_pass_where_each_offers_the_types(account: dict[str, Any]) -> None:
     result = check_zones(account["ec2"], settings(), REGION)
     assert result.ok and "eu-west-1a" in result.message and "eu-west-1b" in result.message
+    assert result.zones == ["eu-west-1a", "eu-west-1b"]
+
+
+def test_default_zones_pass_and_say_how_to_pin_them(aws_env: None) -> None:
+    """Unset, the default letters are used; when they fit, preflight prints the settings that pin
+    them (moto's eu-west-1 offers the g5 types in every zone and g6 in none)."""
+    with mock_aws():
+        result = check_zones(boto3.client("ec2", region_name=REGION), settings(), REGION)
+    assert result.ok, result.message
+    assert "the default letters, pin them" in result.message
+    assert '"availability_zones": {"eu-west-1": ["eu-west-1a", "eu-west-1b"]}' in result.message
+    assert "-c zones=eu-west-1a,eu-west-1b" in result.message
+    # A type no zone of the region offers is said, not held against the zones.
+    assert "g6.2xlarge, g6.4xlarge, g6.xlarge: offered in no zone of eu-west-1" in result.message
 
 
 def test_zones_fail_where_a_zone_offers_none_and_suggest_ones_that_do(aws_env: None) -> None:
@@ -231,8 +245,35 @@ def test_zones_fail_where_a_zone_offers_none_and_suggest_ones_that_do(aws_env: N
         # us-east-1e offers no g5/g6 (moto's copy of AWS's offerings, as in many real accounts).
         result = check_zones(ec2, settings(availability_zones=["us-east-1a", "us-east-1e"]), "us-east-1")
     assert not result.ok and result.exit_bit == EXIT_BITS["zones"]
-    assert "us-east-1e offers none of" in result.message
-    assert 'availability_zones ["us-east-1a", "us-east-1b"]' in result.message
+    assert "us-east-1e lacks g5.2xlarge" in result.message
+    assert '"availability_zones": {"us-east-1": ["us-east-1a", "us-east-1b"]}' in result.message
+    assert result.zones == ["us-east-1a", "us-east-1b"]
+
+
+def test_a_zone_missing_some_of_the_types_fails_and_the_printed_setting_fits(aws_env: None) -> None:
+    """The zones must offer ALL the types the region has: moto's us-west-2d offers g6 but no g5.
+    The setting preflight prints, put into cdk.json as printed, then passes."""
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-west-2")
+        pinned = settings(availability_zones={"us-west-2": ["us-west-2a", "us-west-2d"]})
+        result = check_zones(ec2, pinned, "us-west-2")
+        assert not result.ok
+        assert "us-west-2d lacks g5.2xlarge, g5.4xlarge, g5.xlarge" in result.message
+        printed = json.loads("{" + result.message.split("set ", 1)[1].split(" in cdk.json")[0] + "}")
+        assert printed == {"availability_zones": {"us-west-2": ["us-west-2a", "us-west-2b"]}}
+        fixed = check_zones(ec2, settings(**printed), "us-west-2")
+        assert fixed.ok and "pin them" not in fixed.message, fixed.message
+        # The same zones given as -c zones= would give them (the --zones flag).
+        assert check_zones(ec2, pinned, "us-west-2", ["us-west-2b", "us-west-2c"]).ok
+
+
+def test_zones_of_another_region_in_the_map_leave_the_default(aws_env: None) -> None:
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-west-2")
+        other = settings(availability_zones={"us-east-1": ["us-east-1a", "us-east-1b"]}, max_azs=4)
+        result = check_zones(ec2, other, "us-west-2")
+    assert not result.ok and "us-west-2d lacks" in result.message
+    assert '"availability_zones": {"us-west-2": ["us-west-2a", "us-west-2b", "us-west-2c"]}' in result.message
 
 
 def test_zones_fail_when_the_default_letters_do_not_exist(aws_env: None) -> None:
@@ -246,7 +287,49 @@ def test_zones_fail_in_a_region_without_the_types(aws_env: None) -> None:
     with mock_aws():
         ec2 = boto3.client("ec2", region_name="us-west-1")
         result = check_zones(ec2, settings(), "us-west-1")
-    assert not result.ok and "pick another region" in result.message
+    assert not result.ok and "pick another region" in result.message and result.zones is None
+
+
+def test_missing_zones_are_replaced_by_fitting_ones(aws_env: None) -> None:
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="ap-northeast-1")
+        # moto's ap-northeast-1 has no 1b, and its 1d offers none of the types: 1a and 1c are left.
+        result = check_zones(ec2, settings(max_azs=3), "ap-northeast-1")
+    assert not result.ok and "ap-northeast-1b is not an available zone" in result.message
+    assert result.zones == ["ap-northeast-1a", "ap-northeast-1c"]
+    assert "-c zones=ap-northeast-1a,ap-northeast-1c" in result.message
+
+
+def test_fewer_than_two_fitting_zones_say_so(aws_env: None) -> None:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    with Stubber(ec2) as stub:
+        # DescribeAvailabilityZones and DescribeInstanceTypeOfferings in their documented shapes:
+        # two zones, only one of which offers the type.
+        stub.add_response(
+            "describe_availability_zones",
+            {
+                "AvailabilityZones": [
+                    {"ZoneName": f"{REGION}{z}", "State": "available", "ZoneType": "availability-zone"}
+                    for z in "ab"
+                ]
+            },
+        )
+        stub.add_response(
+            "describe_instance_type_offerings",
+            {
+                "InstanceTypeOfferings": [
+                    {
+                        "InstanceType": "g5.xlarge",
+                        "LocationType": "availability-zone",
+                        "Location": f"{REGION}a",
+                    }
+                ]
+            },
+        )
+        result = check_zones(ec2, settings(instance_types=["g5.xlarge"]), REGION)
+    assert not result.ok and result.zones is None
+    assert "eu-west-1b lacks g5.xlarge" in result.message
+    assert "fewer than two zones of eu-west-1 offer all of g5.xlarge" in result.message
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,17 +467,64 @@ def test_each_failure_sets_its_own_bit(account: dict[str, Any], capsys: pytest.C
     assert [c["name"] for c in doc["checks"] if not c["ok"]] == failed
 
 
-def test_exit_bits_are_distinct_and_clear_of_usage() -> None:
+def test_exit_bits_are_distinct_and_never_read_as_usage_or_crash() -> None:
     bits = list(EXIT_BITS.values())
-    assert len(set(bits)) == len(bits) and all(b & (b - 1) == 0 and b != preflight.EXIT_USAGE for b in bits)
-    assert sum(bits) < 126  # shells reserve 126 and up
+    assert len(set(bits)) == len(bits) and all(b & (b - 1) == 0 for b in bits)
+    assert sum(bits) <= 255  # an exit status is one byte
+    assert EXIT_BITS["lambda-concurrency"] == 128
+    # Every combination of failed checks is a multiple of 4: never 1 (crash) nor 2 (usage).
+    for status in range(1, 256):
+        if status & ~sum(bits) == 0:
+            assert status & (preflight.EXIT_CRASH | preflight.EXIT_USAGE) == 0
+    assert (preflight.EXIT_CRASH, preflight.EXIT_USAGE) == (1, 2)
     for name, bit in EXIT_BITS.items():
         assert f"{bit} {name}" in preflight.EPILOG
+    assert "1 preflight itself failed" in preflight.EPILOG and "2 bad flags" in preflight.EPILOG
+
+
+def test_a_crash_exits_1_with_a_traceback_and_no_verdict(
+    account: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def buggy(settings: Any) -> Any:
+        raise ZeroDivisionError("a bug in a check")
+
+    monkeypatch.setattr(preflight, "check_cors", buggy)
+    status = preflight.run(parse("--region", REGION, "--env", "dev"), account)
+    assert status == preflight.EXIT_CRASH == 1
+    assert not any(status & bit for bit in EXIT_BITS.values())
+    captured = capsys.readouterr()
+    assert "Traceback" in captured.err and "ZeroDivisionError: a bug in a check" in captured.err
+    assert "not a finding about the account" in captured.err
+    assert "ready to deploy" not in captured.out and "preflight dev" not in captured.out
+
+
+def test_the_help_lists_every_status(capsys: pytest.CaptureFixture[str]) -> None:
+    from synapscribe.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["preflight", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # as `synapscribe preflight --help` prints it
+    for name, bit in EXIT_BITS.items():
+        assert f"{bit} {name}" in text
+    assert "1 preflight itself failed" in text and "2 bad flags" in text
+
+
+def test_zones_flag_checks_the_zones_a_deploy_would_get(
+    account: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = preflight.run(parse("--region", REGION, "--zones", "eu-west-1c,eu-west-1b", "--json"), account)
+    assert status == 0
+    zones = next(c for c in json.loads(capsys.readouterr().out)["checks"] if c["name"] == "zones")
+    assert zones["zones"] == ["eu-west-1c", "eu-west-1b"] and "pin them" not in zones["message"]
 
 
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
+        (["--region", "eu-west-1", "--zones", "eu-west-1a"], "--zones"),
+        (["--region", "eu-west-1", "--zones", "us-east-1a,us-east-1b"], "zones of eu-west-1"),
+        (["--region", "eu-west-1", "--zones", "eu-west-1a,eu-west-1a"], "two or more distinct"),
         (["--region", "eu-west-1", "--env", "staging"], "no environment 'staging'"),
         (["--region", "Europe"], "--region"),
         (["--region", "eu-west-1", "--cdk-json", "/nonexistent/cdk.json"], "cannot read"),

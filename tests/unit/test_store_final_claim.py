@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from synapscribe.store import FINALS_ATTRIBUTE, Store, final_claim_key
+from synapscribe.store import DEADLINES_ATTRIBUTE, FINALS_ATTRIBUTE, Store, final_claim_key
 
 
 def test_first_claim_wins_and_every_later_one_loses(store: Store) -> None:
@@ -40,3 +40,64 @@ def test_claimant_must_be_named(store: Store) -> None:
     with pytest.raises(ValueError, match="by must be one of edge, agentcore"):
         store.claim_final("c1", "r1@1", "lambda")
     assert store.get_connection("c1")[FINALS_ATTRIBUTE] == {}  # type: ignore[index]
+
+
+def _deadlines(store: Store, connection_id: str) -> dict[str, object]:
+    item = store.get_connection(connection_id)
+    assert item is not None
+    return dict(item[DEADLINES_ATTRIBUTE])
+
+
+def test_the_edges_expected_final_is_replaced_by_agentcores_claim(store: Store) -> None:
+    store.put_connection("c1", "eu-west-1:alice")
+    key = final_claim_key("r1", 1000)
+    edge = {"until": 500, "owner": "eu-west-1:alice", "requestId": "r1"}
+    assert store.expect_final("c1", key, edge) is True
+    assert _deadlines(store, "c1") == {key: edge}
+    assert store.get_connection("c1")[FINALS_ATTRIBUTE] == {}  # type: ignore[index]  # nobody claimed
+    agentcore = {**edge, "until": 900}
+    assert store.claim_final("c1", key, "agentcore", agentcore) is True
+    assert _deadlines(store, "c1") == {key: agentcore}
+    # Once claimed, neither a second expectation nor a withdrawal touches AgentCore's deadline.
+    assert store.expect_final("c1", key, edge) is False
+    assert store.withdraw_final("c1", key) is False
+    assert _deadlines(store, "c1") == {key: agentcore}
+
+
+def test_the_edges_own_claim_clears_its_expected_final(store: Store) -> None:
+    store.put_connection("c1", "eu-west-1:alice")
+    key = final_claim_key("r1", 1000)
+    assert store.expect_final("c1", key, {"until": 500, "owner": "eu-west-1:alice", "requestId": "r1"})
+    assert store.claim_final("c1", key, "edge") is True
+    assert _deadlines(store, "c1") == {}
+    assert store.take_over_final("c1", key, 10**9) is False  # the sweeper has nothing to answer
+
+
+def test_a_withdrawn_expectation_leaves_the_item_as_it_was(store: Store) -> None:
+    store.put_connection("c1", "eu-west-1:alice")
+    before = store.get_connection("c1")
+    key = final_claim_key("r1", 1000)
+    assert store.expect_final("c1", key, {"until": 500, "owner": "eu-west-1:alice", "requestId": "r1"})
+    assert store.withdraw_final("c1", key) is True
+    assert store.get_connection("c1") == before
+
+
+def test_an_unclaimed_expectation_is_taken_over_once_overdue(store: Store) -> None:
+    store.put_connection("c1", "eu-west-1:alice")
+    key = final_claim_key("r1", 1000)
+    assert store.expect_final("c1", key, {"until": 500, "owner": "eu-west-1:alice", "requestId": "r1"})
+    assert store.take_over_final("c1", key, 500) is False  # not overdue yet
+    assert store.take_over_final("c1", key, 501) is True
+    assert store.take_over_final("c1", key, 501) is False
+    assert store.claim_final("c1", key, "agentcore", {"until": 900}) is False  # AgentCore came late
+    assert store.get_connection("c1")[FINALS_ATTRIBUTE] == {key: "sweeper"}  # type: ignore[index]
+
+
+def test_expecting_a_final_needs_a_live_connection(store: Store) -> None:
+    assert store.expect_final("never", "r1@1", {"until": 1}) is False
+    assert store.withdraw_final("never", "r1@1") is False
+    assert store.connections.get_item(Key={"connectionId": "never"}).get("Item") is None
+    # An item written before the maps existed gets them on its first expectation.
+    store.connections.put_item(Item={"connectionId": "old", "owner": "eu-west-1:alice"})
+    assert store.expect_final("old", "r1@1", {"until": 1}) is True
+    assert _deadlines(store, "old") == {"r1@1": {"until": 1}}

@@ -2,44 +2,59 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Size
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
-from synapscribe.platform import Vllm
+from synapscribe.platform import Fleet, Host, Vllm
 
 from synapscribe_cdk.config import Capacity
 
-#: The AMI (Ubuntu, ami/synapscribe.pkr.hcl) boots from this device.
-ROOT_DEVICE = "/dev/sda1"
-DEPLOY_ENV = "/etc/synapscribe/deploy.env"
-UNITS = ("synapscribe-vllm.service", "synapscribe-tts.service", "synapscribe-agentcore.service")
 #: Boot, the NVIDIA driver, cloud-init and user data before systemd starts vLLM's unit, plus the
 #: balancer's healthy threshold (2 checks of 15 s) after /ready first answers 200.
 BOOT_MARGIN_SECONDS = 300
 
 
-def health_check_grace(vllm: Vllm) -> Duration:
+def health_check_grace(vllm: Vllm, fleet: Fleet) -> Duration:
     """How long Auto Scaling ignores the balancer's health checks of a new instance: longer than
-    vLLM's unit may take to start (TimeoutStartSec, which covers its readiness poll), so an
-    instance that is still loading the model is never replaced as unhealthy."""
-    return Duration.seconds(vllm.start_timeout_seconds + BOOT_MARGIN_SECONDS)
+    vLLM's unit may take to start (TimeoutStartSec, which covers its readiness poll) and than the
+    expected start-up (fleet.host_startup_seconds), so an instance that is still loading the model
+    is never replaced as unhealthy."""
+    return Duration.seconds(max(vllm.start_timeout_seconds, fleet.host_startup_seconds) + BOOT_MARGIN_SECONDS)
 
 
-def deploy_env_script(values: dict[str, str]) -> list[str]:
-    """User data lines: write deploy.env (read by AgentCore's unit), then start the services."""
+def instance_warmup(fleet: Fleet) -> Duration:
+    """The group's default instance warm-up: how long after InService a new instance's metrics stay
+    out of the aggregates target tracking reads, while it counts as capacity already added and
+    scale-in waits ("Set the default instance warmup for an Auto Scaling group", Amazon EC2 Auto
+    Scaling User Guide). The host serves after the expected start-up, fleet.host_startup_seconds
+    from launch, and InService comes shortly after launch: the start-up bounds the warm-up."""
+    return Duration.seconds(fleet.host_startup_seconds)
+
+
+def deploy_env_script(host: Host, values: dict[str, str]) -> list[str]:
+    """User data lines: write the deploy environment file (platform.yaml host.deploy_env_file, read
+    by AgentCore's unit only), start the services that are not running yet and restart AgentCore,
+    so it reads the file."""
+    deploy_env = host.deploy_env_file
+    vllm, tts, agentcore = host.units.services()
     lines = [
         "set -euo pipefail",
-        "install -d -m 0755 /etc/synapscribe",
-        f"cat > {DEPLOY_ENV}.tmp <<'SYNAPSCRIBE_ENV'",
+        f"install -d -m 0755 {host.config_dir}",
+        f"cat > {deploy_env}.tmp <<'SYNAPSCRIBE_ENV'",
         *(f"{name}={value}" for name, value in sorted(values.items())),
         "SYNAPSCRIBE_ENV",
-        f"chmod 0644 {DEPLOY_ENV}.tmp",
-        f"mv {DEPLOY_ENV}.tmp {DEPLOY_ENV}",
+        f"chmod 0644 {deploy_env}.tmp",
+        f"mv {deploy_env}.tmp {deploy_env}",
         "systemctl daemon-reload",
-        f"systemctl enable {' '.join(UNITS)}",
-        f"systemctl restart {' '.join(UNITS)}",
+        f"systemctl enable {vllm} {tts} {agentcore}",
+        # Only AgentCore reads the deploy environment. User data runs in cloud-final, which is
+        # ordered after multi-user.target (cloud-init's unit: After=multi-user.target), and that
+        # target waits for vLLM's start job, which ends when its ExecStartPost sees the model: vLLM
+        # is ready by now. Restarting it would load the model a second time on every launch.
+        f"systemctl start {vllm} {tts}",
+        f"systemctl restart {agentcore}",
     ]
     return lines
 
@@ -58,13 +73,16 @@ class GpuFleet(Construct):
         instance_types: list[str],
         root_volume_gib: int,
         capacity: Capacity,
+        root_volume_initialization_mib_per_second: int | None = None,
         deploy_env: dict[str, str],
         target_group_arn: str,
         vllm: Vllm,
+        host: Host,
+        fleet: Fleet,
     ) -> None:
         super().__init__(scope, construct_id)
         user_data = ec2.UserData.for_linux()
-        user_data.add_commands(*deploy_env_script(deploy_env))
+        user_data.add_commands(*deploy_env_script(host, deploy_env))
         self.launch_template = ec2.LaunchTemplate(
             self,
             "LaunchTemplate",
@@ -83,12 +101,20 @@ class GpuFleet(Construct):
             associate_public_ip_address=False,
             block_devices=[
                 ec2.BlockDevice(
-                    device_name=ROOT_DEVICE,
+                    # The root volume of the AMI (Ubuntu, ami/synapscribe.pkr.hcl).
+                    device_name=host.root_device,
                     volume=ec2.BlockDeviceVolume.ebs(
                         root_volume_gib,
                         encrypted=True,
                         volume_type=ec2.EbsDeviceVolumeType.GP3,
                         delete_on_termination=True,
+                        # Provisioned rate: the snapshot's blocks (the weights) arrive at a
+                        # known rate, not on first read (cdk.json, config.EnvironmentConfig).
+                        volume_initialization_rate=(
+                            Size.mebibytes(root_volume_initialization_mib_per_second)
+                            if root_volume_initialization_mib_per_second
+                            else None
+                        ),
                     ),
                 )
             ],
@@ -118,9 +144,9 @@ class GpuFleet(Construct):
             max_capacity=capacity.max,
             health_checks=autoscaling.HealthChecks.with_additional_checks(
                 additional_types=[autoscaling.AdditionalHealthCheckType.ELB],
-                grace_period=health_check_grace(vllm),
+                grace_period=health_check_grace(vllm, fleet),
             ),
-            default_instance_warmup=health_check_grace(vllm),
+            default_instance_warmup=instance_warmup(fleet),
             group_metrics=[autoscaling.GroupMetrics.all()],
         )
         cfn_group = self.group.node.default_child

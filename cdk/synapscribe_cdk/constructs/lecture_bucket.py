@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -34,16 +36,11 @@ class LectureBucket(Construct):
         prefixes = platform.storage.prefixes
         ephemeral = Duration.days(platform.storage.ephemeral_days)
         retained = Duration.days(platform.storage.retention_days)
-        self.bucket = s3.Bucket(
+        self.bucket = private_bucket(
             self,
             "Bucket",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            versioned=False,
-            server_access_logs_bucket=self.access_logs,
-            server_access_logs_prefix="bucket/",
+            logs=self.access_logs,
+            removal=removal_policy,
             cors=[
                 s3.CorsRule(
                     # Presigned POST uploads from the browser, presigned GET of answers.
@@ -65,8 +62,6 @@ class LectureBucket(Construct):
                     id="abort-incomplete-multipart", abort_incomplete_multipart_upload_after=Duration.days(1)
                 ),
             ],
-            removal_policy=removal_policy,
-            auto_delete_objects=removal_policy == RemovalPolicy.DESTROY,
         )
         acknowledge_checkov(
             self.bucket,
@@ -74,6 +69,27 @@ class LectureBucket(Construct):
             "Lectures, transcripts and answers must be gone when they expire or their owner deletes "
             "them; versioning would keep every deleted object as a noncurrent version.",
         )
+
+
+def private_bucket(
+    scope: Construct, construct_id: str, *, logs: s3.IBucket, removal: RemovalPolicy, **extra: Any
+) -> s3.Bucket:
+    """A bucket nobody outside the account reads: public access blocked, TLS only, SSE-S3, ACLs off,
+    access logs to `logs`, emptied on destroy where the environment destroys. `extra` adds the
+    caller's own settings (CORS, lifecycle)."""
+    return s3.Bucket(
+        scope,
+        construct_id,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        server_access_logs_bucket=logs,
+        server_access_logs_prefix="bucket/",
+        removal_policy=removal,
+        auto_delete_objects=removal == RemovalPolicy.DESTROY,
+        **extra,
+    )
 
 
 def log_bucket(scope: Construct, construct_id: str, retention_days: int, removal: RemovalPolicy) -> s3.Bucket:

@@ -6,7 +6,7 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
-from synapscribe.store import TABLE_KEYS, TTL_ATTRIBUTE
+from synapscribe.store import SWEEP_ATTRIBUTE, SWEEP_INDEX, SWEEP_INDEXES, TABLE_KEYS, TTL_ATTRIBUTE
 
 from synapscribe_cdk.nag import acknowledge_checkov
 
@@ -15,7 +15,8 @@ class StateTables(Construct):
     """One on-demand, PITR-protected table per entry of `TABLE_KEYS`, each with the TTL attribute.
 
     `tables` is keyed like TABLE_KEYS (`connections_table`, …), which are also the
-    `AwsResources` field names, so the env variables are `SYNAPSCRIBE_<KEY>`.
+    `AwsResources` field names, so the env variables are `SYNAPSCRIBE_<KEY>`. The tables of
+    store.SWEEP_INDEXES get the sweeper's sparse index (provision.py makes the same locally).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy) -> None:
@@ -38,6 +39,7 @@ class StateTables(Construct):
                 removal_policy=removal_policy,
             )
             self.tables[field] = table
+            self._add_sweep_index(field, table)
             acknowledge_checkov(
                 table,
                 "CKV_AWS_119",
@@ -66,4 +68,20 @@ class StateTables(Construct):
                 evaluation_periods=1,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+
+    @staticmethod
+    def _add_sweep_index(field: str, table: dynamodb.Table) -> None:
+        for index in SWEEP_INDEXES:
+            if index.table != field:
+                continue
+            table.add_global_secondary_index(
+                index_name=SWEEP_INDEX,
+                partition_key=dynamodb.Attribute(name=SWEEP_ATTRIBUTE, type=dynamodb.AttributeType.STRING),
+                projection_type=(
+                    dynamodb.ProjectionType.ALL
+                    if index.projection is None
+                    else dynamodb.ProjectionType.INCLUDE
+                ),
+                non_key_attributes=list(index.projection) if index.projection is not None else None,
             )

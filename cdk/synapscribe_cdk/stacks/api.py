@@ -23,6 +23,7 @@ from aws_cdk import aws_s3_notifications as s3n
 from constructs import Construct
 from synapscribe.contract import ACTIONS
 from synapscribe.platform import PlatformConfig
+from synapscribe.store import SWEEP_INDEX
 
 from synapscribe_cdk.bundling import prepare_lambda_asset
 from synapscribe_cdk.config import EnvironmentConfig
@@ -49,10 +50,11 @@ _LEDGER = ("dynamodb:GetItem", "dynamodb:UpdateItem")
 #: The DynamoDB calls each function makes, by table (store.TABLE_KEYS field), from
 #: synapscribe.store, quotas.py (a ledger is read, then updated on condition; a lecture upload's
 #: ledger update and pending item go in one TransactWriteItems, which IAM authorizes as the
-#: UpdateItem and PutItem inside it) and edge/rates.py (conditional updates). Only the sweeper
-#: scans, to find stuck lectures and overdue questions (connections with an `answerDeadlines`
-#: entry, whose final it takes over with one conditional UpdateItem: store.take_over_final). A table missing here gets no grant (test_api_stack checks
-#: every table is named).
+#: UpdateItem and PutItem inside it) and edge/rates.py (conditional updates). Nobody scans: the
+#: sweeper finds stuck lectures and overdue questions with a Query on the sparse index
+#: (FUNCTION_INDEX_ACTIONS), and takes an overdue final over with one conditional UpdateItem
+#: (store.take_over_final). A table missing here gets no grant (test_api_stack checks every
+#: table is named).
 FUNCTION_TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "websocket_handler": {
         "connections_table": _ITEM,
@@ -65,11 +67,16 @@ FUNCTION_TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "limits_table": _LEDGER,
     },
     "sweeper": {
-        "connections_table": ("dynamodb:Scan", "dynamodb:UpdateItem"),
-        "lectures_table": ("dynamodb:GetItem", "dynamodb:Scan", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+        "connections_table": ("dynamodb:UpdateItem",),
+        "lectures_table": ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
         "sessions_table": ("dynamodb:DeleteItem",),
         "limits_table": _LEDGER,
     },
+}
+#: The calls each function makes on a table's sweep index (store.SWEEP_INDEX), by table: the
+#: index's own ARN (`<table>/index/<name>`), so Query reaches neither the table nor another index.
+FUNCTION_INDEX_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "sweeper": {"connections_table": ("dynamodb:Query",), "lectures_table": ("dynamodb:Query",)},
 }
 
 
@@ -79,6 +86,17 @@ def table_statements(
     """One statement per table the function uses (tables the app does not have are skipped)."""
     return [
         permissions.tables(actions, [tables[field].table_arn])
+        for field, actions in actions_by_table.items()
+        if field in tables
+    ]
+
+
+def index_statements(
+    actions_by_table: dict[str, tuple[str, ...]], tables: dict[str, dynamodb.Table]
+) -> list[iam.PolicyStatement]:
+    """One statement per table whose sweep index the function queries."""
+    return [
+        permissions.tables(actions, [f"{tables[field].table_arn}/index/{SWEEP_INDEX}"])
         for field, actions in actions_by_table.items()
         if field in tables
     ]
@@ -306,6 +324,7 @@ class ApiStack(Stack):
         }
         for name, statements in grants.items():
             statements += table_statements(FUNCTION_TABLE_ACTIONS[name], data.tables)
+            statements += index_statements(FUNCTION_INDEX_ACTIONS.get(name, {}), data.tables)
             fn = functions[name]
             for statement in statements:
                 fn.add_to_role_policy(statement)

@@ -43,12 +43,17 @@ class ComputeStack(Stack):
             self,
             "Fleet",
             vpc=network.vpc,
-            subnets=ec2.SubnetSelection(subnet_group_name=FLEET_SUBNETS),
+            # The configured zones by name (config.zones_in): the ones preflight found offering
+            # every instance type, never whatever a lookup would return.
+            subnets=ec2.SubnetSelection(
+                subnet_group_name=FLEET_SUBNETS, availability_zones=network.availability_zones
+            ),
             security_group=network.fleet_sg,
             role=self.role,
             ami_parameter=platform.ami.ssm_parameter,
             instance_types=config.instance_types,
             root_volume_gib=config.root_volume_gib,
+            root_volume_initialization_mib_per_second=config.root_volume_initialization_mib_per_second,
             capacity=config.capacity,
             deploy_env={
                 **data.resource_environment(),
@@ -58,6 +63,8 @@ class ComputeStack(Stack):
             },
             target_group_arn=network.target_group.target_group_arn,
             vllm=platform.vllm,
+            host=platform.host,
+            fleet=platform.fleet,
         )
         self.group = fleet.group
         self.launch_template = fleet.launch_template

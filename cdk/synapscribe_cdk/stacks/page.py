@@ -21,7 +21,7 @@ from synapscribe.platform import PlatformConfig
 from synapscribe.web import STATIC, page_config
 
 from synapscribe_cdk.config import EnvironmentConfig
-from synapscribe_cdk.constructs.lecture_bucket import log_bucket
+from synapscribe_cdk.constructs.lecture_bucket import log_bucket, private_bucket
 from synapscribe_cdk.constructs.log_groups import retained_log_group
 from synapscribe_cdk.nag import (
     HELPER_FUNCTION_W3005,
@@ -68,18 +68,7 @@ class PageHostingStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         removal = RemovalPolicy.RETAIN if config.removal == "retain" else RemovalPolicy.DESTROY
         self.logs = log_bucket(self, "Logs", config.log_retention_days, removal)
-        self.bucket = s3.Bucket(
-            self,
-            "Bucket",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=self.logs,
-            server_access_logs_prefix="bucket/",
-            removal_policy=removal,
-            auto_delete_objects=removal == RemovalPolicy.DESTROY,
-        )
+        self.bucket = private_bucket(self, "Bucket", logs=self.logs, removal=removal)
         acknowledge_checkov(
             self.bucket,
             "CKV_AWS_21",

@@ -1,4 +1,9 @@
-"""AgentCore's HTTP API (docs/interfaces.md): health, readiness, queries and lecture transcription."""
+"""AgentCore's HTTP API (docs/interfaces.md): health, readiness, queries and lecture transcription.
+
+The routes live on module-level routers and read what they work with from `request.app.state`
+(`deps`: AgentCoreDeps, `drain`, `transcribing`), as vLLM's OpenAI entrypoint and the FastAPI project
+template do; `create_app` only wires the state, the lifespan and the routers together.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Path, Request
+from fastapi import APIRouter, FastAPI, Path, Request
 from fastapi.responses import JSONResponse, Response
 
 from synapscribe.agentcore import admission as adm
@@ -21,7 +26,7 @@ from synapscribe.agentcore.aws import AwsIo, make_pusher
 from synapscribe.agentcore.drain import DRAINING_MESSAGE, Drain
 from synapscribe.agentcore.jobs import QueryJob, TranscribeRequest
 from synapscribe.agentcore.lectures import LectureContexts, transcribe_answer
-from synapscribe.agentcore.pipeline import QueryPipeline, Services
+from synapscribe.agentcore.pipeline import AgentCoreDeps, QueryPipeline
 from synapscribe.agentcore.settings import AgentCoreSettings
 from synapscribe.agentcore.tts_client import TtsClient
 from synapscribe.agentcore.vllm_client import VllmClient
@@ -33,7 +38,7 @@ from synapscribe.store import Store
 log = logging.getLogger(__name__)
 
 
-def _observer(s: Services, settings: AgentCoreSettings | None) -> metrics.Observer:
+def _observer(s: AgentCoreDeps, settings: AgentCoreSettings | None) -> metrics.Observer:
     """AgentCore's EMF metrics (agentcore/metrics.py), with vLLM's /metrics relayed."""
     return metrics.Observer(
         lambda: s.admission.in_flight,
@@ -45,13 +50,13 @@ def _observer(s: Services, settings: AgentCoreSettings | None) -> metrics.Observ
     )
 
 
-def build_services(settings: AgentCoreSettings, resources: AwsResources) -> Services:
+def build_deps(settings: AgentCoreSettings, resources: AwsResources) -> AgentCoreDeps:
     platform = settings.platform()
     limit, queue_timeout, upstream_timeout = settings.limits(platform)
     aws = AwsIo(Store(resources, platform), resources.bucket, make_pusher(settings.connections_endpoint))
     vllm = VllmClient(settings.vllm_base_url, settings.vllm_model, settings.vllm_api_key, upstream_timeout)
     admission = adm.Admission(limit, queue_timeout)
-    return Services(
+    return AgentCoreDeps(
         platform=platform,
         aws=aws,
         vllm=vllm,
@@ -62,156 +67,187 @@ def build_services(settings: AgentCoreSettings, resources: AwsResources) -> Serv
     )
 
 
-async def prepare_transcript(s: Services, lecture_id: str, connection_id: str | None) -> None:
+async def prepare_transcript(s: AgentCoreDeps, lecture_id: str, connection_id: str | None) -> None:
     """Transcribe a transcript-mode lecture, store it, set it ready and tell the uploader
     (claimed in DynamoDB first, so starting it twice, here or elsewhere, works once)."""
     await s.lectures.run_transcription(lecture_id, connection_id)
 
 
+def _deps(request: Request) -> AgentCoreDeps:
+    deps: AgentCoreDeps = request.app.state.deps
+    return deps
+
+
+def _drain(request: Request) -> Drain:
+    drain: Drain = request.app.state.drain
+    return drain
+
+
+def _draining() -> JSONResponse:
+    return JSONResponse({"detail": DRAINING_MESSAGE, "draining": True}, status_code=503)
+
+
+async def _model_problem(s: AgentCoreDeps) -> str | None:
+    """Why the model server cannot answer AgentCore's requests, or None when it can."""
+    try:
+        served = await s.vllm.served()
+    except Exception as exc:
+        return f"{s.vllm.name}: {exc}"
+    if s.vllm.model not in served:
+        return f"{s.vllm.name} does not list the model {s.vllm.model!r} (it lists {list(served)})"
+    # AgentCore fits every request to its configured context; a server with less refuses
+    # the largest (too_large for the client), so it is not ready until the two agree.
+    context, planned = served[s.vllm.model], s.platform.vllm.max_model_len
+    if context is not None and context < planned:
+        return (
+            f"{s.vllm.name} serves {s.vllm.model!r} with a context of {context} tokens; AgentCore plans "
+            f"for {planned} (platform.yaml vllm.max_model_len or SYNAPSCRIBE_MAX_MODEL_LEN): set both alike"
+        )
+    return None
+
+
+async def _tts_problem(s: AgentCoreDeps) -> str | None:
+    if not await s.tts.healthy():
+        return f"{s.tts.name} does not answer /health"
+    return None
+
+
+def _only_local(request: Request) -> JSONResponse | None:
+    if diag.is_local_caller(request.scope.get("client"), request.scope.get("server"), request.headers):
+        return None
+    return JSONResponse({"detail": diag.ONLY_LOCAL}, status_code=403)
+
+
+health_router = APIRouter()
+jobs_router = APIRouter()
+diagnostics_router = APIRouter(prefix="/v1/diagnostics")
+
+
+@health_router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@health_router.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    if _drain(request).draining:
+        return JSONResponse(
+            {"ready": False, "draining": True, "missing": [DRAINING_MESSAGE]}, status_code=503
+        )
+    s = _deps(request)
+    problems = await asyncio.gather(_model_problem(s), _tts_problem(s))
+    missing = [p for p in problems if p is not None]
+    if missing:
+        return JSONResponse({"ready": False, "missing": missing}, status_code=503)
+    return JSONResponse({"ready": True, "model": s.vllm.model})
+
+
+@jobs_router.post("/v1/queries", status_code=202)
+async def query(job: QueryJob, request: Request) -> Any:
+    accepted_at = time.perf_counter()
+    if _drain(request).draining:
+        return _draining()
+    s = _deps(request)
+    with correlation.bound(job.correlationId or job.requestId):
+        s.spawn(QueryPipeline(s).run(job, accepted_at))  # the task keeps the correlation id
+    return {"accepted": True, "requestId": job.requestId}
+
+
+@jobs_router.post("/v1/lectures/{lecture_id}/transcribe", status_code=202)
+async def transcribe(
+    body: TranscribeRequest, request: Request, lecture_id: str = Path(pattern=ID_PATTERN)
+) -> JSONResponse:
+    if _drain(request).draining:
+        return _draining()
+    s = _deps(request)
+    # One read decides the answer; the work (claim, transcription) runs in the background.
+    lecture = await s.aws.call(s.aws.store.get_lecture, lecture_id, None)
+    decided = transcribe_answer(lecture_id, lecture)
+    transcribing: set[str] = request.app.state.transcribing
+    if decided.start and lecture_id not in transcribing:
+        transcribing.add(lecture_id)
+        task = s.spawn(prepare_transcript(s, lecture_id, body.connectionId))
+        task.add_done_callback(lambda _: transcribing.discard(lecture_id))
+    return JSONResponse(decided.body, status_code=decided.status_code)
+
+
+@diagnostics_router.get("/gpu", response_model=None)
+async def diagnostics_gpu(request: Request) -> JSONResponse | list[dict[str, Any]]:
+    refused = _only_local(request)
+    if refused is not None:
+        return refused
+    try:
+        gpus = await diag.query_gpus()
+    except diag.GpuUnavailableError as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+    return [g.wire() for g in gpus]
+
+
+@diagnostics_router.get("/metrics", response_model=None)
+async def diagnostics_metrics(request: Request) -> Response:
+    refused = _only_local(request)
+    if refused is not None:
+        return refused
+    s = _deps(request)
+    url = diag.metrics_url(s.vllm.base_url)
+    timeout = s.platform.agentcore.upstream_timeout_seconds
+    try:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0))) as http:
+            upstream = await http.get(url)
+    except httpx.HTTPError as exc:
+        return JSONResponse({"detail": f"vLLM's metrics at {url} cannot be read: {exc!r}"}, status_code=503)
+    if upstream.status_code != 200:
+        return JSONResponse(
+            {"detail": f"vLLM's metrics at {url} answered {upstream.status_code}: {upstream.text[:200]}"},
+            status_code=502,
+        )
+    return Response(
+        upstream.content,
+        media_type=upstream.headers.get("content-type", "text/plain; version=0.0.4"),
+    )
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Builds AgentCore's dependencies (unless a test handed them in), starts the metrics observer, and on
+    shutdown cancels the background jobs and closes the clients."""
+    state = app.state
+    s: AgentCoreDeps = state.given_deps or build_deps(state.settings, state.resources)
+    state.deps = s
+    state.drain.watch(lambda: len(s.tasks))
+    observer = _observer(s, state.settings).start()
+    yield
+    await observer.stop()
+    for task in list(s.tasks):
+        task.cancel()
+    await asyncio.gather(*s.tasks, return_exceptions=True)
+    await s.vllm.aclose()
+    await s.tts.aclose()
+    s.aws.close()
+
+
 def create_app(
     settings: AgentCoreSettings | None,
     resources: AwsResources | None,
-    services: Services | None = None,
+    deps: AgentCoreDeps | None = None,
     drain: Drain | None = None,
 ) -> FastAPI:
-    state: dict[str, Services] = {}
-    transcribing: set[str] = set()
+    """AgentCore's app: either `settings` and `resources` (deps built at startup) or ready
+    `deps` (tests); `drain` is shared with the server that flips it on SIGTERM."""
+    if deps is None and (settings is None or resources is None):
+        raise ValueError("create_app needs settings and resources, or deps")
     if drain is None:
-        platform = services.platform if services is not None else load_platform()
+        platform = deps.platform if deps is not None else load_platform()
         drain = Drain(
             settings.drain_timeout(platform) if settings else platform.agentcore.drain_timeout_seconds
         )
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if services is not None:
-            state["s"] = services
-        else:
-            assert settings is not None and resources is not None
-            state["s"] = build_services(settings, resources)
-        drain.watch(lambda: len(state["s"].tasks))
-        observer = _observer(state["s"], settings).start()
-        yield
-        await observer.stop()
-        s = state["s"]
-        for task in list(s.tasks):
-            task.cancel()
-        await asyncio.gather(*s.tasks, return_exceptions=True)
-        await s.vllm.aclose()
-        await s.tts.aclose()
-        s.aws.close()
-
-    app = FastAPI(title="SynapScribe AgentCore", lifespan=lifespan)
+    app = FastAPI(title="SynapScribe AgentCore", lifespan=_lifespan)
+    app.state.settings = settings
+    app.state.resources = resources
+    app.state.given_deps = deps
+    app.state.deps = deps  # the lifespan sets the built ones
     app.state.drain = drain
-
-    def draining() -> JSONResponse:
-        return JSONResponse({"detail": DRAINING_MESSAGE, "draining": True}, status_code=503)
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/ready")
-    async def ready() -> JSONResponse:
-        if drain.draining:
-            return JSONResponse(
-                {"ready": False, "draining": True, "missing": [DRAINING_MESSAGE]}, status_code=503
-            )
-        s = state["s"]
-        missing: list[str] = []
-
-        async def check_model() -> None:
-            try:
-                served = await s.vllm.served()
-            except Exception as exc:
-                missing.append(f"{s.vllm.name}: {exc}")
-                return
-            if s.vllm.model not in served:
-                missing.append(
-                    f"{s.vllm.name} does not list the model {s.vllm.model!r} (it lists {list(served)})"
-                )
-                return
-            # AgentCore fits every request to its configured context; a server with less refuses
-            # the largest (too_large for the client), so it is not ready until the two agree.
-            context, planned = served[s.vllm.model], s.platform.vllm.max_model_len
-            if context is not None and context < planned:
-                missing.append(
-                    f"{s.vllm.name} serves {s.vllm.model!r} with a context of {context} tokens; AgentCore plans "
-                    f"for {planned} (platform.yaml vllm.max_model_len or SYNAPSCRIBE_MAX_MODEL_LEN): set both alike"
-                )
-
-        async def check_tts() -> None:
-            if not await s.tts.healthy():
-                missing.append(f"{s.tts.name} does not answer /health")
-
-        await asyncio.gather(check_model(), check_tts())
-        if missing:
-            return JSONResponse({"ready": False, "missing": missing}, status_code=503)
-        return JSONResponse({"ready": True, "model": s.vllm.model})
-
-    @app.post("/v1/queries", status_code=202)
-    async def query(job: QueryJob) -> Any:
-        accepted_at = time.perf_counter()
-        if drain.draining:
-            return draining()
-        s = state["s"]
-        with correlation.bound(job.correlationId or job.requestId):
-            s.spawn(QueryPipeline(s).run(job, accepted_at))  # the task keeps the correlation id
-        return {"accepted": True, "requestId": job.requestId}
-
-    @app.post("/v1/lectures/{lecture_id}/transcribe", status_code=202)
-    async def transcribe(body: TranscribeRequest, lecture_id: str = Path(pattern=ID_PATTERN)) -> JSONResponse:
-        if drain.draining:
-            return draining()
-        s = state["s"]
-        # One read decides the answer; the work (claim, transcription) runs in the background.
-        lecture = await s.aws.call(s.aws.store.get_lecture, lecture_id, None)
-        decided = transcribe_answer(lecture_id, lecture)
-        if decided.start and lecture_id not in transcribing:
-            transcribing.add(lecture_id)
-            task = s.spawn(prepare_transcript(s, lecture_id, body.connectionId))
-            task.add_done_callback(lambda _: transcribing.discard(lecture_id))
-        return JSONResponse(decided.body, status_code=decided.status_code)
-
-    def only_local(request: Request) -> JSONResponse | None:
-        if diag.is_local_caller(request.scope.get("client"), request.scope.get("server"), request.headers):
-            return None
-        return JSONResponse({"detail": diag.ONLY_LOCAL}, status_code=403)
-
-    @app.get("/v1/diagnostics/gpu", response_model=None)
-    async def diagnostics_gpu(request: Request) -> JSONResponse | list[dict[str, Any]]:
-        refused = only_local(request)
-        if refused is not None:
-            return refused
-        try:
-            gpus = await diag.query_gpus()
-        except diag.GpuUnavailableError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=503)
-        return [g.wire() for g in gpus]
-
-    @app.get("/v1/diagnostics/metrics", response_model=None)
-    async def diagnostics_metrics(request: Request) -> Response:
-        refused = only_local(request)
-        if refused is not None:
-            return refused
-        s = state["s"]
-        url = diag.metrics_url(s.vllm.base_url)
-        timeout = s.platform.agentcore.upstream_timeout_seconds
-        try:
-            async with httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0))) as http:
-                upstream = await http.get(url)
-        except httpx.HTTPError as exc:
-            return JSONResponse(
-                {"detail": f"vLLM's metrics at {url} cannot be read: {exc!r}"}, status_code=503
-            )
-        if upstream.status_code != 200:
-            return JSONResponse(
-                {"detail": f"vLLM's metrics at {url} answered {upstream.status_code}: {upstream.text[:200]}"},
-                status_code=502,
-            )
-        return Response(
-            upstream.content,
-            media_type=upstream.headers.get("content-type", "text/plain; version=0.0.4"),
-        )
-
+    app.state.transcribing = set()  # lecture ids whose transcription this process runs now
+    for router in (health_router, jobs_router, diagnostics_router):
+        app.include_router(router)
     return app

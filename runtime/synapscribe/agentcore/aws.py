@@ -15,7 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from synapscribe.connections import ConnectionGone, ConnectionPusher
-from synapscribe.contract import _Out
+from synapscribe.contract import ServerModel
 from synapscribe.store import Store
 
 T = TypeVar("T")
@@ -110,7 +110,7 @@ class AwsIo:
 
     # @connections --------------------------------------------------------
 
-    async def push(self, connection_id: str, message: _Out, spans: Spans | None = None) -> bool:
+    async def push(self, connection_id: str, message: ServerModel, spans: Spans | None = None) -> bool:
         """Send one message; False when the client is gone."""
         try:
             await self.call(self.pusher.post, connection_id, message, spans=spans, what="push")

@@ -30,6 +30,7 @@ from synapscribe.agentcore.media import (
     cut_mp3,
     duration_seconds,
     mp3_samples,
+    refusal,
     sniff_format,
     split_mp3,
     to_mp3,
@@ -38,6 +39,7 @@ from synapscribe.agentcore.prompts import LectureAudioItem, TranscriptSegment, l
 from synapscribe.agentcore.vllm_client import UpstreamError, VllmClient
 from synapscribe.contract import ContractError, ErrorCode, ErrorMessage, Lecture
 from synapscribe.platform import PlatformConfig
+from synapscribe.store import SWEEP_ATTRIBUTE
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +189,7 @@ class LectureContexts:
         """The recording as items; MP3 is cut as it is, other formats after ffmpeg converts them."""
         fmt = sniff_format(source)
         if fmt is None:
-            raise LectureUnavailableError("the lecture recording is not audio in a known format")
+            raise LectureUnavailableError(f"the lecture recording is refused: {refusal(source)}")
         timeline = audiogen.embedded_timeline(source)
         mp3 = source if fmt == "mp3" else await to_mp3(source)
         try:
@@ -364,9 +366,11 @@ class LectureContexts:
         try:
             store.lectures.update_item(
                 Key={"lectureId": lecture_id},
-                UpdateExpression="SET #st = :st, #lu = :lu, #wk = :wk, #up = :up",
+                # The status and the sweeper's index key together (store.SWEEP_ATTRIBUTE).
+                UpdateExpression="SET #st = :st, #sd = :st, #lu = :lu, #wk = :wk, #up = :up",
                 ExpressionAttributeNames={
                     "#st": "status",
+                    "#sd": SWEEP_ATTRIBUTE,
                     "#lu": "transcribeLeaseUntil",
                     "#wk": "transcribeWorker",
                     "#up": "updatedAt",

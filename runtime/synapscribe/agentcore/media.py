@@ -9,40 +9,50 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import math
 import wave
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import mutagen
-from mutagen.id3 import ID3, TXXX
 
-from synapscribe import audiogen
+from synapscribe.audio.formats import ENGINE_FORMATS, LABELS, MediaError, not_audio_reason, sniff
+from synapscribe.audio.frames import (
+    Mp3Frames,
+    SideInfo,
+    crc16,
+    mp3_samples,
+    parse_mp3,
+    side_info,
+    silent_frame,
+)
+from synapscribe.audio.tags import Cue, embedded_timeline, tag_mp3
 
-#: Formats the model server takes as `input_audio` without conversion.
-DIRECT_FORMATS = ("wav", "mp3")
+#: Formats the model server takes as `input_audio` without conversion (formats.ENGINE_FORMATS).
+DIRECT_FORMATS = ENGINE_FORMATS
 _TOOL_TIMEOUT_SECONDS = 300
-
-
-class MediaError(ValueError):
-    """The bytes are not audio we can read (the message says why)."""
+_crc16 = crc16  # the tests check the CRC a silent frame carries
+__all__ = [
+    "DIRECT_FORMATS",
+    "MediaError",
+    "Mp3Frames",
+    "SideInfo",
+    "mp3_samples",
+    "parse_mp3",
+    "side_info",
+    "silent_frame",
+    "sniff_format",
+]
 
 
 def sniff_format(data: bytes) -> str | None:
-    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        return "wav"
-    if data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0):
-        return "mp3"
-    if data[:4] == b"OggS":
-        return "ogg"
-    if data[:4] == b"fLaC":
-        return "flac"
-    if data[4:8] == b"ftyp":
-        return "m4a"
-    if data[:4] == b"\x1a\x45\xdf\xa3":
-        return "webm"
-    return None
+    """The recording's format (synapscribe.audio.formats.sniff: ADTS is "aac", not "mp3")."""
+    return sniff(data)
+
+
+def refusal(data: bytes) -> str:
+    """Why bytes `sniff_format` does not recognise are refused, for the client."""
+    return not_audio_reason(data[:512])
 
 
 def duration_seconds(data: bytes, fmt: str) -> float:
@@ -86,7 +96,22 @@ async def run_tool(cmd: Sequence[str], stdin: bytes | None = None) -> bytes:
 
 
 async def to_mp3(data: bytes, bitrate_kbps: int = 32) -> bytes:
-    """Any audio ffmpeg reads, as mono 16 kHz constant-bit-rate MP3 without tags."""
+    """An accepted recording (any of formats.LABELS) as mono 16 kHz constant-bit-rate MP3 without
+    tags. Bytes in no accepted format are refused before ffmpeg sees them (it reads many more)."""
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise MediaError(refusal(data))
+    try:
+        return await _ffmpeg_mp3(data, bitrate_kbps)
+    except MediaError as exc:
+        if "does not contain any stream" in str(exc):  # ffmpeg: nothing left once video is dropped
+            raise MediaError(f"the {LABELS[fmt]} file has no audio track (a video without sound)") from None
+        raise MediaError(
+            f"the {LABELS[fmt]} recording cannot be decoded (damaged or cut short?): {exc}"
+        ) from None
+
+
+async def _ffmpeg_mp3(data: bytes, bitrate_kbps: int) -> bytes:
     return await run_tool(
         [
             "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", "pipe:0",
@@ -95,149 +120,6 @@ async def to_mp3(data: bytes, bitrate_kbps: int = 32) -> bytes:
         ],
         stdin=data,
     )  # fmt: skip
-
-
-# --------------------------------------------------------------------------- MP3 frames
-
-_BITRATES = {
-    True: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
-    False: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-}
-_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
-
-
-@dataclass(frozen=True)
-class Mp3Frames:
-    data: bytes
-    frames: list[tuple[int, int]]  # (offset, length) of each audio frame
-    frame_seconds: float
-    #: (offset, length) of each run of bytes between frames that is not audio (junk, embedded tags)
-    skipped: list[tuple[int, int]] = field(default_factory=list)
-    samples_per_frame: int = 0
-    rate: int = 0
-
-    @property
-    def seconds(self) -> float:
-        return len(self.frames) * self.frame_seconds
-
-    @property
-    def samples(self) -> int:
-        """Decoded samples (per channel) of all the frames: what the engine's decoder makes of an
-        item AgentCore cut (no encoder-delay tag, so no decoder trims it; tests/engine checks)."""
-        return len(self.frames) * self.samples_per_frame
-
-
-def _id3v2_size(data: bytes, pos: int = 0) -> int:
-    if data[pos : pos + 3] != b"ID3" or len(data) < pos + 10:
-        return 0
-    size = 0
-    for b in data[pos + 6 : pos + 10]:
-        size = (size << 7) | (b & 0x7F)
-    return 10 + size + (10 if data[pos + 5] & 0x10 else 0)
-
-
-@dataclass(frozen=True)
-class _Header:
-    version: int
-    rate_index: int
-    length: int
-    per_frame: int
-    rate: int
-
-
-def _header(data: bytes, pos: int) -> _Header | None:
-    """The layer III frame header at pos, or None when the bytes there are not one."""
-    if pos + 4 > len(data) or data[pos] != 0xFF or (data[pos + 1] & 0xE0) != 0xE0:
-        return None
-    b1, b2 = data[pos + 1], data[pos + 2]
-    version, layer = (b1 >> 3) & 3, (b1 >> 1) & 3
-    index, rate_index = (b2 >> 4) & 0xF, (b2 >> 2) & 3
-    if layer != 1 or version == 1 or index in (0, 15) or rate_index == 3:
-        return None
-    mpeg1 = version == 3
-    rate = _RATES[version][rate_index]
-    per_frame = 1152 if mpeg1 else 576
-    length = (per_frame // 8) * _BITRATES[mpeg1][index] * 1000 // rate + ((b2 >> 1) & 1)
-    return _Header(version, rate_index, length, per_frame, rate)
-
-
-def _same_stream(a: _Header, b: _Header) -> bool:
-    return a.version == b.version and a.rate_index == b.rate_index
-
-
-def _confirmed(data: bytes, pos: int, head: _Header) -> bool:
-    """A header is believed when the next frame follows it (or the data ends, or a tag starts)."""
-    nxt = pos + head.length
-    if nxt > len(data):
-        return False
-    if nxt == len(data) or data[nxt : nxt + 3] in (b"TAG", b"ID3"):
-        return True
-    following = _header(data, nxt)
-    return following is not None and _same_stream(head, following)
-
-
-def _resync(data: bytes, pos: int, stream: _Header | None) -> int | None:
-    """The offset of the next confirmed frame header from pos (of the same stream once it started)."""
-    while True:
-        pos = data.find(b"\xff", pos)
-        if pos < 0 or pos + 4 > len(data):
-            return None
-        head = _header(data, pos)
-        if (
-            head is not None
-            and (stream is None or _same_stream(stream, head))
-            and _confirmed(data, pos, head)
-        ):
-            return pos
-        pos += 1
-
-
-def parse_mp3(data: bytes) -> Mp3Frames:
-    """The layer III frames of an MP3 (ID3 tags and Xing/Info/VBRI header frames skipped).
-
-    Bytes that are not a frame (junk, an ID3 tag between two joined recordings) do not end the
-    stream: parsing resynchronises on the next frame header of the same MPEG version and sample
-    rate that the frame after it confirms, and records what it skipped. An ID3v1 tag at the very
-    end and a last frame cut short are the only things that end it.
-    """
-    pos = _id3v2_size(data)
-    frames: list[tuple[int, int]] = []
-    skipped: list[tuple[int, int]] = []
-    stream: _Header | None = None
-    while pos + 4 <= len(data):
-        head = _header(data, pos)
-        if head is None or (stream is not None and not _same_stream(stream, head)):
-            if stream is not None and data[pos : pos + 3] == b"TAG" and len(data) - pos <= 128 + 227:
-                break  # ID3v1 (and its extended block) at the end
-            tag = _id3v2_size(data, pos)
-            found = pos + tag if tag and pos + tag <= len(data) else _resync(data, pos + 1, stream)
-            if found is None:
-                if stream is not None:
-                    skipped.append((pos, len(data) - pos))
-                break
-            if stream is not None:
-                skipped.append((pos, found - pos))
-            pos = found
-            continue
-        if stream is None and not _confirmed(data, pos, head):
-            pos += 1  # a sync-like pattern before the audio starts
-            continue
-        if pos + head.length > len(data):
-            break  # the last frame is cut short
-        stream = stream or head
-        first = data[pos : pos + min(head.length, 64)]
-        if not (b"Xing" in first or b"Info" in first or b"VBRI" in first):
-            frames.append((pos, head.length))
-        pos += head.length
-    if not frames or stream is None:
-        raise MediaError("not an MP3 stream: no audio frames found")
-    return Mp3Frames(data, frames, stream.per_frame / stream.rate, skipped, stream.per_frame, stream.rate)
-
-
-def mp3_samples(data: bytes) -> tuple[int, int]:
-    """(decoded samples per channel, sample rate) of an MP3 item AgentCore cut (see Mp3Frames.samples)."""
-    parsed = parse_mp3(data)
-    return parsed.samples, parsed.rate
 
 
 #: How much shorter than the measured duration the cut audio may be: the larger of the two.
@@ -279,16 +161,6 @@ class CutItem:
         return self.lead + self.end - self.start
 
 
-def _tag(data: bytes, cues: Sequence[audiogen.Cue]) -> bytes:
-    tags = ID3()
-    tags.add(TXXX(encoding=3, desc=audiogen.TEXT_TAG, text=[" ".join(c.text for c in cues)]))
-    timeline = [[round(c.start, 3), round(c.end, 3), c.text] for c in cues]
-    tags.add(TXXX(encoding=3, desc=audiogen.TIMELINE_TAG, text=[json.dumps(timeline, ensure_ascii=False)]))
-    out = io.BytesIO()
-    tags.save(out, v2_version=4, padding=lambda info: 0)
-    return out.getvalue() + data
-
-
 # --------------------------------------------------------------------------- the bit reservoir
 #
 # A layer III frame's audio data ("main data") may begin before the frame itself, in the unused
@@ -305,69 +177,6 @@ def _tag(data: bytes, cues: Sequence[audiogen.Cue]) -> bytes:
 # host, no generation loss), the result is a pure function of the source (byte-identical items
 # for vLLM's prefix cache), and no audio is lost or played twice: the lead is a few tens of
 # milliseconds of silence, counted in the item's duration.
-
-
-@dataclass(frozen=True)
-class SideInfo:
-    """Where a layer III frame's side info sits and what its bit reservoir needs."""
-
-    offset: int  # of the side info, from the frame's first byte
-    size: int
-    crc: bool  # a CRC-16 over header bytes 2-3 and the side info follows the header
-    main_data_begin: int  # bytes of main data that lie before this frame's own
-    payload: int  # bytes of the frame's main data area (all but header, CRC and side info)
-    mpeg1: bool  # main_data_begin has 9 bits (MPEG-1), else 8
-
-    @property
-    def max_begin(self) -> int:
-        return 511 if self.mpeg1 else 255
-
-
-def side_info(frame: bytes) -> SideInfo:
-    """The side info of the layer III frame that starts `frame` (header at byte 0)."""
-    if len(frame) < 4 or frame[0] != 0xFF or (frame[1] & 0xE0) != 0xE0:
-        raise MediaError("not an MP3 frame header")
-    mpeg1 = (frame[1] >> 3) & 3 == 3
-    mono = frame[3] >> 6 == 3
-    crc = not frame[1] & 1
-    offset = 6 if crc else 4
-    size = (17 if mono else 32) if mpeg1 else (9 if mono else 17)
-    if len(frame) < offset + size:
-        raise MediaError("the MP3 frame is shorter than its side info")
-    begin = (frame[offset] << 1 | frame[offset + 1] >> 7) if mpeg1 else frame[offset]
-    return SideInfo(offset, size, crc, begin, len(frame) - offset - size, mpeg1)
-
-
-def _crc16(data: bytes) -> int:
-    """The MPEG audio CRC: CRC-16, polynomial 0x8005, initial value 0xFFFF, most significant bit first."""
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x8005) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
-    return crc
-
-
-def silent_frame(frame: bytes, main_data_begin: int = 0) -> bytes:
-    """The frame made silent: its side info zeroed but for `main_data_begin`, so no granule reads a
-    bit while the reservoir carries on; its main data bytes stay for the frames after it. Its mode
-    extension is cleared too, so no joint-stereo scale factor layout asks for bits; a CRC is
-    recomputed."""
-    info = side_info(frame)
-    if not 0 <= main_data_begin <= info.max_begin:
-        raise ValueError(f"main_data_begin {main_data_begin} is out of range")
-    side = bytearray(info.size)
-    if info.mpeg1:
-        side[0], side[1] = main_data_begin >> 1, (main_data_begin & 1) << 7
-    else:
-        side[0] = main_data_begin
-    out = bytearray(frame)
-    out[3] &= 0xCF
-    out[info.offset : info.offset + info.size] = side
-    if info.crc:
-        out[4:6] = _crc16(bytes(out[2:4]) + bytes(side)).to_bytes(2, "big")
-    return bytes(out)
 
 
 def _frame(parsed: Mp3Frames, index: int) -> bytes:
@@ -419,7 +228,7 @@ def _layout(parsed: Mp3Frames, count: int, leads: dict[int, int]) -> list[tuple[
 
 
 def _items(
-    parsed: Mp3Frames, layout: list[tuple[int, int, int]], timeline: Sequence[audiogen.Cue] | None
+    parsed: Mp3Frames, layout: list[tuple[int, int, int]], timeline: Sequence[Cue] | None
 ) -> list[CutItem]:
     fs = parsed.frame_seconds
     items: list[CutItem] = []
@@ -428,20 +237,18 @@ def _items(
         start, end, shift = first * fs, (first + n) * fs, lead * fs
         if timeline is not None:
             cues = [
-                audiogen.Cue(max(0.0, c.start - start) + shift, min(end, c.end) - start + shift, c.text)
+                Cue(max(0.0, c.start - start) + shift, min(end, c.end) - start + shift, c.text)
                 for c in timeline
                 if c.start < end
                 and c.end > start
                 and (min(end, c.end) - max(start, c.start)) >= 0.5 * (c.end - c.start)
             ]
-            body = _tag(body, cues)
+            body = tag_mp3(body, cues)
         items.append(CutItem(start, end, body, shift))
     return items
 
 
-def cut_mp3(
-    data: bytes, max_item_seconds: float, timeline: Sequence[audiogen.Cue] | None = None
-) -> list[CutItem]:
+def cut_mp3(data: bytes, max_item_seconds: float, timeline: Sequence[Cue] | None = None) -> list[CutItem]:
     """Cut an MP3 at frame boundaries into items of at most max_item_seconds each (lead included).
 
     Every audio frame `parse_mp3` finds lands in exactly one item, in order, after the item's lead
@@ -463,7 +270,7 @@ def cut_mp3(
         if count >= len(parsed.frames) or per_item <= max(leads.values()):
             raise MediaError(f"items of {max_item_seconds} s cannot hold a frame and its bit reservoir")
         count += 1
-    return _items(parsed, layout, audiogen.embedded_timeline(data) if timeline is None else timeline)
+    return _items(parsed, layout, embedded_timeline(data) if timeline is None else timeline)
 
 
 def split_mp3(data: bytes, pieces: int) -> list[CutItem]:
@@ -471,4 +278,4 @@ def split_mp3(data: bytes, pieces: int) -> list[CutItem]:
     parsed = parse_mp3(data)
     if not 1 <= pieces <= len(parsed.frames):
         raise MediaError(f"{len(parsed.frames)} frames cannot be split into {pieces} pieces")
-    return _items(parsed, _layout(parsed, pieces, {}), audiogen.embedded_timeline(data))
+    return _items(parsed, _layout(parsed, pieces, {}), embedded_timeline(data))

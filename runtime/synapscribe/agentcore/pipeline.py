@@ -43,9 +43,9 @@ from synapscribe.contract import (
     ContractError,
     ErrorCode,
     ErrorMessage,
+    ServerModel,
     Timings,
     Transcript,
-    _Out,
 )
 from synapscribe.platform import PlatformConfig
 from synapscribe.quotas import OwnerQuotas
@@ -64,7 +64,11 @@ TTS_GIVE_UP_AFTER_FAILURES = 3
 
 
 @dataclass
-class Services:
+class AgentCoreDeps:
+    """What AgentCore's routes and pipeline work with: the platform configuration, the clients of
+    AWS, the model server and TTS, admission and the lecture contexts, and its background tasks.
+    (A "service" is a server process: the TTS service, the AgentCore service.)"""
+
     platform: PlatformConfig
     aws: AwsIo
     vllm: VllmClient
@@ -85,6 +89,10 @@ class Services:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
+
+
+# TEMPORARY: the old name, for branches in flight (issue 13); the lead removes it at merge.
+Services = AgentCoreDeps
 
 
 def internal_error(request_id: str | None, what: str) -> ErrorMessage:
@@ -143,7 +151,7 @@ class Outbox:
         self.connection_id = connection_id
         self.spans = spans
         self.hold = hold
-        self.held: list[_Out] = []
+        self.held: list[ServerModel] = []
         self.gone = False
         self.first_audio_at: float | None = None  # epoch ms
         self._queue: deque[Any] = deque()
@@ -158,7 +166,7 @@ class Outbox:
         self._idle.clear()
         self._wake.set()
 
-    def send(self, message: _Out) -> None:
+    def send(self, message: ServerModel) -> None:
         if self.hold and not isinstance(message, Transcript):
             self.held.append(message)
         else:
@@ -176,7 +184,7 @@ class Outbox:
         self.held.clear()
         self._put(self._END)
 
-    def finish_with(self, message: _Out) -> None:
+    def finish_with(self, message: ServerModel) -> None:
         """The last message (answer or error); anything still held is dropped."""
         self.held.clear()
         self.hold = False
@@ -238,8 +246,8 @@ class Outbox:
 
 
 class QueryPipeline:
-    def __init__(self, services: Services) -> None:
-        self.s = services
+    def __init__(self, deps: AgentCoreDeps) -> None:
+        self.s = deps
 
     # ------------------------------------------------------------------ inputs
 
@@ -464,7 +472,7 @@ class QueryPipeline:
         return True
 
     async def _send_final(
-        self, job: QueryJob, spans: Spans, outbox: Outbox, final: _Out, recorded: bool
+        self, job: QueryJob, spans: Spans, outbox: Outbox, final: ServerModel, recorded: bool
     ) -> bool:
         """Send the final unless the sweeper already sent one for us (our deadline ran out):
         then end without it, so the client gets exactly one. False when it was not sent."""
@@ -504,7 +512,7 @@ class QueryPipeline:
         outbox: Outbox,
         pending: list[asyncio.Task[Any]],
         stats: dict[str, Any],
-    ) -> _Out:
+    ) -> ServerModel:
         s = self.s
         p = s.platform
 

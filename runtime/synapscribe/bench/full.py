@@ -104,6 +104,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the accuracy table is labelled not meaningful (the stand-in is detected by its label)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--group-name",
+        help="deployed: the GPU Auto Scaling group whose launches the cold-start table reports "
+        "(default: the AutoScalingGroupName output in --stack-outputs)",
+    )
+    parser.add_argument(
+        "--cold-start-hours",
+        type=positive_float,
+        default=24.0,
+        help="deployed: launches of the last this many hours in the cold-start table (default 24)",
+    )
 
 
 def _fail(message: str) -> int:
@@ -208,6 +219,8 @@ def run(args: argparse.Namespace) -> int:
             ready_timeout=args.ready_timeout,
         )
         ok = asyncio.run(run_bench(connect, config, results, progress=not args.no_progress, gpu=gpu))
+    if access:
+        add_cold_start(results, args, access.region)
     write_report(results, args.out)
     label = " (model stand-in)" if results.standin else ""
     if results.words_not_meaningful() and not results.standin:
@@ -356,6 +369,38 @@ class GpuBench(Bench):
                     await asyncio.wait_for(stop.wait(), 0.5)
 
         await asyncio.gather(super()._poll_kv(stop, row), poll_gpu())
+
+
+def add_cold_start(results: BenchResults, args: argparse.Namespace, region: str, session: Any = None) -> None:
+    """The cold-start table (launch to ready) from the group's activity and the hosts' timelines."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from synapscribe.bench.coldstart import group_name_from_outputs, read_cold_start
+    from synapscribe.platform import load_platform
+
+    group = args.group_name
+    if group is None and args.stack_outputs:
+        group = group_name_from_outputs(args.stack_outputs)
+    if group is None:
+        results.notes.append(
+            "cold start not measured: no --group-name (nor AutoScalingGroupName in --stack-outputs)"
+        )
+        return
+    fleet = load_platform().fleet
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=args.cold_start_hours)
+    try:
+        table = read_cold_start(
+            session or boto3.Session(region_name=region),
+            group,
+            fleet.log_groups.metrics,
+            since,
+            fleet.host_startup_seconds,
+        )
+    except (BotoCoreError, ClientError) as exc:
+        results.notes.append(f"cold start not measured ({group}): {exc}")
+        return
+    results.tables.append(table)
 
 
 def write_report(results: BenchResults, out: Path) -> None:

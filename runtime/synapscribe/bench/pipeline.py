@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from synapscribe import audiogen
-from synapscribe.agentcore.harness import Stack, stack
 from synapscribe.cli_types import number, positive_int
+from synapscribe.local.harness import AgentCoreRig, agentcore_rig
 from synapscribe.platform import load_platform
 from synapscribe.standin.config import REPORT_LATENCY, Latency
 from synapscribe.standin.tokens import CHARS_PER_TOKEN
@@ -82,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
 
 
-def _ask(st: Stack, session_id: str, connection_id: str, audio: bytes) -> dict[str, Any]:
+def _ask(st: AgentCoreRig, session_id: str, connection_id: str, audio: bytes) -> dict[str, Any]:
     sent = time.time()
     request_id = st.submit(OWNER, session_id, connection_id, audio=audio)
     got = st.receiver.wait_final(connection_id, request_id, timeout=120)
@@ -100,7 +100,9 @@ def _ask(st: Stack, session_id: str, connection_id: str, audio: bytes) -> dict[s
     }
 
 
-def _metrics_for(st: Stack, request_ids: list[str], timeout: float = 10.0) -> dict[str, dict[str, Any]]:
+def _metrics_for(
+    st: AgentCoreRig, request_ids: list[str], timeout: float = 10.0
+) -> dict[str, dict[str, Any]]:
     """AgentCore's logged figures for these queries; it logs them just after pushing the answer,
     so the last ones may lag the answer by a moment."""
     deadline = time.monotonic() + timeout
@@ -182,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         f"--tokens-per-second={lat.tokens_per_second}",
         f"--answer-tokens={lat.answer_tokens}",
     ]
-    with stack(
+    with agentcore_rig(
         standin_args=standin_args,
         tts_env={"SYNAPSCRIBE_TTS_SIMULATED_LATENCY_MS": str(round(tts_seconds * 1000))},
     ) as st:

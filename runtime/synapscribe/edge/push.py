@@ -6,13 +6,13 @@ import logging
 from typing import Any
 
 from synapscribe.connections import ConnectionGone
-from synapscribe.contract import _Out
+from synapscribe.contract import ServerModel
 from synapscribe.edge.config import EdgeDeps
 
 log = logging.getLogger(__name__)
 
 
-def _kind(message: _Out) -> str:
+def _kind(message: ServerModel) -> str:
     return str(getattr(message, "type", type(message).__name__))
 
 
@@ -28,7 +28,7 @@ def connections_endpoint(deps: EdgeDeps, request_context: dict[str, Any] | None 
 
 
 def push(
-    deps: EdgeDeps, connection_id: str, message: _Out, request_context: dict[str, Any] | None = None
+    deps: EdgeDeps, connection_id: str, message: ServerModel, request_context: dict[str, Any] | None = None
 ) -> bool:
     """Post one message; False when it could not be delivered (gone, no endpoint, API error)."""
     endpoint = connections_endpoint(deps, request_context)

@@ -12,12 +12,12 @@ import io
 import time
 from typing import Any
 
+from synapscribe.audio.probe import ReadBudgetExceeded
+
+__all__ = ["DEFAULT_BLOCK_BYTES", "DEFAULT_MAX_BYTES", "ReadBudgetExceeded", "S3RangedFile"]
+
 DEFAULT_BLOCK_BYTES = 64 * 1024
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
-
-
-class ReadBudgetExceeded(Exception):
-    """The reader would fetch more than its cap."""
 
 
 class S3RangedFile(io.RawIOBase):

@@ -12,13 +12,16 @@ timer) that leaves nothing stuck without waiting for a user to ask.
 - A pending lecture whose upload never came is removed with its quota once
   `storage.pending_upload_seconds` have passed (DynamoDB's TTL deletes lazily; this is prompt).
 
-- A question whose AgentCore died mid-answer (issue 11 §3): AgentCore's final-message claim on the
-  connection item carries a deadline (`answerDeadlines`, `quotas.job_lease_seconds` after it
-  started) that it clears as it sends its final. Past it, the sweeper takes the claim over with a
+- A question whose AgentCore died mid-answer, or after it accepted the hand-off and before it
+  claimed the final (issue 11 §3): the edge records a deadline on the connection item as it hands
+  the question over (`answerDeadlines`, `quotas.job_lease_seconds` ahead), AgentCore's claim
+  replaces it with its own and clears it as it sends its final. Past it, the sweeper takes the claim over with a
   conditional write (store.take_over_final, so exactly one final is ever sent: AgentCore's late
   one then loses), pushes `error` `upstream_unavailable` and gives the question's job slot back.
 
-Each run does at most `sweeper.max_per_run` of these; the rest waits for the next run.
+Each run does at most `sweeper.max_per_run` of these; the rest waits for the next run. It finds
+them with Queries on the tables' sparse index (store.SWEEP_INDEXES: only unsettled lectures and
+connections with answer deadlines are in it), never a Scan of the tables.
 """
 
 from __future__ import annotations
@@ -28,14 +31,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr
-
 from synapscribe.contract import ErrorCode, ErrorMessage, Lecture
 from synapscribe.edge.agentcore_client import AgentCoreError, request_transcription
 from synapscribe.edge.config import CachedDeps, EdgeDeps
 from synapscribe.edge.push import push
 from synapscribe.edge.removal import remove_lecture
-from synapscribe.store import DEADLINES_ATTRIBUTE, TTL_ATTRIBUTE, _plain
+from synapscribe.store import DEADLINES_ATTRIBUTE, SWEEP_ANSWER, TTL_ATTRIBUTE, UNSETTLED, _plain
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +74,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def _unsettled(d: EdgeDeps) -> Iterator[dict[str, Any]]:
-    """Every pending or transcribing lecture item (a Scan with a filter, page by page)."""
-    kwargs: dict[str, Any] = {
-        "FilterExpression": Attr("status").is_in(["pending", "transcribing"]),
-        "ConsistentRead": True,
-    }
-    while True:
-        page = d.store.lectures.scan(**kwargs)
-        yield from page.get("Items", [])
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    """Every pending or transcribing lecture item: Queries on the sparse index, never a Scan (the
+    table holds every ready lecture of the retention period; the index only these)."""
+    for status in UNSETTLED:
+        yield from d.store.sweep_candidates(d.store.lectures, status)
 
 
 def is_stale(item: dict[str, Any], now: int, d: EdgeDeps) -> bool:
@@ -135,33 +129,38 @@ def _sweep_lectures(d: EdgeDeps, now: int, report: SweepReport) -> None:
 
 
 def _with_deadlines(d: EdgeDeps) -> Iterator[dict[str, Any]]:
-    """Every connection item with a question in flight (a non-empty `answerDeadlines`)."""
-    kwargs: dict[str, Any] = {
-        "FilterExpression": Attr(DEADLINES_ATTRIBUTE).size().gt(0),
-        "ConsistentRead": True,
-    }
-    while True:
-        page = d.store.connections.scan(**kwargs)
-        yield from page.get("Items", [])
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    """Every connection item that had a question in flight (in the sparse index from its first
+    answer deadline until a run finds none left)."""
+    yield from d.store.sweep_candidates(d.store.connections, SWEEP_ANSWER)
 
 
 def _answer_overdue(d: EdgeDeps, now: int, report: SweepReport) -> None:
     budget = d.platform.sweeper.max_per_run
     for raw in _with_deadlines(d):
         item = _plain(dict(raw))
-        for key, record in item[DEADLINES_ATTRIBUTE].items():
+        connection_id = str(item["connectionId"])
+        deadlines = item.get(DEADLINES_ATTRIBUTE) or {}
+        for key, record in deadlines.items():
             if report.actions >= budget:
                 return
             try:
                 if int(record["until"]) >= now:
                     continue
-                _answer_one(d, str(item["connectionId"]), key, record, now, report)
+                _answer_one(d, connection_id, key, record, now, report)
             except Exception:
                 log.exception("sweeper: overdue question %s could not be answered this run", key)
                 report.failed.append(key)
+        if all(int(r["until"]) < now for r in deadlines.values()):
+            _unmark(d, connection_id)
+
+
+def _unmark(d: EdgeDeps, connection_id: str) -> None:
+    """Nothing left in flight as read: out of the index (store.unmark_connection does nothing if
+    a deadline is there, e.g. one the index did not show yet or one a failed take-over left)."""
+    try:
+        d.store.unmark_connection(connection_id)
+    except Exception:
+        log.exception("sweeper: connection %s stays in the index until the next run", connection_id)
 
 
 def _answer_one(

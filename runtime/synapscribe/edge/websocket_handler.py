@@ -33,11 +33,11 @@ from synapscribe.contract import (
     Lecture,
     LectureDeleted,
     Query,
+    ServerModel,
     Session,
     SessionEnded,
     StartSession,
     UploadUrl,
-    _Out,
     parse_client_message,
 )
 from synapscribe.edge.agentcore_client import (
@@ -153,14 +153,14 @@ def _request_id_of(frame: str | bytes, limit: int) -> str | None:
     return value if isinstance(value, str) and re.fullmatch(REQUEST_ID_PATTERN, value) else None
 
 
-def _answer(event: dict[str, Any], rc: dict[str, Any], connection_id: str, d: EdgeDeps) -> _Out | None:
+def _answer(event: dict[str, Any], rc: dict[str, Any], connection_id: str, d: EdgeDeps) -> ServerModel | None:
     frame = _frame(event)
     try:
         # Before anything else, so a flood costs one counter update per message and no more.
         MessageRates(d.store, d.rates).admit(connection_id, source_ip(rc))
         message = parse_client_message(frame, d.platform)
         owner = _owner(rc, connection_id, d)
-        action: Callable[[Any, str, str, EdgeDeps], _Out | None] = _ACTIONS[type(message)]
+        action: Callable[[Any, str, str, EdgeDeps], ServerModel | None] = _ACTIONS[type(message)]
         return action(message, owner, connection_id, d)
     except QuotaExceeded as exc:
         return ErrorMessage(
@@ -330,39 +330,77 @@ def _query(msg: Query, owner: str, connection_id: str, d: EdgeDeps) -> None:
 def _hand_off_query(
     job: dict[str, Any], client_request_id: str | None, connection_id: str, d: EdgeDeps
 ) -> None:
+    _expect_final(connection_id, job, d)
     try:
         post_job(d.settings.agentcore_url, "/v1/queries", job, d.settings.agentcore_timeout_seconds)
-    except AgentCoreBusy:
-        raise ContractError(
-            ErrorCode.BUSY, "the model is at capacity; retry in a few seconds", client_request_id
-        ) from None
     except AgentCoreTimeout as exc:
-        # AgentCore may have accepted the job all the same: whoever claims the query's final
-        # message first sends it. AgentCore claims before it sends anything for the query.
+        return _timed_out(job, client_request_id, connection_id, d, exc)
+    except (AgentCoreBusy, AgentCoreUnavailable, AgentCoreRejected) as exc:
+        # Refused, so never accepted: the edge answers the client, and the deadline goes.
+        _withdraw_final(connection_id, job, d)
+        raise _refusal(exc, job, client_request_id) from None
+    # Accepted: AgentCore streams transcript/answerDelta/audio/answer to the connection.
+    return None
+
+
+def _refusal(exc: Exception, job: dict[str, Any], client_request_id: str | None) -> ContractError:
+    """What the client hears when AgentCore refused the hand-off."""
+    if isinstance(exc, AgentCoreBusy):
+        return ContractError(
+            ErrorCode.BUSY, "the model is at capacity; retry in a few seconds", client_request_id
+        )
+    if isinstance(exc, AgentCoreUnavailable):
         log.warning("query %s: %s", job["requestId"], exc)
-        if not _edge_claims_final(connection_id, job, d):
-            log.info("query %s: AgentCore took it after all; the edge sends nothing", job["requestId"])
-            return None
-        raise ContractError(
-            ErrorCode.UPSTREAM_UNAVAILABLE,
-            "the query service (AgentCore) did not answer in time; retry shortly",
-            client_request_id,
-        ) from None
-    except AgentCoreUnavailable as exc:
-        log.warning("query %s: %s", job["requestId"], exc)
-        raise ContractError(
+        return ContractError(
             ErrorCode.UPSTREAM_UNAVAILABLE,
             "the query service (AgentCore) cannot be reached; retry shortly",
             client_request_id,
-        ) from None
-    except AgentCoreRejected as exc:
-        error_id = uuid.uuid4().hex[:12]
-        log.error("internal error %s: query %s refused: %s", error_id, job["requestId"], exc)
-        raise ContractError(
-            ErrorCode.INTERNAL, f"the query was refused internally; reference {error_id}", client_request_id
-        ) from None
-    # Accepted: AgentCore streams transcript/answerDelta/audio/answer to the connection.
-    return None
+        )
+    error_id = uuid.uuid4().hex[:12]
+    log.error("internal error %s: query %s refused: %s", error_id, job["requestId"], exc)
+    return ContractError(
+        ErrorCode.INTERNAL, f"the query was refused internally; reference {error_id}", client_request_id
+    )
+
+
+def _timed_out(
+    job: dict[str, Any], client_request_id: str | None, connection_id: str, d: EdgeDeps, exc: Exception
+) -> None:
+    # AgentCore may have accepted the job all the same: whoever claims the query's final
+    # message first sends it. AgentCore claims before it sends anything for the query.
+    log.warning("query %s: %s", job["requestId"], exc)
+    if not _edge_claims_final(connection_id, job, d):
+        log.info("query %s: AgentCore took it after all; the edge sends nothing", job["requestId"])
+        return None
+    raise ContractError(
+        ErrorCode.UPSTREAM_UNAVAILABLE,
+        "the query service (AgentCore) did not answer in time; retry shortly",
+        client_request_id,
+    ) from None
+
+
+def _expect_final(connection_id: str, job: dict[str, Any], d: EdgeDeps) -> None:
+    """Record when the query's final is due before AgentCore can accept it: if AgentCore accepts
+    and dies before its own claim, the sweeper answers `upstream_unavailable` past this deadline
+    (the job slot's lease, as AgentCore's claim sets it). A failed write is logged and the query
+    handed over all the same: AgentCore's claim records a deadline too."""
+    deadline = {
+        "until": d.store.now() + d.platform.quotas.job_lease_seconds,
+        "owner": job["owner"],
+        "requestId": job["requestId"],
+    }
+    try:
+        d.store.expect_final(connection_id, final_claim_key(job["requestId"], job["receivedAtMs"]), deadline)
+    except Exception:
+        log.exception("query %s: recording the answer deadline failed; handing over anyway", job["requestId"])
+
+
+def _withdraw_final(connection_id: str, job: dict[str, Any], d: EdgeDeps) -> None:
+    try:
+        d.store.withdraw_final(connection_id, final_claim_key(job["requestId"], job["receivedAtMs"]))
+    except Exception:
+        # Left behind, the sweeper would send a second error for this query later.
+        log.exception("query %s: the answer deadline could not be withdrawn", job["requestId"])
 
 
 def _edge_claims_final(connection_id: str, job: dict[str, Any], d: EdgeDeps) -> bool:
@@ -374,10 +412,11 @@ def _edge_claims_final(connection_id: str, job: dict[str, Any], d: EdgeDeps) -> 
         )
     except Exception:
         log.exception("query %s: the final-message claim failed; answering anyway", job["requestId"])
+        _withdraw_final(connection_id, job, d)  # else the sweeper would answer it a second time
         return True
 
 
-_ACTIONS: dict[type, Callable[[Any, str, str, EdgeDeps], _Out | None]] = {
+_ACTIONS: dict[type, Callable[[Any, str, str, EdgeDeps], ServerModel | None]] = {
     CreateUpload: _create_upload,
     GetLecture: _get_lecture,
     StartSession: _start_session,

@@ -5,6 +5,7 @@ the validation trigger receives the S3 event that S3 itself produced."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,7 +63,8 @@ class LocalAws:
 
 @contextmanager
 def moto_server(port: int, host: str = "127.0.0.1") -> Iterator[str]:
-    """A moto server in this process (threads), with S3 POST policies enforced; yields its URL."""
+    """A moto server in this process (threads), with S3 POST policies enforced; yields its URL.
+    The one moto helper of the local stack, `bench pipeline` (local/harness.py) and the tests."""
     from moto.moto_server import werkzeug_app
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
@@ -85,12 +87,17 @@ def moto_server(port: int, host: str = "127.0.0.1") -> Iterator[str]:
     )
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
     thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
+    # werkzeug logs one access line per request at INFO: only its warnings are worth a line.
+    werkzeug_log = logging.getLogger("werkzeug")
+    level = werkzeug_log.level
+    werkzeug_log.setLevel(logging.WARNING)
     thread.start()
     try:
         yield f"http://{host}:{port}"
     finally:
         server.shutdown()
         thread.join(timeout=10)
+        werkzeug_log.setLevel(level)
 
 
 def prepare(endpoint_url: str | None, platform: PlatformConfig, region: str = LOCAL_REGION) -> LocalAws:

@@ -348,65 +348,71 @@ class Gateway:
             return list(self._live)
 
 
+class ConnectionsApi(BaseHTTPRequestHandler):
+    """API Gateway's @connections management API (POST, GET, DELETE a connection) over `gateway`,
+    which `_connections_handler` binds in a subclass for each gateway."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "synapscribe-local-connections"
+    gateway: Gateway  # set by _connections_handler
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("@connections: " + format, *args)
+
+    def _connection_id(self) -> str | None:
+        path = urlsplit(self.path).path
+        for prefix in (f"/{self.gateway.stage}/@connections/", "/@connections/"):
+            if path.startswith(prefix):
+                cid = unquote(path[len(prefix) :])
+                return cid or None
+        return None
+
+    def _reply(self, status: int, body: dict[str, Any] | None = None, error_type: str | None = None) -> None:
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if error_type:
+            self.send_header("x-amzn-ErrorType", error_type)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _gone(self) -> None:
+        self._reply(410, {"message": None}, "GoneException")
+
+    def do_POST(self) -> None:
+        limit = self.gateway.platform.limits.message_max_bytes
+        length = int(self.headers.get("Content-Length") or 0)
+        data = self.rfile.read(length)
+        cid = self._connection_id()
+        if cid is None:
+            self._reply(404, {"message": "Not Found"}, "NotFoundException")
+        elif length > limit:
+            self._reply(413, {"message": f"payload over {limit} bytes"}, "PayloadTooLargeException")
+        elif self.gateway.post_to_connection(cid, data):
+            self._reply(200)
+        else:
+            self._gone()
+
+    def do_GET(self) -> None:
+        cid = self._connection_id()
+        info = self.gateway.connection_info(cid) if cid else None
+        if info is None:
+            self._gone()
+        else:
+            self._reply(200, info)
+
+    def do_DELETE(self) -> None:
+        cid = self._connection_id()
+        if cid is not None and self.gateway.delete_connection(cid):
+            self._reply(204)
+        else:
+            self._gone()
+
+
 def _connections_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
-    limit = gateway.platform.limits.message_max_bytes
+    class Bound(ConnectionsApi):
+        pass
 
-    class ConnectionsApi(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "synapscribe-local-connections"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("@connections: " + format, *args)
-
-        def _connection_id(self) -> str | None:
-            path = urlsplit(self.path).path
-            for prefix in (f"/{gateway.stage}/@connections/", "/@connections/"):
-                if path.startswith(prefix):
-                    cid = unquote(path[len(prefix) :])
-                    return cid or None
-            return None
-
-        def _reply(
-            self, status: int, body: dict[str, Any] | None = None, error_type: str | None = None
-        ) -> None:
-            data = json.dumps(body).encode() if body is not None else b""
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if error_type:
-                self.send_header("x-amzn-ErrorType", error_type)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _gone(self) -> None:
-            self._reply(410, {"message": None}, "GoneException")
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            data = self.rfile.read(length)
-            cid = self._connection_id()
-            if cid is None:
-                self._reply(404, {"message": "Not Found"}, "NotFoundException")
-            elif length > limit:
-                self._reply(413, {"message": f"payload over {limit} bytes"}, "PayloadTooLargeException")
-            elif gateway.post_to_connection(cid, data):
-                self._reply(200)
-            else:
-                self._gone()
-
-        def do_GET(self) -> None:
-            cid = self._connection_id()
-            info = gateway.connection_info(cid) if cid else None
-            if info is None:
-                self._gone()
-            else:
-                self._reply(200, info)
-
-        def do_DELETE(self) -> None:
-            cid = self._connection_id()
-            if cid is not None and gateway.delete_connection(cid):
-                self._reply(204)
-            else:
-                self._gone()
-
-    return ConnectionsApi
+    Bound.gateway = gateway
+    return Bound

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from synapscribe.local.supervisor import StackError
+from synapscribe.orphans import parent_env
 from synapscribe.services import free_port, terminate
 
 
@@ -69,7 +70,7 @@ class LocalStackProcess:
         log = self.log_path.open("w")
         self.process = subprocess.Popen(
             argv,
-            env=self.env,
+            env={**self.env, **parent_env()},  # the stack stops when its starter is gone
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log,

@@ -95,40 +95,46 @@ def check_policy(
     values = {**lower, "bucket": bucket}
     covered: set[str] = set()
     for condition in conditions:
-        if isinstance(condition, dict):
-            for name, wanted in condition.items():
-                covered.add(name.lower())
-                if values.get(name.lower()) != wanted:
-                    _failed(condition)
-        elif isinstance(condition, list) and len(condition) == 3:
-            op = str(condition[0]).lower()
-            if op == "content-length-range":
-                low, high = int(condition[1]), int(condition[2])
-                if file_size > high:
-                    raise PolicyViolation(
-                        400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size"
-                    )
-                if file_size < low:
-                    raise PolicyViolation(
-                        400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size"
-                    )
-                continue
-            name = str(condition[1]).lstrip("$").lower()
-            covered.add(name)
-            actual = values.get(name)
-            if (op == "eq" and actual != condition[2]) or (
-                op == "starts-with" and (actual is None or not actual.startswith(str(condition[2])))
-            ):
-                _failed(condition)
-            if op not in ("eq", "starts-with"):
-                _failed(condition)
-        else:
-            raise PolicyViolation(400, "InvalidPolicyDocument", "Invalid Policy: Invalid condition.")
+        covered |= _check_condition(condition, values, file_size)
     for name in lower:
         if name not in covered and name not in _EXEMPT and not name.startswith("x-ignore-"):
             raise PolicyViolation(
                 403, "AccessDenied", f"Invalid according to Policy: Extra input fields: {name}"
             )
+
+
+def _check_condition(condition: Any, values: dict[str, str], file_size: int) -> set[str]:
+    """Raise PolicyViolation unless the form's `values` meet one policy condition; return the
+    (lower-case) field names it covers."""
+    if isinstance(condition, dict):
+        for name, wanted in condition.items():
+            if values.get(name.lower()) != wanted:
+                _failed(condition)
+        return {name.lower() for name in condition}
+    if not (isinstance(condition, list) and len(condition) == 3):
+        raise PolicyViolation(400, "InvalidPolicyDocument", "Invalid Policy: Invalid condition.")
+    op = str(condition[0]).lower()
+    if op == "content-length-range":
+        _check_size(int(condition[1]), int(condition[2]), file_size)
+        return set()
+    name = str(condition[1]).lstrip("$").lower()
+    actual = values.get(name)
+    if (op == "eq" and actual != condition[2]) or (
+        op == "starts-with" and (actual is None or not actual.startswith(str(condition[2])))
+    ):
+        _failed(condition)
+    if op not in ("eq", "starts-with"):
+        _failed(condition)
+    return {name}
+
+
+def _check_size(low: int, high: int, file_size: int) -> None:
+    if file_size > high:
+        raise PolicyViolation(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size")
+    if file_size < low:
+        raise PolicyViolation(
+            400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size"
+        )
 
 
 def _failed(condition: Any) -> None:

@@ -16,7 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO, cast
@@ -89,17 +89,6 @@ def _service(name: str, port: int) -> list[str]:
     return [sys.executable, "-m", "synapscribe.cli", name, "--host", LOOPBACK, "--port", str(port)]
 
 
-@contextlib.contextmanager
-def _quiet_werkzeug() -> Iterator[None]:
-    logger = logging.getLogger("werkzeug")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 async def run_stack(
     config: StackConfig,
     stop: asyncio.Event,
@@ -121,7 +110,7 @@ async def run_stack(
     supervisor = Supervisor(log_dir)
     clean = False
     try:
-        with _quiet_werkzeug(), moto_server(free_port(LOOPBACK), LOOPBACK) as endpoint:
+        with moto_server(free_port(LOOPBACK), LOOPBACK) as endpoint:
             try:
                 code = await _run(
                     config, platform, endpoint, supervisor, ws_handler, validate_handler, stop, on_ready, out

@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 import httpx
 
+from synapscribe.orphans import parent_env
 from synapscribe.services import free_port, http_ok
 
 __all__ = [
@@ -96,7 +97,7 @@ class Supervisor:
         child.starts.append(time.monotonic())
         child.process = subprocess.Popen(
             list(child.argv),
-            env=dict(child.env),
+            env={**child.env, **parent_env()},  # it stops when we are gone, even SIGKILLed
             stdin=subprocess.DEVNULL,
             stdout=child._log,
             stderr=subprocess.STDOUT,

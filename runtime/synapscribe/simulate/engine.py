@@ -30,8 +30,8 @@ from synapscribe.simulate.policy import METRIC_PERIOD_SECONDS, Policy, TargetTra
 @dataclass
 class Question:
     arrival: float
-    #: seconds of model time for each of its requests
-    services: tuple[float, ...]
+    #: seconds of model time for each of its requests (queueing theory's service times)
+    service_times: tuple[float, ...]
     #: each request's admission priority (lower first; default: all equal, first come first served)
     priorities: tuple[int, ...] | None = None
     pending: int = 0
@@ -42,7 +42,7 @@ class Question:
 @dataclass(eq=False)
 class Request:
     question: Question
-    service: float
+    service_time: float
     enqueued: float
     state: str = "queued"  # queued -> running -> done, or queued -> dropped
 
@@ -159,10 +159,10 @@ class Simulation:
             q.outcome = "no_host"
             return
         inst = min(serving, key=lambda i: i.outstanding)
-        q.pending = len(q.services)
-        priorities = q.priorities or (0,) * len(q.services)
-        for service, priority in zip(q.services, priorities, strict=True):
-            req = Request(q, service, self.now)
+        q.pending = len(q.service_times)
+        priorities = q.priorities or (0,) * len(q.service_times)
+        for service_time, priority in zip(q.service_times, priorities, strict=True):
+            req = Request(q, service_time, self.now)
             inst.outstanding += 1
             self._change_in_flight(+1)
             # A free slot means nobody live is waiting (a freed slot takes the next waiter at once).
@@ -177,7 +177,7 @@ class Simulation:
         inst.slots_free -= 1
         req.state = "running"
         req.question.wait = max(req.question.wait, self.now - req.enqueued)
-        self._push(self.now + req.service, "done", (inst, req))
+        self._push(self.now + req.service_time, "done", (inst, req))
 
     def _finish(self, inst: Instance, req: Request, outcome: str) -> None:
         inst.outstanding -= 1

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+from synapscribe.audio.formats import looks_like_mp3 as looks_like_mp3
 from synapscribe.contract import Audio
 from synapscribe.smoke.client import QueryResult, Received
 
@@ -76,6 +77,17 @@ def stream_problems(
     seqs = [m.message.seq for m in result.messages if isinstance(m.message, Audio)]
     if seqs != list(range(len(seqs))):
         problems.append(f"{rid}: audio seq must run 0, 1, 2 …: {seqs}")
+    return problems + _answer_problems(
+        result, types, seqs, voice_output=voice_output, allow_empty=allow_empty
+    )
+
+
+def _answer_problems(
+    result: QueryResult, types: list[str | None], seqs: list[int], *, voice_output: bool, allow_empty: bool
+) -> list[str]:
+    """stream_problems' checks of the final answer against what streamed before it."""
+    problems: list[str] = []
+    rid = result.request_id
     answer = result.answer
     if answer is None:
         return problems
@@ -150,10 +162,6 @@ def refers_back(answer: str, earlier: str, share: float = 0.5) -> bool:
     """Whether `answer` repeats at least `share` of the content words of `earlier`."""
     wanted = content_words(earlier)
     return bool(wanted) and len(wanted & content_words(answer)) >= share * len(wanted)
-
-
-def looks_like_mp3(data: bytes) -> bool:
-    return data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0)
 
 
 #: Every stand-in answer and transcript starts with this (runtime/synapscribe/standin/answers.py).

@@ -166,6 +166,15 @@ class SmokeInputs:
 
 
 class Scenario:
+    """The smoke test's steps, in order; each step is a method that returns its detail or raises
+    StepFailed. What a step learns (the student's connection, the lecture, the session, the
+    answers) is kept on the scenario for the steps after it."""
+
+    student: StackClient  # set by the connect step
+    lecture_id: str  # set by the upload step
+    uploaded_at: float
+    session_id: str  # set by the startSession step
+
     def __init__(self, connect: Connector, inputs: SmokeInputs, report: SmokeReport) -> None:
         self.connect = connect
         self.inputs = inputs
@@ -173,6 +182,7 @@ class Scenario:
         self.budget = inputs.budget
         self.platform = load_platform()
         self.clients: list[StackClient] = []
+        self.results: dict[str, QueryResult] = {}  # the latest answer to each kind of question
 
     async def step(self, name: str, body: Callable[[], Awaitable[str | None]]) -> bool:
         started = time.monotonic()
@@ -240,305 +250,302 @@ class Scenario:
         )
 
     async def _run(self) -> None:
-        state: dict[str, Any] = {}
-
-        async def connect() -> str:
-            started = time.monotonic()
-            state["a"] = await self.open("student")
-            ms = (time.monotonic() - started) * 1000
-            if ms > self.budget.connect_ms:
-                raise StepFailed(
-                    f"connect took {ms:.0f} ms, over the budget of {self.budget.connect_ms:.0f} ms"
-                )
-            return f"{ms:.0f} ms"
-
-        if not await self.step("connect", connect):
+        # Each of these needs the one before it: a failure ends the scenario (the report says where).
+        for name, body in (
+            ("connect", self._connect),
+            ("upload a lecture through the presigned POST", self._upload_lecture),
+            ("lecture becomes ready", self._lecture_ready),
+        ):
+            if not await self.step(name, body):
+                return
+        await self.step("getLecture", self._get_lecture)
+        if not await self.step("startSession", self._start_session):
             return
-        a: StackClient = state["a"]
+        await self.step("voice question (inline audio)", self._voice_question)
+        await self.step("text question (name one term)", self._text_question)
+        await self.step("follow-up question (needs the earlier turn)", self._follow_up)
+        await self._hostile()
+        await self.step("endSession", self._end_session)
+        await self.step("the connection lived through everything", self._still_open)
 
-        async def upload_lecture() -> str:
-            data = self.inputs.lecture.read_bytes()
-            got = await self.expect(
-                a,
-                {
-                    "action": "createUpload",
-                    "kind": "lecture",
-                    "filename": self.inputs.lecture.name,
-                    "contentType": self.inputs.lecture_content_type,
-                    "sizeBytes": len(data),
-                },
-                "uploadUrl",
-            )
-            assert isinstance(got.message, UploadUrl)
-            up = got.message
-            if not up.key.startswith(self.platform.storage.prefixes.lectures):
-                raise StepFailed(f"upload key {up.key!r} is not under lectures/")
-            started = time.monotonic()
-            response = await a.upload(up, data, self.inputs.lecture.name, self.inputs.lecture_content_type)
-            if response.status_code not in (200, 201, 204):
-                raise StepFailed(f"presigned POST answered {response.status_code}: {response.text[:300]}")
-            state["lecture_id"] = up.uploadId
-            state["uploaded_at"] = time.monotonic()
-            self.report.lecture.update(
-                lectureId=up.uploadId, bytes=len(data), uploadMs=round((time.monotonic() - started) * 1000, 1)
-            )
-            return f"{len(data)} bytes to {up.key}"
+    @property
+    def meaningless(self) -> bool:
+        return self.inputs.model_words == MEANINGLESS
 
-        if not await self.step("upload a lecture through the presigned POST", upload_lecture):
-            return
+    async def _connect(self) -> str:
+        started = time.monotonic()
+        self.student = await self.open("student")
+        ms = (time.monotonic() - started) * 1000
+        if ms > self.budget.connect_ms:
+            raise StepFailed(f"connect took {ms:.0f} ms, over the budget of {self.budget.connect_ms:.0f} ms")
+        return f"{ms:.0f} ms"
 
-        async def lecture_ready() -> str:
-            lecture_id = state["lecture_id"]
-            seen: list[str] = []
-            deadline = state["uploaded_at"] + self.budget.lecture_ready_s
-            while True:
-                got = await a.wait_type(
-                    "lecture",
-                    where=lambda r: bool(r.data and r.data.get("lectureId") == lecture_id),
-                    within=max(0.1, deadline - time.monotonic()),
-                )
-                assert isinstance(got.message, Lecture)
-                seen.append(got.message.status)
-                if got.message.status == "ready":
-                    break
-                if got.message.status == "rejected":
-                    raise StepFailed(f"the lecture was rejected: {got.message.reason}")
-            seconds = time.monotonic() - state["uploaded_at"]
-            self.report.lecture.update(
-                status="ready",
-                readyS=round(seconds, 2),
-                durationSeconds=got.message.durationSeconds,
-                contextMode=got.message.contextMode,
-                statuses=seen,
-            )
-            if got.message.contextMode is None:
-                raise StepFailed("a ready lecture without contextMode")
-            return f"ready after {seconds:.1f} s ({' -> '.join(seen)}), {got.message.contextMode} mode"
-
-        if not await self.step("lecture becomes ready", lecture_ready):
-            return
-
-        async def get_lecture() -> str:
-            got = await self.expect(a, {"action": "getLecture", "lectureId": state["lecture_id"]}, "lecture")
-            assert isinstance(got.message, Lecture)
-            if got.message.status != "ready":
-                raise StepFailed(f"getLecture says {got.message.status}")
-            return "ready"
-
-        await self.step("getLecture", get_lecture)
-
-        async def start_session() -> str:
-            got = await self.expect(
-                a, {"action": "startSession", "lectureId": state["lecture_id"]}, "session"
-            )
-            assert isinstance(got.message, Session)
-            state["session_id"] = got.message.sessionId
-            return got.message.sessionId
-
-        if not await self.step("startSession", start_session):
-            return
-        session_id = state["session_id"]
-
-        async def ask_once(
-            kind: str, question: str, voice_input: bool, voice_output: bool, **fields: Any
-        ) -> QueryResult:
-            result = await a.query(
-                session_id, within=self.budget.answer_ms / 1000 + 5, voice=voice_output, **fields
-            )
-            self._record_turn(kind, question, result)
-            silent = meaningless and said_nothing(result)
-            problems = stream_problems(
-                result, voice_input=voice_input, voice_output=voice_output, allow_empty=silent
-            )
-            problems += budget_problems(result, self.budget, voice_output=voice_output)
-            if self.inputs.expect_standin:
-                problems += standin_label_problems(result)
-            if result.answer is not None and result.answer.audio:
-                problems += await self._fetch_audio(result.answer.audio[0])
-            state[kind] = result
-            if problems:
-                raise StepFailed("; ".join(problems))
-            return result
-
-        async def ask(kind: str, question: str, voice_input: bool, voice_output: bool, **fields: Any) -> str:
-            # A model whose words mean nothing may say nothing at all: its answer then has no text
-            # or speech to check, so the question is asked again (each try is checked and listed).
-            attempts = MEANINGLESS_ATTEMPTS if meaningless else 1
-            for attempt in range(1, attempts + 1):
-                result = await ask_once(kind, question, voice_input, voice_output, **fields)
-                if not said_nothing(result):
-                    t = result.timings()
-                    return ", ".join(f"{k} {v:.0f}" for k, v in t.items() if v is not None)
-                self.report.skipped.append(
-                    f"{kind} question, try {attempt}: the model said nothing, so that answer's text and "
-                    "speech could not be checked (the model's words mean nothing); asked again"
-                )
-            raise StepFailed(
-                f"the model said nothing in {attempts} tries: the answer's text and speech were never checked"
-            )
-
-        meaningless = self.inputs.model_words == MEANINGLESS
-        clip = self.inputs.voice_question
-        await self.step(
-            "voice question (inline audio)",
-            lambda: ask("voice", VOICE_QUESTION, True, True, audio=base64.b64encode(clip).decode()),
+    async def _upload_lecture(self) -> str:
+        a = self.student
+        data = self.inputs.lecture.read_bytes()
+        got = await self.expect(
+            a,
+            {
+                "action": "createUpload",
+                "kind": "lecture",
+                "filename": self.inputs.lecture.name,
+                "contentType": self.inputs.lecture_content_type,
+                "sizeBytes": len(data),
+            },
+            "uploadUrl",
         )
-        text_question = codeword_question(TEXT_QUESTION, self.inputs.codeword)
-        await self.step(
-            "text question (name one term)",
-            lambda: ask("text", text_question, False, True, text=text_question),
+        assert isinstance(got.message, UploadUrl)
+        up = got.message
+        if not up.key.startswith(self.platform.storage.prefixes.lectures):
+            raise StepFailed(f"upload key {up.key!r} is not under lectures/")
+        started = time.monotonic()
+        response = await a.upload(up, data, self.inputs.lecture.name, self.inputs.lecture_content_type)
+        if response.status_code not in (200, 201, 204):
+            raise StepFailed(f"presigned POST answered {response.status_code}: {response.text[:300]}")
+        self.lecture_id = up.uploadId
+        self.uploaded_at = time.monotonic()
+        self.report.lecture.update(
+            lectureId=up.uploadId, bytes=len(data), uploadMs=round((time.monotonic() - started) * 1000, 1)
         )
+        return f"{len(data)} bytes to {up.key}"
 
-        async def follow_up() -> str:
-            earlier: QueryResult | None = state.get("text")
-            if earlier is None or earlier.answer is None:
-                raise StepFailed("the earlier text question has no answer to follow up on")
-            detail = await ask("follow-up", FOLLOW_UP, False, False, text=FOLLOW_UP)
-            if self.inputs.model_words == MEANINGLESS:
-                self._skip_word_check("follow-up recalls the codeword")
-                return detail + "; word check skipped (the model's words mean nothing)"
-            result: QueryResult = state["follow-up"]
-            problems = follow_up_problems(
-                text_question,
-                result.answer.text if result.answer else "",
-                self.inputs.codeword,
-                standin=self.inputs.expect_standin,
-            )
-            if problems:
-                raise StepFailed("; ".join(problems))
-            return detail + "; gives the codeword only the earlier turn held"
-
-        await self.step("follow-up question (needs the earlier turn)", follow_up)
-        await self._hostile(a, state)
-
-        async def end_session() -> str:
-            await self.expect(a, {"action": "endSession", "sessionId": session_id}, "sessionEnded")
-            await self.expect_error(
-                a, {"action": "startSession", "lectureId": "lec_" + "0" * 32}, "not_found"
-            )
-            return "ended"
-
-        await self.step("endSession", end_session)
-
-        async def still_open() -> str:
-            if not a.is_open:
-                raise StepFailed(f"the connection did not live on: {a.closed_reason}")
-            return "open"
-
-        await self.step("the connection lived through everything", still_open)
-
-    async def _hostile(self, a: StackClient, state: dict[str, Any]) -> None:
-        session_id, lecture_id = state["session_id"], state["lecture_id"]
-
-        async def bad_messages() -> str:
-            await self.expect_error(a, "{this is not json", "bad_request")
-            await self.expect_error(a, {"action": "dance", "requestId": "bad-1"}, "unknown_action", "bad-1")
-            await self.expect_error(
-                a, {"action": "query", "sessionId": session_id, "requestId": "bad-2"}, "bad_request", "bad-2"
-            )
-            await self.expect_error(a, {"action": "getLecture", "lectureId": "lec_" + "f" * 32}, "not_found")
-            return "bad JSON, unknown action, missing field, unknown id"
-
-        await self.step("bad messages are answered with errors", bad_messages)
-
-        async def foreign_ids() -> str:
-            b = await self.open("intruder")
-            await self.expect_error(b, {"action": "getLecture", "lectureId": lecture_id}, "not_found")
-            await self.expect_error(b, {"action": "startSession", "lectureId": lecture_id}, "not_found")
-            await self.expect_error(
-                b,
-                {"action": "query", "sessionId": session_id, "requestId": "steal-1", "text": "hello?"},
-                "not_found",
-                "steal-1",
-            )
-            await self.expect_error(b, {"action": "endSession", "sessionId": session_id}, "not_found")
-            return "another identity's lecture and session are not_found"
-
-        await self.step("another identity's ids are not_found", foreign_ids)
-
-        async def non_audio() -> str:
-            await self.expect_error(
-                a,
-                {
-                    "action": "createUpload",
-                    "kind": "lecture",
-                    "filename": "notes.txt",
-                    "contentType": "text/plain",
-                    "sizeBytes": 100,
-                },
-                "unsupported_media",
-            )
-            junk = b"These are lecture notes, not audio.\n" * 200
-            got = await self.expect(
-                a,
-                {
-                    "action": "createUpload",
-                    "kind": "lecture",
-                    "filename": "fake.mp3",
-                    "contentType": "audio/mpeg",
-                    "sizeBytes": len(junk),
-                },
-                "uploadUrl",
-            )
-            assert isinstance(got.message, UploadUrl)
-            response = await a.upload(got.message, junk, "fake.mp3", "audio/mpeg")
-            if response.status_code not in (200, 201, 204):
-                raise StepFailed(f"presigned POST answered {response.status_code}")
-            fake_id = got.message.uploadId
-            verdict = await a.wait_type(
+    async def _lecture_ready(self) -> str:
+        lecture_id = self.lecture_id
+        seen: list[str] = []
+        deadline = self.uploaded_at + self.budget.lecture_ready_s
+        while True:
+            got = await self.student.wait_type(
                 "lecture",
-                where=lambda r: bool(
-                    r.data and r.data.get("lectureId") == fake_id and r.data.get("status") != "pending"
-                ),
-                within=self.budget.lecture_ready_s,
+                where=lambda r: bool(r.data and r.data.get("lectureId") == lecture_id),
+                within=max(0.1, deadline - time.monotonic()),
             )
-            assert isinstance(verdict.message, Lecture)
-            if verdict.message.status != "rejected" or not verdict.message.reason:
-                raise StepFailed(f"a text file uploaded as audio/mpeg was not rejected: {verdict.raw!r}")
-            await self.expect_error(a, {"action": "startSession", "lectureId": fake_id}, "lecture_not_ready")
-            return f"rejected: {verdict.message.reason}"
+            assert isinstance(got.message, Lecture)
+            seen.append(got.message.status)
+            if got.message.status == "ready":
+                break
+            if got.message.status == "rejected":
+                raise StepFailed(f"the lecture was rejected: {got.message.reason}")
+        seconds = time.monotonic() - self.uploaded_at
+        self.report.lecture.update(
+            status="ready",
+            readyS=round(seconds, 2),
+            durationSeconds=got.message.durationSeconds,
+            contextMode=got.message.contextMode,
+            statuses=seen,
+        )
+        if got.message.contextMode is None:
+            raise StepFailed("a ready lecture without contextMode")
+        return f"ready after {seconds:.1f} s ({' -> '.join(seen)}), {got.message.contextMode} mode"
 
-        await self.step("a non-audio upload is rejected", non_audio)
+    async def _get_lecture(self) -> str:
+        got = await self.expect(
+            self.student, {"action": "getLecture", "lectureId": self.lecture_id}, "lecture"
+        )
+        assert isinstance(got.message, Lecture)
+        if got.message.status != "ready":
+            raise StepFailed(f"getLecture says {got.message.status}")
+        return "ready"
 
-        async def upload_policy() -> str:
-            got = await self.expect(
-                a,
-                {
-                    "action": "createUpload",
-                    "kind": "query",
-                    "filename": "q.mp3",
-                    "contentType": "audio/mpeg",
-                    "sizeBytes": 1000,
-                },
-                "uploadUrl",
+    async def _start_session(self) -> str:
+        got = await self.expect(
+            self.student, {"action": "startSession", "lectureId": self.lecture_id}, "session"
+        )
+        assert isinstance(got.message, Session)
+        self.session_id = got.message.sessionId
+        return got.message.sessionId
+
+    async def _ask_once(
+        self, kind: str, question: str, voice_input: bool, voice_output: bool, **fields: Any
+    ) -> QueryResult:
+        result = await self.student.query(
+            self.session_id, within=self.budget.answer_ms / 1000 + 5, voice=voice_output, **fields
+        )
+        self._record_turn(kind, question, result)
+        silent = self.meaningless and said_nothing(result)
+        problems = stream_problems(
+            result, voice_input=voice_input, voice_output=voice_output, allow_empty=silent
+        )
+        problems += budget_problems(result, self.budget, voice_output=voice_output)
+        if self.inputs.expect_standin:
+            problems += standin_label_problems(result)
+        if result.answer is not None and result.answer.audio:
+            problems += await self._fetch_audio(result.answer.audio[0])
+        self.results[kind] = result
+        if problems:
+            raise StepFailed("; ".join(problems))
+        return result
+
+    async def _ask(
+        self, kind: str, question: str, voice_input: bool, voice_output: bool, **fields: Any
+    ) -> str:
+        # A model whose words mean nothing may say nothing at all: its answer then has no text
+        # or speech to check, so the question is asked again (each try is checked and listed).
+        attempts = MEANINGLESS_ATTEMPTS if self.meaningless else 1
+        for attempt in range(1, attempts + 1):
+            result = await self._ask_once(kind, question, voice_input, voice_output, **fields)
+            if not said_nothing(result):
+                t = result.timings()
+                return ", ".join(f"{k} {v:.0f}" for k, v in t.items() if v is not None)
+            self.report.skipped.append(
+                f"{kind} question, try {attempt}: the model said nothing, so that answer's text and "
+                "speech could not be checked (the model's words mean nothing); asked again"
             )
-            assert isinstance(got.message, UploadUrl)
-            up = got.message
-            clip = self.inputs.voice_question
-            attempts = {
-                "another key": (
-                    UploadUrl(**{**up.model_dump(), "fields": {**up.fields, "key": up.key + ".other"}}),
-                    clip,
-                    "audio/mpeg",
-                ),
-                "another content type": (
-                    UploadUrl(**{**up.model_dump(), "fields": {**up.fields, "Content-Type": "text/plain"}}),
-                    clip,
-                    "text/plain",
-                ),
-                "over maxBytes": (up, bytes(up.maxBytes + 1), "audio/mpeg"),
-            }
-            refused = []
-            for label, (form, data, ctype) in attempts.items():
-                response = await a.upload(form, data, "q.mp3", ctype)
-                if response.status_code < 400:
-                    raise StepFailed(
-                        f"an upload to {label} was accepted ({response.status_code}): the policy does not hold"
-                    )
-                refused.append(f"{label} {response.status_code}")
-            return "refused: " + ", ".join(refused)
+        raise StepFailed(
+            f"the model said nothing in {attempts} tries: the answer's text and speech were never checked"
+        )
 
-        await self.step("the presigned POST policy holds (key, type, size)", upload_policy)
+    async def _voice_question(self) -> str:
+        clip = base64.b64encode(self.inputs.voice_question).decode()
+        return await self._ask("voice", VOICE_QUESTION, True, True, audio=clip)
+
+    async def _text_question(self) -> str:
+        return await self._ask("text", self.text_question, False, True, text=self.text_question)
+
+    @property
+    def text_question(self) -> str:
+        """TEXT_QUESTION with this run's codeword."""
+        return codeword_question(TEXT_QUESTION, self.inputs.codeword)
+
+    async def _follow_up(self) -> str:
+        earlier = self.results.get("text")
+        if earlier is None or earlier.answer is None:
+            raise StepFailed("the earlier text question has no answer to follow up on")
+        detail = await self._ask("follow-up", FOLLOW_UP, False, False, text=FOLLOW_UP)
+        if self.meaningless:
+            self._skip_word_check("follow-up recalls the codeword")
+            return detail + "; word check skipped (the model's words mean nothing)"
+        result = self.results["follow-up"]
+        problems = follow_up_problems(
+            self.text_question,
+            result.answer.text if result.answer else "",
+            self.inputs.codeword,
+            standin=self.inputs.expect_standin,
+        )
+        if problems:
+            raise StepFailed("; ".join(problems))
+        return detail + "; gives the codeword only the earlier turn held"
+
+    async def _end_session(self) -> str:
+        a = self.student
+        await self.expect(a, {"action": "endSession", "sessionId": self.session_id}, "sessionEnded")
+        await self.expect_error(a, {"action": "startSession", "lectureId": "lec_" + "0" * 32}, "not_found")
+        return "ended"
+
+    async def _still_open(self) -> str:
+        if not self.student.is_open:
+            raise StepFailed(f"the connection did not live on: {self.student.closed_reason}")
+        return "open"
+
+    async def _hostile(self) -> None:
+        await self.step("bad messages are answered with errors", self._bad_messages)
+        await self.step("another identity's ids are not_found", self._foreign_ids)
+        await self.step("a non-audio upload is rejected", self._non_audio)
+        await self.step("the presigned POST policy holds (key, type, size)", self._upload_policy)
+
+    async def _bad_messages(self) -> str:
+        a = self.student
+        await self.expect_error(a, "{this is not json", "bad_request")
+        await self.expect_error(a, {"action": "dance", "requestId": "bad-1"}, "unknown_action", "bad-1")
+        await self.expect_error(
+            a, {"action": "query", "sessionId": self.session_id, "requestId": "bad-2"}, "bad_request", "bad-2"
+        )
+        await self.expect_error(a, {"action": "getLecture", "lectureId": "lec_" + "f" * 32}, "not_found")
+        return "bad JSON, unknown action, missing field, unknown id"
+
+    async def _foreign_ids(self) -> str:
+        b = await self.open("intruder")
+        await self.expect_error(b, {"action": "getLecture", "lectureId": self.lecture_id}, "not_found")
+        await self.expect_error(b, {"action": "startSession", "lectureId": self.lecture_id}, "not_found")
+        await self.expect_error(
+            b,
+            {"action": "query", "sessionId": self.session_id, "requestId": "steal-1", "text": "hello?"},
+            "not_found",
+            "steal-1",
+        )
+        await self.expect_error(b, {"action": "endSession", "sessionId": self.session_id}, "not_found")
+        return "another identity's lecture and session are not_found"
+
+    async def _non_audio(self) -> str:
+        a = self.student
+        await self.expect_error(
+            a,
+            {
+                "action": "createUpload",
+                "kind": "lecture",
+                "filename": "notes.txt",
+                "contentType": "text/plain",
+                "sizeBytes": 100,
+            },
+            "unsupported_media",
+        )
+        junk = b"These are lecture notes, not audio.\n" * 200
+        got = await self.expect(
+            a,
+            {
+                "action": "createUpload",
+                "kind": "lecture",
+                "filename": "fake.mp3",
+                "contentType": "audio/mpeg",
+                "sizeBytes": len(junk),
+            },
+            "uploadUrl",
+        )
+        assert isinstance(got.message, UploadUrl)
+        response = await a.upload(got.message, junk, "fake.mp3", "audio/mpeg")
+        if response.status_code not in (200, 201, 204):
+            raise StepFailed(f"presigned POST answered {response.status_code}")
+        fake_id = got.message.uploadId
+        verdict = await a.wait_type(
+            "lecture",
+            where=lambda r: bool(
+                r.data and r.data.get("lectureId") == fake_id and r.data.get("status") != "pending"
+            ),
+            within=self.budget.lecture_ready_s,
+        )
+        assert isinstance(verdict.message, Lecture)
+        if verdict.message.status != "rejected" or not verdict.message.reason:
+            raise StepFailed(f"a text file uploaded as audio/mpeg was not rejected: {verdict.raw!r}")
+        await self.expect_error(a, {"action": "startSession", "lectureId": fake_id}, "lecture_not_ready")
+        return f"rejected: {verdict.message.reason}"
+
+    async def _upload_policy(self) -> str:
+        a = self.student
+        got = await self.expect(
+            a,
+            {
+                "action": "createUpload",
+                "kind": "query",
+                "filename": "q.mp3",
+                "contentType": "audio/mpeg",
+                "sizeBytes": 1000,
+            },
+            "uploadUrl",
+        )
+        assert isinstance(got.message, UploadUrl)
+        up = got.message
+        clip = self.inputs.voice_question
+        attempts = {
+            "another key": (
+                UploadUrl(**{**up.model_dump(), "fields": {**up.fields, "key": up.key + ".other"}}),
+                clip,
+                "audio/mpeg",
+            ),
+            "another content type": (
+                UploadUrl(**{**up.model_dump(), "fields": {**up.fields, "Content-Type": "text/plain"}}),
+                clip,
+                "text/plain",
+            ),
+            "over maxBytes": (up, bytes(up.maxBytes + 1), "audio/mpeg"),
+        }
+        refused = []
+        for label, (form, data, ctype) in attempts.items():
+            response = await a.upload(form, data, "q.mp3", ctype)
+            if response.status_code < 400:
+                raise StepFailed(
+                    f"an upload to {label} was accepted ({response.status_code}): the policy does not hold"
+                )
+            refused.append(f"{label} {response.status_code}")
+        return "refused: " + ", ".join(refused)
 
     def _skip_word_check(self, name: str) -> None:
         self.report.skipped.append(f"{name}: {WORD_CHECKS[name]} (the model's words mean nothing)")

@@ -1,10 +1,10 @@
-"""AgentCore services with nothing behind them: model server and TTS on closed loopback ports, no AWS
+"""AgentCore deps with nothing behind them: model server and TTS on closed loopback ports, no AWS
 (for tests of AgentCore's own routes: readiness, draining, diagnostics)."""
 
 from __future__ import annotations
 
 from synapscribe.agentcore import admission as adm
-from synapscribe.agentcore.pipeline import Services
+from synapscribe.agentcore.pipeline import AgentCoreDeps
 from synapscribe.agentcore.tts_client import TtsClient
 from synapscribe.agentcore.vllm_client import VllmClient
 from synapscribe.platform import load_platform
@@ -16,9 +16,9 @@ class _NoAws:
         pass
 
 
-def offline_services() -> Services:
+def offline_deps() -> AgentCoreDeps:
     closed = f"http://127.0.0.1:{free_port()}"
-    return Services(
+    return AgentCoreDeps(
         platform=load_platform(),
         aws=_NoAws(),  # type: ignore[arg-type]
         vllm=VllmClient(closed + "/v1", "m", None, 1.0),

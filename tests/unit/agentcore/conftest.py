@@ -1,5 +1,5 @@
 """Fixtures of the AgentCore tests: a generated lecture and question, and `make_rig`, the query
-pipeline in-process (agentcore_rig.py)."""
+pipeline in-process (pipeline_rig.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any
 
 import pytest
-from agentcore_rig import Rig, build_rig
+from pipeline_rig import Rig, build_rig
 from required_tools import require_tools
 from synapscribe import audiogen
 from synapscribe.platform import PlatformConfig
@@ -34,6 +34,6 @@ def question_file(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 def make_rig(
     aws: AwsResources, platform: PlatformConfig, lecture_file: bytes
 ) -> Callable[..., AbstractAsyncContextManager[Rig]]:
-    """`async with make_rig(tts=…, vllm_up=…, limit=…, …) as rig:` (see agentcore_rig.build_rig)."""
+    """`async with make_rig(tts=…, vllm_up=…, limit=…, …) as rig:` (see pipeline_rig.build_rig)."""
     build: Callable[..., Any] = partial(build_rig, aws, platform, lecture_file)
     return build

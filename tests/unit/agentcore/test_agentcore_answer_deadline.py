@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentcore_rig import OWNER, check_order, query_job
+from pipeline_rig import OWNER, check_order, query_job
 from synapscribe.agentcore.pipeline import QueryPipeline
 from synapscribe.store import DEADLINES_ATTRIBUTE, FINALS_ATTRIBUTE, final_claim_key
 
@@ -27,9 +27,9 @@ async def test_the_claim_records_a_deadline_and_the_final_clears_it(make_rig: An
 
         monkeypatch.setattr(rig.store, "claim_final", watching)
         before = rig.store.now()
-        await QueryPipeline(rig.services).run(job)
+        await QueryPipeline(rig.deps).run(job)
         assert check_order(rig.gateway.messages["c1"], voice_in=False)["type"] == "answer"
-        lease = rig.services.platform.quotas.job_lease_seconds
+        lease = rig.deps.platform.quotas.job_lease_seconds
         assert recorded[0]["owner"] == OWNER and recorded[0]["requestId"] == job.requestId
         assert before + lease <= recorded[0]["until"] <= rig.store.now() + lease
         item = rig.store.get_connection("c1")
@@ -50,7 +50,7 @@ async def test_a_final_after_the_sweeper_took_over_is_not_sent(make_rig: Any, mo
             return won
 
         monkeypatch.setattr(rig.store, "claim_final", then_overdue)
-        await QueryPipeline(rig.services).run(job)
+        await QueryPipeline(rig.deps).run(job)
         types = [m["type"] for m in rig.gateway.messages.get("c1", [])]
         assert "answer" not in types and "error" not in types, types
         assert rig.store.get_connection("c1")[FINALS_ATTRIBUTE] == {key: "sweeper"}

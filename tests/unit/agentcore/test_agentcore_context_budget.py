@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentcore_rig import check_order
+from pipeline_rig import check_order
 from synapscribe import audiogen
 from synapscribe.platform import PlatformConfig
 from synapscribe.standin.tokens import count_text_tokens
@@ -40,7 +40,7 @@ async def test_a_digit_heavy_question_is_counted_exactly_and_fits(
         messages = await rig.ask(rig.session(), text=question)
         answer = check_order(messages, voice_in=False)
         assert answer["type"] == "answer", answer  # the stand-in refuses anything over 4096 tokens
-        assert rig.services.counter is not None and rig.services.counter.calls > 0
+        assert rig.deps.counter is not None and rig.deps.counter.calls > 0
         assert rig.vllm_bodies[-1]["max_tokens"] < small.context.answer_max_tokens  # shortened to fit
 
 
@@ -59,17 +59,17 @@ async def test_digit_heavy_history_is_trimmed_by_exact_counts(
         assert answer["type"] == "answer", answer
         sent = json.dumps(rig.vllm_bodies[-1]["messages"])
         assert "Question number 11:" in sent and "Question number 0:" not in sent
-        calls = rig.services.counter.calls if rig.services.counter else 0
+        calls = rig.deps.counter.calls if rig.deps.counter else 0
         # A follow-up recounts only what is new: the history texts are remembered.
         await rig.ask(session_id, text="And what does it make?")
-        assert rig.services.counter is not None and rig.services.counter.calls <= calls + 4
+        assert rig.deps.counter is not None and rig.deps.counter.calls <= calls + 4
 
 
 async def test_a_short_question_without_history_needs_no_tokenize_call(make_rig: Any) -> None:
     async with make_rig() as rig:
         messages = await rig.ask(rig.session(), text="What does rubisco fix?")
         assert check_order(messages, voice_in=False)["type"] == "answer"
-        assert rig.services.counter is None or rig.services.counter.calls == 0
+        assert rig.deps.counter is None or rig.deps.counter.calls == 0
 
 
 async def test_a_question_that_cannot_fit_is_too_large_naming_the_limit(

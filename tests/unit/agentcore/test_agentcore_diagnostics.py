@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentcore_offline import offline_services
+from agentcore_offline import offline_deps
 from fastapi.testclient import TestClient
 from synapscribe.agentcore import diagnostics as diag
 from synapscribe.agentcore.app import create_app
@@ -40,8 +40,8 @@ def client_from() -> Iterator[Any]:
     opened: list[TestClient] = []
 
     def make(host: str = "127.0.0.1", headers: dict[str, str] | None = None) -> TestClient:
-        services = offline_services()
-        client = TestClient(create_app(None, None, services), client=(host, 40000), headers=headers)
+        deps = offline_deps()
+        client = TestClient(create_app(None, None, deps), client=(host, 40000), headers=headers)
         client.__enter__()
         opened.append(client)
         return client

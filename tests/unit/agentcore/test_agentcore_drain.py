@@ -7,7 +7,7 @@ import signal
 
 import pytest
 import uvicorn
-from agentcore_offline import offline_services
+from agentcore_offline import offline_deps
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from synapscribe.agentcore.app import create_app
@@ -80,9 +80,9 @@ async def test_on_tick_exits_once_the_drain_is_over() -> None:
 
 
 def test_draining_agentcore_refuses_new_work_with_503() -> None:
-    services = offline_services()
+    deps = offline_deps()
     drain = Drain(30)
-    app = create_app(None, None, services, drain=drain)
+    app = create_app(None, None, deps, drain=drain)
     job = JOB
     with TestClient(app) as client:
         assert client.get("/ready").status_code == 503  # model server and TTS are closed ports
@@ -95,7 +95,7 @@ def test_draining_agentcore_refuses_new_work_with_503() -> None:
         transcribe = client.post("/v1/lectures/lec_x/transcribe", json={})
         assert transcribe.status_code == 503 and transcribe.json()["draining"] is True
         assert client.get("/health").status_code == 200
-        assert services.tasks == set()
+        assert deps.tasks == set()
 
 
 def test_drain_timeout_is_validated_and_fits_the_spot_notice() -> None:
@@ -116,11 +116,11 @@ def test_edge_maps_the_drain_refusal_to_busy() -> None:
 
     drain = Drain(30)
     drain.begin()
-    services = offline_services()
+    deps = offline_deps()
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(None, None, services, drain=drain), host="127.0.0.1", port=port, log_level="error"
+            create_app(None, None, deps, drain=drain), host="127.0.0.1", port=port, log_level="error"
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentcore_rig import OWNER, check_order, query_job
+from pipeline_rig import OWNER, check_order, query_job
 from synapscribe.agentcore.pipeline import QueryPipeline
 from synapscribe.store import FINALS_ATTRIBUTE, final_claim_key
 
@@ -18,7 +18,7 @@ async def test_the_edge_claiming_first_means_agentcore_sends_nothing(make_rig: A
         job = query_job(session_id, "c1", text=QUESTION, voice=True)
         key = final_claim_key(job.requestId, job.receivedAtMs)
         assert rig.store.claim_final("c1", key, "edge") is True  # the edge's hand-off timed out
-        await QueryPipeline(rig.services).run(job)
+        await QueryPipeline(rig.deps).run(job)
         assert rig.gateway.messages.get("c1", []) == []
         assert rig.vllm_bodies == []  # not even asked the model
         stored = rig.store.get_session(session_id, OWNER)
@@ -32,7 +32,7 @@ async def test_agentcore_claims_first_so_its_answer_is_the_only_final(make_rig: 
         rig.store.put_connection("c1", OWNER)
         job = query_job(session_id, "c1", text=QUESTION, voice=True)
         key = final_claim_key(job.requestId, job.receivedAtMs)
-        await QueryPipeline(rig.services).run(job)
+        await QueryPipeline(rig.deps).run(job)
         answer = check_order(rig.gateway.messages["c1"], voice_in=False)
         assert answer["type"] == "answer" and answer["requestId"] == job.requestId
         assert rig.store.get_connection("c1")[FINALS_ATTRIBUTE] == {key: "agentcore"}  # type: ignore[index]
@@ -42,7 +42,7 @@ async def test_agentcore_claims_first_so_its_answer_is_the_only_final(make_rig: 
 async def test_a_gone_connection_gets_nothing_and_costs_no_model_call(make_rig: Any) -> None:
     async with make_rig() as rig:
         session_id = rig.session()
-        await QueryPipeline(rig.services).run(query_job(session_id, "c-gone", text=QUESTION, voice=True))
+        await QueryPipeline(rig.deps).run(query_job(session_id, "c-gone", text=QUESTION, voice=True))
         assert rig.gateway.messages == {} and rig.vllm_bodies == []
 
 
@@ -55,5 +55,5 @@ async def test_a_failing_claim_still_answers(make_rig: Any, monkeypatch: Any) ->
 
         monkeypatch.setattr(rig.store, "claim_final", broken)
         job = query_job(session_id, "c1", text=QUESTION, voice=True)
-        await QueryPipeline(rig.services).run(job)
+        await QueryPipeline(rig.deps).run(job)
         assert check_order(rig.gateway.messages["c1"], voice_in=False)["type"] == "answer"

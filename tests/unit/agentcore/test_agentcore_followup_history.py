@@ -10,7 +10,7 @@ import random
 from typing import Any
 
 import pytest
-from agentcore_rig import check_order
+from pipeline_rig import check_order
 from synapscribe.agentcore import prompts
 from synapscribe.smoke.checks import codeword_question, follow_up_problems, new_codeword
 from synapscribe.smoke.runner import FOLLOW_UP, TEXT_QUESTION

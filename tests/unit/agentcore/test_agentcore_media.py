@@ -72,8 +72,11 @@ async def test_other_formats_are_converted_to_mp3(tmp_path: Path) -> None:
     mp3 = await media.to_mp3(wav.path.read_bytes())
     assert media.sniff_format(mp3) == "mp3"
     assert abs(media.duration_seconds(mp3, "mp3") - wav.duration_seconds) < 0.2
-    with pytest.raises(media.MediaError, match="ffmpeg failed"):
+    # Bytes in no accepted format are refused by name before ffmpeg (which reads far more) sees them.
+    with pytest.raises(media.MediaError, match=r"not an audio recording \(it is a text file\)"):
         await media.to_mp3(b"garbage bytes")
+    with pytest.raises(media.MediaError, match=r"WAV recording cannot be decoded.*ffmpeg failed"):
+        await media.to_mp3(wav.path.read_bytes()[:30])
 
 
 def test_item_bounds_are_equal_and_within_the_limit() -> None:

@@ -11,7 +11,7 @@ import subprocess
 from typing import Any
 
 import pytest
-from agentcore_rig import OWNER, check_order
+from pipeline_rig import OWNER, check_order
 from required_tools import require_tools
 from synapscribe import keys
 from synapscribe.agentcore import media
@@ -111,7 +111,7 @@ async def test_a_transcript_mode_lecture_shorter_than_measured_is_rejected_with_
     async with make_rig(lecture_bytes=_first_half(lecture_file)) as rig:
         lecture_id = rig.lecture["lectureId"]
         rig.store.update_lecture(lecture_id, {"status": "transcribing", "contextMode": "transcript"})
-        await prepare_transcript(rig.services, lecture_id, "c-up")
+        await prepare_transcript(rig.deps, lecture_id, "c-up")
         stored = rig.store.get_lecture(lecture_id, OWNER)
         assert stored is not None and stored["status"] == "rejected"
         assert stored["reason"].startswith("The lecture could not be read completely: only 45.")

@@ -1,4 +1,4 @@
-"""The query pipeline in-process (agentcore_rig.py): the real stand-in app (ASGI), moto for
+"""The query pipeline in-process (pipeline_rig.py): the real stand-in app (ASGI), moto for
 S3/DynamoDB, fake TTS and a recording @connections client. Every pushed message is checked against
 the contract."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentcore_rig import FAKE_MP3, OWNER, Rig, check_order, tts_down
+from pipeline_rig import FAKE_MP3, OWNER, Rig, check_order, tts_down
 from synapscribe import audiogen, keys, planner
 from synapscribe.platform import PlatformConfig
 
@@ -124,11 +124,11 @@ async def test_model_server_down_is_upstream_unavailable_at_once(make_rig: Any) 
 
 async def test_busy_when_no_slot_frees_in_time(make_rig: Any) -> None:
     async with make_rig(limit=1, queue_timeout=0.05) as rig:
-        await rig.services.admission.acquire()
+        await rig.deps.admission.acquire()
         messages = await rig.ask(rig.session(), text="What does rubisco fix?")
         assert [m["type"] for m in messages] == ["error"]
         assert messages[0]["code"] == "busy"
-        rig.services.admission.release()
+        rig.deps.admission.release()
 
 
 async def test_bad_question_audio_is_refused_specifically(make_rig: Any) -> None:
@@ -184,7 +184,7 @@ async def test_transcript_mode_lecture_is_transcribed_in_segments(make_rig: Any,
 
     async with make_rig() as rig:
         lecture_id = await _transcribing(rig)
-        await prepare_transcript(rig.services, lecture_id, "c-up")
+        await prepare_transcript(rig.deps, lecture_id, "c-up")
         stored = rig.store.get_lecture(lecture_id, OWNER)
         assert stored is not None and stored["status"] == "ready" and stored["contextMode"] == "transcript"
         [pushed] = rig.gateway.messages["c-up"]
@@ -213,7 +213,7 @@ async def test_transcript_mode_lecture_is_transcribed_in_segments(make_rig: Any,
         lecture_text = rig.vllm_bodies[-1]["messages"][1]["content"]
         assert lecture_text.startswith("The lecture, as a transcript with timestamps:\n[00:00-00:4")
         # A second call finds the lecture ready and changes nothing.
-        await prepare_transcript(rig.services, lecture_id, "c-up")
+        await prepare_transcript(rig.deps, lecture_id, "c-up")
         assert len(rig.gateway.messages["c-up"]) == 1
 
 
@@ -222,7 +222,7 @@ async def test_transcription_failure_rejects_with_a_reason(make_rig: Any) -> Non
 
     async with make_rig(vllm_up=False) as rig:
         lecture_id = await _transcribing(rig)
-        await prepare_transcript(rig.services, lecture_id, None)  # falls back to the lecture's connection
+        await prepare_transcript(rig.deps, lecture_id, None)  # falls back to the lecture's connection
         stored = rig.store.get_lecture(lecture_id, OWNER)
         assert stored is not None and stored["status"] == "rejected"
         assert "model server" in stored["reason"]
@@ -243,7 +243,7 @@ async def test_transcript_over_the_context_is_rejected_naming_the_limit(
     )
     async with make_rig(p=small, lecture_bytes=long) as rig:
         lecture_id = await _transcribing(rig)
-        await prepare_transcript(rig.services, lecture_id, "c-up")
+        await prepare_transcript(rig.deps, lecture_id, "c-up")
         stored = rig.store.get_lecture(lecture_id, OWNER)
         assert stored is not None and stored["status"] == "rejected"
         assert f"at most {small.lecture_token_budget}" in stored["reason"]

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 import pytest
-from agentcore_rig import OWNER, Rig
+from pipeline_rig import OWNER, Rig
 from synapscribe import keys
 from synapscribe.agentcore.lectures import TRANSCRIBE_LEASE_SECONDS, LectureContexts, transcribe_answer
 
@@ -55,7 +55,7 @@ def _lectures(rig: Rig, connection: str) -> list[dict[str, Any]]:
 async def test_started_three_times_at_once_transcribes_once(make_rig: Any) -> None:
     async with make_rig() as rig:
         lecture_id = _transcribing(rig)
-        lectures = rig.services.lectures
+        lectures = rig.deps.lectures
         # A second AgentCore instance (its own memory) sharing the same DynamoDB and S3.
         other = LectureContexts(lectures.aws, lectures.vllm, lectures.admission, lectures.platform)
         await asyncio.gather(
@@ -81,17 +81,17 @@ async def test_a_live_claim_is_respected_and_an_expired_one_taken_over(make_rig:
     async with make_rig() as rig:
         now = rig.store.now()
         lecture_id = _transcribing(rig, transcribeLeaseUntil=now + 60, transcribeWorker="elsewhere")
-        await rig.services.lectures.run_transcription(lecture_id, "c-up")
+        await rig.deps.lectures.run_transcription(lecture_id, "c-up")
         assert _transcriptions(rig) == 0 and _lectures(rig, "c-up") == []
         stored = rig.store.get_lecture(lecture_id, OWNER)
         assert stored is not None and stored["status"] == "transcribing"
         assert stored["transcribeWorker"] == "elsewhere"
 
         rig.store.update_lecture(lecture_id, {"transcribeLeaseUntil": now - 1})  # that worker died
-        await rig.services.lectures.run_transcription(lecture_id, "c-up")
+        await rig.deps.lectures.run_transcription(lecture_id, "c-up")
         stored = rig.store.get_lecture(lecture_id, OWNER)
         assert stored is not None and stored["status"] == "ready" and _transcriptions(rig) == 2
-        assert stored["transcribeWorker"] == rig.services.lectures.worker
+        assert stored["transcribeWorker"] == rig.deps.lectures.worker
         assert stored["transcribeLeaseUntil"] >= now + TRANSCRIBE_LEASE_SECONDS
 
 
@@ -99,7 +99,7 @@ async def test_our_own_claim_left_by_a_retried_write_is_resumed_once(make_rig: A
     """A claim whose write applied but whose response was lost is retried by the SDK and then fails
     its condition on our own lease: the lecture must not stay `transcribing` with nobody on it."""
     async with make_rig() as rig:
-        lectures = rig.services.lectures
+        lectures = rig.deps.lectures
         now = rig.store.now()
         lecture_id = _transcribing(
             rig, transcribeLeaseUntil=now + TRANSCRIBE_LEASE_SECONDS, transcribeWorker=lectures.worker
@@ -116,9 +116,9 @@ async def test_our_own_claim_left_by_a_retried_write_is_resumed_once(make_rig: A
 async def test_audio_mode_and_rejected_lectures_are_never_transcribed(make_rig: Any) -> None:
     async with make_rig() as rig:
         lecture_id = rig.lecture["lectureId"]  # ready, audio mode
-        await rig.services.lectures.run_transcription(lecture_id, "c-up")
+        await rig.deps.lectures.run_transcription(lecture_id, "c-up")
         rig.store.update_lecture(lecture_id, {"status": "rejected", "contextMode": "transcript"})
-        await rig.services.lectures.run_transcription(lecture_id, "c-up")
+        await rig.deps.lectures.run_transcription(lecture_id, "c-up")
         assert rig.vllm_bodies == [] and _lectures(rig, "c-up") == []
         stored = rig.store.get_lecture(lecture_id, OWNER)
         assert stored is not None and stored["status"] == "rejected"
@@ -127,13 +127,11 @@ async def test_audio_mode_and_rejected_lectures_are_never_transcribed(make_rig: 
 async def test_a_stored_transcript_is_reused_not_made_again(make_rig: Any) -> None:
     async with make_rig() as rig:
         lecture_id = _transcribing(rig)
-        await rig.services.lectures.run_transcription(lecture_id, "c-up")
+        await rig.deps.lectures.run_transcription(lecture_id, "c-up")
         assert _transcriptions(rig) == 2
         # As if the worker had died after storing the transcript, before recording `ready`.
         _transcribing(rig, transcribeLeaseUntil=0)
-        fresh = LectureContexts(
-            rig.services.aws, rig.services.vllm, rig.services.admission, rig.services.platform
-        )
+        fresh = LectureContexts(rig.deps.aws, rig.deps.vllm, rig.deps.admission, rig.deps.platform)
         await fresh.run_transcription(lecture_id, "c-up")
         assert _transcriptions(rig) == 2
         stored = rig.store.get_lecture(lecture_id, OWNER)
@@ -146,7 +144,7 @@ async def test_status_changed_under_it_is_logged_and_pushed(
 ) -> None:
     async with make_rig() as rig:
         lecture_id = _transcribing(rig)
-        lectures = rig.services.lectures
+        lectures = rig.deps.lectures
         real = lectures.make_transcript
 
         async def regressed(lecture: dict[str, Any]) -> dict[str, Any]:

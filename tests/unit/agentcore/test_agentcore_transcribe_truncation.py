@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx2
 import pytest
-from agentcore_rig import OWNER, check_order
 from mutagen.id3 import ID3, TXXX
+from pipeline_rig import OWNER, check_order
 from synapscribe import audiogen, keys
 from synapscribe.agentcore import media
 from synapscribe.agentcore.app import prepare_transcript
@@ -159,7 +159,7 @@ async def test_a_lecture_segment_cut_short_is_transcribed_in_halves(
     assert half < whole  # a cap between the two cuts every item but no half
     async with make_rig(standin=cut_transcriptions_at(half)) as rig:
         lecture_id = _transcribing(rig)
-        await prepare_transcript(rig.services, lecture_id, "c-up")
+        await prepare_transcript(rig.deps, lecture_id, "c-up")
         stored = rig.store.get_lecture(lecture_id, OWNER)
         assert stored is not None and stored["status"] == "ready", stored
         segments = json.loads(
@@ -179,7 +179,7 @@ async def test_a_lecture_segment_cut_short_is_transcribed_in_halves(
 async def test_a_lecture_that_stays_cut_short_is_rejected_with_a_reason(make_rig: Any) -> None:
     async with make_rig(standin=cut_transcriptions_at(5)) as rig:
         lecture_id = _transcribing(rig)
-        await prepare_transcript(rig.services, lecture_id, "c-up")
+        await prepare_transcript(rig.deps, lecture_id, "c-up")
         stored = rig.store.get_lecture(lecture_id, OWNER)
         assert stored is not None and stored["status"] == "rejected"
         assert "could not be transcribed completely" in stored["reason"]

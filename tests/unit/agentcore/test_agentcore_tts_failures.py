@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import httpx
-from agentcore_rig import FAKE_MP3, check_order
+from pipeline_rig import FAKE_MP3, check_order
 from synapscribe.agentcore import pipeline
 
 

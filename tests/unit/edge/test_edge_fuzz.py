@@ -8,6 +8,7 @@ import json
 import random
 import string
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -27,135 +28,152 @@ def _ill_typed(rng: random.Random) -> Any:
     return rng.choice([None, 1, -1, 1.5, True, [], {}, [1, "a"], {"x": 1}, "", "x" * 300, "../../etc/passwd"])
 
 
+def _not_json(rng: random.Random) -> tuple[str | bytes, str]:
+    return rng.choice(["", "{", "nul", "[1,", "{'a': 1}", _junk(rng, rng.randint(1, 200))]), "bad_request"
+
+
+def _not_object(rng: random.Random) -> tuple[str | bytes, str]:
+    return json.dumps(
+        rng.choice([1, "getLecture", [], [{"action": "getLecture"}], None, 3.5, True])
+    ), "bad_request"
+
+
+def _unknown_action(rng: random.Random) -> tuple[str | bytes, str]:
+    action = rng.choice(["", "GETLECTURE", "deleteLectures", "$connect", "__proto__", _junk(rng, 500)])
+    return json.dumps({"action": action, "lectureId": "lec_1"}), "unknown_action"
+
+
+def _missing_or_bad_action(rng: random.Random) -> tuple[str | bytes, str]:
+    body: dict[str, Any] = {"lectureId": "lec_1"}
+    if rng.random() < 0.5:
+        body["action"] = rng.choice([1, None, [], {}, True])
+    return json.dumps(body), "bad_request"
+
+
+def _ill_typed_field(rng: random.Random) -> tuple[str | bytes, str]:
+    valid: dict[str, dict[str, Any]] = {
+        "createUpload": {
+            "kind": "lecture",
+            "filename": "a.mp3",
+            "contentType": "audio/mpeg",
+            "sizeBytes": 10,
+        },
+        "getLecture": {"lectureId": "lec_1"},
+        "startSession": {"lectureId": "lec_1"},
+        "query": {"sessionId": "ses_1", "text": "hi"},
+        "endSession": {"sessionId": "ses_1"},
+        "deleteLecture": {"lectureId": "lec_1"},
+    }
+    action = rng.choice(ACTIONS)
+    body = {"action": action, **valid[action]}
+    field = rng.choice(list(valid[action]))
+    value = _ill_typed(rng)
+    if value is None and rng.random() < 0.5:
+        del body[field]
+    else:
+        body[field] = value
+    if action == "createUpload" and field == "filename" and isinstance(value, str) and 0 < len(value) <= 255:
+        body["kind"] = "podcast"  # a valid filename: break another field instead
+    if action == "query" and field == "text" and isinstance(value, str) and 0 < len(value) <= 4000:
+        body["audio"] = "AAAA"  # two inputs at once
+    return json.dumps(body), "bad_request"
+
+
+def _two_inputs(rng: random.Random) -> tuple[str | bytes, str]:
+    inputs = {"text": "hi", "audio": "AAAA", "queryKey": "queries/a/b.mp3"}
+    chosen = rng.sample(sorted(inputs), rng.choice([0, 2, 3]))
+    return json.dumps(
+        {"action": "query", "sessionId": "ses_1", **{k: inputs[k] for k in chosen}}
+    ), "bad_request"
+
+
+def _huge(rng: random.Random) -> tuple[str | bytes, str]:
+    size = rng.randint(131_073, 300_000)
+    return json.dumps({"action": "query", "sessionId": "ses_1", "text": "x" * size}), "too_large"
+
+
+def _huge_inline_audio(foreign_session: str, rng: random.Random) -> tuple[str | bytes, str]:
+    clip = base64.b64encode(rng.randbytes(rng.randint(65_537, 90_000))).decode()
+    return json.dumps({"action": "query", "sessionId": foreign_session, "audio": clip}), "too_large"
+
+
+def _binary(rng: random.Random) -> tuple[str | bytes, str]:
+    return rng.randbytes(rng.randint(1, 500)), "bad_request"
+
+
+def _declared_too_large(rng: random.Random) -> tuple[str | bytes, str]:
+    kind = rng.choice(["lecture", "query"])
+    size = rng.randint(104_857_601, 10**12) if kind == "lecture" else rng.randint(2_097_153, 10**9)
+    body = {
+        "action": "createUpload",
+        "kind": kind,
+        "filename": "a.mp3",
+        "contentType": "audio/mpeg",
+        "sizeBytes": size,
+    }
+    return json.dumps(body), "too_large"
+
+
+def _unsupported_media(rng: random.Random) -> tuple[str | bytes, str]:
+    ctype = rng.choice(
+        # Media types are case-insensitive and their parameters are dropped (contract.CreateUpload),
+        # so "audio/MPEG" and "audio/mpeg; x=1" are accepted, and so are video/webm and video/mp4
+        # (what file pickers call .webm and .mp4 files); these are not.
+        [
+            "text/plain",
+            "video/x-msvideo",
+            "application/octet-stream",
+            "audio/mpeg3",
+            "text/plain; charset=utf-8",
+            "x",
+        ]
+    )
+    body = {
+        "action": "createUpload",
+        "kind": "lecture",
+        "filename": "a.mp3",
+        "contentType": ctype,
+        "sizeBytes": 10,
+    }
+    return json.dumps(body), "unsupported_media"
+
+
+def _foreign_ids(foreign_lecture: str, foreign_session: str, rng: random.Random) -> tuple[str | bytes, str]:
+    body = rng.choice(
+        [
+            {"action": "getLecture", "lectureId": foreign_lecture},
+            {"action": "startSession", "lectureId": foreign_lecture},
+            {"action": "deleteLecture", "lectureId": foreign_lecture},
+            {"action": "endSession", "sessionId": foreign_session},
+            {"action": "query", "sessionId": foreign_session, "text": "what did bob learn?"},
+            {"action": "getLecture", "lectureId": f"lec_{rng.randbytes(16).hex()}"},
+        ]
+    )
+    return json.dumps(body), "not_found"
+
+
+def _not_ready(pending_lecture: str, rng: random.Random) -> tuple[str | bytes, str]:
+    return json.dumps({"action": "startSession", "lectureId": pending_lecture}), "lecture_not_ready"
+
+
 def generators(
     foreign_lecture: str, foreign_session: str, pending_lecture: str
 ) -> list[tuple[str, Callable[[random.Random], tuple[str | bytes, str]]]]:
     """(name, make(rng) -> (frame, expected error code))."""
-
-    def not_json(rng: random.Random) -> tuple[str | bytes, str]:
-        return rng.choice(["", "{", "nul", "[1,", "{'a': 1}", _junk(rng, rng.randint(1, 200))]), "bad_request"
-
-    def not_object(rng: random.Random) -> tuple[str | bytes, str]:
-        return json.dumps(
-            rng.choice([1, "getLecture", [], [{"action": "getLecture"}], None, 3.5, True])
-        ), "bad_request"
-
-    def unknown_action(rng: random.Random) -> tuple[str | bytes, str]:
-        action = rng.choice(["", "GETLECTURE", "deleteLectures", "$connect", "__proto__", _junk(rng, 500)])
-        return json.dumps({"action": action, "lectureId": "lec_1"}), "unknown_action"
-
-    def missing_or_bad_action(rng: random.Random) -> tuple[str | bytes, str]:
-        body: dict[str, Any] = {"lectureId": "lec_1"}
-        if rng.random() < 0.5:
-            body["action"] = rng.choice([1, None, [], {}, True])
-        return json.dumps(body), "bad_request"
-
-    def ill_typed_field(rng: random.Random) -> tuple[str | bytes, str]:
-        valid: dict[str, dict[str, Any]] = {
-            "createUpload": {
-                "kind": "lecture",
-                "filename": "a.mp3",
-                "contentType": "audio/mpeg",
-                "sizeBytes": 10,
-            },
-            "getLecture": {"lectureId": "lec_1"},
-            "startSession": {"lectureId": "lec_1"},
-            "query": {"sessionId": "ses_1", "text": "hi"},
-            "endSession": {"sessionId": "ses_1"},
-            "deleteLecture": {"lectureId": "lec_1"},
-        }
-        action = rng.choice(ACTIONS)
-        body = {"action": action, **valid[action]}
-        field = rng.choice(list(valid[action]))
-        value = _ill_typed(rng)
-        if value is None and rng.random() < 0.5:
-            del body[field]
-        else:
-            body[field] = value
-        if (
-            action == "createUpload"
-            and field == "filename"
-            and isinstance(value, str)
-            and 0 < len(value) <= 255
-        ):
-            body["kind"] = "podcast"  # a valid filename: break another field instead
-        if action == "query" and field == "text" and isinstance(value, str) and 0 < len(value) <= 4000:
-            body["audio"] = "AAAA"  # two inputs at once
-        return json.dumps(body), "bad_request"
-
-    def two_inputs(rng: random.Random) -> tuple[str | bytes, str]:
-        inputs = {"text": "hi", "audio": "AAAA", "queryKey": "queries/a/b.mp3"}
-        chosen = rng.sample(sorted(inputs), rng.choice([0, 2, 3]))
-        return json.dumps(
-            {"action": "query", "sessionId": "ses_1", **{k: inputs[k] for k in chosen}}
-        ), "bad_request"
-
-    def huge(rng: random.Random) -> tuple[str | bytes, str]:
-        size = rng.randint(131_073, 300_000)
-        return json.dumps({"action": "query", "sessionId": "ses_1", "text": "x" * size}), "too_large"
-
-    def huge_inline_audio(rng: random.Random) -> tuple[str | bytes, str]:
-        clip = base64.b64encode(rng.randbytes(rng.randint(65_537, 90_000))).decode()
-        return json.dumps({"action": "query", "sessionId": foreign_session, "audio": clip}), "too_large"
-
-    def binary(rng: random.Random) -> tuple[str | bytes, str]:
-        return rng.randbytes(rng.randint(1, 500)), "bad_request"
-
-    def declared_too_large(rng: random.Random) -> tuple[str | bytes, str]:
-        kind = rng.choice(["lecture", "query"])
-        size = rng.randint(104_857_601, 10**12) if kind == "lecture" else rng.randint(2_097_153, 10**9)
-        body = {
-            "action": "createUpload",
-            "kind": kind,
-            "filename": "a.mp3",
-            "contentType": "audio/mpeg",
-            "sizeBytes": size,
-        }
-        return json.dumps(body), "too_large"
-
-    def unsupported_media(rng: random.Random) -> tuple[str | bytes, str]:
-        ctype = rng.choice(
-            ["text/plain", "video/mp4", "application/octet-stream", "audio/MPEG", "audio/mpeg; x=1", "x"]
-        )
-        body = {
-            "action": "createUpload",
-            "kind": "lecture",
-            "filename": "a.mp3",
-            "contentType": ctype,
-            "sizeBytes": 10,
-        }
-        return json.dumps(body), "unsupported_media"
-
-    def foreign_ids(rng: random.Random) -> tuple[str | bytes, str]:
-        body = rng.choice(
-            [
-                {"action": "getLecture", "lectureId": foreign_lecture},
-                {"action": "startSession", "lectureId": foreign_lecture},
-                {"action": "deleteLecture", "lectureId": foreign_lecture},
-                {"action": "endSession", "sessionId": foreign_session},
-                {"action": "query", "sessionId": foreign_session, "text": "what did bob learn?"},
-                {"action": "getLecture", "lectureId": f"lec_{rng.randbytes(16).hex()}"},
-            ]
-        )
-        return json.dumps(body), "not_found"
-
-    def not_ready(rng: random.Random) -> tuple[str | bytes, str]:
-        return json.dumps({"action": "startSession", "lectureId": pending_lecture}), "lecture_not_ready"
-
     return [
-        ("not_json", not_json),
-        ("not_object", not_object),
-        ("unknown_action", unknown_action),
-        ("missing_or_bad_action", missing_or_bad_action),
-        ("ill_typed_field", ill_typed_field),
-        ("two_inputs", two_inputs),
-        ("huge", huge),
-        ("huge_inline_audio", huge_inline_audio),
-        ("binary", binary),
-        ("declared_too_large", declared_too_large),
-        ("unsupported_media", unsupported_media),
-        ("foreign_ids", foreign_ids),
-        ("not_ready", not_ready),
+        ("not_json", _not_json),
+        ("not_object", _not_object),
+        ("unknown_action", _unknown_action),
+        ("missing_or_bad_action", _missing_or_bad_action),
+        ("ill_typed_field", _ill_typed_field),
+        ("two_inputs", _two_inputs),
+        ("huge", _huge),
+        ("huge_inline_audio", partial(_huge_inline_audio, foreign_session)),
+        ("binary", _binary),
+        ("declared_too_large", _declared_too_large),
+        ("unsupported_media", _unsupported_media),
+        ("foreign_ids", partial(_foreign_ids, foreign_lecture, foreign_session)),
+        ("not_ready", partial(_not_ready, pending_lecture)),
     ]
 
 

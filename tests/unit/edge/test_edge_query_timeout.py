@@ -9,7 +9,7 @@ import pytest
 from edge_support import AgentCoreRecorder, pushed, ws_event
 from synapscribe.edge.config import EdgeDeps
 from synapscribe.edge.websocket_handler import handle
-from synapscribe.store import FINALS_ATTRIBUTE, final_claim_key
+from synapscribe.store import DEADLINES_ATTRIBUTE, FINALS_ATTRIBUTE, final_claim_key
 
 TIMEOUT = 0.3
 
@@ -58,6 +58,8 @@ def test_timeout_before_agentcore_started_sends_one_upstream_unavailable(
     job = slow.requests[-1][1]
     key = final_claim_key(job["requestId"], job["receivedAtMs"])
     assert _finals(deps) == {key: "edge"}
+    conn = deps.store.get_connection("c1")
+    assert conn is not None and conn[DEADLINES_ATTRIBUTE] == {}  # the edge answered: nothing to sweep
     # AgentCore starting the job late loses the claim and sends nothing (tests/unit/agentcore/test_agentcore_final_claim.py).
     assert deps.store.claim_final("c1", key, "agentcore") is False
 
@@ -87,6 +89,9 @@ def test_a_failing_claim_still_tells_the_client(
     monkeypatch.setattr(deps.store, "claim_final", broken)
     out = _query(deps, "r-3")
     assert [m["code"] for m in out] == ["upstream_unavailable"] and out[0]["requestId"] == "r-3"
+    # The hand-off's deadline is withdrawn, so the sweeper does not send a second error later.
+    conn = deps.store.get_connection("c1")
+    assert conn is not None and conn[DEADLINES_ATTRIBUTE] == {}
 
 
 def test_an_unreachable_agentcore_is_not_claimed(

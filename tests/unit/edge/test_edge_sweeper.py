@@ -133,3 +133,34 @@ def test_handoff_timeouts_raise_and_the_sweeper_resumes_the_lecture(
     at(deps, monkeypatch, deps.store.now() + deps.platform.sweeper.stale_handoff_seconds)
     assert sweep(deps).resumed == [lecture_id]
     assert transcribe_calls(agentcore) == [f"/v1/lectures/{lecture_id}/transcribe"]
+
+
+def test_the_sweeper_queries_its_index_and_never_scans(
+    deps: EdgeDeps, agentcore: AgentCoreRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Settled lectures are never read: the sweeper's Query sees only the index's items, and a
+    Scan of either table would fail this test."""
+    now = deps.store.now()
+    stale = deps.platform.sweeper.stale_handoff_seconds
+    for i in range(30):
+        item = deps.store.pending_lecture_item(f"lec_ready{i}", "alice", f"lectures/alice/r{i}.mp3", "audio/mpeg", 1, None, "l.mp3")  # fmt: skip
+        deps.store.lectures.put_item(Item=item)
+        deps.store.update_lecture(f"lec_ready{i}", {"status": "ready", "contextMode": "audio"})
+    transcribing(deps, "lec_dead", lease_until=now - 1, updated_ago=stale + 400)
+
+    def no_scan(**kwargs: Any) -> None:
+        raise AssertionError(f"the sweeper scanned a table: {kwargs}")
+
+    read: list[str] = []
+    query = type(deps.store.lectures).query
+
+    def counting_query(table: Any, **kwargs: Any) -> Any:
+        page = query(table, **kwargs)
+        read.extend(str(i.get("lectureId") or i.get("connectionId")) for i in page.get("Items", []))
+        return page
+
+    for table in (deps.store.lectures, deps.store.connections):
+        monkeypatch.setattr(table, "scan", no_scan)
+    monkeypatch.setattr(type(deps.store.lectures), "query", counting_query)
+    assert sweep(deps).resumed == ["lec_dead"]
+    assert read == ["lec_dead"]

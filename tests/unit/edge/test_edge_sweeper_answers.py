@@ -7,15 +7,17 @@ second run sends nothing more, and a gone connection (410) only drops the messag
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from edge_support import CONNECTIONS_ENDPOINT, pushed
+from edge_support import CONNECTIONS_ENDPOINT, AgentCoreRecorder, pushed, ws_event
 from synapscribe.connections import ConnectionPusher
 from synapscribe.edge.config import EdgeDeps
 from synapscribe.edge.sweeper import sweep
-from synapscribe.store import DEADLINES_ATTRIBUTE, FINALS_ATTRIBUTE, final_claim_key
+from synapscribe.edge.websocket_handler import handle
+from synapscribe.store import DEADLINES_ATTRIBUTE, FINALS_ATTRIBUTE, SWEEP_ANSWER, final_claim_key
 
 
 def in_flight(deps: EdgeDeps, connection_id: str, request_id: str, until: int) -> str:
@@ -105,3 +107,84 @@ def test_a_connection_written_before_deadlines_gets_the_map_on_its_first_claim(d
     item = deps.store.get_connection("c-old")
     assert item is not None and item[DEADLINES_ATTRIBUTE][key]["requestId"] == "q-old"
     assert sweep(deps).answered == [key]
+
+
+def test_a_question_agentcore_accepted_and_never_claimed_gets_one_error(
+    deps: EdgeDeps, agentcore: AgentCoreRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AgentCore answers the hand-off 202 and dies before its claim: the deadline the edge
+    recorded at the hand-off lets the sweeper send the one final (issue 11 §3)."""
+    assert handle(ws_event("$connect", "c1", identity="alice"), deps)["statusCode"] == 200
+    lecture_id = "lec_unclaimed"
+    deps.store.create_pending_lecture(
+        lecture_id, "alice", f"lectures/alice/{lecture_id}.mp3", "audio/mpeg", 1000, None, "l.mp3"
+    )
+    deps.store.update_lecture(
+        lecture_id, {"status": "ready", "contextMode": "audio", "durationSeconds": 60.0}
+    )
+    deps.store.create_session("ses_unclaimed", "alice", lecture_id, "audio")
+    now = deps.store.now()
+    query = {
+        "action": "query",
+        "sessionId": "ses_unclaimed",
+        "requestId": "q-lost",
+        "text": "hi",
+        "voice": False,
+    }
+    assert handle(ws_event("$default", "c1", body=json.dumps(query)), deps)["statusCode"] == 200
+    assert pushed("c1") == [] and len(agentcore.requests) == 1  # accepted; AgentCore never claims
+    job = agentcore.requests[0][1]
+    key = final_claim_key("q-lost", job["receivedAtMs"])
+    item = deps.store.get_connection("c1")
+    assert item is not None and item[FINALS_ATTRIBUTE] == {}
+    record = item[DEADLINES_ATTRIBUTE][key]
+    lease = deps.platform.quotas.job_lease_seconds
+    assert record["owner"] == "alice" and record["requestId"] == "q-lost"
+    assert now + lease <= record["until"] <= deps.store.now() + lease
+    assert set(deps.quotas.ledger("alice").jobs) == {key}
+
+    assert sweep(deps).answered == []  # within the deadline: AgentCore may still claim
+    monkeypatch.setattr(deps.store, "_clock", lambda: record["until"] + 1)
+    assert sweep(deps).answered == [key]
+    errors = pushed("c1")
+    assert [(m["type"], m["code"], m["requestId"]) for m in errors] == [
+        ("error", "upstream_unavailable", "q-lost")
+    ]
+    assert deps.quotas.ledger("alice").jobs == {}
+    # An AgentCore that was only slow claims too late and sends nothing; no later run sends more.
+    assert (
+        deps.store.claim_final("c1", key, "agentcore", {**record, "until": record["until"] + lease}) is False
+    )
+    assert sweep(deps).answered == [] and len(pushed("c1")) == 1
+
+
+def test_a_refused_hand_off_leaves_no_deadline_behind(
+    deps: EdgeDeps, agentcore: AgentCoreRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert handle(ws_event("$connect", "c1", identity="alice"), deps)["statusCode"] == 200
+    deps.store.create_session("ses_busy", "alice", "lec_busy", "audio")
+    agentcore.status = 503
+    query = {"action": "query", "sessionId": "ses_busy", "requestId": "q-busy", "text": "hi", "voice": False}
+    assert handle(ws_event("$default", "c1", body=json.dumps(query)), deps)["statusCode"] == 200
+    assert [m["code"] for m in pushed("c1")] == ["busy"]
+    item = deps.store.get_connection("c1")
+    assert item is not None and item[DEADLINES_ATTRIBUTE] == {} and item[FINALS_ATTRIBUTE] == {}
+    monkeypatch.setattr(deps.store, "_clock", lambda: 10**10)
+    assert sweep(deps).answered == [] and len(pushed("c1")) == 1
+
+
+def test_a_connection_leaves_the_sweep_index_when_nothing_is_due(deps: EdgeDeps) -> None:
+    now = deps.store.now()
+    in_flight(deps, "c-done", "q-dead", until=now - 1)
+    in_flight(deps, "c-busy", "q-live", until=now + 300)
+    deps.store.put_connection("c-idle", "alice")
+
+    def indexed() -> list[str]:
+        return sorted(
+            i["connectionId"] for i in deps.store.sweep_candidates(deps.store.connections, SWEEP_ANSWER)
+        )
+
+    assert indexed() == ["c-busy", "c-done"]
+    assert len(sweep(deps).answered) == 1
+    # c-done had only the overdue question: out. c-busy still has a live one: in.
+    assert indexed() == ["c-busy"]

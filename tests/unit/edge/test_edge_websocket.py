@@ -201,6 +201,38 @@ def test_create_query_upload(deps: EdgeDeps, alice: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("blob_type", "ext"),
+    [
+        ("audio/webm;codecs=opus", "webm"),
+        ("audio/mp4; codecs=mp4a.40.2", "m4a"),
+        ("Audio/MP4", "m4a"),
+        # What a browser's file picker says of a .webm or .mp4 file, even one holding only sound.
+        ("video/webm", "webm"),
+        ("video/mp4", "m4a"),
+    ],
+)
+def test_create_upload_takes_what_browsers_call_recordings(
+    deps: EdgeDeps, alice: str, blob_type: str, ext: str
+) -> None:
+    """A MediaRecorder blob's type carries codec parameters (the media type decides) and a file
+    picker calls .webm and .mp4 files video/…; the bytes are checked when they arrive."""
+    msg = one(
+        deps,
+        alice,
+        {
+            "action": "createUpload",
+            "kind": "query",
+            "filename": "q",
+            "contentType": blob_type,
+            "sizeBytes": 10,
+        },
+    )
+    assert msg["type"] == "uploadUrl", msg
+    assert msg["key"] == f"queries/alice/{msg['uploadId']}.{ext}"
+    assert msg["fields"]["Content-Type"] == blob_type.split(";")[0].strip().lower()
+
+
+@pytest.mark.parametrize(
     ("message", "code"),
     [
         (

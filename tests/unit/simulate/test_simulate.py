@@ -135,7 +135,7 @@ def test_schedule_floor_and_scaling_in_a_day():
 def test_same_seed_same_day():
     w = Workload(sessions_per_day=500)
     a, b = day_of_questions(w, 9), day_of_questions(w, 9)
-    assert [(q.arrival, q.services) for q in a] == [(q.arrival, q.services) for q in b]
+    assert [(q.arrival, q.service_times) for q in a] == [(q.arrival, q.service_times) for q in b]
 
 
 def test_cli_prints_the_comparison(capsys):
@@ -146,6 +146,23 @@ def test_cli_prints_the_comparison(capsys):
     for figures in data.values():
         assert figures["questions"] == figures["answered"] + figures["busy"] + figures["no_host"]
         assert figures["cost_usd"] > 0
+
+
+def test_cli_start_up_defaults_to_the_platforms_one_figure(capsys, monkeypatch):
+    """Without --startup-seconds the simulator plans with platform.yaml's fleet.host_startup_seconds."""
+    import synapscribe.simulate.cli as simulate_cli
+    from synapscribe.platform import load_platform, parse_platform
+
+    data = load_platform().model_dump()
+    data["fleet"]["host_startup_seconds"] = 777
+    monkeypatch.setattr(simulate_cli, "load_platform", lambda: parse_platform(data))
+    assert main(["simulate", "--sessions", "50", "--policy", "schedule", "--json"]) == 0
+    assert "start-up 777 s" in capsys.readouterr().out
+    assert (
+        main(["simulate", "--sessions", "50", "--policy", "schedule", "--startup-seconds", "90", "--json"])
+        == 0
+    )
+    assert "start-up 90 s" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

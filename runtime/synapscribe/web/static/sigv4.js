@@ -2,7 +2,7 @@
 // Browsers cannot set headers on a WebSocket upgrade, so the signature travels in the URL
 // (X-Amz-* query parameters), which API Gateway accepts like a signed header. Written here instead
 // of bundling the AWS SDK: one GET with one signed header needs ~80 lines, and the page then loads
-// nothing it did not ship. tests/unit/test_page_js.py checks it against botocore's signer.
+// nothing it did not ship. tests/unit/web/test_page.py checks it against botocore's signer.
 
 const encoder = new TextEncoder();
 export const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";

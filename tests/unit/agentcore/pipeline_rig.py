@@ -1,6 +1,7 @@
 """AgentCore's query pipeline in-process for the tests under tests/unit/agentcore/: the real stand-in
 app (ASGI), moto for S3/DynamoDB, fake TTS and a recording @connections client that checks every
-pushed message against the contract. conftest.py's `make_rig` fixture builds one with `build_rig`."""
+pushed message against the contract. conftest.py's `make_rig` fixture builds one with `build_rig`. (Not the local harness's
+`synapscribe.local.harness.agentcore_rig`, which runs AgentCore as a process with its neighbours.)"""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from synapscribe.agentcore import admission as adm
 from synapscribe.agentcore.aws import AwsIo
 from synapscribe.agentcore.jobs import QueryJob
 from synapscribe.agentcore.lectures import LectureContexts
-from synapscribe.agentcore.pipeline import QueryPipeline, Services
+from synapscribe.agentcore.pipeline import AgentCoreDeps, QueryPipeline
 from synapscribe.agentcore.tts_client import TtsClient
 from synapscribe.agentcore.vllm_client import VllmClient
 from synapscribe.connections import ConnectionPusher
@@ -51,7 +52,7 @@ class FakeGateway:
 
 @dataclass
 class Rig:
-    services: Services
+    deps: AgentCoreDeps
     gateway: FakeGateway
     store: Store
     s3: Any
@@ -70,7 +71,7 @@ class Rig:
         if self.store.get_connection(connection) is None:  # $connect, as the edge records it
             self.store.put_connection(connection, kw.get("owner", OWNER))
         job = query_job(session_id, connection, request_id=request_id, **kw)
-        await QueryPipeline(self.services).run(job)
+        await QueryPipeline(self.deps).run(job)
         return [m for m in self.gateway.messages.get(connection, []) if m.get("requestId") == request_id]
 
 
@@ -113,7 +114,7 @@ async def build_rig(
     duration: float = 90.0,  # the lecture's measured durationSeconds (lecture_file is 1.5 min)
     standin: Callable[[StandinConfig], Any] = create_standin,
 ) -> AsyncIterator[Rig]:
-    """A ready audio-mode lecture (`lecture_bytes`, default `lecture_file`) and the services around
+    """A ready audio-mode lecture (`lecture_bytes`, default `lecture_file`) and the clients around
     the pipeline; `p` overrides the platform, `standin` makes the model app from its config."""
     p = p or platform
     lecture_bytes = lecture_file if lecture_bytes is None else lecture_bytes
@@ -145,7 +146,7 @@ async def build_rig(
         "http://tts.test", 5.0, http_client=httpx.AsyncClient(transport=httpx.MockTransport(tts))
     )
     admission = adm.Admission(limit or p.vllm.max_num_seqs, queue_timeout)
-    services = Services(
+    deps = AgentCoreDeps(
         platform=p,
         aws=aws_io,
         vllm=vllm,
@@ -163,7 +164,7 @@ async def build_rig(
         lecture_id, {"status": "ready", "contextMode": "audio", "durationSeconds": duration}
     )
     assert lecture is not None
-    rig = Rig(services, gateway, store, s3, aws.bucket, p, bodies, lecture)
+    rig = Rig(deps, gateway, store, s3, aws.bucket, p, bodies, lecture)
     try:
         yield rig
     finally:

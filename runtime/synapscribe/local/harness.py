@@ -1,6 +1,8 @@
 """AgentCore with real neighbours on loopback, for the integration tests and `bench pipeline`.
 
-Starts moto (ThreadedMotoServer) with the platform's bucket and tables, a tiny @connections
+Test support that `bench pipeline` also runs, so it lives beside the local stack (not in the
+production package `agentcore`). Starts the local stack's moto server (local/aws.py) with the
+platform's bucket and tables, a tiny @connections
 receiver that records what AgentCore pushes, the model stand-in, the TTS service and AgentCore
 itself as child processes; and helps put lectures and sessions in place and run queries.
 """
@@ -28,6 +30,8 @@ import httpx
 
 from synapscribe import keys
 from synapscribe.contract import parse_server_message
+from synapscribe.local.aws import LOCAL_CREDENTIALS, moto_server
+from synapscribe.orphans import parent_env
 from synapscribe.planner import plan_lecture
 from synapscribe.platform import load_platform
 from synapscribe.provision import provision
@@ -45,8 +49,7 @@ RESOURCES = {
     "SYNAPSCRIBE_LIMITS_TABLE": "synapscribe-harness-limits",
 }
 FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
+    **LOCAL_CREDENTIALS,
     "AWS_REGION": REGION,
     "AWS_DEFAULT_REGION": REGION,
 }
@@ -163,26 +166,6 @@ def aws_env(endpoint: str) -> dict[str, str]:
     return {**FAKE_CREDENTIALS, **RESOURCES, "AWS_ENDPOINT_URL": endpoint}
 
 
-@contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    from synapscribe.local.moto_atomic import atomic_dynamodb_writes
-
-    atomic_dynamodb_writes()
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 @dataclass
 class AgentCoreProcess:
     url: str
@@ -210,7 +193,9 @@ def spawn_agentcore(env: Mapping[str, str], timeout: float = 30.0) -> Iterator[A
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "agentcore.log"
         with log_path.open("wb") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
+            proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **parent_env(), **env}
+            )
         process = AgentCoreProcess(url, log_path, proc)
         try:
             deadline = time.monotonic() + timeout
@@ -234,11 +219,14 @@ def spawn_agentcore(env: Mapping[str, str], timeout: float = 30.0) -> Iterator[A
                     proc.wait(timeout=10)
 
 
-# --------------------------------------------------------------------------- the stack
+# --------------------------------------------------------------------------- the rig
 
 
 @dataclass
-class Stack:
+class AgentCoreRig:
+    """AgentCore as a process with its neighbours (moto, @connections receiver, stand-in, TTS).
+    Not a "stack": that word means the whole platform (the local stack, the deployed one)."""
+
     aws_endpoint: str
     receiver: ConnectionsReceiver
     standin_url: str | None
@@ -376,17 +364,17 @@ class Stack:
 
 
 @contextlib.contextmanager
-def stack(
+def agentcore_rig(
     *,
     standin_args: Sequence[str] = (),
     tts_env: Mapping[str, str] | None = None,
     agentcore_env: Mapping[str, str] | None = None,
     with_standin: bool = True,
     tts_url: str | None = None,
-) -> Iterator[Stack]:
-    """The whole runtime on loopback. `with_standin=False` points AgentCore at a closed port."""
+) -> Iterator[AgentCoreRig]:
+    """AgentCore and its neighbours on loopback. `with_standin=False` points AgentCore at a closed port."""
     with contextlib.ExitStack() as es:
-        endpoint = es.enter_context(moto_server())
+        endpoint = es.enter_context(moto_server(free_port()))
         env = aws_env(endpoint)
         session = _moto_session()
         provision(
@@ -409,6 +397,6 @@ def stack(
             **(agentcore_env or {}),
         }
         agentcore = es.enter_context(spawn_agentcore(agent_env))
-        st = Stack(endpoint, receiver, standin_url, tts_url, agentcore, agent_env)
+        st = AgentCoreRig(endpoint, receiver, standin_url, tts_url, agentcore, agent_env)
         es.callback(st.close)
         yield st

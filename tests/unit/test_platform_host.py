@@ -1,0 +1,164 @@
+"""platform.yaml's `host` section: the GPU host's names and paths live there once, and the CDK user
+data, the Packer bake and the Ansible roles read them instead of repeating them."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from synapscribe.cli import main
+from synapscribe.platform import Host, PlatformConfigError, load_platform, parse_platform
+from synapscribe_cdk.constructs.gpu_fleet import deploy_env_script
+
+ROOT = Path(__file__).resolve().parents[2]
+PLATFORM_YAML = ROOT / "runtime" / "synapscribe" / "platform.yaml"
+#: Where the host is built and launched from: the bake, the roles, the CDK app, the scripts, the runtime.
+SCANNED = ("ami", "ansible", "cdk", "scripts", "runtime", "Makefile")
+#: Prose (docs, READMEs) may name the values; code and configuration must read them.
+SCANNED_SUFFIXES = {"", ".py", ".hcl", ".yml", ".yaml", ".j2", ".sh", ".cfg", ".json", ".toml", ".ini"}
+
+
+def host_facts(host: Host) -> dict[str, str]:
+    """Each literal of the host section, named by its key."""
+    return {
+        "host.config_dir": host.config_dir,
+        "host.deploy_env_file": host.deploy_env_file,
+        "host.deploy_env_file (name)": Path(host.deploy_env_file).name,
+        "host.units.vllm": host.units.vllm,
+        "host.units.tts": host.units.tts,
+        "host.units.agentcore": host.units.agentcore,
+        "host.venvs.runtime": host.venvs.runtime,
+        "host.venvs.vllm": host.venvs.vllm,
+        "host.root_device": host.root_device,
+        "host.model_checksum_file": host.model_checksum_file,
+        "host.model_revision_file": host.model_revision_file,
+    }
+
+
+def _pattern(fact: str) -> re.Pattern[str]:
+    # A whole value, not a part of a longer name (synapscribe-tts- as a temp-dir prefix, /dev/sda10);
+    # a unit's template file in the repository (synapscribe-vllm.service.j2) is a file name, not a copy.
+    return re.compile(rf"(?<![\w.-]){re.escape(fact)}(?![\w-]|\.service\.j2)")
+
+
+def copies(files: list[Path], facts: dict[str, str]) -> list[tuple[str, str]]:
+    """(where, which key) for each copy of a fact in the files."""
+    found = []
+    for path in files:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for key, fact in facts.items():
+            for match in _pattern(fact).finditer(text):
+                line = text.count("\n", 0, match.start()) + 1
+                where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+                found.append((f"{where}:{line}: {fact}", key))
+    return found
+
+
+def _scanned_files() -> list[Path]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", *SCANNED],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.split("\n")  # fmt: skip
+    files = [ROOT / name for name in listed if name]
+    return [
+        f
+        for f in files
+        if f.is_file()
+        and f != PLATFORM_YAML
+        and f.suffix in SCANNED_SUFFIXES
+        and "node_modules" not in f.parts
+    ]
+
+
+def test_no_host_fact_is_copied_outside_the_platform_configuration() -> None:
+    files = _scanned_files()
+    # The scan sees the bake, the user data and the roles (a check over nothing would pass).
+    assert {"synapscribe.pkr.hcl", "gpu_fleet.py", "hardening.conf.j2", "bake-ami"} <= {f.name for f in files}
+    found = copies(files, host_facts(load_platform().host))
+    assert not found, "host facts copied instead of read from platform.yaml host:\n" + "\n".join(
+        f"{where} ({key})" for where, key in found
+    )
+
+
+def test_the_copy_check_finds_a_copy(tmp_path: Path) -> None:
+    facts = host_facts(load_platform().host)
+    planted = tmp_path / "user-data.sh"
+    planted.write_text(
+        "systemctl restart synapscribe-vllm.service\nrm -f /etc/synapscribe/deploy.env\n"
+        "cd /x && sha256sum -c SHA256SUMS\ndevice=/dev/sda1\n"
+        # Not copies: a longer name, a template's file name.
+        "mktemp -d synapscribe-tts-XXXX\nsrc: synapscribe-tts.service.j2\n/dev/sda10\n"
+    )
+    found = {key for _, key in copies([planted], facts)}
+    assert found == {
+        "host.units.vllm",
+        "host.config_dir",
+        "host.deploy_env_file",
+        "host.deploy_env_file (name)",
+        "host.model_checksum_file",
+        "host.root_device",
+    }
+
+
+def _host_data(**changes: Any) -> dict[str, Any]:
+    data = load_platform().model_dump()
+    data["host"].update(changes)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"deploy_env_file": "/etc/other/deploy.env"}, "must be in host.config_dir"),
+        ({"units": {"vllm": "same", "tts": "same", "agentcore": "agentcore"}}, "must differ"),
+        ({"venvs": {"runtime": "opt/relative", "vllm": "/opt/v"}}, "host.venvs.runtime"),
+        ({"root_device": "sda1"}, "host.root_device"),
+        ({"model_checksum_file": "../SUMS"}, "host.model_checksum_file"),
+        ({"model_revision_file": "SHA256SUMS"}, "must differ"),
+        ({"units": {"vllm": "v.service", "tts": "t", "agentcore": "a"}}, "host.units.vllm"),
+    ],
+)
+def test_a_bad_host_section_is_refused_with_its_name(changes: dict[str, Any], problem: str) -> None:
+    with pytest.raises(PlatformConfigError, match=re.escape(problem)):
+        parse_platform(_host_data(**changes))
+
+
+def test_the_user_data_follows_the_host_section() -> None:
+    host = parse_platform(
+        _host_data(
+            config_dir="/etc/lecture",
+            deploy_env_file="/etc/lecture/boot.env",
+            units={"vllm": "a-model", "tts": "b-speech", "agentcore": "c-agent"},
+        )
+    ).host
+    script = "\n".join(deploy_env_script(host, {"AWS_REGION": "eu-west-1"}))
+    assert "install -d -m 0755 /etc/lecture\n" in script
+    assert (
+        "cat > /etc/lecture/boot.env.tmp <<'SYNAPSCRIBE_ENV'\nAWS_REGION=eu-west-1\nSYNAPSCRIBE_ENV\n"
+        in script
+    )
+    assert "mv /etc/lecture/boot.env.tmp /etc/lecture/boot.env\n" in script
+    assert "systemctl enable a-model.service b-speech.service c-agent.service\n" in script
+    assert script.endswith(
+        "systemctl start a-model.service b-speech.service\nsystemctl restart c-agent.service"
+    )
+    assert "synapscribe" not in script.replace("SYNAPSCRIBE_ENV", "")
+
+
+def test_the_cli_shows_the_host_section_for_ansible_and_packer(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["platform", "--format", "json"]) == 0
+    host = json.loads(capsys.readouterr().out)["host"]
+    assert host == load_platform().host.model_dump()
+    assert set(host) == {
+        "config_dir",
+        "deploy_env_file",
+        "units",
+        "venvs",
+        "root_device",
+        "model_checksum_file",
+        "model_revision_file",
+    }
