@@ -125,6 +125,13 @@ class EnvironmentConfig(_Strict):
     #: (docs/operators-guide.md); None: the schedule alone sizes the fleet.
     scaling: ScalingSettings | None = None
 
+    @property
+    def fleet_group_name(self) -> str:
+        """The GPU fleet's Auto Scaling group name, fixed per environment: the WebSocket handler
+        (Api stack, deployed before Compute) starts the group by this name, and AgentCore tags its
+        metrics with it for the group's target-tracking policy."""
+        return f"SynapScribe-{self.name}-gpu-fleet"
+
     @field_validator("availability_zones")
     @classmethod
     def _zones(cls, value: list[str] | None) -> list[str] | None:

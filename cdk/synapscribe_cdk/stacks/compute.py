@@ -55,9 +55,12 @@ class ComputeStack(Stack):
                 "SYNAPSCRIBE_CONNECTIONS_ENDPOINT": api.stage.callback_url,
                 "AWS_REGION": self.region,
                 "AWS_DEFAULT_REGION": self.region,
+                "SYNAPSCRIBE_FLEET_GROUP": config.fleet_group_name,
             },
             target_group_arn=network.target_group.target_group_arn,
             vllm=platform.vllm,
+            group_name=config.fleet_group_name,
+            scaling=config.scaling,
         )
         self.group = fleet.group
         self.launch_template = fleet.launch_template
@@ -88,7 +91,7 @@ class ComputeStack(Stack):
             self.drain.errors_alarm,
         ]
         data.alarm_topic.notify(self.alarms)
-        self.dashboard = self.observability.add_dashboard(name=f"SynapScribe-{config.name}", alarms=self.alarms, healthy_hosts=_target_group_metric(network, "HealthyHostCount", Duration.minutes(1)), max_num_seqs=platform.vllm.max_num_seqs, target_in_flight=config.scaling.target_in_flight_per_instance if config.scaling else None, bucket_name=data.resource_environment()["SYNAPSCRIBE_BUCKET"])  # fmt: skip
+        self.dashboard = self.observability.add_dashboard(name=f"SynapScribe-{config.name}", alarms=[*self.alarms, *fleet.scaling_alarms], healthy_hosts=_target_group_metric(network, "HealthyHostCount", Duration.minutes(1)), max_num_seqs=platform.vllm.max_num_seqs, target_in_flight=config.scaling.target_in_flight_per_instance if config.scaling else None, bucket_name=data.resource_environment()["SYNAPSCRIBE_BUCKET"])  # fmt: skip
         CfnOutput(self, "AutoScalingGroupName", value=self.group.auto_scaling_group_name)
 
     def _instance_role(
