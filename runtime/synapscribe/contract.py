@@ -241,6 +241,18 @@ class LectureDeleted(_Out):
     lectureId: str
 
 
+class Warming(_Out):
+    """No GPU host is serving: one is starting, and the query (`requestId`) waits for it. The
+    answer follows once a host is ready, or an `error` (`upstream_unavailable`) when none is
+    within `waitSeconds`. `estimatedSeconds` is the platform's host start-up figure."""
+
+    type: Literal["warming"] = "warming"
+    requestId: str
+    estimatedSeconds: int = Field(ge=0)
+    waitSeconds: int = Field(ge=0)
+    message: str
+
+
 class ErrorMessage(_Out):
     type: Literal["error"] = "error"
     code: ErrorCode
@@ -258,6 +270,7 @@ ServerMessage = Annotated[
     | Answer
     | SessionEnded
     | LectureDeleted
+    | Warming
     | ErrorMessage,
     Field(discriminator="type"),
 ]

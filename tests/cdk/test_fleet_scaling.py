@@ -78,3 +78,40 @@ def test_scale_in_one_instance_after_cooldown_on_sustained_low_load(synth: Synth
     assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == SCALE_IN_DATAPOINTS
     assert (alarm["Period"], alarm["Statistic"], alarm["Namespace"]) == (60, "Average", NAMESPACE)
     assert alarm["Dimensions"] == [{"Name": "AutoScalingGroupName", "Value": config.fleet_group_name}]
+
+
+def test_the_websocket_handler_may_start_only_its_own_fleet(synth: Synthesized) -> None:
+    """Warming from zero (edge/warming.py): the handler knows the group by name and may set the
+    desired capacity of that group alone. A group's ARN is
+    arn:aws:autoscaling:<region>:<account>:autoScalingGroup:<uuid>:autoScalingGroupName/<name>
+    (Service Authorization Reference, Amazon EC2 Auto Scaling); DescribeAutoScalingGroups takes
+    no resource-level permission, so it is granted on `*`."""
+    from iam_eval import allowed, resolve
+    from synth_support import ACCOUNT, REGION
+
+    config = synth.platform.config
+    api = synth.templates["api"]
+    (handler,) = [
+        f["Properties"]
+        for f in resources_of(api, "AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler") == "synapscribe.edge.websocket_handler.handler"
+    ]
+    assert handler["Environment"]["Variables"]["SYNAPSCRIBE_FLEET_GROUP"] == config.fleet_group_name
+    role = handler["Role"]["Fn::GetAtt"][0]
+    statements = [
+        s
+        for p in resources_of(api, "AWS::IAM::Policy").values()
+        if {"Ref": role} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"}
+    # The evaluator refuses conditions: those statements are the S3 listing (no autoscaling action).
+    conditioned = [st for st in statements if "Condition" in st]
+    assert all("autoscaling" not in str(st["Action"]) for st in conditioned)
+    document = {"Statement": resolve([st for st in statements if "Condition" not in st], pseudo, str)}
+    resolved = [document]
+    arn = f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:1a2b-3c:autoScalingGroupName/"
+    assert allowed([resolved], "autoscaling:SetDesiredCapacity", arn + config.fleet_group_name)
+    assert not allowed([resolved], "autoscaling:SetDesiredCapacity", arn + "someone-elses-group")
+    assert not allowed([resolved], "autoscaling:UpdateAutoScalingGroup", arn + config.fleet_group_name)
+    assert allowed([resolved], "autoscaling:DescribeAutoScalingGroups", "*")

@@ -37,9 +37,11 @@ from synapscribe.contract import (
     SessionEnded,
     StartSession,
     UploadUrl,
+    Warming,
     _Out,
     parse_client_message,
 )
+from synapscribe.edge import warming
 from synapscribe.edge.agentcore_client import (
     AgentCoreBusy,
     AgentCoreRejected,
@@ -288,7 +290,7 @@ def _check_query_key(query_key: str, owner: str, request_id: str | None, d: Edge
         raise
 
 
-def _query(msg: Query, owner: str, connection_id: str, d: EdgeDeps) -> None:
+def _query(msg: Query, owner: str, connection_id: str, d: EdgeDeps) -> Warming | None:
     received_at_ms = int(time.time() * 1000)
     client_request_id = msg.requestId
     # Without the model's tokenizer: only a question surely over its reserve (UTF-8 bytes bound it).
@@ -329,7 +331,7 @@ def _query(msg: Query, owner: str, connection_id: str, d: EdgeDeps) -> None:
 
 def _hand_off_query(
     job: dict[str, Any], client_request_id: str | None, connection_id: str, d: EdgeDeps
-) -> None:
+) -> Warming | None:
     try:
         post_job(d.settings.agentcore_url, "/v1/queries", job, d.settings.agentcore_timeout_seconds)
     except AgentCoreBusy:
@@ -350,6 +352,8 @@ def _hand_off_query(
         ) from None
     except AgentCoreUnavailable as exc:
         log.warning("query %s: %s", job["requestId"], exc)
+        if d.settings.fleet_group:
+            return _warm(job, client_request_id, connection_id, d)
         raise ContractError(
             ErrorCode.UPSTREAM_UNAVAILABLE,
             "the query service (AgentCore) cannot be reached; retry shortly",
@@ -363,6 +367,35 @@ def _hand_off_query(
         ) from None
     # Accepted: AgentCore streams transcript/answerDelta/audio/answer to the connection.
     return None
+
+
+def _warm(
+    job: dict[str, Any], client_request_id: str | None, connection_id: str, d: EdgeDeps
+) -> Warming | None:
+    """No healthy host: start one and park the question for the sweeper (edge/warming.py)."""
+    group = str(d.settings.fleet_group)
+    try:
+        startable = warming.start_one(d.autoscaling_client(), group)
+    except Exception:
+        log.exception("query %s: the fleet %s could not be started", job["requestId"], group)
+        startable = False
+    if not startable:
+        raise ContractError(
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            "no answering server is running and none can be started now; retry later",
+            client_request_id,
+        )
+    estimate, bound = warming.estimate_seconds(d.platform), warming.bound_seconds(d.platform)
+    key = final_claim_key(job["requestId"], job["receivedAtMs"])
+    if not warming.park(d.store.connections, connection_id, key, job, d.store.now() + bound):
+        d.quotas.finish_job(str(job["owner"]), key)
+        return None  # the client disconnected meanwhile: nobody to tell
+    return Warming(
+        requestId=job["requestId"],
+        estimatedSeconds=estimate,
+        waitSeconds=bound,
+        message=f"starting a server, about {estimate} s; the answer follows when it is ready",
+    )
 
 
 def _edge_claims_final(connection_id: str, job: dict[str, Any], d: EdgeDeps) -> bool:

@@ -2,7 +2,7 @@
 // the answer. Plain ES modules, no build step; configuration comes from config.json beside it.
 import { guestCredentials } from "./cognito.js";
 import { Connection } from "./connection.js";
-import { describeError } from "./errors.js";
+import { describeError, describeWarming } from "./errors.js";
 import { AnswerPlayer } from "./player.js";
 import { PushToTalk } from "./recorder.js";
 import { presignUrl } from "./sigv4.js";
@@ -271,6 +271,11 @@ function onStream(message) {
   if (!turn) return message.type === "error" ? errorNotice(message) : undefined;
   const part = (selector) => turn.element.querySelector(selector);
   switch (message.type) {
+    case "warming":
+      // No server was running: one is starting; the answer streams in when it is ready.
+      part(".answer").textContent = describeWarming(message.estimatedSeconds);
+      turn.element.dataset.state = "warming";
+      break;
     case "transcript":
       part(".transcript").textContent = `Heard: ${message.text}`;
       part(".transcript").hidden = false;
@@ -313,7 +318,7 @@ function onPlayback(requestId, seq, itemState) {
 
 function onMessage(message) {
   if (message.type === "lecture") return onLecture(message);
-  if (["transcript", "answerDelta", "audio", "answer"].includes(message.type)) return onStream(message);
+  if (["warming", "transcript", "answerDelta", "audio", "answer"].includes(message.type)) return onStream(message);
   if (message.type === "error") {
     if (message.requestId && state.turns.has(message.requestId)) return onStream(message);
     return errorNotice(message);
