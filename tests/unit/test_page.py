@@ -81,6 +81,7 @@ def test_warming_reads_as_starting_a_server_with_the_estimate() -> None:
     assert shown.lower().startswith("starting a server, about 480 s")
     app = (STATIC_DIR / "app.js").read_text()
     assert 'case "warming":' in app and '["warming", "transcript"' in app
+    assert "keepAliveWhileWaiting(turn)" in app  # API Gateway's 10-minute idle timeout
 
 
 # --------------------------------------------------------------------------- SigV4

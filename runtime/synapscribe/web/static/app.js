@@ -266,6 +266,20 @@ async function askVoice(recording) {
   }
 }
 
+// API Gateway closes a WebSocket idle for 10 minutes ("Quotas for configuring and running a
+// WebSocket in API Gateway"), and a server's start-up may take longer: a turn waiting for one
+// sends a cheap getLecture every few minutes until its answer or error arrives.
+const KEEPALIVE_MS = 4 * 60 * 1000;
+
+function keepAliveWhileWaiting(turn) {
+  if (turn.keepAlive || !state.lecture) return;
+  const lectureId = state.lecture.lectureId;
+  turn.keepAlive = setInterval(() => {
+    if (turn.done || !state.connection?.isOpen) return clearInterval(turn.keepAlive);
+    state.connection.send({ action: "getLecture", lectureId });
+  }, KEEPALIVE_MS);
+}
+
 function onStream(message) {
   const turn = state.turns.get(message.requestId);
   if (!turn) return message.type === "error" ? errorNotice(message) : undefined;
@@ -275,6 +289,7 @@ function onStream(message) {
       // No server was running: one is starting; the answer streams in when it is ready.
       part(".answer").textContent = describeWarming(message.estimatedSeconds);
       turn.element.dataset.state = "warming";
+      keepAliveWhileWaiting(turn);
       break;
     case "transcript":
       part(".transcript").textContent = `Heard: ${message.text}`;
