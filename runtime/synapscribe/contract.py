@@ -284,6 +284,18 @@ class LectureDeleted(ServerModel):
     lectureId: str
 
 
+class Warming(ServerModel):
+    """No GPU host is serving: one is starting, and the query (`requestId`) waits for it. The
+    answer follows once a host is ready, or an `error` (`upstream_unavailable`) when none is
+    within `waitSeconds`. `estimatedSeconds` is the platform's host start-up figure."""
+
+    type: Literal["warming"] = "warming"
+    requestId: str
+    estimatedSeconds: int = Field(ge=0)
+    waitSeconds: int = Field(ge=0)
+    message: str
+
+
 class ErrorMessage(ServerModel):
     type: Literal["error"] = "error"
     code: ErrorCode
@@ -301,6 +313,7 @@ ServerMessage = Annotated[
     | Answer
     | SessionEnded
     | LectureDeleted
+    | Warming
     | ErrorMessage,
     Field(discriminator="type"),
 ]

@@ -81,6 +81,24 @@ def test_each_rule_can_fail(
     assert any(needle in p for p in problems), problems
 
 
+WARMING = {
+    "type": "warming", "requestId": RID, "estimatedSeconds": 480, "waitSeconds": 960,
+    "message": "starting a server, about 480 s",
+}  # fmt: skip
+
+
+def test_warming_once_first_is_accepted_and_anywhere_else_is_not() -> None:
+    """A question that found no server running gets `warming`, then its usual stream."""
+    assert check_frame(json.dumps(WARMING), 0.0).problem is None
+    assert stream_problems(stream(WARMING, *GOOD), voice_input=False, voice_output=True) == []
+    voice = stream(WARMING, {"type": "transcript", "requestId": RID, "text": "hi"}, *GOOD)
+    assert stream_problems(voice, voice_input=True, voice_output=True) == []
+    late = stream_problems(stream(delta("Hello "), WARMING, *GOOD[1:]), voice_input=False, voice_output=True)
+    assert any("warming must come at most once, first" in p for p in late), late
+    twice = stream_problems(stream(WARMING, WARMING, *GOOD), voice_input=False, voice_output=True)
+    assert any("warming must come" in p for p in twice), twice
+
+
 def test_timed_out_stream() -> None:
     result = stream(delta("a"))
     result.timed_out = True

@@ -44,6 +44,26 @@ def said_nothing(result: QueryResult) -> bool:
     return result.answer is not None and not result.answer.text.strip()
 
 
+def _ends_problems(result: QueryResult) -> tuple[list[str], list[str | None]]:
+    """The stream's ends: one final message, and `warming` (no server was running, one is
+    starting) at most once, before all else. Also the types without `warming`."""
+    problems: list[str] = []
+    rid = result.request_id
+    if result.timed_out or result.final is None:
+        # Without a final message there is nothing the order rules below could check.
+        problems.append(
+            f"{rid}: the stream did not finish ({len(result.messages)} messages, no answer or error)"
+        )
+    types = [m.type for m in result.messages]
+    if "warming" in types:
+        if types.index("warming") != 0 or types.count("warming") != 1:
+            problems.append(f"{rid}: warming must come at most once, first: {types}")
+        types = [t for t in types if t != "warming"]
+    if types.count("answer") + types.count("error") > 1:
+        problems.append(f"{rid}: more than one final message: {types}")
+    return problems, types
+
+
 def stream_problems(
     result: QueryResult, *, voice_input: bool, voice_output: bool, allow_empty: bool = False
 ) -> list[str]:
@@ -53,16 +73,8 @@ def stream_problems(
 
     `allow_empty`: an answer with no words (see said_nothing) is not a problem in itself, nor are
     the deltas and speech it then cannot have; everything else is still checked."""
-    problems: list[str] = []
     rid = result.request_id
-    if result.timed_out or result.final is None:
-        # Without a final message there is nothing the order rules below could check.
-        problems.append(
-            f"{rid}: the stream did not finish ({len(result.messages)} messages, no answer or error)"
-        )
-    types = [m.type for m in result.messages]
-    if types.count("answer") + types.count("error") > 1:
-        problems.append(f"{rid}: more than one final message: {types}")
+    problems, types = _ends_problems(result)
     if result.error is not None:
         problems.append(f"{rid}: answered with error {result.error.code}: {result.error.message}")
         return problems
