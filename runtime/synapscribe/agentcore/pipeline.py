@@ -1,7 +1,8 @@
 """The query pipeline: question in, streamed text and spoken sentences out, in contract order.
 
 A voice question's audio goes straight into the answering request while a second request
-transcribes it beside it; answer pieces are held back until the `transcript` message is out.
+transcribes it beside it; answer text and speech go out as soon as they exist, and the
+`transcript` whenever it is ready (before, between or after them, always before the `answer`).
 Complete sentences go to TTS at once (concurrently, announced in order). Nothing about a session
 lives in memory: history is read from and written to DynamoDB on every query.
 """
@@ -128,7 +129,7 @@ class FinalClaimedElsewhere(Exception):
 
 
 class Outbox:
-    """Messages to one connection, pushed in order by one task; held until the transcript is out.
+    """Messages to one connection, pushed in the order they are sent, by one task.
 
     Answer deltas are paced (at most one push per DELTA_INTERVAL_SECONDS; pieces that arrive in
     between, or pile up behind a slow push, are joined into one message). Anything else in the
@@ -137,12 +138,10 @@ class Outbox:
 
     _END = object()
 
-    def __init__(self, aws: AwsIo, connection_id: str, spans: Spans, hold: bool) -> None:
+    def __init__(self, aws: AwsIo, connection_id: str, spans: Spans) -> None:
         self.aws = aws
         self.connection_id = connection_id
         self.spans = spans
-        self.hold = hold
-        self.held: list[_Out] = []
         self.gone = False
         self.first_audio_at: float | None = None  # epoch ms
         self._queue: deque[Any] = deque()
@@ -158,27 +157,14 @@ class Outbox:
         self._wake.set()
 
     def send(self, message: _Out) -> None:
-        if self.hold and not isinstance(message, Transcript):
-            self.held.append(message)
-        else:
-            self._put(message)
-
-    def release(self, transcript: Transcript) -> None:
-        self._put(transcript)
-        for message in self.held:
-            self._put(message)
-        self.held.clear()
-        self.hold = False
+        self._put(message)
 
     def abandon(self) -> None:
-        """End without a final message (nothing was sent: the query is not ours to answer)."""
-        self.held.clear()
+        """End without a final message (the query is not ours to answer)."""
         self._put(self._END)
 
     def finish_with(self, message: _Out) -> None:
-        """The last message (answer or error); anything still held is dropped."""
-        self.held.clear()
-        self.hold = False
+        """The last message (answer or error)."""
         self._put(message)
         self._put(self._END)
 
@@ -272,7 +258,8 @@ class QuestionAudio:
 
 
 class QuestionTranscription:
-    """A voice question transcribed beside its answer; the `transcript` goes out once it is ready."""
+    """A voice question transcribed beside its answer; the `transcript` goes out once it is ready,
+    wherever the answer's stream is by then (the answer's first audio does not wait for it)."""
 
     def __init__(self, services: Services, query: Query, audio: QuestionAudio) -> None:
         self.s = services
@@ -293,7 +280,7 @@ class QuestionTranscription:
             text = await self.s.vllm.transcribe(a.data, a.fmt, a.seconds, self._max_tokens())
         q.spans.add(t, time.perf_counter(), "vllm.transcribe")
         self.asr_ms = q.since_receipt()
-        q.outbox.release(Transcript(requestId=q.request_id, text=text or "(inaudible)"))
+        q.outbox.send(Transcript(requestId=q.request_id, text=text or "(inaudible)"))
         return text
 
     async def text(self) -> str:
@@ -594,7 +581,7 @@ class QueryPipeline:
         cpu0 = time.process_time()
         spans = Spans()
         voice_in = job.text is None
-        outbox = Outbox(self.s.aws, job.connectionId, spans, hold=voice_in)
+        outbox = Outbox(self.s.aws, job.connectionId, spans)
         stats: dict[str, Any] = {"requestId": job.requestId, "kind": "voice" if voice_in else "text"}
         query = Query(job, spans, outbox, stats)
         recorded = False
@@ -731,7 +718,8 @@ class QueryPipeline:
         budget = await self._fit(prompt.fit, prompt.counted(), job, q.spans, q.stats)
         q.stats.update(promptTokens=budget.prompt_tokens, droppedTurns=budget.dropped_turns)
 
-        # The transcription runs beside the answer.
+        # The transcription runs beside the answer; the final `answer` waits for it (its text
+        # is the question kept in history for follow-ups).
         transcription = (
             QuestionTranscription(self.s, q, question_audio) if question_audio is not None else None
         )
@@ -819,8 +807,7 @@ class QueryPipeline:
             q.stats.update(sentences=speech.count, spoken=len(urls), ttsFailed=speech.failed)
         else:
             q.stats.update(sentences=0, spoken=0, ttsFailed=False)
-        if not q.outbox.hold:
-            await q.outbox.drained()
+        await q.outbox.drained()
         timings = Timings(
             asrMs=transcription.asr_ms if transcription is not None else None,
             firstTokenMs=stream.first_token_ms,
