@@ -149,3 +149,26 @@ async def test_a_refusal_inside_a_streamed_answer_raises_too_large() -> None:
     assert isinstance(error, UpstreamTooLargeError) and error.kind == "encoder_cache", error
     _, dead = await _stream(json.dumps({"error": {"message": "engine core died", "code": 500}}))
     assert type(dead).__name__ == "UpstreamError" and "engine core died" in str(dead)
+
+
+async def test_a_refusal_before_the_stream_raises_too_large_through_stream_answer() -> None:
+    """HTTP 400 with vLLM's error body (the context check runs before streaming starts)."""
+    message = "Input length (16556) exceeds model's maximum context length (16384)."
+    body = json.dumps({"error": {"message": message, "type": "BadRequestError", "param": None, "code": 400}})
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 400, "headers": headers})
+        await send({"type": "http.response.body", "body": body.encode()})
+
+    http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app))
+    client = VllmClient("http://vllm.test/v1", "m", None, 5.0, http_client=http)
+    try:
+        with pytest.raises(UpstreamTooLargeError) as raised:
+            async for _ in client.stream_answer([{"role": "user", "content": "hi"}], 16):
+                pass
+        assert raised.value.kind == "context" and "16556" in str(raised.value)
+    finally:
+        await client.aclose()
