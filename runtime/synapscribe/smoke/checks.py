@@ -67,13 +67,7 @@ def stream_problems(
     if result.error is not None:
         problems.append(f"{rid}: answered with error {result.error.code}: {result.error.message}")
         return problems
-    if "transcript" in types:
-        if not voice_input:
-            problems.append(f"{rid}: a transcript for a typed question")
-        elif types.count("transcript") != 1:
-            problems.append(f"{rid}: transcript must come once: {types}")
-    elif voice_input and result.answer is not None:
-        problems.append(f"{rid}: no transcript for a voice question")
+    problems += _transcript_problems(rid, types, voice_input=voice_input, answered=result.answer is not None)
     seqs = [m.message.seq for m in result.messages if isinstance(m.message, Audio)]
     if seqs != list(range(len(seqs))):
         problems.append(f"{rid}: audio seq must run 0, 1, 2 …: {seqs}")
@@ -95,6 +89,19 @@ def stream_problems(
     if not voice_output and (answer.audio or seqs):
         problems.append(f"{rid}: voice was false but audio was sent")
     return problems
+
+
+def _transcript_problems(
+    rid: str, types: list[str | None], *, voice_input: bool, answered: bool
+) -> list[str]:
+    """A voice question's one transcript, anywhere before the final; none for a typed question."""
+    if "transcript" not in types:
+        return [f"{rid}: no transcript for a voice question"] if voice_input and answered else []
+    if not voice_input:
+        return [f"{rid}: a transcript for a typed question"]
+    if types.count("transcript") != 1:
+        return [f"{rid}: transcript must come once: {types}"]
+    return []
 
 
 def budget_problems(result: QueryResult, budget: Budget, *, voice_output: bool) -> list[str]:
