@@ -187,11 +187,6 @@ class ServerModel(BaseModel):
         return json.dumps(self.wire(), separators=(",", ":"))
 
 
-# TEMPORARY: the old private name, for branches in flight that add messages (issue 13); the lead
-# removes it at merge once nothing imports it.
-_Out = ServerModel
-
-
 class UploadUrl(ServerModel):
     type: Literal["uploadUrl"] = "uploadUrl"
     uploadId: str
@@ -237,18 +232,29 @@ class Session(ServerModel):
 
 
 class Transcript(ServerModel):
+    """What was heard of a voice question, sent once per voice question as soon as it is ready:
+    before, between or after the answer's `answerDelta` and `audio` messages (the answer does not
+    wait for it), but always before the final `answer`. Never sent for a typed question, nor
+    after an `error`."""
+
     type: Literal["transcript"] = "transcript"
     requestId: str
     text: str
 
 
 class AnswerDelta(ServerModel):
+    """The next piece of the answer's text, sent as soon as the model writes it (a voice
+    question's `transcript` may come before, between or after the pieces)."""
+
     type: Literal["answerDelta"] = "answerDelta"
     requestId: str
     text: str
 
 
 class Audio(ServerModel):
+    """One spoken sentence of the answer (`seq` 0, 1, 2 ... in the answer's order), sent as soon
+    as it is spoken, interleaved with `answerDelta` (and a voice question's `transcript`)."""
+
     type: Literal["audio"] = "audio"
     requestId: str
     seq: int = Field(ge=0)
@@ -264,6 +270,9 @@ class Timings(ServerModel):
 
 
 class Answer(ServerModel):
+    """The final message of an answered query (or `error` instead): after every `answerDelta`,
+    `audio` and, for a voice question, its `transcript`."""
+
     type: Literal["answer"] = "answer"
     requestId: str
     text: str

@@ -27,7 +27,14 @@ from synapscribe.standin.answers import PREFIX
 from synapscribe.standin.config import StandinConfig
 from synapscribe.standin.server import create_app as create_standin
 from synapscribe.standin.tokens import split_text
-from test_agentcore_pipeline import OWNER, check_order, lecture_file, make_rig, question_file
+from test_agentcore_pipeline import (
+    OWNER,
+    check_order,
+    lecture_file,
+    make_rig,
+    question_file,
+    transcript_of,
+)
 
 __all__ = ["lecture_file", "make_rig", "question_file"]  # fixtures shared with test_agentcore_pipeline
 
@@ -143,7 +150,7 @@ async def test_a_voice_question_cut_short_is_answered_with_its_transcript_marked
         messages = await rig.ask(session_id, audio=base64.b64encode(question_file).decode())
         answer = check_order(messages, voice_in=True)
         assert answer["type"] == "answer", answer
-        heard = messages[0]["text"]
+        heard = transcript_of(messages)
         assert heard.endswith(TRUNCATED_MARK) and heard != PREFIX + "What does rubisco fix?"
         # The answer was made from the question's audio, so it is whole.
         assert "You asked: What does rubisco fix?" in answer["text"]

@@ -48,9 +48,13 @@ GOOD = (
 )
 
 
-def test_a_good_stream_passes() -> None:
+TRANSCRIPT = {"type": "transcript", "requestId": RID, "text": "hi"}
+
+
+@pytest.mark.parametrize("at", range(len(GOOD)))
+def test_a_voice_question_s_transcript_may_come_anywhere_before_the_answer(at: int) -> None:
     assert stream_problems(stream(*GOOD), voice_input=False, voice_output=True) == []
-    voice = stream({"type": "transcript", "requestId": RID, "text": "hi"}, *GOOD)
+    voice = stream(*GOOD[:at], TRANSCRIPT, *GOOD[at:])
     assert stream_problems(voice, voice_input=True, voice_output=True) == []
 
 
@@ -58,12 +62,8 @@ def test_a_good_stream_passes() -> None:
     ("messages", "voice_input", "voice_output", "needle"),
     [
         (GOOD, True, True, "no transcript"),
-        (
-            (delta("a"), {"type": "transcript", "requestId": RID, "text": "hi"}, answer("a", [])),
-            True,
-            False,
-            "first",
-        ),
+        ((delta("a"), TRANSCRIPT, TRANSCRIPT, answer("a", [])), True, False, "once"),
+        ((TRANSCRIPT, delta("a"), answer("a", [])), False, False, "typed question"),
         ((delta("Hello "), audio(1), answer("Hello", ["http://x/1.mp3"])), False, True, "seq"),
         ((delta("Hello"), answer("Goodbye", [])), False, False, "add up"),
         ((delta("Hi"), audio(0), answer("Hi", [])), False, True, "differ"),

@@ -67,9 +67,11 @@ def _ends_problems(result: QueryResult) -> tuple[list[str], list[str | None]]:
 def stream_problems(
     result: QueryResult, *, voice_input: bool, voice_output: bool, allow_empty: bool = False
 ) -> list[str]:
-    """The contract's order for one query: `transcript` (voice questions only) first, then
-    `answerDelta` and `audio` interleaved, then exactly one `answer` or `error`; audio `seq`
-    0, 1, 2 …; the answer's text and audio list agree with what streamed.
+    """The contract's order for one query: `answerDelta` and `audio` interleaved, then exactly one
+    `answer` or `error`; a voice question's one `transcript` anywhere before the `answer` (before,
+    between or after the deltas and audio: the answer does not wait for it; one arriving after the
+    final is not collected, so it shows as missing); audio `seq` 0, 1, 2 …; the answer's text
+    and audio list agree with what streamed.
 
     `allow_empty`: an answer with no words (see said_nothing) is not a problem in itself, nor are
     the deltas and speech it then cannot have; everything else is still checked."""
@@ -78,13 +80,7 @@ def stream_problems(
     if result.error is not None:
         problems.append(f"{rid}: answered with error {result.error.code}: {result.error.message}")
         return problems
-    if "transcript" in types:
-        if not voice_input:
-            problems.append(f"{rid}: a transcript for a typed question")
-        elif types.index("transcript") != 0 or types.count("transcript") != 1:
-            problems.append(f"{rid}: transcript must come once, first: {types}")
-    elif voice_input and result.answer is not None:
-        problems.append(f"{rid}: no transcript for a voice question")
+    problems += _transcript_problems(rid, types, voice_input=voice_input, answered=result.answer is not None)
     seqs = [m.message.seq for m in result.messages if isinstance(m.message, Audio)]
     if seqs != list(range(len(seqs))):
         problems.append(f"{rid}: audio seq must run 0, 1, 2 …: {seqs}")
@@ -117,6 +113,19 @@ def _answer_problems(
     if not voice_output and (answer.audio or seqs):
         problems.append(f"{rid}: voice was false but audio was sent")
     return problems
+
+
+def _transcript_problems(
+    rid: str, types: list[str | None], *, voice_input: bool, answered: bool
+) -> list[str]:
+    """A voice question's one transcript, anywhere before the final; none for a typed question."""
+    if "transcript" not in types:
+        return [f"{rid}: no transcript for a voice question"] if voice_input and answered else []
+    if not voice_input:
+        return [f"{rid}: a transcript for a typed question"]
+    if types.count("transcript") != 1:
+        return [f"{rid}: transcript must come once: {types}"]
+    return []
 
 
 def budget_problems(result: QueryResult, budget: Budget, *, voice_output: bool) -> list[str]:

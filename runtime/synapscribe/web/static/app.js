@@ -292,6 +292,9 @@ function onStream(message) {
       keepAliveWhileWaiting(turn);
       break;
     case "transcript":
+      // A voice question's transcript comes whenever its transcription ends: before, between or
+      // after the answer's pieces and speech (which do not wait for it). It has its own line above
+      // the answer, so it is shown wherever in the stream it arrives.
       part(".transcript").textContent = `Heard: ${message.text}`;
       part(".transcript").hidden = false;
       break;
