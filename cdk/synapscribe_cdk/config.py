@@ -186,6 +186,13 @@ class EnvironmentConfig(_Strict):
             return list(zones[region]) if region in zones else None
         return list(zones) if zones is not None else None
 
+    @property
+    def fleet_group_name(self) -> str:
+        """The GPU fleet's Auto Scaling group name, fixed per environment: the WebSocket handler
+        (Api stack, deployed before Compute) starts the group by this name, and AgentCore tags its
+        metrics with it for the group's target-tracking policy."""
+        return f"SynapScribe-{self.name}-gpu-fleet"
+
     def zones_in(self, region: str) -> list[str]:
         zones = self.configured_zones(region)
         if zones is None:

@@ -248,11 +248,6 @@ class ServerModel(BaseModel):
         return json.dumps(self.wire(), separators=(",", ":"))
 
 
-# TEMPORARY: the old private name, for branches in flight that add messages (issue 13); the lead
-# removes it at merge once nothing imports it.
-_Out = ServerModel
-
-
 class UploadUrl(ServerModel):
     """Where and how to upload: an S3 presigned POST (multipart form data: `fields`, then `file`)."""
 
@@ -319,7 +314,10 @@ class Session(ServerModel):
 
 
 class Transcript(ServerModel):
-    """What a spoken question was heard as."""
+    """What was heard of a voice question, sent once per voice question as soon as it is ready:
+    before, between or after the answer's `answerDelta` and `audio` messages (the answer does not
+    wait for it), but always before the final `answer`. Never sent for a typed question, nor
+    after an `error`."""
 
     type: Literal["transcript"] = "transcript"
     requestId: str
@@ -329,7 +327,8 @@ class Transcript(ServerModel):
 
 
 class AnswerDelta(ServerModel):
-    """The next piece of the answer, as the model writes it."""
+    """The next piece of the answer's text, sent as soon as the model writes it (a voice
+    question's `transcript` may come before, between or after the pieces)."""
 
     type: Literal["answerDelta"] = "answerDelta"
     requestId: str
@@ -339,7 +338,8 @@ class AnswerDelta(ServerModel):
 
 
 class Audio(ServerModel):
-    """One spoken piece of the answer."""
+    """One spoken sentence of the answer (`seq` 0, 1, 2 ... in the answer's order), sent as soon
+    as it is spoken, interleaved with `answerDelta` (and a voice question's `transcript`)."""
 
     type: Literal["audio"] = "audio"
     requestId: str
@@ -366,7 +366,8 @@ class Timings(ServerModel):
 
 
 class Answer(ServerModel):
-    """The whole answer: the last message of a query's stream."""
+    """The final message of an answered query (or `error` instead): after every `answerDelta`,
+    `audio` and, for a voice question, its `transcript`."""
 
     type: Literal["answer"] = "answer"
     requestId: str
@@ -397,6 +398,22 @@ class LectureDeleted(ServerModel):
     """The deleted lecture."""
 
 
+class Warming(ServerModel):
+    """No GPU host is serving: one is starting, and the query (`requestId`) waits for it. The
+    answer follows once a host is ready, or an `error` (`upstream_unavailable`) when none is
+    within `waitSeconds`. `estimatedSeconds` is the platform's host start-up figure."""
+
+    type: Literal["warming"] = "warming"
+    requestId: str
+    """The waiting query's `requestId`."""
+    estimatedSeconds: int = Field(ge=0)
+    """How long a host usually takes to start (platform.yaml `fleet.host_startup_seconds`)."""
+    waitSeconds: int = Field(ge=0)
+    """The longest the query waits for a host before `upstream_unavailable`."""
+    message: str
+    """A sentence for the person asking."""
+
+
 class ErrorMessage(ServerModel):
     """A request the server did not carry out (see the error codes); the connection stays open."""
 
@@ -419,6 +436,7 @@ ServerMessage = Annotated[
     | Answer
     | SessionEnded
     | LectureDeleted
+    | Warming
     | ErrorMessage,
     Field(discriminator="type"),
 ]
@@ -426,8 +444,11 @@ SERVER_ADAPTER: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
 
 #: The order rules of the server's messages (docs/contract.md); smoke/checks.py checks a query's.
 ORDER_RULES: tuple[str, ...] = (
-    "For one `query`: `transcript` (voice questions only) first, then `answerDelta` and `audio` "
-    "messages interleaved as they are ready, then exactly one `answer` or one `error`.",
+    "For one `query`: at most one `warming` (no GPU host was serving), before anything else of it; "
+    "then `answerDelta` and `audio` messages interleaved as they are ready, with a voice question's "
+    "one `transcript` before, between or after them (the answer does not wait for it; a typed "
+    "question gets none); then exactly one final message: `answer`, after everything else, or "
+    "`error`, after which nothing more of that query comes.",
     "`audio` `seq` runs 0, 1, 2 … within one query; `answer.audio` lists their urls in that order, "
     "and the `answerDelta` texts add up to `answer.text`.",
     "`lecture` is pushed to the connection that created the upload as soon as validation (and, in "

@@ -93,6 +93,13 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "ttsEngine": "gtts",
         "timings": {"firstTokenMs": 412.0, "firstAudioMs": 1190.5, "totalMs": 2875.3},
     },
+    "warming": {
+        "type": "warming",
+        "requestId": "q-1",
+        "estimatedSeconds": 480,
+        "waitSeconds": 960,
+        "message": "starting a server, about 480 s; the answer follows when it is ready",
+    },
     "sessionEnded": {"type": "sessionEnded", "sessionId": "ses_0a1b2c3d4e5f60718293a4b5c6d7e8f9"},
     "lectureDeleted": {"type": "lectureDeleted", "lectureId": "lec_5f0c2b1e9a7d4c3b8e6f1a2d3c4b5a69"},
     "error": {

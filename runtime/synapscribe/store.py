@@ -44,12 +44,16 @@ FINAL_BY = ("edge", "agentcore", "sweeper")
 #: final over and sends the error (issue 11 §3).
 DEADLINES_ATTRIBUTE = "answerDeadlines"
 
+#: Questions parked while no GPU host is healthy (edge/warming.py): `{"until", "job"}` under the
+#: same key as a final, handed to AgentCore by the sweeper once a host answers.
+WARMING_ATTRIBUTE = "warmingJobs"
+
 #: The sweeper's sparse global secondary index (edge/sweeper.py queries it instead of scanning):
 #: only an item that may need sweeping carries `sweepDue`, and a GSI holds only the items that
 #: have its key attribute (DynamoDB developer guide, "Take advantage of sparse indexes"). A
 #: lecture carries its status while `pending` or `transcribing` (store writes it with the status);
-#: a connection carries `answer` from its first answer deadline until the sweeper finds its
-#: `answerDeadlines` empty. The CDK app and provision.py create the index from this, on these
+#: a connection carries `answer` from its first answer deadline or parked question until the
+#: sweeper finds both `answerDeadlines` and `warmingJobs` empty. The CDK app and provision.py create the index from this, on these
 #: tables, projecting `projection` (None: every attribute).
 SWEEP_ATTRIBUTE = "sweepDue"
 SWEEP_INDEX = "sweep"
@@ -66,9 +70,10 @@ class SweepIndex:
 SWEEP_INDEXES = (
     # The sweeper resumes, rejects or removes a lecture from the whole item.
     SweepIndex("lectures_table", None),
-    # Only the deadlines, all the sweeper reads of a connection: writes that change no projected
-    # attribute and not the index key (the TTL, an owner's other fields) need no index write.
-    SweepIndex("connections_table", (DEADLINES_ATTRIBUTE,)),
+    # Only the deadlines and parked questions, all the sweeper reads of a connection: writes that
+    # change no projected attribute and not the index key (the TTL, an owner's other fields) need
+    # no index write.
+    SweepIndex("connections_table", (DEADLINES_ATTRIBUTE, WARMING_ATTRIBUTE)),
 )
 
 
@@ -225,13 +230,18 @@ class Store:
         )
 
     def unmark_connection(self, connection_id: str) -> bool:
-        """Take a connection out of the sweeper's index once it has no answer deadline left (on
-        that condition: a deadline recorded meanwhile keeps it in)."""
+        """Take a connection out of the sweeper's index once it has no answer deadline and no
+        parked question left (on that condition: one recorded meanwhile keeps it in)."""
         return self._conditional(
             Key={"connectionId": connection_id},
             UpdateExpression="REMOVE #sd",
-            ConditionExpression="attribute_exists(#sd) AND (attribute_not_exists(#d) OR size(#d) = :zero)",
-            ExpressionAttributeNames={"#sd": SWEEP_ATTRIBUTE, "#d": DEADLINES_ATTRIBUTE},
+            ConditionExpression="attribute_exists(#sd) AND (attribute_not_exists(#d) OR size(#d) = :zero)"
+            " AND (attribute_not_exists(#w) OR size(#w) = :zero)",
+            ExpressionAttributeNames={
+                "#sd": SWEEP_ATTRIBUTE,
+                "#d": DEADLINES_ATTRIBUTE,
+                "#w": WARMING_ATTRIBUTE,
+            },
             ExpressionAttributeValues={":zero": 0},
         )
 

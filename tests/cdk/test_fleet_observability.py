@@ -3,6 +3,7 @@ instance role's right to ship to them and nothing else."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aws_cdk import assertions
@@ -67,3 +68,24 @@ def test_one_dashboard_with_the_figures_and_the_alarms(synth: Synthesized) -> No
     assert alarms
     for logical_id in alarms:
         assert f'"Fn::GetAtt": ["{logical_id}", "Arn"]' in body, logical_id
+
+
+def test_the_dashboard_shows_spot_interruptions_and_drains(synth: Synthesized) -> None:
+    """EventBridge's TriggeredRules by RuleName for the interruption-warning and termination rules
+    of the drain (constructs/spot_drain.py), and the drain function's errors and longest run."""
+    compute = synth.templates["compute"]
+    (dashboard,) = resources_of(compute, "AWS::CloudWatch::Dashboard").values()
+    body = dumps(dashboard["Properties"]["DashboardBody"])
+    assert "Spot interruptions and drains" in body
+    rules = {
+        k: v["Properties"]["EventPattern"]["detail-type"][0]
+        for k, v in resources_of(compute, "AWS::Events::Rule").items()
+    }
+    from synapscribe_cdk.constructs.spot_drain import SPOT_INTERRUPTION, TERMINATE_ACTION
+
+    notice = next(k for k, t in rules.items() if t == SPOT_INTERRUPTION)
+    termination = next(k for k, t in rules.items() if t == TERMINATE_ACTION)
+    for rule in (notice, termination):
+        # The widget names each rule by reference, beside EventBridge's per-rule metric.
+        assert re.search(r'TriggeredRules\\+",\\+"RuleName\\+",\\+"[^{}]{0,10}\{"Ref": "' + rule, body), rule
+    assert "drain errors" in body and "longest drain (ms)" in body

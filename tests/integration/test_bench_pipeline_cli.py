@@ -28,14 +28,24 @@ def test_bench_pipeline_prints_the_three_figures() -> None:
     assert done.returncode == 0, out + done.stderr
     assert "latencies scaled by 0.1" in out and "2 sequential voice queries, then 8 at once" in out
 
-    overhead = re.search(
-        r"AgentCore own overhead per query +median ([\d.]+) ms .*goal < 20 ms: (ok|MISSED)", out
+    overhead = re.search(r"AgentCore own time, waits excluded +median ([\d.]+) ms", out)
+    cpu = re.search(r"AgentCore CPU per query +median ([\d.]+) ms .*goal < 20 ms: (ok|MISSED)", out)
+    first_audio = re.search(
+        r"time to first audio +median ([\d.]+) s +goal <= ([\d.]+) s \(within 5%.*: (ok|MISSED)", out
     )
-    first_audio = re.search(r"time to first audio +median ([\d.]+) s +goal < 2\.0 s.*: (ok|MISSED)", out)
+    goal_inputs = re.search(
+        r"goal = first token 0\.04 s \+ first sentence \((\d+) tokens at 400 tokens/s\) [\d.]+ s "
+        r"\+ its speech 0\.03 s",
+        out,
+    )
+    against_ideal = re.search(
+        r"AgentCore against the ideal: ([\d.]+) s / ([\d.]+) s = ([\d.]+) +goal within 5%: (ok|MISSED)", out
+    )
     ratio = re.search(
         r"8 concurrent queries +([\d.]+) s, ratio ([\d.]+) +goal <= 1\.3: (ok|MISSED) +\(0 failed\)", out
     )
-    assert overhead and first_audio and ratio, out
+    assert overhead and cpu and first_audio and goal_inputs and ratio and against_ideal, out
+    assert "inputs: the report's first token, decode rate and TTS time per sentence" in out
 
     figures = json.loads(out[out.index("\n{") + 1 :])
     assert figures["latency_scale"] == 0.1
@@ -45,6 +55,10 @@ def test_bench_pipeline_prints_the_three_figures() -> None:
     # The printed figures are the JSON's.
     assert float(overhead.group(1)) == pytest.approx(figures["overhead_ms_median"], abs=0.01)
     assert float(first_audio.group(1)) == pytest.approx(figures["first_audio_s_median"], abs=0.01)
+    assert float(first_audio.group(2)) == pytest.approx(figures["first_audio_goal_s_median"], abs=0.01)
+    assert float(cpu.group(1)) == pytest.approx(figures["agentcore_cpu_ms_median"], abs=0.1)
+    assert float(against_ideal.group(3)) == pytest.approx(figures["concurrent_over_ideal"], abs=0.001)
+    assert figures["max_num_seqs"] == 8
     assert float(ratio.group(2)) == pytest.approx(figures["concurrency_ratio"], abs=0.01)
 
     # Sanity: overhead is a part of a query's time; first audio comes before the whole answer;
@@ -52,6 +66,9 @@ def test_bench_pipeline_prints_the_three_figures() -> None:
     one = figures["one_query_s_median"]
     assert 0 < figures["overhead_ms_median"] <= figures["overhead_ms_max"] < one * 1000
     assert 0 < figures["first_audio_s_median"] < one
+    # The first audio's goal: first token 0.04 s + the first sentence at 400 tokens/s + 0.03 s.
+    assert 0.07 < figures["first_audio_goal_s_median"] < one
+    assert figures["agentcore_cpu_ms_median"] > 0
     # Scaled latencies: the transcription takes 0.18 s, the first token 0.04 s.
     assert figures["asr_ms_median"] >= 180 and figures["first_token_ms_median"] >= 40
     assert figures["concurrent_wall_s"] >= one * 0.9
@@ -59,7 +76,7 @@ def test_bench_pipeline_prints_the_three_figures() -> None:
     assert figures["concurrency_ratio"] == pytest.approx(figures["concurrent_wall_s"] / one, rel=1e-6)
     # The ideal schedule times are printed beside the ratio, from the stand-in's scaled latencies.
     ideal = re.search(r"ideal, 8 model slots, 2 requests per voice query .* one query ([\d.]+) s:", out)
-    early = re.search(r"([\d.]+) s \(ratio ([\d.]+)\) when transcripts go out as they are ready", out)
+    early = re.search(r"([\d.]+) s \(ratio ([\d.]+)\) when every transcription starts at once", out)
     assert ideal and early, out
     assert float(ideal.group(1)) == pytest.approx(figures["ideal_one_query_s"], abs=0.01)
     assert float(early.group(2)) == pytest.approx(
@@ -75,9 +92,29 @@ def test_bench_pipeline_prints_the_three_figures() -> None:
         assert 0 < detail["firstAudioMs"] < detail["totalMs"]
 
 
+def test_bench_pipeline_on_other_slot_counts() -> None:
+    """`--max-num-seqs`: the stand-in and AgentCore both run that many requests at once, and the
+    ideal schedule is computed for it (one slot: each query's two requests run in turn)."""
+    done = bench(
+        "--latency-scale", "0.1", "--queries", "1", "--concurrency", "3", "--max-num-seqs", "1", "--json"
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    figures = json.loads(out[out.index("\n{") + 1 :])
+    assert figures["max_num_seqs"] == 1 and "1 model slots (max_num_seqs)" in out
+    # Three queries, six requests on one slot: at least 3 * (0.18 s + the answer) of model time.
+    assert figures["ideal_concurrent_s"] >= 3 * (0.18 + 0.04)
+    assert figures["concurrent_wall_s"] >= figures["ideal_concurrent_s"] * 0.95
+    assert re.search(r"ideal, 1 model slots", out), out
+
+
 @pytest.mark.parametrize(
     ("args", "flag"),
-    [(["--latency-scale", "0"], "--latency-scale"), (["--queries", "0"], "--queries")],
+    [
+        (["--latency-scale", "0"], "--latency-scale"),
+        (["--queries", "0"], "--queries"),
+        (["--max-num-seqs", "0"], "--max-num-seqs"),
+    ],
 )
 def test_bad_flags_exit_2_naming_the_flag(args: list[str], flag: str) -> None:
     done = bench(*args, timeout=60)

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 from synapscribe.agentcore.metrics import NAMESPACE
@@ -68,6 +70,7 @@ class FleetObservability(Construct):
         max_num_seqs: int,
         target_in_flight: float | None,
         bucket_name: str,
+        spot_and_drains: cloudwatch.IWidget | None = None,
     ) -> cloudwatch.Dashboard:
         """One dashboard per environment: AgentCore's EMF figures (fleet-wide, no dimension), the
         hosts, the Lambdas, the bucket, and the existing alarms."""
@@ -127,7 +130,40 @@ class FleetObservability(Construct):
             ),
             cloudwatch.GraphWidget(title="Lecture bucket size", left=[bucket], width=8),
         ]
+        if spot_and_drains is not None:
+            graphs.append(spot_and_drains)
         dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=name)
         dashboard.add_widgets(*graphs)
         dashboard.add_widgets(*(cloudwatch.AlarmWidget(alarm=a, title=a.node.id, width=8) for a in alarms))
         return dashboard
+
+
+def spot_and_drain_widget(
+    notice_rule: events.IRule, termination_rule: events.IRule, drain: lambda_.IFunction
+) -> cloudwatch.GraphWidget:
+    """Spot interruptions and drains: how often EventBridge matched the two-minute interruption
+    warning and the group's termination lifecycle action (AWS/Events `TriggeredRules` by
+    `RuleName`, "Monitoring Amazon EventBridge", EventBridge User Guide), and the drain function's
+    errors and longest run (it must finish within the drain window)."""
+    period = Duration.minutes(5)
+
+    def triggered(rule: events.IRule, label: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace="AWS/Events",
+            metric_name="TriggeredRules",
+            dimensions_map={"RuleName": rule.rule_name},
+            statistic="Sum",
+            period=period,
+            label=label,
+        )
+
+    return cloudwatch.GraphWidget(
+        title="Spot interruptions and drains",
+        left=[
+            triggered(notice_rule, "spot interruption warnings"),
+            triggered(termination_rule, "terminations drained"),
+            drain.metric_errors(period=period, label="drain errors"),
+        ],
+        right=[drain.metric_duration(period=period, statistic="Maximum", label="longest drain (ms)")],
+        width=12,
+    )

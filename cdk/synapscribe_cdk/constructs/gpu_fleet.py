@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from aws_cdk import Duration, Size
 from aws_cdk import aws_autoscaling as autoscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 from synapscribe.platform import Fleet, Host, Vllm
+from synapscribe.simulate.policy import ScalingSettings
 
 from synapscribe_cdk.config import Capacity
+from synapscribe_cdk.constructs.fleet_scaling import FleetScaling
 
 #: Boot, the NVIDIA driver, cloud-init and user data before systemd starts vLLM's unit, plus the
 #: balancer's healthy threshold (2 checks of 15 s) after /ready first answers 200.
@@ -79,6 +82,8 @@ class GpuFleet(Construct):
         vllm: Vllm,
         host: Host,
         fleet: Fleet,
+        group_name: str | None = None,
+        scaling: ScalingSettings | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         user_data = ec2.UserData.for_linux()
@@ -122,6 +127,8 @@ class GpuFleet(Construct):
         self.group = autoscaling.AutoScalingGroup(
             self,
             "Group",
+            # A fixed name: the WebSocket handler starts the group by it, AgentCore's metrics carry it.
+            auto_scaling_group_name=group_name,
             vpc=vpc,
             vpc_subnets=subnets,
             mixed_instances_policy=autoscaling.MixedInstancesPolicy(
@@ -166,7 +173,17 @@ class GpuFleet(Construct):
                 "MorningScaleOut",
                 schedule=autoscaling.Schedule.expression(capacity.morning_scale_out_cron),
                 time_zone=capacity.time_zone,
-                min_capacity=capacity.min,
+                # With load scaling the day's size is a floor (MinSize), not only a starting point.
+                min_capacity=capacity.desired if scaling else capacity.min,
                 desired_capacity=capacity.desired,
                 max_capacity=capacity.max,
             )
+        #: The load scaling's own alarm (shown on the dashboard, not sent to operators).
+        self.scaling_alarms: list[cloudwatch.Alarm] = []
+        if scaling is not None:
+            if group_name is None:
+                raise ValueError("load scaling needs the group's name (its metric's dimension)")
+            self.scaling = FleetScaling(
+                self, "Scaling", group=self.group, group_name=group_name, scaling=scaling
+            )
+            self.scaling_alarms.append(self.scaling.scale_in_alarm)

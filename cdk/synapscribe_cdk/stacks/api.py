@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, Fn, Stack
+from aws_cdk import ArnFormat, CfnOutput, Duration, Fn, Stack
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
@@ -138,6 +138,8 @@ class ApiStack(Stack):
             **data.resource_environment(),
             "SYNAPSCRIBE_AGENTCORE_URL": network.agentcore_url,
             "SYNAPSCRIBE_IDENTITY_SOURCE": "cognito",
+            # The handler starts this group when no GPU host is healthy (edge/warming.py).
+            "SYNAPSCRIBE_FLEET_GROUP": config.fleet_group_name,
         }
         placement: dict[str, Any] = {
             "vpc": network.vpc,
@@ -241,7 +243,7 @@ class ApiStack(Stack):
         )
         self.sweeper = self._sweeper(code, environment, placement, platform)
 
-        self._grant(data, platform)
+        self._grant(data, platform, config.fleet_group_name)
 
         # S3 notifies the validator of new lectures. The bucket is imported by name so that the
         # notification (and its permission) live here, not in the Data stack (which would then
@@ -289,7 +291,7 @@ class ApiStack(Stack):
         consumer.add_stack_dependency(self)
         return Fn.get_stack_output(self.stack_name, API_ID_OUTPUT)
 
-    def _grant(self, data: DataStack, platform: PlatformConfig) -> None:
+    def _grant(self, data: DataStack, platform: PlatformConfig, fleet_group: str) -> None:
         """Least privilege: the handler presigns uploads, checks query uploads, keeps its items
         and deletes a lecture with what was made from it (deleteLecture); the validator reads,
         and may delete, uploaded lectures and updates their status; the sweeper resumes stuck
@@ -310,6 +312,7 @@ class ApiStack(Stack):
                 permissions.objects(["s3:GetObject"], bucket_arn, [prefixes.queries]),
                 *removal,
                 connections,
+                *fleet_start_statements(self, fleet_group),
             ],
             "validation": [
                 permissions.objects(["s3:GetObject", "s3:DeleteObject"], bucket_arn, [prefixes.lectures]),
@@ -335,7 +338,9 @@ class ApiStack(Stack):
                     fn.role,
                     "AwsSolutions-IAM5",
                     "Object wildcards stop at this platform's key prefixes, and @connections at this API's "
-                    "stage: the ids under them are made at run time.",
+                    "stage: the ids under them are made at run time. The fleet's group ARN holds a "
+                    "UUID made at its creation (its name is fixed); DescribeAutoScalingGroups takes no "
+                    "resource (Service Authorization Reference, Amazon EC2 Auto Scaling).",
                     findings,
                 )
 
@@ -404,3 +409,21 @@ class ApiStack(Stack):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+
+
+def fleet_start_statements(scope: Construct, group_name: str) -> list[iam.PolicyStatement]:
+    """What warming from zero needs (edge/warming.py): read the group's size, set it on that one
+    group. An Auto Scaling group's ARN is autoScalingGroup:<uuid>:autoScalingGroupName/<name>, the
+    UUID made when the group is created; DescribeAutoScalingGroups supports no resource-level
+    permission (Service Authorization Reference, "Actions defined by Amazon EC2 Auto Scaling")."""
+    stack = Stack.of(scope)
+    group_arn = stack.format_arn(
+        service="autoscaling",
+        resource="autoScalingGroup",
+        resource_name=f"*:autoScalingGroupName/{group_name}",
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+    return [
+        iam.PolicyStatement(actions=["autoscaling:SetDesiredCapacity"], resources=[group_arn]),
+        iam.PolicyStatement(actions=["autoscaling:DescribeAutoScalingGroups"], resources=["*"]),
+    ]

@@ -14,7 +14,7 @@ from synapscribe.platform import PlatformConfig
 
 from synapscribe_cdk.config import EnvironmentConfig
 from synapscribe_cdk.constructs import permissions
-from synapscribe_cdk.constructs.fleet_observability import FleetObservability
+from synapscribe_cdk.constructs.fleet_observability import FleetObservability, spot_and_drain_widget
 from synapscribe_cdk.constructs.gpu_fleet import GpuFleet
 from synapscribe_cdk.constructs.spot_drain import SpotDrain
 from synapscribe_cdk.nag import acknowledge, managed_policy_findings, wildcard_findings
@@ -60,11 +60,14 @@ class ComputeStack(Stack):
                 "SYNAPSCRIBE_CONNECTIONS_ENDPOINT": api.stage.callback_url,
                 "AWS_REGION": self.region,
                 "AWS_DEFAULT_REGION": self.region,
+                "SYNAPSCRIBE_FLEET_GROUP": config.fleet_group_name,
             },
             target_group_arn=network.target_group.target_group_arn,
             vllm=platform.vllm,
             host=platform.host,
             fleet=platform.fleet,
+            group_name=config.fleet_group_name,
+            scaling=config.scaling,
         )
         self.group = fleet.group
         self.launch_template = fleet.launch_template
@@ -95,7 +98,7 @@ class ComputeStack(Stack):
             self.drain.errors_alarm,
         ]
         data.alarm_topic.notify(self.alarms)
-        self.dashboard = self.observability.add_dashboard(name=f"SynapScribe-{config.name}", alarms=self.alarms, healthy_hosts=_target_group_metric(network, "HealthyHostCount", Duration.minutes(1)), max_num_seqs=platform.vllm.max_num_seqs, target_in_flight=config.scaling.target_in_flight_per_instance if config.scaling else None, bucket_name=data.resource_environment()["SYNAPSCRIBE_BUCKET"])  # fmt: skip
+        self.dashboard = self.observability.add_dashboard(name=f"SynapScribe-{config.name}", alarms=[*self.alarms, *fleet.scaling_alarms], healthy_hosts=_target_group_metric(network, "HealthyHostCount", Duration.minutes(1)), max_num_seqs=platform.vllm.max_num_seqs, target_in_flight=config.scaling.target_in_flight_per_instance if config.scaling else None, bucket_name=data.resource_environment()["SYNAPSCRIBE_BUCKET"], spot_and_drains=spot_and_drain_widget(self.drain.notice_rule, self.drain.lifecycle_rule, self.drain.function))  # fmt: skip
         CfnOutput(self, "AutoScalingGroupName", value=self.group.auto_scaling_group_name)
 
     def _instance_role(

@@ -47,6 +47,9 @@ def _observer(s: AgentCoreDeps, settings: AgentCoreSettings | None) -> metrics.O
         endpoint=settings.emf_endpoint if settings else None,
         interval=settings.metrics_interval_seconds if settings else 60.0,
         log_group=settings.emf_log_group if settings else None,
+        fleet_dimensions={"AutoScalingGroupName": settings.fleet_group}
+        if settings and settings.fleet_group
+        else None,
     )
 
 

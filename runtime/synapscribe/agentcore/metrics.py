@@ -115,10 +115,14 @@ class QuestionMetrics:
         namespace: str = NAMESPACE,
         clock: Callable[[], float] = time.time,
         log_group: str | None = None,
+        fleet_dimensions: dict[str, str] | None = None,
     ) -> None:
         if not dimensions:
             raise ValueError("at least one dimension (e.g. InstanceId)")
-        self.dimensions = dict(dimensions)
+        #: e.g. {"AutoScalingGroupName": ...}: added to every document and kept in a roll-up of its
+        #: own, so the group's target-tracking policy can take the Average over its instances.
+        self.fleet_dimensions = dict(fleet_dimensions or {})
+        self.dimensions = {**dict(dimensions), **self.fleet_dimensions}
         self.in_flight = in_flight
         self.sink = sink
         self.namespace = namespace
@@ -220,7 +224,7 @@ class QuestionMetrics:
                     # fleet-wide series the dashboard's percentiles and rates are drawn from.
                     {
                         "Namespace": self.namespace,
-                        "Dimensions": [sorted(dims), sorted(set(dims) - set(self.dimensions))],
+                        "Dimensions": self._dimension_sets(dims),
                         "Metrics": metrics,
                     }
                 ],
@@ -229,6 +233,14 @@ class QuestionMetrics:
                 doc["_aws"]["LogGroupName"] = self.log_group
             docs.append(doc)
         return docs
+
+    def _dimension_sets(self, dims: dict[str, str]) -> list[list[str]]:
+        extra = set(dims) - set(self.dimensions)
+        sets = [sorted(dims)]
+        if self.fleet_dimensions:
+            sets.append(sorted(extra | set(self.fleet_dimensions)))
+        sets.append(sorted(extra))
+        return sets
 
     def flush(self) -> int:
         docs = self.documents()
@@ -304,9 +316,12 @@ class Observer:
         endpoint: str | None = None,
         interval: float = 60.0,
         log_group: str | None = None,
+        fleet_dimensions: dict[str, str] | None = None,
     ) -> None:
         sink = udp_sink(endpoint) if endpoint else log_sink
-        self.metrics = QuestionMetrics(dimensions, in_flight=in_flight, sink=sink, log_group=log_group)
+        self.metrics = QuestionMetrics(
+            dimensions, in_flight=in_flight, sink=sink, log_group=log_group, fleet_dimensions=fleet_dimensions
+        )
         self.handler = StatsHandler(self.metrics)
         self._client = httpx.AsyncClient() if vllm_metrics_url else None
         self.relay = VllmRelay(vllm_metrics_url, self._client) if vllm_metrics_url and self._client else None

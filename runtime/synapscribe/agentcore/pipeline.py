@@ -1,7 +1,8 @@
 """The query pipeline: question in, streamed text and spoken sentences out, in contract order.
 
 A voice question's audio goes straight into the answering request while a second request
-transcribes it beside it; answer pieces are held back until the `transcript` message is out.
+transcribes it beside it; answer text and speech go out as soon as they exist, and the
+`transcript` whenever it is ready (before, between or after them, always before the `answer`).
 Complete sentences go to TTS at once (concurrently, announced in order). Nothing about a session
 lives in memory: history is read from and written to DynamoDB on every query.
 """
@@ -26,13 +27,19 @@ from synapscribe.agentcore import admission as adm
 from synapscribe.agentcore import prompts
 from synapscribe.agentcore.aws import AwsIo, Spans
 from synapscribe.agentcore.jobs import QueryJob
-from synapscribe.agentcore.lectures import LectureContexts, LectureUnavailableError
-from synapscribe.agentcore.media import DIRECT_FORMATS, MediaError, duration_seconds, sniff_format, to_mp3
+from synapscribe.agentcore.lectures import LectureContexts
+from synapscribe.agentcore.media import (
+    DIRECT_FORMATS,
+    MediaError,
+    duration_seconds,
+    refusal,
+    sniff_format,
+    to_mp3,
+)
 from synapscribe.agentcore.sentences import SentenceSplitter
 from synapscribe.agentcore.tts_client import TtsClient
 from synapscribe.agentcore.vllm_client import (
     UpstreamError,
-    UpstreamRejectedError,
     UpstreamTooLargeError,
     VllmClient,
 )
@@ -91,10 +98,6 @@ class AgentCoreDeps:
         return task
 
 
-# TEMPORARY: the old name, for branches in flight (issue 13); the lead removes it at merge.
-Services = AgentCoreDeps
-
-
 def internal_error(request_id: str | None, what: str) -> ErrorMessage:
     error_id = uuid.uuid4().hex[:12]
     log.exception("internal error %s while %s (request %s)", error_id, what, request_id)
@@ -137,7 +140,7 @@ class FinalClaimedElsewhere(Exception):
 
 
 class Outbox:
-    """Messages to one connection, pushed in order by one task; held until the transcript is out.
+    """Messages to one connection, pushed in the order they are sent, by one task.
 
     Answer deltas are paced (at most one push per DELTA_INTERVAL_SECONDS; pieces that arrive in
     between, or pile up behind a slow push, are joined into one message). Anything else in the
@@ -146,12 +149,10 @@ class Outbox:
 
     _END = object()
 
-    def __init__(self, aws: AwsIo, connection_id: str, spans: Spans, hold: bool) -> None:
+    def __init__(self, aws: AwsIo, connection_id: str, spans: Spans) -> None:
         self.aws = aws
         self.connection_id = connection_id
         self.spans = spans
-        self.hold = hold
-        self.held: list[ServerModel] = []
         self.gone = False
         self.first_audio_at: float | None = None  # epoch ms
         self._queue: deque[Any] = deque()
@@ -167,27 +168,14 @@ class Outbox:
         self._wake.set()
 
     def send(self, message: ServerModel) -> None:
-        if self.hold and not isinstance(message, Transcript):
-            self.held.append(message)
-        else:
-            self._put(message)
-
-    def release(self, transcript: Transcript) -> None:
-        self._put(transcript)
-        for message in self.held:
-            self._put(message)
-        self.held.clear()
-        self.hold = False
+        self._put(message)
 
     def abandon(self) -> None:
-        """End without a final message (nothing was sent: the query is not ours to answer)."""
-        self.held.clear()
+        """End without a final message (the query is not ours to answer)."""
         self._put(self._END)
 
     def finish_with(self, message: ServerModel) -> None:
-        """The last message (answer or error); anything still held is dropped."""
-        self.held.clear()
-        self.hold = False
+        """The last message (answer or error)."""
         self._put(message)
         self._put(self._END)
 
@@ -245,13 +233,252 @@ class Outbox:
                 self.first_audio_at = time.time() * 1000
 
 
+@dataclass
+class Query:
+    """One question in flight: its job, where its messages go, the tasks to cancel when it ends,
+    and the figures logged for it."""
+
+    job: QueryJob
+    spans: Spans
+    outbox: Outbox
+    stats: dict[str, Any]
+    pending: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def request_id(self) -> str:
+        return self.job.requestId
+
+    def since_receipt(self) -> float:
+        """Milliseconds since the edge received the query (the contract's timings)."""
+        return round(max(0.0, time.time() * 1000 - self.job.receivedAtMs), 1)
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """A task of this query, cancelled if the query ends before it does."""
+        task = asyncio.create_task(coro)
+        self.pending.append(task)
+        return task
+
+
+@dataclass
+class QuestionAudio:
+    """The question's audio as the model takes it (a direct format), and its length."""
+
+    data: bytes
+    fmt: str
+    seconds: float
+
+
+class QuestionTranscription:
+    """A voice question transcribed beside its answer; the `transcript` goes out once it is ready,
+    wherever the answer's stream is by then (the answer's first audio does not wait for it)."""
+
+    def __init__(self, deps: AgentCoreDeps, query: Query, audio: QuestionAudio) -> None:
+        self.s = deps
+        self.query = query
+        self.audio = audio
+        self.asr_ms: float | None = None
+        self._task: asyncio.Task[str] = query.spawn(self._transcribe())
+
+    def _max_tokens(self) -> int:
+        # Room for twice the usual tokens per minute of speech (a fast speaker), never under 64.
+        per_minute = self.s.platform.audio.transcript_tokens_per_minute
+        return max(64, int(self.audio.seconds / 60 * per_minute * 2) + 32)
+
+    async def _transcribe(self) -> str:
+        q, a = self.query, self.audio
+        t = time.perf_counter()
+        async with self.s.admission.slot(adm.TRANSCRIBE):
+            text = await self.s.vllm.transcribe(a.data, a.fmt, a.seconds, self._max_tokens())
+        q.spans.add(t, time.perf_counter(), "vllm.transcribe")
+        self.asr_ms = q.since_receipt()
+        q.outbox.send(Transcript(requestId=q.request_id, text=text or "(inaudible)"))
+        return text
+
+    async def text(self) -> str:
+        return await self._task
+
+
+class Speech:
+    """One answer's sentences spoken (TTS, concurrently) and announced as `audio`, in order.
+
+    A sentence whose TTS fails is left out; TTS_GIVE_UP_AFTER_FAILURES failures in a row mean
+    the speech service is down, and the rest of the answer is not spoken.
+    """
+
+    def __init__(self, deps: AgentCoreDeps, query: Query) -> None:
+        self.s = deps
+        self.query = query
+        self.urls: list[str] = []
+        self.engines: list[str] = []
+        self.count = 0  # sentences given to TTS
+        self.failed = False
+        self._failures = 0  # in a row
+        self._queue: asyncio.Queue[tuple[asyncio.Task[tuple[str, str] | None], str] | None] = asyncio.Queue()
+        self._announcer = query.spawn(self._announce())
+
+    def say(self, sentence: str) -> None:
+        task = self.query.spawn(self._speak(self.count, sentence))
+        self._queue.put_nowait((task, sentence))
+        self.count += 1
+
+    def close(self) -> None:
+        """No more sentences: the announcer ends after the last one."""
+        self._queue.put_nowait(None)
+
+    async def finished(self) -> None:
+        await self._announcer
+
+    def engine(self) -> str:
+        return ",".join(sorted(set(self.engines))) if self.engines else NO_TTS_ENGINE
+
+    async def _speak(self, seq: int, text: str) -> tuple[str, str] | None:
+        """The sentence's audio stored in S3: (presigned URL, TTS engine), or None if not spoken."""
+        if self.failed:
+            return None
+        s, p, job = self.s, self.s.platform, self.query.job
+        t = time.perf_counter()
+        try:
+            speech = await s.tts.speak(text, s.voice or p.tts.default_voice)
+        except UpstreamError as exc:
+            self._failed_once(seq, exc)
+            return None
+        finally:
+            self.query.spans.add(t, time.perf_counter(), "tts")
+        self._failures = 0
+        key = keys.response_key(job.sessionId, job.requestId, seq, p)
+        await s.aws.put(key, speech.audio, "audio/mpeg", self.query.spans)
+        return s.aws.presign(key, p.limits.response_url_expiry_seconds), speech.engine
+
+    def _failed_once(self, seq: int, exc: UpstreamError) -> None:
+        self._failures += 1
+        if self._failures >= TTS_GIVE_UP_AFTER_FAILURES:
+            self.failed = True
+        log.warning(
+            "request %s: sentence %d not spoken (%s)%s",
+            self.query.request_id,
+            seq,
+            exc,
+            "; answering the rest without speech" if self.failed else "",
+        )
+
+    async def _announce(self) -> None:
+        """Send each spoken sentence as `audio`, in the answer's order, numbered without gaps."""
+        seq = 0
+        while (item := await self._queue.get()) is not None:
+            task, text = item
+            result = await task
+            if result is None:
+                continue
+            url, engine = result
+            self.urls.append(url)
+            self.engines.append(engine)
+            self.query.outbox.send(Audio(requestId=self.query.request_id, seq=seq, url=url, text=text))
+            seq += 1
+
+
+class AnswerStream:
+    """The model's answer streamed to the client as `answerDelta`s, each complete sentence handed
+    to speech as soon as it ends."""
+
+    def __init__(self, deps: AgentCoreDeps, query: Query, speech: Speech | None) -> None:
+        self.s = deps
+        self.query = query
+        self.speech = speech
+        self.pieces: list[str] = []
+        self.first_token_ms: float | None = None
+        self._splitter = SentenceSplitter()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces).strip()
+
+    async def run(self, messages: list[dict[str, Any]], max_tokens: int, started: float) -> str:
+        """Stream the answer (in a model slot); `started` is when the query's work began."""
+        q = self.query
+        t_queue = time.perf_counter()
+        async with self.s.admission.slot(adm.ANSWER):
+            t_answer = time.perf_counter()
+            q.spans.add(t_queue, t_answer, "queue")
+            q.stats["answerSentMs"] = round((t_answer - started) * 1000, 1)
+            try:
+                async for piece in self.s.vllm.stream_answer(messages, max_tokens):
+                    self._take(piece, started)
+                    if q.outbox.gone:
+                        break
+            finally:
+                q.spans.add(t_answer, time.perf_counter(), "vllm.answer")
+        rest = self._splitter.flush()
+        if rest:
+            self._say(rest)
+        return self.text
+
+    def _take(self, piece: str, started: float) -> None:
+        q = self.query
+        if self.first_token_ms is None:
+            self.first_token_ms = q.since_receipt()
+            q.stats["answerFirstTokenMs"] = round((time.perf_counter() - started) * 1000, 1)
+        self.pieces.append(piece)
+        q.outbox.send(AnswerDelta(requestId=q.request_id, text=piece))
+        for sentence in self._splitter.feed(piece):
+            self._say(sentence)
+
+    def _say(self, sentence: str) -> None:
+        if self.speech is not None:
+            self.speech.say(sentence)
+
+
+@dataclass
+class Prompt:
+    """The answering request before trimming: a fixed prefix (system prompt and lecture, never
+    trimmed), the session's earlier turns (the oldest dropped first when they do not fit), and
+    the question."""
+
+    platform: PlatformConfig
+    lecture_message: dict[str, Any]
+    lecture_tokens: int | None  # exact, when the model counted the lecture's transcript
+    question: dict[str, Any]
+    turns: list[dict[str, Any]]
+    fixed: list[dict[str, Any]] = field(init=False)
+    turn_messages: list[list[dict[str, Any]]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fixed = prompts.lecture_messages(self.lecture_message)
+        self.turn_messages = [prompts.turn_messages(t) for t in self.turns]
+
+    def _exact(self, m: dict[str, Any]) -> bool:
+        return m is self.lecture_message and self.lecture_tokens is not None
+
+    def fit(self, text_tokens: Callable[[str], int]) -> planner.RequestBudget:
+        """The budget with texts counted by `text_tokens`."""
+        p = self.platform
+        fixed_tokens = planner.GENERATION_PROMPT_TOKENS + sum(
+            self.lecture_tokens
+            if self._exact(m) and self.lecture_tokens is not None
+            else planner.estimate_message_tokens(m, p, text_tokens)
+            for m in [*self.fixed, self.question]
+        )
+        turn_tokens = [
+            sum(planner.estimate_message_tokens(m, p, text_tokens) for m in ms) for ms in self.turn_messages
+        ]
+        return planner.budget_request(fixed_tokens, turn_tokens, p)
+
+    def counted(self) -> list[dict[str, Any]]:
+        """The messages whose texts an exact count must cover (not the lecture it already has)."""
+        own = [m for m in [*self.fixed, self.question] if not self._exact(m)]
+        return own + [m for ms in self.turn_messages for m in ms]
+
+    def messages(self, budget: planner.RequestBudget) -> list[dict[str, Any]]:
+        kept = self.turns[len(self.turns) - budget.kept_turns :] if budget.kept_turns else []
+        return [*self.fixed, *prompts.history_messages(kept), self.question]
+
+
 class QueryPipeline:
     def __init__(self, deps: AgentCoreDeps) -> None:
         self.s = deps
 
     # ------------------------------------------------------------------ inputs
 
-    async def _question_audio(self, job: QueryJob, spans: Spans) -> tuple[bytes, str, float]:
+    async def _question_audio(self, job: QueryJob, spans: Spans) -> QuestionAudio:
         p = self.s.platform
         if job.audio is not None:
             try:
@@ -276,7 +503,7 @@ class QueryPipeline:
         if fmt is None:
             raise ContractError(
                 ErrorCode.UNSUPPORTED_MEDIA,
-                "the question's audio is not in a format we can read",
+                refusal(data),
                 job.requestId,
             )
         try:
@@ -293,7 +520,7 @@ class QueryPipeline:
                 f"the question is {seconds:.0f} s long; the limit is {p.limits.query_max_seconds} s",
                 job.requestId,
             )
-        return data, fmt, seconds
+        return QuestionAudio(data, fmt, seconds)
 
     async def _lecture_message(
         self, session: dict[str, Any], lecture: dict[str, Any], spans: Spans
@@ -365,13 +592,13 @@ class QueryPipeline:
         cpu0 = time.process_time()
         spans = Spans()
         voice_in = job.text is None
-        outbox = Outbox(self.s.aws, job.connectionId, spans, hold=voice_in)
-        pending: list[asyncio.Task[Any]] = []
+        outbox = Outbox(self.s.aws, job.connectionId, spans)
         stats: dict[str, Any] = {"requestId": job.requestId, "kind": "voice" if voice_in else "text"}
+        query = Query(job, spans, outbox, stats)
         recorded = False
         try:
             recorded = await self._claim_final(job, spans)
-            final = await self._answer(job, spans, outbox, pending, stats)
+            final = await self._answer(query)
         except FinalClaimedElsewhere:
             log.info(
                 "request %s: the edge already answered it (or the client is gone); dropped", job.requestId
@@ -391,52 +618,40 @@ class QueryPipeline:
                     asyncio.shield(self._send_final(job, spans, outbox, busy, recorded)), 5
                 )
             raise
-        except ContractError as exc:
-            # Raised below the query (e.g. by the lecture's preparation) without its request id.
-            final = exc.to_message().model_copy(update={"requestId": exc.request_id or job.requestId})
-        except adm.BusyError as exc:
-            final = ErrorMessage(
-                code=ErrorCode.BUSY,
-                message=f"the model is at capacity ({exc}); retry later",
-                requestId=job.requestId,
-            )
-        except UpstreamError as exc:
-            final = ErrorMessage(
-                code=ErrorCode.UPSTREAM_UNAVAILABLE, message=str(exc), requestId=job.requestId
-            )
-        except planner.ContextOverflowError as exc:
-            log.info("request %s: does not fit the context: %s", job.requestId, exc)
-            final = ErrorMessage(
-                code=ErrorCode.TOO_LARGE,
-                message=f"the question does not fit beside this lecture: {exc} (a question may be about "
-                f"{self.s.platform.context.question_tokens} tokens); shorten the question",
-                requestId=job.requestId,
-            )
-        except UpstreamTooLargeError as exc:
-            final = too_large_error(job.requestId, exc)
-        except (UpstreamRejectedError, LectureUnavailableError):
-            final = internal_error(job.requestId, "answering")
-        except Exception:
-            final = internal_error(job.requestId, "answering")
+        except Exception as exc:
+            final = self._error_final(job, exc)
         finally:
-            for task in pending:
+            for task in query.pending:
                 task.cancel()
         if isinstance(final, ErrorMessage):
             stats["error"] = final.code.value
         if not await self._send_final(job, spans, outbox, final, recorded):
             return
-        end = time.perf_counter()
-        total = end - t0
-        stats.update(
-            event="query",
-            agentcoreMs=round(total * 1000, 2),
-            # CPU of the whole process (all threads) while the query ran: the query's own CPU
-            # cost when it ran alone (the benchmark's sequential queries).
-            processCpuMs=round((time.process_time() - cpu0) * 1000, 2),
-            ownMs=round((total - spans.covered(t0, end)) * 1000, 3),
-            waits={k: round(v * 1000, 1) for k, v in _by_kind(spans).items()},
-        )
-        metrics_log.info(json.dumps(stats))
+        _log_figures(stats, spans, t0, cpu0)
+
+    def _error_final(self, job: QueryJob, exc: Exception) -> ErrorMessage:
+        """The `error` a failed query ends with; called while `exc` is handled (for the log)."""
+        rid = job.requestId
+        if isinstance(exc, ContractError):
+            # Raised below the query (e.g. by the lecture's preparation) without its request id.
+            return exc.to_message().model_copy(update={"requestId": exc.request_id or rid})
+        if isinstance(exc, adm.BusyError):
+            return ErrorMessage(
+                code=ErrorCode.BUSY, message=f"the model is at capacity ({exc}); retry later", requestId=rid
+            )
+        if isinstance(exc, UpstreamError):
+            return ErrorMessage(code=ErrorCode.UPSTREAM_UNAVAILABLE, message=str(exc), requestId=rid)
+        if isinstance(exc, planner.ContextOverflowError):
+            log.info("request %s: does not fit the context: %s", rid, exc)
+            return ErrorMessage(
+                code=ErrorCode.TOO_LARGE,
+                message=f"the question does not fit beside this lecture: {exc} (a question may be about "
+                f"{self.s.platform.context.question_tokens} tokens); shorten the question",
+                requestId=rid,
+            )
+        if isinstance(exc, UpstreamTooLargeError):
+            return too_large_error(rid, exc)
+        return internal_error(rid, "answering")
 
     async def _claim_final(self, job: QueryJob, spans: Spans) -> bool:
         """Claim the query's one final message before anything is pushed (store.claim_final).
@@ -505,29 +720,45 @@ class QueryPipeline:
             )
             return True
 
-    async def _answer(
-        self,
-        job: QueryJob,
-        spans: Spans,
-        outbox: Outbox,
-        pending: list[asyncio.Task[Any]],
-        stats: dict[str, Any],
-    ) -> ServerModel:
-        s = self.s
-        p = s.platform
+    async def _answer(self, q: Query) -> ServerModel:
+        started = time.perf_counter()
+        job = q.job
+        session, lecture = await self._session_and_lecture(job, q.spans)
+        question_audio = await self._question_audio(job, q.spans) if job.text is None else None
+        prompt = await self._prompt(job, q.spans, session, lecture, question_audio)
+        budget = await self._fit(prompt.fit, prompt.counted(), job, q.spans, q.stats)
+        q.stats.update(promptTokens=budget.prompt_tokens, droppedTurns=budget.dropped_turns)
 
-        t_start = time.perf_counter()
+        # The transcription runs beside the answer; the final `answer` waits for it (its text
+        # is the question kept in history for follow-ups).
+        transcription = (
+            QuestionTranscription(self.s, q, question_audio) if question_audio is not None else None
+        )
+        speech = Speech(self.s, q) if job.voice else None
+        stream = AnswerStream(self.s, q, speech)
+        answer_text = await stream.run(prompt.messages(budget), budget.max_tokens, started)
+        if speech is not None:
+            speech.close()
+        transcript_text = await transcription.text() if transcription is not None else None
+        if speech is not None:
+            await speech.finished()
 
-        def since_receipt() -> float:
-            return round(max(0.0, time.time() * 1000 - job.receivedAtMs), 1)
+        question_text = job.text if job.text is not None else (transcript_text or "")
+        await self._record_turn(job, q.spans, question_text, answer_text)
+        return await self._answered(q, stream, speech, transcription)
 
-        session = await s.aws.call(
-            s.aws.store.get_session, job.sessionId, job.owner, spans=spans, what="dynamodb"
+    async def _session_and_lecture(
+        self, job: QueryJob, spans: Spans
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The query's session and its lecture, which must be ready to answer from."""
+        store = self.s.aws.store
+        session = await self.s.aws.call(
+            store.get_session, job.sessionId, job.owner, spans=spans, what="dynamodb"
         )
         if session is None:
             raise ContractError(ErrorCode.NOT_FOUND, f"session {job.sessionId} not found", job.requestId)
-        lecture = await s.aws.call(
-            s.aws.store.get_lecture, session["lectureId"], job.owner, spans=spans, what="dynamodb"
+        lecture = await self.s.aws.call(
+            store.get_lecture, session["lectureId"], job.owner, spans=spans, what="dynamodb"
         )
         if lecture is None:
             raise ContractError(ErrorCode.NOT_FOUND, f"session {job.sessionId} not found", job.requestId)
@@ -538,183 +769,86 @@ class QueryPipeline:
                 f"lecture {lecture['lectureId']} of this session is {lecture.get('status')}{reason}",
                 job.requestId,
             )
+        return session, lecture
 
-        question_audio = await self._question_audio(job, spans) if job.text is None else None
+    async def _prompt(
+        self,
+        job: QueryJob,
+        spans: Spans,
+        session: dict[str, Any],
+        lecture: dict[str, Any],
+        question_audio: QuestionAudio | None,
+    ) -> Prompt:
         lecture_message, lecture_tokens = await self._lecture_message(session, lecture, spans)
-
-        # Fixed prefix (never trimmed) + newest history that fits + the question.
-        fixed = prompts.lecture_messages(lecture_message)
         if question_audio is not None:
-            data, fmt, seconds = question_audio
-            b64 = base64.b64encode(data).decode("ascii")
-            question = prompts.question_message(audio=(b64, fmt, seconds))
+            b64 = base64.b64encode(question_audio.data).decode("ascii")
+            question = prompts.question_message(audio=(b64, question_audio.fmt, question_audio.seconds))
         else:
             question = prompts.question_message(text=job.text)
-        turns = list(session.get("history") or [])
-        turn_messages = [prompts.turn_messages(t) for t in turns]
+        return Prompt(
+            platform=self.s.platform,
+            lecture_message=lecture_message,
+            lecture_tokens=lecture_tokens,
+            question=question,
+            turns=list(session.get("history") or []),
+        )
 
-        def fit(text_tokens: Callable[[str], int]) -> planner.RequestBudget:
-            fixed_tokens = planner.GENERATION_PROMPT_TOKENS + sum(
-                lecture_tokens
-                if m is lecture_message and lecture_tokens is not None
-                else planner.estimate_message_tokens(m, p, text_tokens)
-                for m in [*fixed, question]
-            )
-            turn_tokens = [
-                sum(planner.estimate_message_tokens(m, p, text_tokens) for m in ms) for ms in turn_messages
-            ]
-            return planner.budget_request(fixed_tokens, turn_tokens, p)
-
-        counted = [m for m in [*fixed, question] if not (m is lecture_message and lecture_tokens is not None)]
-        counted += [m for ms in turn_messages for m in ms]
-        budget = await self._fit(fit, counted, job, spans, stats)
-        kept = turns[len(turns) - budget.kept_turns :] if budget.kept_turns else []
-        messages = [*fixed, *prompts.history_messages(kept), question]
-        stats.update(promptTokens=budget.prompt_tokens, droppedTurns=budget.dropped_turns)
-
-        # The transcription runs beside the answer; the transcript opens the stream.
-        transcript_task: asyncio.Task[str] | None = None
-        asr_ms: float | None = None
-        if question_audio is not None:
-            data, fmt, seconds = question_audio
-
-            async def transcribe() -> str:
-                nonlocal asr_ms
-                t = time.perf_counter()
-                async with s.admission.slot(adm.TRANSCRIBE):
-                    text = await s.vllm.transcribe(
-                        data,
-                        fmt,
-                        seconds,
-                        max(64, int(seconds / 60 * p.audio.transcript_tokens_per_minute * 2) + 32),
-                    )
-                spans.add(t, time.perf_counter(), "vllm.transcribe")
-                asr_ms = since_receipt()
-                outbox.release(Transcript(requestId=job.requestId, text=text or "(inaudible)"))
-                return text
-
-            transcript_task = asyncio.create_task(transcribe())
-            pending.append(transcript_task)
-
-        speak = job.voice
-        audio_urls: list[str] = []
-        engines: list[str] = []
-        tts_failures = 0  # consecutive
-        tts_failed = False
-        sentence_queue: asyncio.Queue[asyncio.Task[tuple[str, str] | None] | None] = asyncio.Queue()
-        sentence_texts: list[str] = []
-
-        async def speak_sentence(seq: int, text: str) -> tuple[str, str] | None:
-            nonlocal tts_failures, tts_failed
-            if tts_failed:
-                return None
-            t = time.perf_counter()
-            try:
-                speech = await s.tts.speak(text, s.voice or p.tts.default_voice)
-            except UpstreamError as exc:
-                tts_failures += 1
-                if tts_failures >= TTS_GIVE_UP_AFTER_FAILURES:
-                    tts_failed = True
-                log.warning(
-                    "request %s: sentence %d not spoken (%s)%s",
-                    job.requestId,
-                    seq,
-                    exc,
-                    "; answering the rest without speech" if tts_failed else "",
-                )
-                return None
-            finally:
-                spans.add(t, time.perf_counter(), "tts")
-            tts_failures = 0
-            key = keys.response_key(job.sessionId, job.requestId, seq, p)
-            await s.aws.put(key, speech.audio, "audio/mpeg", spans)
-            return s.aws.presign(key, p.limits.response_url_expiry_seconds), speech.engine
-
-        async def announce() -> None:
-            seq = 0
-            while (task := await sentence_queue.get()) is not None:
-                text = sentence_texts.pop(0)
-                result = await task
-                if result is None:
-                    continue
-                url, engine = result
-                audio_urls.append(url)
-                engines.append(engine)
-                outbox.send(Audio(requestId=job.requestId, seq=seq, url=url, text=text))
-                seq += 1
-
-        announcer = asyncio.create_task(announce()) if speak else None
-        if announcer is not None:
-            pending.append(announcer)
-        tts_count = 0
-
-        def to_speech(sentence: str) -> None:
-            nonlocal tts_count
-            if not speak:
-                return
-            task = asyncio.create_task(speak_sentence(tts_count, sentence))
-            pending.append(task)
-            sentence_texts.append(sentence)
-            sentence_queue.put_nowait(task)
-            tts_count += 1
-
-        splitter = SentenceSplitter()
-        pieces: list[str] = []
-        first_token_ms: float | None = None
-        t_queue = time.perf_counter()
-        async with s.admission.slot(adm.ANSWER):
-            t_answer = time.perf_counter()
-            spans.add(t_queue, t_answer, "queue")
-            stats["answerSentMs"] = round((t_answer - t_start) * 1000, 1)
-            try:
-                async for piece in s.vllm.stream_answer(messages, budget.max_tokens):
-                    if first_token_ms is None:
-                        first_token_ms = since_receipt()
-                        stats["answerFirstTokenMs"] = round((time.perf_counter() - t_start) * 1000, 1)
-                    pieces.append(piece)
-                    outbox.send(AnswerDelta(requestId=job.requestId, text=piece))
-                    for sentence in splitter.feed(piece):
-                        to_speech(sentence)
-                    if outbox.gone:
-                        break
-            finally:
-                spans.add(t_answer, time.perf_counter(), "vllm.answer")
-        rest = splitter.flush()
-        if rest:
-            to_speech(rest)
-        sentence_queue.put_nowait(None)
-
-        transcript_text: str | None = None
-        if transcript_task is not None:
-            transcript_text = await transcript_task
-        if announcer is not None:
-            await announcer
-
-        answer_text = "".join(pieces).strip()
+    async def _record_turn(self, job: QueryJob, spans: Spans, question: str, answer: str) -> None:
+        """Keep the turn in the session's history, for follow-up questions."""
         turn = {
             "requestId": job.requestId,
-            "question": job.text if job.text is not None else (transcript_text or ""),
-            "answer": answer_text,
+            "question": question,
+            "answer": answer,
             "voice": job.text is None,
             "at": int(time.time()),
         }
-        await s.aws.call(s.aws.store.append_turn, job.sessionId, turn, spans=spans, what="dynamodb")
-        tts_engine: str | None = None
-        if speak:
-            tts_engine = ",".join(sorted(set(engines))) if engines else NO_TTS_ENGINE
-        stats.update(sentences=tts_count, spoken=len(audio_urls), ttsFailed=tts_failed)
-        if not outbox.hold:
-            await outbox.drained()
+        await self.s.aws.call(self.s.aws.store.append_turn, job.sessionId, turn, spans=spans, what="dynamodb")
+
+    async def _answered(
+        self,
+        q: Query,
+        stream: AnswerStream,
+        speech: Speech | None,
+        transcription: QuestionTranscription | None,
+    ) -> Answer:
+        """The final `answer`, once everything streamed before it has been pushed (its timings
+        include the first audio's push)."""
+        urls = speech.urls if speech is not None else []
+        if speech is not None:
+            q.stats.update(sentences=speech.count, spoken=len(urls), ttsFailed=speech.failed)
+        else:
+            q.stats.update(sentences=0, spoken=0, ttsFailed=False)
+        await q.outbox.drained()
         timings = Timings(
-            asrMs=asr_ms,
-            firstTokenMs=first_token_ms,
-            firstAudioMs=_first_audio(outbox, job, audio_urls),
-            totalMs=since_receipt(),
+            asrMs=transcription.asr_ms if transcription is not None else None,
+            firstTokenMs=stream.first_token_ms,
+            firstAudioMs=_first_audio(q.outbox, q.job, urls),
+            totalMs=q.since_receipt(),
         )
-        stats.update(timings.model_dump())
+        q.stats.update(timings.model_dump())
         return Answer(
-            requestId=job.requestId, text=answer_text, audio=audio_urls, ttsEngine=tts_engine, timings=timings
+            requestId=q.request_id,
+            text=stream.text,
+            audio=urls,
+            ttsEngine=speech.engine() if speech is not None else None,
+            timings=timings,
         )
+
+
+def _log_figures(stats: dict[str, Any], spans: Spans, t0: float, cpu0: float) -> None:
+    """Log the query's figures (one JSON line on synapscribe.agentcore.metrics)."""
+    end = time.perf_counter()
+    total = end - t0
+    stats.update(
+        event="query",
+        agentcoreMs=round(total * 1000, 2),
+        # CPU of the whole process (all threads) while the query ran: the query's own CPU
+        # cost when it ran alone (the benchmark's sequential queries).
+        processCpuMs=round((time.process_time() - cpu0) * 1000, 2),
+        ownMs=round((total - spans.covered(t0, end)) * 1000, 3),
+        waits={k: round(v * 1000, 1) for k, v in _by_kind(spans).items()},
+    )
+    metrics_log.info(json.dumps(stats))
 
 
 def _first_audio(outbox: Outbox, job: QueryJob, urls: list[str]) -> float | None:

@@ -49,6 +49,11 @@ class AgentCoreSettings(BaseSettings):
     )
     #: The metrics' InstanceId dimension (the unit sets it from IMDS); default: the host name.
     instance_id: str | None = Field(default=None, validation_alias="SYNAPSCRIBE_INSTANCE_ID", min_length=1)
+    #: The Auto Scaling group this host belongs to: the metrics' AutoScalingGroupName roll-up, which
+    #: the group's target-tracking policy averages (cdk/synapscribe_cdk/constructs/gpu_fleet.py).
+    fleet_group: str | None = Field(
+        default=None, validation_alias="SYNAPSCRIBE_FLEET_GROUP", pattern=r"^[A-Za-z0-9_.-]{1,255}$"
+    )
 
     def platform(self) -> PlatformConfig:
         """platform.yaml with SYNAPSCRIBE_MAX_MODEL_LEN applied (validated again)."""

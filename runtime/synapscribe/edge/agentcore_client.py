@@ -20,6 +20,10 @@ class AgentCoreUnavailable(AgentCoreError):
     """Unreachable, timed out, or answered 5xx other than 503."""
 
 
+class AgentCoreNoHost(AgentCoreUnavailable):
+    """The load balancer answered for AgentCore: no host is registered (the fleet is at zero)."""
+
+
 class AgentCoreTimeout(AgentCoreUnavailable):
     """No answer within the timeout: AgentCore may have accepted the job all the same."""
 
@@ -51,6 +55,10 @@ def post_job(base_url: str, path: str, body: dict[str, Any], timeout: float) -> 
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         detail = exc.read(2000).decode("utf-8", "replace")
+        if exc.code == 503 and str(exc.headers.get("Server", "")).startswith("awselb"):
+            # The balancer's own 503: its target group has no registered target (Elastic Load
+            # Balancing User Guide, "Troubleshoot your Application Load Balancers": HTTP 503).
+            raise AgentCoreNoHost(f"AgentCore's balancer has no registered host: {detail[:200]}") from None
         if exc.code in (429, 503):
             raise AgentCoreBusy(f"AgentCore answered {exc.code}: {detail[:200]}") from None
         if exc.code >= 500:

@@ -40,6 +40,9 @@ class EdgeSettings(BaseSettings):
     #: of concurrent sessions on the local stack asks as one identity.
     quota_jobs_in_flight: int | None = Field(default=None, gt=0)
     quota_questions_per_minute: int | None = Field(default=None, gt=0)
+    #: The GPU fleet's Auto Scaling group: when AgentCore cannot be reached (no healthy host), the
+    #: handler starts one in it and parks the question (edge/warming.py). Unset: no warming.
+    fleet_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,255}$")
 
 
 def s3_client(region: str | None = None) -> Any:
@@ -69,6 +72,15 @@ class EdgeDeps:
     store: Store
     s3: Any
     pushers: dict[str, ConnectionPusher] = field(default_factory=dict)
+    #: The Auto Scaling client (built on first use: only a question with no healthy host needs it).
+    autoscaling: Any | None = None
+
+    def autoscaling_client(self) -> Any:
+        if self.autoscaling is None:
+            self.autoscaling = boto3.client(
+                "autoscaling", config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2})
+            )
+        return self.autoscaling
 
     @property
     def quotas(self) -> OwnerQuotas:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synapscribe.contract import ErrorCode, ErrorMessage, Lecture
+from synapscribe.edge import warming
 from synapscribe.edge.agentcore_client import AgentCoreError, request_transcription
 from synapscribe.edge.config import CachedDeps, EdgeDeps
 from synapscribe.edge.push import push
@@ -52,12 +53,14 @@ class SweepReport:
     failed: list[str] = field(default_factory=list)
     #: Overdue questions answered with an error, as `<requestId>@<receivedAtMs>`.
     answered: list[str] = field(default_factory=list)
+    #: Questions parked while no GPU host was healthy (edge/warming.py), handed to AgentCore.
+    warmed: list[str] = field(default_factory=list)
 
     @property
     def actions(self) -> int:
         return (
             len(self.resumed) + len(self.rejected) + len(self.expired) + len(self.failed) + len(self.answered)
-        )
+        ) + len(self.warmed)
 
     def as_dict(self) -> dict[str, list[str]]:
         return {
@@ -66,6 +69,7 @@ class SweepReport:
             "expired": self.expired,
             "failed": self.failed,
             "answered": self.answered,
+            "warmed": self.warmed,
         }
 
 
@@ -103,10 +107,19 @@ def sweep(d: EdgeDeps) -> SweepReport:
     now = d.store.now()
     # Questions first: a student is waiting on each, while a stuck lecture waits for no one.
     _answer_overdue(d, now, report)
+    _hand_over_parked(d, now, report)
     _sweep_lectures(d, now, report)
     if report.actions:
         log.info("sweeper: %s", report.as_dict())
     return report
+
+
+def _hand_over_parked(d: EdgeDeps, now: int, report: SweepReport) -> None:
+    """Questions parked for a starting GPU host (edge/warming.py): handed over once it answers."""
+    done = warming.hand_over_parked(d, now, d.platform.sweeper.max_per_run - report.actions)
+    report.warmed += done.handed_over
+    report.answered += done.timed_out
+    report.failed += done.failed
 
 
 def _sweep_lectures(d: EdgeDeps, now: int, report: SweepReport) -> None:

@@ -38,8 +38,10 @@ from synapscribe.contract import (
     SessionEnded,
     StartSession,
     UploadUrl,
+    Warming,
     parse_client_message,
 )
+from synapscribe.edge import warming
 from synapscribe.edge.agentcore_client import (
     AgentCoreBusy,
     AgentCoreRejected,
@@ -288,7 +290,7 @@ def _check_query_key(query_key: str, owner: str, request_id: str | None, d: Edge
         raise
 
 
-def _query(msg: Query, owner: str, connection_id: str, d: EdgeDeps) -> None:
+def _query(msg: Query, owner: str, connection_id: str, d: EdgeDeps) -> Warming | None:
     received_at_ms = int(time.time() * 1000)
     client_request_id = msg.requestId
     # Without the model's tokenizer: only a question surely over its reserve (UTF-8 bytes bound it).
@@ -329,15 +331,20 @@ def _query(msg: Query, owner: str, connection_id: str, d: EdgeDeps) -> None:
 
 def _hand_off_query(
     job: dict[str, Any], client_request_id: str | None, connection_id: str, d: EdgeDeps
-) -> None:
+) -> Warming | None:
     _expect_final(connection_id, job, d)
     try:
         post_job(d.settings.agentcore_url, "/v1/queries", job, d.settings.agentcore_timeout_seconds)
     except AgentCoreTimeout as exc:
-        return _timed_out(job, client_request_id, connection_id, d, exc)
+        _timed_out(job, client_request_id, connection_id, d, exc)
+        return None
     except (AgentCoreBusy, AgentCoreUnavailable, AgentCoreRejected) as exc:
-        # Refused, so never accepted: the edge answers the client, and the deadline goes.
+        # Refused, so never accepted: the edge answers the client (or parks the query for a
+        # starting host, which sets its own deadline), and the hand-off's deadline goes.
         _withdraw_final(connection_id, job, d)
+        if isinstance(exc, AgentCoreUnavailable) and d.settings.fleet_group:
+            log.warning("query %s: %s", job["requestId"], exc)
+            return _warm(job, client_request_id, connection_id, d)
         raise _refusal(exc, job, client_request_id) from None
     # Accepted: AgentCore streams transcript/answerDelta/audio/answer to the connection.
     return None
@@ -401,6 +408,35 @@ def _withdraw_final(connection_id: str, job: dict[str, Any], d: EdgeDeps) -> Non
     except Exception:
         # Left behind, the sweeper would send a second error for this query later.
         log.exception("query %s: the answer deadline could not be withdrawn", job["requestId"])
+
+
+def _warm(
+    job: dict[str, Any], client_request_id: str | None, connection_id: str, d: EdgeDeps
+) -> Warming | None:
+    """No healthy host: start one and park the question for the sweeper (edge/warming.py)."""
+    group = str(d.settings.fleet_group)
+    try:
+        startable = warming.start_one(d.autoscaling_client(), group)
+    except Exception:
+        log.exception("query %s: the fleet %s could not be started", job["requestId"], group)
+        startable = False
+    if not startable:
+        raise ContractError(
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            "no answering server is running and none can be started now; retry later",
+            client_request_id,
+        )
+    estimate, bound = warming.estimate_seconds(d.platform), warming.bound_seconds(d.platform)
+    key = final_claim_key(job["requestId"], job["receivedAtMs"])
+    if not warming.park(d.store.connections, connection_id, key, job, d.store.now() + bound):
+        d.quotas.finish_job(str(job["owner"]), key)
+        return None  # the client disconnected meanwhile: nobody to tell
+    return Warming(
+        requestId=job["requestId"],
+        estimatedSeconds=estimate,
+        waitSeconds=bound,
+        message=f"starting a server, about {estimate} s; the answer follows when it is ready",
+    )
 
 
 def _edge_claims_final(connection_id: str, job: dict[str, Any], d: EdgeDeps) -> bool:

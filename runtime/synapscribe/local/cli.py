@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds between sweeper runs (default: platform.yaml sweeper.interval_seconds)",
     )
     parser.add_argument(
+        "--fleet-at-zero",
+        action="store_true",
+        help="emulate the GPU fleet at zero on moto's Auto Scaling: AgentCore starts only when a "
+        "question scales the group out (the client gets `warming` first)",
+    )
+    parser.add_argument(
         "--info-json", type=Path, help="write the stack's endpoints (URL, moto, services) here once ready"
     )
 
@@ -49,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         ready_timeout=args.ready_timeout,
         page_port=args.page_port,
         sweep_interval_seconds=args.sweep_interval,
+        fleet_at_zero=args.fleet_at_zero,
     )
 
     def on_ready(stack: RunningStack) -> None:

@@ -31,6 +31,7 @@ class LocalStackProcess:
         echo: bool = False,
         keep_logs: bool = False,
         sweep_interval: float | None = None,
+        fleet_at_zero: bool = False,
     ) -> None:
         self.port = port or free_port()
         self.env = {**os.environ, **(env or {})}
@@ -40,6 +41,8 @@ class LocalStackProcess:
         self.keep_logs = keep_logs
         #: Seconds between sweeper runs (`--sweep-interval`; default: the platform's).
         self.sweep_interval = sweep_interval
+        #: `--fleet-at-zero`: AgentCore starts only when a question scales the emulated fleet out.
+        self.fleet_at_zero = fleet_at_zero
         self.workdir = Path(tempfile.mkdtemp(prefix="synapscribe-stack-"))
         self.info_path = self.workdir / "info.json"
         self.log_path = self.workdir / "stack.log"
@@ -67,6 +70,8 @@ class LocalStackProcess:
         ]
         if self.sweep_interval is not None:
             argv += ["--sweep-interval", str(self.sweep_interval)]
+        if self.fleet_at_zero:
+            argv.append("--fleet-at-zero")
         log = self.log_path.open("w")
         self.process = subprocess.Popen(
             argv,

@@ -23,6 +23,7 @@ from typing import Any, TextIO, cast
 
 from synapscribe.contract import ACTIONS
 from synapscribe.local.aws import LocalAws, allow_page_origin, moto_server, prepare
+from synapscribe.local.fleet import LocalFleet
 from synapscribe.local.gateway import Gateway, LambdaHandler
 from synapscribe.local.page import PageServer, content_security_policy
 from synapscribe.local.supervisor import StackCancelled, StackError, Supervisor, check_port_free, free_port
@@ -58,6 +59,9 @@ class StackConfig:
     page_port: int = 0
     #: How often the sweeper runs (default: platform.yaml's sweeper.interval_seconds).
     sweep_interval_seconds: float | None = None
+    #: Emulate the GPU fleet at zero (local/fleet.py): AgentCore starts only once a question has
+    #: set the moto Auto Scaling group's desired capacity to 1 (warming from zero).
+    fleet_at_zero: bool = False
 
 
 @dataclass
@@ -173,7 +177,18 @@ async def _run(
         "SYNAPSCRIBE_TTS_URL": services["tts"],
         "SYNAPSCRIBE_CONNECTIONS_ENDPOINT": connections_endpoint,
     }
-    if config.start_agentcore:
+    fleet: LocalFleet | None = None
+    if config.start_agentcore and config.fleet_at_zero:
+        fleet = await asyncio.to_thread(
+            _fleet_at_zero, aws, supervisor, agentcore_port, services, agentcore_env
+        )
+        os.environ["SYNAPSCRIBE_FLEET_GROUP"] = fleet.name
+        print(
+            f"local: GPU fleet {fleet.name} at zero; AgentCore starts when it is scaled out",
+            file=out,
+            flush=True,
+        )
+    elif config.start_agentcore:
         agentcore = supervisor.start(
             "agentcore",
             _service("agentcore", agentcore_port),
@@ -239,6 +254,8 @@ async def _run(
             )
         )
         while not stop.is_set():
+            if fleet is not None:
+                await asyncio.to_thread(fleet.step)
             if not _restart_or_report(supervisor, out):
                 return 1
             with contextlib.suppress(TimeoutError):
@@ -249,6 +266,17 @@ async def _run(
         sweeper.stop()
         trigger.stop()
         await gateway.stop()
+
+
+def _fleet_at_zero(
+    aws: LocalAws, supervisor: Supervisor, port: int, services: dict[str, str], env: dict[str, str]
+) -> LocalFleet:
+    """The moto group standing for the GPU fleet; AgentCore is its one host (local/fleet.py)."""
+
+    def start_host() -> None:
+        supervisor.start("agentcore", _service("agentcore", port), f"{services['agentcore']}/ready", env)
+
+    return LocalFleet.create(aws.client("autoscaling"), aws.client("ec2"), aws.region, start_host)
 
 
 def _restart_or_report(supervisor: Supervisor, out: TextIO) -> bool:

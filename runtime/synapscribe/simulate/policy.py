@@ -108,5 +108,8 @@ class TargetTracker:
             and now - self.last_activity >= self.settings.scale_in_cooldown_seconds
         ):
             self.last_activity = now
-            return wanted
+            # One instance at a time: the deployed scale-in is a simple scaling policy of -1 with
+            # this cooldown (EC2 Auto Scaling's target tracking cannot hold a scale-in cooldown;
+            # cdk/synapscribe_cdk/constructs/fleet_scaling.py).
+            return max(wanted, desired - 1)
         return desired

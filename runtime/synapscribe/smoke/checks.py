@@ -45,15 +45,9 @@ def said_nothing(result: QueryResult) -> bool:
     return result.answer is not None and not result.answer.text.strip()
 
 
-def stream_problems(
-    result: QueryResult, *, voice_input: bool, voice_output: bool, allow_empty: bool = False
-) -> list[str]:
-    """The contract's order for one query: `transcript` (voice questions only) first, then
-    `answerDelta` and `audio` interleaved, then exactly one `answer` or `error`; audio `seq`
-    0, 1, 2 …; the answer's text and audio list agree with what streamed.
-
-    `allow_empty`: an answer with no words (see said_nothing) is not a problem in itself, nor are
-    the deltas and speech it then cannot have; everything else is still checked."""
+def _ends_problems(result: QueryResult) -> tuple[list[str], list[str | None]]:
+    """The stream's ends: one final message, and `warming` (no server was running, one is
+    starting) at most once, before all else. Also the types without `warming`."""
     problems: list[str] = []
     rid = result.request_id
     if result.timed_out or result.final is None:
@@ -62,18 +56,32 @@ def stream_problems(
             f"{rid}: the stream did not finish ({len(result.messages)} messages, no answer or error)"
         )
     types = [m.type for m in result.messages]
+    if "warming" in types:
+        if types.index("warming") != 0 or types.count("warming") != 1:
+            problems.append(f"{rid}: warming must come at most once, first: {types}")
+        types = [t for t in types if t != "warming"]
     if types.count("answer") + types.count("error") > 1:
         problems.append(f"{rid}: more than one final message: {types}")
+    return problems, types
+
+
+def stream_problems(
+    result: QueryResult, *, voice_input: bool, voice_output: bool, allow_empty: bool = False
+) -> list[str]:
+    """The contract's order for one query: `answerDelta` and `audio` interleaved, then exactly one
+    `answer` or `error`; a voice question's one `transcript` anywhere before the `answer` (before,
+    between or after the deltas and audio: the answer does not wait for it; one arriving after the
+    final is not collected, so it shows as missing); audio `seq` 0, 1, 2 …; the answer's text
+    and audio list agree with what streamed.
+
+    `allow_empty`: an answer with no words (see said_nothing) is not a problem in itself, nor are
+    the deltas and speech it then cannot have; everything else is still checked."""
+    rid = result.request_id
+    problems, types = _ends_problems(result)
     if result.error is not None:
         problems.append(f"{rid}: answered with error {result.error.code}: {result.error.message}")
         return problems
-    if "transcript" in types:
-        if not voice_input:
-            problems.append(f"{rid}: a transcript for a typed question")
-        elif types.index("transcript") != 0 or types.count("transcript") != 1:
-            problems.append(f"{rid}: transcript must come once, first: {types}")
-    elif voice_input and result.answer is not None:
-        problems.append(f"{rid}: no transcript for a voice question")
+    problems += _transcript_problems(rid, types, voice_input=voice_input, answered=result.answer is not None)
     seqs = [m.message.seq for m in result.messages if isinstance(m.message, Audio)]
     if seqs != list(range(len(seqs))):
         problems.append(f"{rid}: audio seq must run 0, 1, 2 …: {seqs}")
@@ -106,6 +114,19 @@ def _answer_problems(
     if not voice_output and (answer.audio or seqs):
         problems.append(f"{rid}: voice was false but audio was sent")
     return problems
+
+
+def _transcript_problems(
+    rid: str, types: list[str | None], *, voice_input: bool, answered: bool
+) -> list[str]:
+    """A voice question's one transcript, anywhere before the final; none for a typed question."""
+    if "transcript" not in types:
+        return [f"{rid}: no transcript for a voice question"] if voice_input and answered else []
+    if not voice_input:
+        return [f"{rid}: a transcript for a typed question"]
+    if types.count("transcript") != 1:
+        return [f"{rid}: transcript must come once: {types}"]
+    return []
 
 
 def budget_problems(result: QueryResult, budget: Budget, *, voice_output: bool) -> list[str]:

@@ -32,11 +32,12 @@ from synapscribe.contract import (
     ServerMessage,
     Transcript,
     UploadUrl,
+    Warming,
     parse_server_message,
 )
 
 #: Types that belong to one query's stream.
-STREAM_TYPES = ("transcript", "answerDelta", "audio", "answer", "error")
+STREAM_TYPES = ("warming", "transcript", "answerDelta", "audio", "answer", "error")
 
 
 #: API Gateway takes at most 32 KB per WebSocket frame (128 KB per message): longer messages go
@@ -296,6 +297,9 @@ class StackClient:
             result.messages.append(received)
             if received.type in ("answer", "error"):
                 return result
+            if isinstance(received.message, Warming):
+                # No server was running: the answer may take the start-up, up to the stated bound.
+                deadline = max(deadline, time.monotonic() + received.message.waitSeconds + 30)
 
     async def upload(
         self, upload: UploadUrl, data: bytes, filename: str, content_type: str, within: float = 120.0

@@ -174,10 +174,17 @@ async def build_rig(
 
 
 def check_order(messages: list[dict[str, Any]], voice_in: bool) -> dict[str, Any]:
+    """One final, last; a voice question's one transcript anywhere before it (the answer's text
+    and audio do not wait for it); none for a typed question."""
     types = [m["type"] for m in messages]
     assert types[-1] in ("answer", "error") and types.count("answer") + types.count("error") == 1
     if voice_in and types[-1] == "answer":
-        assert types[0] == "transcript" and types.count("transcript") == 1
-    else:
+        assert types.count("transcript") == 1, types
+    elif not voice_in:
         assert "transcript" not in types
     return messages[-1]
+
+
+def transcript_of(messages: list[dict[str, Any]]) -> str:
+    [text] = [m["text"] for m in messages if m["type"] == "transcript"]
+    return str(text)

@@ -95,6 +95,37 @@ def test_one_batch_of_emf_documents_for_many_questions():
     assert empty["Questions"] == 0 and "TimeToFirstAudio" not in empty
 
 
+def test_fleet_dimension_rolls_up_per_group_for_target_tracking():
+    """With SYNAPSCRIBE_FLEET_GROUP set, every document also carries a roll-up by
+    AutoScalingGroupName alone: the series whose Average the group's target-tracking policy
+    tracks (cdk/synapscribe_cdk/constructs/gpu_fleet.py)."""
+    lines: list[str] = []
+    m = metrics.QuestionMetrics(
+        {"InstanceId": "i-0abc"},
+        in_flight=lambda: 4,
+        sink=lines.append,
+        clock=lambda: 1_767_000_000.0,
+        fleet_dimensions={"AutoScalingGroupName": "SynapScribe-dev-gpu"},
+    )
+    m.record({"event": "query", "error": "upstream_unavailable"})
+    m.flush()
+    docs = [json.loads(line) for line in lines]
+    for doc in docs:
+        assert_emf(doc)
+        assert doc["AutoScalingGroupName"] == "SynapScribe-dev-gpu"
+    assert docs[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [
+        ["AutoScalingGroupName", "InstanceId"],
+        ["AutoScalingGroupName"],
+        [],
+    ]
+    assert docs[0]["InFlightToModel"] == 4.0
+    assert docs[-1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [
+        ["AutoScalingGroupName", "ErrorCode", "InstanceId"],
+        ["AutoScalingGroupName", "ErrorCode"],
+        ["ErrorCode"],
+    ]
+
+
 VLLM_METRICS = """# HELP vllm:num_requests_running Number of requests in model execution batches.
 # TYPE vllm:num_requests_running gauge
 vllm:num_requests_running{engine="0",model_name="qwen2.5-omni-3b"} 5.0

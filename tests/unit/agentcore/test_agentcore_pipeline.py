@@ -5,6 +5,7 @@ the contract."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import subprocess
@@ -13,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_rig import FAKE_MP3, OWNER, Rig, check_order, tts_down
+from pipeline_rig import FAKE_MP3, OWNER, Rig, check_order, transcript_of, tts_down
 from synapscribe import audiogen, keys, planner
 from synapscribe.platform import PlatformConfig
+from synapscribe.standin.config import Latency
+from synapscribe.standin.server import create_app as create_standin
 
 
 async def test_text_query_streams_text_then_speech_in_order(make_rig: Any) -> None:
@@ -49,7 +52,7 @@ async def test_text_query_streams_text_then_speech_in_order(make_rig: Any) -> No
         assert all("_seconds" not in p for p in audio_parts)
 
 
-async def test_voice_query_sends_the_transcript_first_and_answers_the_audio(
+async def test_voice_query_sends_its_transcript_and_answers_the_audio(
     make_rig: Any, question_file: bytes
 ) -> None:
     import base64
@@ -60,7 +63,7 @@ async def test_voice_query_sends_the_transcript_first_and_answers_the_audio(
         messages = await rig.ask(session_id, audio=clip)
         answer = check_order(messages, voice_in=True)
         assert answer["type"] == "answer", answer
-        assert messages[0]["text"] == "[stand-in] What does rubisco fix?"
+        assert transcript_of(messages) == "[stand-in] What does rubisco fix?"
         assert answer["timings"]["asrMs"] is not None
         # Two model requests: the answer with the question's audio, and its transcription.
         kinds = sorted(
@@ -70,6 +73,37 @@ async def test_voice_query_sends_the_transcript_first_and_answers_the_audio(
         assert kinds == ["answer", "transcribe"]
         stored = rig.store.get_session(session_id, OWNER)
         assert stored is not None and stored["history"][-1]["question"] == "[stand-in] What does rubisco fix?"
+
+
+async def test_first_audio_does_not_wait_for_a_slow_transcription(
+    make_rig: Any, question_file: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: the answer's text and speech go out while the question is still being
+    transcribed; the transcript follows whenever it is ready, before the final answer, and is
+    the question kept in history."""
+    import base64
+
+    slow = Latency(transcription_seconds=1.0)
+    async with make_rig(
+        standin=lambda config: create_standin(dataclasses.replace(config, latency=slow))
+    ) as rig:
+        session_id = rig.session()
+        messages = await rig.ask(session_id, audio=base64.b64encode(question_file).decode())
+        answer = check_order(messages, voice_in=True)
+        assert answer["type"] == "answer", answer
+        types = [m["type"] for m in messages]
+        at = types.index("transcript")
+        assert "audio" in types[:at] and "answerDelta" in types[:at], types
+        assert types[at + 1 :] == ["answer"], types  # the answer was complete; only the final waited
+        t = answer["timings"]
+        assert t["firstAudioMs"] < t["asrMs"] <= t["totalMs"], t
+        stored = rig.store.get_session(session_id, OWNER)
+        assert stored is not None
+        assert (
+            stored["history"][-1]["question"]
+            == transcript_of(messages)
+            == "[stand-in] What does rubisco fix?"
+        )
 
 
 async def test_follow_up_sees_the_earlier_turn_and_the_same_lecture_bytes(make_rig: Any) -> None:
@@ -292,8 +326,8 @@ async def test_browser_recordings_are_heard_as_questions(
     # The model server got MP3 (what vLLM decodes) of the recording's length: the stand-in says
     # how much audio it decoded, since a browser recording carries no embedded text.
     heard = re.fullmatch(
-        r"\[stand-in\] \(inaudible: no embedded text; ([\d.]+) s of audio\)", messages[0]["text"]
+        r"\[stand-in\] \(inaudible: no embedded text; ([\d.]+) s of audio\)", transcript_of(messages)
     )
-    assert heard and abs(float(heard.group(1)) - seconds) < 0.35, messages[0]
+    assert heard and abs(float(heard.group(1)) - seconds) < 0.35, messages
     question = rig.vllm_bodies[-1]["messages"][-1]["content"]
     assert [p["input_audio"]["format"] for p in question if p["type"] == "input_audio"] == ["mp3"]

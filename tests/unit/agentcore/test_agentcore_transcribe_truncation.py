@@ -17,7 +17,7 @@ from typing import Any
 import httpx2
 import pytest
 from mutagen.id3 import ID3, TXXX
-from pipeline_rig import OWNER, check_order
+from pipeline_rig import OWNER, check_order, transcript_of
 from synapscribe import audiogen, keys
 from synapscribe.agentcore import media
 from synapscribe.agentcore.app import prepare_transcript
@@ -130,7 +130,7 @@ async def test_a_voice_question_cut_short_is_answered_with_its_transcript_marked
         messages = await rig.ask(session_id, audio=base64.b64encode(question_file).decode())
         answer = check_order(messages, voice_in=True)
         assert answer["type"] == "answer", answer
-        heard = messages[0]["text"]
+        heard = transcript_of(messages)
         assert heard.endswith(TRUNCATED_MARK) and heard != PREFIX + "What does rubisco fix?"
         # The answer was made from the question's audio, so it is whole.
         assert "You asked: What does rubisco fix?" in answer["text"]

@@ -106,3 +106,145 @@ def test_an_unreachable_agentcore_is_not_claimed(
     out = _query(deps, "r-4")
     assert [m["code"] for m in out] == ["upstream_unavailable"]
     assert _finals(deps) == {}
+
+
+# --------------------------------------------------------------------------- warming from zero
+# No healthy GPU host: the handler starts one and parks the question (edge/warming.py).
+
+
+@pytest.fixture
+def cold(slow: AgentCoreRecorder, deps: EdgeDeps, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An Auto Scaling group at zero on moto, and AgentCore unreachable (a closed port)."""
+    import boto3
+    from edge_support import closed_port_url
+
+    autoscaling = boto3.client("autoscaling")
+    ec2 = boto3.client("ec2")
+    name = f"fleet-{len(slow.requests)}-{id(deps) % 1000}"
+    ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData={"ImageId": "ami-12c6146b"})
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        LaunchTemplate={"LaunchTemplateName": name},
+        MinSize=0,
+        MaxSize=2,
+        DesiredCapacity=0,
+        AvailabilityZones=["eu-west-1a"],
+    )
+    monkeypatch.setattr(
+        deps,
+        "settings",
+        deps.settings.model_copy(update={"fleet_group": name, "agentcore_url": closed_port_url()}),
+    )
+    monkeypatch.setattr(deps, "autoscaling", autoscaling)
+    slow.delay = 0.0
+    yield name
+    autoscaling.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)
+    ec2.delete_launch_template(LaunchTemplateName=name)
+
+
+def _desired(deps: EdgeDeps, name: str) -> int:
+    (group,) = deps.autoscaling_client().describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
+        "AutoScalingGroups"
+    ]
+    return int(group["DesiredCapacity"])
+
+
+def test_no_healthy_host_starts_one_parks_the_question_and_says_warming(deps: EdgeDeps, cold: str) -> None:
+    from synapscribe.store import WARMING_ATTRIBUTE
+
+    out = _query(deps, "w-1")
+    startup = deps.platform.fleet.host_startup_seconds
+    assert [m["type"] for m in out] == ["warming"]
+    assert out[0]["requestId"] == "w-1" and out[0]["estimatedSeconds"] == startup
+    assert out[0]["waitSeconds"] == 2 * startup and f"about {startup} s" in out[0]["message"]
+    assert _desired(deps, cold) == 1
+    conn = deps.store.get_connection("c1")
+    assert conn is not None
+    (key,) = conn[WARMING_ATTRIBUTE]
+    assert key.startswith("w-1@") and int(conn[WARMING_ATTRIBUTE][key]["until"]) > deps.store.now()
+    assert key in deps.quotas.ledger("alice").jobs  # the question holds its slot while it waits
+    # Idempotent and bounded: a second question leaves a group already starting (or larger) alone.
+    deps.autoscaling_client().set_desired_capacity(AutoScalingGroupName=cold, DesiredCapacity=2)
+    assert [m["type"] for m in _query(deps, "w-2")[1:]] == ["warming"]
+    assert _desired(deps, cold) == 2
+
+
+def test_the_sweeper_hands_the_parked_question_over_once_agentcore_answers(
+    deps: EdgeDeps, cold: str, slow: AgentCoreRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synapscribe.edge.sweeper import sweep
+    from synapscribe.store import WARMING_ATTRIBUTE
+
+    _query(deps, "w-3")
+    assert sweep(deps).warmed == []  # still no host: kept for the next run
+    monkeypatch.setattr(deps, "settings", deps.settings.model_copy(update={"agentcore_url": slow.url}))
+    report = sweep(deps)
+    assert len(report.warmed) == 1 and report.warmed[0].startswith("w-3@")
+    path, job = slow.requests[-1]
+    assert path == "/v1/queries" and job["requestId"] == "w-3" and job["text"] == "hi"
+    conn = deps.store.get_connection("c1")
+    assert conn is not None and conn[WARMING_ATTRIBUTE] == {}
+    assert sweep(deps).warmed == [] and len(slow.requests) == 1  # handed over once
+
+
+def test_a_parked_question_past_its_bound_gets_one_error(
+    deps: EdgeDeps, cold: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synapscribe.edge.sweeper import sweep
+
+    _query(deps, "w-4")
+    later = deps.store.now() + 2 * deps.platform.fleet.host_startup_seconds + 1
+    monkeypatch.setattr(deps.store, "_clock", lambda: later)
+    report = sweep(deps)
+    assert len(report.answered) == 1 and report.answered[0].startswith("w-4@")
+    errors = [m for m in pushed("c1") if m["type"] == "error"]
+    assert [(m["requestId"], m["code"]) for m in errors] == [("w-4", "upstream_unavailable")]
+    assert "within" in errors[0]["message"]
+    assert deps.quotas.ledger("alice").jobs == {}
+    assert sweep(deps).answered == []  # exactly one error
+
+
+def test_a_fleet_that_may_not_run_gets_a_clear_error(deps: EdgeDeps, cold: str) -> None:
+    deps.autoscaling_client().update_auto_scaling_group(AutoScalingGroupName=cold, MaxSize=0)
+    out = _query(deps, "w-5")
+    assert [(m["type"], m["code"]) for m in out] == [("error", "upstream_unavailable")]
+    assert "none can be started" in out[0]["message"]
+    assert _desired(deps, cold) == 0
+
+
+def test_the_balancers_own_503_is_no_host_not_busy() -> None:
+    """An Application Load Balancer without registered targets answers 503 itself (Server:
+    awselb/2.0; "Troubleshoot your Application Load Balancers", HTTP 503); AgentCore's own 503
+    means busy."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from synapscribe.edge.agentcore_client import AgentCoreBusy, AgentCoreNoHost, post_job
+
+    class Balancer(BaseHTTPRequestHandler):
+        server_name = "awselb/2.0"
+
+        def version_string(self) -> str:
+            return self.server_name
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Balancer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(AgentCoreNoHost):
+            post_job(url, "/v1/queries", {}, 2.0)
+        Balancer.server_name = "uvicorn"
+        with pytest.raises(AgentCoreBusy):
+            post_job(url, "/v1/queries", {}, 2.0)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -113,7 +113,11 @@ def test_target_tracking_scales_out_after_three_periods_and_respects_cooldown():
     assert tracker.decide(780, 24, 2, 4) == 6
     for t in range(840, 840 + 14 * 60, 60):
         assert tracker.decide(t, 2, 6, 6) == 6  # fewer than 15 low datapoints
-    assert tracker.decide(840 + 14 * 60, 2, 6, 6) == 1
+    low = 840 + 14 * 60
+    # One instance at a time, as the deployed simple scaling policy (-1, cooldown) does.
+    assert tracker.decide(low, 2, 6, 6) == 5
+    assert tracker.decide(low + 60, 2, 5, 5) == 5  # scale-in cooldown
+    assert tracker.decide(low + 900, 2, 5, 5) == 4
 
 
 def test_schedule_floor_and_scaling_in_a_day():

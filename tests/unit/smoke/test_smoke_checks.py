@@ -48,9 +48,13 @@ GOOD = (
 )
 
 
-def test_a_good_stream_passes() -> None:
+TRANSCRIPT = {"type": "transcript", "requestId": RID, "text": "hi"}
+
+
+@pytest.mark.parametrize("at", range(len(GOOD)))
+def test_a_voice_question_s_transcript_may_come_anywhere_before_the_answer(at: int) -> None:
     assert stream_problems(stream(*GOOD), voice_input=False, voice_output=True) == []
-    voice = stream({"type": "transcript", "requestId": RID, "text": "hi"}, *GOOD)
+    voice = stream(*GOOD[:at], TRANSCRIPT, *GOOD[at:])
     assert stream_problems(voice, voice_input=True, voice_output=True) == []
 
 
@@ -58,12 +62,8 @@ def test_a_good_stream_passes() -> None:
     ("messages", "voice_input", "voice_output", "needle"),
     [
         (GOOD, True, True, "no transcript"),
-        (
-            (delta("a"), {"type": "transcript", "requestId": RID, "text": "hi"}, answer("a", [])),
-            True,
-            False,
-            "first",
-        ),
+        ((delta("a"), TRANSCRIPT, TRANSCRIPT, answer("a", [])), True, False, "once"),
+        ((TRANSCRIPT, delta("a"), answer("a", [])), False, False, "typed question"),
         ((delta("Hello "), audio(1), answer("Hello", ["http://x/1.mp3"])), False, True, "seq"),
         ((delta("Hello"), answer("Goodbye", [])), False, False, "add up"),
         ((delta("Hi"), audio(0), answer("Hi", [])), False, True, "differ"),
@@ -79,6 +79,24 @@ def test_each_rule_can_fail(
 ) -> None:
     problems = stream_problems(stream(*messages), voice_input=voice_input, voice_output=voice_output)
     assert any(needle in p for p in problems), problems
+
+
+WARMING = {
+    "type": "warming", "requestId": RID, "estimatedSeconds": 480, "waitSeconds": 960,
+    "message": "starting a server, about 480 s",
+}  # fmt: skip
+
+
+def test_warming_once_first_is_accepted_and_anywhere_else_is_not() -> None:
+    """A question that found no server running gets `warming`, then its usual stream."""
+    assert check_frame(json.dumps(WARMING), 0.0).problem is None
+    assert stream_problems(stream(WARMING, *GOOD), voice_input=False, voice_output=True) == []
+    voice = stream(WARMING, {"type": "transcript", "requestId": RID, "text": "hi"}, *GOOD)
+    assert stream_problems(voice, voice_input=True, voice_output=True) == []
+    late = stream_problems(stream(delta("Hello "), WARMING, *GOOD[1:]), voice_input=False, voice_output=True)
+    assert any("warming must come at most once, first" in p for p in late), late
+    twice = stream_problems(stream(WARMING, WARMING, *GOOD), voice_input=False, voice_output=True)
+    assert any("warming must come" in p for p in twice), twice
 
 
 def test_timed_out_stream() -> None:

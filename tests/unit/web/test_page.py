@@ -72,6 +72,18 @@ def test_an_unknown_code_still_reads_as_a_sentence() -> None:
     assert shown == {"text": "Something went wrong (some_future_code). Try again.", "detail": "raw"}
 
 
+def test_warming_reads_as_starting_a_server_with_the_estimate() -> None:
+    """The contract's `warming` (no server was running) shows "starting a server, about N s"."""
+    shown = run_js(
+        f"import {{ describeWarming }} from {module('errors.js')};"
+        "console.log(JSON.stringify(describeWarming(480)));"
+    )
+    assert shown.lower().startswith("starting a server, about 480 s")
+    app = (STATIC_DIR / "app.js").read_text()
+    assert 'case "warming":' in app and '["warming", "transcript"' in app
+    assert "keepAliveWhileWaiting(turn)" in app  # API Gateway's 10-minute idle timeout
+
+
 # --------------------------------------------------------------------------- SigV4
 
 

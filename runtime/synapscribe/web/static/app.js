@@ -2,7 +2,7 @@
 // the answer. Plain ES modules, no build step; configuration comes from config.json beside it.
 import { guestCredentials } from "./cognito.js";
 import { Connection } from "./connection.js";
-import { describeError } from "./errors.js";
+import { describeError, describeWarming } from "./errors.js";
 import { AnswerPlayer } from "./player.js";
 import { PushToTalk } from "./recorder.js";
 import { presignUrl } from "./sigv4.js";
@@ -266,12 +266,35 @@ async function askVoice(recording) {
   }
 }
 
+// API Gateway closes a WebSocket idle for 10 minutes ("Quotas for configuring and running a
+// WebSocket in API Gateway"), and a server's start-up may take longer: a turn waiting for one
+// sends a cheap getLecture every few minutes until its answer or error arrives.
+const KEEPALIVE_MS = 4 * 60 * 1000;
+
+function keepAliveWhileWaiting(turn) {
+  if (turn.keepAlive || !state.lecture) return;
+  const lectureId = state.lecture.lectureId;
+  turn.keepAlive = setInterval(() => {
+    if (turn.done || !state.connection?.isOpen) return clearInterval(turn.keepAlive);
+    state.connection.send({ action: "getLecture", lectureId });
+  }, KEEPALIVE_MS);
+}
+
 function onStream(message) {
   const turn = state.turns.get(message.requestId);
   if (!turn) return message.type === "error" ? errorNotice(message) : undefined;
   const part = (selector) => turn.element.querySelector(selector);
   switch (message.type) {
+    case "warming":
+      // No server was running: one is starting; the answer streams in when it is ready.
+      part(".answer").textContent = describeWarming(message.estimatedSeconds);
+      turn.element.dataset.state = "warming";
+      keepAliveWhileWaiting(turn);
+      break;
     case "transcript":
+      // A voice question's transcript comes whenever its transcription ends: before, between or
+      // after the answer's pieces and speech (which do not wait for it). It has its own line above
+      // the answer, so it is shown wherever in the stream it arrives.
       part(".transcript").textContent = `Heard: ${message.text}`;
       part(".transcript").hidden = false;
       break;
@@ -313,7 +336,7 @@ function onPlayback(requestId, seq, itemState) {
 
 function onMessage(message) {
   if (message.type === "lecture") return onLecture(message);
-  if (["transcript", "answerDelta", "audio", "answer"].includes(message.type)) return onStream(message);
+  if (["warming", "transcript", "answerDelta", "audio", "answer"].includes(message.type)) return onStream(message);
   if (message.type === "error") {
     if (message.requestId && state.turns.has(message.requestId)) return onStream(message);
     return errorNotice(message);

@@ -30,3 +30,8 @@ export function describeError(code, message) {
   const text = ERROR_TEXT[code] ?? `Something went wrong (${code}). Try again.`;
   return { text, detail: message ?? "" };
 }
+
+/** The words for a `warming` message: no server was running, one is starting (contract.py Warming). */
+export function describeWarming(estimatedSeconds) {
+  return `Starting a server, about ${estimatedSeconds} s. Your answer follows when it is ready.`;
+}

@@ -1,0 +1,192 @@
+"""Warming from zero: a question that finds no healthy GPU host starts one and waits for it.
+
+The WebSocket handler's hand-off fails with AgentCoreUnavailable (connection refused, or the
+balancer's own 503: no registered target). Then, when the handler knows the fleet's Auto Scaling
+group (SYNAPSCRIBE_FLEET_GROUP):
+
+1. `start_one` raises the group's desired capacity to 1 if it is 0: idempotent (a group already
+   at 1 or more is left alone, so a starting host is never scaled in) and bounded (never above 1,
+   never above the group's MaxSize; a group whose MaxSize is 0 is not started).
+2. `park` keeps the question's job on its connection item (`warmingJobs`, keyed like `finals`)
+   with a deadline `bound_seconds` ahead, and the client gets `warming` with the estimate, the
+   platform's `fleet.host_startup_seconds` (one place).
+3. The scheduled sweeper (edge/sweeper.py) hands each parked job to AgentCore on every run; the
+   first run that AgentCore accepts it takes the record off. Past the deadline, the sweeper
+   claims the question's final and sends `upstream_unavailable`. AgentCore's own final claim
+   (store.claim_final) makes a repeated hand-off harmless: a job is answered at most once.
+
+A Lambda cannot wait the minutes a GPU host needs, so the waiting is DynamoDB's and the sweeper's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from synapscribe.contract import ErrorCode, ErrorMessage
+from synapscribe.edge.agentcore_client import AgentCoreError, post_job
+from synapscribe.edge.push import push
+from synapscribe.platform import PlatformConfig
+from synapscribe.store import SWEEP_ANSWER, SWEEP_ATTRIBUTE, WARMING_ATTRIBUTE, _plain
+
+if TYPE_CHECKING:
+    from synapscribe.edge.config import EdgeDeps
+
+log = logging.getLogger(__name__)
+
+#: The bound, in host start-ups: the estimate is a typical figure (a lazily restored root volume
+#: varies), so twice it; a host that is not ready by then is not coming (no spot capacity, a bad
+#: AMI): the NoHealthyHosts alarm tells the operators.
+BOUND_STARTUPS = 2
+
+
+def estimate_seconds(platform: PlatformConfig) -> int:
+    return platform.fleet.host_startup_seconds
+
+
+def bound_seconds(platform: PlatformConfig) -> int:
+    return BOUND_STARTUPS * platform.fleet.host_startup_seconds
+
+
+def start_one(autoscaling: Any, group_name: str) -> bool:
+    """Desired capacity to at least 1. False when the group may run no instance (MaxSize 0)."""
+    groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group_name])["AutoScalingGroups"]
+    if not groups:
+        raise LookupError(f"Auto Scaling group {group_name!r} not found")
+    group = groups[0]
+    if int(group["DesiredCapacity"]) >= 1:
+        return True
+    if int(group["MaxSize"]) < 1:
+        return False
+    # HonorCooldown off: a student is waiting, and only a group at zero gets here.
+    autoscaling.set_desired_capacity(AutoScalingGroupName=group_name, DesiredCapacity=1, HonorCooldown=False)
+    log.warning("no healthy GPU host: Auto Scaling group %s started (desired capacity 1)", group_name)
+    return True
+
+
+def _update(table: Any, **kwargs: Any) -> bool:
+    try:
+        table.update_item(**kwargs)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def park(table: Any, connection_id: str, key: str, job: dict[str, Any], until: int) -> bool:
+    """Keep `job` on its connection item until `until`. False when the connection is gone."""
+    record = {"until": until, "job": json.dumps(job, separators=(",", ":"))}
+    kwargs: dict[str, Any] = {
+        "Key": {"connectionId": connection_id},
+        # In the sweeper's sparse index from now on (store.SWEEP_INDEXES), as an answer deadline is.
+        "UpdateExpression": "SET #w.#k = :rec, #sd = :due",
+        "ConditionExpression": "attribute_exists(connectionId)",
+        "ExpressionAttributeNames": {"#w": WARMING_ATTRIBUTE, "#k": key, "#sd": SWEEP_ATTRIBUTE},
+        "ExpressionAttributeValues": {":rec": record, ":due": SWEEP_ANSWER},
+    }
+    try:
+        return _update(table, **kwargs)
+    except ClientError as exc:
+        # The item has no map yet: a nested SET needs its parent (DynamoDB ValidationException).
+        if exc.response["Error"]["Code"] != "ValidationException":
+            raise
+    _update(
+        table,
+        Key={"connectionId": connection_id},
+        UpdateExpression="SET #w = if_not_exists(#w, :empty)",
+        ConditionExpression="attribute_exists(connectionId)",
+        ExpressionAttributeNames={"#w": WARMING_ATTRIBUTE},
+        ExpressionAttributeValues={":empty": {}},
+    )
+    return _update(table, **kwargs)
+
+
+def take(table: Any, connection_id: str, key: str) -> bool:
+    """Remove a parked job; True for exactly one caller (overlapping sweeper runs)."""
+    return _update(
+        table,
+        Key={"connectionId": connection_id},
+        UpdateExpression="REMOVE #w.#k",
+        ConditionExpression="attribute_exists(#w.#k)",
+        ExpressionAttributeNames={"#w": WARMING_ATTRIBUTE, "#k": key},
+    )
+
+
+# --------------------------------------------------------------------------- the sweeper's part
+
+
+@dataclass
+class Handed:
+    #: Parked questions AgentCore accepted this run, as `<requestId>@<receivedAtMs>`.
+    handed_over: list[str] = field(default_factory=list)
+    #: Parked questions past their bound, answered `upstream_unavailable`.
+    timed_out: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def _parked(d: EdgeDeps) -> Iterator[dict[str, Any]]:
+    """Connections with parked questions: from the sweeper's sparse index (a Query, never a Scan;
+    the sweeper's role has no Scan), where a parked question puts its connection."""
+    for item in d.store.sweep_candidates(d.store.connections, SWEEP_ANSWER):
+        if item.get(WARMING_ATTRIBUTE):
+            yield item
+
+
+def hand_over_parked(d: EdgeDeps, now: int, budget: int) -> Handed:
+    """Each parked question: to AgentCore if it takes it now, an error past its bound, else kept."""
+    done = Handed()
+    for raw in _parked(d):
+        item = _plain(dict(raw))
+        connection_id = str(item["connectionId"])
+        for key, record in item[WARMING_ATTRIBUTE].items():
+            if len(done.handed_over) + len(done.timed_out) + len(done.failed) >= budget:
+                return done
+            try:
+                _one(d, connection_id, key, record, now, done)
+            except Exception:
+                log.exception("sweeper: parked question %s could not be handled this run", key)
+                done.failed.append(key)
+    return done
+
+
+def _one(d: EdgeDeps, connection_id: str, key: str, record: dict[str, Any], now: int, done: Handed) -> None:
+    job = json.loads(record["job"])
+    if int(record["until"]) < now:
+        _expire(d, connection_id, key, job, done)
+        return
+    try:
+        post_job(d.settings.agentcore_url, "/v1/queries", job, d.settings.agentcore_timeout_seconds)
+    except AgentCoreError as exc:
+        # Still no host (or a timed-out hand-off AgentCore may have taken: its final claim makes
+        # the next run's hand-off harmless). The next run tries again, until the bound.
+        log.info("sweeper: parked question %s not handed over yet: %s", key, exc)
+        return
+    take(d.store.connections, connection_id, key)
+    log.info("sweeper: parked question %s handed to AgentCore", key)
+    done.handed_over.append(key)
+
+
+def _expire(d: EdgeDeps, connection_id: str, key: str, job: dict[str, Any], done: Handed) -> None:
+    if not take(d.store.connections, connection_id, key):
+        return  # another run took it
+    # The final's claim first: an earlier hand-off that timed out may have reached AgentCore.
+    if not d.store.claim_final(connection_id, key, "sweeper"):
+        return
+    done.timed_out.append(key)
+    d.quotas.finish_job(str(job["owner"]), key)
+    bound = bound_seconds(d.platform)
+    push(
+        d,
+        connection_id,
+        ErrorMessage(
+            code=ErrorCode.UPSTREAM_UNAVAILABLE,
+            message=f"no answering server became ready within {bound} s; ask again later",
+            requestId=str(job["requestId"]),
+        ),
+    )
