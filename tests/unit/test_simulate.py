@@ -210,3 +210,14 @@ def test_the_guides_run_is_what_the_command_prints_and_chose_cdk_json(capsys):
             f"chosen: target {s.target_in_flight_per_instance:g} out {s.scale_out_cooldown_seconds} "
             f"in {s.scale_in_cooldown_seconds}"
         )
+
+
+def test_the_guides_admission_comparison_is_what_the_command_prints(capsys):
+    """docs/operators-guide.md quotes the admission orders' run that chose admission_aging_seconds."""
+    guide = (ROOT / "docs" / "operators-guide.md").read_text()
+    command = "synapscribe simulate --env prod --policy cdk --against schedule --compare-admission"
+    assert command + "\n" in guide
+    assert main(command.split()[1:]) == 0
+    assert capsys.readouterr().out.rstrip() in guide, (
+        "reprint the admission comparison in the operator's guide"
+    )
