@@ -159,4 +159,4 @@ def test_agentcore_admits_with_the_platforms_aging_bound(monkeypatch: pytest.Mon
         deps = build_deps(load_settings(AgentCoreSettings), AwsResources())
     p = load_platform()
     assert 0 < p.agentcore.admission_aging_seconds < p.agentcore.queue_timeout_seconds
-    assert deps.admission._waiters.aging == p.agentcore.admission_aging_seconds
+    assert deps.admission.aging == p.agentcore.admission_aging_seconds

@@ -104,6 +104,11 @@ class Admission:
         self._waiters: WaitQueue[asyncio.Future[None]] = WaitQueue(aging)
 
     @property
+    def aging(self) -> float:
+        """Seconds after which a waiter is served next regardless of class."""
+        return self._waiters.aging
+
+    @property
     def waiting(self) -> int:
         return self._waiters.count(_pending)
 
