@@ -158,8 +158,20 @@ AGENTCORE_STOP_MARGIN_SECONDS = 15
 
 class AgentCoreLimits(_Strict):
     queue_timeout_seconds: float = Field(gt=0)
+    #: A waiter this old is served next regardless of class (agentcore/admission.py); 0 is first
+    #: come first served. Below the queue timeout, or it would never act.
+    admission_aging_seconds: float = Field(ge=0)
     upstream_timeout_seconds: float = Field(gt=0)
     drain_timeout_seconds: float = Field(gt=0, le=SPOT_NOTICE_SECONDS - AGENTCORE_STOP_MARGIN_SECONDS)
+
+    @model_validator(mode="after")
+    def _aging_acts_before_the_timeout(self) -> AgentCoreLimits:
+        if self.admission_aging_seconds >= self.queue_timeout_seconds:
+            raise ValueError(
+                f"agentcore.admission_aging_seconds ({self.admission_aging_seconds:g}) must be below "
+                f"agentcore.queue_timeout_seconds ({self.queue_timeout_seconds:g}): a waiter times out first"
+            )
+        return self
 
 
 class Ami(_Strict):

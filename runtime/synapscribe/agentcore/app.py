@@ -58,7 +58,7 @@ def build_deps(settings: AgentCoreSettings, resources: AwsResources) -> AgentCor
     limit, queue_timeout, upstream_timeout = settings.limits(platform)
     aws = AwsIo(Store(resources, platform), resources.bucket, make_pusher(settings.connections_endpoint))
     vllm = VllmClient(settings.vllm_base_url, settings.vllm_model, settings.vllm_api_key, upstream_timeout)
-    admission = adm.Admission(limit, queue_timeout)
+    admission = adm.Admission(limit, queue_timeout, platform.agentcore.admission_aging_seconds)
     return AgentCoreDeps(
         platform=platform,
         aws=aws,

@@ -1,7 +1,8 @@
 """`synapscribe simulate`: one day of students against the fleet, two scaling policies side by side.
 
 Inputs (flags; defaults in brackets): the environment's capacity and `scaling` block from cdk.json,
-platform.yaml's max_num_seqs, agentcore.queue_timeout_seconds and fleet.host_startup_seconds, the
+platform.yaml's max_num_seqs, agentcore.queue_timeout_seconds, agentcore.admission_aging_seconds and
+fleet.host_startup_seconds, the
 price of the environment's first instance type (capacity_prices.yaml), and the report's latencies
 (see workload.py). Seeded: the same flags print the same figures.
 """
@@ -9,6 +10,7 @@ price of the environment's first instance type (capacity_prices.yaml), and the r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -64,6 +66,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--questions-per-session", type=number(minimum=1, maximum=100), default=4.0)
     parser.add_argument("--lecture-minutes", type=number(above=0, maximum=600), default=45.0)
     parser.add_argument("--startup-seconds", type=number(above=0, maximum=7200), default=None)
+    parser.add_argument(
+        "--aging",
+        type=number(minimum=0, maximum=600),
+        default=None,
+        help="admission's aging bound in seconds (platform.yaml agentcore.admission_aging_seconds)",
+    )
+    parser.add_argument(
+        "--compare-admission",
+        action="store_true",
+        help="run both policies under each admission order: answers first, first come first served, aged",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
@@ -172,6 +185,21 @@ def choose(
     return best, [(_label(p), f) for p, f in tried]
 
 
+def admission_orders(
+    policies: list[Policy], model: FleetModel, workload: Workload, seed: int, usd_per_hour: float
+) -> list[tuple[str, DayFigures]]:
+    """Each policy's day (same seed) under answers first, first come first served and aged admission."""
+    orders = (("answers first", math.inf), ("fcfs", 0.0), (f"aged {model.aging:g} s", model.aging))
+    return [
+        (
+            f"{_label(p)}: {name}",
+            simulate_day(p, dataclasses.replace(model, aging=aging), workload, seed, usd_per_hour),
+        )
+        for p in policies
+        for name, aging in orders
+    ]
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
@@ -197,6 +225,7 @@ def _run(args: argparse.Namespace) -> int:
         queue_timeout=platform.agentcore.queue_timeout_seconds,
         startup=startup,
         spot_rate_per_hour=args.spot_rate,
+        aging=args.aging if args.aging is not None else platform.agentcore.admission_aging_seconds,
     )
     workload = Workload(
         sessions_per_day=args.sessions,
@@ -212,7 +241,8 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"env {args.env}: {args.sessions} sessions a day (seed {args.seed}), {instance_type} {args.market} "
         f"${usd:g}/h, {model.slots} slots (max_num_seqs), start-up {startup:g} s, queue timeout "
-        f"{model.queue_timeout:g} s, {args.spot_rate:g} spot interruptions per instance-hour"
+        f"{model.queue_timeout:g} s, {args.spot_rate:g} spot interruptions per instance-hour, "
+        f"admission aging {model.aging:g} s"
     )
     if args.choose:
         (first, first_figures), tried = choose(env, one, startup)
@@ -226,7 +256,10 @@ def _run(args: argparse.Namespace) -> int:
         first = parse_policy(args.policy, env)
         first_figures = one(first)
     second = parse_policy(args.against, env)
-    pair = [(_label(first), first_figures), (_label(second), one(second))]
+    if args.compare_admission:
+        pair = admission_orders([first, second], model, workload, args.seed, usd)
+    else:
+        pair = [(_label(first), first_figures), (_label(second), one(second))]
     if args.json:
         print(json.dumps({name: {**f.__dict__, "busy_rate": f.busy_rate} for name, f in pair}, indent=2))
     else:

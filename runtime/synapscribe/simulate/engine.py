@@ -1,8 +1,9 @@
 """The event loop: questions, model slots on each instance, the scaling policy and spot interruptions.
 
 Model of one instance (what AgentCore does): `slots` requests run at once (vLLM's max_num_seqs);
-further requests wait, served as AgentCore's admission serves them (agentcore/admission.py: by
-priority, answers before transcriptions, then first come first served), and one that waits
+further requests wait, served as AgentCore's admission serves them (agentcore/admission.py's
+WaitQueue, the same code: answers before transcriptions, then first come first served, except that
+a request that has waited `aging` seconds goes first), and one that waits
 longer than `queue_timeout` leaves and its question gets `busy`. A voice question is two requests (its transcription and its answer,
 sent together); a text question is one. The load balancer sends each question to the serving
 instance with the fewest outstanding requests (running plus waiting). With no serving instance
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from synapscribe.agentcore.admission import WaitQueue
 from synapscribe.simulate.policy import METRIC_PERIOD_SECONDS, Policy, TargetTracker
 
 
@@ -36,6 +38,9 @@ class Question:
     priorities: tuple[int, ...] | None = None
     pending: int = 0
     wait: float = 0.0
+    #: how long its answer (its last request, workload.py) waited for a slot: the part of the time
+    #: to first audio that admission decides
+    answer_wait: float = 0.0
     outcome: str | None = None
 
 
@@ -44,6 +49,7 @@ class Request:
     question: Question
     service_time: float
     enqueued: float
+    is_answer: bool = False
     state: str = "queued"  # queued -> running -> done, or queued -> dropped
 
 
@@ -53,7 +59,7 @@ class Instance:
     launched: float
     state: str  # starting, serving, draining, gone
     slots_free: int
-    queue: list[tuple[int, int, Request]] = field(default_factory=list)
+    queue: WaitQueue[Request] = field(default_factory=WaitQueue)
     outstanding: int = 0
     ended: float | None = None
 
@@ -65,6 +71,8 @@ class FleetModel:
     startup: float
     #: spot interruptions per instance-hour (0: none)
     spot_rate_per_hour: float = 0.0
+    #: admission's aging bound (inf: strict priority, 0: first come first served)
+    aging: float = math.inf
 
 
 @dataclass
@@ -117,7 +125,9 @@ class Simulation:
     # -- fleet ---------------------------------------------------------------------------------
 
     def _launch(self, ready_now: bool = False) -> None:
-        inst = Instance(len(self.instances), self.now, "starting", self.model.slots)
+        inst = Instance(
+            len(self.instances), self.now, "starting", self.model.slots, WaitQueue(self.model.aging)
+        )
         self.instances.append(inst)
         self.launches += 1
         if ready_now:
@@ -161,15 +171,16 @@ class Simulation:
         inst = min(serving, key=lambda i: i.outstanding)
         q.pending = len(q.service_times)
         priorities = q.priorities or (0,) * len(q.service_times)
-        for service_time, priority in zip(q.service_times, priorities, strict=True):
-            req = Request(q, service_time, self.now)
+        last = len(q.service_times) - 1
+        for index, (service_time, priority) in enumerate(zip(q.service_times, priorities, strict=True)):
+            req = Request(q, service_time, self.now, is_answer=index == last)
             inst.outstanding += 1
             self._change_in_flight(+1)
             # A free slot means nobody live is waiting (a freed slot takes the next waiter at once).
             if inst.slots_free > 0:
                 self._start(inst, req)
             else:
-                heapq.heappush(inst.queue, (priority, next(self._seq), req))
+                inst.queue.push(req, priority, self.now)
                 if math.isfinite(self.model.queue_timeout):
                     self._push(self.now + self.model.queue_timeout, "timeout", (inst, req))
 
@@ -177,6 +188,8 @@ class Simulation:
         inst.slots_free -= 1
         req.state = "running"
         req.question.wait = max(req.question.wait, self.now - req.enqueued)
+        if req.is_answer:
+            req.question.answer_wait = self.now - req.enqueued
         self._push(self.now + req.service_time, "done", (inst, req))
 
     def _finish(self, inst: Instance, req: Request, outcome: str) -> None:
@@ -196,15 +209,18 @@ class Simulation:
         req.state = "done"
         inst.slots_free += 1
         self._finish(inst, req, "answered")
-        while inst.queue and inst.slots_free > 0:
-            _prio, _order, nxt = heapq.heappop(inst.queue)
-            if nxt.state == "queued":
-                self._start(inst, nxt)
+        while inst.slots_free > 0:
+            nxt = inst.queue.pop(self.now, _queued)
+            if nxt is None:
+                return
+            self._start(inst, nxt)
 
     def _timeout(self, inst: Instance, req: Request) -> None:
         if req.state != "queued":
             return
         req.state = "dropped"
+        if req.is_answer:
+            req.question.answer_wait = self.now - req.enqueued
         self._finish(inst, req, "busy")
 
     # -- scaling -------------------------------------------------------------------------------
@@ -263,3 +279,7 @@ class Simulation:
         if inst.state == "starting":
             inst.state = "serving"
             self._serving.append(inst)
+
+
+def _queued(req: Request) -> bool:
+    return req.state == "queued"

@@ -17,6 +17,10 @@ class DayFigures:
     wait_p50: float
     wait_p95: float
     wait_p99: float
+    #: how long answers waited for a slot (first audio = this + the model's first token + speech)
+    answer_wait_p50: float
+    answer_wait_p95: float
+    answer_wait_p99: float
     instance_hours: float
     cost_usd: float
     peak_desired: int
@@ -31,6 +35,7 @@ class DayFigures:
 def figures(out: Outcome, usd_per_hour: float) -> DayFigures:
     qs = out.questions
     waits = sorted(q.wait for q in qs if q.outcome in ("answered", "busy"))
+    answer_waits = sorted(q.answer_wait for q in qs if q.outcome in ("answered", "busy"))
     hours = out.instance_seconds / 3600.0
     return DayFigures(
         questions=len(qs),
@@ -40,6 +45,9 @@ def figures(out: Outcome, usd_per_hour: float) -> DayFigures:
         wait_p50=percentile(waits, 50),
         wait_p95=percentile(waits, 95),
         wait_p99=percentile(waits, 99),
+        answer_wait_p50=percentile(answer_waits, 50),
+        answer_wait_p95=percentile(answer_waits, 95),
+        answer_wait_p99=percentile(answer_waits, 99),
         instance_hours=hours,
         cost_usd=hours * usd_per_hour,
         peak_desired=max(out.desired_by_minute, default=0),
@@ -54,6 +62,10 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("no host serving", "{0.no_host}"),
     ("busy rate", "{0.busy_rate:.3%}"),
     ("wait p50 / p95 / p99 (s)", "{0.wait_p50:.2f} / {0.wait_p95:.2f} / {0.wait_p99:.2f}"),
+    (
+        "answer wait p50 / p95 / p99",
+        "{0.answer_wait_p50:.2f} / {0.answer_wait_p95:.2f} / {0.answer_wait_p99:.2f}",
+    ),
     ("instance-hours", "{0.instance_hours:.1f}"),
     ("cost (USD per day)", "{0.cost_usd:.2f}"),
     ("peak desired instances", "{0.peak_desired}"),

@@ -100,6 +100,39 @@ def test_waiting_answers_go_before_waiting_transcriptions():
     assert [q.wait for q in out.questions] == [0.0, pytest.approx(9.0), pytest.approx(7.0)]
 
 
+@pytest.mark.parametrize(("aging", "transcription_wait"), [(math.inf, 7.0), (3.0, 4.0), (4.5, 5.0)])
+def test_a_transcription_waiting_past_the_aging_bound_goes_before_newer_answers(
+    aging: float, transcription_wait: float
+):
+    # One slot, busy until 5.0; a transcription queued at 1.0, then 1 s answers at 2.0, 3.0, 4.0.
+    # Without aging the three answers run 5-8 and the transcription waits to 8.0 (7 s). Aged 3 s,
+    # it has waited 4 s at 5.0 and goes first. Aged 4.5 s, the answer from 2.0 runs 5-6, then the
+    # transcription (5 s waited) goes before the newer answers.
+    qs = [
+        Question(0.0, (5.0,), (0,)),
+        Question(1.0, (1.8,), (1,)),
+        Question(2.0, (1.0,), (0,)),
+        Question(3.0, (1.0,), (0,)),
+        Question(4.0, (1.0,), (0,)),
+    ]
+    model = FleetModel(slots=1, queue_timeout=60, startup=60, aging=aging)
+    out = Simulation(model, FIXED, seed=1, horizon=30).run(qs).questions
+    assert out[1].wait == pytest.approx(transcription_wait)
+    assert all(q.outcome == "answered" for q in out)
+
+
+def test_cli_compares_the_admission_orders_on_one_seed(capsys):
+    flags = ["simulate", "--sessions", "2000", "--policy", "cdk", "--aging", "4", "--compare-admission"]
+    assert main([*flags, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "admission aging 4 s" in out
+    data = json.loads(out[out.index("{") :])
+    orders = ("answers first", "fcfs", "aged 4 s")
+    assert list(data) == [f"{p}: {o}" for p in ("target 6 out 480 in 900", "schedule") for o in orders]
+    questions = {f["questions"] for f in data.values()}
+    assert len(questions) == 1  # the same day for every order
+
+
 def test_target_tracking_scales_out_after_three_periods_and_respects_cooldown():
     tracker = TargetTracker(
         ScalingSettings(
@@ -198,3 +231,14 @@ def test_the_guides_run_is_what_the_command_prints_and_chose_cdk_json(capsys):
             f"chosen: target {s.target_in_flight_per_instance:g} out {s.scale_out_cooldown_seconds} "
             f"in {s.scale_in_cooldown_seconds}"
         )
+
+
+def test_the_guides_admission_comparison_is_what_the_command_prints(capsys):
+    """docs/operators-guide.md quotes the admission orders' run that chose admission_aging_seconds."""
+    guide = (ROOT / "docs" / "operators-guide.md").read_text()
+    command = "synapscribe simulate --env prod --policy cdk --against schedule --compare-admission"
+    assert command + "\n" in guide
+    assert main(command.split()[1:]) == 0
+    assert capsys.readouterr().out.rstrip() in guide, (
+        "reprint the admission comparison in the operator's guide"
+    )
