@@ -16,6 +16,7 @@ from synapscribe.capacity import (
     MODEL_PRESETS,
     CapacityInputError,
     CapacityPlan,
+    ModelArch,
     build_model,
     load_price_table,
     plan_capacity,
@@ -113,19 +114,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
 
 
+def _model(args: argparse.Namespace) -> ModelArch:
+    """The model the flags name (a known one, or `custom` built from --layers ... --weights-gib)."""
+    return build_model(
+        None if args.model.lower() == "custom" else args.model,
+        layers=args.layers,
+        kv_heads=args.kv_heads,
+        head_dim=args.head_dim,
+        dtype=args.dtype,
+        weights_gib=args.weights_gib,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     if args.cold_start:
         return run_cold_start(args)
     try:
         prices = load_price_table(args.prices)
-        model = build_model(
-            None if args.model.lower() == "custom" else args.model,
-            layers=args.layers,
-            kv_heads=args.kv_heads,
-            head_dim=args.head_dim,
-            dtype=args.dtype,
-            weights_gib=args.weights_gib,
-        )
+        model = _model(args)
         plan = plan_capacity(
             model,
             args.instance or list(prices.instances),
@@ -149,14 +155,7 @@ def run(args: argparse.Namespace) -> int:
 def run_cold_start(args: argparse.Namespace) -> int:
     try:
         prices = load_price_table(args.prices)
-        model = build_model(
-            None if args.model.lower() == "custom" else args.model,
-            layers=args.layers,
-            kv_heads=args.kv_heads,
-            head_dim=args.head_dim,
-            dtype=args.dtype,
-            weights_gib=args.weights_gib,
-        )
+        model = _model(args)
     except CapacityInputError as exc:
         print(f"synapscribe capacity: {exc}", file=sys.stderr)
         return 2
