@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from botocore.exceptions import ClientError
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 from required_tools import require_tools
@@ -229,3 +230,16 @@ def exists(deps: EdgeDeps, key: str) -> bool:
 
 def lecture_pushes() -> list[dict[str, Any]]:
     return [m for m in pushed(CONN) if m["type"] == "lecture"]
+
+
+class GoneClient:
+    """An @connections client whose every connection is gone (API Gateway's 410 GoneException)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def post_to_connection(self, **kwargs: Any) -> None:
+        self.calls += 1
+        raise ClientError(
+            {"Error": {"Code": "GoneException"}, "ResponseMetadata": {"HTTPStatusCode": 410}}, "Post"
+        )

@@ -8,11 +8,9 @@ second run sends nothing more, and a gone connection (410) only drops the messag
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
-from edge_support import CONNECTIONS_ENDPOINT, AgentCoreRecorder, pushed, ws_event
+from edge_support import CONNECTIONS_ENDPOINT, AgentCoreRecorder, GoneClient, pushed, ws_event
 from synapscribe.connections import ConnectionPusher
 from synapscribe.edge.config import EdgeDeps
 from synapscribe.edge.sweeper import sweep
@@ -69,19 +67,11 @@ def test_a_settled_question_is_never_taken_over(deps: EdgeDeps) -> None:
 
 
 def test_a_gone_connection_only_drops_the_error(deps: EdgeDeps) -> None:
-    class GoneClient:
-        calls = 0
-
-        def post_to_connection(self, **kwargs: Any) -> None:
-            GoneClient.calls += 1
-            raise ClientError(
-                {"Error": {"Code": "GoneException"}, "ResponseMetadata": {"HTTPStatusCode": 410}}, "Post"
-            )
-
-    deps.pushers[CONNECTIONS_ENDPOINT] = ConnectionPusher(CONNECTIONS_ENDPOINT, client=GoneClient())
+    gone = GoneClient()
+    deps.pushers[CONNECTIONS_ENDPOINT] = ConnectionPusher(CONNECTIONS_ENDPOINT, client=gone)
     key = in_flight(deps, "c-gone", "q-gone", until=deps.store.now() - 1)
     report = sweep(deps)
-    assert report.answered == [key] and report.failed == [] and GoneClient.calls == 1
+    assert report.answered == [key] and report.failed == [] and gone.calls == 1
     assert deps.quotas.ledger("alice").jobs == {}
 
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import requests
-from botocore.exceptions import ClientError
 from edge_support import (
     CONNECTIONS_ENDPOINT,
     AgentCoreRecorder,
+    GoneClient,
     closed_port_url,
     connect,
     make_lecture,
@@ -521,18 +521,10 @@ def test_unexpected_exception_is_internal_with_logged_id(
 
 
 def test_gone_connection_is_ignored(deps: EdgeDeps, alice: str) -> None:
-    class GoneClient:
-        calls = 0
-
-        def post_to_connection(self, **kwargs: Any) -> None:
-            GoneClient.calls += 1
-            raise ClientError(
-                {"Error": {"Code": "GoneException"}, "ResponseMetadata": {"HTTPStatusCode": 410}}, "Post"
-            )
-
-    deps.pushers[CONNECTIONS_ENDPOINT] = ConnectionPusher(CONNECTIONS_ENDPOINT, client=GoneClient())
+    gone = GoneClient()
+    deps.pushers[CONNECTIONS_ENDPOINT] = ConnectionPusher(CONNECTIONS_ENDPOINT, client=gone)
     resp = handle(ws_event("$default", alice, body='{"action": "nope"}'), deps)
-    assert resp["statusCode"] == 200 and GoneClient.calls == 1
+    assert resp["statusCode"] == 200 and gone.calls == 1
 
 
 def test_endpoint_from_event_when_not_configured(deps: EdgeDeps, monkeypatch: pytest.MonkeyPatch) -> None:
