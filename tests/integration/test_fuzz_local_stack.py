@@ -189,12 +189,14 @@ class _HostileCases:
             add({k: v for k, v in {**BASE_UPLOAD, "sizeBytes": 1000}.items() if k != field}, "bad_request")
         for size in ["1000", 10.0, True, 0, -5]:
             add({**BASE_UPLOAD, "sizeBytes": size}, "bad_request", label="sizeBytes type")
+        # Media types are case-insensitive and their parameters dropped, and video/webm and
+        # video/mp4 are accepted (contract.CreateUpload): "AUDIO/MPEG; x=1" is audio/mpeg.
         for ctype in [
             "text/plain",
             "application/pdf",
-            "video/mp4",
-            "audio/mpeg; x",
-            "AUDIO/MPEG",
+            "video/x-msvideo",
+            "audio/mpeg3",
+            "text/plain; charset=utf-8",
             "image/png",
         ]:
             add(
