@@ -69,6 +69,8 @@ locals {
     "SYNAPSCRIBE_MODEL_REVISION=${local.model_revision}",
     "SYNAPSCRIBE_MODEL_CHECKSUM_FILE=${local.host.model_checksum_file}",
     "SYNAPSCRIBE_MODEL_REVISION_FILE=${local.host.model_revision_file}",
+    "SYNAPSCRIBE_AGENT_CONFIG_TEMPLATE=${local.host.cloudwatch_agent.config_template}",
+    "SYNAPSCRIBE_AGENT_CONFIG=${local.host.cloudwatch_agent.config}",
   ]
   # Packer's default runs a script as the SSH user; these need root. {{ .Vars }} single-quotes each
   # value (env_var_format "%s='%s' ", developer.hashicorp.com/packer/docs/provisioners/shell).

@@ -9,6 +9,8 @@
 #   SYNAPSCRIBE_VLLM_VENV, SYNAPSCRIBE_VLLM_VERSION
 #   SYNAPSCRIBE_MODEL_ID, SYNAPSCRIBE_MODEL_PATH, SYNAPSCRIBE_MODEL_REVISION (as requested),
 #   SYNAPSCRIBE_MODEL_CHECKSUM_FILE, SYNAPSCRIBE_MODEL_REVISION_FILE
+#   SYNAPSCRIBE_AGENT_CONFIG_TEMPLATE  the CloudWatch agent's configuration with {env} unfilled
+#   SYNAPSCRIBE_AGENT_CONFIG           what the user data renders from it at boot: never baked
 #
 # VALIDATE_GPU, VALIDATE_VLLM, VALIDATE_MODEL (default true) switch off the checks of what a host
 # without a GPU does not have (the host tests), as the Ansible switches leave it out there.
@@ -30,6 +32,7 @@ enabled() { [ "${!1:-true}" = true ]; }
 
 : "${SYNAPSCRIBE_UNITS:?}" "${SYNAPSCRIBE_VLLM_UNIT:?}" "${SYNAPSCRIBE_DEPLOY_ENV_FILE:?}" "${BUILD_USER:?}"
 : "${SYNAPSCRIBE_MAX_MODEL_LEN:?}"
+: "${SYNAPSCRIBE_AGENT_CONFIG_TEMPLATE:?}" "${SYNAPSCRIBE_AGENT_CONFIG:?}"
 
 gpu_visible() {
   lsmod | grep -q '^nvidia ' &&
@@ -114,6 +117,9 @@ check "vLLM serves a context of $SYNAPSCRIBE_MAX_MODEL_LEN tokens" serves_contex
 check "no SSH host keys" no_host_keys
 check "no cloud-init instance state" no_cloud_init_state
 check "no $SYNAPSCRIBE_DEPLOY_ENV_FILE" test ! -e "$SYNAPSCRIBE_DEPLOY_ENV_FILE"
+# One image for every environment: the agent's template, never one environment's configuration.
+check "the CloudWatch agent's template $SYNAPSCRIBE_AGENT_CONFIG_TEMPLATE" test -s "$SYNAPSCRIBE_AGENT_CONFIG_TEMPLATE"
+check "no $SYNAPSCRIBE_AGENT_CONFIG" test ! -e "$SYNAPSCRIBE_AGENT_CONFIG"
 check "no authorized_keys of $BUILD_USER or root" no_authorized_keys
 
 if [ "$failures" -gt 0 ]; then

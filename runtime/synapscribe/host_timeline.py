@@ -21,7 +21,8 @@ test host) the origin is `kernel_done` and no metric is sent.
 Output: the timeline as JSON (`--out`, in /run: never baked into an AMI) and on stdout (the
 journal), and one embedded-metric-format document per step (metric `HostStartupSeconds`, dimension
 `Step`, the instance id as a property) to the CloudWatch agent's EMF listener (platform.yaml
-fleet.emf_port), which stores it in fleet.log_groups.metrics where `synapscribe bench full` reads it.
+fleet.emf_port), which stores it in the environment's metrics log group (SYNAPSCRIBE_EMF_LOG_GROUP
+in the deploy environment file) where `synapscribe bench full` reads it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from typing import Any
 
 import httpx
 
+from synapscribe.agentcore.settings import EMF_LOG_GROUP_VARIABLE
 from synapscribe.platform import PlatformConfig, load_platform
 
 NAMESPACE = "SynapScribe/Host"
@@ -224,6 +226,21 @@ def send_emf(docs: list[dict[str, Any]], port: int) -> None:
             s.sendto(json.dumps(doc, separators=(",", ":")).encode() + b"\n", ("127.0.0.1", port))
 
 
+def metrics_log_group(deploy_env: Path) -> str | None:
+    """This environment's metrics log group, SYNAPSCRIBE_EMF_LOG_GROUP, read from the deploy
+    environment file when the timeline is sent: the user data writes that file during this boot,
+    possibly after systemd started this unit (and read its EnvironmentFile). Else the environment's."""
+    try:
+        text = deploy_env.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip() == EMF_LOG_GROUP_VARIABLE and value.strip():
+            return value.strip()
+    return os.environ.get(EMF_LOG_GROUP_VARIABLE) or None
+
+
 def record(args: argparse.Namespace, platform: PlatformConfig) -> dict[str, Any]:
     # As agentcore-start chooses it: the deploy environment's SYNAPSCRIBE_AGENTCORE_HOST, else the
     # default route's.
@@ -243,7 +260,14 @@ def record(args: argparse.Namespace, platform: PlatformConfig) -> dict[str, Any]
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(timeline, indent=2) + "\n", encoding="utf-8")
     tmp.replace(args.out)
-    send_emf(emf_documents(timeline, platform.fleet.log_groups.metrics), args.emf_port)
+    log_group = metrics_log_group(args.deploy_env)
+    if log_group is not None:
+        send_emf(emf_documents(timeline, log_group), args.emf_port)
+    elif timeline["origin"] == "launch":  # an instance whose metrics would have been sent
+        print(
+            f"host_timeline: no {EMF_LOG_GROUP_VARIABLE} in {args.deploy_env}: no metric sent",
+            file=sys.stderr,
+        )
     return timeline
 
 
@@ -267,6 +291,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=platform.fleet.emf_port,
         help="the CloudWatch agent's EMF listener on loopback (default: fleet.emf_port)",
+    )
+    parser.add_argument(
+        "--deploy-env",
+        type=Path,
+        default=Path(platform.host.deploy_env_file),
+        help="the deploy environment file naming the metrics log group (default: host.deploy_env_file)",
     )
     args = parser.parse_args(argv)
     timeline = record(args, platform)

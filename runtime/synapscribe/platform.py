@@ -9,13 +9,22 @@ values below) so none of them repeats a number.
 from __future__ import annotations
 
 import math
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class _Strict(BaseModel):
@@ -185,14 +194,59 @@ class TtsDefaults(_Strict):
     gtts_retries: int = Field(ge=0, le=10)
 
 
-_LOG_GROUP = r"^/[A-Za-z0-9/_.-]{1,511}$"
+#: The placeholder each fleet log group name holds for the environment (cdk.json's, e.g. `dev`).
+#: Dev and prod may share an account, so each needs its own groups, but one AMI serves every
+#: environment: the bake keeps the placeholder in the agent's configuration and the launch
+#: template's user data fills it in at boot (cdk/synapscribe_cdk/constructs/gpu_fleet.py).
+ENV_PLACEHOLDER = "{env}"
+#: A CloudWatch Logs group name (CreateLogGroup: 1-512 characters of [.-_/#A-Za-z0-9]), here
+#: absolute and without '#', with the placeholder's braces.
+_LOG_GROUP_TEMPLATE = r"^/[A-Za-z0-9/_.{}-]{1,511}$"
+_LOG_GROUP_NAME = re.compile(r"^/[A-Za-z0-9/_.-]{1,511}$")
+#: What may stand for the placeholder: a name of log group characters, no '/' (cdk.json's
+#: environment names, ^[a-z][a-z0-9-]{1,15}$, all are).
+_ENVIRONMENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 class LogGroups(_Strict):
-    vllm: str = Field(pattern=_LOG_GROUP)
-    tts: str = Field(pattern=_LOG_GROUP)
-    agentcore: str = Field(pattern=_LOG_GROUP)
-    metrics: str = Field(pattern=_LOG_GROUP)
+    """Name templates of the fleet's log groups: each holds ENV_PLACEHOLDER once; `names(env)`
+    gives one environment's groups."""
+
+    vllm: str = Field(pattern=_LOG_GROUP_TEMPLATE)
+    tts: str = Field(pattern=_LOG_GROUP_TEMPLATE)
+    agentcore: str = Field(pattern=_LOG_GROUP_TEMPLATE)
+    metrics: str = Field(pattern=_LOG_GROUP_TEMPLATE)
+
+    @field_validator("vllm", "tts", "agentcore", "metrics")
+    @classmethod
+    def _per_environment(cls, value: str) -> str:
+        rest = value.replace(ENV_PLACEHOLDER, "", 1)
+        if ENV_PLACEHOLDER not in value or "{" in rest or "}" in rest:
+            raise ValueError(
+                f"{value!r} must contain {ENV_PLACEHOLDER} exactly once (and no other braces): "
+                "environments sharing an account must not write to the same group"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> LogGroups:
+        templates = list(self.model_dump().values())
+        if len(set(templates)) != len(templates):
+            raise ValueError("fleet.log_groups: each unit needs its own group")
+        return self
+
+    def names(self, environment: str) -> dict[str, str]:
+        """The groups of `environment` (vllm, tts, agentcore, metrics -> name)."""
+        if not _ENVIRONMENT.fullmatch(environment):
+            raise ValueError(
+                f"environment {environment!r}: expected 1-64 of A-Z a-z 0-9 _ . - (it becomes part of "
+                "a log group name)"
+            )
+        names = {key: t.replace(ENV_PLACEHOLDER, environment) for key, t in self.model_dump().items()}
+        for name in names.values():
+            if not _LOG_GROUP_NAME.fullmatch(name):
+                raise ValueError(f"log group {name!r} is longer than CloudWatch Logs allows (512)")
+        return names
 
 
 class Fleet(_Strict):
@@ -236,6 +290,16 @@ class HostVenvs(_Strict):
     vllm: str = Field(pattern=_ABSOLUTE_PATH)
 
 
+class HostCloudWatchAgent(_Strict):
+    """The CloudWatch agent's control script, the configuration template the bake writes (log group
+    names still holding fleet.log_groups' placeholder) and the configuration the user data renders
+    from it at boot for the instance's environment."""
+
+    ctl: str = Field(pattern=_ABSOLUTE_PATH)
+    config_template: str = Field(pattern=_ABSOLUTE_PATH)
+    config: str = Field(pattern=_ABSOLUTE_PATH)
+
+
 class Host(_Strict):
     """The GPU host's layout, shared by the user data (CDK), the bake (Packer) and the roles (Ansible)."""
 
@@ -243,6 +307,7 @@ class Host(_Strict):
     deploy_env_file: str = Field(pattern=_ABSOLUTE_PATH)
     units: HostUnits
     venvs: HostVenvs
+    cloudwatch_agent: HostCloudWatchAgent
     #: An EC2 block device name (the Ubuntu image's root volume).
     root_device: str = Field(pattern=r"^/dev/(sd[a-z][0-9]*|xvd[a-z]+|nvme[0-9]+n[0-9]+)$")
     model_checksum_file: str = Field(pattern=_FILE_NAME)
@@ -260,6 +325,16 @@ class Host(_Strict):
             raise ValueError("host.units.vllm, host.units.tts and host.units.agentcore must differ")
         if self.model_checksum_file == self.model_revision_file:
             raise ValueError("host.model_checksum_file and host.model_revision_file must differ")
+        agent = self.cloudwatch_agent
+        for key, path in (("config_template", agent.config_template), ("config", agent.config)):
+            if Path(path).parent != Path(self.config_dir):
+                raise ValueError(
+                    f"host.cloudwatch_agent.{key} ({path}) must be in host.config_dir ({self.config_dir})"
+                )
+        if len({agent.config_template, agent.config, self.deploy_env_file}) != 3:
+            raise ValueError(
+                "host.cloudwatch_agent.config_template, host.cloudwatch_agent.config and host.deploy_env_file must differ"
+            )
         return self
 
 

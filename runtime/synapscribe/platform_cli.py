@@ -21,6 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="show the configuration at another context length (e.g. 32768)",
     )
     parser.add_argument("--file", type=Path, help="read this platform.yaml instead of the packaged one")
+    parser.add_argument(
+        "--log-groups",
+        metavar="ENV",
+        help="print only the GPU fleet's CloudWatch log group names of this environment (cdk.json's, e.g. dev)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,7 +36,14 @@ def run(args: argparse.Namespace) -> int:
     except (PlatformConfigError, ValueError) as exc:
         print(f"synapscribe platform: {exc}", file=sys.stderr)
         return 2
-    data = platform.as_dict()
+    if args.log_groups is not None:
+        try:
+            data = platform.fleet.log_groups.names(args.log_groups)
+        except ValueError as exc:
+            print(f"synapscribe platform: --log-groups: {exc}", file=sys.stderr)
+            return 2
+    else:
+        data = platform.as_dict()
     if args.format == "json":
         print(json.dumps(data, indent=2, sort_keys=True))
     else:

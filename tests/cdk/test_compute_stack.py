@@ -6,6 +6,7 @@ import json
 import subprocess
 from typing import Any
 
+from synapscribe.agentcore.settings import EMF_LOG_GROUP_VARIABLE
 from synapscribe.platform import load_platform
 from synapscribe.store import TABLE_KEYS
 from synth_support import Synthesized, resources_of
@@ -118,6 +119,15 @@ def test_user_data_writes_deploy_env_and_starts_units(synth: Synthesized) -> Non
     assert f"\nsystemctl start {vllm} {tts}\n" in script
     assert f"\nsystemctl restart {agentcore}" in script
     assert f"restart {vllm}" not in script
+    # The environment's log groups: AgentCore's metrics group in the deploy environment, and the
+    # AMI's agent template rendered for dev, then the agent (re)started, before AgentCore restarts.
+    groups = load_platform().fleet.log_groups.names("dev")
+    assert f"\n{EMF_LOG_GROUP_VARIABLE}={groups['metrics']}\n" in script
+    agent = host.cloudwatch_agent
+    render = f"\nsed -e 's/[{{]env[}}]/dev/g' {agent.config_template} > {agent.config}.tmp\n"
+    start = f"\n{agent.ctl} -a fetch-config -m ec2 -c file:{agent.config} -s\n"
+    assert script.index(f"mv {host.deploy_env_file}.tmp") < script.index(render) < script.index(start)
+    assert script.index(start) < script.index(f"systemctl restart {agentcore}")
 
 
 def _instance_statements(template: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,17 +1,21 @@
-"""The fleet's log groups (platform.yaml fleet.log_groups) with the environment's retention, and the
-instance role's right to ship to them and nothing else."""
+"""The fleet's log groups (platform.yaml fleet.log_groups, named for the environment) with the
+environment's retention, the instance role's right to ship to them and nothing else, and dev and
+prod never sharing a group."""
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
 from aws_cdk import assertions
+from synapscribe.agentcore.settings import EMF_LOG_GROUP_VARIABLE
+from synapscribe.bench.coldstart import METRICS_LOG_GROUP_OUTPUT
 from synapscribe.platform import load_platform
 from synapscribe_cdk.application import default_context
 from synapscribe_cdk.config import load_environment
 from synapscribe_cdk.constructs.fleet_observability import AGENT_LOG_ACTIONS
-from synth_support import Synthesized, dumps, resources_of
+from synth_support import Synthesized, cdk_env, dumps, resources_of
 
 
 def _dev_retention() -> int:
@@ -20,11 +24,66 @@ def _dev_retention() -> int:
 
 def test_log_groups_named_by_the_platform_with_the_environments_retention(synth: Synthesized) -> None:
     template = assertions.Template.from_json(synth.templates["compute"])
-    groups = load_platform().fleet.log_groups.model_dump()
+    groups = load_platform().fleet.log_groups.names("dev")
     for name in groups.values():
         template.has_resource_properties(
             "AWS::Logs::LogGroup", {"LogGroupName": name, "RetentionInDays": _dev_retention()}
         )
+    # bench full reads the hosts' start-up timelines from the metrics group named in the outputs.
+    output = synth.templates["compute"]["Outputs"][METRICS_LOG_GROUP_OUTPUT]["Value"]
+    (logical_id,) = [
+        k for k, v in _fleet_groups(synth.templates["compute"]).items() if v == groups["metrics"]
+    ]
+    assert output == {"Ref": logical_id}
+
+
+def _fleet_groups(template: dict[str, Any]) -> dict[str, str]:
+    """Logical id -> name of the fleet's log groups (the Observability construct's)."""
+    return {
+        k: v["Properties"]["LogGroupName"]
+        for k, v in resources_of(template, "AWS::Logs::LogGroup").items()
+        if "Observability" in k
+    }
+
+
+def _user_data(template: dict[str, Any]) -> str:
+    (launch,) = resources_of(template, "AWS::EC2::LaunchTemplate").values()
+    parts = launch["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    return "".join(p if isinstance(p, str) else "{token}" for p in parts)
+
+
+def test_dev_and_prod_synthesize_disjoint_log_groups_from_one_ami(synth: Synthesized) -> None:
+    """Both environments in one account: each creates (and so ships to: the role's grant names
+    these groups) only its own groups, and its launch template fills its own name into the AMI's
+    one agent template and gives AgentCore its own metrics group."""
+    from aws_cdk import App
+    from synapscribe_cdk.application import build
+
+    saved = dict(os.environ)
+    os.environ.update({k: v for k, v in cdk_env().items() if k.startswith(("AWS_", "CDK_"))})
+    try:
+        app = App(context={**default_context(), "env": "prod"}, outdir=str(synth.outdir.parent / "prod.out"))
+        compute = build(app).compute
+        prod = app.synth().get_stack_by_name(compute.stack_name).template
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    dev = synth.templates["compute"]
+    platform = load_platform()
+    expected = {
+        "dev": set(platform.fleet.log_groups.names("dev").values()),
+        "prod": set(platform.fleet.log_groups.names("prod").values()),
+    }
+    for env, template in (("dev", dev), ("prod", prod)):
+        assert set(_fleet_groups(template).values()) == expected[env], env
+        agent = platform.host.cloudwatch_agent
+        script = _user_data(template)
+        assert f"sed -e 's/[{{]env[}}]/{env}/g' {agent.config_template} > {agent.config}.tmp\n" in script
+        assert f"\n{agent.ctl} -a fetch-config -m ec2 -c file:{agent.config} -s\n" in script
+        metrics = platform.fleet.log_groups.names(env)["metrics"]
+        assert f"\n{EMF_LOG_GROUP_VARIABLE}={metrics}\n" in script
+    assert not set(_fleet_groups(dev).values()) & set(_fleet_groups(prod).values())
+    assert not expected["dev"] & expected["prod"]
 
 
 def test_instance_role_ships_only_to_these_groups(synth: Synthesized) -> None:
@@ -40,9 +99,9 @@ def test_instance_role_ships_only_to_these_groups(synth: Synthesized) -> None:
     assert "InstanceRole" in role_ref["Ref"]
     (statement,) = props["PolicyDocument"]["Statement"]
     assert sorted(statement["Action"]) == sorted(AGENT_LOG_ACTIONS)
-    groups = {k for k, v in resources_of(compute, "AWS::Logs::LogGroup").items() if "Observability" in k}
+    groups = set(_fleet_groups(compute))
     referenced = {r["Fn::GetAtt"][0] for r in statement["Resource"]}
-    assert referenced == groups and len(groups) == len(load_platform().fleet.log_groups.model_dump())
+    assert referenced == groups and len(groups) == len(load_platform().fleet.log_groups.names("dev"))
     # No other statement of the stack lets anything write logs or metrics elsewhere for the fleet.
     for policy in resources_of(compute, "AWS::IAM::Policy").values():
         if policy is policies[0]:

@@ -199,6 +199,7 @@ def test_grace_follows_the_platform(tmp_path: Any) -> None:
         root_volume_gib=100,
         capacity=Capacity(min=0, max=1, desired=1),
         deploy_env={},
+        environment="dev",
         target_group_arn="arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/x/1",
         vllm=platform.vllm,
         host=platform.host,

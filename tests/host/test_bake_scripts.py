@@ -30,6 +30,8 @@ def _env() -> dict[str, str]:
         # The host tests connect (and Ansible runs) as root.
         "BUILD_USER": "root",
         "SYNAPSCRIBE_MAX_MODEL_LEN": str(platform.vllm.max_model_len),
+        "SYNAPSCRIBE_AGENT_CONFIG_TEMPLATE": host.cloudwatch_agent.config_template,
+        "SYNAPSCRIBE_AGENT_CONFIG": host.cloudwatch_agent.config,
         # No GPU, no vLLM and no weights here: the switches the site.yml run used, the other way round.
         "VALIDATE_GPU": "false",
         "VALIDATE_VLLM": "false",

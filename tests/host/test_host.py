@@ -291,14 +291,15 @@ def test_vllm_readiness_poll_sees_the_served_model(host: Host) -> None:
 
 
 def test_cloudwatch_agent_ships_the_units_journals_and_agentcore_emf(host: Host) -> None:
-    """The agent's configuration names platform.yaml's log groups (its package is the bake's job
-    on AWS: installed there, not here), and each unit's journal is copied where the agent tails it."""
-    fleet = host_platform(host).fleet
+    """The baked agent configuration template names platform.yaml's log group templates ({env}
+    unfilled: one AMI for every environment), the user data's lines render it for an environment
+    (its package is the bake's job on AWS: installed there, not here, so the agent's control script
+    is not run), and each unit's journal is copied where the agent tails it."""
+    platform = host_platform(host)
+    fleet, agent = platform.fleet, platform.host.cloudwatch_agent
     with host.sudo():
-        config = json.loads(
-            host.file("/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json").content_string
-        )
-    files = config["logs"]["logs_collected"]["files"]["collect_list"]
+        template = json.loads(host.file(agent.config_template).content_string)
+    files = template["logs"]["logs_collected"]["files"]["collect_list"]
     assert {f["file_path"]: f["log_group_name"] for f in files} == {
         f"/var/log/synapscribe/{name}.log": group
         for name, group in zip(
@@ -306,8 +307,31 @@ def test_cloudwatch_agent_ships_the_units_journals_and_agentcore_emf(host: Host)
         )
     }
     assert (
-        config["logs"]["metrics_collected"]["emf"]["service_address"] == f"udp://127.0.0.1:{fleet.emf_port}"
+        template["logs"]["metrics_collected"]["emf"]["service_address"] == f"udp://127.0.0.1:{fleet.emf_port}"
     )
+    baked = host.file("/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl").exists
+    if not baked:
+        from synapscribe_cdk.constructs.gpu_fleet import cloudwatch_agent_script
+
+        render = [
+            line
+            for line in cloudwatch_agent_script(platform.host, fleet.log_groups, "hosttest")
+            if agent.ctl not in line
+        ]
+        with host.sudo():
+            out = host.run("bash -euo pipefail -c " + shlex.quote("\n".join(render)))
+            assert out.rc == 0, out.stderr
+            config = json.loads(host.file(agent.config).content_string)
+            host.run(f"rm -f {agent.config}")
+        names = fleet.log_groups.names("hosttest")
+        rendered = {
+            f["file_path"]: f["log_group_name"]
+            for f in config["logs"]["logs_collected"]["files"]["collect_list"]
+        }
+        assert rendered == {
+            f"/var/log/synapscribe/{name}.log": names[key]
+            for name, key in zip(SERVICES, ("vllm", "tts", "agentcore"), strict=True)
+        }
     for name in SERVICES:
         assert host.service(f"synapscribe-journal-copy@{name}").is_running, name
     deadline = time.monotonic() + 30
@@ -320,10 +344,9 @@ def test_cloudwatch_agent_ships_the_units_journals_and_agentcore_emf(host: Host)
     )
     environment = host.check_output("systemctl show -p Environment synapscribe-agentcore")
     assert f"SYNAPSCRIBE_EMF_ENDPOINT=udp://127.0.0.1:{fleet.emf_port}" in environment
-    assert f"SYNAPSCRIBE_EMF_LOG_GROUP={fleet.log_groups.metrics}" in environment
-    if host.file(
-        "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
-    ).exists:  # a baked instance
+    # The log group is the environment's: the deploy environment file carries it, the AMI does not.
+    assert "SYNAPSCRIBE_EMF_LOG_GROUP" not in environment
+    if baked:  # a baked instance, started by its user data
         assert host.service("amazon-cloudwatch-agent").is_running
 
 

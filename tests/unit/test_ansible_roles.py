@@ -16,7 +16,7 @@ import yaml
 from rendered_units import ansible_env as _env
 from rendered_units import exec_start as _exec_start
 from rendered_units import render_templates
-from synapscribe.platform import load_platform
+from synapscribe.platform import ENV_PLACEHOLDER, load_platform
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE = ROOT / "ansible"
@@ -457,9 +457,9 @@ def test_model_revision_is_resolved_to_a_commit_and_recorded() -> None:
     assert defaults["model_revision_file"] == "{{ synapscribe_platform.host.model_revision_file }}"
 
 
-def test_cloudwatch_agent_ships_each_units_journal_and_the_emf_to_platform_log_groups(tmp_path: Path) -> None:
-    """The agent's rendered configuration: a file per unit into platform.yaml's log groups, the EMF
-    listener on loopback at fleet.emf_port, and AgentCore's drop-in pointing its metrics there."""
+def _render_cloudwatch_agent_files(tmp_path: Path) -> None:
+    """The role's templates rendered by ansible-playbook into tmp_path (named as their sources),
+    with site.yml's own platform lookup."""
     (play,) = yaml.safe_load((ANSIBLE / "site.yml").read_text())
     assert {"role": "cloudwatch_agent"} in play["roles"]
     role = ANSIBLE / "roles" / "cloudwatch_agent"
@@ -500,24 +500,85 @@ def test_cloudwatch_agent_ships_each_units_journal_and_the_emf_to_platform_log_g
         cwd=ANSIBLE, env=_env(), capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_cloudwatch_agent_ships_each_units_journal_and_the_emf_to_platform_log_groups(tmp_path: Path) -> None:
+    """The agent's rendered configuration: a file per unit into platform.yaml's log groups, the EMF
+    listener on loopback at fleet.emf_port, and AgentCore's drop-in pointing its metrics there."""
+    _render_cloudwatch_agent_files(tmp_path)
     fleet = load_platform().fleet
     config = json.loads((tmp_path / "amazon-cloudwatch-agent.json.j2").read_text())
     files = config["logs"]["logs_collected"]["files"]["collect_list"]
     shipped = {Path(f["file_path"]).name: f["log_group_name"] for f in files}
+    # The baked template keeps the environment's placeholder (one AMI for every environment).
     assert shipped == {
         "synapscribe-vllm.log": fleet.log_groups.vllm,
         "synapscribe-tts.log": fleet.log_groups.tts,
         "synapscribe-agentcore.log": fleet.log_groups.agentcore,
     }
+    assert all(ENV_PLACEHOLDER in group for group in shipped.values())
     assert all(f["log_stream_name"] == "{instance_id}" and "retention_in_days" not in f for f in files)
     assert config["logs"]["metrics_collected"]["emf"] == {
         "service_address": f"udp://127.0.0.1:{fleet.emf_port}"
     }
     dropin = (tmp_path / "agentcore-emf.conf.j2").read_text()
     assert f"SYNAPSCRIBE_EMF_ENDPOINT=udp://127.0.0.1:{fleet.emf_port}" in dropin
-    assert f"SYNAPSCRIBE_EMF_LOG_GROUP={fleet.log_groups.metrics}" in dropin
+    # The metrics' group is the environment's: the deploy environment file carries it, not the AMI.
+    assert "Environment=SYNAPSCRIBE_EMF_LOG_GROUP" not in dropin
     copy = (tmp_path / "synapscribe-journal-copy@.service.j2").read_text()
     assert "StandardOutput=append:/var/log/synapscribe/%i.log" in copy and "--unit=%i.service" in copy
+
+
+def test_the_user_data_renders_the_baked_agent_configuration_per_environment(tmp_path: Path) -> None:
+    """The launch template's agent lines (gpu_fleet.cloudwatch_agent_script) run by bash over the
+    role's rendered template: the environment's names in, the placeholder out, everything else as
+    baked, and the agent's control script called to load the rendered file and start."""
+    from synapscribe.platform import parse_platform
+    from synapscribe_cdk.constructs.gpu_fleet import cloudwatch_agent_script
+
+    _render_cloudwatch_agent_files(tmp_path)
+    baked = tmp_path / "amazon-cloudwatch-agent.json.j2"
+    ctl = tmp_path / "agent-ctl"
+    ctl.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/ctl-args\n')
+    ctl.chmod(0o755)
+    data = load_platform().model_dump()
+    data["host"]["config_dir"] = str(tmp_path)
+    data["host"]["deploy_env_file"] = str(tmp_path / "deploy.env")
+    data["host"]["cloudwatch_agent"] = {
+        "ctl": str(ctl),
+        "config_template": str(baked),
+        "config": str(tmp_path / "agent.json"),
+    }
+    platform = parse_platform(data)
+    configs = {}
+    for env in ("dev", "prod"):
+        lines = cloudwatch_agent_script(platform.host, platform.fleet.log_groups, env)
+        proc = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", "\n".join(lines)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert (tmp_path / "ctl-args").read_text().split() == [
+            "-a", "fetch-config", "-m", "ec2", "-c", f"file:{tmp_path / 'agent.json'}", "-s",
+        ]  # fmt: skip
+        configs[env] = json.loads((tmp_path / "agent.json").read_text())
+        names = platform.fleet.log_groups.names(env)
+        files = configs[env]["logs"]["logs_collected"]["files"]["collect_list"]
+        assert {Path(f["file_path"]).name: f["log_group_name"] for f in files} == {
+            "synapscribe-vllm.log": names["vllm"],
+            "synapscribe-tts.log": names["tts"],
+            "synapscribe-agentcore.log": names["agentcore"],
+        }
+        assert ENV_PLACEHOLDER not in (tmp_path / "agent.json").read_text()
+        assert not (tmp_path / "agent.json.tmp").exists()
+    # Only the names differ between environments.
+    baked_config = json.loads(baked.read_text())
+    for config in configs.values():
+        for f in config["logs"]["logs_collected"]["files"]["collect_list"]:
+            f.pop("log_group_name")
+    for f in baked_config["logs"]["logs_collected"]["files"]["collect_list"]:
+        f.pop("log_group_name")
+    assert configs["dev"] == configs["prod"] == baked_config
 
 
 def test_cloudwatch_agent_download_is_guarded() -> None:

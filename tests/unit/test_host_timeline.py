@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from synapscribe import host_timeline as ht
+from synapscribe.agentcore.settings import EMF_LOG_GROUP_VARIABLE
 from synapscribe.platform import load_platform
 
 IDENTITY = {
@@ -135,7 +136,7 @@ def test_timeline_is_ordered_and_measured_from_the_launch() -> None:
     assert [s["seconds"] for s in t["steps"]] == [40.0, 80.0, 110.0, 115.0]
     assert t["steps"][-1]["at"] == "2026-12-02T07:01:55.000Z"
     assert t["missing"] == []
-    docs = ht.emf_documents(t, "/synapscribe/gpu/agentcore-metrics")
+    docs = ht.emf_documents(t, "/synapscribe/dev/gpu/agentcore-metrics")
     assert len(docs) == 4
     last = docs[-1]
     assert last["Step"] == "agentcore:ready" and last[ht.METRIC] == 115.0
@@ -144,7 +145,7 @@ def test_timeline_is_ordered_and_measured_from_the_launch() -> None:
     assert directive["Dimensions"] == [["Step"]] and directive["Metrics"] == [
         {"Name": ht.METRIC, "Unit": "Seconds"}
     ]
-    assert last["_aws"]["LogGroupName"] == "/synapscribe/gpu/agentcore-metrics"
+    assert last["_aws"]["LogGroupName"] == "/synapscribe/dev/gpu/agentcore-metrics"
 
 
 def test_without_imds_the_origin_is_the_kernel_and_no_metric_is_sent() -> None:
@@ -185,6 +186,11 @@ def test_main_writes_the_timeline_and_sends_one_emf_line_per_step(
     receiver.bind(("127.0.0.1", 0))
     receiver.settimeout(5)
     out = tmp_path / "run" / "timeline.json"
+    # The environment's metrics group, as the launch template's user data writes it.
+    group = platform.fleet.log_groups.names("dev")["metrics"]
+    deploy_env = tmp_path / "deploy.env"
+    deploy_env.write_text(f"AWS_REGION=eu-west-1\n{EMF_LOG_GROUP_VARIABLE}={group}\n")
+    monkeypatch.delenv(EMF_LOG_GROUP_VARIABLE, raising=False)
     rc = ht.main(
         [
             "--unit", "synapscribe-vllm",
@@ -193,6 +199,7 @@ def test_main_writes_the_timeline_and_sends_one_emf_line_per_step(
             "--agentcore-host", "127.0.0.1",
             "--imds-url", server["url"],
             "--emf-port", str(receiver.getsockname()[1]),
+            "--deploy-env", str(deploy_env),
         ]
     )  # fmt: skip
     assert rc == 0, capsys.readouterr().err
@@ -204,7 +211,24 @@ def test_main_writes_the_timeline_and_sends_one_emf_line_per_step(
     lines = [json.loads(receiver.recv(65536)) for _ in names]
     receiver.close()
     assert [line["Step"] for line in lines] == names
+    assert {line["_aws"]["LogGroupName"] for line in lines} == {group}
     assert json.loads(capsys.readouterr().out) == timeline
+
+
+def test_the_metrics_group_is_read_from_the_deploy_environment_when_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unit may start before the user data writes the file: the file read at send time wins,
+    the unit's environment is the fallback, and neither means no group (nothing is sent)."""
+    deploy_env = tmp_path / "deploy.env"
+    monkeypatch.delenv(EMF_LOG_GROUP_VARIABLE, raising=False)
+    assert ht.metrics_log_group(deploy_env) is None
+    monkeypatch.setenv(EMF_LOG_GROUP_VARIABLE, "/synapscribe/old/gpu/agentcore-metrics")
+    assert ht.metrics_log_group(deploy_env) == "/synapscribe/old/gpu/agentcore-metrics"
+    deploy_env.write_text(
+        f"# written at boot\nAWS_REGION=eu-west-1\n{EMF_LOG_GROUP_VARIABLE}=/synapscribe/prod/gpu/agentcore-metrics\n"
+    )
+    assert ht.metrics_log_group(deploy_env) == "/synapscribe/prod/gpu/agentcore-metrics"
 
 
 def test_main_reports_what_was_never_seen(

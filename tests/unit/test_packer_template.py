@@ -199,6 +199,8 @@ def test_the_scripts_get_the_host_facts_from_the_platform(template: dict[str, An
         "SYNAPSCRIBE_MODEL_REVISION": "${local.model_revision}",
         "SYNAPSCRIBE_MODEL_CHECKSUM_FILE": "${local.host.model_checksum_file}",
         "SYNAPSCRIBE_MODEL_REVISION_FILE": "${local.host.model_revision_file}",
+        "SYNAPSCRIBE_AGENT_CONFIG_TEMPLATE": "${local.host.cloudwatch_agent.config_template}",
+        "SYNAPSCRIBE_AGENT_CONFIG": "${local.host.cloudwatch_agent.config}",
     }
     # Every check runs in the bake: the switches the host tests use are never turned off here.
     assert not [name for name in env if name.startswith("VALIDATE_")]
@@ -229,6 +231,8 @@ VALIDATION_CHECKS = {
     "no SSH host keys": r"find /etc/ssh -name 'ssh_host_\*'",
     "no cloud-init state": r"\[ ! -e /var/lib/cloud/instance \] && \[ -z .*ls -A /var/lib/cloud/instances",
     "no deploy env file": r'^check .* test ! -e "\$SYNAPSCRIBE_DEPLOY_ENV_FILE"$',
+    "the agent's template": r'^check .* test -s "\$SYNAPSCRIBE_AGENT_CONFIG_TEMPLATE"$',
+    "no environment's agent configuration": r'^check .* test ! -e "\$SYNAPSCRIBE_AGENT_CONFIG"$',
     "the model commit": r'^revision=\$\(cat "\$SYNAPSCRIBE_MODEL_PATH/\$SYNAPSCRIBE_MODEL_REVISION_FILE"\)',
     "the commit is a sha": r"^if ! \[\[ \$revision =~ \^\[0-9a-f\]\{40\}\$ \]\]; then$",
     "a pinned commit is the one baked": (

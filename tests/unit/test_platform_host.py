@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from synapscribe.cli import main
 from synapscribe.platform import Host, PlatformConfigError, load_platform, parse_platform
-from synapscribe_cdk.constructs.gpu_fleet import deploy_env_script
+from synapscribe_cdk.constructs.gpu_fleet import cloudwatch_agent_script, deploy_env_script
 
 ROOT = Path(__file__).resolve().parents[2]
 PLATFORM_YAML = ROOT / "runtime" / "synapscribe" / "platform.yaml"
@@ -36,6 +36,9 @@ def host_facts(host: Host) -> dict[str, str]:
         "host.root_device": host.root_device,
         "host.model_checksum_file": host.model_checksum_file,
         "host.model_revision_file": host.model_revision_file,
+        "host.cloudwatch_agent.ctl": host.cloudwatch_agent.ctl,
+        "host.cloudwatch_agent.config_template": host.cloudwatch_agent.config_template,
+        "host.cloudwatch_agent.config": host.cloudwatch_agent.config,
     }
 
 
@@ -120,6 +123,26 @@ def _host_data(**changes: Any) -> dict[str, Any]:
         ({"model_checksum_file": "../SUMS"}, "host.model_checksum_file"),
         ({"model_revision_file": "SHA256SUMS"}, "must differ"),
         ({"units": {"vllm": "v.service", "tts": "t", "agentcore": "a"}}, "host.units.vllm"),
+        (
+            {
+                "cloudwatch_agent": {
+                    "ctl": "/bin/ctl",
+                    "config_template": "/tmp/a.json.in",
+                    "config": "/etc/synapscribe/a.json",
+                }
+            },
+            "host.cloudwatch_agent.config_template (/tmp/a.json.in) must be in host.config_dir",
+        ),
+        (
+            {
+                "cloudwatch_agent": {
+                    "ctl": "/bin/ctl",
+                    "config_template": "/etc/synapscribe/a.json",
+                    "config": "/etc/synapscribe/a.json",
+                }
+            },
+            "must differ",
+        ),
     ],
 )
 def test_a_bad_host_section_is_refused_with_its_name(changes: dict[str, Any], problem: str) -> None:
@@ -128,14 +151,30 @@ def test_a_bad_host_section_is_refused_with_its_name(changes: dict[str, Any], pr
 
 
 def test_the_user_data_follows_the_host_section() -> None:
-    host = parse_platform(
+    platform = parse_platform(
         _host_data(
             config_dir="/etc/lecture",
             deploy_env_file="/etc/lecture/boot.env",
             units={"vllm": "a-model", "tts": "b-speech", "agentcore": "c-agent"},
+            cloudwatch_agent={
+                "ctl": "/opt/agent/ctl",
+                "config_template": "/etc/lecture/agent.json.in",
+                "config": "/etc/lecture/agent.json",
+            },
         )
-    ).host
-    script = "\n".join(deploy_env_script(host, {"AWS_REGION": "eu-west-1"}))
+    )
+    host = platform.host
+    agent = cloudwatch_agent_script(host, platform.fleet.log_groups, "dev")
+    assert agent == [
+        "sed -e 's/[{]env[}]/dev/g' /etc/lecture/agent.json.in > /etc/lecture/agent.json.tmp",
+        "chmod 0644 /etc/lecture/agent.json.tmp",
+        "mv /etc/lecture/agent.json.tmp /etc/lecture/agent.json",
+        "/opt/agent/ctl -a fetch-config -m ec2 -c file:/etc/lecture/agent.json -s",
+    ]
+    script = "\n".join(deploy_env_script(host, {"AWS_REGION": "eu-west-1"}, agent))
+    # The agent is configured after the deploy environment and before AgentCore's restart.
+    assert script.index("mv /etc/lecture/boot.env.tmp") < script.index("/opt/agent/ctl")
+    assert script.index("/opt/agent/ctl") < script.index("systemctl restart c-agent.service")
     assert "install -d -m 0755 /etc/lecture\n" in script
     assert (
         "cat > /etc/lecture/boot.env.tmp <<'SYNAPSCRIBE_ENV'\nAWS_REGION=eu-west-1\nSYNAPSCRIBE_ENV\n"
@@ -147,6 +186,13 @@ def test_the_user_data_follows_the_host_section() -> None:
         "systemctl start a-model.service b-speech.service\nsystemctl restart c-agent.service"
     )
     assert "synapscribe" not in script.replace("SYNAPSCRIBE_ENV", "")
+
+
+@pytest.mark.parametrize("environment", ["", "dev/prod", "a b", "x;rm -rf /", "{env}", "e" * 65])
+def test_the_agent_lines_refuse_an_environment_no_log_group_name_can_hold(environment: str) -> None:
+    platform = load_platform()
+    with pytest.raises(ValueError, match="environment"):
+        cloudwatch_agent_script(platform.host, platform.fleet.log_groups, environment)
 
 
 def test_the_cli_shows_the_host_section_for_ansible_and_packer(capsys: pytest.CaptureFixture[str]) -> None:
@@ -161,4 +207,5 @@ def test_the_cli_shows_the_host_section_for_ansible_and_packer(capsys: pytest.Ca
         "root_device",
         "model_checksum_file",
         "model_revision_file",
+        "cloudwatch_agent",
     }

@@ -90,6 +90,8 @@ def baked(tmp_path: Path) -> dict[str, str]:
     (bin_dir / "getent").write_text(f'#!/bin/sh\necho "$2:x:1000:1000::{home}:/bin/bash"\n')
     for stub in ("systemctl", "getent"):
         (bin_dir / stub).chmod(0o755)
+    # The agent's configuration template as the cloudwatch_agent role leaves it.
+    (tmp_path / "agent.json.in").write_text('{"logs": {}}\n')
     return {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "HOME_DIR": str(home),
@@ -103,6 +105,8 @@ def baked(tmp_path: Path) -> dict[str, str]:
         "SYNAPSCRIBE_MODEL_REVISION": "main",
         "SYNAPSCRIBE_MODEL_CHECKSUM_FILE": "SUMS",
         "SYNAPSCRIBE_MODEL_REVISION_FILE": "COMMIT",
+        "SYNAPSCRIBE_AGENT_CONFIG_TEMPLATE": str(tmp_path / "agent.json.in"),
+        "SYNAPSCRIBE_AGENT_CONFIG": str(tmp_path / "agent.json"),
         "COMMIT": commit,
         # No GPU and no vLLM here, as on the host test.
         "VALIDATE_GPU": "false",
@@ -118,6 +122,8 @@ def _validate(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_validation_names_each_failure_and_fails(baked: dict[str, str], tmp_path: Path) -> None:
     Path(baked["SYNAPSCRIBE_DEPLOY_ENV_FILE"]).write_text("AWS_REGION=eu-west-1\n")
+    # One environment's agent configuration (user data on a booted instance) must not be baked.
+    Path(baked["SYNAPSCRIBE_AGENT_CONFIG"]).write_text('{"logs": {}}\n')
     proc = _validate(baked)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "validate: ok the units are enabled (unit-a unit-b)" in proc.stdout
@@ -127,6 +133,7 @@ def test_validation_names_each_failure_and_fails(baked: dict[str, str], tmp_path
         assert "validate: ok the weights are read-only (root:555)" in proc.stdout
     for failed in (
         f"FAILED: no {baked['SYNAPSCRIBE_DEPLOY_ENV_FILE']}",
+        f"FAILED: no {baked['SYNAPSCRIBE_AGENT_CONFIG']}",
         "FAILED: no authorized_keys of builder or root",
         "FAILED: vLLM serves a context of 16384 tokens",
     ):
@@ -139,7 +146,22 @@ def test_removed_state_passes_its_checks(baked: dict[str, str]) -> None:
     (Path(baked["HOME_DIR"]) / ".ssh" / "authorized_keys").unlink()
     proc = _validate(baked)
     assert f"validate: ok no {baked['SYNAPSCRIBE_DEPLOY_ENV_FILE']}" in proc.stdout
+    assert f"validate: ok no {baked['SYNAPSCRIBE_AGENT_CONFIG']}" in proc.stdout
+    assert (
+        f"validate: ok the CloudWatch agent's template {baked['SYNAPSCRIBE_AGENT_CONFIG_TEMPLATE']}"
+        in proc.stdout
+    )
     assert f"{baked['HOME_DIR']}/.ssh/authorized_keys is still there" not in proc.stderr
+
+
+def test_an_image_without_the_agents_template_fails_the_validation(baked: dict[str, str]) -> None:
+    Path(baked["SYNAPSCRIBE_AGENT_CONFIG_TEMPLATE"]).unlink()
+    proc = _validate(baked)
+    assert proc.returncode == 1
+    assert (
+        f"validate: FAILED: the CloudWatch agent's template {baked['SYNAPSCRIBE_AGENT_CONFIG_TEMPLATE']}"
+        in proc.stderr
+    )
 
 
 def test_a_bad_model_fails_the_validation(baked: dict[str, str]) -> None:

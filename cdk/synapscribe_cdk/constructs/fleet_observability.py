@@ -1,10 +1,12 @@
 """The GPU fleet's log groups (the CloudWatch agent's destinations) and the right to write only them.
 
-The names are platform.yaml's fleet.log_groups, the same the AMI's agent configuration uses
-(ansible/roles/cloudwatch_agent); the retention is the environment's log_retention_days. The
-instance role gets its own policy: create streams in, and put events to, these groups only (the
-agent never creates a group, sets a retention or reads logs). AgentCore's EMF documents reach
-CloudWatch as log events in the `metrics` group, so no cloudwatch:PutMetricData is granted.
+The names are platform.yaml's fleet.log_groups for this environment (LogGroups.names), the same
+the user data renders into the AMI's agent configuration at boot (gpu_fleet.cloudwatch_agent_script),
+so environments sharing an account keep apart; the retention is the environment's
+log_retention_days. The instance role gets its own policy: create streams in, and put events to,
+these groups only (the agent never creates a group, sets a retention or reads logs). AgentCore's
+EMF documents reach CloudWatch as log events in the `metrics` group, so no
+cloudwatch:PutMetricData is granted.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 from synapscribe.agentcore.metrics import NAMESPACE
-from synapscribe.platform import LogGroups
 
 from synapscribe_cdk.constructs.log_groups import logs_key
 
@@ -35,13 +36,13 @@ class FleetObservability(Construct):
         construct_id: str,
         *,
         role: iam.IRole,
-        log_groups: LogGroups,
+        log_groups: dict[str, str],
         retention_days: int,
         retain: bool,
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_groups: dict[str, logs.LogGroup] = {}
-        for key, name in log_groups.model_dump().items():
+        for key, name in log_groups.items():
             group = logs.LogGroup(
                 self,
                 f"{key.capitalize()}Logs",

@@ -8,7 +8,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
-from synapscribe.platform import Fleet, Host, Vllm
+from synapscribe.platform import ENV_PLACEHOLDER, Fleet, Host, LogGroups, Vllm
 from synapscribe.simulate.policy import ScalingSettings
 
 from synapscribe_cdk.config import Capacity
@@ -36,10 +36,35 @@ def instance_warmup(fleet: Fleet) -> Duration:
     return Duration.seconds(fleet.host_startup_seconds)
 
 
-def deploy_env_script(host: Host, values: dict[str, str]) -> list[str]:
+def cloudwatch_agent_script(host: Host, log_groups: LogGroups, environment: str) -> list[str]:
+    """User data lines: render the baked agent configuration for `environment` and (re)start the
+    agent with it.
+
+    One AMI serves every environment (it is baked once per region), so the bake leaves
+    fleet.log_groups' placeholder in the template (ansible/roles/cloudwatch_agent) and leaves the
+    agent stopped; only here, at boot, is the environment known. The names filled in are those
+    CDK creates and lets the instance role write (constructs/fleet_observability.py). `fetch-config
+    -s` translates the file, then enables and restarts the agent's unit (amazon-cloudwatch-agent-ctl
+    in aws/amazon-cloudwatch-agent, packaging/dependencies). It runs before AgentCore's restart, so
+    the EMF listener is up for AgentCore's and the start-up timeline's first documents. A failure
+    stops the user data like any other (set -e): the host never serves, its health check fails and
+    the group replaces it, where a host shipping no logs would go unnoticed."""
+    agent = host.cloudwatch_agent
+    log_groups.names(environment)  # refuses a name that cannot be part of a log group
+    # Each brace in a bracket expression: literal in any sed regular expression syntax.
+    placeholder = "".join(f"[{c}]" if c in "{}" else c for c in ENV_PLACEHOLDER)
+    return [
+        f"sed -e 's/{placeholder}/{environment}/g' {agent.config_template} > {agent.config}.tmp",
+        f"chmod 0644 {agent.config}.tmp",
+        f"mv {agent.config}.tmp {agent.config}",
+        f"{agent.ctl} -a fetch-config -m ec2 -c file:{agent.config} -s",
+    ]
+
+
+def deploy_env_script(host: Host, values: dict[str, str], agent: list[str] | None = None) -> list[str]:
     """User data lines: write the deploy environment file (platform.yaml host.deploy_env_file, read
-    by AgentCore's unit only), start the services that are not running yet and restart AgentCore,
-    so it reads the file."""
+    by AgentCore's unit only), run the `agent` lines (cloudwatch_agent_script), start the services
+    that are not running yet and restart AgentCore, so it reads the file."""
     deploy_env = host.deploy_env_file
     vllm, tts, agentcore = host.units.services()
     lines = [
@@ -50,6 +75,7 @@ def deploy_env_script(host: Host, values: dict[str, str]) -> list[str]:
         "SYNAPSCRIBE_ENV",
         f"chmod 0644 {deploy_env}.tmp",
         f"mv {deploy_env}.tmp {deploy_env}",
+        *(agent or []),
         "systemctl daemon-reload",
         f"systemctl enable {vllm} {tts} {agentcore}",
         # Only AgentCore reads the deploy environment. User data runs in cloud-final, which is
@@ -78,6 +104,7 @@ class GpuFleet(Construct):
         capacity: Capacity,
         root_volume_initialization_mib_per_second: int | None = None,
         deploy_env: dict[str, str],
+        environment: str,
         target_group_arn: str,
         vllm: Vllm,
         host: Host,
@@ -87,7 +114,8 @@ class GpuFleet(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         user_data = ec2.UserData.for_linux()
-        user_data.add_commands(*deploy_env_script(host, deploy_env))
+        agent = cloudwatch_agent_script(host, fleet.log_groups, environment)
+        user_data.add_commands(*deploy_env_script(host, deploy_env, agent))
         self.launch_template = ec2.LaunchTemplate(
             self,
             "LaunchTemplate",

@@ -10,6 +10,8 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
+from synapscribe.agentcore.settings import EMF_LOG_GROUP_VARIABLE
+from synapscribe.bench.coldstart import METRICS_LOG_GROUP_OUTPUT
 from synapscribe.platform import PlatformConfig
 
 from synapscribe_cdk.config import EnvironmentConfig
@@ -38,7 +40,9 @@ class ComputeStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.role = self._instance_role(platform, data, api, config.session_manager)
-        self.observability = FleetObservability(self, "Observability", role=self.role, log_groups=platform.fleet.log_groups, retention_days=config.log_retention_days, retain=config.removal == "retain")  # fmt: skip
+        # This environment's groups (platform.yaml's name templates with its name): never another's.
+        log_groups = platform.fleet.log_groups.names(config.name)
+        self.observability = FleetObservability(self, "Observability", role=self.role, log_groups=log_groups, retention_days=config.log_retention_days, retain=config.removal == "retain")  # fmt: skip
         fleet = GpuFleet(
             self,
             "Fleet",
@@ -61,7 +65,10 @@ class ComputeStack(Stack):
                 "AWS_REGION": self.region,
                 "AWS_DEFAULT_REGION": self.region,
                 "SYNAPSCRIBE_FLEET_GROUP": config.fleet_group_name,
+                # AgentCore's EMF documents and the start-up timeline name their group.
+                EMF_LOG_GROUP_VARIABLE: log_groups["metrics"],
             },
+            environment=config.name,
             target_group_arn=network.target_group.target_group_arn,
             vllm=platform.vllm,
             host=platform.host,
@@ -100,6 +107,10 @@ class ComputeStack(Stack):
         data.alarm_topic.notify(self.alarms)
         self.dashboard = self.observability.add_dashboard(name=f"SynapScribe-{config.name}", alarms=[*self.alarms, *fleet.scaling_alarms], healthy_hosts=_target_group_metric(network, "HealthyHostCount", Duration.minutes(1)), max_num_seqs=platform.vllm.max_num_seqs, target_in_flight=config.scaling.target_in_flight_per_instance if config.scaling else None, bucket_name=data.resource_environment()["SYNAPSCRIBE_BUCKET"], spot_and_drains=spot_and_drain_widget(self.drain.notice_rule, self.drain.lifecycle_rule, self.drain.function))  # fmt: skip
         CfnOutput(self, "AutoScalingGroupName", value=self.group.auto_scaling_group_name)
+        # Where `synapscribe bench full --stack-outputs` reads the hosts' start-up timelines.
+        CfnOutput(
+            self, METRICS_LOG_GROUP_OUTPUT, value=self.observability.log_groups["metrics"].log_group_name
+        )
 
     def _instance_role(
         self, platform: PlatformConfig, data: DataStack, api: ApiStack, session_manager: bool

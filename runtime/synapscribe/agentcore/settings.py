@@ -9,6 +9,9 @@ from synapscribe.platform import PlatformConfig, PlatformConfigError, load_platf
 from synapscribe.settings import SettingsError
 
 _URL = r"^https?://[^\s/]+(/\S*)?$"
+#: The metrics log group's variable: the deploy environment carries this environment's name
+#: (platform.yaml fleet.log_groups.metrics for it), written by the launch template's user data.
+EMF_LOG_GROUP_VARIABLE = "SYNAPSCRIBE_EMF_LOG_GROUP"
 
 
 class AgentCoreSettings(BaseSettings):
@@ -40,9 +43,9 @@ class AgentCoreSettings(BaseSettings):
     emf_endpoint: str | None = Field(
         default=None, validation_alias="SYNAPSCRIBE_EMF_ENDPOINT", pattern=r"^udp://[A-Za-z0-9.-]+:\d{1,5}$"
     )
-    #: The log group the agent writes the EMF documents to (platform.yaml fleet.log_groups.metrics).
+    #: The log group the agent writes the EMF documents to (fleet.log_groups.metrics of this environment).
     emf_log_group: str | None = Field(
-        default=None, validation_alias="SYNAPSCRIBE_EMF_LOG_GROUP", pattern=r"^/[A-Za-z0-9/_.-]{1,511}$"
+        default=None, validation_alias=EMF_LOG_GROUP_VARIABLE, pattern=r"^/[A-Za-z0-9/_.-]{1,511}$"
     )
     metrics_interval_seconds: float = Field(
         default=60.0, validation_alias="SYNAPSCRIBE_METRICS_INTERVAL_SECONDS", ge=1, le=3600

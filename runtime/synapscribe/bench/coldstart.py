@@ -6,8 +6,9 @@ Two sources, joined by instance id:
   Description reads "Launching a new EC2 instance: i-…" (Amazon EC2 Auto Scaling User Guide,
   "Verify a scaling activity for an Auto Scaling group");
 - each host's start-up timeline (synapscribe.host_timeline), whose EMF documents the CloudWatch
-  agent stores in platform.yaml's fleet.log_groups.metrics: seconds from the launch (the
-  instance's pendingTime) to each step, up to AgentCore's /ready.
+  agent stores in the environment's metrics log group (platform.yaml fleet.log_groups.metrics with
+  the environment's name; the compute stack's MetricsLogGroupName output): seconds from the launch
+  (the instance's pendingTime) to each step, up to AgentCore's /ready.
 
 The figure the warming estimate, the health-check grace and the cooldowns plan with is
 fleet.host_startup_seconds: it is each row's target, so the report says whether the estimate holds.
@@ -24,9 +25,12 @@ from typing import Any
 
 from synapscribe.bench.report import Table
 from synapscribe.host_timeline import CHAIN, METRIC
+from synapscribe.platform import load_platform
 
 LAUNCH = re.compile(r"^Launching a new EC2 instance: (i-[0-9a-f]+)")
 GROUP_OUTPUT = "autoscalinggroupname"
+#: The compute stack's output naming its environment's metrics log group (cdk/.../stacks/compute.py).
+METRICS_LOG_GROUP_OUTPUT = "MetricsLogGroupName"
 #: The host timeline's steps shown, in the chain's order (the first, kernel_done, as boot).
 SHOWN_STEPS = CHAIN
 
@@ -39,14 +43,31 @@ class Launch:
     status: str
 
 
-def group_name_from_outputs(path: Path) -> str | None:
-    """The compute stack's AutoScalingGroupName output in `cdk deploy --outputs-file` JSON."""
+def output_from(path: Path, name: str) -> str | None:
+    """The first stack output whose key ends in `name` (any case) in `cdk deploy --outputs-file` JSON."""
     document = json.loads(path.read_text(encoding="utf-8"))
     for value in document.values():
         if isinstance(value, dict):
             for key, output in value.items():
-                if key.lower().endswith(GROUP_OUTPUT):
+                if key.lower().endswith(name.lower()):
                     return str(output)
+    return None
+
+
+def group_name_from_outputs(path: Path) -> str | None:
+    """The compute stack's AutoScalingGroupName output in `cdk deploy --outputs-file` JSON."""
+    return output_from(path, GROUP_OUTPUT)
+
+
+def metrics_log_group(stack_outputs: Path | None, environment: str | None) -> str | None:
+    """The environment's metrics log group: the compute stack's MetricsLogGroupName output, else
+    platform.yaml's name template filled in with `environment` (the name CDK gives the group)."""
+    if stack_outputs is not None:
+        found = output_from(stack_outputs, METRICS_LOG_GROUP_OUTPUT)
+        if found is not None:
+            return found
+    if environment is not None:
+        return load_platform().fleet.log_groups.names(environment)["metrics"]
     return None
 
 

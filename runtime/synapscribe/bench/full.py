@@ -110,11 +110,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: the AutoScalingGroupName output in --stack-outputs)",
     )
     parser.add_argument(
+        "--env",
+        type=environment_name,
+        help="deployed: the CDK environment (cdk.json) whose metrics log group the cold-start table reads "
+        "(default: the MetricsLogGroupName output in --stack-outputs)",
+    )
+    parser.add_argument(
         "--cold-start-hours",
         type=positive_float,
         default=24.0,
         help="deployed: launches of the last this many hours in the cold-start table (default 24)",
     )
+
+
+def environment_name(value: str) -> str:
+    """An environment name that can fill in platform.yaml's log group names (argparse type)."""
+    from synapscribe.platform import load_platform
+
+    try:
+        load_platform().fleet.log_groups.names(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
 
 def _fail(message: str) -> int:
@@ -376,7 +393,7 @@ def add_cold_start(results: BenchResults, args: argparse.Namespace, region: str,
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from synapscribe.bench.coldstart import group_name_from_outputs, read_cold_start
+    from synapscribe.bench.coldstart import group_name_from_outputs, metrics_log_group, read_cold_start
     from synapscribe.platform import load_platform
 
     group = args.group_name
@@ -387,13 +404,19 @@ def add_cold_start(results: BenchResults, args: argparse.Namespace, region: str,
             "cold start not measured: no --group-name (nor AutoScalingGroupName in --stack-outputs)"
         )
         return
+    log_group = metrics_log_group(args.stack_outputs, args.env)
+    if log_group is None:
+        results.notes.append(
+            "cold start not measured: no metrics log group (MetricsLogGroupName in --stack-outputs, or --env)"
+        )
+        return
     fleet = load_platform().fleet
     since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=args.cold_start_hours)
     try:
         table = read_cold_start(
             session or boto3.Session(region_name=region),
             group,
-            fleet.log_groups.metrics,
+            log_group,
             since,
             fleet.host_startup_seconds,
         )

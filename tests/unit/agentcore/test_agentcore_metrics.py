@@ -290,7 +290,7 @@ def test_the_guide_names_the_namespace_and_log_group_in_use():
 
     guide = (Path(__file__).resolve().parents[3] / "docs" / "operators-guide.md").read_text()
     assert f"`{metrics.NAMESPACE}`" in guide
-    assert f"--log-group-name {load_platform().fleet.log_groups.agentcore} " in guide
+    assert f"--log-group-name {load_platform().fleet.log_groups.names('dev')['agentcore']} " in guide
     for name in (*metrics.TIMINGS.values(), metrics.QUEUE_WAIT, "InFlightToModel", "ErrorsByCode"):
         assert f"`{name}`" in guide, name
     for name, _unit, _scale in metrics.VLLM_GAUGES.values():

@@ -22,6 +22,8 @@ from synapscribe.platform import load_platform
 
 REGION = "eu-central-1"
 GROUP = "SynapScribe-dev-Compute-GpuFleetGroup"
+#: The dev environment's metrics log group (the compute stack's MetricsLogGroupName output).
+METRICS = load_platform().fleet.log_groups.names("dev")["metrics"]
 T0 = dt.datetime(2026, 12, 2, 6, 0, tzinfo=dt.UTC)
 
 
@@ -80,8 +82,21 @@ def session() -> Iterator[Any]:
     with mock_aws():
         real = boto3.Session(region_name=REGION)
         logs = real.client("logs")
-        group = load_platform().fleet.log_groups.metrics
+        group = METRICS
         logs.create_log_group(logGroupName=group)
+        # Another environment's group in the same account: never read for dev.
+        other = load_platform().fleet.log_groups.names("prod")["metrics"]
+        logs.create_log_group(logGroupName=other)
+        logs.create_log_stream(logGroupName=other, logStreamName="i-0aaa")
+        prod_timeline = _timeline("i-0aaa", T0, {"kernel_done": 1.0, "agentcore:ready": 2.0})
+        logs.put_log_events(
+            logGroupName=other,
+            logStreamName="i-0aaa",
+            logEvents=[
+                {"timestamp": d["_aws"]["Timestamp"], "message": json.dumps(d)}
+                for d in host_timeline.emf_documents(prod_timeline, other)
+            ],
+        )
         logs.create_log_stream(logGroupName=group, logStreamName="i-0aaa")
         events = []
         # i-0aaa: launched 10 s after the activity started; i-0bbb: 12 s after.
@@ -126,7 +141,7 @@ def test_launches_are_read_from_the_groups_activity() -> None:
 
 def test_cold_start_table_joins_activity_and_host_timelines(session: Any) -> None:
     expected = load_platform().fleet.host_startup_seconds
-    table = coldstart.read_cold_start(session, GROUP, load_platform().fleet.log_groups.metrics, T0, expected)
+    table = coldstart.read_cold_start(session, GROUP, METRICS, T0, expected)
     rows = {row.label: row for row in table.rows}
     assert rows["scaling activity: start to InService"].samples == [95.0, 100.0]
     assert rows["launch to agentcore:ready (host timeline)"].samples == [262.0, 415.5]
@@ -147,21 +162,63 @@ def test_cold_start_table_joins_activity_and_host_timelines(session: Any) -> Non
     )
 
 
+def _since_t0() -> float:
+    """--cold-start-hours that reach back to T0 (the window ends now)."""
+    return (dt.datetime.now(dt.UTC) - T0).total_seconds() / 3600 + 1
+
+
 def test_bench_full_adds_the_table_from_the_stack_outputs(session: Any, tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(
+        json.dumps(
+            {"SynapScribe-dev-Compute": {"AutoScalingGroupName": GROUP, "MetricsLogGroupName": METRICS}}
+        )
+    )
+    assert coldstart.metrics_log_group(outputs, None) == METRICS
+    results = new_results("wss://x", "deployed", 1, "now")
+    args = argparse.Namespace(group_name=None, stack_outputs=outputs, env=None, cold_start_hours=_since_t0())
+    full.add_cold_start(results, args, REGION, session=session)
+    assert results.table("cold_start").rows[0].samples == [95.0, 100.0]
+    # dev's timelines, not prod's (same instance id in prod's group, 1 s to boot).
+    rows = {row.label: row for row in results.table("cold_start").rows}
+    assert rows["launch to kernel_done (host timeline)"].samples == [20.0, 22.0]
+
+
+def test_bench_full_reads_the_environments_group_without_the_output(session: Any) -> None:
+    """Outputs from before the MetricsLogGroupName output existed: --env names the group."""
+    results = new_results("wss://x", "deployed", 1, "now")
+    args = argparse.Namespace(group_name=GROUP, stack_outputs=None, env="dev", cold_start_hours=_since_t0())
+    full.add_cold_start(results, args, REGION, session=session)
+    assert results.table("cold_start").rows[0].samples == [95.0, 100.0]
+
+
+def test_bench_full_without_a_metrics_group_says_so(tmp_path: Path) -> None:
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"SynapScribe-dev-Compute": {"AutoScalingGroupName": GROUP}}))
     results = new_results("wss://x", "deployed", 1, "now")
-    args = argparse.Namespace(group_name=None, stack_outputs=outputs, cold_start_hours=24.0)
-    # The window ends now: these launches are from T0, so look back far enough to include them.
-    args.cold_start_hours = (dt.datetime.now(dt.UTC) - T0).total_seconds() / 3600 + 1
-    full.add_cold_start(results, args, REGION, session=session)
-    assert results.table("cold_start").rows[0].samples == [95.0, 100.0]
+    args = argparse.Namespace(group_name=None, stack_outputs=outputs, env=None, cold_start_hours=1.0)
+    full.add_cold_start(results, args, REGION)
+    assert results.notes == [
+        "cold start not measured: no metrics log group (MetricsLogGroupName in --stack-outputs, or --env)"
+    ]
+
+
+def test_bench_full_refuses_an_environment_that_names_no_group(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    full.add_arguments(parser)
+    assert parser.parse_args(["--env", "prod"]).env == "prod"
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--env", "dev/prod"])
+    assert exit_info.value.code == 2
+    assert "argument --env: environment 'dev/prod'" in capsys.readouterr().err
 
 
 def test_bench_full_without_a_group_says_so() -> None:
     results = new_results("wss://x", "deployed", 1, "now")
     full.add_cold_start(
-        results, argparse.Namespace(group_name=None, stack_outputs=None, cold_start_hours=1.0), REGION
+        results,
+        argparse.Namespace(group_name=None, stack_outputs=None, env=None, cold_start_hours=1.0),
+        REGION,
     )
     assert results.notes == [
         "cold start not measured: no --group-name (nor AutoScalingGroupName in --stack-outputs)"
@@ -180,6 +237,6 @@ def test_bench_full_reports_an_aws_error_as_a_note() -> None:
             return client
 
     results = new_results("wss://x", "deployed", 1, "now")
-    args = argparse.Namespace(group_name=GROUP, stack_outputs=None, cold_start_hours=1.0)
+    args = argparse.Namespace(group_name=GROUP, stack_outputs=None, env="dev", cold_start_hours=1.0)
     full.add_cold_start(results, args, REGION, session=Denied())
     assert len(results.notes) == 1 and "AccessDenied" in results.notes[0]
