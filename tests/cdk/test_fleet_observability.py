@@ -122,6 +122,9 @@ def test_one_dashboard_with_the_figures_and_the_alarms(synth: Synthesized) -> No
     platform = load_platform()
     assert f'\\"value\\":{platform.vllm.max_num_seqs},\\"label\\":\\"max_num_seqs\\"' in body
     assert "scaling target" in body
+    # AgentCore's figures are this environment's group's roll-up, never every environment's.
+    group = '\\"AutoScalingGroupName\\",\\"SynapScribe-dev-gpu-fleet\\"'
+    assert body.count('\\"SynapScribe/AgentCore\\",') == body.count(group) > 0
     # Every alarm of the stack appears on the dashboard as an alarm widget.
     alarms = resources_of(compute, "AWS::CloudWatch::Alarm")
     assert alarms

@@ -72,14 +72,22 @@ class FleetObservability(Construct):
         target_in_flight: float | None,
         bucket_name: str,
         spot_and_drains: cloudwatch.IWidget | None = None,
+        group_name: str,
     ) -> cloudwatch.Dashboard:
-        """One dashboard per environment: AgentCore's EMF figures (fleet-wide, no dimension), the
-        hosts, the Lambdas, the bucket, and the existing alarms."""
+        """One dashboard per environment: AgentCore's EMF figures, the hosts, the Lambdas, the
+        bucket, and the existing alarms. AgentCore's figures are its AutoScalingGroupName roll-up
+        (agentcore/metrics.py): the group is the environment's, so dev and prod in one account
+        never mix on each other's dashboard (the dimensionless roll-up is every environment's)."""
         period = Duration.minutes(1)
 
         def agentcore(metric: str, statistic: str, label: str) -> cloudwatch.Metric:
             return cloudwatch.Metric(
-                namespace=NAMESPACE, metric_name=metric, statistic=statistic, label=label, period=period
+                namespace=NAMESPACE,
+                metric_name=metric,
+                statistic=statistic,
+                label=label,
+                period=period,
+                dimensions_map={"AutoScalingGroupName": group_name},
             )
 
         questions = agentcore("Questions", "Sum", "questions")
