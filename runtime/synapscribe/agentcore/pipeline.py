@@ -376,6 +376,42 @@ class Speech:
             seq += 1
 
 
+class AnswerSlot:
+    """The model slot of a query's answer, asked for as soon as the query is accepted.
+
+    The request for it joins admission's queue while the query is prepared (session, audio,
+    prompt: tens of ms, more under load), so in a burst a transcription that is ready earlier
+    does not take the slot an answer accepted before it is about to need: the answers-first
+    order admission.py keeps among waiters then holds from acceptance on (issue 12: at 8 slots,
+    3 of a burst's 8 answers waited ~1.9 s behind early transcriptions). A preparation that
+    fails still fails as before (its error, not `busy`); the request is then withdrawn.
+    Released as soon as the answer's stream ends.
+    """
+
+    def __init__(self, deps: AgentCoreDeps, query: Query) -> None:
+        self.admission = deps.admission
+        self.query = query
+        self._asked = time.perf_counter()
+        self._task: asyncio.Task[None] = asyncio.create_task(self.admission.acquire(adm.ANSWER))
+        self._released = False
+
+    async def wait(self) -> None:
+        """Until the slot is ours (raises BusyError when none freed within the queue timeout)."""
+        await asyncio.shield(self._task)
+        self.query.spans.add(self._asked, time.perf_counter(), "queue")
+
+    def release(self) -> None:
+        """Give the slot back, or withdraw the request for it (acquire releases a slot granted
+        in the same instant it is cancelled)."""
+        if self._released:
+            return
+        self._released = True
+        if not self._task.done():
+            self._task.cancel()
+        elif not self._task.cancelled() and self._task.exception() is None:
+            self.admission.release()
+
+
 class AnswerStream:
     """The model's answer streamed to the client as `answerDelta`s, each complete sentence handed
     to speech as soon as it ends."""
@@ -393,20 +429,18 @@ class AnswerStream:
         return "".join(self.pieces).strip()
 
     async def run(self, messages: list[dict[str, Any]], max_tokens: int, started: float) -> str:
-        """Stream the answer (in a model slot); `started` is when the query's work began."""
+        """Stream the answer in the model slot the query holds (AnswerSlot); `started` is when
+        the query's work began."""
         q = self.query
-        t_queue = time.perf_counter()
-        async with self.s.admission.slot(adm.ANSWER):
-            t_answer = time.perf_counter()
-            q.spans.add(t_queue, t_answer, "queue")
-            q.stats["answerSentMs"] = round((t_answer - started) * 1000, 1)
-            try:
-                async for piece in self.s.vllm.stream_answer(messages, max_tokens):
-                    self._take(piece, started)
-                    if q.outbox.gone:
-                        break
-            finally:
-                q.spans.add(t_answer, time.perf_counter(), "vllm.answer")
+        t_answer = time.perf_counter()
+        q.stats["answerSentMs"] = round((t_answer - started) * 1000, 1)
+        try:
+            async for piece in self.s.vllm.stream_answer(messages, max_tokens):
+                self._take(piece, started)
+                if q.outbox.gone:
+                    break
+        finally:
+            q.spans.add(t_answer, time.perf_counter(), "vllm.answer")
         rest = self._splitter.flush()
         if rest:
             self._say(rest)
@@ -721,6 +755,13 @@ class QueryPipeline:
             return True
 
     async def _answer(self, q: Query) -> ServerModel:
+        slot = AnswerSlot(self.s, q)
+        try:
+            return await self._answer_in(q, slot)
+        finally:
+            slot.release()
+
+    async def _answer_in(self, q: Query, slot: AnswerSlot) -> ServerModel:
         started = time.perf_counter()
         job = q.job
         session, lecture = await self._session_and_lecture(job, q.spans)
@@ -736,7 +777,9 @@ class QueryPipeline:
         )
         speech = Speech(self.s, q) if job.voice else None
         stream = AnswerStream(self.s, q, speech)
+        await slot.wait()
         answer_text = await stream.run(prompt.messages(budget), budget.max_tokens, started)
+        slot.release()  # the transcription, speech and history below need no answer slot
         if speech is not None:
             speech.close()
         transcript_text = await transcription.text() if transcription is not None else None

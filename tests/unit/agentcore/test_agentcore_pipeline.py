@@ -165,6 +165,20 @@ async def test_busy_when_no_slot_frees_in_time(make_rig: Any) -> None:
         rig.deps.admission.release()
 
 
+async def test_failed_preparation_keeps_its_error_while_every_slot_is_busy(make_rig: Any) -> None:
+    """The answer's slot is asked for at acceptance, beside the preparation: a question refused
+    by the preparation still gets that refusal, not `busy`, when no slot frees in time."""
+    import base64
+
+    async with make_rig(limit=1, queue_timeout=0.05) as rig:
+        await rig.deps.admission.acquire()
+        messages = await rig.ask(rig.session(), audio=base64.b64encode(b"definitely not audio").decode())
+        assert [m["type"] for m in messages] == ["error"]
+        assert messages[0]["code"] == "unsupported_media"
+        rig.deps.admission.release()
+        assert rig.deps.admission.in_flight == 0
+
+
 async def test_bad_question_audio_is_refused_specifically(make_rig: Any) -> None:
     import base64
 
