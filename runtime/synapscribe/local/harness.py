@@ -75,6 +75,11 @@ class ConnectionsReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Kept-alive connections, as API Gateway's @connections endpoint keeps them: with
+            # http.server's default HTTP/1.0 every push opened a new TCP connection, whose cost
+            # (about a third of AgentCore's push CPU, py-spy) the deployed AgentCore never pays.
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
@@ -83,14 +88,17 @@ class ConnectionsReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if not path.startswith("/@connections/"):
                     self.send_response(404)
+                    self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 connection_id = path.removeprefix("/@connections/")
                 if connection_id in receiver.gone:
+                    gone = b'{"message":"GoneException"}'
                     self.send_response(410)
                     self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(gone)))
                     self.end_headers()
-                    self.wfile.write(b'{"message":"GoneException"}')
+                    self.wfile.write(gone)
                     return
                 try:
                     parse_server_message(body)
