@@ -14,13 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from synapscribe import audiogen
 from synapscribe.contract import ACTIONS
-from synapscribe.local.aws import LOCAL_CREDENTIALS
 from synapscribe.local.process import LocalStackProcess
 from synapscribe.platform import load_platform
 from synapscribe.smoke.client import StackClient
@@ -48,19 +46,9 @@ def stack() -> Iterator[LocalStackProcess]:
         yield running
 
 
-def _aws(stack: LocalStackProcess, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=stack.info["awsEndpoint"],
-        region_name=stack.info["region"],
-        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    )
-
-
 def snapshot(stack: LocalStackProcess) -> dict[str, Any]:
     """Every item of every table and every object's key, size and ETag."""
-    dynamodb, s3 = _aws(stack, "dynamodb"), _aws(stack, "s3")
+    dynamodb, s3 = stack.aws_client("dynamodb"), stack.aws_client("s3")
     tables: dict[str, Any] = {}
     for name in sorted(dynamodb.list_tables()["TableNames"]):
         items = dynamodb.scan(TableName=name, ConsistentRead=True)["Items"]

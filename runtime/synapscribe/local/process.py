@@ -14,6 +14,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import boto3
+
+from synapscribe.local.aws import LOCAL_CREDENTIALS
 from synapscribe.local.supervisor import StackError
 from synapscribe.orphans import parent_env
 from synapscribe.services import free_port, terminate
@@ -107,6 +110,17 @@ class LocalStackProcess:
             if line.startswith("READY "):
                 self.url = line.split(None, 1)[1].strip()
                 ready.set()
+
+    def aws_client(self, service: str) -> Any:
+        """A boto3 client of the running stack's moto (e.g. "dynamodb", "s3"), for tests that look
+        at what the stack stored."""
+        return boto3.client(
+            service,
+            endpoint_url=self.info["awsEndpoint"],
+            region_name=self.info["region"],
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
 
     def log_tail(self, lines: int = 30) -> str:
         try:
