@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from edge_support import AgentCoreRecorder, pushed, ws_event
+from edge_support import AgentCoreRecorder, make_lecture, pushed, ws_event
 from synapscribe.edge.config import EdgeDeps
 from synapscribe.edge.websocket_handler import handle
 from synapscribe.store import DEADLINES_ATTRIBUTE, FINALS_ATTRIBUTE, final_claim_key
@@ -22,13 +22,7 @@ def slow(deps: EdgeDeps, agentcore: AgentCoreRecorder, monkeypatch: pytest.Monke
     )
     agentcore.delay = TIMEOUT + 0.5
     assert handle(ws_event("$connect", "c1", identity="alice"), deps)["statusCode"] == 200
-    lecture_id = "lec_timeout"
-    deps.store.create_pending_lecture(
-        lecture_id, "alice", f"lectures/alice/{lecture_id}.mp3", "audio/mpeg", 1000, None, "l.mp3"
-    )
-    deps.store.update_lecture(
-        lecture_id, {"status": "ready", "contextMode": "audio", "durationSeconds": 60.0}
-    )
+    lecture_id = make_lecture(deps, "alice")
     deps.store.create_session("ses_timeout", "alice", lecture_id, "audio")
     return agentcore
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from edge_support import CONNECTIONS_ENDPOINT, AgentCoreRecorder, GoneClient, pushed, ws_event
+from edge_support import CONNECTIONS_ENDPOINT, AgentCoreRecorder, GoneClient, make_lecture, pushed, ws_event
 from synapscribe.connections import ConnectionPusher
 from synapscribe.edge.config import EdgeDeps
 from synapscribe.edge.sweeper import sweep
@@ -105,13 +105,7 @@ def test_a_question_agentcore_accepted_and_never_claimed_gets_one_error(
     """AgentCore answers the hand-off 202 and dies before its claim: the deadline the edge
     recorded at the hand-off lets the sweeper send the one final (issue 11 §3)."""
     assert handle(ws_event("$connect", "c1", identity="alice"), deps)["statusCode"] == 200
-    lecture_id = "lec_unclaimed"
-    deps.store.create_pending_lecture(
-        lecture_id, "alice", f"lectures/alice/{lecture_id}.mp3", "audio/mpeg", 1000, None, "l.mp3"
-    )
-    deps.store.update_lecture(
-        lecture_id, {"status": "ready", "contextMode": "audio", "durationSeconds": 60.0}
-    )
+    lecture_id = make_lecture(deps, "alice")
     deps.store.create_session("ses_unclaimed", "alice", lecture_id, "audio")
     now = deps.store.now()
     query = {
