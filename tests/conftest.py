@@ -12,9 +12,9 @@ import pytest
 from aws_test_env import TEST_RESOURCES
 from moto import mock_aws
 from required_tools import MARKER_HELP, require_tools, tools_needed
-from synapscribe.local.moto_atomic import atomic_dynamodb_writes
+from synapscribe_local.moto_atomic import atomic_dynamodb_writes
 from synapscribe.platform import PlatformConfig, load_platform
-from synapscribe.provision import provision
+from synapscribe_local.provision import provision
 from synapscribe.settings import AwsResources
 from synapscribe.store import Store
 
@@ -75,7 +75,7 @@ def start_standin() -> Iterator[Callable[..., str]]:
     Returns the base URL `http://127.0.0.1:PORT` (the OpenAI client wants `+ "/v1"`); every
     stand-in started is stopped when the test ends.
     """
-    from synapscribe.standin.process import spawn_standin
+    from synapscribe_local.standin.process import spawn_standin
 
     with contextlib.ExitStack() as stack:
 
@@ -101,8 +101,8 @@ def audio_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def lecture_audio(audio_cache_dir: Path) -> Callable[..., Path]:
     """`lecture_audio(minutes, fmt="mp3")`: a generated lecture (espeak-ng, text embedded; see
-    synapscribe.audiogen), made once per session and cache directory."""
-    from synapscribe.audiogen import cached_lecture
+    synapscribe_local.audiogen), made once per session and cache directory."""
+    from synapscribe_local.audiogen import cached_lecture
 
     def make(minutes: float, fmt: str = "mp3") -> Path:
         return cached_lecture(minutes, fmt, cache_dir=audio_cache_dir)
@@ -113,7 +113,7 @@ def lecture_audio(audio_cache_dir: Path) -> Callable[..., Path]:
 @pytest.fixture(scope="session")
 def spoken_audio(audio_cache_dir: Path) -> Callable[..., Path]:
     """`spoken_audio(text, fmt="mp3")`: `text` spoken by espeak-ng (text embedded), made once."""
-    from synapscribe.audiogen import cached_speech
+    from synapscribe_local.audiogen import cached_speech
 
     def make(text: str, fmt: str = "mp3") -> Path:
         return cached_speech(text, fmt, cache_dir=audio_cache_dir)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from synapscribe.contract import UploadUrl
-from synapscribe.smoke.client import StackClient
+from synapscribe_ops.smoke.client import StackClient
 
 
 async def upload_file(

@@ -1,5 +1,5 @@
 """How many tokens vLLM makes of one audio item for Qwen2.5-Omni: the one rule, shared by the
-planner (synapscribe.planner) and the model stand-in (synapscribe.standin.tokens).
+planner (synapscribe.planner) and the model stand-in (synapscribe_local.standin.tokens).
 
 The engine decodes the item, resamples it to 16 kHz (the length rounded up, as torchaudio does), makes
 one mel frame per started hop (10 ms at 25 tokens a second) and its audio encoder halves the frames

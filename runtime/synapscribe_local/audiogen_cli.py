@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from synapscribe.audiogen import FORMATS, AudioGenError, make_lecture, speak
+from synapscribe_local.audiogen import FORMATS, AudioGenError, make_lecture, speak
 from synapscribe.cli_types import non_empty, number
 
 LECTURE_MINUTES = number(above=0, maximum=24 * 60)

@@ -16,7 +16,7 @@ import boto3
 from botocore.config import Config
 
 from synapscribe.platform import PlatformConfig
-from synapscribe.provision import provision
+from synapscribe_local.provision import provision
 from synapscribe.settings import AwsResources
 
 LOCAL_REGION = "us-east-1"
@@ -73,8 +73,8 @@ def moto_server(port: int, host: str = "127.0.0.1") -> Iterator[str]:
     )
     from werkzeug.serving import make_server
 
-    from synapscribe.local.moto_atomic import atomic_dynamodb_writes
-    from synapscribe.local.s3_post_policy import enforce_post_policy
+    from synapscribe_local.moto_atomic import atomic_dynamodb_writes
+    from synapscribe_local.s3_post_policy import enforce_post_policy
 
     atomic_dynamodb_writes()
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from synapscribe.services import terminate
+from synapscribe_local.services import terminate
 
 #: The flags the browser test and the demo run Chromium with (issue 14), plus the debugging port.
 HEADLESS_FLAGS = (

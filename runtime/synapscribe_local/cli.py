@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from synapscribe.cli_types import port, positive_float
-from synapscribe.local.stack import RunningStack, StackConfig, describe, run_stack
-from synapscribe.local.supervisor import StackCancelled, StackError
+from synapscribe_local.stack import RunningStack, StackConfig, describe, run_stack
+from synapscribe_local.supervisor import StackCancelled, StackError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

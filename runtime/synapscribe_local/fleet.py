@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-log = logging.getLogger("synapscribe.local.fleet")
+log = logging.getLogger("synapscribe_local.fleet")
 
 GROUP_NAME = "synapscribe-local-fleet"
 #: An image id moto knows (its default AMIs); moto launches its pretend instances from it.

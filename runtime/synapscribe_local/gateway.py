@@ -38,7 +38,7 @@ from websockets.http11 import Request, Response
 from synapscribe.contract import ContractError, parse_client_message
 from synapscribe.platform import PlatformConfig, load_platform
 
-log = logging.getLogger("synapscribe.local.gateway")
+log = logging.getLogger("synapscribe_local.gateway")
 
 LambdaHandler = Callable[[dict[str, Any], Any], Any]
 #: API Gateway's answer to a client when the integration fails.

@@ -30,15 +30,15 @@ import httpx
 
 from synapscribe import keys
 from synapscribe.contract import parse_server_message
-from synapscribe.local.aws import LOCAL_CREDENTIALS, moto_server
+from synapscribe_local.aws import LOCAL_CREDENTIALS, moto_server
 from synapscribe.orphans import parent_env
 from synapscribe.planner import plan_lecture
 from synapscribe.platform import load_platform
-from synapscribe.provision import provision
+from synapscribe_local.provision import provision
 from synapscribe.settings import AwsResources
-from synapscribe.standin.process import free_port, spawn_standin
+from synapscribe_local.standin.process import free_port, spawn_standin
 from synapscribe.store import Store
-from synapscribe.tts.process import offline_env, spawn_tts
+from synapscribe_local.tts_process import offline_env, spawn_tts
 
 REGION = "eu-west-1"
 RESOURCES = {
@@ -273,7 +273,7 @@ class AgentCoreRig:
         self, owner: str, audio: Path, status: str = "ready", connection_id: str | None = None
     ) -> dict[str, Any]:
         """A lecture as the validation Lambda leaves it: uploaded, measured and planned."""
-        from synapscribe import audiogen
+        from synapscribe_local import audiogen
 
         lecture_id = keys.new_id("lec")
         ext = audio.suffix.lstrip(".")

@@ -20,9 +20,9 @@ import boto3
 import httpx
 from boto3.dynamodb.conditions import Attr
 
-from synapscribe import audiogen
-from synapscribe.local.aws import LOCAL_CREDENTIALS, LOCAL_RESOURCES
-from synapscribe.local.browser import Page, chromium_page
+from synapscribe_local import audiogen
+from synapscribe_local.aws import LOCAL_CREDENTIALS, LOCAL_RESOURCES
+from synapscribe_local.browser import Page, chromium_page
 
 VOICE_QUESTION = "What is the main idea of this lecture?"
 TEXT_QUESTION = "Which example does the lecture give?"

@@ -16,10 +16,10 @@ from typing import Any
 
 import boto3
 
-from synapscribe.local.aws import LOCAL_CREDENTIALS
-from synapscribe.local.supervisor import StackError
+from synapscribe_local.aws import LOCAL_CREDENTIALS
+from synapscribe_local.supervisor import StackError
 from synapscribe.orphans import parent_env
-from synapscribe.services import free_port, terminate
+from synapscribe_local.services import free_port, terminate
 
 
 class LocalStackProcess:

@@ -22,17 +22,17 @@ from pathlib import Path
 from typing import Any, TextIO, cast
 
 from synapscribe.contract import ACTIONS
-from synapscribe.local.aws import LocalAws, allow_page_origin, moto_server, prepare
-from synapscribe.local.fleet import LocalFleet
-from synapscribe.local.gateway import Gateway, LambdaHandler
-from synapscribe.local.page import PageServer, content_security_policy
-from synapscribe.local.supervisor import StackCancelled, StackError, Supervisor, check_port_free, free_port
-from synapscribe.local.sweep_timer import SweepTimer
-from synapscribe.local.trigger import UploadTrigger
+from synapscribe_local.aws import LocalAws, allow_page_origin, moto_server, prepare
+from synapscribe_local.fleet import LocalFleet
+from synapscribe_local.gateway import Gateway, LambdaHandler
+from synapscribe_local.page import PageServer, content_security_policy
+from synapscribe_local.supervisor import StackCancelled, StackError, Supervisor, check_port_free, free_port
+from synapscribe_local.sweep_timer import SweepTimer
+from synapscribe_local.trigger import UploadTrigger
 from synapscribe.platform import PlatformConfig, load_platform
 from synapscribe.web import page_config
 
-log = logging.getLogger("synapscribe.local")
+log = logging.getLogger("synapscribe_local")
 
 WEBSOCKET_HANDLER = "synapscribe.edge.websocket_handler"
 VALIDATE_HANDLER = "synapscribe.edge.validate_lecture"

@@ -17,7 +17,7 @@ from typing import BinaryIO
 import httpx
 
 from synapscribe.orphans import parent_env
-from synapscribe.services import free_port, http_ok
+from synapscribe_local.services import free_port, http_ok
 
 __all__ = [
     "Child",

@@ -9,9 +9,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from synapscribe.local.gateway import LambdaContext
+from synapscribe_local.gateway import LambdaContext
 
-log = logging.getLogger("synapscribe.local.sweeper")
+log = logging.getLogger("synapscribe_local.sweeper")
 
 
 class SweepTimer:

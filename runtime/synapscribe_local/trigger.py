@@ -9,10 +9,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from synapscribe.local.aws import s3_event_from_sqs_body
-from synapscribe.local.gateway import LambdaContext
+from synapscribe_local.aws import s3_event_from_sqs_body
+from synapscribe_local.gateway import LambdaContext
 
-log = logging.getLogger("synapscribe.local.trigger")
+log = logging.getLogger("synapscribe_local.trigger")
 
 #: Lambda retries a failed asynchronous invocation twice.
 MAX_ATTEMPTS = 3

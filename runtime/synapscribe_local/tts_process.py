@@ -9,7 +9,7 @@ HTTPS goes to a loopback proxy port nobody listens on, so it fails at once and e
 
 from __future__ import annotations
 
-from synapscribe.services import ServiceStartError, SubcommandService, free_port
+from synapscribe_local.services import ServiceStartError, SubcommandService, free_port
 
 __all__ = ["TtsStartError", "free_port", "offline_env", "spawn_tts"]
 

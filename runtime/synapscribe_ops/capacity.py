@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from synapscribe.coldstart_cost import ColdStartPrices
+from synapscribe_ops.coldstart_cost import ColdStartPrices
 from synapscribe.platform import PlatformConfig, load_platform
 
 GIB = 1024**3

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from synapscribe.capacity import (
+from synapscribe_ops.capacity import (
     DEFAULT_OVERHEAD_GIB,
     DTYPE_BYTES,
     GIB,
@@ -22,7 +22,7 @@ from synapscribe.capacity import (
     plan_capacity,
 )
 from synapscribe.cli_types import non_negative_float, non_negative_int, positive_float, positive_int
-from synapscribe.coldstart_cost import compare_cold_start, render_cold_start
+from synapscribe_ops.coldstart_cost import compare_cold_start, render_cold_start
 from synapscribe.platform import load_platform
 
 

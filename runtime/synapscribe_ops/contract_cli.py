@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.markdown:
-        from synapscribe.contract_doc import render
+        from synapscribe_ops.contract_doc import render
 
         print(render(), end="")
         return 0

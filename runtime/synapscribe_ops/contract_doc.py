@@ -219,7 +219,7 @@ def field_table(model: type[BaseModel], *, client: bool) -> list[str]:
 def _example(name: str, *, client: bool, platform: PlatformConfig) -> list[str]:
     example = EXAMPLES.get(name)
     if example is None:
-        return ["No example yet: add one to `EXAMPLES` in `runtime/synapscribe/contract_doc.py`.", ""]
+        return ["No example yet: add one to `EXAMPLES` in `runtime/synapscribe_ops/contract_doc.py`.", ""]
     if client:
         parse_client_message(json.dumps(example), platform)
     else:

@@ -12,14 +12,14 @@ import time
 from pathlib import Path
 
 from synapscribe.cli_types import number, port
-from synapscribe.local.browser import BrowserError, find_chromium
-from synapscribe.local.page_tour import SCREENSHOT, run_tour
-from synapscribe.local.process import LocalStackProcess
-from synapscribe.local.supervisor import StackError, check_port_free
-from synapscribe.smoke.checks import Budget
-from synapscribe.smoke.cli import make_inputs
-from synapscribe.smoke.report import format_report
-from synapscribe.smoke.runner import local_connector, run_smoke
+from synapscribe_local.browser import BrowserError, find_chromium
+from synapscribe_local.page_tour import SCREENSHOT, run_tour
+from synapscribe_local.process import LocalStackProcess
+from synapscribe_local.supervisor import StackError, check_port_free
+from synapscribe_ops.smoke.checks import Budget
+from synapscribe_ops.smoke.cli import make_inputs
+from synapscribe_ops.smoke.report import format_report
+from synapscribe_ops.smoke.runner import local_connector, run_smoke
 
 LECTURE_MINUTES = number(above=0, maximum=60)
 

@@ -498,7 +498,7 @@ def aws_clients(region: str) -> dict[str, Any]:
 
 
 def default_cdk_json() -> Path | None:
-    from synapscribe.bench.synth import find_repo
+    from synapscribe_ops.bench.synth import find_repo
 
     try:
         return find_repo() / "cdk.json"

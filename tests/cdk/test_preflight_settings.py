@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from synapscribe.preflight import MIN_BOOTSTRAP_VERSION, load_settings
+from synapscribe_ops.preflight import MIN_BOOTSTRAP_VERSION, load_settings
 from synapscribe_cdk.application import default_context
 from synapscribe_cdk.config import ENVIRONMENTS_KEY, load_environment
 from synth_support import Synthesized

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from synapscribe import keys
-from synapscribe.local.harness import AgentCoreRig, agentcore_rig, spawn_agentcore
+from synapscribe_local.harness import AgentCoreRig, agentcore_rig, spawn_agentcore
 
 pytestmark = [
     pytest.mark.engine,

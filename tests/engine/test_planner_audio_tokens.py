@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 from engine_server import Engine
-from synapscribe import audiogen, planner
+from synapscribe import planner
+from synapscribe_local import audiogen
 from synapscribe.agentcore import prompts
 from synapscribe.agentcore.lectures import lecture_audio_items
 from synapscribe.agentcore.media import cut_mp3

@@ -49,7 +49,7 @@ from synapscribe.agentcore.prompts import (
 )
 from synapscribe.agentcore.vllm_client import VllmClient, too_large_kind
 from synapscribe.platform import load_platform
-from synapscribe.standin.process import spawn_standin
+from synapscribe_local.standin.process import spawn_standin
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from synapscribe import audiogen
+from synapscribe_local import audiogen
 from synapscribe.agentcore import diagnostics as diag
 from synapscribe.edge.agentcore_client import AgentCoreBusy, post_job
-from synapscribe.local.harness import agentcore_rig
+from synapscribe_local.harness import agentcore_rig
 
 pytestmark = [
     pytest.mark.integration,

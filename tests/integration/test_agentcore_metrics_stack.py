@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import time
 
-from synapscribe import audiogen
+from synapscribe_local import audiogen
 from synapscribe.agentcore.metrics import NAMESPACE
-from synapscribe.local.harness import agentcore_rig
+from synapscribe_local.harness import agentcore_rig
 
 OWNER = "eu-west-1:metrics-owner"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from synapscribe.local.harness import agentcore_rig
+from synapscribe_local.harness import agentcore_rig
 from synapscribe.platform import load_platform
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from synapscribe import audiogen, keys
-from synapscribe.local.harness import AgentCoreRig, agentcore_rig, spawn_agentcore
+from synapscribe_local.harness import AgentCoreRig, agentcore_rig, spawn_agentcore
 from synapscribe.platform import load_platform
 
 pytestmark = [
@@ -190,7 +190,7 @@ def test_model_server_down() -> None:
 
 
 def test_tts_down_still_answers() -> None:
-    from synapscribe.standin.process import free_port
+    from synapscribe_local.standin.process import free_port
 
     with agentcore_rig(tts_url=f"http://127.0.0.1:{free_port()}") as s:
         ready = httpx.get(s.agentcore.url + "/ready", timeout=10)

@@ -14,7 +14,7 @@ import pytest
 from synapscribe import audiogen, keys
 from synapscribe.agentcore import media
 from synapscribe.agentcore.vllm_client import TRUNCATED_MARK
-from synapscribe.local.harness import AgentCoreRig, agentcore_rig
+from synapscribe_local.harness import AgentCoreRig, agentcore_rig
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs_tool("espeak-ng", "sox", "ffmpeg")]
 

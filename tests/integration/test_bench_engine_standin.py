@@ -60,7 +60,7 @@ def test_bad_flags_exit_2_naming_the_flag(args: list[str], needle: str) -> None:
 
 
 def test_an_unreachable_server_exits_1_saying_so() -> None:
-    from synapscribe.services import free_port
+    from synapscribe_local.services import free_port
 
     done = bench_engine("--url", f"http://127.0.0.1:{free_port()}", "--timeout", "2")
     assert done.returncode == 1

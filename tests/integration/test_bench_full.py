@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from synapscribe.local.process import LocalStackProcess
+from synapscribe_local.process import LocalStackProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

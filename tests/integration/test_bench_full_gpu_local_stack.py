@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from synapscribe.local.process import LocalStackProcess
+from synapscribe_local.process import LocalStackProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

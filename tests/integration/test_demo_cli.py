@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from synapscribe.smoke.runner import FOLLOW_UP, TEXT_QUESTION, VOICE_QUESTION
+from synapscribe_ops.smoke.runner import FOLLOW_UP, TEXT_QUESTION, VOICE_QUESTION
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

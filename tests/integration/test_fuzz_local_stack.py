@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from synapscribe import audiogen
+from synapscribe_local import audiogen
 from synapscribe.contract import ACTIONS
-from synapscribe.local.process import LocalStackProcess
+from synapscribe_local.process import LocalStackProcess
 from synapscribe.platform import load_platform
-from synapscribe.smoke.client import StackClient
+from synapscribe_ops.smoke.client import StackClient
 from websockets.sync.client import connect as ws_connect
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

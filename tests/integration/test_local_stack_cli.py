@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from synapscribe.local.process import LocalStackProcess
+from synapscribe_local.process import LocalStackProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -52,7 +52,7 @@ def test_port_in_use_is_a_clear_error() -> None:
 
 
 def test_vllm_model_without_base_url() -> None:
-    from synapscribe.local.supervisor import free_port
+    from synapscribe_local.supervisor import free_port
 
     env = {k: v for k, v in os.environ.items() if k != "VLLM_BASE_URL"}
     env["VLLM_MODEL"] = "some-model"
@@ -116,7 +116,7 @@ def _children(pid: int) -> list[int]:
 
 
 def test_signal_during_start_up_stops_everything() -> None:
-    from synapscribe.local.supervisor import free_port
+    from synapscribe_local.supervisor import free_port
 
     stack = subprocess.Popen(
         [sys.executable, "-m", "synapscribe.cli", "local", "--port", str(free_port())],
@@ -144,7 +144,7 @@ def test_signal_during_start_up_stops_everything() -> None:
 
 
 def test_a_service_that_cannot_start_is_named_with_its_log() -> None:
-    from synapscribe.local.supervisor import free_port
+    from synapscribe_local.supervisor import free_port
 
     done = local("--port", str(free_port()), env={"SYNAPSCRIBE_TTS_ENGINES": "no-such-engine"})
     assert done.returncode == 1
@@ -156,7 +156,7 @@ def test_a_service_that_cannot_start_is_named_with_its_log() -> None:
 def test_real_model_server_replaces_the_stand_in() -> None:
     """With VLLM_BASE_URL set the stack starts no stand-in and AgentCore uses that server (here an
     OpenAI-compatible server we run ourselves, standing in for vLLM)."""
-    from synapscribe.local.supervisor import free_port, http_ok
+    from synapscribe_local.supervisor import free_port, http_ok
 
     port = free_port()
     model = subprocess.Popen(

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from synapscribe.local.stack import EXTERNAL_MODEL_GRACE_SECONDS
-from synapscribe.local.supervisor import free_port
+from synapscribe_local.stack import EXTERNAL_MODEL_GRACE_SECONDS
+from synapscribe_local.supervisor import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

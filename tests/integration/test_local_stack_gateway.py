@@ -13,9 +13,9 @@ import pytest
 from botocore.config import Config
 from synapscribe.connections import ConnectionGone, ConnectionPusher
 from synapscribe.contract import ACTIONS, SessionEnded
-from synapscribe.local.gateway import Gateway
-from synapscribe.local.supervisor import free_port
-from synapscribe.smoke.client import ClientError, StackClient, fragments
+from synapscribe_local.gateway import Gateway
+from synapscribe_local.supervisor import free_port
+from synapscribe_ops.smoke.client import ClientError, StackClient, fragments
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from synapscribe.local.process import LocalStackProcess
+from synapscribe_local.process import LocalStackProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

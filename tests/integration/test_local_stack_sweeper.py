@@ -10,9 +10,9 @@ from typing import Any
 
 import boto3
 import pytest
-from synapscribe import audiogen
-from synapscribe.local.aws import LOCAL_CREDENTIALS, LOCAL_RESOURCES
-from synapscribe.local.process import LocalStackProcess
+from synapscribe_local import audiogen
+from synapscribe_local.aws import LOCAL_CREDENTIALS, LOCAL_RESOURCES
+from synapscribe_local.process import LocalStackProcess
 from synapscribe.platform import load_platform
 from synapscribe.store import SWEEP_ATTRIBUTE
 

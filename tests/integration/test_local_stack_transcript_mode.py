@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 from stack_uploads import upload_file
-from synapscribe import audiogen
-from synapscribe.local.process import LocalStackProcess
+from synapscribe_local import audiogen
+from synapscribe_local.process import LocalStackProcess
 from synapscribe.platform import load_platform
-from synapscribe.smoke.client import Received, StackClient
+from synapscribe_ops.smoke.client import Received, StackClient
 
 pytestmark = [
     pytest.mark.integration,

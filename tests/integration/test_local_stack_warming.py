@@ -18,13 +18,13 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from synapscribe import audiogen
-from synapscribe.local.aws import LOCAL_CREDENTIALS
-from synapscribe.local.fleet import GROUP_NAME
-from synapscribe.local.process import LocalStackProcess
+from synapscribe_local import audiogen
+from synapscribe_local.aws import LOCAL_CREDENTIALS
+from synapscribe_local.fleet import GROUP_NAME
+from synapscribe_local.process import LocalStackProcess
 from synapscribe.platform import load_platform
-from synapscribe.smoke.checks import stream_problems
-from synapscribe.smoke.client import StackClient
+from synapscribe_ops.smoke.checks import stream_problems
+from synapscribe_ops.smoke.client import StackClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

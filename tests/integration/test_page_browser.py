@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from synapscribe.local.page_tour import (
+from synapscribe_local.page_tour import (
     AFTER_RECONNECT,
     FOLLOW_UP,
     LONG_QUESTION_SECONDS,
@@ -24,7 +24,7 @@ from synapscribe.local.page_tour import (
     TourResult,
     run_tour,
 )
-from synapscribe.local.process import LocalStackProcess
+from synapscribe_local.process import LocalStackProcess
 
 pytestmark = [
     pytest.mark.integration,

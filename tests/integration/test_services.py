@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from synapscribe.services import ServiceStartError, free_port, http_ok, spawn_service
+from synapscribe_local.services import ServiceStartError, free_port, http_ok, spawn_service
 
 pytestmark = pytest.mark.integration
 

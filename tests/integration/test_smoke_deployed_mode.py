@@ -11,10 +11,10 @@ import boto3
 import pytest
 from moto import mock_aws
 from synapscribe.contract import ACTIONS
-from synapscribe.local.gateway import Gateway
-from synapscribe.local.supervisor import free_port
-from synapscribe.smoke.aws_auth import GuestAccess, cognito_identity
-from synapscribe.smoke.runner import deployed_connector
+from synapscribe_local.gateway import Gateway
+from synapscribe_local.supervisor import free_port
+from synapscribe_ops.smoke.aws_auth import GuestAccess, cognito_identity
+from synapscribe_ops.smoke.runner import deployed_connector
 
 pytestmark = pytest.mark.integration
 

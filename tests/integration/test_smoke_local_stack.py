@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from synapscribe.local.process import LocalStackProcess
+from synapscribe_local.process import LocalStackProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -69,7 +69,7 @@ def test_smoke_fails_with_a_summary_when_over_budget(stack: LocalStackProcess, t
 
 
 def test_smoke_fails_when_nothing_listens(tmp_path: Path) -> None:
-    from synapscribe.local.supervisor import free_port
+    from synapscribe_local.supervisor import free_port
 
     done = smoke("--url", f"ws://127.0.0.1:{free_port()}", "--quiet", "--lecture", str(_tiny_mp3(tmp_path)))
     assert done.returncode == 1
@@ -98,7 +98,7 @@ def test_bad_flags_exit_2_naming_the_flag(args: list[str], flag: str) -> None:
 
 
 def _tiny_mp3(tmp_path: Path) -> Path:
-    from synapscribe import audiogen
+    from synapscribe_local import audiogen
 
     return audiogen.speak("hello", tmp_path / "tiny.mp3").path
 

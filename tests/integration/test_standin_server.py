@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 from openai import AsyncOpenAI
-from synapscribe.audiogen import make_lecture, speak
+from synapscribe_local.audiogen import make_lecture, speak
 from synapscribe.platform import load_platform
 
 pytestmark = pytest.mark.integration
@@ -212,7 +212,7 @@ async def test_flags_set_name_context_latency_and_usage_details(start_standin: C
 
 
 def test_bad_environment_stops_the_service(start_standin: Callable[..., str]) -> None:
-    from synapscribe.standin.process import StandinStartError
+    from synapscribe_local.standin.process import StandinStartError
 
     with pytest.raises(StandinStartError, match="SYNAPSCRIBE_STANDIN_FIRST_TOKEN_SECONDS"):
         start_standin(env={"SYNAPSCRIBE_STANDIN_FIRST_TOKEN_SECONDS": "later"})

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from mutagen.mp3 import MP3
 from synapscribe.platform import load_platform
-from synapscribe.tts.process import offline_env, spawn_tts
+from synapscribe_local.tts_process import offline_env, spawn_tts
 
 pytestmark = pytest.mark.integration
 

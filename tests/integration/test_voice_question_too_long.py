@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from stack_uploads import upload_file
-from synapscribe import audiogen
+from synapscribe_local import audiogen
 from synapscribe.contract import Lecture, Session
-from synapscribe.local.process import LocalStackProcess
+from synapscribe_local.process import LocalStackProcess
 from synapscribe.platform import load_platform
-from synapscribe.smoke.client import StackClient
+from synapscribe_ops.smoke.client import StackClient
 
 pytestmark = [
     pytest.mark.integration,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from mutagen.mp3 import MP3
-from synapscribe.audiogen import (
+from synapscribe_local.audiogen import (
     DEFAULT_LECTURE,
     AudioGenError,
     cached_lecture,

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from synapscribe.capacity import (
+from synapscribe_ops.capacity import (
     GIB,
     MIB,
     MODEL_PRESETS,

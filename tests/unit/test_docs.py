@@ -24,7 +24,7 @@ from pathlib import Path
 import botocore.session
 import pytest
 from botocore import xform_name
-from synapscribe.capacity import MIB, MODEL_PRESETS, load_price_table, plan_capacity
+from synapscribe_ops.capacity import MIB, MODEL_PRESETS, load_price_table, plan_capacity
 from synapscribe.cli import COMMANDS, command_parser
 from synapscribe.platform import load_platform
 

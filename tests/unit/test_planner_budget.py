@@ -12,9 +12,9 @@ from chat_parts import make_wav
 from synapscribe import planner
 from synapscribe.agentcore import prompts
 from synapscribe.platform import PlatformConfig
-from synapscribe.standin.chat_request import parse_chat_request
-from synapscribe.standin.config import StandinConfig
-from synapscribe.standin.tokens import count_text_tokens
+from synapscribe_local.standin.chat_request import parse_chat_request
+from synapscribe_local.standin.config import StandinConfig
+from synapscribe_local.standin.tokens import count_text_tokens
 
 # Text whose tokens a "characters per token" rule underestimates: Qwen splits numbers into single
 # digits, and CJK, accented letters and emoji cost one or more tokens each.

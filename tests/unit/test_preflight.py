@@ -22,7 +22,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 from synapscribe import preflight
 from synapscribe.platform import load_platform
-from synapscribe.preflight import (
+from synapscribe_ops.preflight import (
     EXIT_BITS,
     MIN_BOOTSTRAP_VERSION,
     SPOT_G_VT_QUOTA_CODE,

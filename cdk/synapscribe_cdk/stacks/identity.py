@@ -68,7 +68,7 @@ class IdentityStack(Stack):
             self, "IdentityPoolId", value=self.pool.identity_pool_id, description="Cognito identity pool"
         )
         # The basic (classic) flow names the role it assumes: clients need its ARN (see
-        # synapscribe.smoke.aws_auth for why the enhanced flow cannot reach `$connect`).
+        # synapscribe_ops.smoke.aws_auth for why the enhanced flow cannot reach `$connect`).
         CfnOutput(
             self,
             "GuestRoleArn",

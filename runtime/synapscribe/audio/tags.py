@@ -1,4 +1,4 @@
-"""The words generated speech carries inside the file (see synapscribe.audiogen's docstring):
+"""The words generated speech carries inside the file (see synapscribe_local.audiogen's docstring):
 ID3v2 `TXXX` frames in MP3, a `LIST`/`INFO` chunk in WAV. Written by the generator and by
 AgentCore's cutting (each item keeps its share of the timeline), read by the model stand-in."""
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from synapscribe.standin.chat_request import ChatRequest, Message
-from synapscribe.standin.embedded import embedded_text
-from synapscribe.standin.tokens import CHARS_PER_TOKEN
+from synapscribe_local.standin.chat_request import ChatRequest, Message
+from synapscribe_local.standin.embedded import embedded_text
+from synapscribe_local.standin.tokens import CHARS_PER_TOKEN
 
 PREFIX = "[stand-in] "
 INAUDIBLE = PREFIX + "(inaudible: no embedded text)"

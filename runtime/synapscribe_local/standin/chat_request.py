@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synapscribe.audio_tokens import audio_tokens_for
-from synapscribe.standin.config import StandinConfig
-from synapscribe.standin.errors import StandinError, validation_error
-from synapscribe.standin.tokens import (
+from synapscribe_local.standin.config import StandinConfig
+from synapscribe_local.standin.errors import StandinError, validation_error
+from synapscribe_local.standin.tokens import (
     AudioDecodeError,
     AudioItem,
     Prompt,

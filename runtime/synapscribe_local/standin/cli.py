@@ -14,7 +14,7 @@ import sys
 
 from synapscribe.cli_types import non_empty, non_negative_float, port, positive_int
 from synapscribe.platform import PlatformConfigError, load_platform
-from synapscribe.standin.config import REPORT_LATENCY, Latency, StandinConfig
+from synapscribe_local.standin.config import REPORT_LATENCY, Latency, StandinConfig
 
 #: flag destination -> (environment variable, type)
 ENV_LATENCY: dict[str, tuple[str, type]] = {
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from synapscribe.standin.server import create_app
+    from synapscribe_local.standin.server import create_app
 
     try:
         latency = resolve_latency(args, os.environ)

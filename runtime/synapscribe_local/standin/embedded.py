@@ -1,6 +1,6 @@
 """What generated test speech says, read from its metadata (the stand-in cannot listen).
 
-`synapscribe.audiogen.embedded_text` owns that format (ID3 `TXXX:synapscribe-text` in MP3, a
+`synapscribe_local.audiogen.embedded_text` owns that format (ID3 `TXXX:synapscribe-text` in MP3, a
 LIST/INFO comment in WAV). Audio tagged by other tools with the same ID3 frame (mutagen also
 writes ID3 into a WAV's `id3 ` chunk) is read here as a fallback.
 """
@@ -11,7 +11,7 @@ import io
 
 import mutagen
 
-from synapscribe.audiogen import embedded_text as audiogen_embedded_text
+from synapscribe_local.audiogen import embedded_text as audiogen_embedded_text
 
 TEXT_FRAME = "TXXX:synapscribe-text"
 

@@ -13,7 +13,7 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from synapscribe.standin.tokens import Prompt
+from synapscribe_local.standin.tokens import Prompt
 
 #: vLLM's default block size on GPUs (StandinConfig.block_size sets the served one)
 BLOCK_SIZE = 16

@@ -6,7 +6,7 @@ with spawn_standin(["--report-latencies"]) as base_url:   # "http://127.0.0.1:PO
 
 from __future__ import annotations
 
-from synapscribe.services import ServiceStartError, SubcommandService, free_port
+from synapscribe_local.services import ServiceStartError, SubcommandService, free_port
 
 __all__ = ["StandinStartError", "free_port", "spawn_standin"]
 

@@ -18,8 +18,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from synapscribe.standin.answers import Answer, respond
-from synapscribe.standin.chat_request import (
+from synapscribe_local.standin.answers import Answer, respond
+from synapscribe_local.standin.chat_request import (
     ChatRequest,
     check_item_count,
     check_limits,
@@ -27,10 +27,10 @@ from synapscribe.standin.chat_request import (
     parse_chat_request,
     parse_messages,
 )
-from synapscribe.standin.config import StandinConfig
-from synapscribe.standin.errors import StandinError, error_body
-from synapscribe.standin.prefix_cache import MultimodalCache, PrefixCache
-from synapscribe.standin.tokens import Prompt, split_text
+from synapscribe_local.standin.config import StandinConfig
+from synapscribe_local.standin.errors import StandinError, error_body
+from synapscribe_local.standin.prefix_cache import MultimodalCache, PrefixCache
+from synapscribe_local.standin.tokens import Prompt, split_text
 
 
 @dataclass

@@ -7,17 +7,17 @@ import importlib
 
 SUITES: dict[str, tuple[str, str]] = {
     "pipeline": (
-        "synapscribe.bench.pipeline",
+        "synapscribe_ops.bench.pipeline",
         "AgentCore against the stand-in at the report's latencies: overhead, first audio, concurrency",
     ),
-    "validation": ("synapscribe.bench.validation", "lecture validation time for a 2 MB and a 100 MB lecture"),
-    "synth": ("synapscribe.bench.synth", "time of an offline `cdk synth` of the whole app"),
+    "validation": ("synapscribe_ops.bench.validation", "lecture validation time for a 2 MB and a 100 MB lecture"),
+    "synth": ("synapscribe_ops.bench.synth", "time of an offline `cdk synth` of the whole app"),
     "engine": (
-        "synapscribe.bench.engine",
+        "synapscribe_ops.bench.engine",
         "what an audio-mode turn costs on a running vLLM: bytes, first token, cache hits, base64 vs file://",
     ),
     "full": (
-        "synapscribe.bench.full",
+        "synapscribe_ops.bench.full",
         "the validation report's tables against a local or deployed stack, with a report and plots",
     ),
 }

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synapscribe.bench.report import Table
+from synapscribe_ops.bench.report import Table
 from synapscribe.host_timeline import CHAIN, METRIC
 from synapscribe.platform import load_platform
 

@@ -1,6 +1,6 @@
 """`synapscribe bench full`: the original validation report's tables against a local or deployed stack.
 
-Through the smoke test's WebSocket client (`synapscribe.smoke.client`): transcription latency and
+Through the smoke test's WebSocket client (`synapscribe_ops.smoke.client`): transcription latency and
 real-time factor, TTS latency, end-to-end voice questions, multi-turn follow-ups with and without
 a prefix-cache hit, throughput by concurrent sessions, and the KV cache in use. Writes
 `report.md` (each figure beside the report's target), `results.json` and PNG plots to `--out`.
@@ -29,14 +29,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from synapscribe.bench.full_scenarios import Bench, Connector, FullConfig, Tick, new_results
-from synapscribe.bench.plots import write_plots
-from synapscribe.bench.report import BenchResults, Row, render_markdown
+from synapscribe_ops.bench.full_scenarios import Bench, Connector, FullConfig, Tick, new_results
+from synapscribe_ops.bench.plots import write_plots
+from synapscribe_ops.bench.report import BenchResults, Row, render_markdown
 from synapscribe.cli_types import comma_list, positive_float, positive_int
-from synapscribe.smoke.client import ClientError, StackClient
+from synapscribe_ops.smoke.client import ClientError, StackClient
 
 if TYPE_CHECKING:
-    from synapscribe.smoke.aws_auth import GuestAccess
+    from synapscribe_ops.smoke.aws_auth import GuestAccess
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -156,7 +156,7 @@ def local_connector(url: str, identity: str) -> Connector:
 
 def deployed_connector(url: str, access: GuestAccess) -> Connector:
     """One Cognito identity for the whole run; each `$connect` is signed afresh with its credentials."""
-    from synapscribe.smoke.aws_auth import CognitoIdentity, cognito_identity, signed_connect_headers
+    from synapscribe_ops.smoke.aws_auth import CognitoIdentity, cognito_identity, signed_connect_headers
 
     ident: list[CognitoIdentity] = []
 
@@ -174,7 +174,7 @@ def deployed_connector(url: str, access: GuestAccess) -> Connector:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synapscribe.smoke.aws_auth import deployed_target
+    from synapscribe_ops.smoke.aws_auth import deployed_target
 
     try:
         url, access = deployed_target(
@@ -393,7 +393,7 @@ def add_cold_start(results: BenchResults, args: argparse.Namespace, region: str,
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from synapscribe.bench.coldstart import group_name_from_outputs, metrics_log_group, read_cold_start
+    from synapscribe_ops.bench.coldstart import group_name_from_outputs, metrics_log_group, read_cold_start
     from synapscribe.platform import load_platform
 
     group = args.group_name

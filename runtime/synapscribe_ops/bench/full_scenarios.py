@@ -20,12 +20,12 @@ from typing import Any
 
 import httpx
 
-from synapscribe import audiogen
-from synapscribe.bench.accuracy import names_all, pooled_wer, word_errors
-from synapscribe.bench.report import TARGET_WORD_ACCURACY, TARGETS, BenchResults, Row, Table
+from synapscribe_local import audiogen
+from synapscribe_ops.bench.accuracy import names_all, pooled_wer, word_errors
+from synapscribe_ops.bench.report import TARGET_WORD_ACCURACY, TARGETS, BenchResults, Row, Table
 from synapscribe.contract import Audio, Lecture, Session, UploadUrl
 from synapscribe.platform import load_platform
-from synapscribe.smoke.client import ClientError, QueryResult, Received, StackClient
+from synapscribe_ops.smoke.client import ClientError, QueryResult, Received, StackClient
 
 Connector = Callable[[str], Awaitable[StackClient]]
 Tick = Callable[[str], None]

@@ -32,12 +32,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from synapscribe import audiogen
+from synapscribe_local import audiogen
 from synapscribe.cli_types import integer, number, positive_int
-from synapscribe.local.harness import AgentCoreRig, agentcore_rig
+from synapscribe_local.harness import AgentCoreRig, agentcore_rig
 from synapscribe.platform import PlatformConfig, load_platform
-from synapscribe.standin.config import REPORT_LATENCY, Latency
-from synapscribe.standin.tokens import CHARS_PER_TOKEN
+from synapscribe_local.standin.config import REPORT_LATENCY, Latency
+from synapscribe_local.standin.tokens import CHARS_PER_TOKEN
 
 TTS_LATENCY_SECONDS = 0.3
 REPORT_END_TO_END_SECONDS = 8.2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from synapscribe.bench.report import BenchResults, Row, Table, percentile
+from synapscribe_ops.bench.report import BenchResults, Row, Table, percentile
 
 
 def _points(table: Table) -> list[tuple[float, Row]]:

@@ -146,7 +146,7 @@ def _bench(args: argparse.Namespace) -> int:
     from synapscribe import keys
     from synapscribe.edge import validate_lecture
     from synapscribe.edge.config import build_deps
-    from synapscribe.provision import provision
+    from synapscribe_local.provision import provision
 
     deps = build_deps()
     provision(deps.resources, boto3.client("s3"), boto3.client("dynamodb"))

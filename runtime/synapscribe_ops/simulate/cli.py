@@ -19,13 +19,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from synapscribe.capacity import CapacityInputError, load_price_table
+from synapscribe_ops.capacity import CapacityInputError, load_price_table
 from synapscribe.cli_types import non_negative_float, number, positive_int
 from synapscribe.platform import load_platform
-from synapscribe.simulate.engine import FleetModel, Simulation
-from synapscribe.simulate.policy import Floor, Policy, ScalingSettings, cron_hour
-from synapscribe.simulate.report import DayFigures, figures, side_by_side
-from synapscribe.simulate.workload import Workload, day_of_questions
+from synapscribe_ops.simulate.engine import FleetModel, Simulation
+from synapscribe_ops.simulate.policy import Floor, Policy, ScalingSettings, cron_hour
+from synapscribe_ops.simulate.report import DayFigures, figures, side_by_side
+from synapscribe_ops.simulate.workload import Workload, day_of_questions
 
 DAY_SECONDS = 24 * 3600.0
 #: `--choose`: the candidates tried, and what a candidate must achieve to be chosen (then the

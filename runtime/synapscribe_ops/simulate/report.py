@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from synapscribe.simulate.engine import Outcome
-from synapscribe.simulate.queueing import percentile
+from synapscribe_ops.simulate.engine import Outcome
+from synapscribe_ops.simulate.queueing import percentile
 
 
 @dataclass(frozen=True)

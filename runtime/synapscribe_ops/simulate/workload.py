@@ -1,7 +1,7 @@
 """A day of students: sessions by hour, questions per session, lectures, voice or text.
 
 Service times are the original report's latencies, the figures `synapscribe bench pipeline`
-runs the stand-in at (synapscribe.standin.config.REPORT_LATENCY): a transcription takes 1.8 s;
+runs the stand-in at (synapscribe_local.standin.config.REPORT_LATENCY): a transcription takes 1.8 s;
 an answer takes its first token (0.4 s) plus ~170 tokens at 40 tokens/s. These are inputs, not
 measurements of this simulator: pass others with the flags. A slot's decode rate is taken as
 independent of how many slots are busy (vLLM batches them; a GPU measurement may say otherwise).
@@ -16,8 +16,8 @@ import random
 from dataclasses import dataclass
 
 from synapscribe.agentcore.admission import ANSWER, TRANSCRIBE
-from synapscribe.simulate.engine import Question
-from synapscribe.standin.config import REPORT_LATENCY
+from synapscribe_ops.simulate.engine import Question
+from synapscribe_local.standin.config import REPORT_LATENCY
 
 #: Share of a day's sessions that start in each hour (0-23): a university's day with a lunch dip
 #: and an evening study peak. Normalised when used.

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 from synapscribe.audio.formats import looks_like_mp3 as looks_like_mp3
 from synapscribe.contract import Audio
-from synapscribe.smoke.client import QueryResult, Received
+from synapscribe_ops.smoke.client import QueryResult, Received
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ def refers_back(answer: str, earlier: str, share: float = 0.5) -> bool:
     return bool(wanted) and len(wanted & content_words(answer)) >= share * len(wanted)
 
 
-#: Every stand-in answer and transcript starts with this (runtime/synapscribe/standin/answers.py).
+#: Every stand-in answer and transcript starts with this (runtime/synapscribe_local/standin/answers.py).
 STANDIN_LABEL = "[stand-in]"
 #: How the stand-in shows the conversation's history: it quotes the previous question after this.
 STANDIN_EARLIER = "Earlier in this conversation you asked:"

@@ -4,7 +4,7 @@ Local: `synapscribe smoke --url ws://127.0.0.1:PORT [--identity ID] [--expect-st
 model whose words mean nothing (random weights) add `--model-words meaningless`.
 Deployed: `synapscribe smoke --stack-outputs outputs.json` (from `cdk deploy --outputs-file`) or
 `--url wss://… --region R --identity-pool-id POOL --guest-role-arn ARN`; `$connect` is signed with
-the guest role's credentials (Cognito's basic flow, see `synapscribe.smoke.aws_auth`).
+the guest role's credentials (Cognito's basic flow, see `synapscribe_ops.smoke.aws_auth`).
 Exit status 0 when every check passed, 1 when any failed (the summary lists them), 2 for bad flags.
 """
 
@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 
 from synapscribe.cli_types import positive_float
 from synapscribe.platform import load_platform
-from synapscribe.smoke.checks import Budget
-from synapscribe.smoke.report import format_report
-from synapscribe.smoke.runner import (
+from synapscribe_ops.smoke.checks import Budget
+from synapscribe_ops.smoke.report import format_report
+from synapscribe_ops.smoke.runner import (
     MEANINGFUL,
     MEANINGLESS,
     MODEL_WORDS,
@@ -37,7 +37,7 @@ from synapscribe.smoke.runner import (
 )
 
 if TYPE_CHECKING:
-    from synapscribe.smoke.aws_auth import GuestAccess
+    from synapscribe_ops.smoke.aws_auth import GuestAccess
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -132,7 +132,7 @@ def make_inputs(
     model_words: str = MEANINGFUL,
 ) -> SmokeInputs:
     """The lecture (given, or generated and cached) and the spoken question."""
-    from synapscribe import audiogen
+    from synapscribe_local import audiogen
 
     path = lecture or audiogen.cached_lecture(lecture_minutes)
     question = audiogen.speak(VOICE_QUESTION, workdir / "question.mp3")
@@ -147,7 +147,7 @@ def make_inputs(
 
 
 def run(args: argparse.Namespace) -> int:
-    from synapscribe.smoke.aws_auth import deployed_target
+    from synapscribe_ops.smoke.aws_auth import deployed_target
 
     try:
         url, access = deployed_target(
@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
             "--expect-standin and --model-words meaningless do not go together: the stand-in's words mean something"
         )
 
-    from synapscribe.audiogen import AudioGenError
+    from synapscribe_local.audiogen import AudioGenError
 
     try:
         report = run_from_args(args, url, access)

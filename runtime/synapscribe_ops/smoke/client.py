@@ -2,7 +2,7 @@
 benchmarks.
 
 It connects to a local stack (`?identity=`) or a deployed one (SigV4-signed `$connect` with
-Cognito credentials, see `synapscribe.smoke.aws_auth`), keeps every server message with its
+Cognito credentials, see `synapscribe_ops.smoke.aws_auth`), keeps every server message with its
 arrival time and its check against the contract, lets callers wait for a message by type and
 requestId, and uploads through the presigned POST the server hands out.
 """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from synapscribe.smoke.runner import MEANINGLESS, SmokeReport
+from synapscribe_ops.smoke.runner import MEANINGLESS, SmokeReport
 
 
 def _ms(value: float | None) -> str:

@@ -33,7 +33,7 @@ import httpx
 
 from synapscribe.contract import ErrorMessage, Lecture, Session, UploadUrl
 from synapscribe.platform import load_platform
-from synapscribe.smoke.checks import (
+from synapscribe_ops.smoke.checks import (
     PICK_TERMS,
     Budget,
     budget_problems,
@@ -46,10 +46,10 @@ from synapscribe.smoke.checks import (
     standin_label_problems,
     stream_problems,
 )
-from synapscribe.smoke.client import ClientError, QueryResult, Received, StackClient
+from synapscribe_ops.smoke.client import ClientError, QueryResult, Received, StackClient
 
 if TYPE_CHECKING:
-    from synapscribe.smoke.aws_auth import GuestAccess
+    from synapscribe_ops.smoke.aws_auth import GuestAccess
 
 VOICE_QUESTION = "Where does photosynthesis take place in the plant?"
 TEXT_QUESTION = (
@@ -609,7 +609,7 @@ def local_connector(url: str, identity: str | None = None) -> Connector:
 
 def deployed_connector(url: str, access: GuestAccess) -> Connector:
     """Each label gets a fresh Cognito identity; `$connect` is SigV4-signed with its credentials."""
-    from synapscribe.smoke.aws_auth import cognito_identity, signed_connect_headers
+    from synapscribe_ops.smoke.aws_auth import cognito_identity, signed_connect_headers
 
     async def connect(label: str) -> StackClient:
         ident = await asyncio.to_thread(

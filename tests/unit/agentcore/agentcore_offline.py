@@ -8,7 +8,7 @@ from synapscribe.agentcore.pipeline import AgentCoreDeps
 from synapscribe.agentcore.tts_client import TtsClient
 from synapscribe.agentcore.vllm_client import VllmClient
 from synapscribe.platform import load_platform
-from synapscribe.services import free_port
+from synapscribe_local.services import free_port
 
 
 class _NoAws:

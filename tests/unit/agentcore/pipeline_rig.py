@@ -1,7 +1,7 @@
 """AgentCore's query pipeline in-process for the tests under tests/unit/agentcore/: the real stand-in
 app (ASGI), moto for S3/DynamoDB, fake TTS and a recording @connections client that checks every
 pushed message against the contract. conftest.py's `make_rig` fixture builds one with `build_rig`. (Not the local harness's
-`synapscribe.local.harness.agentcore_rig`, which runs AgentCore as a process with its neighbours.)"""
+`synapscribe_local.harness.agentcore_rig`, which runs AgentCore as a process with its neighbours.)"""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ from synapscribe.connections import ConnectionPusher
 from synapscribe.contract import parse_server_message
 from synapscribe.platform import PlatformConfig
 from synapscribe.settings import AwsResources
-from synapscribe.standin.config import StandinConfig
-from synapscribe.standin.server import create_app as create_standin
+from synapscribe_local.standin.config import StandinConfig
+from synapscribe_local.standin.server import create_app as create_standin
 from synapscribe.store import Store
 
 OWNER = "eu-west-1:alice"

@@ -14,7 +14,7 @@ from synapscribe.agentcore.app import create_app
 from synapscribe.agentcore.drain import DRAINING_MESSAGE, Drain, DrainingServer
 from synapscribe.edge.agentcore_client import AgentCoreBusy, post_job
 from synapscribe.platform import PlatformConfigError, load_platform, parse_platform
-from synapscribe.standin.process import free_port
+from synapscribe_local.standin.process import free_port
 
 
 class Clock:

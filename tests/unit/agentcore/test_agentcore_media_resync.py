@@ -10,7 +10,7 @@ import pytest
 from mutagen.id3 import ID3, TIT2
 from required_tools import require_tools
 from synapscribe.agentcore import media
-from synapscribe.standin.tokens import audio_duration_seconds
+from synapscribe_local.standin.tokens import audio_duration_seconds
 
 
 def _tone(seconds: float, rate: int = 16000, freq: int = 440) -> bytes:

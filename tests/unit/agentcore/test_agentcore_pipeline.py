@@ -17,8 +17,8 @@ import pytest
 from pipeline_rig import FAKE_MP3, OWNER, Rig, check_order, transcript_of, tts_down
 from synapscribe import audiogen, keys, planner
 from synapscribe.platform import PlatformConfig
-from synapscribe.standin.config import Latency
-from synapscribe.standin.server import create_app as create_standin
+from synapscribe_local.standin.config import Latency
+from synapscribe_local.standin.server import create_app as create_standin
 
 
 async def test_text_query_streams_text_then_speech_in_order(make_rig: Any) -> None:

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from synapscribe import audiogen
+from synapscribe_local import audiogen
 from synapscribe.cli import main
-from synapscribe.standin.cli import (
+from synapscribe_local.standin.cli import (
     TRANSCRIPTION_MAX_TOKENS_ENV,
     LatencyEnvError,
     add_arguments,
     resolve_transcription_max_tokens,
 )
-from synapscribe.standin.config import StandinConfig
-from synapscribe.standin.server import create_app
-from synapscribe.standin.tokens import split_text
+from synapscribe_local.standin.config import StandinConfig
+from synapscribe_local.standin.server import create_app
+from synapscribe_local.standin.tokens import split_text
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -23,10 +23,10 @@ from synapscribe.agentcore import media
 from synapscribe.agentcore.app import prepare_transcript
 from synapscribe.agentcore.vllm_client import TRANSCRIBE_RETRY_FACTOR, TRUNCATED_MARK, VllmClient
 from synapscribe.platform import PlatformConfig
-from synapscribe.standin.answers import PREFIX
-from synapscribe.standin.config import StandinConfig
-from synapscribe.standin.server import create_app as create_standin
-from synapscribe.standin.tokens import split_text
+from synapscribe_local.standin.answers import PREFIX
+from synapscribe_local.standin.config import StandinConfig
+from synapscribe_local.standin.server import create_app as create_standin
+from synapscribe_local.standin.tokens import split_text
 
 
 def _stand_in_tokens(text: str) -> int:

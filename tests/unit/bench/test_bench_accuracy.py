@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from synapscribe.bench.accuracy import names_all, normalize_words, pooled_wer, word_error_rate, word_errors
+from synapscribe_ops.bench.accuracy import names_all, normalize_words, pooled_wer, word_error_rate, word_errors
 
 REF = "Where does photosynthesis take place in the plant?"
 
@@ -74,7 +74,7 @@ def test_names_all_matches_every_stem() -> None:
 def _bench_with(heard: list[tuple[str, str]], named: list[tuple[str, bool]], **flags: object):
     from pathlib import Path
 
-    from synapscribe.bench.full_scenarios import Bench, FullConfig, new_results
+    from synapscribe_ops.bench.full_scenarios import Bench, FullConfig, new_results
 
     results = new_results("ws://127.0.0.1:1", "local", 1, "now")
     for key, value in flags.items():
@@ -95,8 +95,8 @@ def _accuracy_rows(md: str) -> list[str]:
 
 
 def test_the_report_gives_accuracy_with_a_verdict_against_95_percent_on_a_real_model() -> None:
-    from synapscribe.bench.full_scenarios import TEXT_QUESTION, VOICE_QUESTION
-    from synapscribe.bench.report import render_markdown
+    from synapscribe_ops.bench.full_scenarios import TEXT_QUESTION, VOICE_QUESTION
+    from synapscribe_ops.bench.report import render_markdown
 
     heard = [
         (VOICE_QUESTION, VOICE_QUESTION),
@@ -123,8 +123,8 @@ def test_the_report_gives_accuracy_with_a_verdict_against_95_percent_on_a_real_m
 def test_accuracy_is_labelled_not_meaningful_for_the_standin_and_a_meaningless_model(
     flags: dict[str, object], why: str
 ) -> None:
-    from synapscribe.bench.full_scenarios import VOICE_QUESTION
-    from synapscribe.bench.report import render_markdown
+    from synapscribe_ops.bench.full_scenarios import VOICE_QUESTION
+    from synapscribe_ops.bench.report import render_markdown
 
     results = _bench_with([(VOICE_QUESTION, VOICE_QUESTION)], [(VOICE_QUESTION, True)], **flags)
     md = render_markdown(results)

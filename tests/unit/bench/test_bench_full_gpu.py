@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from synapscribe.bench import full
-from synapscribe.bench.report import Row
+from synapscribe_ops.bench import full
+from synapscribe_ops.bench.report import Row
 
 A10G = {
     "index": 0,

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from synapscribe.bench import full
-from synapscribe.bench.full_scenarios import first_sentence_audio_lag, new_results, parse_metrics
-from synapscribe.bench.report import TARGETS, percentile, render_markdown
-from synapscribe.smoke.client import QueryResult, check_frame
+from synapscribe_ops.bench import full
+from synapscribe_ops.bench.full_scenarios import first_sentence_audio_lag, new_results, parse_metrics
+from synapscribe_ops.bench.report import TARGETS, percentile, render_markdown
+from synapscribe_ops.smoke.client import QueryResult, check_frame
 
 
 def test_percentile_is_nearest_rank():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from synapscribe.bench.pipeline import ScheduleBounds
+from synapscribe_ops.bench.pipeline import ScheduleBounds
 
 # The stand-in figures: transcription 1.8 s; answer 0.4 s + 170 tokens at 40/s; TTS 0.3 s.
 REPORT = {"transcription": 1.8, "answer": 0.4 + 170 / 40, "tts": 0.3}

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from synapscribe.bench import validation
+from synapscribe_ops.bench import validation
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -33,7 +33,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from synapscribe.edge import validate_lecture, websocket_handler
 from synapscribe.edge.config import EdgeDeps, build_deps
 from synapscribe.platform import load_platform
-from synapscribe.provision import provision
+from synapscribe_local.provision import provision
 from synapscribe.settings import AwsResources
 
 

@@ -150,7 +150,7 @@ def test_create_lecture_upload_and_post_it(deps: EdgeDeps, alice: str) -> None:
 
 def test_presigned_policy_refuses_what_s3_would_refuse(deps: EdgeDeps, alice: str) -> None:
     """moto accepts any POST, so the policy is judged with the local stack's S3 policy check."""
-    from synapscribe.local import s3_post_policy as policy
+    from synapscribe_local import s3_post_policy as policy
 
     msg = one(
         deps,

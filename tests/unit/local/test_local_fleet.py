@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from synapscribe.edge.warming import start_one
-from synapscribe.local.fleet import GROUP_NAME, LocalFleet
+from synapscribe_local.fleet import GROUP_NAME, LocalFleet
 
 
 @pytest.fixture

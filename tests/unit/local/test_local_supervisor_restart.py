@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from synapscribe.local import supervisor as sup
-from synapscribe.local.stack import _restart_or_report
-from synapscribe.local.supervisor import Child, Supervisor
+from synapscribe_local import supervisor as sup
+from synapscribe_local.stack import _restart_or_report
+from synapscribe_local.supervisor import Child, Supervisor
 
 
 def start(tmp_path: Path, code: str, name: str = "svc") -> tuple[Supervisor, Child]:

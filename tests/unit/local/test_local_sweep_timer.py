@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from synapscribe.local.sweep_timer import SweepTimer
+from synapscribe_local.sweep_timer import SweepTimer
 
 
 def test_runs_every_interval_and_survives_a_failing_run() -> None:

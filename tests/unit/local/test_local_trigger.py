@@ -9,8 +9,8 @@ from urllib.parse import unquote_plus
 import boto3
 import pytest
 from moto import mock_aws
-from synapscribe.local.aws import LocalAws, prepare
-from synapscribe.local.trigger import MAX_ATTEMPTS, UploadTrigger
+from synapscribe_local.aws import LocalAws, prepare
+from synapscribe_local.trigger import MAX_ATTEMPTS, UploadTrigger
 from synapscribe.platform import PlatformConfig
 
 

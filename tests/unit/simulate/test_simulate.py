@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from synapscribe.cli import main
-from synapscribe.simulate.cli import parse_policy
-from synapscribe.simulate.engine import FleetModel, Question, Simulation
-from synapscribe.simulate.policy import Floor, Policy, ScalingSettings, TargetTracker
-from synapscribe.simulate.queueing import erlang_c, mm1_mean_wait, mmc_mean_wait
-from synapscribe.simulate.workload import Workload, day_of_questions, poisson_arrivals
+from synapscribe_ops.simulate.cli import parse_policy
+from synapscribe_ops.simulate.engine import FleetModel, Question, Simulation
+from synapscribe_ops.simulate.policy import Floor, Policy, ScalingSettings, TargetTracker
+from synapscribe_ops.simulate.queueing import erlang_c, mm1_mean_wait, mmc_mean_wait
+from synapscribe_ops.simulate.workload import Workload, day_of_questions, poisson_arrivals
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXED = Policy("fixed", 1, 1, Floor(1, 1, 0, 24), None)
@@ -187,7 +187,7 @@ def test_cli_prints_the_comparison(capsys):
 
 def test_cli_start_up_defaults_to_the_platforms_one_figure(capsys, monkeypatch):
     """Without --startup-seconds the simulator plans with platform.yaml's fleet.host_startup_seconds."""
-    import synapscribe.simulate.cli as simulate_cli
+    import synapscribe_ops.simulate.cli as simulate_cli
     from synapscribe.platform import load_platform, parse_platform
 
     data = load_platform().model_dump()

@@ -8,14 +8,14 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from synapscribe.smoke.aws_auth import (
+from synapscribe_ops.smoke.aws_auth import (
     GuestAccess,
     deployed_target,
     read_stack_outputs,
     signed_connect_headers,
 )
-from synapscribe.smoke.checks import Budget, budget_problems, contract_problems, refers_back, stream_problems
-from synapscribe.smoke.client import QueryResult, check_frame, local_url
+from synapscribe_ops.smoke.checks import Budget, budget_problems, contract_problems, refers_back, stream_problems
+from synapscribe_ops.smoke.client import QueryResult, check_frame, local_url
 
 RID = "r1"
 

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from synapscribe.smoke.checks import Budget
-from synapscribe.smoke.report import format_report
-from synapscribe.smoke.runner import (
+from synapscribe_ops.smoke.checks import Budget
+from synapscribe_ops.smoke.report import format_report
+from synapscribe_ops.smoke.runner import (
     MEANINGFUL,
     MEANINGLESS,
     WORD_CHECKS,
@@ -80,8 +80,8 @@ def test_bad_model_words_flags_exit_2(args: list[str], needle: str) -> None:
 def test_an_answer_with_no_words_is_allowed_only_when_asked_and_nothing_else_is_excused() -> None:
     import json
 
-    from synapscribe.smoke.checks import said_nothing, stream_problems
-    from synapscribe.smoke.client import QueryResult, check_frame
+    from synapscribe_ops.smoke.checks import said_nothing, stream_problems
+    from synapscribe_ops.smoke.client import QueryResult, check_frame
 
     def result(*messages: dict[str, object]) -> QueryResult:
         r = QueryResult(request_id="r", sent_at=1.0)

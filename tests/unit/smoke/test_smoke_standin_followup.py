@@ -10,8 +10,8 @@ import re
 from typing import Any
 
 import pytest
-from synapscribe.audiogen import DEFAULT_LECTURE
-from synapscribe.smoke.checks import (
+from synapscribe_local.audiogen import DEFAULT_LECTURE
+from synapscribe_ops.smoke.checks import (
     PICK_TERMS,
     STANDIN_LABEL,
     codeword_question,
@@ -20,11 +20,11 @@ from synapscribe.smoke.checks import (
     new_codeword,
     standin_label_problems,
 )
-from synapscribe.smoke.client import QueryResult, check_frame
-from synapscribe.smoke.runner import FOLLOW_UP, TEXT_QUESTION
-from synapscribe.standin.answers import respond
-from synapscribe.standin.chat_request import parse_chat_request
-from synapscribe.standin.config import StandinConfig
+from synapscribe_ops.smoke.client import QueryResult, check_frame
+from synapscribe_ops.smoke.runner import FOLLOW_UP, TEXT_QUESTION
+from synapscribe_local.standin.answers import respond
+from synapscribe_local.standin.chat_request import parse_chat_request
+from synapscribe_local.standin.config import StandinConfig
 
 RID = "r1"
 

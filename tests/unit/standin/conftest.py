@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from synapscribe.standin.config import StandinConfig
+from synapscribe_local.standin.config import StandinConfig
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import re
 from typing import Any
 
 import httpx
-from synapscribe.standin.config import StandinConfig
-from synapscribe.standin.server import create_app
+from synapscribe_local.standin.config import StandinConfig
+from synapscribe_local.standin.server import create_app
 
 
 def make_client(config: StandinConfig, api_key: str | None = None) -> httpx.AsyncClient:

@@ -6,10 +6,10 @@ import re
 from typing import Any
 
 from chat_parts import audio_part, make_wav
-from synapscribe.standin.answers import INAUDIBLE, PREFIX, inaudible, respond
-from synapscribe.standin.chat_request import parse_chat_request
-from synapscribe.standin.config import StandinConfig
-from synapscribe.standin.tokens import count_text_tokens
+from synapscribe_local.standin.answers import INAUDIBLE, PREFIX, inaudible, respond
+from synapscribe_local.standin.chat_request import parse_chat_request
+from synapscribe_local.standin.config import StandinConfig
+from synapscribe_local.standin.tokens import count_text_tokens
 
 LECTURE = (
     "Photosynthesis turns light into chemical energy. Mitochondria are the powerhouse of the cell. "

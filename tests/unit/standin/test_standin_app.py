@@ -12,8 +12,8 @@ import httpx
 import pytest
 from chat_parts import audio_part, make_wav
 from standin_support import chat, make_client, metric
-from synapscribe.standin.config import Latency, StandinConfig
-from synapscribe.standin.tokens import count_text_tokens
+from synapscribe_local.standin.config import Latency, StandinConfig
+from synapscribe_local.standin.tokens import count_text_tokens
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 from synapscribe.cli import main
-from synapscribe.standin.cli import LatencyEnvError, add_arguments, resolve_latency
-from synapscribe.standin.config import REPORT_LATENCY, Latency
+from synapscribe_local.standin.cli import LatencyEnvError, add_arguments, resolve_latency
+from synapscribe_local.standin.config import REPORT_LATENCY, Latency
 
 
 def parse(*argv: str) -> argparse.Namespace:

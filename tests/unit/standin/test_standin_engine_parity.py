@@ -13,7 +13,7 @@ import pytest
 from chat_parts import audio_part, make_wav
 from standin_support import chat, make_client, metric
 from synapscribe.audio_tokens import audio_tokens_for
-from synapscribe.standin.config import StandinConfig
+from synapscribe_local.standin.config import StandinConfig
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ underestimates digits or CJK is refused by the stand-in exactly as vLLM would re
 from __future__ import annotations
 
 import pytest
-from synapscribe.standin.tokens import count_text_tokens, split_text, text_token_ids
+from synapscribe_local.standin.tokens import count_text_tokens, split_text, text_token_ids
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 from chat_parts import audio_part, make_wav
-from synapscribe.standin.chat_request import DEFAULT_SYSTEM_PROMPT, check_limits, parse_chat_request
-from synapscribe.standin.config import StandinConfig
-from synapscribe.standin.embedded import embedded_text
-from synapscribe.standin.errors import StandinError
-from synapscribe.standin.prefix_cache import BLOCK_SIZE, PrefixCache, block_hashes
-from synapscribe.standin.tokens import (
+from synapscribe_local.standin.chat_request import DEFAULT_SYSTEM_PROMPT, check_limits, parse_chat_request
+from synapscribe_local.standin.config import StandinConfig
+from synapscribe_local.standin.embedded import embedded_text
+from synapscribe_local.standin.errors import StandinError
+from synapscribe_local.standin.prefix_cache import BLOCK_SIZE, PrefixCache, block_hashes
+from synapscribe_local.standin.tokens import (
     AudioDecodeError,
     audio_duration_seconds,
     count_text_tokens,
