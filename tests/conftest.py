@@ -12,11 +12,11 @@ import pytest
 from aws_test_env import TEST_RESOURCES
 from moto import mock_aws
 from required_tools import MARKER_HELP, require_tools, tools_needed
-from synapscribe_local.moto_atomic import atomic_dynamodb_writes
 from synapscribe.platform import PlatformConfig, load_platform
-from synapscribe_local.provision import provision
 from synapscribe.settings import AwsResources
 from synapscribe.store import Store
+from synapscribe_local.moto_atomic import atomic_dynamodb_writes
+from synapscribe_local.provision import provision
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -21,7 +21,7 @@ from pydantic import (
 )
 from synapscribe.contract import ACTIONS
 from synapscribe.platform import load_platform
-from synapscribe_ops.simulate.policy import ScalingSettings
+from synapscribe.scaling import ScalingSettings
 
 ENVIRONMENTS_KEY = "synapscribe:environments"
 ENV_KEY = "env"

@@ -47,6 +47,9 @@ from synapscribe.platform import PlatformConfig, load_platform
 
 NAMESPACE = "SynapScribe/Host"
 METRIC = "HostStartupSeconds"
+#: The compute stack's output naming the metrics log group these EMF documents land in
+#: (cdk/synapscribe_cdk/stacks/compute.py writes it; `bench full`'s cold-start table reads it).
+METRICS_LOG_GROUP_OUTPUT = "MetricsLogGroupName"
 IMDS_URL = "http://169.254.169.254"
 POLL_SECONDS = 1.0
 #: The steps seen by polling (the rest come from systemd).

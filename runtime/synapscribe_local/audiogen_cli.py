@@ -7,8 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from synapscribe_local.audiogen import FORMATS, AudioGenError, make_lecture, speak
 from synapscribe.cli_types import non_empty, number
+
+from synapscribe_local.audiogen import FORMATS, AudioGenError, make_lecture, speak
 
 LECTURE_MINUTES = number(above=0, maximum=24 * 60)
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-
 from synapscribe.platform import PlatformConfig
-from synapscribe_local.provision import provision
 from synapscribe.settings import AwsResources
+
+from synapscribe_local.provision import provision
 
 LOCAL_REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from synapscribe.cli_types import port, positive_float
+
 from synapscribe_local.stack import RunningStack, StackConfig, describe, run_stack
 from synapscribe_local.supervisor import StackCancelled, StackError
 

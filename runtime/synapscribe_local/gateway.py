@@ -31,12 +31,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from synapscribe.contract import ContractError, parse_client_message
+from synapscribe.platform import PlatformConfig, load_platform
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-
-from synapscribe.contract import ContractError, parse_client_message
-from synapscribe.platform import PlatformConfig, load_platform
 
 log = logging.getLogger("synapscribe_local.gateway")
 

@@ -27,17 +27,17 @@ from typing import Any
 
 import boto3
 import httpx
-
 from synapscribe import keys
 from synapscribe.contract import parse_server_message
-from synapscribe_local.aws import LOCAL_CREDENTIALS, moto_server
 from synapscribe.orphans import parent_env
 from synapscribe.planner import plan_lecture
 from synapscribe.platform import load_platform
-from synapscribe_local.provision import provision
 from synapscribe.settings import AwsResources
-from synapscribe_local.standin.process import free_port, spawn_standin
 from synapscribe.store import Store
+
+from synapscribe_local.aws import LOCAL_CREDENTIALS, moto_server
+from synapscribe_local.provision import provision
+from synapscribe_local.standin.process import free_port, spawn_standin
 from synapscribe_local.tts_process import offline_env, spawn_tts
 
 REGION = "eu-west-1"

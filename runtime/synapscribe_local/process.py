@@ -15,11 +15,11 @@ from types import TracebackType
 from typing import Any
 
 import boto3
+from synapscribe.orphans import parent_env
 
 from synapscribe_local.aws import LOCAL_CREDENTIALS
-from synapscribe_local.supervisor import StackError
-from synapscribe.orphans import parent_env
 from synapscribe_local.services import free_port, terminate
+from synapscribe_local.supervisor import StackError
 
 
 class LocalStackProcess:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-
 from synapscribe.settings import AwsResources
 from synapscribe.store import SWEEP_ATTRIBUTE, SWEEP_INDEX, SWEEP_INDEXES, TABLE_KEYS, TTL_ATTRIBUTE
 

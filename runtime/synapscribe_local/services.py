@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import IO
 
 import httpx
-
 from synapscribe.orphans import parent_env
 
 LOG_TAIL_LINES = 200

@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any, TextIO, cast
 
 from synapscribe.contract import ACTIONS
+from synapscribe.platform import PlatformConfig, load_platform
+from synapscribe.web import page_config
+
 from synapscribe_local.aws import LocalAws, allow_page_origin, moto_server, prepare
 from synapscribe_local.fleet import LocalFleet
 from synapscribe_local.gateway import Gateway, LambdaHandler
@@ -29,8 +32,6 @@ from synapscribe_local.page import PageServer, content_security_policy
 from synapscribe_local.supervisor import StackCancelled, StackError, Supervisor, check_port_free, free_port
 from synapscribe_local.sweep_timer import SweepTimer
 from synapscribe_local.trigger import UploadTrigger
-from synapscribe.platform import PlatformConfig, load_platform
-from synapscribe.web import page_config
 
 log = logging.getLogger("synapscribe_local")
 

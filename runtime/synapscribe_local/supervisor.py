@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import httpx
-
 from synapscribe.orphans import parent_env
+
 from synapscribe_local.services import free_port, http_ok
 
 __all__ = [

@@ -23,9 +23,9 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from synapscribe.platform import PlatformConfig, load_platform
 
 from synapscribe_ops.coldstart_cost import ColdStartPrices
-from synapscribe.platform import PlatformConfig, load_platform
 
 GIB = 1024**3
 MIB = 1024**2
@@ -119,7 +119,7 @@ def _validate_table(data: Any, source: str, flag: str) -> PriceTable:
 
 def load_price_table(override: Path | None = None) -> PriceTable:
     """The packaged table, with an override file's instances merged in field by field."""
-    text = resources.files("synapscribe").joinpath("capacity_prices.yaml").read_text(encoding="utf-8")
+    text = resources.files("synapscribe_ops").joinpath("capacity_prices.yaml").read_text(encoding="utf-8")
     base: dict[str, Any] = yaml.safe_load(text)
     if override is None:
         return _validate_table(base, "capacity_prices.yaml", "capacity_prices.yaml")

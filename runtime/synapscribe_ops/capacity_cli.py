@@ -7,6 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from synapscribe.cli_types import non_negative_float, non_negative_int, positive_float, positive_int
+from synapscribe.platform import load_platform
+
 from synapscribe_ops.capacity import (
     DEFAULT_OVERHEAD_GIB,
     DTYPE_BYTES,
@@ -21,9 +24,7 @@ from synapscribe_ops.capacity import (
     load_price_table,
     plan_capacity,
 )
-from synapscribe.cli_types import non_negative_float, non_negative_int, positive_float, positive_int
 from synapscribe_ops.coldstart_cost import compare_cold_start, render_cold_start
-from synapscribe.platform import load_platform
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

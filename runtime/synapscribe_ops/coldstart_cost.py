@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-
 from synapscribe.platform import PlatformConfig
 
 MIB = 1024**2

@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from typing import Any, get_args
 
 from pydantic import BaseModel
-
 from synapscribe.contract import (
     ERROR_CODE_WHEN,
     ORDER_RULES,

@@ -16,6 +16,7 @@ from synapscribe_local.browser import BrowserError, find_chromium
 from synapscribe_local.page_tour import SCREENSHOT, run_tour
 from synapscribe_local.process import LocalStackProcess
 from synapscribe_local.supervisor import StackError, check_port_free
+
 from synapscribe_ops.smoke.checks import Budget
 from synapscribe_ops.smoke.cli import make_inputs
 from synapscribe_ops.smoke.report import format_report

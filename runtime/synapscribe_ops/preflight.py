@@ -42,7 +42,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from synapscribe.platform import PlatformConfig, load_platform
 
 EXIT_OK = 0

@@ -137,7 +137,7 @@ def test_app_without_a_region_says_which_variable(tmp_path: Path) -> None:
 
 
 def test_scaling_block_is_typed_by_the_simulators_settings():
-    from synapscribe_ops.simulate.policy import ScalingSettings
+    from synapscribe.scaling import ScalingSettings
 
     context = json.loads((REPO / "cdk.json").read_text())["context"]
     envs = context["synapscribe:environments"]

@@ -7,8 +7,8 @@ from typing import Any
 
 from aws_cdk.assertions import Match
 from synapscribe.platform import load_platform
-from synapscribe_local.provision import sweep_index
 from synapscribe.store import SWEEP_ATTRIBUTE, TABLE_KEYS, TTL_ATTRIBUTE
+from synapscribe_local.provision import sweep_index
 from synth_support import Synthesized, resources_of
 
 

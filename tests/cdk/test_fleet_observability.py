@@ -10,7 +10,7 @@ from typing import Any
 
 from aws_cdk import assertions
 from synapscribe.agentcore.settings import EMF_LOG_GROUP_VARIABLE
-from synapscribe_ops.bench.coldstart import METRICS_LOG_GROUP_OUTPUT
+from synapscribe.host_timeline import METRICS_LOG_GROUP_OUTPUT
 from synapscribe.platform import load_platform
 from synapscribe_cdk.application import default_context
 from synapscribe_cdk.config import load_environment

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from synapscribe.agentcore.metrics import NAMESPACE
-from synapscribe_ops.simulate.policy import SCALE_IN_DATAPOINTS, SCALE_IN_FRACTION
+from synapscribe.scaling import SCALE_IN_DATAPOINTS, SCALE_IN_FRACTION
 from synth_support import Synthesized, resources_of
 
 

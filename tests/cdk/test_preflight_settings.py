@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from synapscribe_ops.preflight import MIN_BOOTSTRAP_VERSION, load_settings
 from synapscribe_cdk.application import default_context
 from synapscribe_cdk.config import ENVIRONMENTS_KEY, load_environment
+from synapscribe_ops.preflight import MIN_BOOTSTRAP_VERSION, load_settings
 from synth_support import Synthesized
 
 CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"

@@ -24,11 +24,11 @@ import httpx
 import pytest
 from stack_uploads import upload_file
 from synapscribe import planner
-from synapscribe_local import audiogen
-from synapscribe_ops.bench.full_scenarios import parse_metrics
 from synapscribe.contract import Lecture
-from synapscribe_local.process import LocalStackProcess
 from synapscribe.platform import load_platform
+from synapscribe_local import audiogen
+from synapscribe_local.process import LocalStackProcess
+from synapscribe_ops.bench.full_scenarios import parse_metrics
 from synapscribe_ops.smoke.checks import said_nothing, stream_problems
 from synapscribe_ops.smoke.client import QueryResult, StackClient
 

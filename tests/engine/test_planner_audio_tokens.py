@@ -13,11 +13,11 @@ import httpx
 import pytest
 from engine_server import Engine
 from synapscribe import planner
-from synapscribe_local import audiogen
 from synapscribe.agentcore import prompts
 from synapscribe.agentcore.lectures import lecture_audio_items
 from synapscribe.agentcore.media import cut_mp3
 from synapscribe.platform import load_platform
+from synapscribe_local import audiogen
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(600)]
 

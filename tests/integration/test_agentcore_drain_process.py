@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from synapscribe_local import audiogen
 from synapscribe.agentcore import diagnostics as diag
 from synapscribe.edge.agentcore_client import AgentCoreBusy, post_job
+from synapscribe_local import audiogen
 from synapscribe_local.harness import agentcore_rig
 
 pytestmark = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from synapscribe_local import audiogen
 from synapscribe.agentcore.metrics import NAMESPACE
+from synapscribe_local import audiogen
 from synapscribe_local.harness import agentcore_rig
 
 OWNER = "eu-west-1:metrics-owner"

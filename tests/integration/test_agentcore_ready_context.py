@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from synapscribe_local.harness import agentcore_rig
 from synapscribe.platform import load_platform
+from synapscribe_local.harness import agentcore_rig
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

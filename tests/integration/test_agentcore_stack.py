@@ -11,9 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from synapscribe import audiogen, keys
-from synapscribe_local.harness import AgentCoreRig, agentcore_rig, spawn_agentcore
+from synapscribe import keys
 from synapscribe.platform import load_platform
+from synapscribe_local import audiogen
+from synapscribe_local.harness import AgentCoreRig, agentcore_rig, spawn_agentcore
 
 pytestmark = [
     pytest.mark.integration,

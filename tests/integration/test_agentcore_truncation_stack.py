@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from synapscribe import audiogen, keys
+from synapscribe import keys
 from synapscribe.agentcore import media
 from synapscribe.agentcore.vllm_client import TRUNCATED_MARK
+from synapscribe_local import audiogen
 from synapscribe_local.harness import AgentCoreRig, agentcore_rig
 
 pytestmark = [pytest.mark.integration, pytest.mark.needs_tool("espeak-ng", "sox", "ffmpeg")]

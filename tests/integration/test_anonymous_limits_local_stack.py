@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from synapscribe.platform import load_platform
 from synapscribe_local import audiogen
 from synapscribe_local.process import LocalStackProcess
-from synapscribe.platform import load_platform
 from synapscribe_ops.smoke.client import StackClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]

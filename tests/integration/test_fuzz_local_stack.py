@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from synapscribe_local import audiogen
 from synapscribe.contract import ACTIONS
-from synapscribe_local.process import LocalStackProcess
 from synapscribe.platform import load_platform
+from synapscribe_local import audiogen
+from synapscribe_local.process import LocalStackProcess
 from synapscribe_ops.smoke.client import StackClient
 from websockets.sync.client import connect as ws_connect
 

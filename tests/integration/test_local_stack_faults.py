@@ -34,10 +34,10 @@ import boto3
 import httpx
 import pytest
 from stack_uploads import upload_file
+from synapscribe.platform import load_platform
 from synapscribe_local import audiogen
 from synapscribe_local.aws import LOCAL_CREDENTIALS, LOCAL_RESOURCES
 from synapscribe_local.process import LocalStackProcess
-from synapscribe.platform import load_platform
 from synapscribe_ops.smoke.client import StackClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180), pytest.mark.needs_tool("espeak-ng")]

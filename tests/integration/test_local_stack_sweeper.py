@@ -10,11 +10,11 @@ from typing import Any
 
 import boto3
 import pytest
+from synapscribe.platform import load_platform
+from synapscribe.store import SWEEP_ATTRIBUTE
 from synapscribe_local import audiogen
 from synapscribe_local.aws import LOCAL_CREDENTIALS, LOCAL_RESOURCES
 from synapscribe_local.process import LocalStackProcess
-from synapscribe.platform import load_platform
-from synapscribe.store import SWEEP_ATTRIBUTE
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

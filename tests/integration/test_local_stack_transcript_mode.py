@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 from stack_uploads import upload_file
+from synapscribe.platform import load_platform
 from synapscribe_local import audiogen
 from synapscribe_local.process import LocalStackProcess
-from synapscribe.platform import load_platform
 from synapscribe_ops.smoke.client import Received, StackClient
 
 pytestmark = [

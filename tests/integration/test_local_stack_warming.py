@@ -18,11 +18,11 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from synapscribe.platform import load_platform
 from synapscribe_local import audiogen
 from synapscribe_local.aws import LOCAL_CREDENTIALS
 from synapscribe_local.fleet import GROUP_NAME
 from synapscribe_local.process import LocalStackProcess
-from synapscribe.platform import load_platform
 from synapscribe_ops.smoke.checks import stream_problems
 from synapscribe_ops.smoke.client import StackClient
 

@@ -14,8 +14,8 @@ import httpx
 import openai
 import pytest
 from openai import AsyncOpenAI
-from synapscribe_local.audiogen import make_lecture, speak
 from synapscribe.platform import load_platform
+from synapscribe_local.audiogen import make_lecture, speak
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from stack_uploads import upload_file
-from synapscribe_local import audiogen
 from synapscribe.contract import Lecture, Session
-from synapscribe_local.process import LocalStackProcess
 from synapscribe.platform import load_platform
+from synapscribe_local import audiogen
+from synapscribe_local.process import LocalStackProcess
 from synapscribe_ops.smoke.client import StackClient
 
 pytestmark = [

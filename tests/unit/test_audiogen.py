@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from mutagen.mp3 import MP3
+from synapscribe.cli import main
 from synapscribe_local.audiogen import (
     DEFAULT_LECTURE,
     AudioGenError,
@@ -20,7 +21,6 @@ from synapscribe_local.audiogen import (
     mp3_frames,
     speak,
 )
-from synapscribe.cli import main
 
 FRAME = 576 / 16000  # one MPEG-2 layer III frame at 16 kHz
 

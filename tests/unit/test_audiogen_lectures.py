@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from mutagen.mp3 import MP3
-from synapscribe_local.audiogen import embedded_text
 from synapscribe.planner import plan_lecture
 from synapscribe.platform import load_platform
+from synapscribe_local.audiogen import embedded_text
 
 
 @pytest.mark.parametrize(

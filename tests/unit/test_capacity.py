@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from synapscribe.cli import main
+from synapscribe.planner import plan_lecture
+from synapscribe.platform import PlatformConfig
 from synapscribe_ops.capacity import (
     GIB,
     MIB,
@@ -17,9 +20,6 @@ from synapscribe_ops.capacity import (
     load_price_table,
     plan_capacity,
 )
-from synapscribe.cli import main
-from synapscribe.planner import plan_lecture
-from synapscribe.platform import PlatformConfig
 
 QWEN = MODEL_PRESETS["qwen2.5-omni-3b"]
 PRICES = load_price_table()

@@ -8,7 +8,7 @@ import io
 from collections.abc import Iterator
 
 import pytest
-from synapscribe.cli import COMMANDS, command_parser, main
+from synapscribe.cli import command_parser, commands, main
 
 
 def subcommand_parsers(
@@ -25,7 +25,7 @@ def subcommand_parsers(
 def every_long_flag() -> list[tuple[str, str]]:
     """(command words, flag) for every long flag of every (nested) subcommand."""
     found: list[tuple[str, str]] = []
-    for name in COMMANDS:
+    for name in commands():
         parser, _ = command_parser(name)
         for words, sub in subcommand_parsers(parser):
             for action in sub._actions:

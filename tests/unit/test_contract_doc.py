@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from synapscribe import contract, contract_doc
+from synapscribe import contract
 from synapscribe.cli import main
+from synapscribe_ops import contract_doc
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "contract.md"

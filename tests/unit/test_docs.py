@@ -24,9 +24,9 @@ from pathlib import Path
 import botocore.session
 import pytest
 from botocore import xform_name
-from synapscribe_ops.capacity import MIB, MODEL_PRESETS, load_price_table, plan_capacity
-from synapscribe.cli import COMMANDS, command_parser
+from synapscribe.cli import command_parser, commands
 from synapscribe.platform import load_platform
+from synapscribe_ops.capacity import MIB, MODEL_PRESETS, load_price_table, plan_capacity
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -144,7 +144,7 @@ def check_synapscribe(argv: list[str]) -> None:
         run_as_printed(argv)
         return
     name = args[0]
-    assert name in COMMANDS, f"`synapscribe {name}` is not a subcommand ({', '.join(COMMANDS)})"
+    assert name in commands(), f"`synapscribe {name}` is not a subcommand ({', '.join(commands())})"
     if "--help" in args or name in RUN_OFFLINE:
         run_as_printed(argv)
         return

@@ -20,8 +20,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
-from synapscribe import preflight
 from synapscribe.platform import load_platform
+from synapscribe_ops import preflight
 from synapscribe_ops.preflight import (
     EXIT_BITS,
     MIN_BOOTSTRAP_VERSION,

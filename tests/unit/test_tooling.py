@@ -135,7 +135,8 @@ def test_python_only_setup_touches_no_debian_or_npm(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").symlink_to(sys.executable)
-    stamp = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + (ROOT / "requirements.lock").read_bytes())
+    stamped = ("pyproject.toml", "runtime/pyproject.toml", "cdk/pyproject.toml", "requirements.lock")
+    stamp = hashlib.sha256(b"".join((ROOT / name).read_bytes() for name in stamped))
     (venv / ".synapscribe-installed").write_text(stamp.hexdigest() + "\n")
     env = {**os.environ, "PATH": f"{traps}:{os.environ['PATH']}", "VENV": str(venv)}
     done = subprocess.run(
@@ -154,7 +155,8 @@ def test_python_only_setup_touches_no_debian_or_npm(tmp_path: Path) -> None:
 
 
 def test_nothing_edits_sys_path() -> None:
-    """Both packages (runtime/synapscribe, cdk/synapscribe_cdk) are installed: imports need no path edits."""
+    """Every package (runtime/synapscribe, runtime/synapscribe_ops, runtime/synapscribe_local,
+    cdk/synapscribe_cdk) is installed: imports need no path edits."""
     edits = [
         f"{p.relative_to(ROOT)}:{n}"
         for folder in ("runtime", "cdk", "tests", "scripts")
@@ -165,5 +167,12 @@ def test_nothing_edits_sys_path() -> None:
         and "re.search" not in line
     ]
     assert not edits, f"sys.path edits: {edits}"
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert project["tool"]["setuptools"]["package-dir"]["synapscribe_cdk"] == "cdk/synapscribe_cdk"
+    # Three projects, each installed by scripts/setup, import their packages from where they stand.
+    for project_dir, package in (
+        ("", "synapscribe"),
+        ("runtime", "synapscribe_ops"),
+        ("cdk", "synapscribe_cdk"),
+    ):
+        project = tomllib.loads((ROOT / project_dir / "pyproject.toml").read_text())
+        assert package in project["tool"]["setuptools"]["packages"]["find"]["include"]
+        assert f"-e ./{project_dir}" in (ROOT / "scripts" / "setup").read_text() or not project_dir

@@ -1,7 +1,8 @@
 """Scaling the GPU fleet on its load: AgentCore's requests in flight per instance.
 
 The policy is the one `synapscribe simulate` modelled (runtime/synapscribe_ops/simulate/policy.py,
-`TargetTracker`), with the environment's cdk.json `scaling` block:
+`TargetTracker`; the settings and constants both read are in runtime/synapscribe/scaling.py), with
+the environment's cdk.json `scaling` block:
 
 - Scale-out: a target-tracking policy on `InFlightToModel` averaged over the group (AgentCore's
   EMF metric with the AutoScalingGroupName dimension, agentcore/metrics.py). Target tracking
@@ -30,7 +31,7 @@ from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 from synapscribe.agentcore.metrics import NAMESPACE
-from synapscribe_ops.simulate.policy import (
+from synapscribe.scaling import (
     METRIC_PERIOD_SECONDS,
     SCALE_IN_DATAPOINTS,
     SCALE_IN_FRACTION,

@@ -9,7 +9,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 from synapscribe.platform import ENV_PLACEHOLDER, Fleet, Host, LogGroups, Vllm
-from synapscribe_ops.simulate.policy import ScalingSettings
+from synapscribe.scaling import ScalingSettings
 
 from synapscribe_cdk.config import Capacity
 from synapscribe_cdk.constructs.fleet_scaling import FleetScaling

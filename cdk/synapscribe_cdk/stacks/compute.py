@@ -11,7 +11,7 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 from synapscribe.agentcore.settings import EMF_LOG_GROUP_VARIABLE
-from synapscribe_ops.bench.coldstart import METRICS_LOG_GROUP_OUTPUT
+from synapscribe.host_timeline import METRICS_LOG_GROUP_OUTPUT
 from synapscribe.platform import PlatformConfig
 
 from synapscribe_cdk.config import EnvironmentConfig

@@ -21,7 +21,7 @@ from typing import Any, cast
 from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import ClientError
 
-from synapscribe import audiogen, keys
+from synapscribe import keys
 from synapscribe.agentcore import admission as adm
 from synapscribe.agentcore.aws import AwsIo, Spans
 from synapscribe.agentcore.media import (
@@ -37,6 +37,7 @@ from synapscribe.agentcore.media import (
 )
 from synapscribe.agentcore.prompts import LectureAudioItem, TranscriptSegment, lecture_transcript_message
 from synapscribe.agentcore.vllm_client import UpstreamError, VllmClient
+from synapscribe.audio.tags import embedded_timeline
 from synapscribe.contract import ContractError, ErrorCode, ErrorMessage, Lecture
 from synapscribe.platform import PlatformConfig
 from synapscribe.store import SWEEP_ATTRIBUTE
@@ -190,7 +191,7 @@ class LectureContexts:
         fmt = sniff_format(source)
         if fmt is None:
             raise LectureUnavailableError(f"the lecture recording is refused: {refusal(source)}")
-        timeline = audiogen.embedded_timeline(source)
+        timeline = embedded_timeline(source)
         mp3 = source if fmt == "mp3" else await to_mp3(source)
         try:
             cut = await asyncio.to_thread(cut_mp3, mp3, self.platform.audio.max_item_seconds, timeline)

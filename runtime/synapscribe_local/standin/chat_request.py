@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synapscribe.audio_tokens import audio_tokens_for
+
 from synapscribe_local.standin.config import StandinConfig
 from synapscribe_local.standin.errors import StandinError, validation_error
 from synapscribe_local.standin.tokens import (

@@ -14,6 +14,7 @@ import sys
 
 from synapscribe.cli_types import non_empty, non_negative_float, port, positive_int
 from synapscribe.platform import PlatformConfigError, load_platform
+
 from synapscribe_local.standin.config import REPORT_LATENCY, Latency, StandinConfig
 
 #: flag destination -> (environment variable, type)

@@ -10,7 +10,10 @@ SUITES: dict[str, tuple[str, str]] = {
         "synapscribe_ops.bench.pipeline",
         "AgentCore against the stand-in at the report's latencies: overhead, first audio, concurrency",
     ),
-    "validation": ("synapscribe_ops.bench.validation", "lecture validation time for a 2 MB and a 100 MB lecture"),
+    "validation": (
+        "synapscribe_ops.bench.validation",
+        "lecture validation time for a 2 MB and a 100 MB lecture",
+    ),
     "synth": ("synapscribe_ops.bench.synth", "time of an offline `cdk synth` of the whole app"),
     "engine": (
         "synapscribe_ops.bench.engine",

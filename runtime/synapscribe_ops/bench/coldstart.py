@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synapscribe_ops.bench.report import Table
-from synapscribe.host_timeline import CHAIN, METRIC
+from synapscribe.host_timeline import CHAIN, METRIC, METRICS_LOG_GROUP_OUTPUT
 from synapscribe.platform import load_platform
+
+from synapscribe_ops.bench.report import Table
 
 LAUNCH = re.compile(r"^Launching a new EC2 instance: (i-[0-9a-f]+)")
 GROUP_OUTPUT = "autoscalinggroupname"
-#: The compute stack's output naming its environment's metrics log group (cdk/.../stacks/compute.py).
-METRICS_LOG_GROUP_OUTPUT = "MetricsLogGroupName"
 #: The host timeline's steps shown, in the chain's order (the first, kernel_done, as boot).
 SHOWN_STEPS = CHAIN
 

@@ -35,15 +35,14 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-
 from synapscribe import planner
-
-from synapscribe_local import audiogen
 from synapscribe.agentcore import prompts
 from synapscribe.agentcore.media import cut_mp3, duration_seconds, mp3_samples
-from synapscribe_ops.bench.full_scenarios import parse_metrics
 from synapscribe.cli_types import integer, number, positive_float, positive_int
 from synapscribe.platform import load_platform
+from synapscribe_local import audiogen
+
+from synapscribe_ops.bench.full_scenarios import parse_metrics
 
 BASE64 = "base64"
 FILE = "file://"

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from synapscribe.cli_types import comma_list, positive_float, positive_int
 
 from synapscribe_ops.bench.full_scenarios import Bench, Connector, FullConfig, Tick, new_results
 from synapscribe_ops.bench.plots import write_plots
 from synapscribe_ops.bench.report import BenchResults, Row, render_markdown
-from synapscribe.cli_types import comma_list, positive_float, positive_int
 from synapscribe_ops.smoke.client import ClientError, StackClient
 
 if TYPE_CHECKING:
@@ -392,9 +392,9 @@ def add_cold_start(results: BenchResults, args: argparse.Namespace, region: str,
     """The cold-start table (launch to ready) from the group's activity and the hosts' timelines."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
+    from synapscribe.platform import load_platform
 
     from synapscribe_ops.bench.coldstart import group_name_from_outputs, metrics_log_group, read_cold_start
-    from synapscribe.platform import load_platform
 
     group = args.group_name
     if group is None and args.stack_outputs:

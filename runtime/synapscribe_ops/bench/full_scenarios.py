@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-from synapscribe_local import audiogen
-from synapscribe_ops.bench.accuracy import names_all, pooled_wer, word_errors
-from synapscribe_ops.bench.report import TARGET_WORD_ACCURACY, TARGETS, BenchResults, Row, Table
 from synapscribe.contract import Audio, Lecture, Session, UploadUrl
 from synapscribe.platform import load_platform
+from synapscribe_local import audiogen
+
+from synapscribe_ops.bench.accuracy import names_all, pooled_wer, word_errors
+from synapscribe_ops.bench.report import TARGET_WORD_ACCURACY, TARGETS, BenchResults, Row, Table
 from synapscribe_ops.smoke.client import ClientError, QueryResult, Received, StackClient
 
 Connector = Callable[[str], Awaitable[StackClient]]

@@ -32,10 +32,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from synapscribe_local import audiogen
 from synapscribe.cli_types import integer, number, positive_int
-from synapscribe_local.harness import AgentCoreRig, agentcore_rig
 from synapscribe.platform import PlatformConfig, load_platform
+from synapscribe_local import audiogen
+from synapscribe_local.harness import AgentCoreRig, agentcore_rig
 from synapscribe_local.standin.config import REPORT_LATENCY, Latency
 from synapscribe_local.standin.tokens import CHARS_PER_TOKEN
 

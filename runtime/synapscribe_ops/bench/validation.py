@@ -142,7 +142,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     import boto3
-
     from synapscribe import keys
     from synapscribe.edge import validate_lecture
     from synapscribe.edge.config import build_deps

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synapscribe.agentcore.admission import WaitQueue
+
 from synapscribe_ops.simulate.policy import METRIC_PERIOD_SECONDS, Policy, TargetTracker
 
 

@@ -16,8 +16,9 @@ import random
 from dataclasses import dataclass
 
 from synapscribe.agentcore.admission import ANSWER, TRANSCRIBE
-from synapscribe_ops.simulate.engine import Question
 from synapscribe_local.standin.config import REPORT_LATENCY
+
+from synapscribe_ops.simulate.engine import Question
 
 #: Share of a day's sessions that start in each hour (0-23): a university's day with a lunch dip
 #: and an evening study peak. Normalised when used.

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 from synapscribe.audio.formats import looks_like_mp3 as looks_like_mp3
 from synapscribe.contract import Audio
+
 from synapscribe_ops.smoke.client import QueryResult, Received
 
 

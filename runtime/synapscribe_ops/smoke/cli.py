@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from synapscribe.cli_types import positive_float
 from synapscribe.platform import load_platform
+
 from synapscribe_ops.smoke.checks import Budget
 from synapscribe_ops.smoke.report import format_report
 from synapscribe_ops.smoke.runner import (

@@ -21,9 +21,6 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 from pydantic import ValidationError
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
-
 from synapscribe.contract import (
     Answer,
     AnswerDelta,
@@ -35,6 +32,8 @@ from synapscribe.contract import (
     Warming,
     parse_server_message,
 )
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 #: Types that belong to one query's stream.
 STREAM_TYPES = ("warming", "transcript", "answerDelta", "audio", "answer", "error")

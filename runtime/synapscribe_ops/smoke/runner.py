@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-
 from synapscribe.contract import ErrorMessage, Lecture, Session, UploadUrl
 from synapscribe.platform import load_platform
+
 from synapscribe_ops.smoke.checks import (
     PICK_TERMS,
     Budget,

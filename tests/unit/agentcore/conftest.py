@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from pipeline_rig import Rig, build_rig
 from required_tools import require_tools
-from synapscribe_local import audiogen
 from synapscribe.platform import PlatformConfig
 from synapscribe.settings import AwsResources
+from synapscribe_local import audiogen
 
 
 @pytest.fixture(scope="session")

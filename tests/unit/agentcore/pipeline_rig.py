@@ -28,9 +28,9 @@ from synapscribe.connections import ConnectionPusher
 from synapscribe.contract import parse_server_message
 from synapscribe.platform import PlatformConfig
 from synapscribe.settings import AwsResources
+from synapscribe.store import Store
 from synapscribe_local.standin.config import StandinConfig
 from synapscribe_local.standin.server import create_app as create_standin
-from synapscribe.store import Store
 
 OWNER = "eu-west-1:alice"
 FAKE_MP3 = b"\xff\xf3" + b"\x00" * 400

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from synapscribe_local import audiogen
 from synapscribe.agentcore import media
 from synapscribe.platform import PlatformConfig
+from synapscribe_local import audiogen
 from synapscribe_local.standin.tokens import audio_duration_seconds
 
 pytestmark = pytest.mark.needs_tool("espeak-ng")

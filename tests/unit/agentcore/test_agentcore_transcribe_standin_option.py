@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from synapscribe_local import audiogen
 from synapscribe.cli import main
+from synapscribe_local import audiogen
 from synapscribe_local.standin.cli import (
     TRANSCRIPTION_MAX_TOKENS_ENV,
     LatencyEnvError,

@@ -18,11 +18,12 @@ import httpx2
 import pytest
 from mutagen.id3 import ID3, TXXX
 from pipeline_rig import OWNER, check_order, transcript_of
-from synapscribe import audiogen, keys
+from synapscribe import keys
 from synapscribe.agentcore import media
 from synapscribe.agentcore.app import prepare_transcript
 from synapscribe.agentcore.vllm_client import TRANSCRIBE_RETRY_FACTOR, TRUNCATED_MARK, VllmClient
 from synapscribe.platform import PlatformConfig
+from synapscribe_local import audiogen
 from synapscribe_local.standin.answers import PREFIX
 from synapscribe_local.standin.config import StandinConfig
 from synapscribe_local.standin.server import create_app as create_standin

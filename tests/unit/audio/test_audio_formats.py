@@ -24,12 +24,12 @@ import pytest
 from moto import mock_aws
 from mutagen.id3 import ID3, TIT2
 from required_tools import require_tools
-from synapscribe_local import audiogen
 from synapscribe.agentcore import media
 from synapscribe.audio import formats
 from synapscribe.audio.probe import ProbeRejection, ProbeResult, probe
 from synapscribe.edge import audio_probe
 from synapscribe.edge.s3_ranged import S3RangedFile
+from synapscribe_local import audiogen
 from synapscribe_ops.smoke.checks import looks_like_mp3
 
 DATA = Path(__file__).parents[1] / "data"

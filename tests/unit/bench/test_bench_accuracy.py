@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from synapscribe_ops.bench.accuracy import names_all, normalize_words, pooled_wer, word_error_rate, word_errors
+from synapscribe_ops.bench.accuracy import (
+    names_all,
+    normalize_words,
+    pooled_wer,
+    word_error_rate,
+    word_errors,
+)
 
 REF = "Where does photosynthesis take place in the plant?"
 

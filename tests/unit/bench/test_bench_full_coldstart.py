@@ -15,10 +15,10 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 from synapscribe import host_timeline
+from synapscribe.platform import load_platform
 from synapscribe_ops.bench import coldstart, full
 from synapscribe_ops.bench.full_scenarios import new_results
 from synapscribe_ops.bench.report import render_markdown
-from synapscribe.platform import load_platform
 
 REGION = "eu-central-1"
 GROUP = "SynapScribe-dev-Compute-GpuFleetGroup"

@@ -33,8 +33,8 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from synapscribe.edge import validate_lecture, websocket_handler
 from synapscribe.edge.config import EdgeDeps, build_deps
 from synapscribe.platform import load_platform
-from synapscribe_local.provision import provision
 from synapscribe.settings import AwsResources
+from synapscribe_local.provision import provision
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ import boto3
 import httpx
 import pytest
 from botocore.config import Config
+from synapscribe.platform import PlatformConfig
 from synapscribe_local.aws import LOCAL_CREDENTIALS, moto_server, prepare
 from synapscribe_local.s3_post_policy import PolicyViolation, check_policy
 from synapscribe_local.supervisor import free_port
-from synapscribe.platform import PlatformConfig
 
 SECRETS = {LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"]: LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
 KEY = "lectures/alice/lec_1.mp3"

@@ -9,9 +9,9 @@ from urllib.parse import unquote_plus
 import boto3
 import pytest
 from moto import mock_aws
+from synapscribe.platform import PlatformConfig
 from synapscribe_local.aws import LocalAws, prepare
 from synapscribe_local.trigger import MAX_ATTEMPTS, UploadTrigger
-from synapscribe.platform import PlatformConfig
 
 
 @pytest.fixture

@@ -14,7 +14,13 @@ from synapscribe_ops.smoke.aws_auth import (
     read_stack_outputs,
     signed_connect_headers,
 )
-from synapscribe_ops.smoke.checks import Budget, budget_problems, contract_problems, refers_back, stream_problems
+from synapscribe_ops.smoke.checks import (
+    Budget,
+    budget_problems,
+    contract_problems,
+    refers_back,
+    stream_problems,
+)
 from synapscribe_ops.smoke.client import QueryResult, check_frame, local_url
 
 RID = "r1"

@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 from synapscribe_local.audiogen import DEFAULT_LECTURE
+from synapscribe_local.standin.answers import respond
+from synapscribe_local.standin.chat_request import parse_chat_request
+from synapscribe_local.standin.config import StandinConfig
 from synapscribe_ops.smoke.checks import (
     PICK_TERMS,
     STANDIN_LABEL,
@@ -22,9 +25,6 @@ from synapscribe_ops.smoke.checks import (
 )
 from synapscribe_ops.smoke.client import QueryResult, check_frame
 from synapscribe_ops.smoke.runner import FOLLOW_UP, TEXT_QUESTION
-from synapscribe_local.standin.answers import respond
-from synapscribe_local.standin.chat_request import parse_chat_request
-from synapscribe_local.standin.config import StandinConfig
 
 RID = "r1"
 

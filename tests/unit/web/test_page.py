@@ -23,11 +23,11 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from required_tools import require_tools
 from synapscribe.contract import ErrorCode
+from synapscribe.platform import PlatformConfig
+from synapscribe.web import CONTENT_TYPES, STATIC, page_config
 from synapscribe_local.aws import LOCAL_CREDENTIALS, allow_page_origin, moto_server
 from synapscribe_local.page import PageServer, content_security_policy
 from synapscribe_local.supervisor import free_port
-from synapscribe.platform import PlatformConfig
-from synapscribe.web import CONTENT_TYPES, STATIC, page_config
 
 STATIC_DIR = Path(str(STATIC))
 
