@@ -81,11 +81,12 @@ def wheelhouse() -> Path:
     return target
 
 
-def build_runtime_wheel(directory: Path) -> Path:
+def build_runtime_wheel(directory: Path, project: Path = ROOT, pattern: str = "synapscribe-*.whl") -> Path:
+    """The wheel of `project`: the product's (the root) by default, as the runtime role builds it."""
     env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}
-    shutil.rmtree(ROOT / "build" / "lib", ignore_errors=True)
-    _check(_pip("wheel", "--quiet", "--no-deps", "--wheel-dir", str(directory), str(ROOT)), env=env)
-    (wheel,) = directory.glob("synapscribe-*.whl")
+    shutil.rmtree(project / "build" / "lib", ignore_errors=True)
+    _check(_pip("wheel", "--quiet", "--no-deps", "--wheel-dir", str(directory), str(project)), env=env)
+    (wheel,) = directory.glob(pattern)
     return wheel
 
 
@@ -181,7 +182,15 @@ def nspawn_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NspawnHost
             if rc != 0:
                 pytest.fail(f"{run} failed (exit {rc}):\n{output[-6000:]}")
 
-        # The model stand-in takes vLLM's place on its port (test only: not part of the roles).
+        # The model stand-in takes vLLM's place on its port (test only: not part of the roles, nor
+        # of the product's wheel; it comes from the tools' project, installed beside the product).
+        tools_wheel = build_runtime_wheel(work / "tools", ROOT / "runtime", "synapscribe_tools-*.whl")
+        shutil.copy(tools_wheel, host.root / "root" / tools_wheel.name)
+        proc = host.ssh(
+            "/opt/synapscribe/runtime/bin/python", "-m", "pip", "install", "--quiet", "--no-index",
+            "--no-deps", f"/root/{tools_wheel.name}",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
         proc = host.ssh(
             "systemd-run", "--unit=synapscribe-standin", "--uid=synapscribe", "--gid=synapscribe",
             "/opt/synapscribe/runtime/bin/synapscribe", "standin", "--host", "127.0.0.1",

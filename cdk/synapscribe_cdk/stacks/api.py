@@ -133,7 +133,11 @@ class ApiStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        code = lambda_.Code.from_asset(str(prepare_lambda_asset(repo_root)))
+        # Each function's asset holds its handler's own modules (bundling.import_closure).
+        code = {
+            handler: lambda_.Code.from_asset(str(prepare_lambda_asset(repo_root, handler)))
+            for handler in (WEBSOCKET_HANDLER, VALIDATION_HANDLER, SWEEPER_HANDLER)
+        }
         environment = {
             **data.resource_environment(),
             "SYNAPSCRIBE_AGENTCORE_URL": network.agentcore_url,
@@ -153,7 +157,7 @@ class ApiStack(Stack):
         self.websocket_handler = EdgeFunction(
             self,
             "WebSocketHandler",
-            code=code,
+            code=code[WEBSOCKET_HANDLER],
             handler=WEBSOCKET_HANDLER,
             description="SynapScribe WebSocket handler",
             timeout=WEBSOCKET_HANDLER_TIMEOUT,
@@ -220,7 +224,7 @@ class ApiStack(Stack):
         self.validation = EdgeFunction(
             self,
             "LectureValidation",
-            code=code,
+            code=code[VALIDATION_HANDLER],
             handler=VALIDATION_HANDLER,
             description="SynapScribe lecture validation",
             timeout=Duration.seconds(config.validation_timeout_seconds),
@@ -241,7 +245,7 @@ class ApiStack(Stack):
             "Failed events go to its on-failure destination (the alarmed ValidationFailures queue), "
             "which keeps the error with the event; a dead-letter queue would be a second copy.",
         )
-        self.sweeper = self._sweeper(code, environment, placement, platform)
+        self.sweeper = self._sweeper(code[SWEEPER_HANDLER], environment, placement, platform)
 
         self._grant(data, platform, config.fleet_group_name)
 
