@@ -6,7 +6,7 @@ gives the model server for it (MP3 and WAV as they are, the rest converted to MP
 (libsndfile) reads MP3, WAV, FLAC and Ogg but not WebM, MP4 or ADTS, which vLLM reads only through its
 PyAV fallback, and the GPU host installs `vllm` without the `audio` extra that brings soundfile and PyAV
 (docs/interfaces.md "Accepted audio"). So AgentCore's output must decode with soundfile, to the
-recording's length. The table of formats itself is tests/unit/audio/test_audio_formats.py.
+recording's length. The table of formats itself is tests/unit/audio/test_formats.py.
 """
 
 from __future__ import annotations

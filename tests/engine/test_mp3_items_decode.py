@@ -6,7 +6,7 @@ missing bit-reservoir data, so the check can fail. The decoded length is the ite
 lead included, which is what the engine's audio token count is made from.
 
 Needs the engine environment, not the server. The fast unit test of the cutting logic is
-tests/unit/agentcore/test_agentcore_media_reservoir.py.
+tests/unit/agentcore/test_media_reservoir.py.
 """
 
 from __future__ import annotations

@@ -195,7 +195,7 @@ def test_lecture_modes_follow_the_context(platform: PlatformConfig, max_model_le
 
 
 # Lengths whose tokens the stand-in counted before the rule moved to synapscribe.audio_tokens
-# (tests/unit/standin/test_standin_engine_parity.py; the engine agrees): (samples, rate, audio tokens).
+# (tests/unit/standin/test_engine_parity.py; the engine agrees): (samples, rate, audio tokens).
 KNOWN_AUDIO_LENGTHS = [
     (16000, 16000, 25),
     (16161, 16000, 25),  # one fewer than ceil(seconds x 25)

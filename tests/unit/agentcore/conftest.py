@@ -9,11 +9,12 @@ from functools import partial
 from typing import Any
 
 import pytest
-from pipeline_rig import Rig, build_rig
 from required_tools import require_tools
 from synapscribe.platform import PlatformConfig
 from synapscribe.settings import AwsResources
 from synapscribe_local import audiogen
+
+from .pipeline_rig import Rig, build_rig
 
 
 @pytest.fixture(scope="session")

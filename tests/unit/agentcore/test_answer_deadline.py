@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline_rig import OWNER, check_order, query_job
 from synapscribe.agentcore.pipeline import QueryPipeline
 from synapscribe.store import DEADLINES_ATTRIBUTE, FINALS_ATTRIBUTE, final_claim_key
+
+from .pipeline_rig import OWNER, check_order, query_job
 
 QUESTION = "What does rubisco fix?"
 

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_rig import check_order
 from synapscribe.platform import PlatformConfig
 from synapscribe_local import audiogen
 from synapscribe_local.standin.tokens import count_text_tokens
+
+from .pipeline_rig import check_order
 
 DIGITS = "3141592653589793238462643383279502884197169399375105820974944592"
 

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentcore_offline import offline_deps
 from fastapi.testclient import TestClient
 from synapscribe.agentcore import diagnostics as diag
 from synapscribe.agentcore.app import create_app
+
+from .agentcore_offline import offline_deps
 
 A10G = "0, NVIDIA A10G, 23028, 17893, 41\n"
 

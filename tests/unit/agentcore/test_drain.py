@@ -7,7 +7,6 @@ import signal
 
 import pytest
 import uvicorn
-from agentcore_offline import offline_deps
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from synapscribe.agentcore.app import create_app
@@ -15,6 +14,8 @@ from synapscribe.agentcore.drain import DRAINING_MESSAGE, Drain, DrainingServer
 from synapscribe.edge.agentcore_client import AgentCoreBusy, post_job
 from synapscribe.platform import PlatformConfigError, load_platform, parse_platform
 from synapscribe_local.standin.process import free_port
+
+from .agentcore_offline import offline_deps
 
 
 class Clock:

@@ -10,11 +10,12 @@ import random
 from typing import Any
 
 import pytest
-from pipeline_rig import check_order
 from synapscribe.agentcore import prompts
 from synapscribe.store import Store
 from synapscribe_ops.smoke.checks import codeword_question, follow_up_problems, new_codeword
 from synapscribe_ops.smoke.runner import FOLLOW_UP, TEXT_QUESTION
+
+from .pipeline_rig import check_order
 
 
 def drop_history(monkeypatch: pytest.MonkeyPatch, how: str) -> None:

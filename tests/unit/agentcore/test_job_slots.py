@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline_rig import OWNER, check_order, query_job
 from synapscribe.agentcore.pipeline import QueryPipeline
 from synapscribe.quotas import OwnerQuotas
 from synapscribe.store import final_claim_key
+
+from .pipeline_rig import OWNER, check_order, query_job
 
 QUESTION = "What does rubisco fix?"
 

@@ -11,11 +11,12 @@ import subprocess
 from typing import Any
 
 import pytest
-from pipeline_rig import OWNER, check_order
 from required_tools import require_tools
 from synapscribe import keys
 from synapscribe.agentcore import media
 from synapscribe.agentcore.app import prepare_transcript
+
+from .pipeline_rig import OWNER, check_order
 
 
 def _with_junk(mp3: bytes) -> bytes:

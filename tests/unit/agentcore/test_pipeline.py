@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_rig import FAKE_MP3, OWNER, Rig, check_order, transcript_of, tts_down
 from synapscribe import keys, planner
 from synapscribe.platform import PlatformConfig
 from synapscribe_local import audiogen
 from synapscribe_local.standin.config import Latency
 from synapscribe_local.standin.server import create_app as create_standin
+
+from .pipeline_rig import FAKE_MP3, OWNER, Rig, check_order, transcript_of, tts_down
 
 
 async def test_text_query_streams_text_then_speech_in_order(make_rig: Any) -> None:

@@ -10,9 +10,10 @@ import logging
 from typing import Any
 
 import pytest
-from pipeline_rig import OWNER, Rig
 from synapscribe import keys
 from synapscribe.agentcore.lectures import TRANSCRIBE_LEASE_SECONDS, LectureContexts, transcribe_answer
+
+from .pipeline_rig import OWNER, Rig
 
 LEC = "lec_0123456789abcdef0123456789abcdef"
 

@@ -17,7 +17,6 @@ from typing import Any
 import httpx2
 import pytest
 from mutagen.id3 import ID3, TXXX
-from pipeline_rig import OWNER, check_order, transcript_of
 from synapscribe import keys
 from synapscribe.agentcore import media
 from synapscribe.agentcore.app import prepare_transcript
@@ -28,6 +27,8 @@ from synapscribe_local.standin.answers import PREFIX
 from synapscribe_local.standin.config import StandinConfig
 from synapscribe_local.standin.server import create_app as create_standin
 from synapscribe_local.standin.tokens import split_text
+
+from .pipeline_rig import OWNER, check_order, transcript_of
 
 
 def _stand_in_tokens(text: str) -> int:

@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 import httpx
-from pipeline_rig import FAKE_MP3, check_order
 from synapscribe.agentcore import pipeline
+
+from .pipeline_rig import FAKE_MP3, check_order
 
 
 class FlakyTts:

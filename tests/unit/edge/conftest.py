@@ -16,7 +16,16 @@ from typing import Any
 import boto3
 import pytest
 from aws_test_env import TEST_RESOURCES
-from edge_support import (
+from moto import mock_aws
+from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
+from moto.core import DEFAULT_ACCOUNT_ID
+from synapscribe.edge import validate_lecture, websocket_handler
+from synapscribe.edge.config import EdgeDeps, build_deps
+from synapscribe.platform import load_platform
+from synapscribe.settings import AwsResources
+from synapscribe_local.provision import provision
+
+from .edge_support import (
     CONNECTIONS_ENDPOINT,
     REGION,
     AgentCoreRecorder,
@@ -27,14 +36,6 @@ from edge_support import (
     one,
     speech_wav,
 )
-from moto import mock_aws
-from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
-from moto.core import DEFAULT_ACCOUNT_ID
-from synapscribe.edge import validate_lecture, websocket_handler
-from synapscribe.edge.config import EdgeDeps, build_deps
-from synapscribe.platform import load_platform
-from synapscribe.settings import AwsResources
-from synapscribe_local.provision import provision
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,10 @@ from functools import partial
 from typing import Any
 
 import pytest
-from edge_support import AgentCoreRecorder, pushed, table_snapshot, ws_event
 from synapscribe.edge.config import EdgeDeps
 from synapscribe.edge.websocket_handler import handle
+
+from .edge_support import AgentCoreRecorder, pushed, table_snapshot, ws_event
 
 N_MESSAGES = 1040  # 80 of each of the 13 kinds
 ACTIONS = ["createUpload", "getLecture", "startSession", "query", "endSession", "deleteLecture"]

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edge_support import AgentCoreRecorder, one, pushed, send, table_snapshot, upload, validate, ws_event
 from synapscribe.edge.config import EdgeDeps
 from synapscribe.edge.websocket_handler import handle
 from synapscribe.quotas import OwnerQuotas
 from synapscribe.store import final_claim_key
+
+from .edge_support import AgentCoreRecorder, one, pushed, send, table_snapshot, upload, validate, ws_event
 
 
 def with_quotas(deps: EdgeDeps, monkeypatch: pytest.MonkeyPatch, **quotas: int) -> None:

@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 import pytest
-from edge_support import AgentCoreRecorder, make_lecture, pushed, ws_event
 from synapscribe.edge.config import EdgeDeps
 from synapscribe.edge.websocket_handler import handle
 from synapscribe.store import DEADLINES_ATTRIBUTE, FINALS_ATTRIBUTE, final_claim_key
+
+from .edge_support import AgentCoreRecorder, make_lecture, pushed, ws_event
 
 TIMEOUT = 0.3
 
@@ -54,7 +55,7 @@ def test_timeout_before_agentcore_started_sends_one_upstream_unavailable(
     assert _finals(deps) == {key: "edge"}
     conn = deps.store.get_connection("c1")
     assert conn is not None and conn[DEADLINES_ATTRIBUTE] == {}  # the edge answered: nothing to sweep
-    # AgentCore starting the job late loses the claim and sends nothing (tests/unit/agentcore/test_agentcore_final_claim.py).
+    # AgentCore starting the job late loses the claim and sends nothing (tests/unit/agentcore/test_final_claim.py).
     assert deps.store.claim_final("c1", key, "agentcore") is False
 
 
@@ -92,7 +93,7 @@ def test_an_unreachable_agentcore_is_not_claimed(
     deps: EdgeDeps, slow: AgentCoreRecorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Refused outright (not a timeout): AgentCore surely has not got the job, so no claim.
-    from edge_support import closed_port_url
+    from .edge_support import closed_port_url
 
     monkeypatch.setattr(
         deps, "settings", deps.settings.model_copy(update={"agentcore_url": closed_port_url()})
@@ -110,7 +111,8 @@ def test_an_unreachable_agentcore_is_not_claimed(
 def cold(slow: AgentCoreRecorder, deps: EdgeDeps, monkeypatch: pytest.MonkeyPatch) -> Any:
     """An Auto Scaling group at zero on moto, and AgentCore unreachable (a closed port)."""
     import boto3
-    from edge_support import closed_port_url
+
+    from .edge_support import closed_port_url
 
     autoscaling = boto3.client("autoscaling")
     ec2 = boto3.client("ec2")

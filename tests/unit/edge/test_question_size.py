@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_support import AgentCoreRecorder, one, send, table_snapshot
 from synapscribe import planner
 from synapscribe.edge.config import EdgeDeps
 from synapscribe.store import final_claim_key
+
+from .edge_support import AgentCoreRecorder, one, send, table_snapshot
 
 
 def ask(deps: EdgeDeps, alice: str, session_id: str, text: str) -> list[dict[str, Any]]:

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edge_support import AgentCoreRecorder, upload, validate
 from synapscribe.edge.config import EdgeDeps
 from synapscribe.edge.sweeper import sweep
 from synapscribe.edge.validate_lecture import TranscriptionNotStarted
 from synapscribe.quotas import OwnerQuotas
+
+from .edge_support import AgentCoreRecorder, upload, validate
 
 
 def transcribing(deps: EdgeDeps, lecture_id: str, lease_until: int | None, updated_ago: int) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from edge_support import CONNECTIONS_ENDPOINT, AgentCoreRecorder, GoneClient, make_lecture, pushed, ws_event
 from synapscribe.connections import ConnectionPusher
 from synapscribe.edge.config import EdgeDeps
 from synapscribe.edge.sweeper import sweep
 from synapscribe.edge.websocket_handler import handle
 from synapscribe.store import DEADLINES_ATTRIBUTE, FINALS_ATTRIBUTE, SWEEP_ANSWER, final_claim_key
+
+from .edge_support import CONNECTIONS_ENDPOINT, AgentCoreRecorder, GoneClient, make_lecture, pushed, ws_event
 
 
 def in_flight(deps: EdgeDeps, connection_id: str, request_id: str, until: int) -> str:

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edge_support import (
+from synapscribe.edge.config import EdgeDeps
+from synapscribe.edge.validate_lecture import MAX_HANDOFF_FAILURES, TranscriptionNotStarted
+
+from .edge_support import (
     CONN,
     AgentCoreRecorder,
     closed_port_url,
@@ -24,8 +27,6 @@ from edge_support import (
     upload,
     validate,
 )
-from synapscribe.edge.config import EdgeDeps
-from synapscribe.edge.validate_lecture import MAX_HANDOFF_FAILURES, TranscriptionNotStarted
 
 
 @dataclass

@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edge_support import (
+from mutagen.id3 import APIC, ID3
+from synapscribe.edge import validate_lecture
+from synapscribe.edge.config import EdgeDeps
+from synapscribe.edge.s3_ranged import ReadBudgetExceeded, S3RangedFile
+from synapscribe.edge.validate_lecture import TranscriptionNotStarted, handle
+from synapscribe.edge.websocket_handler import handle as ws_handle
+
+from .edge_support import (
     CONN,
     AgentCoreRecorder,
     closed_port_url,
@@ -20,12 +27,6 @@ from edge_support import (
     validate,
     ws_event,
 )
-from mutagen.id3 import APIC, ID3
-from synapscribe.edge import validate_lecture
-from synapscribe.edge.config import EdgeDeps
-from synapscribe.edge.s3_ranged import ReadBudgetExceeded, S3RangedFile
-from synapscribe.edge.validate_lecture import TranscriptionNotStarted, handle
-from synapscribe.edge.websocket_handler import handle as ws_handle
 
 # --------------------------------------------------------------------------- accepted
 

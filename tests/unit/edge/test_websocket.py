@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 import requests
-from edge_support import (
+from synapscribe.connections import ConnectionPusher
+from synapscribe.edge import websocket_handler
+from synapscribe.edge.config import EdgeDeps
+from synapscribe.edge.push import connections_endpoint
+from synapscribe.edge.websocket_handler import handle
+
+from .edge_support import (
     CONNECTIONS_ENDPOINT,
     AgentCoreRecorder,
     GoneClient,
@@ -22,11 +28,6 @@ from edge_support import (
     table_snapshot,
     ws_event,
 )
-from synapscribe.connections import ConnectionPusher
-from synapscribe.edge import websocket_handler
-from synapscribe.edge.config import EdgeDeps
-from synapscribe.edge.push import connections_endpoint
-from synapscribe.edge.websocket_handler import handle
 
 # --------------------------------------------------------------------------- connect / disconnect
 

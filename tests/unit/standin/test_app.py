@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from chat_parts import audio_part, make_wav
-from standin_support import chat, make_client, metric
 from synapscribe_local.standin.config import Latency, StandinConfig
 from synapscribe_local.standin.tokens import count_text_tokens
+
+from .standin_support import chat, make_client, metric
 
 
 @pytest.fixture

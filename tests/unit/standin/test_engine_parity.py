@@ -11,9 +11,10 @@ from typing import Any
 import httpx
 import pytest
 from chat_parts import audio_part, make_wav
-from standin_support import chat, make_client, metric
 from synapscribe.audio_tokens import audio_tokens_for
 from synapscribe_local.standin.config import StandinConfig
+
+from .standin_support import chat, make_client, metric
 
 
 @pytest.mark.parametrize(
