@@ -3,6 +3,7 @@ each handler's asset holds its own import closure of the product and nothing els
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -97,12 +98,16 @@ def test_the_handler_imports_from_its_asset_alone(handler: str, tmp_path: Path) 
     module = handler.rpartition(".")[0]
     code = (
         "import sys, importlib\n"
-        f"sys.path[:0] = [{str(tmp_path)!r}, {sysconfig.get_paths()['purelib']!r}]\n"
         f"m = importlib.import_module({module!r})\n"
         f"assert m.__file__.startswith({str(tmp_path)!r}), m.__file__\n"
-        "print(sorted(n for n in sys.modules if n.startswith('synapscribe')))\n"
     )
+    path = os.pathsep.join([str(tmp_path), sysconfig.get_paths()["purelib"]])
     done = subprocess.run(
-        [sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": path},
     )
     assert done.returncode == 0, done.stderr
