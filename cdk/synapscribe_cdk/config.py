@@ -179,6 +179,13 @@ class EnvironmentConfig(_Strict):
     #: (docs/operators-guide.md); None: the schedule alone sizes the fleet.
     scaling: ScalingSettings | None = None
 
+    def route_throttles_with_default(self) -> dict[str, Throttle]:
+        """`route_throttles` and `$default` at the busiest of them (none listed: the stage's)."""
+        busiest = max(
+            self.route_throttles.values(), key=lambda t: (t.rate_limit, t.burst_limit), default=None
+        )
+        return {**self.route_throttles, **({"$default": busiest} if busiest is not None else {})}
+
     def configured_zones(self, region: str) -> list[str] | None:
         """The zones listed for `region` (None: the default letters apply)."""
         zones = self.availability_zones

@@ -79,7 +79,13 @@ def test_costly_routes_have_lower_throttles(synth: Synthesized) -> None:
     config = synth.platform.config
     (stage,) = resources_of(synth.templates["api"], "AWS::ApiGatewayV2::Stage").values()
     settings = stage["Properties"]["RouteSettings"]
-    assert set(settings) == set(config.route_throttles) == {"createUpload", "query"}
+    assert set(settings) == {*config.route_throttles, "$default"} == {"createUpload", "query", "$default"}
+    # What route selection cannot read (or a NaN message) is held to the busiest route's limits.
+    busiest = max(config.route_throttles.values(), key=lambda t: t.rate_limit)
+    assert settings["$default"] == {
+        "ThrottlingRateLimit": busiest.rate_limit,
+        "ThrottlingBurstLimit": busiest.burst_limit,
+    }
     for route, limits in config.route_throttles.items():
         assert settings[route] == {
             "ThrottlingRateLimit": limits.rate_limit,

@@ -208,10 +208,12 @@ class ApiStack(Stack):
         cfn_stage.access_log_settings = apigw.CfnStage.AccessLogSettingsProperty(
             destination_arn=access_logs.log_group_arn, format=ACCESS_LOG_FORMAT
         )
-        # Lower limits on the costly routes (a stage's route settings, by route key).
+        # Lower limits on the costly routes (a stage's route settings, by route key). `$default`
+        # (what route selection cannot read) gets the busiest route's: the handler acts on no
+        # message there, but each one still costs an invocation.
         cfn_stage.route_settings = {
             route: {"ThrottlingRateLimit": t.rate_limit, "ThrottlingBurstLimit": t.burst_limit}
-            for route, t in config.route_throttles.items()
+            for route, t in config.route_throttles_with_default().items()
         }
         for child in self.api.node.children:
             if isinstance(child, apigw.WebSocketRoute):

@@ -35,7 +35,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from synapscribe.contract import ContractError, parse_client_message
+from synapscribe.contract import ContractError, parse_client_message, select_route
 from synapscribe.platform import PlatformConfig, load_platform
 
 log = logging.getLogger("synapscribe.local.gateway")
@@ -204,13 +204,8 @@ class Gateway:
         }
 
     def route_key_for(self, body: str) -> str:
-        """API Gateway's route selection on `$request.body.action`."""
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            return "$default"
-        action = data.get("action") if isinstance(data, dict) else None
-        return action if isinstance(action, str) and action in self.route_keys else "$default"
+        """API Gateway's route selection on `$request.body.action` (contract.select_route)."""
+        return select_route(body, self.route_keys)
 
     async def _invoke(self, event: dict[str, Any], route_key: str) -> Any:
         assert self._loop is not None
