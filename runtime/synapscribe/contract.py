@@ -527,7 +527,9 @@ def _json_object(frame: str) -> dict[str, Any]:
     except (ValueError, RecursionError):
         raise ContractError(ErrorCode.BAD_REQUEST, "message is not valid JSON") from None
     if not isinstance(data, dict):
-        raise ContractError(ErrorCode.BAD_REQUEST, f"message must be a JSON object, not {type(data).__name__}")
+        raise ContractError(
+            ErrorCode.BAD_REQUEST, f"message must be a JSON object, not {type(data).__name__}"
+        )
     return data
 
 
