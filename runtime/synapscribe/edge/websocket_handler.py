@@ -54,7 +54,7 @@ from synapscribe.edge.agentcore_client import (
 from synapscribe.edge.config import CachedDeps, EdgeDeps
 from synapscribe.edge.push import push
 from synapscribe.edge.rates import MessageRates, WindowCounter, source_ip
-from synapscribe.edge.removal import remove_lecture
+from synapscribe.edge.removal import record_session_clip, remove_lecture
 from synapscribe.planner import question_text_too_large
 from synapscribe.quotas import QuotaExceeded
 from synapscribe.store import final_claim_key
@@ -398,7 +398,8 @@ def _query(msg: Query, caller: Caller, d: EdgeDeps) -> Warming | None:
     job_key = final_claim_key(job["requestId"], received_at_ms)
     _admit_question(owner, job_key, client_request_id, d)
     parsed_key = keys.parse_upload_key(msg.queryKey, d.platform) if msg.queryKey else None
-    if parsed_key is not None:
+    if parsed_key is not None and msg.queryKey is not None:
+        record_session_clip(d, msg.sessionId, msg.queryKey)  # deleteLecture deletes it too
         d.quotas.release_upload(owner, parsed_key[2])  # the clip's upload is done: it is used
     try:
         return _hand_off_query(job, client_request_id, connection_id, d)
