@@ -121,6 +121,38 @@ class DailyCounters:
         return int(item["n"]) if item and "n" in item else 0
 
 
+#: The limits-table item holding when GPU host-time was last accrued.
+GPU_MARK = "gpu#accrued"
+
+
+def accrue_gpu_hosts(table: Any, clock: Callable[[], int], hosts: int, interval: int) -> int:
+    """Count `hosts` × the seconds since the last accrual (at most two `interval`s: a run that
+    was missed does not guess what ran meanwhile) into today's GPU host-seconds; returns them.
+    The mark moves by a conditional write, so two concurrent runs never count one span twice."""
+    now = int(clock())
+    item = table.get_item(Key={"limitId": GPU_MARK}, ConsistentRead=True).get("Item")
+    was = int(item["at"]) if item else None
+    span = min(now - was, 2 * interval) if was is not None else interval
+    if span <= 0:
+        return 0
+    try:
+        table.update_item(
+            Key={"limitId": GPU_MARK},
+            UpdateExpression="SET #at = :now",
+            ConditionExpression="attribute_not_exists(#at)" if was is None else "#at = :was",
+            ExpressionAttributeNames={"#at": "at"},
+            ExpressionAttributeValues={":now": now, **({":was": was} if was is not None else {})},
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return 0  # another run accrued this span
+        raise
+    seconds = hosts * span
+    if seconds:
+        DailyCounters(table, clock).accrue(GPU_SECONDS, seconds)
+    return seconds
+
+
 class ServiceCeilings:
     """The checks the edge makes before accepting work; each raises ServiceLimit when refused."""
 

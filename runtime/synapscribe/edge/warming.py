@@ -73,6 +73,12 @@ def start_one(autoscaling: Any, group_name: str, admit: Callable[[], None] | Non
     return True
 
 
+def billed_hosts(autoscaling: Any, group_name: str) -> int:
+    """The group's instances: each is billed from launch to termination, in service or not."""
+    groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group_name])["AutoScalingGroups"]
+    return len(groups[0].get("Instances", [])) if groups else 0
+
+
 def _update(table: Any, **kwargs: Any) -> bool:
     try:
         table.update_item(**kwargs)

@@ -262,3 +262,28 @@ def test_warm_starts_a_night_are_counted_and_capped(
     assert "server starts" in out[0]["message"]
     assert _desired(deps, cold) == 0
     assert not any(k.startswith("n-2@") for k in deps.quotas.ledger("alice").jobs)
+
+
+def test_the_sweeper_accrues_gpu_host_hours_and_over_them_no_question_is_admitted(
+    deps: EdgeDeps, cold: str, agentcore: AgentCoreRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synapscribe.ceilings import GPU_SECONDS, DailyCounters
+    from synapscribe.edge.sweeper import sweep
+
+    interval = deps.platform.sweeper.interval_seconds
+    ceilings = deps.platform.ceilings.model_copy(update={"daily_gpu_host_hours": 2 * interval / 3600})
+    monkeypatch.setattr(deps, "settings", deps.settings.model_copy(update={"ceilings": ceilings}))
+    clock = [deps.store.now()]
+    monkeypatch.setattr(deps.store, "_clock", lambda: clock[0])
+    counters = DailyCounters(deps.store.limits, deps.store.now)
+    assert sweep(deps).gpu_host_seconds == 0  # the group holds no instance
+    deps.autoscaling_client().set_desired_capacity(AutoScalingGroupName=cold, DesiredCapacity=2)
+    clock[0] += interval
+    assert sweep(deps).gpu_host_seconds == 2 * interval  # two hosts for one interval
+    assert sweep(deps).gpu_host_seconds == 0  # the same instant is not counted twice
+    assert counters.value(GPU_SECONDS) == 2 * interval
+    # The ceiling is reached: a question gets service_limit and AgentCore is not asked.
+    monkeypatch.setattr(deps, "settings", deps.settings.model_copy(update={"agentcore_url": agentcore.url}))
+    out = _query(deps, "g-1")
+    assert [(m["code"], m["requestId"]) for m in out] == [("service_limit", "g-1")]
+    assert "hours" in out[0]["message"] and agentcore.requests == []
