@@ -181,9 +181,11 @@ class ServiceCeilings:
         return self._charge(charges)
 
     def admit_query_upload(self, address: str, size: int) -> Callable[[], None]:
-        """A question clip's upload: counted in the address's uploads and bytes and the service's bytes."""
+        """A question clip's upload: counted in the address's uploads and bytes and the service's
+        bytes, and (a clip is only there to be asked) in as many uploads as questions a day."""
         c, a = self.ceilings, self.per_address
         charges = [
+            ("query_uploads", 1, c.daily_questions, "question recordings uploaded today"),
             ("upload_bytes", size, c.daily_upload_bytes, "bytes uploaded today"),
             (f"addr#{address}#uploads", 1, a.daily_uploads, "uploads from this address today"),
             (
