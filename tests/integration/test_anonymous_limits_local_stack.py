@@ -219,6 +219,7 @@ def ceiling_stack() -> Iterator[LocalStackProcess]:
         "SYNAPSCRIBE_CEILINGS": json.dumps(CEILINGS),
         "SYNAPSCRIBE_PER_ADDRESS": json.dumps(PER_ADDRESS),
         TRUST_SOURCE_HEADER_ENV: "1",
+        "SYNAPSCRIBE_INTAKE_CACHE_SECONDS": "0.5",
     }
     with LocalStackProcess(env=env, fleet_at_zero=True, sweep_interval=1.0) as running:
         yield running
@@ -331,7 +332,9 @@ async def test_strangers_stop_at_the_services_ceilings(ceiling_stack: LocalStack
         served = await honest.query(honest_session, text="And respiration?", voice=False, within=60)
         assert served.answer is not None, [m.raw for m in served.messages]
 
-        # A question flood runs into the day's questions.
+        # A question flood runs into the day's questions (on a fresh message-rate window: the
+        # `$default` flood above took most of this connection's).
+        await asyncio.sleep(load_platform().rates.window_seconds + 1)
         answered = 2
         for i in range(CEILINGS["daily_questions"] + 4):
             result = await asker.query(asker_session, text=f"question {i}?", voice=False, within=60)
@@ -357,12 +360,30 @@ async def test_strangers_stop_at_the_services_ceilings(ceiling_stack: LocalStack
         assert len(lectures) == 2 and all("mint-" not in o["Key"] for o in lectures), lectures
         items = stack.aws_client("dynamodb").scan(TableName=table(stack, "lectures"))["Items"]
         assert len(items) == CEILINGS["daily_lectures"]
+        await intake_closes_and_opens(stack, honest)
         print(f"refusals by code: {dict(codes)}")
         assert codes["connect 429"] == MINTED - PER_ADDRESS["connections_per_minute"]
         assert codes["bad_request"] + codes["rate_limited"] == len(flood_frames) * 10
     finally:
         await honest.close()
         await asker.close()
+
+
+async def intake_closes_and_opens(stack: LocalStackProcess, client: StackClient) -> None:
+    """The operator's switch (the local stack's parameter in moto's SSM): closed, an upload is
+    refused with its code and nothing is stored; opened, the refusal is the day's ceiling again."""
+    from synapscribe.local.stack import LOCAL_INTAKE_PARAMETER
+
+    ssm = stack.aws_client("ssm")
+    before = counter(stack, "lectures")
+    for state, says in (("closed", "not taking new uploads"), ("open", "today's limit")):
+        value = json.dumps({"uploads": state, "questions": "open"})
+        ssm.put_parameter(Name=LOCAL_INTAKE_PARAMETER, Type="String", Value=value, Overwrite=True)
+        await asyncio.sleep(1.0)  # past the handler's cache (SYNAPSCRIBE_INTAKE_CACHE_SECONDS)
+        reply = await client.request(upload_request(), "uploadUrl")
+        assert reply.data is not None and reply.data.get("code") == "service_limit", reply.raw
+        assert says in reply.data["message"], reply.raw
+    assert counter(stack, "lectures") == before
 
 
 async def wait_gone(stack: LocalStackProcess, key: str, within: float = 30.0) -> None:

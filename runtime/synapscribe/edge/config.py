@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from synapscribe.ceilings import ServiceCeilings
 from synapscribe.connections import ConnectionPusher
-from synapscribe.edge.intake import IntakeSwitch
+from synapscribe.edge.intake import CACHE_SECONDS, IntakeSwitch
 from synapscribe.platform import Ceilings, PerAddress, PlatformConfig, Rates, load_platform
 from synapscribe.quotas import OwnerQuotas
 from synapscribe.settings import AwsResources, load_settings
@@ -51,6 +51,8 @@ class EdgeSettings(BaseSettings):
     per_address: PerAddress | None = None
     #: The intake switch's SSM parameter (edge/intake.py); unset: intake is always open.
     intake_parameter: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9/_.-]{1,1000}$")
+    #: How long a container trusts the switch it read (a test of the local stack shortens it).
+    intake_cache_seconds: float = Field(default=CACHE_SECONDS, ge=0, le=300)
 
 
 def s3_client(region: str | None = None) -> Any:
@@ -106,6 +108,7 @@ class EdgeDeps:
                     "ssm", config=Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 2})
                 ),
                 name,
+                cache_seconds=self.settings.intake_cache_seconds,
             )
         self.intake_switch.require_open(door)
 

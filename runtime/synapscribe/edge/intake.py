@@ -47,18 +47,25 @@ def parse_value(value: str) -> dict[str, str]:
 
 
 class IntakeSwitch:
-    """Reads the parameter through `ssm` (a boto3 SSM client), cached for `CACHE_SECONDS`."""
+    """Reads the parameter through `ssm` (a boto3 SSM client), cached for `cache_seconds`."""
 
-    def __init__(self, ssm: Any, name: str, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ssm: Any,
+        name: str,
+        clock: Callable[[], float] = time.monotonic,
+        cache_seconds: float = CACHE_SECONDS,
+    ) -> None:
         self.ssm = ssm
         self.name = name
         self.clock = clock
+        self.cache_seconds = cache_seconds
         self._state: dict[str, str] = dict(OPEN)
         self._read_at: float | None = None
 
     def state(self) -> dict[str, str]:
         now = self.clock()
-        if self._read_at is None or now - self._read_at >= CACHE_SECONDS:
+        if self._read_at is None or now - self._read_at >= self.cache_seconds:
             self._read_at = now
             try:
                 value = self.ssm.get_parameter(Name=self.name)["Parameter"]["Value"]
