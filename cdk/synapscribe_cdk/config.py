@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 from synapscribe.contract import ACTIONS
-from synapscribe.platform import load_platform
+from synapscribe.platform import Ceilings, PerAddress, load_platform
 from synapscribe.scaling import ScalingSettings
 
 ENVIRONMENTS_KEY = "synapscribe:environments"
@@ -175,9 +175,20 @@ class EnvironmentConfig(_Strict):
     #: event older than this (then it goes to the on-failure queue, which alarms).
     validation_retry_attempts: int = Field(default=2, ge=0, le=2)
     validation_max_event_age_seconds: int = Field(default=3600, ge=60, le=21600)
+    #: The whole service's daily ceilings and one address's allowances (ceilings.py), given to the
+    #: WebSocket handler and sweeper; `synapscribe capacity --worst-case` prices them.
+    ceilings: Ceilings
+    per_address: PerAddress
     #: Target tracking on in-flight requests per instance, chosen with `synapscribe simulate --choose`
     #: (docs/operators-guide.md); None: the schedule alone sizes the fleet.
     scaling: ScalingSettings | None = None
+
+    def route_throttles_with_default(self) -> dict[str, Throttle]:
+        """`route_throttles` and `$default` at the busiest of them (none listed: the stage's)."""
+        busiest = max(
+            self.route_throttles.values(), key=lambda t: (t.rate_limit, t.burst_limit), default=None
+        )
+        return {**self.route_throttles, **({"$default": busiest} if busiest is not None else {})}
 
     def configured_zones(self, region: str) -> list[str] | None:
         """The zones listed for `region` (None: the default letters apply)."""

@@ -56,6 +56,9 @@ class ErrorCode(StrEnum):
     QUOTA_EXCEEDED = "quota_exceeded"
     #: Too many messages on this connection or from this address (platform.yaml `rates`).
     RATE_LIMITED = "rate_limited"
+    #: The whole service (every student together) reached one of today's ceilings, or the operator
+    #: closed uploads or questions; nothing is stored.
+    SERVICE_LIMIT = "service_limit"
 
 
 #: When the server answers with each code (docs/contract.md's error table).
@@ -77,6 +80,9 @@ ERROR_CODE_WHEN: dict[ErrorCode, str] = {
     "the quota and its limit; nothing is stored",
     ErrorCode.RATE_LIMITED: "too many messages on this connection or from this address (platform.yaml `rates`); "
     "the connection stays open",
+    ErrorCode.SERVICE_LIMIT: "the service has reached today's limit (of uploads, bytes, lectures or questions, for "
+    "everyone or for this address), or the operator has closed uploads or questions for now; try again "
+    "tomorrow (or later); nothing is stored",
 }
 
 
@@ -261,9 +267,9 @@ class UploadUrl(ServerModel):
     fields: dict[str, str]
     """Form fields to send before `file`, unchanged."""
     expiresIn: int
-    """Seconds the POST stays valid."""
+    """Seconds the POST stays valid (a minute: ask for a new one to upload again)."""
     maxBytes: int
-    """The largest file the POST accepts."""
+    """The largest file the POST accepts: the declared `sizeBytes`."""
 
 
 LectureStatus = Literal["pending", "transcribing", "ready", "rejected"]
@@ -468,6 +474,41 @@ def parse_server_message(data: str | bytes | dict[str, Any]) -> ServerMessage:
 # --------------------------------------------------------------------------- parsing
 
 
+class StrictJsonError(ValueError):
+    """Valid to Python's parser, not JSON: a `NaN`/`Infinity` constant or a key given twice."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise StrictJsonError(f"{name} is not a JSON number")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise StrictJsonError(f"key {key[:40]!r} appears twice in one object")
+        obj[key] = value
+    return obj
+
+
+def strict_json(text: str | bytes) -> Any:
+    """RFC 8259 JSON only: no `NaN`/`Infinity` and no key twice in one object (Python's parser
+    takes both, and a message could then mean one thing to API Gateway's route selection and
+    another here). ValueError says what is wrong."""
+    return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+
+
+def select_route(frame: str | bytes, routes: frozenset[str] | tuple[str, ...] = ACTIONS) -> str:
+    """API Gateway's route selection on `$request.body.action`: the action's route, or
+    `$default` for anything that is not a JSON object naming one (the local gateway and tests)."""
+    try:
+        data = strict_json(frame)
+    except (ValueError, RecursionError):
+        return "$default"
+    action = data.get("action") if isinstance(data, dict) else None
+    return action if isinstance(action, str) and action in routes else "$default"
+
+
 def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False):
@@ -476,6 +517,20 @@ def _describe(exc: ValidationError) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         parts.append(f"{field}: {msg}" if field else msg)
     return "; ".join(parts)
+
+
+def _json_object(frame: str) -> dict[str, Any]:
+    try:
+        data = strict_json(frame)
+    except StrictJsonError as exc:
+        raise ContractError(ErrorCode.BAD_REQUEST, f"message is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError):
+        raise ContractError(ErrorCode.BAD_REQUEST, "message is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ContractError(
+            ErrorCode.BAD_REQUEST, f"message must be a JSON object, not {type(data).__name__}"
+        )
+    return data
 
 
 def parse_client_message(
@@ -495,14 +550,7 @@ def parse_client_message(
         )
     if isinstance(frame, bytes):
         raise ContractError(ErrorCode.BAD_REQUEST, "binary frames are not accepted: send JSON text frames")
-    try:
-        data = json.loads(frame)
-    except (ValueError, RecursionError):
-        raise ContractError(ErrorCode.BAD_REQUEST, "message is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ContractError(
-            ErrorCode.BAD_REQUEST, f"message must be a JSON object, not {type(data).__name__}"
-        )
+    data = _json_object(frame)
     raw_request_id = data.get("requestId")
     request_id = (
         raw_request_id

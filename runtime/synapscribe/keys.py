@@ -8,6 +8,16 @@ import uuid
 from synapscribe.contract import IDENTITY_RE
 from synapscribe.platform import PlatformConfig, load_platform
 
+#: The object tag every lecture upload must carry (its POST policy requires it): the bucket's
+#: lifecycle rule removes objects tagged pending within a day, and the validator promotes an
+#: accepted lecture by setting the tag to VALIDATED. A file nobody validates does not stay.
+STATE_TAG = "synapscribe-state"
+PENDING = "pending"
+VALIDATED = "validated"
+PENDING_TAGGING = (
+    f"<Tagging><TagSet><Tag><Key>{STATE_TAG}</Key><Value>{PENDING}</Value></Tag></TagSet></Tagging>"
+)
+
 
 def new_id(prefix: str) -> str:
     """A fresh id such as `lec_3f2a…` (matches contract.ID_PATTERN)."""

@@ -95,8 +95,10 @@ class Limits(_Strict):
     message_max_bytes: PositiveInt
     #: API Gateway's WebSocket frame limit: a browser sends each message as one frame.
     frame_max_bytes: PositiveInt
-    upload_url_expiry_seconds: int = Field(ge=60, le=3600)
-    response_url_expiry_seconds: int = Field(ge=60, le=43200)
+    #: One POST policy may be POSTed again while it lives: a minute (issue 18).
+    upload_url_expiry_seconds: int = Field(ge=10, le=60)
+    #: An answer's audio link is a plain S3 GET anyone holding it may repeat: short-lived (issue 18).
+    response_url_expiry_seconds: int = Field(ge=60, le=300)
     accepted_content_types: dict[str, str] = Field(min_length=1)
 
 
@@ -119,7 +121,7 @@ class Storage(_Strict):
     #: Lectures, transcripts and segments expire (S3 lifecycle and DynamoDB TTL) after this many days.
     retention_days: PositiveInt
     #: A pending lecture (its upload not yet validated) ends after this many seconds.
-    pending_upload_seconds: int = Field(ge=120, le=86400)
+    pending_upload_seconds: int = Field(ge=60, le=86400)
 
 
 class Quotas(_Strict):
@@ -338,6 +340,29 @@ class Host(_Strict):
         return self
 
 
+class Ceilings(_Strict):
+    """The whole service's daily ceilings, across every owner (ceilings.py counts them in the
+    limits table). Deployed environments set theirs in cdk.json; platform.yaml's are the local
+    stack's."""
+
+    daily_upload_bytes: PositiveInt
+    daily_lectures: PositiveInt
+    daily_questions: PositiveInt
+    #: GPU host-hours a day (the sweeper accrues the fleet's in-service hosts); over it no
+    #: question is admitted and no host is started.
+    daily_gpu_host_hours: float = Field(gt=0, le=24 * 100)
+    #: Hosts started from zero for a question (edge/warming.py) per night (noon to noon, UTC).
+    nightly_warm_starts: int = Field(ge=0)
+
+
+class PerAddress(_Strict):
+    """Allowances per source address (an IPv4 address, or an IPv6 /64: one host holds a /64)."""
+
+    daily_uploads: PositiveInt
+    daily_upload_bytes: PositiveInt
+    connections_per_minute: PositiveInt
+
+
 class PlatformConfig(_Strict):
     ports: Ports
     model: Model
@@ -352,6 +377,8 @@ class PlatformConfig(_Strict):
     tts: TtsDefaults
     quotas: Quotas
     rates: Rates
+    ceilings: Ceilings
+    per_address: PerAddress
     sweeper: Sweeper
     fleet: Fleet
     host: Host

@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from synapscribe.contract import ContractError, parse_client_message
+from synapscribe.contract import ContractError, parse_client_message, select_route
 from synapscribe.platform import PlatformConfig, load_platform
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -60,6 +60,12 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.timeout_seconds - (time.monotonic() - self._start)) * 1000))
+
+
+#: The header a test names its client's address with (only with `trust_source_header`).
+SOURCE_HEADER = "X-Synapscribe-Test-Source-Ip"
+#: The local stack's environment variable that turns `trust_source_header` on (tests set it).
+TRUST_SOURCE_HEADER_ENV = "SYNAPSCRIBE_LOCAL_TRUST_SOURCE_HEADER"
 
 
 def new_connection_id() -> str:
@@ -100,6 +106,7 @@ class Gateway:
         two_way_routes: bool = False,
         platform: PlatformConfig | None = None,
         workers: int = 16,
+        trust_source_header: bool = False,
     ) -> None:
         self.handler = handler
         self.host = host
@@ -110,6 +117,9 @@ class Gateway:
         self.two_way_routes = two_way_routes
         self.platform = platform or load_platform()
         self.api_id = "local"
+        #: Test mode only: a connection's source address from SOURCE_HEADER, so one test can
+        #: stand for clients on many addresses (every loopback client is 127.0.0.1 otherwise).
+        self.trust_source_header = trust_source_header
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda")
         self._live: dict[str, LiveConnection] = {}
         self._pending: dict[ServerConnection, LiveConnection] = {}
@@ -168,7 +178,10 @@ class Gateway:
             "stage": self.stage,
             "connectedAt": conn.connected_at_ms,
             "requestTimeEpoch": now,
-            "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
+            "identity": {
+                **({"sourceIp": conn.source_ip} if conn.source_ip else {}),
+                "userAgent": conn.user_agent,
+            },
             "requestId": uuid.uuid4().hex[:16],
             "domainName": f"{self.host}:{self.port}",
             "connectionId": conn.connection_id,
@@ -203,13 +216,8 @@ class Gateway:
         }
 
     def route_key_for(self, body: str) -> str:
-        """API Gateway's route selection on `$request.body.action`."""
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            return "$default"
-        action = data.get("action") if isinstance(data, dict) else None
-        return action if isinstance(action, str) and action in self.route_keys else "$default"
+        """API Gateway's route selection on `$request.body.action` (contract.select_route)."""
+        return select_route(body, self.route_keys)
 
     async def _invoke(self, event: dict[str, Any], route_key: str) -> Any:
         assert self._loop is not None
@@ -230,7 +238,7 @@ class Gateway:
         conn = LiveConnection(
             connection_id=new_connection_id(),
             ws=None,
-            source_ip=str(remote[0]) if remote else "127.0.0.1",
+            source_ip=self._source_ip(remote, request),
             user_agent=request.headers.get("User-Agent", ""),
             connected_at_ms=_now_ms(),
             last_active_ms=_now_ms(),
@@ -247,6 +255,13 @@ class Gateway:
             return ws.respond(status, (body or HTTPStatus(status).phrase) + "\n")
         self._pending[ws] = conn
         return None
+
+    def _source_ip(self, remote: Any, request: Request) -> str:
+        """The peer's address; in test mode the test's header when it sends one (an empty
+        header stands for an event without `sourceIp`, which the handler refuses)."""
+        if self.trust_source_header and SOURCE_HEADER in request.headers:
+            return request.headers[SOURCE_HEADER]
+        return str(remote[0]) if remote else "127.0.0.1"
 
     async def _on_open(self, ws: ServerConnection) -> None:
         conn = self._pending.pop(ws)

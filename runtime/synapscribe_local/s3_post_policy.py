@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import io
 import json
+import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -212,6 +213,32 @@ def enforce_post_policy(app: WsgiApp, secrets: dict[str, str]) -> WsgiApp:
                 [("Content-Type", "application/xml"), ("Content-Length", str(len(xml)))],
             )
             return [xml]
-        return app(environ, start_response)
+        fields = {k.lower(): form[k] for k in form}
+        if "tagging" not in fields:
+            return app(environ, start_response)
+        status: list[str] = []
+
+        def record(code: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            status.append(code)
+            return start_response(code, headers, *exc)
+
+        body_out = list(app(environ, record))
+        if status and status[0].startswith("2"):
+            _tag_posted_object(path.strip("/"), fields["key"], fields["tagging"])
+        return body_out
 
     return middleware
+
+
+def _tag_posted_object(bucket: str, key: str, tagging: str) -> None:
+    """S3 stores a POST's `tagging` field as the object's tags; moto's POST ignores it, so the
+    pending marker (keys.PENDING_TAGGING) is set here, after the policy has admitted it."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    # The policy has already required this exact value: `<Tag><Key>k</Key><Value>v</Value></Tag>`s.
+    tags = dict(re.findall(r"<Tag><Key>([^<]*)</Key><Value>([^<]*)</Value></Tag>", tagging))
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    stored = backend.get_object(bucket, key)
+    if stored is not None:
+        backend.put_object_tagging(stored, tags)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import json
 import logging
 import os
 import shutil
@@ -22,12 +23,13 @@ from pathlib import Path
 from typing import Any, TextIO, cast
 
 from synapscribe.contract import ACTIONS
+from synapscribe.edge import intake
 from synapscribe.platform import PlatformConfig, load_platform
 from synapscribe.web import page_config
 
 from synapscribe_local.aws import LocalAws, allow_page_origin, moto_server, prepare
 from synapscribe_local.fleet import LocalFleet
-from synapscribe_local.gateway import Gateway, LambdaHandler
+from synapscribe_local.gateway import TRUST_SOURCE_HEADER_ENV, Gateway, LambdaHandler
 from synapscribe_local.page import PageServer, content_security_policy
 from synapscribe_local.supervisor import StackCancelled, StackError, Supervisor, check_port_free, free_port
 from synapscribe_local.sweep_timer import SweepTimer
@@ -88,6 +90,18 @@ def load_handler(module_name: str) -> LambdaHandler:
     if not callable(handler):
         raise StackError(f"{module_name} has no handler(event, context) function")
     return cast(LambdaHandler, handler)
+
+
+#: The local stack's intake switch (edge/intake.py), in moto's SSM.
+LOCAL_INTAKE_PARAMETER = intake.parameter_name("local")
+
+
+def _open_intake(aws: LocalAws) -> None:
+    """Create the intake switch open and point the handler at it (as the Api stack does)."""
+    aws.client("ssm").put_parameter(
+        Name=LOCAL_INTAKE_PARAMETER, Type="String", Value=json.dumps(intake.OPEN), Overwrite=True
+    )
+    os.environ["SYNAPSCRIBE_INTAKE_PARAMETER"] = LOCAL_INTAKE_PARAMETER
 
 
 def _service(name: str, port: int) -> list[str]:
@@ -217,6 +231,7 @@ async def _run(
             "SYNAPSCRIBE_CONNECTIONS_ENDPOINT": connections_endpoint,
         }
     )
+    _open_intake(aws)
     gateway = Gateway(
         ws_handler,
         host=LOOPBACK,
@@ -225,6 +240,7 @@ async def _run(
         route_keys=ACTIONS,
         two_way_routes=config.two_way_routes,
         platform=platform,
+        trust_source_header=os.environ.get(TRUST_SOURCE_HEADER_ENV) == "1",
     )
     trigger = UploadTrigger(aws.client("sqs"), aws.queue_url, validate_handler)
     sweeper = SweepTimer(

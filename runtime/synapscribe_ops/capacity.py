@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from synapscribe.platform import PlatformConfig, load_platform
 
 from synapscribe_ops.coldstart_cost import ColdStartPrices
+from synapscribe_ops.worstcase import WorstCasePrices
 
 GIB = 1024**3
 MIB = 1024**2
@@ -98,6 +99,7 @@ class PriceTable(BaseModel):
     region: str = Field(min_length=1)
     instances: dict[str, InstanceSpec] = Field(min_length=1)
     cold_start: ColdStartPrices
+    worst_case: WorstCasePrices
 
 
 def _read_yaml(path: Path, flag: str) -> Any:
@@ -126,7 +128,7 @@ def load_price_table(override: Path | None = None) -> PriceTable:
     extra = _read_yaml(override, "--prices")
     if not isinstance(extra, dict):
         raise CapacityInputError("--prices", f"{override}: expected a mapping with `instances:`")
-    unknown = set(extra) - {"region", "instances", "cold_start"}
+    unknown = set(extra) - {"region", "instances", "cold_start", "worst_case"}
     if unknown:
         raise CapacityInputError("--prices", f"{override}: unknown keys {sorted(unknown)}")
     instances = extra.get("instances", {})
@@ -144,6 +146,7 @@ def load_price_table(override: Path | None = None) -> PriceTable:
         "region": extra.get("region", base["region"]),
         "instances": merged,
         "cold_start": {**base["cold_start"], **cold_start},
+        "worst_case": {**base["worst_case"], **(extra.get("worst_case") or {})},
     }
     return _validate_table(data, str(override), "--prices")
 

@@ -25,6 +25,8 @@ from synapscribe_ops.capacity import (
     plan_capacity,
 )
 from synapscribe_ops.coldstart_cost import compare_cold_start, render_cold_start
+from synapscribe_ops.worstcase import WorstCaseError, load_environment, worst_case
+from synapscribe_ops.worstcase import render as render_worst_case
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,6 +114,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="Availability Zones the fleet launches in, each priced for fast snapshot restore (default: %(default)s)",
     )
+    w = parser.add_argument_group(
+        "worst case (with --worst-case: the month's bill under an environment's ceilings)"
+    )
+    w.add_argument(
+        "--worst-case",
+        action="store_true",
+        help="print the month's worst-case cost under cdk.json's ceilings for --env, line by line",
+    )
+    w.add_argument(
+        "--env", default="dev", metavar="NAME", help="the cdk.json environment (default: %(default)s)"
+    )
+    w.add_argument(
+        "--cdk-json", type=Path, default=Path("cdk.json"), metavar="FILE", help="(default: %(default)s)"
+    )
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
 
 
@@ -130,6 +146,8 @@ def _model(args: argparse.Namespace) -> ModelArch:
 def run(args: argparse.Namespace) -> int:
     if args.cold_start:
         return run_cold_start(args)
+    if args.worst_case:
+        return run_worst_case(args)
     try:
         prices = load_price_table(args.prices)
         model = _model(args)
@@ -150,6 +168,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"synapscribe capacity: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(plan.as_dict(), indent=2) if args.json else render_table(plan))
+    return 0
+
+
+def run_worst_case(args: argparse.Namespace) -> int:
+    try:
+        prices = load_price_table(args.prices)
+        env = load_environment(args.cdk_json, args.env)
+        preferred = env.instance_types[0]
+        if preferred not in prices.instances:
+            raise WorstCaseError(
+                f"{preferred} (the preferred instance type) has no price in the table: add it"
+            )
+        case = worst_case(
+            env, prices.worst_case, prices.instances[preferred].spot_usd_per_hour, load_platform()
+        )
+    except (CapacityInputError, WorstCaseError) as exc:
+        print(f"synapscribe capacity: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(case.as_dict(), indent=2) if args.json else render_worst_case(case))
     return 0
 
 

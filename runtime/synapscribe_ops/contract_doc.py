@@ -56,7 +56,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             "key": "lectures/eu-west-1:7d1c0f4e/lec_5f0c2b1e9a7d4c3b8e6f1a2d3c4b5a69.mp3",
             "policy": "…",
         },
-        "expiresIn": 300,
+        "expiresIn": 60,
         "maxBytes": 4194304,
     },
     "lecture": {

@@ -79,7 +79,13 @@ def test_costly_routes_have_lower_throttles(synth: Synthesized) -> None:
     config = synth.platform.config
     (stage,) = resources_of(synth.templates["api"], "AWS::ApiGatewayV2::Stage").values()
     settings = stage["Properties"]["RouteSettings"]
-    assert set(settings) == set(config.route_throttles) == {"createUpload", "query"}
+    assert set(settings) == {*config.route_throttles, "$default"} == {"createUpload", "query", "$default"}
+    # What route selection cannot read (or a NaN message) is held to the busiest route's limits.
+    busiest = max(config.route_throttles.values(), key=lambda t: t.rate_limit)
+    assert settings["$default"] == {
+        "ThrottlingRateLimit": busiest.rate_limit,
+        "ThrottlingBurstLimit": busiest.burst_limit,
+    }
     for route, limits in config.route_throttles.items():
         assert settings[route] == {
             "ThrottlingRateLimit": limits.rate_limit,
@@ -173,6 +179,13 @@ def test_lambda_environment_names_every_resource(synth: Synthesized) -> None:
         assert env["SYNAPSCRIBE_IDENTITY_SOURCE"] == "cognito"
         url = _flat(env["SYNAPSCRIBE_AGENTCORE_URL"])
         assert "DNSName" in url and f":{load_platform().ports.agentcore}" in url
+    # The service's ceilings and the intake switch, as cdk.json sets them (issue 18).
+    config = synth.platform.config
+    for fn in functions.values():
+        env = fn["Environment"]["Variables"]
+        assert json.loads(env["SYNAPSCRIBE_CEILINGS"]) == config.ceilings.model_dump()
+        assert json.loads(env["SYNAPSCRIBE_PER_ADDRESS"]) == config.per_address.model_dump()
+        assert env["SYNAPSCRIBE_INTAKE_PARAMETER"] == f"/synapscribe/{config.name}/intake"
     endpoint = _flat(
         functions[VALIDATION_HANDLER]["Environment"]["Variables"]["SYNAPSCRIBE_CONNECTIONS_ENDPOINT"]
     )
@@ -233,7 +246,7 @@ def test_handler_permissions_are_least_privilege(synth: Synthesized) -> None:
     item = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
     ws_tables = _table_actions(ws)
     assert ws_tables["connections_table"] == item
-    assert ws_tables["sessions_table"] == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}
+    assert ws_tables["sessions_table"] == item  # UpdateItem: a question clip recorded on its session
     assert all("dynamodb:Query" not in a and "dynamodb:Scan" not in a for a in ws_tables.values())
     ledger = {"dynamodb:GetItem", "dynamodb:UpdateItem"}  # quotas.py and edge/rates.py
     assert ws_tables["limits_table"] == ledger
@@ -246,7 +259,7 @@ def test_handler_permissions_are_least_privilege(synth: Synthesized) -> None:
     # Overdue questions: it finds them (Query on the sweep index) and takes their final over
     # (UpdateItem), nothing more. No function scans a table.
     assert sweeper_tables["connections_table"] == {"dynamodb:UpdateItem"}
-    assert sweeper_tables["sessions_table"] == {"dynamodb:DeleteItem"}
+    assert sweeper_tables["sessions_table"] == {"dynamodb:GetItem", "dynamodb:DeleteItem"}
     assert "dynamodb:PutItem" not in sweeper_tables["lectures_table"]
     assert _table_actions(sweeper, index=True) == {
         "connections_table": {"dynamodb:Query"},
@@ -259,20 +272,40 @@ def test_handler_permissions_are_least_privilege(synth: Synthesized) -> None:
     for statements in (ws, val, sweeper):
         assert not [s for s in statements if "dynamodb:Scan" in _flat(s["Action"])]
 
-    # Removing a lecture (deleteLecture, the sweeper): delete what was made from it, list only segments/.
+    # Removing a lecture (deleteLecture, the sweeper): delete what was made from it and its
+    # sessions' answers and clips (issue 18), list only segments/ and responses/.
     for statements in (ws, sweeper):
         deletes = [s for s in statements if s["Action"] == "s3:DeleteObject"]
         assert len(deletes) == 1
         deleted = _flat(deletes[0]["Resource"])
-        for prefix in (prefixes.lectures, prefixes.transcripts, prefixes.segments):
+        for prefix in (
+            prefixes.lectures,
+            prefixes.transcripts,
+            prefixes.segments,
+            prefixes.queries,
+            prefixes.responses,
+        ):
             assert f"/{prefix}*" in deleted
-        assert f"/{prefixes.queries}" not in deleted and f"/{prefixes.responses}" not in deleted
         (listing,) = [s for s in statements if s["Action"] == "s3:ListBucket"]
-        assert listing["Condition"] == {"StringLike": {"s3:prefix": [f"{prefixes.segments}*"]}}
+        assert listing["Condition"] == {
+            "StringLike": {"s3:prefix": [f"{prefixes.segments}*", f"{prefixes.responses}*"]}
+        }
     assert not [s for s in val if s["Action"] == "s3:ListBucket"]
 
     assert "s3:DeleteObject" in _flat([s["Action"] for s in val])
-    assert "s3:PutObject" not in _flat([s["Action"] for s in val])
+    # The validator promotes an accepted lecture (its pending tag), under lectures/ only.
+    (tagging,) = [s for s in val if "s3:PutObjectTagging" in _flat(s["Action"])]
+    assert f"/{prefixes.lectures}*" in _flat(tagging["Resource"]) and "/queries/" not in _flat(
+        tagging["Resource"]
+    )
+    assert not [s for s in ws + sweeper if "s3:PutObjectTagging" in _flat(s["Action"])]
+    # The intake switch: GetParameter on that one parameter, by the handler only.
+    (reads,) = [s for s in ws if s["Action"] == "ssm:GetParameter"]
+    assert "parameter/synapscribe/dev/intake" in _flat(reads["Resource"]) or "Intake" in _flat(
+        reads["Resource"]
+    )
+    assert not [s for s in val + sweeper if "ssm:" in _flat(s["Action"])]
+    assert '"s3:PutObject"' not in _flat([s["Action"] for s in val])
     for statement in ws + val + sweeper:
         resources = _flat(statement["Resource"])
         # Describe* of Auto Scaling takes no resource (Service Authorization Reference): warming's
@@ -286,6 +319,14 @@ def test_handler_permissions_are_least_privilege(synth: Synthesized) -> None:
             # POST (send a message) on this stage only: no GET or DELETE of connections.
             assert resources.endswith('/prod/POST/@connections/*"]]}'), resources
     assert sum("execute-api:ManageConnections" in _flat(s["Action"]) for s in ws + val + sweeper) == 3
+
+
+def test_the_intake_switch_parameter_starts_open(synth: Synthesized) -> None:
+    (param,) = resources_of(synth.templates["api"], "AWS::SSM::Parameter").values()
+    props = param["Properties"]
+    assert props["Name"] == f"/synapscribe/{synth.platform.config.name}/intake"
+    assert json.loads(props["Value"]) == {"uploads": "open", "questions": "open"}
+    assert props["Type"] == "String"
 
 
 def test_every_table_is_granted_to_some_function(synth: Synthesized) -> None:

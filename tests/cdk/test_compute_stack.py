@@ -176,6 +176,8 @@ def test_instance_role_is_what_agentcore_does(synth: Synthesized) -> None:
     listed = listing["Condition"]["StringLike"]["s3:prefix"]
     assert sorted(listed) == sorted(f"{p}*" for p in prefixes_for("s3:GetObject"))
     assert prefixes_for("s3:PutObject") == {prefixes.responses, prefixes.segments, prefixes.transcripts}
+    # Only what it made for a lecture deleted meanwhile (issue 18): never a recording or an answer.
+    assert prefixes_for("s3:DeleteObject") == {prefixes.segments, prefixes.transcripts}
     actions = {
         a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
     }

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from aws_cdk.assertions import Match
+from synapscribe import keys
 from synapscribe.platform import load_platform
 from synapscribe.store import SWEEP_ATTRIBUTE, TABLE_KEYS, TTL_ATTRIBUTE
 from synapscribe_local.provision import sweep_index
@@ -69,6 +70,10 @@ def test_lifecycle_expires_ephemeral_prefixes_and_aborts_multipart(synth: Synthe
         r.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation") == 1 and "Prefix" not in r
         for r in rules
     )
+    # Every upload is tagged pending (its POST policy requires it) until validated: a day at most.
+    (pending,) = [r for r in rules if r.get("TagFilters")]
+    assert pending["TagFilters"] == [{"Key": keys.STATE_TAG, "Value": keys.PENDING}]
+    assert pending["ExpirationInDays"] == 1 and pending["Status"] == "Enabled" and "Prefix" not in pending
 
 
 def test_cors_allows_browser_presigned_post(synth: Synthesized) -> None:

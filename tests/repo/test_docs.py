@@ -13,6 +13,7 @@ import contextlib
 import functools
 import io
 import itertools
+import json
 import os
 import re
 import shlex
@@ -25,8 +26,10 @@ import botocore.session
 import pytest
 from botocore import xform_name
 from synapscribe.cli import command_parser, commands
+from synapscribe.edge.intake import parameter_name, parse_value
 from synapscribe.platform import load_platform
 from synapscribe_ops.capacity import MIB, MODEL_PRESETS, load_price_table, plan_capacity
+from synapscribe_ops.worstcase import load_environment, worst_case
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -193,11 +196,17 @@ def check_aws(argv: list[str]) -> None:
 
 def _check_ssm_names(argv: list[str]) -> None:
     ami = load_platform().ami
+    environments = json.loads((ROOT / "cdk.json").read_text())["context"]["synapscribe:environments"]
+    intake = {parameter_name(env) for env in environments}
     for flag, value in itertools.pairwise(argv):
         if flag in ("--name", "--names") and value.startswith("/"):
-            assert value in (ami.ssm_parameter, ami.ssm_parameter_previous), (
-                f"SSM parameter {value} is not platform.yaml's ami.ssm_parameter(_previous)"
+            assert value in (ami.ssm_parameter, ami.ssm_parameter_previous, *intake), (
+                f"SSM parameter {value} is not platform.yaml's ami.ssm_parameter(_previous) "
+                "nor an environment's intake switch"
             )
+    if "put-parameter" in argv and any(v in intake for v in argv):
+        value = argv[argv.index("--value") + 1]
+        assert parse_value(value) == json.loads(value), f"{value} is not the intake switch's JSON"
 
 
 @functools.cache
@@ -394,6 +403,11 @@ def expected_figures() -> dict[str, str]:
     )
     g5 = plan.instances[0]
     c16, c32 = g5.contexts
+    table = load_price_table()
+    for env in ("dev", "prod"):
+        settings = load_environment(ROOT / "cdk.json", env)
+        spot = table.instances[settings.instance_types[0]].spot_usd_per_hour
+        figures[f"worst case {env}"] = f"${worst_case(settings, table.worst_case, spot, p).total_usd:,.2f}"
     figures["kv per token"] = f"{plan.kv_bytes_per_token:,} B"
     figures["kv 16K"] = f"{c16.kv_bytes_per_sequence // MIB:,} MiB"
     figures["kv 32K"] = f"{c32.kv_bytes_per_sequence // MIB:,} MiB"

@@ -7,6 +7,7 @@ from typing import Any
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
+from synapscribe import keys
 from synapscribe.platform import PlatformConfig
 
 from synapscribe_cdk.nag import acknowledge_checkov, acknowledge_log_bucket
@@ -57,6 +58,13 @@ class LectureBucket(Construct):
                 *(
                     s3.LifecycleRule(id=f"expire-{prefix.rstrip('/')}", prefix=prefix, expiration=retained)
                     for prefix in (prefixes.lectures, prefixes.transcripts, prefixes.segments)
+                ),
+                # An upload carries the pending tag (its POST policy requires it) until the
+                # validator promotes it: a file nobody validated is gone within a day.
+                s3.LifecycleRule(
+                    id="expire-pending-uploads",
+                    tag_filters={keys.STATE_TAG: keys.PENDING},
+                    expiration=Duration.days(1),
                 ),
                 s3.LifecycleRule(
                     id="abort-incomplete-multipart", abort_incomplete_multipart_upload_after=Duration.days(1)

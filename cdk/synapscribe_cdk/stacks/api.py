@@ -20,8 +20,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 from synapscribe.contract import ACTIONS
+from synapscribe.edge import intake
 from synapscribe.platform import PlatformConfig
 from synapscribe.store import SWEEP_INDEX
 
@@ -59,7 +61,8 @@ FUNCTION_TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "websocket_handler": {
         "connections_table": _ITEM,
         "lectures_table": _ITEM,
-        "sessions_table": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"),
+        # UpdateItem: a question clip is recorded on its session (deleteLecture deletes it).
+        "sessions_table": _ITEM,
         "limits_table": _LEDGER,
     },
     "validation": {
@@ -69,7 +72,8 @@ FUNCTION_TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "sweeper": {
         "connections_table": ("dynamodb:UpdateItem",),
         "lectures_table": ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
-        "sessions_table": ("dynamodb:DeleteItem",),
+        # GetItem: a removed lecture's sessions name their question clips (edge/removal.py).
+        "sessions_table": ("dynamodb:GetItem", "dynamodb:DeleteItem"),
         "limits_table": _LEDGER,
     },
 }
@@ -138,12 +142,25 @@ class ApiStack(Stack):
             handler: lambda_.Code.from_asset(str(prepare_lambda_asset(repo_root, handler)))
             for handler in (WEBSOCKET_HANDLER, VALIDATION_HANDLER, SWEEPER_HANDLER)
         }
+        # The operator's intake switch (edge/intake.py), created open. The budget action and the
+        # operator's guide write it by name; a deploy rewrites it only when this value changes.
+        self.intake = ssm.StringParameter(
+            self,
+            "Intake",
+            parameter_name=intake.parameter_name(config.name),
+            string_value=json.dumps(intake.OPEN),
+            description="SynapScribe intake switch: uploads and questions open or closed (docs/operators-guide.md)",
+        )
         environment = {
             **data.resource_environment(),
             "SYNAPSCRIBE_AGENTCORE_URL": network.agentcore_url,
             "SYNAPSCRIBE_IDENTITY_SOURCE": "cognito",
             # The handler starts this group when no GPU host is healthy (edge/warming.py).
             "SYNAPSCRIBE_FLEET_GROUP": config.fleet_group_name,
+            # The service's ceilings (ceilings.py) and the intake switch the handler reads.
+            "SYNAPSCRIBE_CEILINGS": config.ceilings.model_dump_json(),
+            "SYNAPSCRIBE_PER_ADDRESS": config.per_address.model_dump_json(),
+            "SYNAPSCRIBE_INTAKE_PARAMETER": intake.parameter_name(config.name),
         }
         placement: dict[str, Any] = {
             "vpc": network.vpc,
@@ -212,10 +229,12 @@ class ApiStack(Stack):
         cfn_stage.access_log_settings = apigw.CfnStage.AccessLogSettingsProperty(
             destination_arn=access_logs.log_group_arn, format=ACCESS_LOG_FORMAT
         )
-        # Lower limits on the costly routes (a stage's route settings, by route key).
+        # Lower limits on the costly routes (a stage's route settings, by route key). `$default`
+        # (what route selection cannot read) gets the busiest route's: the handler acts on no
+        # message there, but each one still costs an invocation.
         cfn_stage.route_settings = {
             route: {"ThrottlingRateLimit": t.rate_limit, "ThrottlingBurstLimit": t.burst_limit}
-            for route, t in config.route_throttles.items()
+            for route, t in config.route_throttles_with_default().items()
         }
         for child in self.api.node.children:
             if isinstance(child, apigw.WebSocketRoute):
@@ -305,10 +324,17 @@ class ApiStack(Stack):
         prefixes = platform.storage.prefixes
         bucket_arn = data.imported_bucket_arn(self)
         connections = permissions.post_to_connections(self.api.api_id, self.stage.stage_name)
-        made = [prefixes.lectures, prefixes.transcripts, prefixes.segments]
+        # A lecture goes with its sessions' answers and question clips (edge/removal.py).
+        made = [
+            prefixes.lectures,
+            prefixes.transcripts,
+            prefixes.segments,
+            prefixes.responses,
+            prefixes.queries,
+        ]
         removal = [
             permissions.objects(["s3:DeleteObject"], bucket_arn, made),
-            permissions.list_under(bucket_arn, [prefixes.segments]),
+            permissions.list_under(bucket_arn, [prefixes.segments, prefixes.responses]),
         ]
         grants = {
             "websocket_handler": [
@@ -317,12 +343,19 @@ class ApiStack(Stack):
                 *removal,
                 connections,
                 *fleet_start_statements(self, fleet_group),
+                iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[self.intake.parameter_arn]),
             ],
             "validation": [
-                permissions.objects(["s3:GetObject", "s3:DeleteObject"], bucket_arn, [prefixes.lectures]),
+                # PutObjectTagging: an accepted lecture is promoted (its pending tag replaced).
+                permissions.objects(
+                    ["s3:GetObject", "s3:DeleteObject", "s3:PutObjectTagging"],
+                    bucket_arn,
+                    [prefixes.lectures],
+                ),
                 connections,
             ],
-            "sweeper": [*removal, connections],
+            # DescribeAutoScalingGroups: the sweeper accrues the fleet's GPU host-hours.
+            "sweeper": [*removal, connections, fleet_start_statements(self, fleet_group)[1]],
         }
         functions = {
             "websocket_handler": self.websocket_handler.function,

@@ -147,6 +147,8 @@ class ComputeStack(Stack):
             permissions.objects(
                 ["s3:PutObject"], bucket_arn, [prefixes.responses, prefixes.segments, prefixes.transcripts]
             ),
+            # What it wrote for a lecture deleted meanwhile (deleteLecture during transcription).
+            permissions.objects(["s3:DeleteObject"], bucket_arn, [prefixes.segments, prefixes.transcripts]),
             permissions.tables(permissions.TABLE_ITEM_ACTIONS, [t.table_arn for t in data.tables.values()]),
             permissions.post_to_connections(api.imported_api_id(self), api.stage.stage_name),
         ]

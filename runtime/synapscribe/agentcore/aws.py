@@ -101,6 +101,15 @@ class AwsIo:
     async def put(self, key: str, data: bytes, content_type: str, spans: Spans | None = None) -> None:
         await self.call(self._put, key, data, content_type, spans=spans, what="s3.put")
 
+    def _delete(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
+            self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+
+    async def delete(self, keys: list[str]) -> None:
+        if keys:
+            await self.call(self._delete, keys, what="s3.delete")
+
     def presign(self, key: str, expires: int) -> str:
         return str(
             self.s3.generate_presigned_url(

@@ -235,17 +235,30 @@ class LectureContexts:
                 made = await self._cut(source)
                 await self._check_complete(lecture, made, spans)
                 entries = []
+                written = [prefix + "manifest.json"]
                 for i, (start, end, data) in enumerate(made):
                     key = f"{prefix}{i:04d}.{ITEM_FORMAT}"
                     await self.aws.put(key, data, "audio/mpeg", spans)
+                    written.append(key)
                     entries.append({"key": key, "start": round(start, 3), "end": round(end, 3)})
                 manifest = {"lectureId": lecture_id, "format": ITEM_FORMAT, "items": entries}
                 await self.aws.put(
                     prefix + "manifest.json", json.dumps(manifest).encode(), "application/json", spans
                 )
+                await self._unless_deleted(lecture_id, written)
             items = await asyncio.to_thread(lecture_audio_items, made)
             self._items.remember(lecture_id, tuple(items))
             return items
+
+    async def _unless_deleted(self, lecture_id: str, written: list[str]) -> None:
+        """A deleteLecture that ran while these were made removed what existed then: what was
+        written after it is removed here, and LectureUnavailableError ends the work."""
+        if await self.aws.call(self.aws.store.get_lecture, lecture_id, None) is not None:
+            return
+        await self.aws.delete(written)
+        self._items.pop(lecture_id, None)
+        log.info("lecture %s was deleted meanwhile: its %d new objects removed", lecture_id, len(written))
+        raise LectureUnavailableError(f"lecture {lecture_id} was deleted")
 
     async def _check_complete(
         self, lecture: dict[str, Any], made: list[tuple[float, float, bytes]], spans: Spans | None
@@ -325,6 +338,7 @@ class LectureContexts:
         }
         key = keys.transcript_key(lecture_id, self.platform)
         await self.aws.put(key, json.dumps(transcript, ensure_ascii=False).encode(), "application/json")
+        await self._unless_deleted(lecture_id, [key])
         self._transcripts.pop(lecture_id, None)
         return transcript
 

@@ -11,8 +11,10 @@ from botocore.config import Config
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from synapscribe.ceilings import ServiceCeilings
 from synapscribe.connections import ConnectionPusher
-from synapscribe.platform import PlatformConfig, Rates, load_platform
+from synapscribe.edge.intake import CACHE_SECONDS, IntakeSwitch
+from synapscribe.platform import Ceilings, PerAddress, PlatformConfig, Rates, load_platform
 from synapscribe.quotas import OwnerQuotas
 from synapscribe.settings import AwsResources, load_settings
 from synapscribe.store import Store
@@ -43,6 +45,14 @@ class EdgeSettings(BaseSettings):
     #: The GPU fleet's Auto Scaling group: when AgentCore cannot be reached (no healthy host), the
     #: handler starts one in it and parks the question (edge/warming.py). Unset: no warming.
     fleet_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,255}$")
+    #: The service's daily ceilings and per-address allowances (JSON, cdk.json's `ceilings` and
+    #: `per_address`); unset: platform.yaml's (the local stack's).
+    ceilings: Ceilings | None = None
+    per_address: PerAddress | None = None
+    #: The intake switch's SSM parameter (edge/intake.py); unset: intake is always open.
+    intake_parameter: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9/_.-]{1,1000}$")
+    #: How long a container trusts the switch it read (a test of the local stack shortens it).
+    intake_cache_seconds: float = Field(default=CACHE_SECONDS, ge=0, le=300)
 
 
 def s3_client(region: str | None = None) -> Any:
@@ -74,6 +84,33 @@ class EdgeDeps:
     pushers: dict[str, ConnectionPusher] = field(default_factory=dict)
     #: The Auto Scaling client (built on first use: only a question with no healthy host needs it).
     autoscaling: Any | None = None
+    #: The intake switch (built on first use, with its own cache).
+    intake_switch: IntakeSwitch | None = None
+
+    @property
+    def ceilings(self) -> ServiceCeilings:
+        """The service's ceilings: the settings' (cdk.json), else platform.yaml's."""
+        return ServiceCeilings(
+            self.store.limits,
+            self.store.now,
+            self.settings.ceilings or self.platform.ceilings,
+            self.settings.per_address or self.platform.per_address,
+        )
+
+    def require_intake_open(self, door: Literal["uploads", "questions"]) -> None:
+        """ServiceLimit when the operator closed `door` (no parameter configured: always open)."""
+        name = self.settings.intake_parameter
+        if name is None:
+            return
+        if self.intake_switch is None:
+            self.intake_switch = IntakeSwitch(
+                boto3.client(
+                    "ssm", config=Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 2})
+                ),
+                name,
+                cache_seconds=self.settings.intake_cache_seconds,
+            )
+        self.intake_switch.require_open(door)
 
     def autoscaling_client(self) -> Any:
         if self.autoscaling is None:

@@ -77,6 +77,7 @@ class MessageRates:
         self.counter = WindowCounter(store.limits, rates.window_seconds, store.now)
 
     def admit(self, connection_id: str, source_ip: str | None) -> None:
+        """`source_ip` is the address's allowance key (ceilings.address_key: IPv6 by /64)."""
         r = self.rates
         if not self.counter.hit(f"conn#{connection_id}", r.connection_messages):
             raise ContractError(
@@ -84,7 +85,11 @@ class MessageRates:
                 f"more than {r.connection_messages} messages in {r.window_seconds} s on this connection; "
                 "slow down and send it again in a few seconds",
             )
-        if source_ip and not self.counter.hit(f"ip#{source_ip}", r.source_messages):
+        if source_ip is None:
+            # Fail closed: without an address no per-address limit could hold (API Gateway
+            # always gives one; an event without it is not a client's).
+            raise ContractError(ErrorCode.RATE_LIMITED, "the message carries no source address; refused")
+        if not self.counter.hit(f"ip#{source_ip}", r.source_messages):
             raise ContractError(
                 ErrorCode.RATE_LIMITED,
                 f"more than {r.source_messages} messages in {r.window_seconds} s from this address; "

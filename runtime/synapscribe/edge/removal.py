@@ -1,6 +1,8 @@
 """Removing a lecture and everything made from it: deleteLecture and the sweeper's clean-up.
 
-Objects go first (the recording, the transcript, the segments), then the sessions, then the item,
+Objects go first (the recording, the transcript, the segments, and its sessions' answer audio
+under `responses/<session>/` and question clips, which `_query` records on the session as
+`queryKeys`), then the sessions, then the item,
 then the owner's quota: a failure part-way leaves the item in place, so asking again finishes
 the job (every step is idempotent), and no quota comes back while anything is still stored.
 """
@@ -28,19 +30,48 @@ def lecture_object_keys(d: EdgeDeps, lecture: dict[str, Any]) -> list[str]:
     return found
 
 
+#: The session item's set of the question clips (`queries/…`) asked in it.
+QUERY_KEYS_ATTRIBUTE = "queryKeys"
+
+
+def record_session_clip(d: EdgeDeps, session_id: str, query_key: str) -> None:
+    """Remember a question clip on its session, so deleting the lecture deletes the clip."""
+    d.store.sessions.update_item(
+        Key={"sessionId": session_id},
+        UpdateExpression="ADD #q :k",
+        ConditionExpression="attribute_exists(sessionId)",
+        ExpressionAttributeNames={"#q": QUERY_KEYS_ATTRIBUTE},
+        ExpressionAttributeValues={":k": {query_key}},
+    )
+
+
+def session_object_keys(d: EdgeDeps, session_ids: list[str]) -> list[str]:
+    """The sessions' answer audio and question clips."""
+    found: list[str] = []
+    paginator = d.s3.get_paginator("list_objects_v2")
+    for session_id in session_ids:
+        prefix = f"{d.platform.storage.prefixes.responses}{session_id}/"
+        for page in paginator.paginate(Bucket=d.resources.bucket, Prefix=prefix):
+            found.extend(obj["Key"] for obj in page.get("Contents", []))
+        item = d.store.sessions.get_item(Key={"sessionId": session_id}, ConsistentRead=True).get("Item")
+        found.extend(sorted(str(k) for k in (item or {}).get(QUERY_KEYS_ATTRIBUTE, ())))
+    return found
+
+
 def remove_lecture(d: EdgeDeps, lecture: dict[str, Any]) -> bool:
     """Delete the lecture's objects, sessions and item and give its quota back; False when the
     item was already gone (another removal won)."""
     lecture_id, owner = str(lecture["lectureId"]), str(lecture["owner"])
-    object_keys = lecture_object_keys(d, lecture)
+    session_ids = [str(s) for s in lecture.get("sessionIds") or []]
+    object_keys = lecture_object_keys(d, lecture) + session_object_keys(d, session_ids)
     # DeleteObjects takes at most 1000 keys a call; deleting a missing key is not an error.
     for start in range(0, len(object_keys), 1000):
         batch = [{"Key": k} for k in object_keys[start : start + 1000]]
         reply = d.s3.delete_objects(Bucket=d.resources.bucket, Delete={"Objects": batch, "Quiet": True})
         if reply.get("Errors"):
             raise RuntimeError(f"lecture {lecture_id}: objects not deleted: {reply['Errors'][:3]}")
-    for session_id in lecture.get("sessionIds") or []:
-        d.store.delete_session(str(session_id))
+    for session_id in session_ids:
+        d.store.delete_session(session_id)
     removed = d.store.delete_lecture(lecture_id, owner)
     d.quotas.release_lecture(owner, lecture_id)
     log.info("lecture %s of %s removed (%d objects)", lecture_id, owner, len(object_keys))

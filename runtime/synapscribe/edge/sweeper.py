@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from synapscribe.ceilings import accrue_gpu_hosts
 from synapscribe.contract import ErrorCode, ErrorMessage, Lecture
 from synapscribe.edge import warming
 from synapscribe.edge.agentcore_client import AgentCoreError, request_transcription
@@ -55,6 +56,8 @@ class SweepReport:
     answered: list[str] = field(default_factory=list)
     #: Questions parked while no GPU host was healthy (edge/warming.py), handed to AgentCore.
     warmed: list[str] = field(default_factory=list)
+    #: GPU host-seconds accrued by this run (the daily_gpu_host_hours ceiling).
+    gpu_host_seconds: int = 0
 
     @property
     def actions(self) -> int:
@@ -70,6 +73,7 @@ class SweepReport:
             "failed": self.failed,
             "answered": self.answered,
             "warmed": self.warmed,
+            "gpuHostSeconds": [str(self.gpu_host_seconds)],
         }
 
 
@@ -109,9 +113,25 @@ def sweep(d: EdgeDeps) -> SweepReport:
     _answer_overdue(d, now, report)
     _hand_over_parked(d, now, report)
     _sweep_lectures(d, now, report)
+    _accrue_gpu(d, report)
     if report.actions:
         log.info("sweeper: %s", report.as_dict())
     return report
+
+
+def _accrue_gpu(d: EdgeDeps, report: SweepReport) -> None:
+    """The fleet's host-time so far today, for the daily_gpu_host_hours ceiling (ceilings.py):
+    over it the handler admits no question and starts no host."""
+    group = d.settings.fleet_group
+    if not group:
+        return
+    try:
+        hosts = warming.billed_hosts(d.autoscaling_client(), group)
+        report.gpu_host_seconds = accrue_gpu_hosts(
+            d.store.limits, d.store.now, hosts, d.platform.sweeper.interval_seconds
+        )
+    except Exception:
+        log.exception("sweeper: the GPU fleet %s's host-time could not be accrued", group)
 
 
 def _hand_over_parked(d: EdgeDeps, now: int, report: SweepReport) -> None:

@@ -5,7 +5,9 @@ does not grow with the file's size), plans the context mode, records the outcome
 lecture item (a conditional update from `pending`, so a re-delivered event changes nothing),
 pushes `lecture` to the uploading connection and, in transcript mode, hands transcription to
 AgentCore. Anything rejected, and anything that was not created through createUpload, is deleted
-so nothing downstream can use it.
+so nothing downstream can use it, also when a POST policy is used again after the rejection.
+An accepted upload is promoted: its pending tag (which the POST policy requires, and the
+bucket's lifecycle rule removes within a day) becomes `validated`.
 
 The transcription handoff never moves a lecture back: it is `transcribing` (and the client was
 told so) before AgentCore is asked, a failed or timed-out handoff leaves it `transcribing` and
@@ -154,6 +156,9 @@ def validate_record(record: dict[str, Any], d: EdgeDeps) -> Outcome:
 
     read = _read_stats(reader)
     fields["contextMode"] = plan.mode
+    # Promoted before it is marked accepted: a lecture never points at an object the pending
+    # lifecycle rule will remove.
+    _promote(d, key)
     if plan.mode == "audio":
         updated = d.store.update_lecture(lecture_id, {**fields, "status": "ready"}, expected_status="pending")
         if updated is None:
@@ -253,7 +258,14 @@ def _redelivered(d: EdgeDeps, item: dict[str, Any], key: str, etag: str) -> Outc
     """An event for a lecture already validated: harmless, unless the object was replaced
     (a presigned POST can be reused until it expires) with bytes nobody has checked."""
     lecture_id = str(item["lectureId"])
-    if item["status"] == "rejected" or not item.get("etag") or item.get("etag") == etag:
+    if item["status"] == "rejected":
+        # The policy was POSTed again after the rejection: nothing may keep this file.
+        _delete(d, key)
+        log.info("removed %s: its lecture %s was rejected", key, lecture_id)
+        return Outcome(key, "removed", lecture_id, "its lecture was rejected")
+    if not item.get("etag") or item.get("etag") == etag:
+        if item["status"] in ("ready", "transcribing") and item.get("etag") == etag:
+            _promote(d, key)  # the same bytes POSTed again arrive tagged pending
         if (
             item["status"] == "transcribing"
             and item.get("contextMode") == "transcript"
@@ -280,6 +292,15 @@ def _read_stats(reader: S3RangedFile | None) -> tuple[int, int, float]:
     if reader is None:
         return 0, 0, 0.0
     return reader.bytes_fetched, reader.requests, reader.fetch_seconds * 1000
+
+
+def _promote(d: EdgeDeps, key: str) -> None:
+    """Replace the upload's pending tag: the bucket's pending rule no longer removes it."""
+    d.s3.put_object_tagging(
+        Bucket=d.resources.bucket,
+        Key=key,
+        Tagging={"TagSet": [{"Key": keys.STATE_TAG, "Value": keys.VALIDATED}]},
+    )
 
 
 def _delete(d: EdgeDeps, key: str) -> None:

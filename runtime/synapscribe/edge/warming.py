@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,8 +53,10 @@ def bound_seconds(platform: PlatformConfig) -> int:
     return BOUND_STARTUPS * platform.fleet.host_startup_seconds
 
 
-def start_one(autoscaling: Any, group_name: str) -> bool:
-    """Desired capacity to at least 1. False when the group may run no instance (MaxSize 0)."""
+def start_one(autoscaling: Any, group_name: str, admit: Callable[[], None] | None = None) -> bool:
+    """Desired capacity to at least 1. False when the group may run no instance (MaxSize 0).
+    `admit` is called only when a host is really started from zero: it counts the night's warm
+    starts (ceilings.ServiceCeilings.admit_warm_start) and raises ServiceLimit over them."""
     groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group_name])["AutoScalingGroups"]
     if not groups:
         raise LookupError(f"Auto Scaling group {group_name!r} not found")
@@ -63,10 +65,18 @@ def start_one(autoscaling: Any, group_name: str) -> bool:
         return True
     if int(group["MaxSize"]) < 1:
         return False
+    if admit is not None:
+        admit()
     # HonorCooldown off: a student is waiting, and only a group at zero gets here.
     autoscaling.set_desired_capacity(AutoScalingGroupName=group_name, DesiredCapacity=1, HonorCooldown=False)
     log.warning("no healthy GPU host: Auto Scaling group %s started (desired capacity 1)", group_name)
     return True
+
+
+def billed_hosts(autoscaling: Any, group_name: str) -> int:
+    """The group's instances: each is billed from launch to termination, in service or not."""
+    groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group_name])["AutoScalingGroups"]
+    return len(groups[0].get("Instances", [])) if groups else 0
 
 
 def _update(table: Any, **kwargs: Any) -> bool:

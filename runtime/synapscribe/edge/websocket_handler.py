@@ -15,11 +15,13 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from synapscribe import keys
+from synapscribe.ceilings import ServiceLimit, address_key
 from synapscribe.contract import (
     IDENTITY_RE,
     REQUEST_ID_PATTERN,
@@ -51,8 +53,8 @@ from synapscribe.edge.agentcore_client import (
 )
 from synapscribe.edge.config import CachedDeps, EdgeDeps
 from synapscribe.edge.push import push
-from synapscribe.edge.rates import MessageRates, source_ip
-from synapscribe.edge.removal import remove_lecture
+from synapscribe.edge.rates import MessageRates, WindowCounter, source_ip
+from synapscribe.edge.removal import record_session_clip, remove_lecture
 from synapscribe.planner import question_text_too_large
 from synapscribe.quotas import QuotaExceeded
 from synapscribe.store import final_claim_key
@@ -99,6 +101,16 @@ def handle(event: dict[str, Any], d: EdgeDeps) -> dict[str, Any]:
 
 
 def _connect(event: dict[str, Any], rc: dict[str, Any], connection_id: str, d: EdgeDeps) -> dict[str, Any]:
+    address = address_key(source_ip(rc))
+    if address is None:
+        # Every allowance is keyed by it: without one nothing could bound this caller.
+        log.warning("$connect without a source address (connection %s)", connection_id)
+        return _status(403, "the connection has no source address")
+    per_minute = (d.settings.per_address or d.platform.per_address).connections_per_minute
+    if not WindowCounter(d.store.limits, 60, d.store.now).hit(f"connect#{address}", per_minute):
+        return _status(
+            429, f"more than {per_minute} new connections a minute from this address; wait a minute"
+        )
     if d.settings.identity_source == "query":
         params = event.get("queryStringParameters") or {}
         identity = params.get("identity") if isinstance(params, dict) else None
@@ -159,11 +171,19 @@ def _answer(event: dict[str, Any], rc: dict[str, Any], connection_id: str, d: Ed
     frame = _frame(event)
     try:
         # Before anything else, so a flood costs one counter update per message and no more.
-        MessageRates(d.store, d.rates).admit(connection_id, source_ip(rc))
+        address = address_key(source_ip(rc))
+        MessageRates(d.store, d.rates).admit(connection_id, address)
         message = parse_client_message(frame, d.platform)
+        _check_route(message.action, rc.get("routeKey"))
         owner = _owner(rc, connection_id, d)
-        action: Callable[[Any, str, str, EdgeDeps], ServerModel | None] = _ACTIONS[type(message)]
-        return action(message, owner, connection_id, d)
+        action: Callable[[Any, Caller, EdgeDeps], ServerModel | None] = _ACTIONS[type(message)]
+        return action(message, Caller(owner, connection_id, str(address)), d)
+    except ServiceLimit as exc:
+        return ErrorMessage(
+            code=ErrorCode.SERVICE_LIMIT,
+            message=exc.message,
+            requestId=_request_id_of(frame, d.platform.limits.message_max_bytes),
+        )
     except QuotaExceeded as exc:
         return ErrorMessage(
             code=ErrorCode.QUOTA_EXCEEDED,
@@ -185,57 +205,105 @@ def _answer(event: dict[str, Any], rc: dict[str, Any], connection_id: str, d: Ed
         )
 
 
-def _create_upload(msg: CreateUpload, owner: str, connection_id: str, d: EdgeDeps) -> UploadUrl:
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a message: its owner, its connection and its address's allowance key."""
+
+    owner: str
+    connection_id: str
+    address: str
+
+
+def _check_route(action: str, route: Any) -> None:
+    """A message is acted on only on its own route, so each route's throttle (cdk.json
+    `route_throttles`) binds it: API Gateway sends what its route selection cannot read to
+    `$default`, and Python's parser could still make an action of it."""
+    if route != action:
+        raise ContractError(
+            ErrorCode.BAD_REQUEST,
+            f"a {action!r} message arrived on route {str(route)[:40]!r}: send strict JSON (no NaN, "
+            "Infinity or repeated keys) whose `action` API Gateway can route",
+        )
+
+
+def _create_upload(msg: CreateUpload, caller: Caller, d: EdgeDeps) -> UploadUrl:
+    owner = caller.owner
+    d.require_intake_open("uploads")
     limits = d.platform.limits
     ext = limits.accepted_content_types[msg.contentType]
     if msg.kind == "lecture":
         upload_id = keys.new_id("lec")
         key = keys.lecture_key(owner, upload_id, ext, d.platform)
-        cap = limits.lecture_max_bytes
     else:
         upload_id = keys.new_id("qry")
         key = keys.query_key(owner, upload_id, ext, d.platform)
-        cap = limits.query_max_bytes
-    expiry = limits.upload_url_expiry_seconds
-    # The policy itself enforces the key, the size range and the exact content type.
+    # The policy enforces the key, the exact content type and at most the declared size (the
+    # ceilings count declared bytes); a lecture must carry the pending tag, which the bucket's
+    # lifecycle removes within a day unless the validator promotes it (keys.PENDING_TAGGING).
+    fields = {"Content-Type": msg.contentType}
+    if msg.kind == "lecture":
+        fields["tagging"] = keys.PENDING_TAGGING
     post = d.s3.generate_presigned_post(
         Bucket=d.resources.bucket,
         Key=key,
-        Fields={"Content-Type": msg.contentType},
-        Conditions=[{"Content-Type": msg.contentType}, ["content-length-range", 1, cap]],
-        ExpiresIn=expiry,
+        Fields=fields,
+        Conditions=[*({k: v} for k, v in fields.items()), ["content-length-range", 1, msg.sizeBytes]],
+        ExpiresIn=limits.upload_url_expiry_seconds,
     )
-    # Charged (and the pending lecture put) in one transaction: over a quota nothing is stored.
-    if msg.kind == "lecture":
-        d.quotas.reserve_lecture_upload(
-            d.store.pending_lecture_item(
-                upload_id, owner, key, msg.contentType, msg.sizeBytes, connection_id, msg.filename
-            )
-        )
-    else:
-        d.quotas.reserve_query_upload(owner, upload_id)
+    give_back = _admit_upload(msg, caller, d)
+    try:
+        _reserve_upload(msg, caller, upload_id, key, d)
+    except Exception:
+        give_back()  # refused by a quota (or failed): the service's and the address's count come back
+        raise
     return UploadUrl(
         uploadId=upload_id,
         key=key,
         url=post["url"],
         fields={k: str(v) for k, v in post["fields"].items()},
-        expiresIn=expiry,
-        maxBytes=cap,
+        expiresIn=limits.upload_url_expiry_seconds,
+        maxBytes=msg.sizeBytes,
     )
+
+
+def _admit_upload(msg: CreateUpload, caller: Caller, d: EdgeDeps) -> Callable[[], None]:
+    if msg.kind == "lecture":
+        return d.ceilings.admit_lecture_upload(caller.address, msg.sizeBytes)
+    return d.ceilings.admit_query_upload(caller.address, msg.sizeBytes)
+
+
+def _reserve_upload(msg: CreateUpload, caller: Caller, upload_id: str, key: str, d: EdgeDeps) -> None:
+    # Charged (and the pending lecture put) in one transaction: over a quota nothing is stored.
+    if msg.kind == "lecture":
+        d.quotas.reserve_lecture_upload(
+            d.store.pending_lecture_item(
+                upload_id,
+                caller.owner,
+                key,
+                msg.contentType,
+                msg.sizeBytes,
+                caller.connection_id,
+                msg.filename,
+            )
+        )
+    else:
+        d.quotas.reserve_query_upload(caller.owner, upload_id)
 
 
 def _not_found(what: str, ident: str, request_id: str | None = None) -> ContractError:
     return ContractError(ErrorCode.NOT_FOUND, f"{what} {ident!r} not found", request_id)
 
 
-def _get_lecture(msg: GetLecture, owner: str, connection_id: str, d: EdgeDeps) -> Lecture:
+def _get_lecture(msg: GetLecture, caller: Caller, d: EdgeDeps) -> Lecture:
+    owner = caller.owner
     item = d.store.get_lecture(msg.lectureId, owner)
     if item is None:
         raise _not_found("lecture", msg.lectureId)
     return Lecture.from_item(item)
 
 
-def _start_session(msg: StartSession, owner: str, connection_id: str, d: EdgeDeps) -> Session:
+def _start_session(msg: StartSession, caller: Caller, d: EdgeDeps) -> Session:
+    owner = caller.owner
     lecture = d.store.get_lecture(msg.lectureId, owner)
     if lecture is None:
         raise _not_found("lecture", msg.lectureId)
@@ -263,7 +331,8 @@ def _start_session(msg: StartSession, owner: str, connection_id: str, d: EdgeDep
     )
 
 
-def _delete_lecture(msg: DeleteLecture, owner: str, connection_id: str, d: EdgeDeps) -> LectureDeleted:
+def _delete_lecture(msg: DeleteLecture, caller: Caller, d: EdgeDeps) -> LectureDeleted:
+    owner = caller.owner
     lecture = d.store.get_lecture(msg.lectureId, owner)
     if lecture is None:
         raise _not_found("lecture", msg.lectureId)
@@ -271,7 +340,8 @@ def _delete_lecture(msg: DeleteLecture, owner: str, connection_id: str, d: EdgeD
     return LectureDeleted(lectureId=msg.lectureId)
 
 
-def _end_session(msg: EndSession, owner: str, connection_id: str, d: EdgeDeps) -> SessionEnded:
+def _end_session(msg: EndSession, caller: Caller, d: EdgeDeps) -> SessionEnded:
+    owner = caller.owner
     if not d.store.end_session(msg.sessionId, owner):
         raise _not_found("session", msg.sessionId)
     return SessionEnded(sessionId=msg.sessionId)
@@ -290,7 +360,20 @@ def _check_query_key(query_key: str, owner: str, request_id: str | None, d: Edge
         raise
 
 
-def _query(msg: Query, owner: str, connection_id: str, d: EdgeDeps) -> Warming | None:
+def _admit_question(owner: str, job_key: str, client_request_id: str | None, d: EdgeDeps) -> None:
+    """The service's ceilings (questions today, GPU host-hours), then the owner's quotas; a
+    question the owner's quota refuses is not counted against the service."""
+    give_back = d.ceilings.admit_question()
+    try:
+        d.quotas.start_question(owner, job_key)
+    except QuotaExceeded as exc:
+        give_back()
+        raise ContractError(ErrorCode.QUOTA_EXCEEDED, exc.message, client_request_id) from None
+
+
+def _query(msg: Query, caller: Caller, d: EdgeDeps) -> Warming | None:
+    owner, connection_id = caller.owner, caller.connection_id
+    d.require_intake_open("questions")
     received_at_ms = int(time.time() * 1000)
     client_request_id = msg.requestId
     # Without the model's tokenizer: only a question surely over its reserve (UTF-8 bytes bound it).
@@ -313,12 +396,10 @@ def _query(msg: Query, owner: str, connection_id: str, d: EdgeDeps) -> Warming |
         if value is not None:
             job[field] = value
     job_key = final_claim_key(job["requestId"], received_at_ms)
-    try:
-        d.quotas.start_question(owner, job_key)
-    except QuotaExceeded as exc:
-        raise ContractError(ErrorCode.QUOTA_EXCEEDED, exc.message, client_request_id) from None
+    _admit_question(owner, job_key, client_request_id, d)
     parsed_key = keys.parse_upload_key(msg.queryKey, d.platform) if msg.queryKey else None
-    if parsed_key is not None:
+    if parsed_key is not None and msg.queryKey is not None:
+        record_session_clip(d, msg.sessionId, msg.queryKey)  # deleteLecture deletes it too
         d.quotas.release_upload(owner, parsed_key[2])  # the clip's upload is done: it is used
     try:
         return _hand_off_query(job, client_request_id, connection_id, d)
@@ -416,7 +497,9 @@ def _warm(
     """No healthy host: start one and park the question for the sweeper (edge/warming.py)."""
     group = str(d.settings.fleet_group)
     try:
-        startable = warming.start_one(d.autoscaling_client(), group)
+        startable = warming.start_one(d.autoscaling_client(), group, d.ceilings.admit_warm_start)
+    except ServiceLimit as exc:
+        raise ContractError(ErrorCode.SERVICE_LIMIT, exc.message, client_request_id) from None
     except Exception:
         log.exception("query %s: the fleet %s could not be started", job["requestId"], group)
         startable = False
@@ -452,7 +535,7 @@ def _edge_claims_final(connection_id: str, job: dict[str, Any], d: EdgeDeps) -> 
         return True
 
 
-_ACTIONS: dict[type, Callable[[Any, str, str, EdgeDeps], ServerModel | None]] = {
+_ACTIONS: dict[type, Callable[[Any, Caller, EdgeDeps], ServerModel | None]] = {
     CreateUpload: _create_upload,
     GetLecture: _get_lecture,
     StartSession: _start_session,

@@ -185,3 +185,24 @@ async def test_status_changed_under_it_is_logged_and_pushed(
 
 async def _none(lecture_id: str) -> None:
     return None
+
+
+async def test_what_is_written_after_a_concurrent_delete_is_removed(
+    make_rig: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deleteLecture during transcription (issue 18): the objects AgentCore writes after the
+    delete are removed by AgentCore itself, and the outcome is not recorded."""
+    async with make_rig() as rig:
+        lecture_id = _transcribing(rig)
+        aws = rig.deps.lectures.aws
+        put = aws.put
+
+        async def put_then_deleted(key: str, *args: Any, **kwargs: Any) -> None:
+            await put(key, *args, **kwargs)
+            rig.store.delete_lecture(lecture_id, OWNER)  # the delete wins the race
+
+        monkeypatch.setattr(aws, "put", put_then_deleted)
+        await rig.deps.lectures.run_transcription(lecture_id, "c-up")
+        left = [o["Key"] for o in rig.s3.list_objects_v2(Bucket=rig.bucket).get("Contents", [])]
+        assert not [k for k in left if lecture_id in k and not k.startswith("lectures/")], left
+        assert rig.store.get_lecture(lecture_id, OWNER) is None

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 from required_tools import require_tools
+from synapscribe.contract import select_route
 from synapscribe.edge import validate_lecture, websocket_handler
 from synapscribe.edge.config import EdgeDeps
 
@@ -123,14 +124,23 @@ def ws_event(
     identity: str | None = None,
     cognito: str | None = None,
     base64_body: bool = False,
+    source_ip: str | None = "198.51.100.7",
+    routed: bool = True,
 ) -> dict[str, Any]:
+    """An API Gateway WebSocket event. `$default` with a text body is routed as API Gateway
+    would (contract.select_route) unless `routed` is False."""
+    if routed and route == "$default" and body is not None and not base64_body:
+        route = select_route(body)
     rc: dict[str, Any] = {
         "routeKey": route,
         "connectionId": connection_id,
         "domainName": "abc123.execute-api.eu-west-1.amazonaws.com",
         "stage": "prod",
         "eventType": {"$connect": "CONNECT", "$disconnect": "DISCONNECT"}.get(route, "MESSAGE"),
-        "identity": {"cognitoIdentityId": cognito} if cognito else {},
+        "identity": {
+            **({"cognitoIdentityId": cognito} if cognito else {}),
+            **({"sourceIp": source_ip} if source_ip else {}),
+        },
     }
     event: dict[str, Any] = {"requestContext": rc, "isBase64Encoded": base64_body}
     if body is not None:

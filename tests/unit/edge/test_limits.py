@@ -243,6 +243,19 @@ def test_delete_lecture_removes_objects_items_sessions_and_gives_quota_back(
     session = one(deps, alice, {"action": "startSession", "lectureId": lecture_id})
     assert session["type"] == "session"
     assert_refused(one(deps, alice, lecture_upload()), "lectures", 1)
+    # The session's answer audio, and a question clip asked in it (issue 18: delete means gone).
+    answers = [
+        f"responses/{session['sessionId']}/r-1/0000.mp3",
+        f"responses/{session['sessionId']}/r-1/0001.mp3",
+    ]
+    for extra in answers:
+        deps.s3.put_object(Bucket=bucket, Key=extra, Body=b"a")
+    clip = one(deps, alice, {**query_upload(), "sizeBytes": 10})
+    deps.s3.put_object(Bucket=bucket, Key=clip["key"], Body=b"0123456789")
+    asked = {"action": "query", "sessionId": session["sessionId"], "queryKey": clip["key"]}
+    assert send(deps, alice, asked) == []  # handed to AgentCore
+    others = [other, "responses/ses_other/r-1/0000.mp3"]
+    deps.s3.put_object(Bucket=bucket, Key=others[1], Body=b"z")
 
     # Another identity's delete is not_found and changes nothing.
     before = everything(deps)
@@ -253,7 +266,7 @@ def test_delete_lecture_removes_objects_items_sessions_and_gives_quota_back(
     done = one(deps, alice, {"action": "deleteLecture", "lectureId": lecture_id})
     assert done == {"type": "lectureDeleted", "lectureId": lecture_id}
     keys_left = [o["Key"] for o in deps.s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
-    assert keys_left == [other]
+    assert sorted(keys_left) == sorted(others)
     assert deps.store.lectures.get_item(Key={"lectureId": lecture_id}).get("Item") is None
     assert deps.store.sessions.get_item(Key={"sessionId": session["sessionId"]}).get("Item") is None
     assert one(deps, alice, {"action": "getLecture", "lectureId": lecture_id})["code"] == "not_found"

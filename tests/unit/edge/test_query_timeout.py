@@ -244,3 +244,48 @@ def test_the_balancers_own_503_is_no_host_not_busy() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_warm_starts_a_night_are_counted_and_capped(
+    deps: EdgeDeps, cold: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host started from zero counts against the night's warm starts; over them the question
+    gets `service_limit`, no host is started and its job slot comes back."""
+    from synapscribe.ceilings import NIGHT_OFFSET_SECONDS, DailyCounters
+
+    ceilings = deps.platform.ceilings.model_copy(update={"nightly_warm_starts": 1})
+    monkeypatch.setattr(deps, "settings", deps.settings.model_copy(update={"ceilings": ceilings}))
+    assert [m["type"] for m in _query(deps, "n-1")] == ["warming"]
+    counters = DailyCounters(deps.store.limits, deps.store.now)
+    assert counters.value("warm_starts", NIGHT_OFFSET_SECONDS) == 1
+    deps.autoscaling_client().set_desired_capacity(AutoScalingGroupName=cold, DesiredCapacity=0)
+    out = _query(deps, "n-2")[1:]
+    assert [(m["code"], m["requestId"]) for m in out] == [("service_limit", "n-2")]
+    assert "server starts" in out[0]["message"]
+    assert _desired(deps, cold) == 0
+    assert not any(k.startswith("n-2@") for k in deps.quotas.ledger("alice").jobs)
+
+
+def test_the_sweeper_accrues_gpu_host_hours_and_over_them_no_question_is_admitted(
+    deps: EdgeDeps, cold: str, agentcore: AgentCoreRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synapscribe.ceilings import GPU_SECONDS, DailyCounters
+    from synapscribe.edge.sweeper import sweep
+
+    interval = deps.platform.sweeper.interval_seconds
+    ceilings = deps.platform.ceilings.model_copy(update={"daily_gpu_host_hours": 2 * interval / 3600})
+    monkeypatch.setattr(deps, "settings", deps.settings.model_copy(update={"ceilings": ceilings}))
+    clock = [deps.store.now()]
+    monkeypatch.setattr(deps.store, "_clock", lambda: clock[0])
+    counters = DailyCounters(deps.store.limits, deps.store.now)
+    assert sweep(deps).gpu_host_seconds == 0  # the group holds no instance
+    deps.autoscaling_client().set_desired_capacity(AutoScalingGroupName=cold, DesiredCapacity=2)
+    clock[0] += interval
+    assert sweep(deps).gpu_host_seconds == 2 * interval  # two hosts for one interval
+    assert sweep(deps).gpu_host_seconds == 0  # the same instant is not counted twice
+    assert counters.value(GPU_SECONDS) == 2 * interval
+    # The ceiling is reached: a question gets service_limit and AgentCore is not asked.
+    monkeypatch.setattr(deps, "settings", deps.settings.model_copy(update={"agentcore_url": agentcore.url}))
+    out = _query(deps, "g-1")
+    assert [(m["code"], m["requestId"]) for m in out] == [("service_limit", "g-1")]
+    assert "hours" in out[0]["message"] and agentcore.requests == []

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from mutagen.id3 import APIC, ID3
+from synapscribe import keys
 from synapscribe.edge import validate_lecture
 from synapscribe.edge.config import EdgeDeps
 from synapscribe.edge.s3_ranged import ReadBudgetExceeded, S3RangedFile
@@ -247,6 +248,42 @@ def test_redelivery_after_rejection_is_harmless(deps: EdgeDeps) -> None:
     assert validate(deps, key)["outcome"] == "rejected"
     assert validate(deps, key)["outcome"] == "missing"
     assert len(lecture_pushes()) == 1
+
+
+def test_a_rejected_lectures_policy_posted_again_leaves_no_file(deps: EdgeDeps) -> None:
+    """Issue 18: the same POST policy used again after the rejection reached the `duplicate`
+    path and the file stayed, uncharged."""
+    lecture_id, key = upload(deps, b"not audio at all")
+    assert validate(deps, key)["outcome"] == "rejected"
+    for _ in range(3):
+        deps.s3.put_object(Bucket=deps.resources.bucket, Key=key, Body=b"not audio at all")
+        result = validate(deps, key)
+        assert result["outcome"] == "removed" and not exists(deps, key)
+    item = deps.store.get_lecture(lecture_id, "alice")
+    assert item is not None and item["status"] == "rejected"
+    assert len(lecture_pushes()) == 1
+
+
+def _state_tag(deps: EdgeDeps, key: str) -> str | None:
+    tags = deps.s3.get_object_tagging(Bucket=deps.resources.bucket, Key=key)["TagSet"]
+    return {t["Key"]: t["Value"] for t in tags}.get(keys.STATE_TAG)
+
+
+def test_an_accepted_upload_is_promoted_from_pending(deps: EdgeDeps, audio: dict[str, Path]) -> None:
+    data = audio["mp3"].read_bytes()
+    lecture_id, key = upload(deps, data)
+    bucket = deps.resources.bucket
+    # What the POST policy makes S3 do (moto's POST ignores the `tagging` field).
+    deps.s3.put_object_tagging(
+        Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": keys.STATE_TAG, "Value": keys.PENDING}]}
+    )
+    assert validate(deps, key)["outcome"] == "ready"
+    assert _state_tag(deps, key) == keys.VALIDATED
+    # The same bytes POSTed again arrive pending: promoted again, so the lifecycle spares them.
+    deps.s3.put_object(Bucket=bucket, Key=key, Body=data, Tagging=f"{keys.STATE_TAG}={keys.PENDING}")
+    assert validate(deps, key)["outcome"] == "duplicate"
+    assert _state_tag(deps, key) == keys.VALIDATED
+    assert deps.store.get_lecture(lecture_id, "alice")["status"] == "ready"  # type: ignore[index]
 
 
 def test_object_replaced_after_validation_is_removed(deps: EdgeDeps, audio: dict[str, Path]) -> None:

@@ -14,6 +14,7 @@ from synapscribe.edge import websocket_handler
 from synapscribe.edge.config import EdgeDeps
 from synapscribe.edge.push import connections_endpoint
 from synapscribe.edge.websocket_handler import handle
+from synapscribe.keys import PENDING_TAGGING
 
 from .edge_support import (
     CONNECTIONS_ENDPOINT,
@@ -127,10 +128,13 @@ def test_create_lecture_upload_and_post_it(deps: EdgeDeps, alice: str) -> None:
     assert msg["type"] == "uploadUrl"
     lecture_id, key = msg["uploadId"], msg["key"]
     assert key == f"lectures/alice/{lecture_id}.mp3"
-    assert msg["maxBytes"] == limits.lecture_max_bytes
-    assert msg["expiresIn"] == limits.upload_url_expiry_seconds
+    # At most the declared size (the service's ceilings count declared bytes), for a minute, and
+    # the object carries the pending tag the lifecycle rule removes unless it is validated.
+    assert msg["maxBytes"] == 1234
+    assert msg["expiresIn"] == limits.upload_url_expiry_seconds == 60
     conditions = _policy(msg["fields"])["conditions"]
-    assert ["content-length-range", 1, limits.lecture_max_bytes] in conditions
+    assert ["content-length-range", 1, 1234] in conditions
+    assert {"tagging": PENDING_TAGGING} in conditions and msg["fields"]["tagging"] == PENDING_TAGGING
     assert {"Content-Type": "audio/mpeg"} in conditions
     assert {"key": key} in conditions
     assert {"bucket": deps.resources.bucket} in conditions
@@ -171,9 +175,12 @@ def test_presigned_policy_refuses_what_s3_would_refuse(deps: EdgeDeps, alice: st
     refusals = [
         ({**fields}, cap + 1, "EntityTooLarge"),
         ({**fields}, 0, "EntityTooSmall"),
-        ({**fields, "Content-Type": "text/html"}, 10, "AccessDenied"),
-        ({**fields, "key": msg["key"].replace("/alice/", "/bob/")}, 10, "AccessDenied"),
-        ({**fields, "x-amz-signature": "0" * 64}, 10, "SignatureDoesNotMatch"),
+        ({**fields, "Content-Type": "text/html"}, 5, "AccessDenied"),
+        ({**fields, "key": msg["key"].replace("/alice/", "/bob/")}, 5, "AccessDenied"),
+        ({**fields, "x-amz-signature": "0" * 64}, 5, "SignatureDoesNotMatch"),
+        # The pending marker is required: without it (or with another tag) the object could stay.
+        ({k: v for k, v in fields.items() if k != "tagging"}, 5, "AccessDenied"),
+        ({**fields, "tagging": fields["tagging"].replace("pending", "validated")}, 5, "AccessDenied"),
     ]
     for form, size, code in refusals:
         with pytest.raises(policy.PolicyViolation) as exc:
@@ -194,10 +201,8 @@ def test_create_query_upload(deps: EdgeDeps, alice: str) -> None:
         },
     )
     assert msg["key"] == f"queries/alice/{msg['uploadId']}.wav"
-    assert msg["maxBytes"] == deps.platform.limits.query_max_bytes
-    assert ["content-length-range", 1, deps.platform.limits.query_max_bytes] in _policy(msg["fields"])[
-        "conditions"
-    ]
+    assert msg["maxBytes"] == 10
+    assert ["content-length-range", 1, 10] in _policy(msg["fields"])["conditions"]
     assert deps.store.get_lecture(msg["uploadId"], None) is None
 
 
