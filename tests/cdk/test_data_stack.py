@@ -174,7 +174,14 @@ def test_every_alarm_notifies_the_encrypted_topic(synth: Synthesized) -> None:
     key = data["Resources"][topic["KmsMasterKeyId"]["Fn::GetAtt"][0]]
     assert key["Type"] == "AWS::KMS::Key"
     assert key["Properties"]["EnableKeyRotation"] is True
-    assert "cloudwatch.amazonaws.com" in json.dumps(key["Properties"]["KeyPolicy"])
+    (cloudwatch,) = [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s.get("Principal", {}).get("Service") == "cloudwatch.amazonaws.com"
+    ]
+    # Only this account's alarms may use the key (no confused deputy).
+    assert cloudwatch["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
+    assert ":cloudwatch:eu-west-1:123456789012:alarm:*" in json.dumps(cloudwatch["Condition"]["ArnLike"])
     total = 0
     scaling_triggers = _scaling_triggers(synth)
     assert sum(len(ids) for ids in scaling_triggers.values()) == 1, scaling_triggers
