@@ -48,10 +48,13 @@ def test_capacity_and_night_schedule_come_from_config(synth: Synthesized) -> Non
     }
     night = actions[capacity.night_scale_in_cron]
     assert (night["MinSize"], night["DesiredCapacity"]) == (0, 0)
+    # The night's maximum is a cost ceiling (default 1): warming and load scaling stop there.
+    assert night["MaxSize"] == capacity.night_max == 1 < capacity.max
     morning = actions[capacity.morning_scale_out_cron]
     # With load scaling (cdk.json `scaling`), the day's size is the floor the policies keep to.
     day_floor = capacity.desired if synth.platform.config.scaling else capacity.min
     assert (morning["MinSize"], morning["DesiredCapacity"]) == (day_floor, capacity.desired)
+    assert morning["MaxSize"] == capacity.max  # the morning restores the day's ceiling
     assert {a["TimeZone"] for a in actions.values()} == {capacity.time_zone}
 
 

@@ -122,7 +122,10 @@ def _lambda_roles(synth: Synthesized) -> list[tuple[str, dict[str, Any], dict[st
         roles = resources_of(template, "AWS::IAM::Role")
         for fn in resources_of(template, "AWS::Lambda::Function").values():
             handler = fn["Properties"].get("Handler", "")
-            if handler.startswith("synapscribe.") or handler == "drain_instance.handler":
+            if handler.startswith("synapscribe.") or handler in (
+                "drain_instance.handler",
+                "budget_stop.handler",
+            ):
                 role = roles[fn["Properties"]["Role"]["Fn::GetAtt"][0]]["Properties"]
                 found.append((stack, role, fn["Properties"]))
     return found
@@ -130,7 +133,7 @@ def _lambda_roles(synth: Synthesized) -> list[tuple[str, dict[str, Any], dict[st
 
 def test_lambda_roles_log_only_to_their_own_log_group(synth: Synthesized) -> None:
     found = _lambda_roles(synth)
-    assert len(found) == 4  # WebSocket handler, validation, sweeper, drain
+    assert len(found) == 5  # WebSocket handler, validation, sweeper, drain, budget stop
     for stack, role, fn in found:
         managed = _flat(role.get("ManagedPolicyArns", []))
         assert "AWSLambdaBasicExecutionRole" not in managed, (stack, fn["Handler"])
@@ -276,7 +279,11 @@ def test_every_function_logs_to_a_retained_group(synth: Synthesized) -> None:
         for name, fn in resources_of(template, "AWS::Lambda::Function").items():
             group = fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
             assert groups[group]["Properties"]["RetentionInDays"] == days, (stack, name)
-            if not fn["Properties"].get("Handler", "").startswith(("synapscribe.", "drain_instance.")):
+            if (
+                not fn["Properties"]
+                .get("Handler", "")
+                .startswith(("synapscribe.", "drain_instance.", "budget_stop."))
+            ):
                 helpers += 1
                 assert group in fn["DependsOn"], (stack, name, "Lambda would create the group first")
     assert helpers >= 3  # bucket notifications, auto-delete objects, default security group

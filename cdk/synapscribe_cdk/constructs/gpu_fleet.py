@@ -195,7 +195,8 @@ class GpuFleet(Construct):
                 time_zone=capacity.time_zone,
                 min_capacity=0,
                 desired_capacity=0,
-                max_capacity=capacity.max,
+                # A cost ceiling for the night: questions may warm hosts, never more than this.
+                max_capacity=capacity.night_max,
             )
             self.group.scale_on_schedule(
                 "MorningScaleOut",
