@@ -178,9 +178,12 @@ class EnvironmentConfig(_Strict):
     drain_seconds: int = Field(ge=10, le=900)
     #: The NAT instance that gives the Lambdas' subnets egress to @connections (see stacks/network.py).
     nat_instance_type: str = Field(default="t4g.nano", pattern=r"^[a-z][a-z0-9]*\.[a-z0-9]+$")
-    #: `instance`: the NAT instance above, in an Auto Scaling group of one that replaces it when it
-    #: fails; `gateway`: a managed NAT gateway per zone (more costly, no instance to look after).
-    nat: Literal["instance", "gateway"] = "instance"
+    #: How the private subnets reach the internet (@connections, gTTS, SSM, logs). `nat_instance`:
+    #: the NAT instance above, in an Auto Scaling group of one that replaces it when it fails (a
+    #: few dollars a month; one small box carries everything, minutes of outage while it is
+    #: replaced: for dev). `nat_gateway`: a managed NAT gateway per zone (about $33 a month each
+    #: plus $0.045/GB, no instance to look after, no single zone or box: for prod).
+    egress: Literal["nat_instance", "nat_gateway"] = "nat_instance"
     #: Subscribed (by email) to the alarm topic, which every alarm, the budget and its action
     #: notify. Required in production (`removal: retain`): synth refuses a production environment
     #: nobody hears. `synapscribe preflight` fails until the address has confirmed the mail.

@@ -44,7 +44,7 @@ def test_cdk_json_environments_are_valid() -> None:
         (("route_throttles", "query", "rate_limit"), 1000, "route_throttles.query must not exceed"),
         (("reserved_concurrency", "validation"), 0, "reserved_concurrency.validation"),
         (("reserved_concurrency",), None, "reserved_concurrency"),
-        (("nat",), "none", "nat"),
+        (("egress",), "none", "egress"),
         # AWS accepts 100-300 MiB/s (Amazon EBS User Guide, "Initialize Amazon EBS volumes").
         (("root_volume_initialization_mib_per_second",), 99, "root_volume_initialization_mib_per_second"),
         (("root_volume_initialization_mib_per_second",), 301, "root_volume_initialization_mib_per_second"),

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import io
 import itertools
+import json
 import os
 import re
 import shlex
@@ -193,11 +194,27 @@ def check_aws(argv: list[str]) -> None:
 
 def _check_ssm_names(argv: list[str]) -> None:
     ami = load_platform().ami
+    known = {ami.ssm_parameter, ami.ssm_parameter_previous, *intake_parameters()}
     for flag, value in itertools.pairwise(argv):
         if flag in ("--name", "--names") and value.startswith("/"):
-            assert value in (ami.ssm_parameter, ami.ssm_parameter_previous), (
-                f"SSM parameter {value} is not platform.yaml's ami.ssm_parameter(_previous)"
+            assert value in known, (
+                f"SSM parameter {value} is neither platform.yaml's ami.ssm_parameter(_previous) nor an "
+                "environment's intake switch"
             )
+    if (
+        "put-parameter" in argv
+        and "--value" in argv
+        and argv[argv.index("--name") + 1] in intake_parameters()
+    ):
+        value = json.loads(argv[argv.index("--value") + 1])
+        assert set(value) == {"uploads", "questions"} and set(value.values()) <= {"open", "closed"}, value
+
+
+def intake_parameters() -> set[str]:
+    """Each environment's intake switch (`/synapscribe/<env>/intake`, the budget action's and the
+    edge's), for the environments of cdk.json."""
+    context = json.loads((ROOT / "cdk.json").read_text(encoding="utf-8"))["context"]
+    return {f"/synapscribe/{env}/intake" for env in context["synapscribe:environments"]}
 
 
 @functools.cache
@@ -442,6 +459,8 @@ def test_extraction_handles_continuations_and_prompts():
         "aws ssm put-parameter --name /synapscribe/ami/latest --bogus 1 --value x",
         "aws ssm put-parameter --value x",
         "aws ssm get-parameter --name /not/ours",
+        "aws ssm put-parameter --name /synapscribe/staging/intake --type String --value x",
+        """aws ssm put-parameter --name /synapscribe/prod/intake --type String --value '{"uploads":"shut"}'""",
         "aws autoscaling no-such-operation",
         "curl http://example.com",
         "synapscribe platform --max-model-len 100",

@@ -130,7 +130,7 @@ class GpuFleet(Construct):
             http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
             http_put_response_hop_limit=1,
             detailed_monitoring=True,
-            # Private subnets: the fleet reaches the internet only through the NAT instance.
+            # Private subnets: the fleet reaches the internet only through the NAT (cdk.json egress).
             associate_public_ip_address=False,
             block_devices=[
                 ec2.BlockDevice(
