@@ -181,8 +181,9 @@ class EnvironmentConfig(_Strict):
     #: How the private subnets reach the internet (@connections, gTTS, SSM, logs). `nat_instance`:
     #: the NAT instance above, in an Auto Scaling group of one that replaces it when it fails (a
     #: few dollars a month; one small box carries everything, minutes of outage while it is
-    #: replaced: for dev). `nat_gateway`: a managed NAT gateway per zone (about $33 a month each
-    #: plus $0.045/GB, no instance to look after, no single zone or box: for prod).
+    #: replaced: for dev). `nat_gateway`: a managed NAT gateway per zone (list price about
+    #: $0.045-0.048 an hour each plus as much per GB, by region; no instance to look after, no
+    #: single zone or box: for prod).
     egress: Literal["nat_instance", "nat_gateway"] = "nat_instance"
     #: Subscribed (by email) to the alarm topic, which every alarm, the budget and its action
     #: notify. Required in production (`removal: retain`): synth refuses a production environment
