@@ -101,11 +101,17 @@ class Capacity(_Strict):
     night_scale_in_cron: str | None = Field(default=None, pattern=_CRON)
     morning_scale_out_cron: str | None = Field(default=None, pattern=_CRON)
     time_zone: str = Field(default="UTC", min_length=1)
+    #: The group's maximum from the night action to the morning's: a cost ceiling, so questions
+    #: at night (warming from zero, load scaling) keep at most this many hosts up; the morning
+    #: action restores `max`.
+    night_max: int = Field(default=1, ge=0, le=100)
 
     @model_validator(mode="after")
     def _ordered(self) -> Capacity:
         if not self.min <= self.desired <= self.max:
             raise ValueError(f"need min <= desired <= max, got {self.min}, {self.desired}, {self.max}")
+        if self.night_max > self.max:
+            raise ValueError(f"night_max ({self.night_max}) must not exceed max ({self.max})")
         if (self.night_scale_in_cron is None) != (self.morning_scale_out_cron is None):
             raise ValueError("night_scale_in_cron and morning_scale_out_cron go together")
         return self
@@ -124,6 +130,16 @@ class ReservedConcurrency(_Strict):
 
     validation: int = Field(ge=1, le=1000)
     websocket_handler: int = Field(ge=1, le=3000)
+
+
+class CostAlarms(_Strict):
+    """Thresholds of the alarms that tell an operator strangers are costing more than students do:
+    the lecture bucket's size (S3's daily BucketSizeBytes), the WebSocket API's messages and the
+    edge functions' invocations per hour."""
+
+    bucket_gib: int = Field(ge=1, le=100_000)
+    messages_per_hour: int = Field(ge=1)
+    invocations_per_hour: int = Field(ge=1)
 
 
 class EnvironmentConfig(_Strict):
@@ -162,11 +178,22 @@ class EnvironmentConfig(_Strict):
     drain_seconds: int = Field(ge=10, le=900)
     #: The NAT instance that gives the Lambdas' subnets egress to @connections (see stacks/network.py).
     nat_instance_type: str = Field(default="t4g.nano", pattern=r"^[a-z][a-z0-9]*\.[a-z0-9]+$")
-    #: `instance`: the NAT instance above, in an Auto Scaling group of one that replaces it when it
-    #: fails; `gateway`: a managed NAT gateway per zone (more costly, no instance to look after).
-    nat: Literal["instance", "gateway"] = "instance"
-    #: Subscribed to the alarm topic when set.
+    #: How the private subnets reach the internet (@connections, gTTS, SSM, logs). `nat_instance`:
+    #: the NAT instance above, in an Auto Scaling group of one that replaces it when it fails (a
+    #: few dollars a month; one small box carries everything, minutes of outage while it is
+    #: replaced: for dev). `nat_gateway`: a managed NAT gateway per zone (list price about
+    #: $0.045-0.048 an hour each plus as much per GB, by region; no instance to look after, no
+    #: single zone or box: for prod).
+    egress: Literal["nat_instance", "nat_gateway"] = "nat_instance"
+    #: Subscribed (by email) to the alarm topic, which every alarm, the budget and its action
+    #: notify. Required in production (`removal: retain`): synth refuses a production environment
+    #: nobody hears. `synapscribe preflight` fails until the address has confirmed the mail.
     alarm_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
+    #: The AWS Budget of the environment (monthly cost of everything tagged with its name): 80 %
+    #: forecast warns the alarm topic, 100 % actual closes intake and the GPU fleet
+    #: (constructs/cost_guard.py; the operator's guide, "Cost ceilings and alarms").
+    monthly_budget_usd: int = Field(ge=1, le=1_000_000)
+    cost_alarms: CostAlarms
     #: Let operators open shells on GPU instances through Session Manager (no SSH, no open port).
     session_manager: bool = True
     lambda_memory_mib: int = Field(default=512, ge=128, le=10240)
@@ -189,6 +216,20 @@ class EnvironmentConfig(_Strict):
             self.route_throttles.values(), key=lambda t: (t.rate_limit, t.burst_limit), default=None
         )
         return {**self.route_throttles, **({"$default": busiest} if busiest is not None else {})}
+
+    @property
+    def production(self) -> bool:
+        """Production keeps its data (`removal: retain`), as preflight reads it."""
+        return self.removal == "retain"
+
+    @model_validator(mode="after")
+    def _production_is_heard(self) -> EnvironmentConfig:
+        if self.production and self.alarm_email is None:
+            raise ValueError(
+                "alarm_email: a production environment (removal: retain) needs an address that hears "
+                "its alarms and budget; set alarm_email in cdk.json"
+            )
+        return self
 
     def configured_zones(self, region: str) -> list[str] | None:
         """The zones listed for `region` (None: the default letters apply)."""

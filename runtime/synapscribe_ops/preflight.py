@@ -16,12 +16,19 @@
   and a production environment (`removal: retain`) names real origins, no `*` and no localhost;
 - lambda-concurrency: the account's Lambda concurrency limit leaves AWS's 100 unreserved
   executions after the environment's reserved concurrency (a new account's limit is 10, and
-  CloudFormation then fails on the first function that reserves any).
+  CloudFormation then fails on the first function that reserves any);
+- alarm: someone hears the alarms: the environment's `alarm_email` is set and no placeholder, and
+  the deployed alarm topic (the Data stack's `AlarmTopicArn`) has a confirmed subscription (SNS
+  lists an unconfirmed one as `PendingConfirmation`). A production environment fails without
+  one; until its first deploy the topic does not exist, so this check fails until the mail is
+  confirmed after that deploy. Another environment passes with a warning.
 
-Each failed check sets its own bit of the exit status (listed in `--help`), so a script can tell
+Each failed trap sets its own bit of the exit status (listed in `--help`), so a script can tell
 which failed; 0 only when every check passed. The bits are 4 and up, so a trap's status is a
 multiple of 4 and never reads as 2 (bad flags) or 1 (preflight itself crashed: a bug, with a
-traceback and no verdict).
+traceback and no verdict). An exit status has room for six such bits, so the two account quotas
+that Service Quotas raises (spot-quota and lambda-concurrency: same remedy, same lead time) share
+the `quotas` bit; their lines tell them apart.
 
 The environment's settings are read from cdk.json with the small model below (the runtime never
 imports the CDK app, a higher layer); `tests/cdk/test_preflight_settings.py` holds it to the CDK
@@ -55,12 +62,14 @@ EXIT_USAGE = 2
 #: preflight's statuses from 128 up come after its verdict line, a signal's without one.
 EXIT_BITS = {
     "ami": 4,
-    "spot-quota": 8,
+    "quotas": 8,
     "zones": 16,
     "bootstrap": 32,
     "cors": 64,
-    "lambda-concurrency": 128,
+    "alarm": 128,
 }
+#: Checks that share a trap's bit (by check name); every other check's trap is its own name.
+TRAP_OF = {"spot-quota": "quotas", "lambda-concurrency": "quotas"}
 
 #: Service Quotas: EC2 "All G and VT Spot Instance Requests", counted in vCPUs.
 SPOT_G_VT_QUOTA_CODE = "L-3819A6DF"
@@ -86,6 +95,9 @@ UNRESERVED_MINIMUM = 100
 #: The sweeper's reserved concurrency (one run at a time), a fixed part of the API stack;
 #: tests/cdk/test_preflight_settings.py holds `reserved_total` to the synthesized templates.
 SWEEPER_RESERVED_CONCURRENCY = 1
+#: The Data stack's output naming the alarm topic (tests/cdk/test_preflight_settings.py holds it
+#: to the synthesized template).
+ALARM_TOPIC_OUTPUT = "AlarmTopicArn"
 
 ENVIRONMENTS_KEY = "synapscribe:environments"
 
@@ -116,6 +128,7 @@ class DeploySettings(_Read):
     instance_types: list[str] = Field(min_length=1)
     capacity: CapacityRead
     reserved_concurrency: ReservedRead
+    alarm_email: str | None = None
 
     @property
     def reserved_total(self) -> int:
@@ -174,7 +187,7 @@ class CheckResult:
 
     @property
     def exit_bit(self) -> int:
-        return 0 if self.ok else EXIT_BITS[self.name]
+        return 0 if self.ok else EXIT_BITS[TRAP_OF.get(self.name, self.name)]
 
 
 def _error_code(exc: Exception) -> str:
@@ -457,6 +470,87 @@ def check_lambda_concurrency(lambda_client: Any, settings: DeploySettings) -> Ch
     return CheckResult(name, True, f"limit {limit}, {reserved} reserved, {limit - reserved} unreserved")
 
 
+def data_stack_name(settings: DeploySettings) -> str:
+    """The environment's Data stack, which holds the alarm topic (the CDK app's naming)."""
+    return f"SynapScribe-{settings.name}-Data"
+
+
+def alarm_topic_arn(cloudformation: Any, stack_name: str) -> str | None:
+    """The deployed alarm topic (the Data stack's `AlarmTopicArn` output); None: not deployed."""
+    try:
+        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+    except Exception as exc:
+        if _error_code(exc) == "ValidationError" and "does not exist" in str(exc):
+            return None
+        raise
+    outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs", [])}
+    return outputs.get(ALARM_TOPIC_OUTPUT) or None
+
+
+def confirmed_subscriptions(sns: Any, topic_arn: str) -> tuple[list[str], int]:
+    """The endpoints of the topic's confirmed subscriptions, and how many await confirmation (an
+    unconfirmed subscription's SubscriptionArn is `PendingConfirmation`)."""
+    confirmed, pending = [], 0
+    for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn):
+        for subscription in page["Subscriptions"]:
+            if str(subscription.get("SubscriptionArn", "")).startswith("arn:"):
+                confirmed.append(str(subscription.get("Endpoint", "?")))
+            else:
+                pending += 1
+    return confirmed, pending
+
+
+def _alarm_address_problem(settings: DeploySettings) -> str | None:
+    where = f"alarm_email of {ENVIRONMENTS_KEY}.{settings.name} in cdk.json"
+    address = settings.alarm_email
+    if address is None:
+        return f"no alarm address: nobody hears the alarms or the budget; set {where}"
+    if PLACEHOLDER_HOST.search(address.rpartition("@")[2]):
+        return (
+            f"{address} is a placeholder (a name reserved for examples): set your team's address in {where}"
+        )
+    return None
+
+
+def check_alarm(cloudformation: Any, sns: Any, settings: DeploySettings) -> CheckResult:
+    """A production environment fails unless a confirmed subscription hears its alarm topic;
+    another passes, with what is missing in its line."""
+    name = "alarm"
+    ok, message = _alarm_verdict(cloudformation, sns, settings)
+    if not ok and not settings.production:
+        return CheckResult(name, True, f"warning (not production): {message}")
+    return CheckResult(name, ok, message)
+
+
+def _alarm_verdict(cloudformation: Any, sns: Any, settings: DeploySettings) -> tuple[bool, str]:
+    problem = _alarm_address_problem(settings)
+    if problem:
+        return False, problem
+    stack_name = data_stack_name(settings)
+    try:
+        topic = alarm_topic_arn(cloudformation, stack_name)
+    except Exception as exc:
+        return False, f"cannot describe {stack_name}: {exc}"
+    if topic is None:
+        return False, (
+            f"{stack_name} is not deployed yet, so nobody can confirm its alarm topic: deploy, have "
+            f"{settings.alarm_email} confirm the mail from AWS Notifications, then run preflight again"
+        )
+    try:
+        confirmed, pending = confirmed_subscriptions(sns, topic)
+    except Exception as exc:
+        return False, f"cannot list the subscriptions of {topic}: {exc}"
+    if not confirmed:
+        waiting = f" ({pending} awaiting confirmation)" if pending else ""
+        return False, (
+            f"{topic} has no confirmed subscription{waiting}: {settings.alarm_email} must open the link "
+            "in the mail 'AWS Notification - Subscription Confirmation' (or subscribe again: "
+            f"aws sns subscribe --topic-arn {topic} --protocol email --notification-endpoint "
+            f"{settings.alarm_email})"
+        )
+    return True, f"{topic} is heard by {', '.join(sorted(confirmed))}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Running them
 
@@ -478,6 +572,7 @@ def run_checks(
         lambda: check_bootstrap(clients["cloudformation"], region, toolkit_stack),
         lambda: check_cors(settings),
         lambda: check_lambda_concurrency(clients["lambda"], settings),
+        lambda: check_alarm(clients["cloudformation"], clients["sns"], settings),
     ]
     return [check() for check in checks]
 
@@ -493,7 +588,10 @@ def aws_clients(region: str) -> dict[str, Any]:
     import boto3
 
     session = boto3.session.Session(region_name=region)
-    return {s: session.client(s) for s in ("sts", "ssm", "ec2", "service-quotas", "cloudformation", "lambda")}
+    return {
+        s: session.client(s)
+        for s in ("sts", "ssm", "ec2", "service-quotas", "cloudformation", "lambda", "sns")
+    }
 
 
 def default_cdk_json() -> Path | None:
@@ -510,6 +608,7 @@ EPILOG = (
     f"traceback, no verdict); {EXIT_USAGE} bad flags, cdk.json or no AWS credentials; otherwise the "
     "sum of the failed checks' bits (a multiple of 4): "
     + ", ".join(f"{bit} {name}" for name, bit in EXIT_BITS.items())
+    + " (quotas: spot-quota or lambda-concurrency; alarm: production only)"
 )
 
 

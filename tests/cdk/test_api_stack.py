@@ -369,7 +369,7 @@ def test_lecture_uploads_notify_the_validator(synth: Synthesized) -> None:
 def test_alarms_cover_lambda_and_api_errors(synth: Synthesized) -> None:
     alarms = resources_of(synth.templates["api"], "AWS::CloudWatch::Alarm").values()
     descriptions = [a["Properties"]["AlarmDescription"] for a in alarms]
-    assert len(descriptions) == 5
+    assert len(descriptions) == 7  # and the two request-rate alarms (test_cost_guard.py)
     assert sum("function raised errors" in d for d in descriptions) == 3
     assert sum("gave up on an event" in d for d in descriptions) == 1
     api_alarm = next(a for a in alarms if "WebSocket API" in a["Properties"]["AlarmDescription"])

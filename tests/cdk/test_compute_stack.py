@@ -9,6 +9,7 @@ from typing import Any
 from synapscribe.agentcore.settings import EMF_LOG_GROUP_VARIABLE
 from synapscribe.platform import load_platform
 from synapscribe.store import TABLE_KEYS
+from synapscribe_cdk.stacks.compute import AGENT_MESSAGE_ACTIONS, SESSION_CHANNEL_ACTIONS
 from synth_support import Synthesized, resources_of
 
 
@@ -47,10 +48,13 @@ def test_capacity_and_night_schedule_come_from_config(synth: Synthesized) -> Non
     }
     night = actions[capacity.night_scale_in_cron]
     assert (night["MinSize"], night["DesiredCapacity"]) == (0, 0)
+    # The night's maximum is a cost ceiling (default 1): warming and load scaling stop there.
+    assert night["MaxSize"] == capacity.night_max == 1 < capacity.max
     morning = actions[capacity.morning_scale_out_cron]
     # With load scaling (cdk.json `scaling`), the day's size is the floor the policies keep to.
     day_floor = capacity.desired if synth.platform.config.scaling else capacity.min
     assert (morning["MinSize"], morning["DesiredCapacity"]) == (day_floor, capacity.desired)
+    assert morning["MaxSize"] == capacity.max  # the morning restores the day's ceiling
     assert {a["TimeZone"] for a in actions.values()} == {capacity.time_zone}
 
 
@@ -137,9 +141,8 @@ def _instance_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
         for k, r in roles.items()
         if "ec2.amazonaws.com" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])
     ]
-    # At most Session Manager's policy (see test_session_manager_instead_of_ssh).
-    managed = json.dumps(roles[role]["Properties"].get("ManagedPolicyArns", []))
-    assert managed.count(":iam::aws:policy/") == managed.count("AmazonSSMManagedInstanceCore") <= 1
+    # No AWS managed policy: Session Manager's minimal set is inline (test_session_manager_instead_of_ssh).
+    assert not roles[role]["Properties"].get("ManagedPolicyArns")
     return [
         s
         for p in resources_of(template, "AWS::IAM::Policy").values()
@@ -186,8 +189,10 @@ def test_instance_role_is_what_agentcore_does(synth: Synthesized) -> None:
     assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"} <= actions
     connections = next(s for s in statements if s["Action"] == "execute-api:ManageConnections")
     assert json.dumps(connections["Resource"]).endswith('"/prod/POST/@connections/*"]]}')
+    # Only the Session Manager actions that have no resource type are on * (see below).
     for s in statements:
-        assert s["Resource"] != "*"
+        if s["Resource"] == "*":
+            assert {a.split(":")[0] for a in _actions(s)} <= {"ssmmessages", "ec2messages"}, s
 
 
 def test_termination_hook_and_drain_rules(synth: Synthesized) -> None:
@@ -232,14 +237,40 @@ def test_balancer_alarms(synth: Synthesized) -> None:
 
 
 def test_session_manager_instead_of_ssh(synth: Synthesized) -> None:
+    """Session Manager's minimal set instead of AmazonSSMManagedInstanceCore: the channel and
+    message actions (no resource type, so *), the agent's own instance, and SSM parameters under
+    the project's prefix only (the managed policy read every parameter of the account)."""
     template = synth.templates["compute"]
     data = _one(template, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]
     assert "KeyName" not in data
     roles = resources_of(template, "AWS::IAM::Role").values()
-    managed = [json.dumps(r["Properties"].get("ManagedPolicyArns", [])) for r in roles]
-    assert sum("AmazonSSMManagedInstanceCore" in m for m in managed) == int(
-        synth.platform.config.session_manager
-    )
+    assert not any(r["Properties"].get("ManagedPolicyArns") for r in roles)
+    statements = _instance_statements(template)
+    ssm = [s for s in statements if any(a.split(":")[0] in SSM_SERVICES for a in _actions(s))]
+    assert bool(ssm) == synth.platform.config.session_manager
+    by_action = {a: s for s in ssm for a in _actions(s)}
+    for action in ("ssmmessages:OpenDataChannel", "ec2messages:GetMessages"):
+        assert by_action[action]["Resource"] == "*"
+    assert "instance/*" in json.dumps(by_action["ssm:UpdateInstanceInformation"]["Resource"])
+    for action in ("ssm:GetParameter", "ssm:GetParameters"):
+        resource = json.dumps(by_action[action]["Resource"])
+        assert ":parameter/synapscribe/*" in resource, resource
+    # Nothing else of SSM (no SendCommand, no PutParameter, no documents) and no wildcard action.
+    assert set(by_action) == {
+        *SESSION_CHANNEL_ACTIONS,
+        *AGENT_MESSAGE_ACTIONS,
+        "ssm:UpdateInstanceInformation",
+        "ssm:GetParameter",
+        "ssm:GetParameters",
+    }
+
+
+SSM_SERVICES = {"ssm", "ssmmessages", "ec2messages"}
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return action if isinstance(action, list) else [action]
 
 
 def test_user_data_is_valid_bash(synth: Synthesized, tmp_path: Any) -> None:

@@ -36,12 +36,15 @@ def test_cdk_json_environments_are_valid() -> None:
         (("cors_allowed_origins",), ["http://evil.example"], "must be https://"),
         (("capacity", "night_scale_in_cron"), "every night", "capacity.night_scale_in_cron"),
         (("drain_seconds",), 5, "drain_seconds"),
+        (("capacity", "night_max"), 3, "must not exceed max"),
+        (("monthly_budget_usd",), 0, "monthly_budget_usd"),
+        (("cost_alarms", "bucket_gib"), 0, "cost_alarms.bucket_gib"),
         (("surprise",), 1, "surprise"),
         (("route_throttles", "getLectures"), {"rate_limit": 1, "burst_limit": 1}, "getLectures: not a route"),
         (("route_throttles", "query", "rate_limit"), 1000, "route_throttles.query must not exceed"),
         (("reserved_concurrency", "validation"), 0, "reserved_concurrency.validation"),
         (("reserved_concurrency",), None, "reserved_concurrency"),
-        (("nat",), "none", "nat"),
+        (("egress",), "none", "egress"),
         # AWS accepts 100-300 MiB/s (Amazon EBS User Guide, "Initialize Amazon EBS volumes").
         (("root_volume_initialization_mib_per_second",), 99, "root_volume_initialization_mib_per_second"),
         (("root_volume_initialization_mib_per_second",), 301, "root_volume_initialization_mib_per_second"),
@@ -57,6 +60,23 @@ def test_bad_settings_name_the_key(path: tuple[str, ...], value: Any, message: s
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("*", r"\*")) as err:
         load_environment(envs, "dev")
     assert str(err.value).startswith(f"{ENVIRONMENTS_KEY}.dev:")
+
+
+def test_production_needs_an_alarm_address() -> None:
+    """Synth refuses a production environment (removal: retain) that nobody hears; dev may go
+    without (preflight warns)."""
+    envs = _envs()
+    assert load_environment(envs, "prod").alarm_email == envs["prod"]["alarm_email"]
+    envs["prod"]["alarm_email"] = None
+    with pytest.raises(ConfigError, match=r"alarm_email: a production environment .* needs an address"):
+        load_environment(envs, "prod")
+    del envs["prod"]["alarm_email"]
+    with pytest.raises(ConfigError, match=r"set alarm_email in cdk\.json"):
+        load_environment(envs, "prod")
+    assert load_environment(_envs(), "dev").alarm_email is None
+    envs["dev"]["alarm_email"] = "not an address"
+    with pytest.raises(ConfigError, match="alarm_email"):
+        load_environment(envs, "dev")
 
 
 def test_unknown_environment_lists_the_known_ones() -> None:

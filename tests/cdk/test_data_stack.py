@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from aws_cdk.assertions import Match
 from synapscribe import keys
 from synapscribe.platform import load_platform
 from synapscribe.store import SWEEP_ATTRIBUTE, TABLE_KEYS, TTL_ATTRIBUTE
+from synapscribe_cdk.application import default_context
 from synapscribe_local.provision import sweep_index
 from synth_support import Synthesized, resources_of
 
@@ -139,7 +141,8 @@ def test_dev_buckets_empty_themselves_on_destroy(synth: Synthesized) -> None:
 
 def test_throttle_alarm_per_table(synth: Synthesized) -> None:
     template = synth.template("data")
-    template.resource_count_is("AWS::CloudWatch::Alarm", len(TABLE_KEYS))
+    # One per table, and the cost guard's two (test_cost_guard.py).
+    template.resource_count_is("AWS::CloudWatch::Alarm", len(TABLE_KEYS) + 2)
     template.has_resource_properties(
         "AWS::CloudWatch::Alarm",
         {
@@ -173,13 +176,24 @@ def _scaling_triggers(synth: Synthesized) -> dict[str, set[str]]:
 
 def test_every_alarm_notifies_the_encrypted_topic(synth: Synthesized) -> None:
     data = synth.templates["data"]
-    (topic_id,) = resources_of(data, "AWS::SNS::Topic")
+    (topic_id,) = [
+        k
+        for k, t in resources_of(data, "AWS::SNS::Topic").items()
+        if t["Properties"]["DisplayName"] == "SynapScribe alarms"
+    ]
     topic = data["Resources"][topic_id]["Properties"]
     # The topic's own key (the stack also has a key for its log groups).
     key = data["Resources"][topic["KmsMasterKeyId"]["Fn::GetAtt"][0]]
     assert key["Type"] == "AWS::KMS::Key"
     assert key["Properties"]["EnableKeyRotation"] is True
-    assert "cloudwatch.amazonaws.com" in json.dumps(key["Properties"]["KeyPolicy"])
+    (cloudwatch,) = [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s.get("Principal", {}).get("Service") == "cloudwatch.amazonaws.com"
+    ]
+    # Only this account's alarms may use the key (no confused deputy).
+    assert cloudwatch["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
+    assert ":cloudwatch:eu-west-1:123456789012:alarm:*" in json.dumps(cloudwatch["Condition"]["ArnLike"])
     total = 0
     scaling_triggers = _scaling_triggers(synth)
     assert sum(len(ids) for ids in scaling_triggers.values()) == 1, scaling_triggers
@@ -193,3 +207,28 @@ def test_every_alarm_notifies_the_encrypted_topic(synth: Synthesized) -> None:
             assert topic_id in actions, (name, alarm["Properties"]["AlarmDescription"])
             total += 1
     assert total >= 10
+
+
+def test_prod_alarm_topic_mails_the_configured_address(prod_assembly: Path) -> None:
+    """Someone hears prod: its topic has an email subscription to cdk.json's alarm_email."""
+    template = json.loads((prod_assembly / "SynapScribe-prod-Data.template.json").read_text())
+    (subscription,) = _mail(template)
+    (topic_id,) = [
+        k
+        for k, t in resources_of(template, "AWS::SNS::Topic").items()
+        if t["Properties"]["DisplayName"] == "SynapScribe alarms"
+    ]
+    props = subscription["Properties"]
+    expected = default_context()["synapscribe:environments"]["prod"]["alarm_email"]
+    assert props["Protocol"] == "email" and props["Endpoint"] == expected
+    assert props["TopicArn"] == {"Ref": topic_id}
+
+
+def test_dev_without_an_address_has_no_subscription(synth: Synthesized) -> None:
+    assert synth.platform.config.alarm_email is None
+    assert not _mail(synth.templates["data"])
+
+
+def _mail(template: dict[str, Any]) -> list[dict[str, Any]]:
+    subscriptions = resources_of(template, "AWS::SNS::Subscription").values()
+    return [s for s in subscriptions if s["Properties"]["Protocol"] == "email"]

@@ -122,7 +122,10 @@ def _lambda_roles(synth: Synthesized) -> list[tuple[str, dict[str, Any], dict[st
         roles = resources_of(template, "AWS::IAM::Role")
         for fn in resources_of(template, "AWS::Lambda::Function").values():
             handler = fn["Properties"].get("Handler", "")
-            if handler.startswith("synapscribe.") or handler == "drain_instance.handler":
+            if handler.startswith("synapscribe.") or handler in (
+                "drain_instance.handler",
+                "budget_stop.handler",
+            ):
                 role = roles[fn["Properties"]["Role"]["Fn::GetAtt"][0]]["Properties"]
                 found.append((stack, role, fn["Properties"]))
     return found
@@ -130,7 +133,7 @@ def _lambda_roles(synth: Synthesized) -> list[tuple[str, dict[str, Any], dict[st
 
 def test_lambda_roles_log_only_to_their_own_log_group(synth: Synthesized) -> None:
     found = _lambda_roles(synth)
-    assert len(found) == 4  # WebSocket handler, validation, sweeper, drain
+    assert len(found) == 5  # WebSocket handler, validation, sweeper, drain, budget stop
     for stack, role, fn in found:
         managed = _flat(role.get("ManagedPolicyArns", []))
         assert "AWSLambdaBasicExecutionRole" not in managed, (stack, fn["Handler"])
@@ -144,8 +147,37 @@ def test_lambda_roles_log_only_to_their_own_log_group(synth: Synthesized) -> Non
                 "Resource": {"Fn::GetAtt": [log_group, "Arn"]},
             }
         ], (stack, fn["Handler"])
-        # The VPC functions keep AWS's network-interface policy, nothing else managed.
-        assert managed.count(":iam::aws:policy/") == int("VpcConfig" in fn), (stack, managed)
+        # No AWS managed policy: the VPC functions' network interfaces are an inline policy.
+        assert managed.count(":iam::aws:policy/") == 0, (stack, managed)
+        ec2 = [s for s in statements if any(a.startswith("ec2:") for a in s["Action"])]
+        assert bool(ec2) == ("VpcConfig" in fn), (stack, fn["Handler"])
+        if ec2:
+            _interfaces_stay_in_the_functions_subnets(ec2, fn["VpcConfig"])
+
+
+def _interfaces_stay_in_the_functions_subnets(statements: list[dict[str, Any]], vpc: dict[str, Any]) -> None:
+    """Every ec2 action names the function's own subnets and security group, or (interfaces,
+    whose ids are made at creation) is limited to them by ec2:Subnet; only Describe* is on *."""
+    subnets = [s for s in vpc["SubnetIds"]]
+    for statement in statements:
+        resources = (
+            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        )
+        if resources == ["*"]:
+            assert all(a.startswith("ec2:Describe") for a in statement["Action"]), statement
+            continue
+        flat = _flat(resources)
+        if "network-interface/*" in flat:
+            condition = statement["Condition"]["ArnEquals"]["ec2:Subnet"]
+            assert len(condition) == len(subnets)
+            for subnet in subnets:
+                assert _flat(subnet) in _flat(condition)
+        else:
+            assert statement["Action"] == "ec2:CreateNetworkInterface", statement
+            for subnet in subnets:
+                assert _flat(subnet) in flat
+            for group in vpc["SecurityGroupIds"]:
+                assert _flat(group) in flat
 
 
 def test_default_security_group_is_restricted(synth: Synthesized) -> None:
@@ -247,7 +279,11 @@ def test_every_function_logs_to_a_retained_group(synth: Synthesized) -> None:
         for name, fn in resources_of(template, "AWS::Lambda::Function").items():
             group = fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
             assert groups[group]["Properties"]["RetentionInDays"] == days, (stack, name)
-            if not fn["Properties"].get("Handler", "").startswith(("synapscribe.", "drain_instance.")):
+            if (
+                not fn["Properties"]
+                .get("Handler", "")
+                .startswith(("synapscribe.", "drain_instance.", "budget_stop."))
+            ):
                 helpers += 1
                 assert group in fn["DependsOn"], (stack, name, "Lambda would create the group first")
     assert helpers >= 3  # bucket notifications, auto-delete objects, default security group

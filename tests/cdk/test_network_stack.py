@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from synapscribe.platform import load_platform
@@ -114,6 +115,33 @@ def test_nat_alarm_when_no_instance_is_in_service(synth: Synthesized) -> None:
     assert props["TreatMissingData"] == "breaching"
 
 
+def test_prod_egresses_through_a_nat_gateway_per_zone_and_dev_through_the_instance(
+    synth: Synthesized, prod_assembly: Path
+) -> None:
+    """Prod does not hang its egress on one small box: cdk.json's `egress` differs by environment."""
+    from synapscribe_cdk.application import default_context
+    from synapscribe_cdk.config import ENVIRONMENTS_KEY, load_environment
+
+    prod_config = load_environment(default_context()[ENVIRONMENTS_KEY], "prod")
+    assert (synth.platform.config.egress, prod_config.egress) == ("nat_instance", "nat_gateway")
+    prod = json.loads((prod_assembly / "SynapScribe-prod-Network.template.json").read_text())
+    zones = prod_config.zones_in("eu-west-1")
+    gateways = resources_of(prod, "AWS::EC2::NatGateway")
+    assert len(gateways) == len(zones) == prod_config.max_azs
+    assert not resources_of(prod, "AWS::AutoScaling::AutoScalingGroup")
+    assert not resources_of(prod, "AWS::EC2::NetworkInterface")
+    # Each private subnet's default route goes to a gateway (one per zone), none to an interface.
+    defaults = [
+        r["Properties"] for r in resources_of(prod, "AWS::EC2::Route").values()
+        if r["Properties"].get("DestinationCidrBlock") == "0.0.0.0/0" and "GatewayId" not in r["Properties"]
+    ]  # fmt: skip
+    assert len(defaults) == 2 * len(zones)  # edge and fleet subnets
+    assert {r["NatGatewayId"]["Ref"] for r in defaults} == set(gateways)
+    dev = synth.templates["network"]
+    assert not resources_of(dev, "AWS::EC2::NatGateway")
+    assert len(resources_of(dev, "AWS::EC2::NetworkInterface")) == 1
+
+
 def test_an_environment_may_ask_for_nat_gateways(tmp_path: Any) -> None:
     from aws_cdk import App, Environment
     from aws_cdk.assertions import Template
@@ -122,7 +150,7 @@ def test_an_environment_may_ask_for_nat_gateways(tmp_path: Any) -> None:
     from synapscribe_cdk.stacks.network import NetworkStack
 
     raw = default_context()[ENVIRONMENTS_KEY]
-    raw["dev"]["nat"] = "gateway"
+    raw["dev"]["egress"] = "nat_gateway"
     config = load_environment(raw, "dev")
     stack = NetworkStack(
         App(outdir=str(tmp_path)),

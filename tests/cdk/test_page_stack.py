@@ -103,3 +103,20 @@ def test_content_is_the_page_and_a_deployed_config(synth: Synthesized) -> None:
         and (synth.outdir / f["source"]["path"] / "index.html").exists()
     ]
     assert len(dirs) == 1 and {p.name for p in dirs[0].iterdir()} == set(CONTENT_TYPES)
+
+
+def test_the_deployment_invalidates_only_the_pages_distribution(synth: Synthesized) -> None:
+    """CDK grants its deployment handler CloudFront invalidations on `*`; ours names the page's
+    distribution (read from the hosting stack's output)."""
+    template = synth.templates["page_content"]
+    statements = [
+        s
+        for p in resources_of(template, "AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    (invalidation,) = [s for s in statements if "cloudfront:CreateInvalidation" in s["Action"]]
+    assert sorted(invalidation["Action"]) == ["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"]
+    resource = json.dumps(invalidation["Resource"])
+    assert ":cloudfront::" in resource and ":distribution/" in resource, resource
+    assert '"OutputName": "PageDistributionId"' in resource, resource
+    assert all(s["Resource"] != "*" for s in statements)

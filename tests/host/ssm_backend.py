@@ -3,8 +3,8 @@
 The GPU hosts have no SSH (no key pair, no port 22), and pytest-testinfra 10.2.2 has no SSM
 backend of its own (its backends: local, ssh, safe-ssh, paramiko, salt, docker, podman, ansible,
 kubectl, winrm, lxc, openshift, chroot). This one runs each command through the
-`AWS-RunShellScript` document (as root, by the SSM agent the instance profile's
-AmazonSSMManagedInstanceCore already serves) and reads the exit status and output back with
+`AWS-RunShellScript` document (as root, by the SSM agent the instance role's Session Manager
+statements already serve: ec2messages for Run Command, see stacks/compute.py) and reads the exit status and output back with
 GetCommandInvocation. The caller needs `ssm:SendCommand` (on the instance and the document) and
 `ssm:GetCommandInvocation`; the region comes from the usual AWS settings (AWS_REGION, profile).
 

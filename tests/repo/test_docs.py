@@ -456,6 +456,8 @@ def test_extraction_handles_continuations_and_prompts():
         "aws ssm put-parameter --name /synapscribe/ami/latest --bogus 1 --value x",
         "aws ssm put-parameter --value x",
         "aws ssm get-parameter --name /not/ours",
+        "aws ssm put-parameter --name /synapscribe/staging/intake --type String --value x",
+        """aws ssm put-parameter --name /synapscribe/prod/intake --type String --value '{"uploads":"shut"}'""",
         "aws autoscaling no-such-operation",
         "curl http://example.com",
         "synapscribe platform --max-model-len 100",

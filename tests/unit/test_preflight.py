@@ -27,6 +27,7 @@ from synapscribe_ops.preflight import (
     MIN_BOOTSTRAP_VERSION,
     SPOT_G_VT_QUOTA_CODE,
     DeploySettings,
+    check_alarm,
     check_ami,
     check_bootstrap,
     check_cors,
@@ -135,6 +136,7 @@ def account(aws_env: None) -> Iterator[dict[str, Any]]:
             "cloudformation": cfn,
             "service-quotas": quotas_answering(64),
             "lambda": lambda_answering(1000),
+            "sns": boto3.client("sns", region_name=REGION),
             "image": image,
         }
 
@@ -198,7 +200,7 @@ def test_spot_quota_covers_max_capacity_of_the_largest_type(account: dict[str, A
 
 def test_spot_quota_fails_below_the_need_and_says_how_to_ask(account: dict[str, Any]) -> None:
     result = check_spot_quota(quotas_answering(31), account["ec2"], settings(), REGION)
-    assert not result.ok and result.exit_bit == EXIT_BITS["spot-quota"]
+    assert not result.ok and result.exit_bit == EXIT_BITS["quotas"]
     assert f"--quota-code {SPOT_G_VT_QUOTA_CODE} --desired-value 32 --region {REGION}" in result.message
 
 
@@ -419,7 +421,7 @@ def test_lambda_concurrency_counts_every_reserved_function(env: str) -> None:
     need = s.reserved_total + preflight.UNRESERVED_MINIMUM
     assert check_lambda_concurrency(lambda_answering(need), s).ok
     short = check_lambda_concurrency(lambda_answering(need - 1), s)
-    assert not short.ok and short.exit_bit == EXIT_BITS["lambda-concurrency"]
+    assert not short.ok and short.exit_bit == EXIT_BITS["quotas"]
     assert f"needs {need}" in short.message and "L-B99A9384" in short.message
 
 
@@ -437,6 +439,103 @@ def test_lambda_concurrency_says_when_it_cannot_look(aws_env: None) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# alarm
+
+ADDRESS = "oncall@synapscribe-team.org"
+
+
+def deployed_topic(account: dict[str, Any], env: str = "prod") -> str:
+    """The environment's Data stack deployed (on moto) with its alarm topic as `AlarmTopicArn`."""
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"AlarmTopicArn": {"Value": {"Ref": "Topic"}}},
+    }
+    cfn = account["cloudformation"]
+    cfn.create_stack(StackName=f"SynapScribe-{env}-Data", TemplateBody=json.dumps(template))
+    outputs = cfn.describe_stacks(StackName=f"SynapScribe-{env}-Data")["Stacks"][0]["Outputs"]
+    return str(outputs[0]["OutputValue"])
+
+
+def prod(**changes: Any) -> DeploySettings:
+    base = load_settings(ROOT / "cdk.json", "prod").model_dump()
+    return DeploySettings(**{**base, "alarm_email": ADDRESS, **changes})
+
+
+def sns_listing(topic: str, subscriptions: list[dict[str, str]]) -> Any:
+    """An SNS client whose ListSubscriptionsByTopic answers `subscriptions` (moto confirms every
+    subscription at once, so an unconfirmed one comes from the API reference's shape)."""
+    client = boto3.client("sns", region_name=REGION)
+    stub = Stubber(client)
+    stub.add_response("list_subscriptions_by_topic", {"Subscriptions": subscriptions}, {"TopicArn": topic})
+    stub.activate()
+    return client
+
+
+def test_alarm_passes_when_a_confirmed_subscription_hears_the_topic(account: dict[str, Any]) -> None:
+    topic = deployed_topic(account)
+    account["sns"].subscribe(TopicArn=topic, Protocol="email", Endpoint=ADDRESS)
+    result = check_alarm(account["cloudformation"], account["sns"], prod())
+    assert result.ok and f"{topic} is heard by {ADDRESS}" == result.message
+
+
+def test_alarm_fails_in_production_while_the_mail_is_unconfirmed(account: dict[str, Any]) -> None:
+    topic = deployed_topic(account)
+    pending = {
+        "SubscriptionArn": "PendingConfirmation",
+        "Owner": "123456789012",
+        "Protocol": "email",
+        "Endpoint": ADDRESS,
+        "TopicArn": topic,
+    }
+    result = check_alarm(account["cloudformation"], sns_listing(topic, [pending]), prod())
+    assert not result.ok and result.exit_bit == EXIT_BITS["alarm"] == 128
+    assert "no confirmed subscription (1 awaiting confirmation)" in result.message
+    assert "Subscription Confirmation" in result.message and "aws sns subscribe" in result.message
+
+
+def test_alarm_fails_in_production_when_nobody_subscribed(account: dict[str, Any]) -> None:
+    topic = deployed_topic(account)  # moto: a topic without subscriptions
+    result = check_alarm(account["cloudformation"], account["sns"], prod())
+    assert not result.ok and f"{topic} has no confirmed subscription:" in result.message
+
+
+def test_alarm_fails_in_production_before_the_first_deploy(account: dict[str, Any]) -> None:
+    result = check_alarm(account["cloudformation"], account["sns"], prod())
+    assert not result.ok and "SynapScribe-prod-Data is not deployed yet" in result.message
+    assert ADDRESS in result.message
+
+
+@pytest.mark.parametrize(
+    ("address", "needle"),
+    [(None, "no alarm address"), ("ops@synapscribe.example", "is a placeholder")],
+)
+def test_alarm_fails_in_production_without_a_real_address(
+    account: dict[str, Any], address: str | None, needle: str
+) -> None:
+    topic = deployed_topic(account)
+    account["sns"].subscribe(TopicArn=topic, Protocol="email", Endpoint="someone@else.org")
+    result = check_alarm(account["cloudformation"], account["sns"], prod(alarm_email=address))
+    assert not result.ok and needle in result.message and "alarm_email" in result.message
+
+
+def test_alarm_only_warns_outside_production(account: dict[str, Any]) -> None:
+    deployed_topic(account, "dev")
+    result = check_alarm(account["cloudformation"], account["sns"], settings(alarm_email=ADDRESS))
+    assert result.ok and result.exit_bit == 0
+    assert (
+        result.message.startswith("warning (not production):")
+        and "no confirmed subscription" in result.message
+    )
+
+
+def test_the_repositorys_prod_ships_a_placeholder_address() -> None:
+    """As its CORS origin: the deploy needs the team's own, and preflight says so."""
+    assert preflight.PLACEHOLDER_HOST.search(
+        str(load_settings(ROOT / "cdk.json", "prod").alarm_email).split("@")[1]
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # The command
 
 
@@ -451,7 +550,7 @@ def parse(*argv: str) -> Any:
 def test_ready_account_exits_0(account: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     assert preflight.run(parse("--region", REGION, "--env", "dev"), account) == 0
     out = capsys.readouterr().out
-    assert out.count("PASS ") == 6 and "account 123456789012, eu-west-1: ready to deploy" in out
+    assert out.count("PASS ") == 7 and "account 123456789012, eu-west-1: ready to deploy" in out
 
 
 def test_each_failure_sets_its_own_bit(account: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
@@ -459,9 +558,9 @@ def test_each_failure_sets_its_own_bit(account: dict[str, Any], capsys: pytest.C
     account["service-quotas"] = quotas_answering(8)
     account["lambda"] = lambda_answering(10)
     status = preflight.run(parse("--region", REGION, "--env", "prod", "--json"), account)
-    # prod also ships a placeholder origin; its zones (max_azs 3) exist in eu-west-1.
-    failed = ["ami", "spot-quota", "cors", "lambda-concurrency"]
-    assert status == sum(EXIT_BITS[name] for name in failed)
+    # prod also ships a placeholder origin and alarm address; its zones (max_azs 3) exist in eu-west-1.
+    failed = ["ami", "spot-quota", "cors", "lambda-concurrency", "alarm"]
+    assert status == sum(EXIT_BITS[trap] for trap in {"ami", "quotas", "cors", "alarm"})
     doc = json.loads(capsys.readouterr().out)
     assert doc["exit"] == status
     assert [c["name"] for c in doc["checks"] if not c["ok"]] == failed
@@ -471,7 +570,9 @@ def test_exit_bits_are_distinct_and_never_read_as_usage_or_crash() -> None:
     bits = list(EXIT_BITS.values())
     assert len(set(bits)) == len(bits) and all(b & (b - 1) == 0 for b in bits)
     assert sum(bits) <= 255  # an exit status is one byte
-    assert EXIT_BITS["lambda-concurrency"] == 128
+    assert EXIT_BITS["alarm"] == 128
+    # The two Service Quotas checks share one bit (an exit status has room for six).
+    assert preflight.TRAP_OF == {"spot-quota": "quotas", "lambda-concurrency": "quotas"}
     # Every combination of failed checks is a multiple of 4: never 1 (crash) nor 2 (usage).
     for status in range(1, 256):
         if status & ~sum(bits) == 0:

@@ -8,7 +8,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from synapscribe_cdk.constructs.function_role import function_role
+from synapscribe_cdk.constructs.function_role import VpcPlacement, function_role
 from synapscribe_cdk.constructs.log_groups import retained_log_group
 from synapscribe_cdk.nag import acknowledge, acknowledge_cfn_lint, acknowledge_checkov
 
@@ -52,7 +52,17 @@ class EdgeFunction(Construct):
             security_groups=[security_group],
             environment=environment,
             log_group=log_group,
-            role=function_role(self, "Role", log_group=log_group, in_vpc=True),
+            role=function_role(
+                self,
+                "Role",
+                log_group=log_group,
+                vpc=VpcPlacement(
+                    subnet_ids=vpc.select_subnets(
+                        subnet_group_name=subnets.subnet_group_name, subnet_type=subnets.subnet_type
+                    ).subnet_ids,
+                    security_group_id=security_group.security_group_id,
+                ),
+            ),
             reserved_concurrent_executions=reserved_concurrency,
         )
         acknowledge(

@@ -130,7 +130,7 @@ class GpuFleet(Construct):
             http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
             http_put_response_hop_limit=1,
             detailed_monitoring=True,
-            # Private subnets: the fleet reaches the internet only through the NAT instance.
+            # Private subnets: the fleet reaches the internet only through the NAT (cdk.json egress).
             associate_public_ip_address=False,
             block_devices=[
                 ec2.BlockDevice(
@@ -195,7 +195,8 @@ class GpuFleet(Construct):
                 time_zone=capacity.time_zone,
                 min_capacity=0,
                 desired_capacity=0,
-                max_capacity=capacity.max,
+                # A cost ceiling for the night: questions may warm hosts, never more than this.
+                max_capacity=capacity.night_max,
             )
             self.group.scale_on_schedule(
                 "MorningScaleOut",

@@ -139,8 +139,10 @@ class SpotDrain(Construct):
         acknowledge_checkov(
             self.function,
             "CKV_AWS_115",
-            "One invocation per terminating instance or spot notice, so the fleet's capacity.max bounds "
-            "its concurrency; reserving some would take it from the account's unreserved pool.",
+            "One invocation per terminating instance of the fleet (at most capacity.max) or spot "
+            "interruption warning in the account and region (EventBridge cannot filter the warning by "
+            "group), so spot instances interrupted at once bound its concurrency; reserving some "
+            "would take it from the account's unreserved pool all year.",
         )
         acknowledge_checkov(
             self.function,

@@ -294,6 +294,7 @@ class ApiStack(Stack):
             self.validation_failures.alarm,
             self.sweeper.errors_alarm,
             self._api_errors_alarm(),
+            *self._request_rate_alarms(config),
         ]
         data.alarm_topic.notify(self.alarms)
         self.websocket_url = self.stage.url
@@ -414,6 +415,53 @@ class ApiStack(Stack):
             "one; a queued copy of the schedule's event would replay nothing.",
         )
         return sweeper
+
+    def _request_rate_alarms(self, config: EnvironmentConfig) -> list[cloudwatch.Alarm]:
+        """More messages, or edge invocations, in an hour than students make (cdk.json
+        `cost_alarms`): someone is looping requests, each one billed."""
+        hour = Duration.hours(1)
+        limits = config.cost_alarms
+        messages = cloudwatch.Metric(
+            namespace="AWS/ApiGateway",
+            metric_name="MessageCount",
+            dimensions_map={"ApiId": self.api.api_id, "Stage": self.stage.stage_name},
+            statistic="Sum",
+            period=hour,
+        ).create_alarm(
+            self,
+            "MessageRate",
+            alarm_description=(
+                f"More than {limits.messages_per_hour} WebSocket messages reached the API in an hour "
+                "(cost_alarms.messages_per_hour): requests in a loop. Find the source addresses in the "
+                "access log group; close intake if needed."
+            ),
+            threshold=limits.messages_per_hour,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        invocations = cloudwatch.MathExpression(
+            expression="handler + validation",
+            using_metrics={
+                "handler": self.websocket_handler.function.metric_invocations(period=hour, statistic="Sum"),
+                "validation": self.validation.function.metric_invocations(period=hour, statistic="Sum"),
+            },
+            period=hour,
+            label="edge invocations per hour",
+        ).create_alarm(
+            self,
+            "InvocationRate",
+            alarm_description=(
+                f"The WebSocket handler and the lecture validation ran more than "
+                f"{limits.invocations_per_hour} times in an hour (cost_alarms.invocations_per_hour): "
+                "messages or uploads in a loop. Find the source in the access logs; close intake if needed."
+            ),
+            threshold=limits.invocations_per_hour,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        return [messages, invocations]
 
     def _api_errors_alarm(self) -> cloudwatch.Alarm:
         period = Duration.minutes(5)

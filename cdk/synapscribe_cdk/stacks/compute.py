@@ -19,7 +19,7 @@ from synapscribe_cdk.constructs import permissions
 from synapscribe_cdk.constructs.fleet_observability import FleetObservability, spot_and_drain_widget
 from synapscribe_cdk.constructs.gpu_fleet import GpuFleet
 from synapscribe_cdk.constructs.spot_drain import SpotDrain
-from synapscribe_cdk.nag import acknowledge, managed_policy_findings, wildcard_findings
+from synapscribe_cdk.nag import acknowledge, wildcard_findings
 from synapscribe_cdk.stacks.api import ApiStack
 from synapscribe_cdk.stacks.data import DataStack
 from synapscribe_cdk.stacks.network import FLEET_SUBNETS, NetworkStack
@@ -155,15 +155,17 @@ class ComputeStack(Stack):
         for statement in statements:
             role.add_to_policy(statement)
         if session_manager:
-            role.add_managed_policy(
-                iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")
-            )
+            session = session_manager_statements(self)
+            for statement in session:
+                role.add_to_policy(statement)
             acknowledge(
                 role,
-                "AwsSolutions-IAM4",
-                "AmazonSSMManagedInstanceCore lets operators open Session Manager shells and read logs: "
-                "no SSH keys and no inbound port on the GPU instances.",
-                managed_policy_findings("AmazonSSMManagedInstanceCore"),
+                "AwsSolutions-IAM5",
+                "Session Manager's channel actions (ssmmessages) and the agent's message actions "
+                "(ec2messages) support no resource-level permissions (Service Authorization Reference), "
+                "so they are on *; the agent reports its own instance, whose id is made at launch "
+                "(instance/*); parameters stop at the project's prefix (/synapscribe/).",
+                wildcard_findings(self, [r for s in session for r in s.resources]),
             )
         acknowledge(
             role,
@@ -242,6 +244,52 @@ class ComputeStack(Stack):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         return [five_xx, unhealthy]
+
+
+#: The SSM agent's part of Session Manager and Run Command ("Create a custom IAM role for Session
+#: Manager", AWS Systems Manager User Guide; the testinfra backend, tests/host/ssm_backend.py, runs
+#: Run Command): the session channels and the agent's message polling. None of these actions has a
+#: resource type (Service Authorization Reference: Amazon Message Gateway Service, Amazon Session
+#: Manager Message Gateway Service).
+SESSION_CHANNEL_ACTIONS = (
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+)
+AGENT_MESSAGE_ACTIONS = (
+    "ec2messages:AcknowledgeMessage",
+    "ec2messages:DeleteMessage",
+    "ec2messages:FailMessage",
+    "ec2messages:GetEndpoint",
+    "ec2messages:GetMessages",
+    "ec2messages:SendReply",
+)
+#: The project's SSM parameters (the AMI's, each environment's intake switch): the only ones a
+#: host may read, where AmazonSSMManagedInstanceCore allowed every parameter of the account.
+PARAMETER_PREFIX = "/synapscribe/"
+
+
+def session_manager_statements(scope: Construct) -> list[iam.PolicyStatement]:
+    """Session Manager's minimal set for the GPU hosts, instead of AmazonSSMManagedInstanceCore."""
+    stack = Stack.of(scope)
+    return [
+        iam.PolicyStatement(actions=list(SESSION_CHANNEL_ACTIONS), resources=["*"]),
+        iam.PolicyStatement(actions=list(AGENT_MESSAGE_ACTIONS), resources=["*"]),
+        # The agent reports its own instance (UpdateInstanceInformation's resource type: instance).
+        iam.PolicyStatement(
+            actions=["ssm:UpdateInstanceInformation"],
+            resources=[stack.format_arn(service="ec2", resource="instance", resource_name="*")],
+        ),
+        iam.PolicyStatement(
+            actions=["ssm:GetParameter", "ssm:GetParameters"],
+            resources=[
+                stack.format_arn(
+                    service="ssm", resource="parameter", resource_name=PARAMETER_PREFIX.strip("/") + "/*"
+                )
+            ],
+        ),
+    ]
 
 
 def _target_group_metric(network: NetworkStack, name: str, period: Duration) -> cloudwatch.Metric:

@@ -12,6 +12,7 @@ from synapscribe.platform import PlatformConfig
 
 from synapscribe_cdk.config import EnvironmentConfig
 from synapscribe_cdk.constructs.alarm_topic import AlarmTopic
+from synapscribe_cdk.constructs.cost_guard import CostGuard
 from synapscribe_cdk.constructs.lecture_bucket import LectureBucket
 from synapscribe_cdk.constructs.state_tables import StateTables
 
@@ -44,6 +45,10 @@ class DataStack(Stack):
         self.alarms = list(state.throttle_alarms.values())
         # One topic for every alarm of the environment (the other stacks add theirs to it).
         self.alarm_topic = AlarmTopic(self, "Alarms", email=config.alarm_email)
+        self.cost_guard = CostGuard(
+            self, "CostGuard", config=config, alarm_topic=self.alarm_topic, bucket=self.bucket
+        )
+        self.alarms += self.cost_guard.alarms
         self.alarm_topic.notify(self.alarms)
         CfnOutput(
             self, "AlarmTopicArn", value=self.alarm_topic.topic.topic_arn, description="alarm notifications"

@@ -50,13 +50,16 @@ class IdentityStack(Stack):
             self.pool,
             "AwsSolutions-COG7",
             "Students use SynapScribe without an account: a guest identity only names the owner of "
-            "their lectures and sessions, and its role may do nothing but open the WebSocket.",
+            "their lectures and sessions, and its role may do nothing but open the WebSocket. "
+            "Identities are free to mint, so per-owner quotas do not bound spend; the stage and route "
+            "throttles and the monthly AWS Budget's action (intake and GPU fleet closed) do.",
         )
         acknowledge_checkov(
             self.pool,
             "CKV_AWS_366",
             "Guest identities are how students sign in (no account); the guest role may only open the "
-            "WebSocket, and the per-owner quotas bound what one identity can store or ask.",
+            "WebSocket. Identities are free to mint, so per-owner quotas do not bound spend; the stage "
+            "and route throttles and the monthly AWS Budget's action (intake and GPU fleet closed) do.",
         )
         self.pool.unauthenticated_role.add_to_principal_policy(
             iam.PolicyStatement(

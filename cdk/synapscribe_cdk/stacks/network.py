@@ -4,14 +4,16 @@ Why a separate stack: the Lambdas (API stack) need the load balancer, and the GP
 (Compute stack) needs the API's @connections endpoint; with the balancer in the Compute stack
 those two would depend on each other.
 
-Egress without a NAT gateway:
+Egress (cdk.json `egress`):
 - S3 and DynamoDB: gateway endpoints (free) for every subnet.
-- Nothing but the NAT instance has a public address. The GPU instances run in private subnets
-  (`fleet`) and the Lambdas in private subnets (`edge`); both route to the internet through one
-  small NAT *instance* (t4g.nano, a few dollars a month) in the public subnets, which admits only
-  those two groups. It is an Auto Scaling group of one behind a fixed network interface, so a
-  failed instance is replaced without touching the routes (constructs/nat_instance.py); an
-  environment may ask for managed NAT gateways instead (`nat: gateway` in cdk.json). The GPU instances need the internet for little: @connections (execute-api),
+- The GPU instances run in private subnets (`fleet`) and the Lambdas in private subnets (`edge`).
+  Prod (`nat_gateway`) routes each private subnet to a managed NAT gateway in its own zone: no
+  box to look after, and a zone's outage takes only its own egress. Dev (`nat_instance`) routes
+  them through one small NAT *instance* (t4g.nano, a few dollars a month) in the public subnets,
+  which admits only those two groups; it is an Auto Scaling group of one behind a fixed network
+  interface, so a failed instance is replaced without touching the routes
+  (constructs/nat_instance.py), but everything but S3 and DynamoDB waits while it is replaced.
+  The GPU instances need the internet for little: @connections (execute-api),
   gTTS (Google), Session Manager, over 443; and Ubuntu's apt mirrors (HTTP, signed packages) for
   the unattended security upgrades the AMI schedules. Their group allows exactly that egress.
 - The Lambdas must run in the VPC to reach the internal balancer; they push to clients through
@@ -78,9 +80,9 @@ class NetworkStack(Stack):
             "Vpc",
             ip_addresses=ec2.IpAddresses.cidr(config.vpc_cidr),
             availability_zones=self._zones,
-            # A NAT gateway per zone when asked for; otherwise one self-replacing NAT instance.
-            nat_gateways=len(self._zones) if config.nat == "gateway" else 1,
-            nat_gateway_provider=ec2.NatProvider.gateway() if config.nat == "gateway" else self.nat,
+            # A NAT gateway per zone (prod), or one self-replacing NAT instance (dev).
+            nat_gateways=len(self._zones) if config.egress == "nat_gateway" else 1,
+            nat_gateway_provider=ec2.NatProvider.gateway() if config.egress == "nat_gateway" else self.nat,
             subnet_configuration=[
                 ec2.SubnetConfiguration(name=PUBLIC_SUBNETS, subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
                 ec2.SubnetConfiguration(
@@ -145,7 +147,7 @@ class NetworkStack(Stack):
             self.fleet_sg.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(fleet_port), why)
 
         self.nat_alarms = []
-        if config.nat == "instance":
+        if config.egress == "nat_instance":
             nat_sg = self.nat.security_group
             assert nat_sg is not None
             nat_sg.add_ingress_rule(self.edge_sg, ec2.Port.tcp(443), "Lambdas' TLS egress")
