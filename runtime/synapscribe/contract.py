@@ -196,10 +196,6 @@ class Query(_Action):
             )
         return self
 
-    def audio_bytes(self) -> bytes | None:
-        """The inline clip, decoded (parse_client_message has already checked it)."""
-        return base64.b64decode(self.audio, validate=True) if self.audio is not None else None
-
 
 class EndSession(_Action):
     """End a session: its history is deleted."""

@@ -1,16 +1,11 @@
-"""The Identity stack: guest identities whose role may only open the WebSocket."""
+"""The Identity stack: guest identities whose role may only open the WebSocket (the pool and the
+role's trust: test_guest_access.py)."""
 
 from __future__ import annotations
 
 import json
 
 from synth_support import Synthesized, resources_of
-
-
-def test_pool_allows_guests_with_the_classic_flow(synth: Synthesized) -> None:
-    synth.template("identity").has_resource_properties(
-        "AWS::Cognito::IdentityPool", {"AllowUnauthenticatedIdentities": True, "AllowClassicFlow": True}
-    )
 
 
 def test_guest_role_may_only_invoke_connect(synth: Synthesized) -> None:

@@ -20,6 +20,7 @@ import pytest
 from engine_venv import engine_venv
 from required_tools import require_tools
 from synapscribe.agentcore import media
+from synapscribe.audio import formats
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
 
@@ -86,9 +87,9 @@ def test_what_agentcore_gives_the_engine_decodes_with_soundfile(tmp_path: Path) 
             cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(wav), *source, "-ac", "1", str(path)]
             subprocess.run(cmd, check=True, capture_output=True)
         data = path.read_bytes()
-        fmt = media.sniff_format(data)
+        fmt = formats.sniff(data)
         out = tmp_path / f"{name}.engine"
-        out.write_bytes(data if fmt in media.DIRECT_FORMATS else asyncio.run(media.to_mp3(data)))
+        out.write_bytes(data if fmt in formats.ENGINE_FORMATS else asyncio.run(media.to_mp3(data)))
         sent[name], given[name] = path, out
     decoded = _decode([*sent.values(), *given.values()])
     for name in FORMATS:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -373,7 +372,7 @@ def _new_key(home: Path, uid: str) -> tuple[str, str]:
     return fingerprint, _gpg(home, "--armor", "--export")
 
 
-@pytest.mark.skipif(shutil.which("gpg") is None, reason="needs gpg (the role installs it on the host)")
+@pytest.mark.needs_tool("gpg", "gpgconf")
 def test_nvidia_key_check_accepts_only_the_pinned_key(tmp_path: Path) -> None:
     """The role's own verify_key.yml against real OpenPGP keys, one ansible-playbook run for all cases."""
     pinned, pinned_key = _new_key(tmp_path / "gpg-a", "Pinned <a@example.com>")

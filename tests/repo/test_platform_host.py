@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PLATFORM_YAML = ROOT / "runtime" / "synapscribe" / "platform.yaml"
 #: Where the host is built and launched from: the bake, the roles, the CDK app, the scripts, the runtime.
 SCANNED = ("ami", "ansible", "cdk", "scripts", "runtime", "Makefile")
-#: Prose (docs, READMEs) may name the values; code and configuration must read them.
-SCANNED_SUFFIXES = {"", ".py", ".hcl", ".yml", ".yaml", ".j2", ".sh", ".cfg", ".json", ".toml", ".ini"}
+#: Prose (docs, READMEs) may name the values; every other text file (code, configuration, unit
+#: files, whatever its suffix) must read them.
+PROSE_SUFFIXES = {".md"}
 
 
 def host_facts(host: Host) -> dict[str, str]:
@@ -66,15 +67,23 @@ def _scanned_files() -> list[Path]:
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", *SCANNED],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
     ).stdout.split("\n")  # fmt: skip
-    files = [ROOT / name for name in listed if name]
-    return [
-        f
-        for f in files
-        if f.is_file()
-        and f != PLATFORM_YAML
-        and f.suffix in SCANNED_SUFFIXES
-        and "node_modules" not in f.parts
-    ]
+    return [f for f in (ROOT / name for name in listed if name) if is_scanned(f)]
+
+
+def is_scanned(path: Path) -> bool:
+    """A text file (UTF-8, no NUL byte) that is not prose, not platform.yaml, not npm's."""
+    if not path.is_file() or path == PLATFORM_YAML or path.suffix in PROSE_SUFFIXES:
+        return False
+    if "node_modules" in path.parts:
+        return False
+    data = path.read_bytes()
+    if b"\0" in data:
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def test_no_host_fact_is_copied_outside_the_platform_configuration() -> None:
@@ -85,6 +94,25 @@ def test_no_host_fact_is_copied_outside_the_platform_configuration() -> None:
     assert not found, "host facts copied instead of read from platform.yaml host:\n" + "\n".join(
         f"{where} ({key})" for where, key in found
     )
+
+
+def test_every_text_file_is_scanned_whatever_its_suffix(tmp_path: Path) -> None:
+    """A host fact copied into a new kind of file (a drop-in .conf, a .service, a file without a
+    suffix) is seen; prose and binary files are not read."""
+    contents = {
+        "override.conf": b"[Service]\nEnvironmentFile=/etc/synapscribe/deploy.env\n",
+        "extra.service": b"ExecStart=/bin/true\n",
+        "hook": b"#!/bin/sh\n",
+        "notes.md": b"Prose may name /etc/synapscribe.\n",
+        "blob.bin": b"\x00\x01\x02",
+        "latin.txt": "caf\u00e9".encode("latin-1"),
+    }
+    for name, data in contents.items():
+        (tmp_path / name).write_bytes(data)
+    scanned = {p.name for p in tmp_path.iterdir() if is_scanned(p)}
+    assert scanned == {"override.conf", "extra.service", "hook"}
+    found = {key for _, key in copies([tmp_path / "override.conf"], host_facts(load_platform().host))}
+    assert "host.deploy_env_file" in found
 
 
 def test_the_copy_check_finds_a_copy(tmp_path: Path) -> None:

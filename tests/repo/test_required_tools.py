@@ -105,3 +105,19 @@ def test_the_suites_hook_checks_marked_tests_before_their_fixtures(
     assert outcome in out, out
     assert "no-such-tool-synapscribe not installed on PATH: run scripts/setup" in out, out
     assert "the fixture was set up before the tool check" not in out, out
+
+
+def test_no_test_skips_on_a_missing_program() -> None:
+    """A missing program is `needs_tool`'s to report (a failure under CI): a `skipif` on
+    `shutil.which` would let CI skip the test silently."""
+    import re
+
+    pattern = re.compile(r"skipif\((?:[^()]|\([^()]*\))*which\(", re.S)
+    found = [
+        f"{path.relative_to(TESTS)}:{text.count(chr(10), 0, m.start()) + 1}"
+        for path in sorted(TESTS.rglob("*.py"))
+        for text in [path.read_text(encoding="utf-8")]
+        for m in pattern.finditer(text)
+        if path.name != "test_required_tools.py"
+    ]
+    assert not found, f"skipif on a missing program (use @pytest.mark.needs_tool): {found}"

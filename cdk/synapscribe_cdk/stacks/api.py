@@ -44,7 +44,6 @@ SWEEPER_HANDLER = "synapscribe.edge.sweeper.handler"
 SWEEPER_TIMEOUT = Duration.seconds(120)
 #: API Gateway closes an integration after 29 s; the handler only hands work to AgentCore.
 WEBSOCKET_HANDLER_TIMEOUT = Duration.seconds(20)
-SYSTEM_ROUTES = ("$connect", "$disconnect", "$default")
 API_ID_OUTPUT = "ApiId"
 
 _ITEM = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")

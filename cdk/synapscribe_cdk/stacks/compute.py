@@ -105,7 +105,18 @@ class ComputeStack(Stack):
             self.drain.errors_alarm,
         ]
         data.alarm_topic.notify(self.alarms)
-        self.dashboard = self.observability.add_dashboard(name=f"SynapScribe-{config.name}", alarms=[*self.alarms, *fleet.scaling_alarms], healthy_hosts=_target_group_metric(network, "HealthyHostCount", Duration.minutes(1)), max_num_seqs=platform.vllm.max_num_seqs, target_in_flight=config.scaling.target_in_flight_per_instance if config.scaling else None, bucket_name=data.resource_environment()["SYNAPSCRIBE_BUCKET"], spot_and_drains=spot_and_drain_widget(self.drain.notice_rule, self.drain.lifecycle_rule, self.drain.function), group_name=config.fleet_group_name)  # fmt: skip
+        self.dashboard = self.observability.add_dashboard(
+            name=f"SynapScribe-{config.name}",
+            alarms=[*self.alarms, *fleet.scaling_alarms],
+            healthy_hosts=_target_group_metric(network, "HealthyHostCount", Duration.minutes(1)),
+            max_num_seqs=platform.vllm.max_num_seqs,
+            target_in_flight=config.scaling.target_in_flight_per_instance if config.scaling else None,
+            bucket_name=data.resource_environment()["SYNAPSCRIBE_BUCKET"],
+            spot_and_drains=spot_and_drain_widget(
+                self.drain.notice_rule, self.drain.lifecycle_rule, self.drain.function
+            ),
+            group_name=config.fleet_group_name,
+        )
         CfnOutput(self, "AutoScalingGroupName", value=self.group.auto_scaling_group_name)
         # Where `synapscribe bench full --stack-outputs` reads the hosts' start-up timelines.
         CfnOutput(

@@ -30,13 +30,12 @@ from synapscribe.agentcore.media import (
     cut_mp3,
     duration_seconds,
     mp3_samples,
-    refusal,
-    sniff_format,
     split_mp3,
     to_mp3,
 )
 from synapscribe.agentcore.prompts import LectureAudioItem, TranscriptSegment, lecture_transcript_message
 from synapscribe.agentcore.vllm_client import UpstreamError, VllmClient
+from synapscribe.audio.formats import not_audio_reason, sniff
 from synapscribe.audio.tags import embedded_timeline
 from synapscribe.contract import ContractError, ErrorCode, ErrorMessage, Lecture
 from synapscribe.platform import PlatformConfig
@@ -188,9 +187,9 @@ class LectureContexts:
 
     async def _cut(self, source: bytes) -> list[tuple[float, float, bytes]]:
         """The recording as items; MP3 is cut as it is, other formats after ffmpeg converts them."""
-        fmt = sniff_format(source)
+        fmt = sniff(source)
         if fmt is None:
-            raise LectureUnavailableError(f"the lecture recording is refused: {refusal(source)}")
+            raise LectureUnavailableError(f"the lecture recording is refused: {not_audio_reason(source)}")
         timeline = embedded_timeline(source)
         mp3 = source if fmt == "mp3" else await to_mp3(source)
         try:

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 
 import mutagen
 
-from synapscribe.audio.formats import ENGINE_FORMATS, LABELS, MediaError, not_audio_reason, sniff
+from synapscribe.audio.formats import LABELS, MediaError, not_audio_reason, sniff
 from synapscribe.audio.frames import (
     Mp3Frames,
     SideInfo,
-    crc16,
     mp3_samples,
     parse_mp3,
     side_info,
@@ -28,12 +27,8 @@ from synapscribe.audio.frames import (
 )
 from synapscribe.audio.tags import Cue, embedded_timeline, tag_mp3
 
-#: Formats the model server takes as `input_audio` without conversion (formats.ENGINE_FORMATS).
-DIRECT_FORMATS = ENGINE_FORMATS
 _TOOL_TIMEOUT_SECONDS = 300
-_crc16 = crc16  # the tests check the CRC a silent frame carries
 __all__ = [
-    "DIRECT_FORMATS",
     "MediaError",
     "Mp3Frames",
     "SideInfo",
@@ -41,18 +36,7 @@ __all__ = [
     "parse_mp3",
     "side_info",
     "silent_frame",
-    "sniff_format",
 ]
-
-
-def sniff_format(data: bytes) -> str | None:
-    """The recording's format (synapscribe.audio.formats.sniff: ADTS is "aac", not "mp3")."""
-    return sniff(data)
-
-
-def refusal(data: bytes) -> str:
-    """Why bytes `sniff_format` does not recognise are refused, for the client."""
-    return not_audio_reason(data[:512])
 
 
 def duration_seconds(data: bytes, fmt: str) -> float:
@@ -98,9 +82,9 @@ async def run_tool(cmd: Sequence[str], stdin: bytes | None = None) -> bytes:
 async def to_mp3(data: bytes, bitrate_kbps: int = 32) -> bytes:
     """An accepted recording (any of formats.LABELS) as mono 16 kHz constant-bit-rate MP3 without
     tags. Bytes in no accepted format are refused before ffmpeg sees them (it reads many more)."""
-    fmt = sniff_format(data)
+    fmt = sniff(data)
     if fmt is None:
-        raise MediaError(refusal(data))
+        raise MediaError(not_audio_reason(data))
     try:
         return await _ffmpeg_mp3(data, bitrate_kbps)
     except MediaError as exc:

@@ -28,14 +28,7 @@ from synapscribe.agentcore import prompts
 from synapscribe.agentcore.aws import AwsIo, Spans
 from synapscribe.agentcore.jobs import QueryJob
 from synapscribe.agentcore.lectures import LectureContexts
-from synapscribe.agentcore.media import (
-    DIRECT_FORMATS,
-    MediaError,
-    duration_seconds,
-    refusal,
-    sniff_format,
-    to_mp3,
-)
+from synapscribe.agentcore.media import MediaError, duration_seconds, to_mp3
 from synapscribe.agentcore.sentences import SentenceSplitter
 from synapscribe.agentcore.tts_client import TtsClient
 from synapscribe.agentcore.vllm_client import (
@@ -43,6 +36,7 @@ from synapscribe.agentcore.vllm_client import (
     UpstreamTooLargeError,
     VllmClient,
 )
+from synapscribe.audio.formats import ENGINE_FORMATS, not_audio_reason, sniff
 from synapscribe.contract import (
     Answer,
     AnswerDelta,
@@ -533,15 +527,15 @@ class QueryPipeline:
             if blob is None:
                 raise ContractError(ErrorCode.NOT_FOUND, "queryKey: no such query upload", job.requestId)
             data = blob
-        fmt = sniff_format(data)
+        fmt = sniff(data)
         if fmt is None:
             raise ContractError(
                 ErrorCode.UNSUPPORTED_MEDIA,
-                refusal(data),
+                not_audio_reason(data),
                 job.requestId,
             )
         try:
-            if fmt not in DIRECT_FORMATS:
+            if fmt not in ENGINE_FORMATS:
                 data, fmt = await to_mp3(data), "mp3"
             seconds = duration_seconds(data, fmt)
         except MediaError as exc:

@@ -99,6 +99,6 @@ def describe_non_audio(head: bytes) -> str:
     return "it is a text file"
 
 
-def not_audio_reason(head: bytes) -> str:
-    """The sentence that refuses bytes `sniff` does not recognise."""
-    return f"The file is not an audio recording ({describe_non_audio(head)}). Upload it as {SUPPORTED}."
+def not_audio_reason(data: bytes) -> str:
+    """The sentence that refuses bytes `sniff` does not recognise (from their first 512 bytes)."""
+    return f"The file is not an audio recording ({describe_non_audio(data[:512])}). Upload it as {SUPPORTED}."

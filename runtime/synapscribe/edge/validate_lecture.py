@@ -25,6 +25,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from synapscribe import keys
+from synapscribe.audio.probe import ProbeRejection, probe
 from synapscribe.contract import Lecture
 from synapscribe.edge.agentcore_client import (
     AgentCoreError,
@@ -32,7 +33,6 @@ from synapscribe.edge.agentcore_client import (
     AgentCoreTimeout,
     request_transcription,
 )
-from synapscribe.edge.audio_probe import ProbeRejection, probe
 from synapscribe.edge.config import CachedDeps, EdgeDeps
 from synapscribe.edge.push import push
 from synapscribe.edge.s3_ranged import DEFAULT_MAX_BYTES, S3RangedFile

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from synapscribe.platform import PlatformConfig, load_platform
 
@@ -82,6 +82,3 @@ class StandinConfig:
             audio_tokens_per_second=p.audio.tokens_per_second,
             max_audio_items=p.max_audio_items_per_prompt,
         )
-
-    def with_latency(self, latency: Latency) -> StandinConfig:
-        return replace(self, latency=latency)

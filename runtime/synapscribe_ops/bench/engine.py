@@ -80,7 +80,6 @@ class Turn:
     prompt_tokens: int | None
     planner_bound: int
     planner_exact: int
-    prefix_queried: float | None
     prefix_hits: float | None
     mm_queried: float | None
     mm_hits: float | None
@@ -415,7 +414,6 @@ class Run:
                     prompt_tokens=prompt_tokens,
                     planner_bound=planner_tokens(messages, planner.estimate_text_tokens),
                     planner_exact=planner_tokens(messages, self.exact_text),
-                    prefix_queried=delta[PREFIX_QUERIES],
                     prefix_hits=delta[PREFIX_HITS],
                     mm_queried=delta[MM_QUERIES],
                     mm_hits=delta[MM_HITS],

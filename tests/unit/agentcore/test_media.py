@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from synapscribe.agentcore import media
+from synapscribe.audio import formats
 from synapscribe.platform import PlatformConfig
 from synapscribe_local import audiogen
 from synapscribe_local.standin.tokens import audio_duration_seconds
@@ -55,12 +56,12 @@ def test_each_item_carries_its_own_part_of_the_timeline(lecture: audiogen.Genera
 
 def test_sniffing_and_duration(lecture: audiogen.GeneratedAudio, tmp_path: Path) -> None:
     data = lecture.path.read_bytes()
-    assert media.sniff_format(data) == "mp3"
+    assert formats.sniff(data) == "mp3"
     wav = audiogen.speak("A short question?", tmp_path / "q.wav", "wav")
     wav_bytes = wav.path.read_bytes()
-    assert media.sniff_format(wav_bytes) == "wav"
+    assert formats.sniff(wav_bytes) == "wav"
     assert abs(media.duration_seconds(wav_bytes, "wav") - wav.duration_seconds) < 0.01
-    assert media.sniff_format(b"not audio at all") is None
+    assert formats.sniff(b"not audio at all") is None
     with pytest.raises(media.MediaError):
         media.duration_seconds(b"RIFF0000WAVEjunk", "wav")
     with pytest.raises(media.MediaError, match="no audio frames"):
@@ -70,7 +71,7 @@ def test_sniffing_and_duration(lecture: audiogen.GeneratedAudio, tmp_path: Path)
 async def test_other_formats_are_converted_to_mp3(tmp_path: Path) -> None:
     wav = audiogen.speak("Convert me please.", tmp_path / "c.wav", "wav")
     mp3 = await media.to_mp3(wav.path.read_bytes())
-    assert media.sniff_format(mp3) == "mp3"
+    assert formats.sniff(mp3) == "mp3"
     assert abs(media.duration_seconds(mp3, "mp3") - wav.duration_seconds) < 0.2
     # Bytes in no accepted format are refused by name before ffmpeg (which reads far more) sees them.
     with pytest.raises(media.MediaError, match=r"not an audio recording \(it is a text file\)"):

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 from required_tools import require_tools
 from synapscribe.agentcore import media
+from synapscribe.audio.frames import crc16
 
 
 def _mpeg2_mono_frame(main_data_begin: int, fill: int = 0x55, crc: bool = False) -> bytes:
@@ -43,7 +44,7 @@ def test_side_info_reads_main_data_begin_of_each_version() -> None:
 def test_the_crc_is_mpeg_audio_crc16() -> None:
     # CRC-16 with polynomial 0x8005, initial 0xFFFF, unreflected (catalogued as CRC-16/CMS): its
     # check value over "123456789" is 0xAEE7.
-    assert media._crc16(b"123456789") == 0xAEE7
+    assert crc16(b"123456789") == 0xAEE7
 
 
 def test_a_silent_frame_reads_no_bits_and_keeps_its_bytes() -> None:
@@ -62,7 +63,7 @@ def test_a_silent_frame_reads_no_bits_and_keeps_its_bytes() -> None:
     assert silent[:3] == frame[:3] and silent[3] == frame[3] & 0xCF  # mode extension cleared
     assert silent[info.offset + info.size :] == frame[info.offset + info.size :]  # later frames' data
     protected = media.silent_frame(_mpeg2_mono_frame(90, crc=True))
-    assert protected[4:6] == media._crc16(protected[2:4] + protected[6:15]).to_bytes(2, "big")
+    assert protected[4:6] == crc16(protected[2:4] + protected[6:15]).to_bytes(2, "big")
 
 
 def _encoded(seconds: int) -> bytes:

@@ -330,11 +330,10 @@ async def test_browser_recordings_are_heard_as_questions(
 ) -> None:
     import base64
 
-    from synapscribe.agentcore.media import sniff_format
-    from synapscribe.edge.audio_probe import sniff
+    from synapscribe.audio.formats import sniff
 
     data = _safari_like_aac(tmp_path) if recording == "safari-like" else (DATA / recording).read_bytes()
-    assert sniff_format(data) == sniff(data[:64]) == fmt
+    assert sniff(data) == sniff(data[:64]) == fmt
     async with make_rig() as rig:
         messages = await rig.ask(rig.session(), audio=base64.b64encode(data).decode())
     answer = check_order(messages, voice_in=True)

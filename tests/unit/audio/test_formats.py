@@ -27,7 +27,6 @@ from required_tools import require_tools
 from synapscribe.agentcore import media
 from synapscribe.audio import formats
 from synapscribe.audio.probe import ProbeRejection, ProbeResult, probe
-from synapscribe.edge import audio_probe
 from synapscribe.edge.s3_ranged import S3RangedFile
 from synapscribe_local import audiogen
 from synapscribe_ops.smoke.checks import looks_like_mp3
@@ -163,7 +162,7 @@ def edge_probe(s3: object, name: str, data: bytes) -> ProbeResult:
     """The validation Lambda's read: ranged GETs of the stored object (only what the probe touches)."""
     key = f"lectures/{name}"
     s3.put_object(Bucket="formats", Key=key, Body=data)  # type: ignore[attr-defined]
-    return audio_probe.probe(S3RangedFile(s3, "formats", key, len(data)), key.rsplit("/", 1)[-1])
+    return probe(S3RangedFile(s3, "formats", key, len(data)), key.rsplit("/", 1)[-1])
 
 
 # --------------------------------------------------------------------------- one answer per format
@@ -172,10 +171,9 @@ def edge_probe(s3: object, name: str, data: bytes) -> ProbeResult:
 @pytest.mark.parametrize("row", TABLE, ids=lambda r: r.name)
 def test_every_sniffer_gives_the_row_s_answer(samples: dict[str, Path], row: Row) -> None:
     data = samples[row.name].read_bytes()
-    assert formats.sniff(data) == audio_probe.sniff(data) == row.fmt
+    assert formats.sniff(data) == row.fmt
     # The edge reads 64 bytes (and 64 past an ID3 tag): its probe's answer is the accepted tests'.
     assert formats.sniff(data[:64]) in (row.fmt, "mp3" if row.id3 else row.fmt)
-    assert media.sniff_format(data) == row.fmt
     assert looks_like_mp3(data) is (row.fmt == "mp3")
 
 
@@ -195,11 +193,11 @@ def test_accepted_formats_are_measured_alike_by_every_part(
     # The generator measures files as the platform does, whatever their name.
     assert audiogen.duration_seconds(path) == pytest.approx(result.duration_seconds)
     # AgentCore: MP3 and WAV go to the model server as they are; the rest are converted to MP3 once.
-    if row.fmt in media.DIRECT_FORMATS:
+    if row.fmt in formats.ENGINE_FORMATS:
         given, fmt = data, row.fmt
     else:
         given, fmt = asyncio.run(media.to_mp3(data)), "mp3"
-        assert media.sniff_format(given) == "mp3"
+        assert formats.sniff(given) == "mp3"
     assert abs(media.duration_seconds(given, fmt) - truth) < SLACK_SECONDS
 
 

@@ -182,6 +182,49 @@ def test_two_concurrent_uploads_at_the_limit_only_one_wins(
     assert len(lectures) == 1
 
 
+def test_two_concurrent_uploads_on_an_existing_ledger_only_one_wins(
+    deps: EdgeDeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race on a ledger that exists already: the write is conditioned on the version both
+    read, not only on the item's existence (which both would pass)."""
+    with_quotas(deps, monkeypatch, lectures=2)
+    for cid in ("conn-a1", "conn-a2"):
+        handle(ws_event("$connect", cid, identity="alice"), deps)
+    assert one(deps, "conn-a1", lecture_upload())["type"] == "uploadUrl"
+    assert OwnerQuotas(deps.store, deps.platform).ledger("alice").version > 0
+    # Each racing thread's first read waits for the other's: both read the same version.
+    barrier = threading.Barrier(2)
+    first_read = threading.local()
+    racing = threading.Event()
+    quotas_read = OwnerQuotas._read
+
+    def read_together(self: OwnerQuotas, owner: str) -> Any:
+        item = quotas_read(self, owner)
+        if racing.is_set() and not getattr(first_read, "done", False):
+            first_read.done = True
+            barrier.wait(timeout=10)
+        return item
+
+    monkeypatch.setattr(OwnerQuotas, "_read", read_together)
+    write_lock = threading.Lock()  # DynamoDB's per-item atomicity, which moto in-process lacks
+    quotas_write = OwnerQuotas._write
+
+    def write_in_turn(self: OwnerQuotas, *args: Any) -> bool:
+        with write_lock:
+            return quotas_write(self, *args)
+
+    monkeypatch.setattr(OwnerQuotas, "_write", write_in_turn)
+    racing.set()
+    with ThreadPoolExecutor(2) as pool:
+        replies = list(pool.map(lambda cid: one(deps, cid, lecture_upload()), ["conn-a1", "conn-a2"]))
+    racing.clear()
+    assert sorted(r["type"] for r in replies) == ["error", "uploadUrl"], replies
+    assert_refused(next(r for r in replies if r["type"] == "error"), "lectures", 2)
+    lectures = [i for i in deps.store.lectures.scan(ConsistentRead=True)["Items"] if i["owner"] == "alice"]
+    assert len(lectures) == 2
+    assert len(OwnerQuotas(deps.store, deps.platform).ledger("alice").lectures) == 2
+
+
 # --------------------------------------------------------------------------- TTLs and validation
 
 

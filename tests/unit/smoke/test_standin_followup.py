@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import random
 import re
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -159,3 +161,27 @@ def test_a_standin_history_line_about_another_question_fails() -> None:
     )
     problems = follow_up_problems(ASKED, follow_up, CODEWORD, standin=True)
     assert len(problems) == 1 and "does not quote the earlier question" in problems[0], problems
+
+
+def test_two_smoke_runs_ask_with_different_codewords(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each run's inputs, made as `synapscribe smoke` makes them, carry a new codeword into the
+    question it sends: a fixed one would let a model (or a cache) that saw an earlier run pass."""
+    from synapscribe_local import audiogen
+    from synapscribe_ops.smoke.checks import Budget
+    from synapscribe_ops.smoke.cli import make_inputs
+    from synapscribe_ops.smoke.runner import Scenario, SmokeReport
+
+    question = tmp_path / "question.mp3"
+    question.write_bytes(b"ID3")
+    monkeypatch.setattr(audiogen, "speak", lambda text, path, *a, **k: SimpleNamespace(path=question))
+    lecture = tmp_path / "lecture.mp3"
+    lecture.write_bytes(b"ID3")
+    asked = []
+    for _ in range(2):
+        inputs = make_inputs(tmp_path, Budget(), lecture=lecture)
+        scenario = Scenario(
+            lambda url: None, inputs, SmokeReport(url="ws://x", mode="local", budget=Budget())
+        )  # type: ignore[arg-type,return-value]
+        assert inputs.codeword in scenario.text_question
+        asked.append(scenario.text_question)
+    assert asked[0] != asked[1], asked
