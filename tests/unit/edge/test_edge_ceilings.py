@@ -4,6 +4,7 @@ WebSocket handler on moto (issue 18): refused before anything is stored, with `s
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -183,14 +184,25 @@ def test_an_owner_quota_refusal_gives_the_service_count_back(
 
 def test_a_counter_never_passes_its_limit(deps: EdgeDeps) -> None:
     """One conditional ADD per charge: six of 3 fit in 20, the seventh is refused and counts
-    nothing; a refund gives room back. (The condition is DynamoDB's, atomic per item; moto's
-    in-process mock answers some refused updates as done under threads, so this is sequential.)"""
+    nothing; a refund gives room back."""
     counters = DailyCounters(deps.store.limits, deps.store.now)
-    assert [counters.add("race", 3, 20) for _ in range(8)] == [True] * 6 + [False] * 2
-    assert counters.value("race") == 18
-    assert not counters.add("race", 21, 20) and counters.value("race") == 18
-    counters.refund("race", 3)
-    assert counters.add("race", 5, 20) and counters.value("race") == 20
+    assert [counters.add("seq", 3, 20) for _ in range(8)] == [True] * 6 + [False] * 2
+    assert counters.value("seq") == 18
+    assert not counters.add("seq", 21, 20) and counters.value("seq") == 18
+    counters.refund("seq", 3)
+    assert counters.add("seq", 5, 20) and counters.value("seq") == 20
+
+
+def test_counters_never_pass_their_limit_under_concurrency(deps: EdgeDeps) -> None:
+    """Eight at once: still six. DynamoDB checks and applies a conditional write as one step;
+    moto does only with its writes serialized (local/moto_atomic.py, as the local stack runs it)."""
+    from synapscribe.local.moto_atomic import atomic_dynamodb_writes
+
+    atomic_dynamodb_writes()
+    counters = DailyCounters(deps.store.limits, deps.store.now)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: counters.add("race", 3, 20), range(40)))
+    assert (sum(results), counters.value("race")) == (6, 18)
 
 
 # --------------------------------------------------------------------------- questions
