@@ -63,8 +63,9 @@ class ErrorCode(StrEnum):
 
 #: When the server answers with each code (docs/contract.md's error table).
 ERROR_CODE_WHEN: dict[ErrorCode, str] = {
-    ErrorCode.BAD_REQUEST: "not JSON, not an object, a binary frame, a missing or ill-typed field, more than one of "
-    "`text`/`audio`/`queryKey`",
+    ErrorCode.BAD_REQUEST: "not JSON (`NaN`, `Infinity` and a key given twice are not JSON), not an object, a binary "
+    "frame, a missing or ill-typed field, more than one of `text`/`audio`/`queryKey`, a message that did not "
+    "arrive on its action's route",
     ErrorCode.UNKNOWN_ACTION: "an `action` that is not one of the client actions",
     ErrorCode.NOT_FOUND: "an unknown, expired or another identity's lecture or session",
     ErrorCode.TOO_LARGE: "a message, inline clip, declared upload or question over its limit",

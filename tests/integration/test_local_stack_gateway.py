@@ -13,7 +13,7 @@ import pytest
 from botocore.config import Config
 from synapscribe.connections import ConnectionGone, ConnectionPusher
 from synapscribe.contract import ACTIONS, SessionEnded
-from synapscribe_local.gateway import Gateway
+from synapscribe_local.gateway import SOURCE_HEADER, Gateway
 from synapscribe_local.supervisor import free_port
 from synapscribe_ops.smoke.client import ClientError, StackClient, fragments
 from websockets.asyncio.client import connect
@@ -66,6 +66,9 @@ async def test_routes_like_api_gateway(gateway: tuple[Gateway, Recorder]) -> Non
             ("{not json", "default"),
             (json.dumps([1, 2]), "default"),
             (json.dumps({"action": 5}), "default"),
+            # What Python reads but JSON is not (NaN, a key twice) is not routed to its action.
+            ('{"action":"getLecture","lectureId":"x","pad":NaN}', "default"),
+            ('{"action":"getLecture","lectureId":"x","action":"getLecture"}', "default"),
         ]:
             await client.send(frame)
             reply = await client.wait_type("sessionEnded", within=5)
@@ -85,6 +88,35 @@ async def test_routes_like_api_gateway(gateway: tuple[Gateway, Recorder]) -> Non
     assert message["body"] == json.dumps({"action": "getLecture", "lectureId": "x"})
     assert message["requestContext"]["connectionId"] == connect_event["requestContext"]["connectionId"]
     assert message["isBase64Encoded"] is False
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+async def test_the_source_header_counts_only_in_test_mode(aws_env: None, trusted: bool) -> None:
+    recorder = Recorder()
+    gw = Gateway(
+        recorder,
+        port=free_port(),
+        connections_port=free_port(),
+        route_keys=ACTIONS,
+        trust_source_header=trusted,
+    )
+    recorder.pusher = ConnectionPusher(gw.connections_endpoint)
+    await gw.start()
+    try:
+        for header in ("2001:db8::7", ""):
+            client = await StackClient.connect(gw.url, identity="alice", headers={SOURCE_HEADER: header})
+            await client.close()
+    finally:
+        await gw.stop()
+    identities = [
+        e["requestContext"]["identity"]
+        for e in recorder.events
+        if e["requestContext"]["routeKey"] == "$connect"
+    ]
+    if trusted:  # an empty header stands for an event without an address (the handler refuses it)
+        assert identities[0]["sourceIp"] == "2001:db8::7" and "sourceIp" not in identities[1]
+    else:
+        assert [i["sourceIp"] for i in identities] == ["127.0.0.1", "127.0.0.1"]
 
 
 async def test_connect_refused_by_handler(gateway: tuple[Gateway, Recorder]) -> None:

@@ -183,11 +183,27 @@ def test_an_owner_quota_refusal_gives_the_service_count_back(
     assert counter(deps, "lectures") == 1 and counter(deps, "addr#198.51.100.1#uploads") == 1
 
 
+def test_a_counter_never_passes_its_limit(deps: EdgeDeps) -> None:
+    """One conditional ADD per charge: six of 3 fit in 20, the seventh is refused and counts
+    nothing; a refund gives room back."""
+    counters = DailyCounters(deps.store.limits, deps.store.now)
+    assert [counters.add("seq", 3, 20) for _ in range(8)] == [True] * 6 + [False] * 2
+    assert counters.value("seq") == 18
+    assert not counters.add("seq", 21, 20) and counters.value("seq") == 18
+    counters.refund("seq", 3)
+    assert counters.add("seq", 5, 20) and counters.value("seq") == 20
+
+
 def test_counters_never_pass_their_limit_under_concurrency(deps: EdgeDeps) -> None:
+    """Eight at once: still six. DynamoDB checks and applies a conditional write as one step;
+    moto does only with its writes serialized (local/moto_atomic.py, as the local stack runs it)."""
+    from synapscribe_local.moto_atomic import atomic_dynamodb_writes
+
+    atomic_dynamodb_writes()
     counters = DailyCounters(deps.store.limits, deps.store.now)
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda _: counters.add("race", 3, 20), range(40)))
-    assert sum(results) == 6 and counters.value("race") == 18
+    assert (sum(results), counters.value("race")) == (6, 18)
 
 
 # --------------------------------------------------------------------------- questions
