@@ -46,6 +46,10 @@ def test_validation_report_is_clean(prod_assembly: Path) -> None:
 
 def test_lambda_assets_are_in_the_assembly(prod_assembly: Path) -> None:
     assets = [p for p in prod_assembly.glob("asset.*") if p.is_dir()]
+    # One asset per edge handler (its own import closure, bundling.import_closure), none with a tool.
     bundles = [a for a in assets if (a / "synapscribe" / "edge").is_dir()]
-    assert len(bundles) == 1
+    assert len(bundles) == 3
+    assert not [
+        a for a in bundles for tool in ("synapscribe_ops", "synapscribe_local") if (a / tool).exists()
+    ]
     assert any((a / "drain_instance.py").is_file() for a in assets)
