@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from synapscribe.agentcore.settings import EMF_LOG_GROUP_VARIABLE
@@ -66,10 +67,23 @@ def test_launch_template_imdsv2_encrypted_root_and_ami_from_ssm(synth: Synthesiz
     # The weights arrive at the provisioned rate, not on first read (cdk.json, per environment).
     rate = synth.platform.config.root_volume_initialization_mib_per_second
     assert rate is not None and root["Ebs"]["VolumeInitializationRate"] == rate
-    image = data["ImageId"]["Ref"]
-    parameter = template["Parameters"][image]
-    assert parameter["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
-    assert parameter["Default"] == load_platform().ami.ssm_parameter
+    # EC2 resolves the environment's channel at each launch: no CloudFormation parameter, so a
+    # promoted image needs no deploy.
+    assert data["ImageId"] == "resolve:ssm:" + load_platform().ami.channel("dev").current
+    assert not [p for p in template.get("Parameters", {}).values() if "EC2::Image" in p["Type"]]
+
+
+def test_dev_and_prod_launch_templates_read_their_own_channels(
+    synth: Synthesized, prod_assembly: Path
+) -> None:
+    prod = json.loads((prod_assembly / "SynapScribe-prod-Compute.template.json").read_text())
+    images = {
+        env: _one(template, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]["ImageId"]
+        for env, template in (("dev", synth.templates["compute"]), ("prod", prod))
+    }
+    ami = load_platform().ami
+    assert images == {env: f"resolve:ssm:{ami.channel(env).current}" for env in ("dev", "prod")}
+    assert images["dev"] != images["prod"]
 
 
 def test_fleet_runs_in_private_subnets_without_public_addresses(synth: Synthesized) -> None:

@@ -193,11 +193,11 @@ def check_aws(argv: list[str]) -> None:
 
 def _check_ssm_names(argv: list[str]) -> None:
     ami = load_platform().ami
+    channels = [ami.channel(env) for env in ("dev", "prod")]
+    known = {ami.legacy_parameter} | {c.current for c in channels} | {c.previous for c in channels}
     for flag, value in itertools.pairwise(argv):
         if flag in ("--name", "--names") and value.startswith("/"):
-            assert value in (ami.ssm_parameter, ami.ssm_parameter_previous), (
-                f"SSM parameter {value} is not platform.yaml's ami.ssm_parameter(_previous)"
-            )
+            assert value in known, f"SSM parameter {value} is not an image channel of platform.yaml's ami"
 
 
 @functools.cache
@@ -317,7 +317,7 @@ def test_the_guide_exists_and_has_its_sections():
     for heading in (
         "Architecture",
         "Deploy and first smoke test",
-        "AMI rebuild and rollback",
+        "Rebuilding the image",
         "Scaling and scale-to-zero",
         "Spot interruptions",
         "Alarms",

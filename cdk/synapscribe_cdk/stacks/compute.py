@@ -54,7 +54,7 @@ class ComputeStack(Stack):
             ),
             security_group=network.fleet_sg,
             role=self.role,
-            ami_parameter=platform.ami.ssm_parameter,
+            ami_parameter=platform.ami.channel(config.name).current,
             instance_types=config.instance_types,
             root_volume_gib=config.root_volume_gib,
             root_volume_initialization_mib_per_second=config.root_volume_initialization_mib_per_second,
