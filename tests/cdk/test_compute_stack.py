@@ -262,3 +262,18 @@ def test_user_data_is_valid_bash(synth: Synthesized, tmp_path: Any) -> None:
     result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert script.read_text().startswith("#!/bin/bash\nset -euo pipefail\n")
+
+
+def test_fleet_alarm_names_are_an_output_for_the_image_rollout(synth: Synthesized) -> None:
+    """`synapscribe ami rollout` reads them as its instance refresh's alarm specification."""
+    from synapscribe.ami.cli import ALARMS_OUTPUT, GROUP_OUTPUT
+
+    template = synth.templates["compute"]
+    outputs = template["Outputs"]
+    assert GROUP_OUTPUT in outputs
+    separator, parts = outputs[ALARMS_OUTPUT]["Value"]["Fn::Join"]
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
+    assert separator == ","
+    named = {p["Ref"] for p in parts}
+    assert named and named <= set(alarms)
+    assert {k for k in alarms if "NoHealthyHosts" in k} <= named

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import CfnOutput, Duration, Fn, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
@@ -107,6 +107,9 @@ class ComputeStack(Stack):
         data.alarm_topic.notify(self.alarms)
         self.dashboard = self.observability.add_dashboard(name=f"SynapScribe-{config.name}", alarms=[*self.alarms, *fleet.scaling_alarms], healthy_hosts=_target_group_metric(network, "HealthyHostCount", Duration.minutes(1)), max_num_seqs=platform.vllm.max_num_seqs, target_in_flight=config.scaling.target_in_flight_per_instance if config.scaling else None, bucket_name=data.resource_environment()["SYNAPSCRIBE_BUCKET"], spot_and_drains=spot_and_drain_widget(self.drain.notice_rule, self.drain.lifecycle_rule, self.drain.function), group_name=config.fleet_group_name)  # fmt: skip
         CfnOutput(self, "AutoScalingGroupName", value=self.group.auto_scaling_group_name)
+        # What `synapscribe ami rollout` gives its instance refresh as the alarm specification: an
+        # alarm going off fails the refresh and the image is rolled back.
+        CfnOutput(self, "FleetAlarmNames", value=Fn.join(",", [a.alarm_name for a in self.alarms]))
         # Where `synapscribe bench full --stack-outputs` reads the hosts' start-up timelines.
         CfnOutput(
             self, METRICS_LOG_GROUP_OUTPUT, value=self.observability.log_groups["metrics"].log_group_name
