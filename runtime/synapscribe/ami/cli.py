@@ -24,6 +24,8 @@ from synapscribe.platform import load_platform
 ENVIRONMENTS_KEY = "synapscribe:environments"
 #: The CDK app names each environment's stacks SynapScribe-<env>-<part> (cdk/synapscribe_cdk/application.py).
 STACK_PREFIX = "SynapScribe-{env}-"
+#: The stacks whose outputs `rollout` reads.
+STACK_PARTS = ("Api", "Identity", "Compute")
 GROUP_OUTPUT = "AutoScalingGroupName"
 ALARMS_OUTPUT = "FleetAlarmNames"
 
@@ -114,13 +116,18 @@ def _clients(region: str | None) -> Callable[[str], Any]:
 
 
 def stack_outputs(cfn: Any, environment: str) -> dict[str, str]:
-    """Every output of the environment's stacks (what the smoke test and the rollout read)."""
-    prefix = STACK_PREFIX.format(env=environment)
+    """The outputs the smoke test and the rollout read: the WebSocket URL (Api), the guest
+    identity (Identity), the group and its alarms (Compute). By name: the pipeline's role may
+    describe only the environments' stacks."""
     outputs: dict[str, str] = {}
-    for page in cfn.get_paginator("describe_stacks").paginate():
-        for stack in page["Stacks"]:
-            if stack["StackName"].startswith(prefix):
-                outputs.update({o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])})
+    for part in STACK_PARTS:
+        name = STACK_PREFIX.format(env=environment) + part
+        try:
+            stacks = cfn.describe_stacks(StackName=name)["Stacks"]
+        except cfn.exceptions.ClientError as exc:
+            raise PipelineError(Exit.AWS, f"cannot read stack {name}: {exc} (deployed?)") from exc
+        for stack in stacks:
+            outputs.update({o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])})
     return outputs
 
 
