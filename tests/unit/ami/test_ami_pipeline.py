@@ -524,3 +524,45 @@ def image_snapshot(ec2: Any, image: str) -> str:
     return str(
         ec2.describe_images(ImageIds=[image])["Images"][0]["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
     )
+
+
+def deployed(cfn: Any, environment: str) -> None:
+    """The environment's stacks with the outputs the rollout reads (moto's CloudFormation)."""
+    outputs = {
+        "Api": {"WebSocketUrl": f"wss://example.execute-api.{REGION}.amazonaws.com/prod"},
+        "Identity": {"IdentityPoolId": f"{REGION}:00000000-0000-0000-0000-000000000000"},
+        "Compute": {"AutoScalingGroupName": GROUP, "FleetAlarmNames": ",".join(ALARMS)},
+    }
+    for part, values in outputs.items():
+        template = {
+            "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+            "Outputs": {k: {"Value": v} for k, v in values.items()},
+        }
+        cfn.create_stack(StackName=f"SynapScribe-{environment}-{part}", TemplateBody=json.dumps(template))
+
+
+def test_cli_rollback_puts_the_previous_image_back_and_refreshes(
+    account: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ec2, ssm = account["ec2"], account["ssm"]
+    old, new = promoted_pair(account)
+    running = fleet(ec2, new, 1)
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    deployed(cfn, "dev")
+    autoscaling = boto3.client("autoscaling", region_name=REGION)
+    clients = {"ec2": ec2, "ssm": ssm, "cloudformation": cfn, "autoscaling": autoscaling}
+    parser, _ = ami_cli_parser()
+    args = parser.parse_args(["ami", "--region", REGION, "rollback", "dev", "--checkpoint-delay", "600"])
+    with Stubber(autoscaling) as stub:
+        expect_refresh(stub, running, "r-1", [("Successful", "")])
+        assert ami_cli.run(args, clients.__getitem__) == Exit.OK
+        stub.assert_no_pending_responses()
+    assert channels.state(ssm, load_platform().ami.channel("dev")) == channels.ChannelState(old, new)
+    assert "rolled back by hand" in image_tags(ec2, new)[tags.rollout_failed("dev")]
+    assert f"rollback dev: {new} -> {old}" in capsys.readouterr().out
+    # A channel with nothing before: refused, nothing changed.
+    prod = load_platform().ami.channel("prod")
+    with pytest.raises(PipelineError, match=f"nothing to roll back to: {prod.previous} is not set") as caught:
+        promote.rollback(ec2, ssm, load_platform(), "prod")
+    assert caught.value.exit == Exit.REFUSED
+    assert channels.state(ssm, prod) == channels.ChannelState(None, None)
