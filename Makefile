@@ -58,4 +58,4 @@ clean:
 ## Bake the GPU host image (ami/) and tag it baked (no environment gets it: see `synapscribe ami`).
 ## Options through AMI_ARGS, e.g. AMI_ARGS="--region eu-west-1"; Packer 1.11+ and AWS credentials.
 ami: setup
-	$(VENV)/bin/synapscribe ami $(AMI_ARGS) bake
+	$(VENV)/bin/synapscribe ami bake $(AMI_ARGS)

@@ -43,25 +43,46 @@ def fleet_first_type(repo: Path, environment: str) -> str:
     return str(context[ENVIRONMENTS_KEY][environment]["instance_types"][0])
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def default_repo() -> Path:
+    """The checkout: the current directory when it holds cdk.json (where operators and CodeBuild
+    run), else the one this package is installed from in development mode."""
+    here = Path.cwd()
+    if (here / "cdk.json").exists():
+        return here
+    source = Path(__file__).resolve().parents[3]
+    return source if (source / "cdk.json").exists() else here
+
+
+def known_environments() -> list[str]:
+    """cdk.json's environments for the rollout and rollback subcommands (none without cdk.json)."""
+    try:
+        return environments(default_repo())
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def _common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.epilog = EPILOG
     parser.add_argument(
         "--region", default=os.environ.get("AWS_REGION"), help="AWS region (default: AWS_REGION)"
     )
     parser.add_argument(
-        "--repo", type=Path, default=Path("."), help="the checkout (default: the current directory)"
+        "--repo", type=Path, default=default_repo(), help="the checkout (default: the current directory)"
     )
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
     steps = parser.add_subparsers(dest="step", metavar="STEP", required=True)
 
-    bake = steps.add_parser(
-        "bake", help="Packer build (scripts/bake-ami); tags the image baked", epilog=EPILOG
-    )
+    bake = _common(steps.add_parser("bake", help="Packer build (scripts/bake-ami); tags the image baked"))
     bake.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a Packer variable")
 
-    verify = steps.add_parser(
-        "verify",
-        help="one spot instance from the image: readiness, host tests, canned question",
-        epilog=EPILOG,
+    verify = _common(
+        steps.add_parser(
+            "verify", help="one spot instance from the image: readiness, host tests, canned question"
+        )
     )
     verify.add_argument("--image", help="image id (default: the newest baked image not yet verified)")
     verify.add_argument(
@@ -83,23 +104,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--ready-timeout", type=positive_int, default=1800, help="seconds to wait for readiness"
     )
 
-    promote = steps.add_parser("promote", help="point an environment's channel at an image", epilog=EPILOG)
+    promote = _common(steps.add_parser("promote", help="point an environment's channel at an image"))
     promote.add_argument("--to", required=True, dest="environment", help="the environment (dev, then prod)")
     promote.add_argument(
         "--image", help="default: the newest verified image (dev), the channel before (others)"
     )
 
+    # `rollout dev`, `rollback prod`: one subcommand per environment of cdk.json, so each flag
+    # belongs to the command that ends the line.
     for name, text in (
         ("rollout", "instance refresh of the environment's fleet to its channel's image, smoke test last"),
         ("rollback", "put the channel's previous image back and refresh"),
     ):
         step = steps.add_parser(name, help=text, epilog=EPILOG)
-        step.add_argument("environment", help="the environment (cdk.json)")
-        step.add_argument("--min-healthy-percentage", type=positive_int, default=50)
-        step.add_argument(
-            "--checkpoint-delay", type=positive_int, default=600, help="seconds at each checkpoint"
-        )
-    prune = steps.add_parser("prune", help="deregister images beyond the newest per channel", epilog=EPILOG)
+        targets = step.add_subparsers(dest="environment", metavar="ENV", required=True)
+        for environment in known_environments():
+            target = _common(targets.add_parser(environment, help=f"{name} {environment}"))
+            target.add_argument("--min-healthy-percentage", type=positive_int, default=50)
+            target.add_argument(
+                "--checkpoint-delay", type=positive_int, default=600, help="seconds at each checkpoint"
+            )
+    prune = _common(steps.add_parser("prune", help="deregister images beyond the newest per channel"))
     prune.add_argument("--keep", type=positive_int, default=3, help="images kept per channel (default 3)")
     prune.add_argument("--dry-run", action="store_true", help="list, delete nothing")
 

@@ -285,12 +285,12 @@ def test_cli_exit_statuses(account: dict[str, Any], capsys: pytest.CaptureFixtur
         "ssm": account["ssm"],
         "cloudformation": boto3.client("cloudformation", region_name=REGION),
     }
-    args = parser.parse_args(["ami", "--region", REGION, "promote", "--to", "prod", "--image", image])
+    args = parser.parse_args(["ami", "promote", "--to", "prod", "--image", image, "--region", REGION])
     assert ami_cli.run(args, clients.__getitem__) == Exit.REFUSED
     assert "must pass `synapscribe ami rollout dev`" in capsys.readouterr().err
-    args = parser.parse_args(["ami", "--region", REGION, "rollback", "dev"])
+    args = parser.parse_args(["ami", "rollback", "dev", "--region", REGION])
     assert ami_cli.run(args, clients.__getitem__) == Exit.AWS  # no stacks of dev: "deployed?"
-    args = parser.parse_args(["ami", "--region", REGION, "promote", "--to", "dev"])
+    args = parser.parse_args(["ami", "promote", "--to", "dev", "--region", REGION])
     assert ami_cli.run(args, clients.__getitem__) == Exit.REFUSED  # no verified image yet
 
 
@@ -552,7 +552,7 @@ def test_cli_rollback_puts_the_previous_image_back_and_refreshes(
     autoscaling = boto3.client("autoscaling", region_name=REGION)
     clients = {"ec2": ec2, "ssm": ssm, "cloudformation": cfn, "autoscaling": autoscaling}
     parser, _ = ami_cli_parser()
-    args = parser.parse_args(["ami", "--region", REGION, "rollback", "dev", "--checkpoint-delay", "600"])
+    args = parser.parse_args(["ami", "rollback", "dev", "--checkpoint-delay", "600", "--region", REGION])
     with Stubber(autoscaling) as stub:
         expect_refresh(stub, running, "r-1", [("Successful", "")])
         assert ami_cli.run(args, clients.__getitem__) == Exit.OK
