@@ -7,9 +7,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import subprocess
 from pathlib import Path
 
-from synapscribe.ami import probe
+import pytest
+from synapscribe.ami import probe, verify
 from synapscribe.ami.verify import Canned, answer_problems, probe_script
 from synapscribe.platform import load_platform
 from synapscribe.standin.answers import PREFIX
@@ -43,3 +45,21 @@ def test_the_probe_script_carries_the_canned_files_intact() -> None:
     assert canned.lecture.rstrip("\n") in script
     assert f"{load_platform().host.venvs.runtime}/bin/python -m synapscribe.ami.probe" in script
     assert len(script) < 60_000, "SendCommand's parameters stay well inside the document's limit"
+
+
+def test_verify_runs_the_host_tests_through_the_ssm_backend() -> None:
+    """The command line verify gives pytest: the SSM backend's URL, and no test is left out that
+    does not exist (a renamed test would silently run again)."""
+    seen: list[list[str]] = []
+
+    def fake_run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        seen.append(argv)
+        return subprocess.CompletedProcess(argv, 0)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(subprocess, "run", fake_run)
+        assert verify.host_tests(CANNED_DIR.parents[2])("i-0123456789abcdef0") == 0
+    (argv,) = seen
+    assert argv[argv.index("--hosts") + 1] == "ssm://i-0123456789abcdef0"
+    host_tests = (CANNED_DIR.parents[1] / "host" / "test_host.py").read_text()
+    assert f"def {verify.PARSE_FLAGS_LOCALLY}(" in host_tests
