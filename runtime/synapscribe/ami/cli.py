@@ -211,8 +211,12 @@ def _verify(args: argparse.Namespace, client: Callable[[str], Any]) -> int:
     ec2 = client("ec2")
     image_id = args.image
     if image_id is None:
+        # A failed image is not tried again by default (`--image` does that).
+        done = (tags.VERIFIED, tags.VERIFY_FAILED)
         waiting = [
-            i for i in images.project_images(ec2) if tags.BAKED in i.tags and tags.VERIFIED not in i.tags
+            i
+            for i in images.project_images(ec2)
+            if tags.BAKED in i.tags and not any(d in i.tags for d in done)
         ]
         if not waiting:
             print("verify: no baked image waiting to be verified")

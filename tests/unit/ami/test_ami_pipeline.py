@@ -566,3 +566,17 @@ def test_cli_rollback_puts_the_previous_image_back_and_refreshes(
         promote.rollback(ec2, ssm, load_platform(), "prod")
     assert caught.value.exit == Exit.REFUSED
     assert channels.state(ssm, prod) == channels.ChannelState(None, None)
+
+
+def test_cli_verify_picks_the_newest_image_waiting(
+    account: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --image, verify takes a baked image neither verified nor failed: none here."""
+    ec2 = account["ec2"]
+    register_image(ec2, "failed", {tags.BAKED: "t", tags.VERIFY_FAILED: "t never ready"})
+    register_image(ec2, "done", {tags.BAKED: "t", tags.VERIFIED: "t"})
+    parser, _ = ami_cli_parser()
+    argv = ["ami", "verify", "--subnet-id", "subnet-1", "--security-group-id", "sg-1"]
+    args = parser.parse_args([*argv, "--instance-profile", "p", "--region", REGION])
+    assert ami_cli.run(args, {"ec2": ec2}.__getitem__) == Exit.OK
+    assert "no baked image waiting to be verified" in capsys.readouterr().out
