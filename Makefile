@@ -63,7 +63,7 @@ synth: setup
 clean:
 	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache
 
-## Bake the GPU host image (ami/) and publish its id to SSM: needs Packer 1.11+ and AWS credentials.
-## Options through AMI_ARGS, e.g. AMI_ARGS="--region eu-west-1 --no-keep-previous".
+## Bake the GPU host image (ami/) and tag it baked (no environment gets it: see `synapscribe ami`).
+## Options through AMI_ARGS, e.g. AMI_ARGS="--region eu-west-1"; Packer 1.11+ and AWS credentials.
 ami: setup
-	scripts/bake-ami $(AMI_ARGS)
+	$(VENV)/bin/synapscribe ami bake $(AMI_ARGS)

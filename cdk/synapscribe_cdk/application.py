@@ -16,10 +16,12 @@ from synapscribe_cdk import nag
 from synapscribe_cdk.config import (
     ENV_KEY,
     ENVIRONMENTS_KEY,
+    IMAGE_PIPELINE_KEY,
     ZONES_KEY,
     ConfigError,
     EnvironmentConfig,
     load_environment,
+    load_image_pipeline,
 )
 from synapscribe_cdk.constructs.log_groups import retain_helper_function_logs
 from synapscribe_cdk.stacks.account import STACK_NAME as ACCOUNT_STACK
@@ -28,6 +30,8 @@ from synapscribe_cdk.stacks.api import ApiStack
 from synapscribe_cdk.stacks.compute import ComputeStack
 from synapscribe_cdk.stacks.data import DataStack
 from synapscribe_cdk.stacks.identity import IdentityStack
+from synapscribe_cdk.stacks.image_pipeline import STACK_NAME as IMAGE_PIPELINE_STACK
+from synapscribe_cdk.stacks.image_pipeline import ImagePipelineStack
 from synapscribe_cdk.stacks.network import NetworkStack
 from synapscribe_cdk.stacks.page import PageContentStack, PageHostingStack
 
@@ -74,6 +78,7 @@ class Platform:
     compute: ComputeStack
     page_hosting: PageHostingStack
     page_content: PageContentStack
+    image_pipeline: ImagePipelineStack
 
     def stacks_by_key(self) -> dict[str, Stack]:
         return {
@@ -85,6 +90,7 @@ class Platform:
             "compute": self.compute,
             "page_hosting": self.page_hosting,
             "page_content": self.page_content,
+            "image_pipeline": self.image_pipeline,
         }
 
     def stacks(self) -> list[Stack]:
@@ -100,6 +106,26 @@ def build_config(app: App) -> EnvironmentConfig:
     )
 
 
+def build_image_pipeline(app: App, platform: PlatformConfig, env: Environment) -> ImagePipelineStack:
+    """The account's image pipeline: every environment of cdk.json in order (images go through
+    them one after the other), its verify network in the first environment's zones."""
+    environments_context = app.node.try_get_context(ENVIRONMENTS_KEY)
+    if not isinstance(environments_context, dict):
+        raise ConfigError(f"context {ENVIRONMENTS_KEY!r} must be a mapping")
+    environments = [load_environment(environments_context, name) for name in environments_context]
+    if env.region is None:
+        raise ConfigError("set CDK_DEPLOY_REGION (or -c region=R): the verify VPC lists its zones by name")
+    return ImagePipelineStack(
+        app,
+        IMAGE_PIPELINE_STACK,
+        settings=load_image_pipeline(app.node.try_get_context(IMAGE_PIPELINE_KEY)),
+        environments=environments,
+        platform=platform,
+        zones=environments[0].zones_in(env.region),
+        env=env,
+    )
+
+
 def build(app: App, platform: PlatformConfig | None = None) -> Platform:
     """Add the environment named by context `env` to `app`, with AwsSolutions checks."""
     platform = platform or load_platform()
@@ -108,6 +134,7 @@ def build(app: App, platform: PlatformConfig | None = None) -> Platform:
     prefix = f"SynapScribe-{config.name}"
     # Shared by every environment of the account and region (the same stack whichever builds it).
     account = AccountStack(app, ACCOUNT_STACK, env=env)
+    image_pipeline = build_image_pipeline(app, platform, env)
     page_hosting = PageHostingStack(app, f"{prefix}-PageHosting", config=config, env=env)
     data = DataStack(app, f"{prefix}-Data", config=config, platform=platform, env=env)
     # The page uploads lectures with presigned POSTs and plays answers from the bucket.
@@ -164,10 +191,11 @@ def build(app: App, platform: PlatformConfig | None = None) -> Platform:
         compute=compute,
         page_hosting=page_hosting,
         page_content=page_content,
+        image_pipeline=image_pipeline,
     )
     for stack in result.stacks():
         Tags.of(stack).add("project", "synapscribe")
-        if stack is not account:  # one stack for every environment: no environment tag
+        if stack not in (account, image_pipeline):  # one stack for every environment: no environment tag
             Tags.of(stack).add("environment", config.name)
     for stack in result.stacks():
         retain_helper_function_logs(stack, config.log_retention_days)

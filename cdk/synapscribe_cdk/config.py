@@ -329,3 +329,37 @@ def load_environment(context: Any, env_name: Any, zones: Any = None) -> Environm
             for e in exc.errors(include_url=False)
         )
         raise ConfigError(f"{ENVIRONMENTS_KEY}.{env_name}: {problems}") from None
+
+
+IMAGE_PIPELINE_KEY = "synapscribe:image_pipeline"
+
+
+class ImagePipelineConfig(_Strict):
+    """The account's image pipeline (stacks/image_pipeline.py): where CodeBuild checks out this
+    repository, when it runs, and the small isolated network of the verify instance."""
+
+    github_owner: str = Field(pattern=r"^[A-Za-z0-9-]{1,39}$")
+    github_repo: str = Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    branch: str = Field(default="main", min_length=1)
+    #: An EventBridge schedule expression (UTC).
+    schedule: str = Field(pattern=r"^cron\(\S+ \S+ \S+ \S+ \S+ \S+\)$")
+    vpc_cidr: str = Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-6])$")
+    log_retention_days: int = 30
+    #: Subscribed to the pipeline's failure topic when set.
+    alarm_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"CloudWatch Logs keeps logs for one of {sorted(LOG_RETENTION_DAYS)} days")
+        return value
+
+
+def load_image_pipeline(context: Any) -> ImagePipelineConfig:
+    if not isinstance(context, dict):
+        raise ConfigError(f"context {IMAGE_PIPELINE_KEY!r} must be a mapping")
+    try:
+        return ImagePipelineConfig(**context)
+    except ValidationError as exc:
+        raise ConfigError(f"{IMAGE_PIPELINE_KEY}: {exc}") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -185,9 +186,39 @@ class AgentCoreLimits(_Strict):
         return self
 
 
+@dataclass(frozen=True)
+class Channel:
+    """One environment's image channel: the SSM parameter its launch template resolves at launch
+    (`current`) and the id it held before the last promotion (`previous`, for rollback)."""
+
+    environment: str
+    current: str
+    previous: str
+
+
 class Ami(_Strict):
-    ssm_parameter: str = Field(pattern=r"^/[A-Za-z0-9/_.-]+$")
-    ssm_parameter_previous: str = Field(pattern=r"^/[A-Za-z0-9/_.-]+$")
+    #: The channel's parameter name with ENV_PLACEHOLDER for the environment.
+    channel_parameter: str = Field(pattern=r"^/[A-Za-z0-9/_.{}-]+$")
+    previous_suffix: str = Field(pattern=r"^/[A-Za-z0-9/_.-]+$")
+    #: The single parameter before channels existed (read only by the migration note's commands).
+    legacy_parameter: str = Field(pattern=r"^/[A-Za-z0-9/_.-]+$")
+
+    @field_validator("channel_parameter")
+    @classmethod
+    def _per_environment(cls, value: str) -> str:
+        rest = value.replace(ENV_PLACEHOLDER, "", 1)
+        if ENV_PLACEHOLDER not in value or "{" in rest or "}" in rest:
+            raise ValueError(
+                f"{value!r} must contain {ENV_PLACEHOLDER} exactly once: one channel per environment"
+            )
+        return value
+
+    def channel(self, environment: str) -> Channel:
+        """The channel of `environment` (cdk.json's name, e.g. dev)."""
+        if not _ENVIRONMENT.fullmatch(environment):
+            raise ValueError(f"{environment!r} is not an environment name")
+        current = self.channel_parameter.replace(ENV_PLACEHOLDER, environment)
+        return Channel(environment=environment, current=current, previous=current + self.previous_suffix)
 
 
 class TtsDefaults(_Strict):

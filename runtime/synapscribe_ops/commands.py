@@ -18,4 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "before `cdk deploy`: AMI, spot vCPU quota, zones, CDK bootstrap and CORS in the target account",
     ),
     "simulate": ("synapscribe_ops.simulate.cli", "simulate a day of students against the scaling policies"),
+    "ami": (
+        "synapscribe_ops.ami.cli",
+        "the GPU image pipeline: bake, verify, promote, rollout, rollback, prune",
+    ),
 }

@@ -3,8 +3,9 @@
 `make synth` runs offline, so it cannot know what the target account and region hold. Before
 `cdk deploy`, this asks AWS (read-only calls) whether:
 
-- ami: platform.yaml's `ami.ssm_parameter` exists and names an `available` image (the Compute
-  stack's launch template resolves it at deploy time and fails without it);
+- ami: the environment's image channel (platform.yaml `ami.channel_parameter`) names an
+  `available` image (the Compute stack's launch template resolves it at each launch: without it
+  no GPU instance starts);
 - spot-quota: the account's "All G and VT Spot Instance Requests" quota (vCPUs) covers the
   environment's `capacity.max` instances of its largest allowed instance type;
 - zones: the zones the Network stack puts subnets in (and so the GPU fleet) exist in the region
@@ -205,8 +206,8 @@ def _cannot(name: str, what: str, exc: Exception) -> CheckResult:
 # The checks. Each takes its boto3 clients, never raises on an AWS error, and says what to do.
 
 
-def check_ami(ssm: Any, ec2: Any, platform: PlatformConfig, region: str) -> CheckResult:
-    name, parameter = "ami", platform.ami.ssm_parameter
+def check_ami(ssm: Any, ec2: Any, platform: PlatformConfig, region: str, environment: str) -> CheckResult:
+    name, parameter = "ami", platform.ami.channel(environment).current
     try:
         image_id = ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
     except Exception as exc:
@@ -214,8 +215,8 @@ def check_ami(ssm: Any, ec2: Any, platform: PlatformConfig, region: str) -> Chec
             return CheckResult(
                 name,
                 False,
-                f"no image published at {parameter} in {region}: bake one first "
-                f'(make ami AMI_ARGS="--region {region}")',
+                f"no image published at {parameter} in {region}: bake, verify and promote one first "
+                f"(synapscribe ami bake, verify, promote --to {environment})",
             )
         return _cannot(name, f"read {parameter}", exc)
     try:
@@ -230,7 +231,7 @@ def check_ami(ssm: Any, ec2: Any, platform: PlatformConfig, region: str) -> Chec
             name,
             False,
             f"{parameter} names {image_id}, which does not exist in {region} (deregistered?): "
-            "bake a new image or roll back (scripts/bake-ami --rollback)",
+            f"promote a new image or roll back (synapscribe ami rollback {environment})",
         )
     state = images[0].get("State", "unknown")
     if state != "available":
@@ -566,7 +567,7 @@ def run_checks(
     """Every check, in the order an operator fixes them; `clients` maps service name to client."""
     platform = platform or load_platform()
     checks: list[Callable[[], CheckResult]] = [
-        lambda: check_ami(clients["ssm"], clients["ec2"], platform, region),
+        lambda: check_ami(clients["ssm"], clients["ec2"], platform, region, settings.name),
         lambda: check_spot_quota(clients["service-quotas"], clients["ec2"], settings, region),
         lambda: check_zones(clients["ec2"], settings, region, zones),
         lambda: check_bootstrap(clients["cloudformation"], region, toolkit_stack),

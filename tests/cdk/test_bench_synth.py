@@ -22,7 +22,7 @@ def test_prints_the_synth_seconds() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert re.search(r"synth 1/1 \(app, env=dev\): \d+\.\d s, 8 stacks", result.stdout), result.stdout
+    assert re.search(r"synth 1/1 \(app, env=dev\): \d+\.\d s, 9 stacks", result.stdout), result.stdout
     assert re.search(r"synth seconds: median \d+\.\d", result.stdout)
 
 

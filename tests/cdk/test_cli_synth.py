@@ -12,7 +12,8 @@ STACKS = ("Data", "Network", "Api", "Identity", "Compute", "PageHosting", "PageC
 def test_cloud_assembly_has_every_stack(prod_assembly: Path) -> None:
     manifest = json.loads((prod_assembly / "manifest.json").read_text())
     stacks = {k: a for k, a in manifest["artifacts"].items() if a["type"] == "aws:cloudformation:stack"}
-    assert set(stacks) == {f"SynapScribe-prod-{s}" for s in STACKS} | {"SynapScribe-Account"}
+    account = {"SynapScribe-Account", "SynapScribe-ImagePipeline"}
+    assert set(stacks) == {f"SynapScribe-prod-{s}" for s in STACKS} | account
     for artifact in stacks.values():
         assert artifact["environment"] == "aws://123456789012/eu-west-1"
         template = json.loads((prod_assembly / artifact["properties"]["templateFile"]).read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from synapscribe.agentcore.settings import EMF_LOG_GROUP_VARIABLE
@@ -70,10 +71,23 @@ def test_launch_template_imdsv2_encrypted_root_and_ami_from_ssm(synth: Synthesiz
     # The weights arrive at the provisioned rate, not on first read (cdk.json, per environment).
     rate = synth.platform.config.root_volume_initialization_mib_per_second
     assert rate is not None and root["Ebs"]["VolumeInitializationRate"] == rate
-    image = data["ImageId"]["Ref"]
-    parameter = template["Parameters"][image]
-    assert parameter["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
-    assert parameter["Default"] == load_platform().ami.ssm_parameter
+    # EC2 resolves the environment's channel at each launch: no CloudFormation parameter, so a
+    # promoted image needs no deploy.
+    assert data["ImageId"] == "resolve:ssm:" + load_platform().ami.channel("dev").current
+    assert not [p for p in template.get("Parameters", {}).values() if "EC2::Image" in p["Type"]]
+
+
+def test_dev_and_prod_launch_templates_read_their_own_channels(
+    synth: Synthesized, prod_assembly: Path
+) -> None:
+    prod = json.loads((prod_assembly / "SynapScribe-prod-Compute.template.json").read_text())
+    images = {
+        env: _one(template, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]["ImageId"]
+        for env, template in (("dev", synth.templates["compute"]), ("prod", prod))
+    }
+    ami = load_platform().ami
+    assert images == {env: f"resolve:ssm:{ami.channel(env).current}" for env in ("dev", "prod")}
+    assert images["dev"] != images["prod"]
 
 
 def test_fleet_runs_in_private_subnets_without_public_addresses(synth: Synthesized) -> None:
@@ -281,3 +295,18 @@ def test_user_data_is_valid_bash(synth: Synthesized, tmp_path: Any) -> None:
     result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert script.read_text().startswith("#!/bin/bash\nset -euo pipefail\n")
+
+
+def test_fleet_alarm_names_are_an_output_for_the_image_rollout(synth: Synthesized) -> None:
+    """`synapscribe ami rollout` reads them as its instance refresh's alarm specification."""
+    from synapscribe_ops.ami.cli import ALARMS_OUTPUT, GROUP_OUTPUT
+
+    template = synth.templates["compute"]
+    outputs = template["Outputs"]
+    assert GROUP_OUTPUT in outputs
+    separator, parts = outputs[ALARMS_OUTPUT]["Value"]["Fn::Join"]
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
+    assert separator == ","
+    named = {p["Ref"] for p in parts}
+    assert named and named <= set(alarms)
+    assert {k for k in alarms if "NoHealthyHosts" in k} <= named

@@ -99,9 +99,10 @@ def test_make_synth_needs_no_network_and_sends_no_telemetry(tmp_path: Path) -> N
     assert looked_up == [], f"synth looked up {sorted(set(looked_up))}"
     manifest = json.loads((out / "manifest.json").read_text())
     stacks = [a for a in manifest["artifacts"].values() if a["type"] == "aws:cloudformation:stack"]
-    # The account stack, the environment's five and the page's two (hosting, content).
+    # The account's two (account, image pipeline), the environment's five and the page's two
+    # (hosting, content).
     names = sorted(k for k, a in manifest["artifacts"].items() if a in stacks)
-    assert len(stacks) == 8, names
+    assert len(stacks) == 9, names
 
 
 def test_cdk_json_switches_cli_telemetry_off() -> None:

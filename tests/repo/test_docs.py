@@ -196,12 +196,14 @@ def check_aws(argv: list[str]) -> None:
 
 def _check_ssm_names(argv: list[str]) -> None:
     ami = load_platform().ami
+    channels = [ami.channel(env) for env in ("dev", "prod")]
+    known = {ami.legacy_parameter} | {c.current for c in channels} | {c.previous for c in channels}
     environments = json.loads((ROOT / "cdk.json").read_text())["context"]["synapscribe:environments"]
     intake = {parameter_name(env) for env in environments}
     for flag, value in itertools.pairwise(argv):
         if flag in ("--name", "--names") and value.startswith("/"):
-            assert value in (ami.ssm_parameter, ami.ssm_parameter_previous, *intake), (
-                f"SSM parameter {value} is not platform.yaml's ami.ssm_parameter(_previous) "
+            assert value in (*known, *intake), (
+                f"SSM parameter {value} is neither an image channel of platform.yaml's ami "
                 "nor an environment's intake switch"
             )
     if "put-parameter" in argv and any(v in intake for v in argv):
@@ -326,7 +328,7 @@ def test_the_guide_exists_and_has_its_sections():
     for heading in (
         "Architecture",
         "Deploy and first smoke test",
-        "AMI rebuild and rollback",
+        "Rebuilding the image",
         "Scaling and scale-to-zero",
         "Spot interruptions",
         "Alarms",

@@ -1,6 +1,6 @@
-"""scripts/bake-ami against recording `packer` and `aws` programs: its checks, its Packer steps,
-and what it publishes to SSM (keeping the previous id by default, and rollback), SSM errors other
-than "not found" stopping it, and the resolved model commit in the manifest and the AMI's tags."""
+"""scripts/bake-ami (the Packer call of `synapscribe ami bake`) against a recording `packer`: its
+checks, its Packer steps, the printed image id and the resolved model commit in the manifest. It
+publishes nothing (no `aws` call at all: the recording `aws` fails the test if called)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from synapscribe.platform import load_platform
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "bake-ami"
@@ -36,35 +35,11 @@ esac
 exit 0
 """
 
-# SSM parameters live in a JSON file so the test can read what the script published.
-FAKE_AWS = r"""#!/usr/bin/env python3
-import json, os, sys
-args = sys.argv[1:]
-open(os.environ["FAKE_LOG"], "a").write("aws " + " ".join(args) + "\n")
-store_path = os.environ["FAKE_SSM"]
-store = json.load(open(store_path)) if os.path.exists(store_path) else {}
-def opt(name):
-    return args[args.index(name) + 1]
-if args[:2] == ["sts", "get-caller-identity"]:
-    if os.environ.get("FAKE_NO_CREDENTIALS"):
-        print("Unable to locate credentials", file=sys.stderr); sys.exit(253)
-    print("arn:aws:iam::123456789012:user/baker")
-elif args[:2] == ["ssm", "get-parameter"]:
-    name = opt("--name")
-    if os.environ.get("FAKE_SSM_DENIED"):
-        print("An error occurred (AccessDeniedException) when calling the GetParameter operation: "
-              "User is not authorized to perform: ssm:GetParameter", file=sys.stderr)
-        sys.exit(254)
-    if name not in store:
-        print("ParameterNotFound", file=sys.stderr); sys.exit(254)
-    print(store[name])
-elif args[:2] == ["ssm", "put-parameter"]:
-    store[opt("--name")] = opt("--value")
-    json.dump(store, open(store_path, "w"))
-elif args[:2] == ["ec2", "create-tags"]:
-    pass
-else:
-    print("fake aws: unexpected call", args, file=sys.stderr); sys.exit(2)
+# Any call fails: the script must not touch AWS (publishing is `synapscribe ami promote`'s).
+FAKE_AWS = r"""#!/usr/bin/env bash
+echo "aws $*" >> "$FAKE_LOG"
+echo "fake aws: unexpected call" >&2
+exit 2
 """
 
 COMMIT = "f" * 8 + "0123456789abcdef0123456789abcdef"
@@ -80,7 +55,7 @@ def fake(tmp_path: Path) -> dict[str, object]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     _exe(bin_dir / "packer", FAKE_PACKER)
-    _exe(bin_dir / "aws", FAKE_AWS.replace("/usr/bin/env python3", sys.executable))
+    _exe(bin_dir / "aws", FAKE_AWS)
     return {
         "bin": bin_dir,
         "log": tmp_path / "calls.log",
@@ -113,16 +88,11 @@ def run(fake: dict[str, object], *args: str, **env: str) -> subprocess.Completed
     return proc
 
 
-def ssm(fake: dict[str, object]) -> dict[str, str]:
-    path = Path(str(fake["ssm"]))
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
 def calls(fake: dict[str, object]) -> list[str]:
     return Path(str(fake["log"])).read_text().splitlines()
 
 
-def test_builds_and_publishes(fake: dict[str, object]) -> None:
+def test_builds_and_prints_the_image(fake: dict[str, object]) -> None:
     proc = run(fake, "--region", "eu-west-1", "--var", "max_model_len=32768")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ami-0123456789abcdef0"
@@ -130,9 +100,7 @@ def test_builds_and_publishes(fake: dict[str, object]) -> None:
     assert steps == ["version", "init", "plugins", "fmt", "validate", "build"]
     build = next(c for c in calls(fake) if c.startswith("packer build"))
     assert "-var region=eu-west-1" in build and "-var max_model_len=32768" in build
-    # Nothing was published before: nothing to keep, and "not found" is not an error.
-    assert ssm(fake) == {load_platform().ami.ssm_parameter: "ami-0123456789abcdef0"}
-    assert "no previous id to keep" in proc.stderr
+    assert not any(c.startswith("aws ") for c in calls(fake)), "the bake publishes nothing"
 
 
 def test_records_the_resolved_model_commit(fake: dict[str, object]) -> None:
@@ -141,81 +109,22 @@ def test_records_the_resolved_model_commit(fake: dict[str, object]) -> None:
     manifest = json.loads(Path(str(fake["manifest"])).read_text())
     last = next(b for b in manifest["builds"] if b["packer_run_uuid"] == manifest["last_run_uuid"])
     assert last["custom_data"]["model_commit"] == COMMIT
-    tag = next(c for c in calls(fake) if c.startswith("aws ec2 create-tags"))
-    assert "--resources ami-0123456789abcdef0" in tag and f"Key=ModelCommit,Value={COMMIT}" in tag
     assert f"model commit {COMMIT}" in proc.stderr
 
 
 @pytest.mark.parametrize("commit", ["", "main"])
-def test_no_model_commit_publishes_nothing(fake: dict[str, object], commit: str) -> None:
+def test_no_model_commit_is_a_failed_bake(fake: dict[str, object], commit: str) -> None:
     env = {"FAKE_NO_COMMIT": "1"} if not commit else {"FAKE_COMMIT": commit}
     proc = run(fake, "--region", "eu-west-1", **env)
     assert proc.returncode == 1
     assert "not the baked model commit" in proc.stderr
-    assert ssm(fake) == {}
+    assert proc.stdout.strip() == ""
 
 
-@pytest.mark.parametrize("flag", [[], ["--keep-previous"]])
-def test_keeps_the_previous_id_by_default(fake: dict[str, object], flag: list[str]) -> None:
-    ami = load_platform().ami
-    Path(str(fake["ssm"])).write_text(json.dumps({ami.ssm_parameter: "ami-00000000000000001"}))
-    proc = run(fake, "--region", "eu-west-1", *flag)
-    assert proc.returncode == 0, proc.stderr
-    assert ssm(fake) == {
-        ami.ssm_parameter: "ami-0123456789abcdef0",
-        ami.ssm_parameter_previous: "ami-00000000000000001",
-    }
-
-
-def test_no_keep_previous(fake: dict[str, object]) -> None:
-    ami = load_platform().ami
-    Path(str(fake["ssm"])).write_text(
-        json.dumps(
-            {ami.ssm_parameter: "ami-00000000000000001", ami.ssm_parameter_previous: "ami-0000000000000000a"}
-        )
-    )
-    proc = run(fake, "--region", "eu-west-1", "--no-keep-previous")
-    assert proc.returncode == 0, proc.stderr
-    assert ssm(fake) == {
-        ami.ssm_parameter: "ami-0123456789abcdef0",
-        ami.ssm_parameter_previous: "ami-0000000000000000a",
-    }
-    assert not any(c.startswith("aws ssm get-parameter") for c in calls(fake))
-
-
-@pytest.mark.parametrize("mode", [[], ["--rollback"]])
-def test_ssm_access_denied_is_not_taken_for_unset(fake: dict[str, object], mode: list[str]) -> None:
-    ami = load_platform().ami
-    before = {ami.ssm_parameter: "ami-00000000000000001", ami.ssm_parameter_previous: "ami-0000000000000000a"}
-    Path(str(fake["ssm"])).write_text(json.dumps(before))
-    proc = run(fake, "--region", "eu-west-1", *mode, FAKE_SSM_DENIED="1")
-    assert proc.returncode == 1
-    assert "cannot read SSM parameter" in proc.stderr and "AccessDeniedException" in proc.stderr
-    assert ssm(fake) == before
-    assert not any(c.startswith("aws ssm put-parameter") for c in calls(fake))
-    assert not any(c.startswith("packer build") for c in calls(fake)), "checked before building"
-
-
-def test_rollback_swaps_latest_and_previous(fake: dict[str, object]) -> None:
-    ami = load_platform().ami
-    Path(str(fake["ssm"])).write_text(
-        json.dumps(
-            {ami.ssm_parameter: "ami-0000000000000bad1", ami.ssm_parameter_previous: "ami-0000000000000good"}
-        )
-    )
-    proc = run(fake, "--region", "eu-west-1", "--rollback")
-    assert proc.returncode == 0, proc.stderr
-    assert ssm(fake) == {
-        ami.ssm_parameter: "ami-0000000000000good",
-        ami.ssm_parameter_previous: "ami-0000000000000bad1",
-    }
-    assert not any(c.startswith("packer build") for c in calls(fake))
-
-
-def test_rollback_without_previous_fails(fake: dict[str, object]) -> None:
-    proc = run(fake, "--region", "eu-west-1", "--rollback")
-    assert proc.returncode == 1
-    assert "nothing to roll back to" in proc.stderr
+@pytest.mark.parametrize("retired", ["--rollback", "--no-publish", "--no-keep-previous"])
+def test_publishing_options_are_gone(fake: dict[str, object], retired: str) -> None:
+    proc = run(fake, "--region", "eu-west-1", retired)
+    assert proc.returncode == 2 and f"unknown option {retired}" in proc.stderr
 
 
 def test_old_packer_is_refused(fake: dict[str, object]) -> None:
@@ -225,18 +134,11 @@ def test_old_packer_is_refused(fake: dict[str, object]) -> None:
     assert not any(c.startswith("packer build") for c in calls(fake))
 
 
-def test_missing_credentials_are_named(fake: dict[str, object]) -> None:
-    proc = run(fake, "--region", "eu-west-1", FAKE_NO_CREDENTIALS="1")
-    assert proc.returncode == 1
-    assert "no usable AWS credentials" in proc.stderr
-    assert ssm(fake) == {}
-
-
 def test_failed_build_publishes_nothing(fake: dict[str, object]) -> None:
     proc = run(fake, "--region", "eu-west-1", FAKE_BUILD_FAIL="1")
     assert proc.returncode == 1
-    assert "nothing was published" in proc.stderr
-    assert ssm(fake) == {}
+    assert "no image" in proc.stderr
+    assert proc.stdout.strip() == ""
 
 
 def test_bad_options(fake: dict[str, object]) -> None:

@@ -39,7 +39,7 @@ from synapscribe_ops.preflight import (
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "eu-west-1"
-PARAMETER = load_platform().ami.ssm_parameter
+PARAMETER = load_platform().ami.channel("dev").current
 
 
 def settings(**changes: Any) -> DeploySettings:
@@ -146,20 +146,23 @@ def account(aws_env: None) -> Iterator[dict[str, Any]]:
 
 
 def test_ami_passes_when_the_parameter_names_an_available_image(account: dict[str, Any]) -> None:
-    result = check_ami(account["ssm"], account["ec2"], load_platform(), REGION)
+    result = check_ami(account["ssm"], account["ec2"], load_platform(), REGION, "dev")
     assert result.ok and account["image"] in result.message
 
 
 def test_ami_fails_without_a_published_image(account: dict[str, Any]) -> None:
     account["ssm"].delete_parameter(Name=PARAMETER)
-    result = check_ami(account["ssm"], account["ec2"], load_platform(), REGION)
+    result = check_ami(account["ssm"], account["ec2"], load_platform(), REGION, "dev")
     assert not result.ok and f"no image published at {PARAMETER}" in result.message
-    assert "make ami" in result.message and result.exit_bit == EXIT_BITS["ami"]
+    assert (
+        "synapscribe ami bake, verify, promote --to dev" in result.message
+        and result.exit_bit == EXIT_BITS["ami"]
+    )
 
 
 def test_ami_fails_when_the_image_is_gone(account: dict[str, Any]) -> None:
     account["ec2"].deregister_image(ImageId=account["image"])
-    result = check_ami(account["ssm"], account["ec2"], load_platform(), REGION)
+    result = check_ami(account["ssm"], account["ec2"], load_platform(), REGION, "dev")
     assert not result.ok and "does not exist" in result.message
 
 
@@ -172,18 +175,18 @@ def test_ami_fails_when_the_image_is_not_available(account: dict[str, Any]) -> N
             {"Images": [{"ImageId": account["image"], "State": "pending"}]},
             {"ImageIds": [account["image"]]},
         )
-        result = check_ami(account["ssm"], ec2, load_platform(), REGION)
+        result = check_ami(account["ssm"], ec2, load_platform(), REGION, "dev")
     assert not result.ok and "pending, not available" in result.message
     with Stubber(ec2) as stub:
         stub.add_client_error("describe_images", "InvalidAMIID.NotFound")
-        assert "does not exist" in check_ami(account["ssm"], ec2, load_platform(), REGION).message
+        assert "does not exist" in check_ami(account["ssm"], ec2, load_platform(), REGION, "dev").message
 
 
 def test_ami_says_when_it_cannot_look(account: dict[str, Any]) -> None:
     ssm = boto3.client("ssm", region_name=REGION)
     with Stubber(ssm) as stub:
         stub.add_client_error("get_parameter", "AccessDeniedException", "not authorized")
-        result = check_ami(ssm, account["ec2"], load_platform(), REGION)
+        result = check_ami(ssm, account["ec2"], load_platform(), REGION, "dev")
     assert not result.ok and result.message.startswith(f"cannot read {PARAMETER}")
 
 

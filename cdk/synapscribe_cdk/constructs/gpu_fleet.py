@@ -1,4 +1,5 @@
-"""The spot GPU fleet: launch template (AMI from SSM, IMDSv2, encrypted root) and Auto Scaling group."""
+"""The spot GPU fleet: launch template (the image from the environment's SSM channel at each launch,
+IMDSv2, encrypted root) and Auto Scaling group."""
 
 from __future__ import annotations
 
@@ -119,8 +120,9 @@ class GpuFleet(Construct):
         self.launch_template = ec2.LaunchTemplate(
             self,
             "LaunchTemplate",
-            # Resolved by CloudFormation at deploy time (an SSM parameter type), never looked up.
-            machine_image=ec2.MachineImage.from_ssm_parameter(
+            # `resolve:ssm:<the environment's channel>`: EC2 reads the parameter at each launch, so
+            # `synapscribe ami promote` + an instance refresh roll out a new image with no deploy.
+            machine_image=ec2.MachineImage.resolve_ssm_parameter_at_launch(
                 ami_parameter, os=ec2.OperatingSystemType.LINUX
             ),
             role=role,

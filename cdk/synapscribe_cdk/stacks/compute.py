@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import CfnOutput, Duration, Fn, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
@@ -54,7 +54,7 @@ class ComputeStack(Stack):
             ),
             security_group=network.fleet_sg,
             role=self.role,
-            ami_parameter=platform.ami.ssm_parameter,
+            ami_parameter=platform.ami.channel(config.name).current,
             instance_types=config.instance_types,
             root_volume_gib=config.root_volume_gib,
             root_volume_initialization_mib_per_second=config.root_volume_initialization_mib_per_second,
@@ -118,6 +118,9 @@ class ComputeStack(Stack):
             group_name=config.fleet_group_name,
         )
         CfnOutput(self, "AutoScalingGroupName", value=self.group.auto_scaling_group_name)
+        # What `synapscribe ami rollout` gives its instance refresh as the alarm specification: an
+        # alarm going off fails the refresh and the image is rolled back.
+        CfnOutput(self, "FleetAlarmNames", value=Fn.join(",", [a.alarm_name for a in self.alarms]))
         # Where `synapscribe bench full --stack-outputs` reads the hosts' start-up timelines.
         CfnOutput(
             self, METRICS_LOG_GROUP_OUTPUT, value=self.observability.log_groups["metrics"].log_group_name
