@@ -178,9 +178,17 @@ class AgentCoreLimits(_Strict):
     admission_aging_seconds: float = Field(ge=0)
     upstream_timeout_seconds: float = Field(gt=0)
     drain_timeout_seconds: float = Field(gt=0, le=SPOT_NOTICE_SECONDS - AGENTCORE_STOP_MARGIN_SECONDS)
+    #: How often a host writes its registry item, and how old an item may be to be routed to.
+    heartbeat_seconds: float = Field(gt=0, le=60)
+    registry_ttl_seconds: int = Field(gt=0, le=600)
 
     @model_validator(mode="after")
     def _aging_acts_before_the_timeout(self) -> AgentCoreLimits:
+        if self.registry_ttl_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError(
+                f"agentcore.registry_ttl_seconds ({self.registry_ttl_seconds}) must be at least two "
+                f"heartbeats ({self.heartbeat_seconds:g} s each): one late write would drop a live host"
+            )
         if self.admission_aging_seconds >= self.queue_timeout_seconds:
             raise ValueError(
                 f"agentcore.admission_aging_seconds ({self.admission_aging_seconds:g}) must be below "

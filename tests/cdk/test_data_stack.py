@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 from aws_cdk.assertions import Match
+from synapscribe.host_registry import ALL_TABLE_KEYS as TABLE_KEYS
 from synapscribe.platform import load_platform
 from synapscribe.provision import sweep_index
-from synapscribe.store import SWEEP_ATTRIBUTE, TABLE_KEYS, TTL_ATTRIBUTE
+from synapscribe.store import SWEEP_ATTRIBUTE, TTL_ATTRIBUTE
 from synth_support import Synthesized, resources_of
 
 

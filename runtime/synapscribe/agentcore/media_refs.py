@@ -33,6 +33,12 @@ def item_uuid(lecture_id: str, index: int, data: bytes) -> str:
     return f"{lecture_id}-{index}-{hashlib.sha256(data).hexdigest()[:16]}"
 
 
+def lecture_of(items: Sequence[LectureAudioItem]) -> str:
+    """The lecture id the items' uuids name ("?" without uuids)."""
+    uuid = items[0].uuid if items else None
+    return uuid.rsplit("-", 2)[0] if uuid else "?"
+
+
 class HeldMedia:
     """Which lecture items this host's model server holds, as far as AgentCore knows (an LRU of
     uuids: an item is remembered once a request carrying its data was answered)."""
@@ -77,6 +83,8 @@ async def stream_answer(
     holds every item, else with the data; a cache-miss refusal (raised before any piece) is
     answered by sending the request once more with the data."""
     by_reference = held.holds(items)
+    if items and not by_reference:
+        log.info("lecture %s: its %d item(s) sent with their data", lecture_of(items), len(items))
     try:
         async for piece in _remembering(vllm.stream_answer(messages(by_reference), max_tokens), held, items):
             yield piece
@@ -86,7 +94,12 @@ async def stream_answer(
             raise
         held.forget(items)
         held.resends += 1
-        log.info("the model server no longer holds a lecture item (%s); sending the items again", exc)
+        log.info(
+            "lecture %s: its %d item(s) sent with their data again: the model server no longer holds them (%s)",
+            lecture_of(items),
+            len(items),
+            exc,
+        )
     async for piece in _remembering(vllm.stream_answer(messages(False), max_tokens), held, items):
         yield piece
 
