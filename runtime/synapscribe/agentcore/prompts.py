@@ -38,6 +38,9 @@ def _clock(seconds: float) -> str:
 # inside the run-to-run spread. AgentCore and vLLM share the host, so the bytes only cross loopback;
 # file:// would add a directory both must share (segments come from S3), its cleanup, and a server
 # flag that lets any request read files under it, for at most tens of milliseconds a turn.
+# Since then a lecture item carries its uuid and goes by reference once vLLM holds it (media_refs.py):
+# `bench engine` on the CPU engine, a 100 s lecture's follow-up: 1,178 bytes and first token 109 ms by
+# uuid against 272,791 bytes and 179 ms as base64 data.
 def audio_part(
     b64: str,
     fmt: str,
