@@ -60,6 +60,8 @@ class Vllm(_Strict):
     gpu_memory_utilization: float = Field(gt=0.0, lt=1.0)
     max_num_seqs: PositiveInt
     max_num_batched_tokens: PositiveInt
+    #: Lectures whose processed audio items one host keeps (sizes --mm-processor-cache-gb).
+    processor_cache_lectures: PositiveInt
     #: The unit's readiness poll and systemd's TimeoutStartSec (model load and readiness).
     ready_timeout_seconds: int = Field(ge=60, le=7200)
     start_timeout_seconds: int = Field(ge=60, le=7200)
@@ -166,6 +168,10 @@ class Sweeper(_Strict):
 SPOT_NOTICE_SECONDS = 120
 #: What systemd allows AgentCore besides its drain: closing connections, clients and the lifespan.
 AGENTCORE_STOP_MARGIN_SECONDS = 15
+#: What vLLM's processor cache holds per second of audio for Qwen2.5-Omni: the Whisper feature
+#: extractor's log-mel input features, 128 bins x 100 frames a second in float32 (transformers
+#: WhisperFeatureExtractor; vLLM sizes its cache entries by their tensors' bytes).
+PROCESSED_AUDIO_BYTES_PER_SECOND = 128 * 100 * 4
 
 
 class AgentCoreLimits(_Strict):
@@ -175,9 +181,17 @@ class AgentCoreLimits(_Strict):
     admission_aging_seconds: float = Field(ge=0)
     upstream_timeout_seconds: float = Field(gt=0)
     drain_timeout_seconds: float = Field(gt=0, le=SPOT_NOTICE_SECONDS - AGENTCORE_STOP_MARGIN_SECONDS)
+    #: How often a host writes its registry item, and how old an item may be to be routed to.
+    heartbeat_seconds: float = Field(gt=0, le=60)
+    registry_ttl_seconds: int = Field(gt=0, le=600)
 
     @model_validator(mode="after")
     def _aging_acts_before_the_timeout(self) -> AgentCoreLimits:
+        if self.registry_ttl_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError(
+                f"agentcore.registry_ttl_seconds ({self.registry_ttl_seconds}) must be at least two "
+                f"heartbeats ({self.heartbeat_seconds:g} s each): one late write would drop a live host"
+            )
         if self.admission_aging_seconds >= self.queue_timeout_seconds:
             raise ValueError(
                 f"agentcore.admission_aging_seconds ({self.admission_aging_seconds:g}) must be below "
@@ -482,6 +496,17 @@ class PlatformConfig(_Strict):
         return math.ceil(self.max_audio_lecture_seconds / self.audio.max_item_seconds) + 1
 
     @property
+    def mm_processor_cache_gb(self) -> float:
+        """vLLM's --mm-processor-cache-gb: room for vllm.processor_cache_lectures lectures of the
+        longest audio-mode length, at PROCESSED_AUDIO_BYTES_PER_SECOND, rounded up to 0.1 GiB."""
+        need = (
+            self.vllm.processor_cache_lectures
+            * self.max_audio_lecture_seconds
+            * PROCESSED_AUDIO_BYTES_PER_SECOND
+        )
+        return math.ceil(need * 10 / 2**30) / 10
+
+    @property
     def context_lengths(self) -> tuple[int, ...]:
         """The context modes: the configured max_model_len (the default) and the model's own limit."""
         return tuple(sorted({self.vllm.max_model_len, self.model.max_position_embeddings}))
@@ -508,11 +533,18 @@ class PlatformConfig(_Strict):
             "agentcore_stop_timeout_seconds": self.agentcore_stop_timeout_seconds,
         }
 
+    def derived_floats(self) -> dict[str, float]:
+        return {"mm_processor_cache_gb": self.mm_processor_cache_gb}
+
     def as_dict(self) -> dict[str, Any]:
         """The configuration with its derived values, as Ansible and the CLI see it."""
         return {
             **self.model_dump(),
-            "derived": {**self.derived(), "context_lengths": list(self.context_lengths)},
+            "derived": {
+                **self.derived(),
+                **self.derived_floats(),
+                "context_lengths": list(self.context_lengths),
+            },
         }
 
 

@@ -59,3 +59,6 @@ class AwsResources(BaseSettings):
     sessions_table: str = Field(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
     #: Per-owner quotas and message rates (quotas.py, edge/rates.py).
     limits_table: str = Field(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
+    #: The AgentCore host registry (host_registry.py); unset: no lecture-affinity routing, every
+    #: hand-off goes through the balancer.
+    hosts_table: str | None = Field(default=None, min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")

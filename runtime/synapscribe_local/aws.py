@@ -28,6 +28,7 @@ LOCAL_RESOURCES = {
     "SYNAPSCRIBE_LECTURES_TABLE": "synapscribe-local-lectures",
     "SYNAPSCRIBE_SESSIONS_TABLE": "synapscribe-local-sessions",
     "SYNAPSCRIBE_LIMITS_TABLE": "synapscribe-local-limits",
+    "SYNAPSCRIBE_HOSTS_TABLE": "synapscribe-local-hosts",
 }
 
 
@@ -108,6 +109,7 @@ def prepare(endpoint_url: str | None, platform: PlatformConfig, region: str = LO
         lectures_table=LOCAL_RESOURCES["SYNAPSCRIBE_LECTURES_TABLE"],
         sessions_table=LOCAL_RESOURCES["SYNAPSCRIBE_SESSIONS_TABLE"],
         limits_table=LOCAL_RESOURCES["SYNAPSCRIBE_LIMITS_TABLE"],
+        hosts_table=LOCAL_RESOURCES["SYNAPSCRIBE_HOSTS_TABLE"],
     )
     partial = LocalAws(endpoint_url, region, resources, queue_url="")
     s3, sqs = partial.client("s3"), partial.client("sqs")

@@ -43,6 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "question scales the group out (the client gets `warming` first)",
     )
     parser.add_argument(
+        "--agentcore-hosts",
+        type=int,
+        choices=range(1, 5),
+        default=1,
+        metavar="N",
+        help="AgentCore hosts on the one model server, routed to by lecture through the host registry "
+        "(default 1: one host, no registry); a host that dies stays gone, as a spot-interrupted one",
+    )
+    parser.add_argument(
         "--info-json", type=Path, help="write the stack's endpoints (URL, moto, services) here once ready"
     )
 
@@ -57,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         page_port=args.page_port,
         sweep_interval_seconds=args.sweep_interval,
         fleet_at_zero=args.fleet_at_zero,
+        agentcore_hosts=args.agentcore_hosts,
     )
 
     def on_ready(stack: RunningStack) -> None:

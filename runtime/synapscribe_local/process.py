@@ -35,6 +35,7 @@ class LocalStackProcess:
         keep_logs: bool = False,
         sweep_interval: float | None = None,
         fleet_at_zero: bool = False,
+        agentcore_hosts: int = 1,
     ) -> None:
         self.port = port or free_port()
         self.env = {**os.environ, **(env or {})}
@@ -46,6 +47,8 @@ class LocalStackProcess:
         self.sweep_interval = sweep_interval
         #: `--fleet-at-zero`: AgentCore starts only when a question scales the emulated fleet out.
         self.fleet_at_zero = fleet_at_zero
+        #: `--agentcore-hosts`: AgentCore hosts on the one model server, routed to by lecture.
+        self.agentcore_hosts = agentcore_hosts
         self.workdir = Path(tempfile.mkdtemp(prefix="synapscribe-stack-"))
         self.info_path = self.workdir / "info.json"
         self.log_path = self.workdir / "stack.log"
@@ -75,6 +78,8 @@ class LocalStackProcess:
             argv += ["--sweep-interval", str(self.sweep_interval)]
         if self.fleet_at_zero:
             argv.append("--fleet-at-zero")
+        if self.agentcore_hosts != 1:
+            argv += ["--agentcore-hosts", str(self.agentcore_hosts)]
         log = self.log_path.open("w")
         self.process = subprocess.Popen(
             argv,

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+from synapscribe.host_registry import ALL_TABLE_KEYS
 from synapscribe.settings import AwsResources
-from synapscribe.store import SWEEP_ATTRIBUTE, SWEEP_INDEX, SWEEP_INDEXES, TABLE_KEYS, TTL_ATTRIBUTE
+from synapscribe.store import SWEEP_ATTRIBUTE, SWEEP_INDEX, SWEEP_INDEXES, TTL_ATTRIBUTE
 
 
 def sweep_index(field: str) -> dict[str, Any] | None:
@@ -41,9 +42,9 @@ def provision(resources: AwsResources, s3: Any | None = None, dynamodb: Any | No
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
         s3.create_bucket(**kwargs)
     existing_tables = set(dynamodb.list_tables().get("TableNames", []))
-    for field, key in TABLE_KEYS.items():
+    for field, key in ALL_TABLE_KEYS.items():
         name = getattr(resources, field)
-        if name in existing_tables:
+        if name is None or name in existing_tables:  # the host registry is optional
             continue
         attributes = [{"AttributeName": key, "AttributeType": "S"}]
         extra: dict[str, Any] = {}

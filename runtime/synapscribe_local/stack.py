@@ -31,7 +31,14 @@ from synapscribe_local.aws import LocalAws, allow_page_origin, moto_server, prep
 from synapscribe_local.fleet import LocalFleet
 from synapscribe_local.gateway import TRUST_SOURCE_HEADER_ENV, Gateway, LambdaHandler
 from synapscribe_local.page import PageServer, content_security_policy
-from synapscribe_local.supervisor import StackCancelled, StackError, Supervisor, check_port_free, free_port
+from synapscribe_local.supervisor import (
+    Child,
+    StackCancelled,
+    StackError,
+    Supervisor,
+    check_port_free,
+    free_port,
+)
 from synapscribe_local.sweep_timer import SweepTimer
 from synapscribe_local.trigger import UploadTrigger
 
@@ -65,6 +72,9 @@ class StackConfig:
     #: Emulate the GPU fleet at zero (local/fleet.py): AgentCore starts only once a question has
     #: set the moto Auto Scaling group's desired capacity to 1 (warming from zero).
     fleet_at_zero: bool = False
+    #: AgentCore hosts sharing the one model server, each in the host registry (lecture-affinity
+    #: routing: edge/affinity.py). 1: one host, not registered, as before.
+    agentcore_hosts: int = 1
 
 
 @dataclass
@@ -204,22 +214,21 @@ async def _run(
             flush=True,
         )
     elif config.start_agentcore:
-        agentcore = supervisor.start(
-            "agentcore",
-            _service("agentcore", agentcore_port),
-            f"{services['agentcore']}/ready",
-            agentcore_env,
-        )
-        # A model server given by VLLM_BASE_URL is nobody's child here: if AgentCore's /ready
-        # keeps naming it, waiting the whole timeout will not bring it up.
-        waited = await asyncio.to_thread(
-            supervisor.wait_ready,
-            agentcore,
-            config.ready_timeout,
-            cancelled=stop.is_set,
-            give_up_on_reason=EXTERNAL_MODEL_GRACE_SECONDS if config.vllm_base_url else None,
-        )
-        print(f"local: agentcore ready in {waited:.1f} s ({agentcore.ready_url})", file=out, flush=True)
+        for agentcore in _start_hosts(supervisor, config, agentcore_port, services, agentcore_env):
+            # A model server given by VLLM_BASE_URL is nobody's child here: if AgentCore's /ready
+            # keeps naming it, waiting the whole timeout will not bring it up.
+            waited = await asyncio.to_thread(
+                supervisor.wait_ready,
+                agentcore,
+                config.ready_timeout,
+                cancelled=stop.is_set,
+                give_up_on_reason=EXTERNAL_MODEL_GRACE_SECONDS if config.vllm_base_url else None,
+            )
+            print(
+                f"local: {agentcore.name} ready in {waited:.1f} s ({agentcore.ready_url})",
+                file=out,
+                flush=True,
+            )
 
     # The handlers run in this process: give them the Lambda's environment.
     os.environ.update(aws.env())
@@ -285,6 +294,31 @@ async def _run(
         await gateway.stop()
 
 
+def _start_hosts(
+    supervisor: Supervisor, config: StackConfig, port: int, services: dict[str, str], env: dict[str, str]
+) -> list[Child]:
+    """AgentCore: one host, or `agentcore_hosts` of them on the one model server, each advertising
+    its URL to the host registry. The balancer the edge falls back to is the first host."""
+    if config.agentcore_hosts <= 1:
+        return [
+            supervisor.start("agentcore", _service("agentcore", port), f"{services['agentcore']}/ready", env)
+        ]
+    hosts = []
+    for n in range(config.agentcore_hosts):
+        name = "agentcore" if n == 0 else f"agentcore-{n + 1}"
+        host_port = port if n == 0 else free_port(LOOPBACK)
+        services[name] = f"http://{LOOPBACK}:{host_port}"
+        child = supervisor.start(
+            name,
+            _service("agentcore", host_port),
+            f"{services[name]}/ready",
+            {**env, "SYNAPSCRIBE_ADVERTISE_URL": services[name]},
+        )
+        child.expendable = True
+        hosts.append(child)
+    return hosts
+
+
 def _fleet_at_zero(
     aws: LocalAws, supervisor: Supervisor, port: int, services: dict[str, str], env: dict[str, str]
 ) -> LocalFleet:
@@ -302,6 +336,14 @@ def _restart_or_report(supervisor: Supervisor, out: TextIO) -> bool:
     for child in supervisor.exited():
         assert child.process is not None
         code = child.process.returncode
+        if child.expendable:
+            print(
+                f"local: {child.name} exited with status {code}; the other hosts serve on",
+                file=out,
+                flush=True,
+            )
+            supervisor.children.remove(child)
+            continue
         if supervisor.may_restart(child):
             print(f"local: {child.name} exited with status {code}; restarting it", file=out, flush=True)
             supervisor.restart(child)

@@ -69,6 +69,9 @@ class Child:
     _log: BinaryIO | None = field(default=None, repr=False)
     #: When it was (re)started, for the start limit (monotonic seconds).
     starts: list[float] = field(default_factory=list)
+    #: One of several AgentCore hosts (`synapscribe local --agentcore-hosts`): when it dies it stays
+    #: gone, as a spot-interrupted instance does, and the stack runs on with the others.
+    expendable: bool = False
 
     def log_tail(self, lines: int = 20) -> str:
         try:

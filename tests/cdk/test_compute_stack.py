@@ -201,6 +201,13 @@ def test_instance_role_is_what_agentcore_does(synth: Synthesized) -> None:
     assert "execute-api:ManageConnections" in actions
     assert not any(a.endswith("*") for a in actions)
     assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"} <= actions
+    # The host registry: its own item only (the key is the role session's user id), never read.
+    (registry,) = [s for s in statements if "Condition" in s and "dynamodb:LeadingKeys" in json.dumps(s)]
+    assert sorted(registry["Action"]) == ["dynamodb:DeleteItem", "dynamodb:PutItem"]
+    assert registry["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["${aws:userid}"]}}
+    assert "Hosts" in json.dumps(registry["Resource"])
+    others = [s for s in statements if s is not registry and "Hosts" in json.dumps(s.get("Resource"))]
+    assert others == [], others
     connections = next(s for s in statements if s["Action"] == "execute-api:ManageConnections")
     assert json.dumps(connections["Resource"]).endswith('"/prod/POST/@connections/*"]]}')
     # Only the Session Manager actions that have no resource type are on * (see below).

@@ -8,8 +8,9 @@ from typing import Any
 
 from aws_cdk.assertions import Match
 from synapscribe import keys
+from synapscribe.host_registry import ALL_TABLE_KEYS as TABLE_KEYS
 from synapscribe.platform import load_platform
-from synapscribe.store import SWEEP_ATTRIBUTE, TABLE_KEYS, TTL_ATTRIBUTE
+from synapscribe.store import SWEEP_ATTRIBUTE, TTL_ATTRIBUTE
 from synapscribe_cdk.application import default_context
 from synapscribe_local.provision import sweep_index
 from synth_support import Synthesized, resources_of

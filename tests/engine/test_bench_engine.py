@@ -98,11 +98,11 @@ def test_bench_engine_measures_both_transports_on_the_engine(media_engine: Engin
     assert report["failures"] == []
     if media_dir:
         assert report["skipped"] == {}
-        transports = ["base64", "file://"]
+        transports = ["base64", "uuid", "miss", "file://"]
     else:
         assert set(report["skipped"]) == {"file://"}, report["skipped"]
         assert "--media-dir" in report["skipped"]["file://"]
-        transports = ["base64"]
+        transports = ["base64", "uuid", "miss"]
     turns = {(t["transport"], t["turn"]): t for t in report["turns"]}
     assert set(turns) == {(t, n) for t in transports for n in (1, 2)}
     items = report["items"]
@@ -113,13 +113,22 @@ def test_bench_engine_measures_both_transports_on_the_engine(media_engine: Engin
         # follow-up: the lecture's items come from the multimodal cache, and all but the last
         # partial block of the first turn's prompt from the prefix cache.
         assert cold["prefix_hits"] < 0.1 * cold["prompt_tokens"], cold
-        assert cold["mm_hits"] == 0, cold
+        assert cold["mm_hits"] == 0 or transport == "miss", cold
         assert warm["mm_hits"] == items, warm
         assert warm["prefix_hits"] >= 0.9 * cold["prompt_tokens"], warm
         # AgentCore's bound never undercounts the engine.
         assert warm["planner_bound"] >= warm["planner_exact"] >= warm["prompt_tokens"], warm
+    # By uuid (agentcore/media_refs.py): a follow-up carries the lecture in under 2 KB; the miss
+    # path's first turn carries the refused request and the resend with the data.
+    b64 = turns[("base64", 2)]
+    for transport in ("uuid", "miss"):
+        assert turns[(transport, 2)]["request_bytes"] < 4096 < b64["request_bytes"] / 20, turns[
+            (transport, 2)
+        ]
+    assert turns[("miss", 1)]["request_bytes"] > turns[("uuid", 1)]["request_bytes"]
+    assert "miss      1 (miss, resent)" in done.stdout, done.stdout
     if media_dir:
-        b64, url = turns[("base64", 2)], turns[("file://", 2)]
+        url = turns[("file://", 2)]
         assert url["request_bytes"] < b64["request_bytes"] / 20  # paths instead of the audio itself
     for count in report["audio"]:
         # The planner's count of AgentCore's items (from their decoded samples) equals the engine's

@@ -176,6 +176,7 @@ def test_vllm_flags_follow_the_platform(host: Host) -> None:
     }
     assert {k: flag(args, k) for k in expected} == expected
     assert "--enable-prefix-caching" in args
+    assert float(flag(args, "--mm-processor-cache-gb")) == platform.mm_processor_cache_gb
     assert json.loads(flag(args, "--limit-mm-per-prompt")) == {
         "audio": platform.max_audio_items_per_prompt, "image": 0, "video": 0,
     }  # fmt: skip
@@ -276,6 +277,7 @@ def test_vllm_command_line_accepted_by_pinned_vllm(host: Host) -> None:
         "image": 0,
         "video": 0,
     }
+    assert values["mm_processor_cache_gb"] == platform.mm_processor_cache_gb
     rejected = parse(venv, [*args, "--no-such-flag", "1"])
     assert rejected.returncode == 2
     assert "unrecognized arguments: --no-such-flag" in rejected.stderr

@@ -27,7 +27,8 @@ from vllm.utils.argparse_utils import FlexibleArgumentParser
 argv = json.loads(sys.stdin.read())
 args = make_arg_parser(FlexibleArgumentParser()).parse_args(argv)
 keys = ("model_tag", "host", "port", "served_model_name", "max_model_len", "gpu_memory_utilization",
-        "max_num_seqs", "max_num_batched_tokens", "dtype", "enable_prefix_caching", "limit_mm_per_prompt")
+        "max_num_seqs", "max_num_batched_tokens", "dtype", "enable_prefix_caching", "limit_mm_per_prompt",
+        "mm_processor_cache_gb")
 print("PARSED " + json.dumps({k: getattr(args, k, None) for k in keys}, default=str))
 """
 

@@ -33,7 +33,16 @@ def test_bench_engine_prints_the_turn_table_and_the_token_counts(
     assert "base64    1 (cold)" in done.stdout and "base64    2 (follow-up)" in done.stdout
     assert "skipped file://: no --media-dir" in done.stdout  # and why
     report = json.loads(out.read_text())
-    cold, warm = report["turns"]
+    turns = {(t["transport"], t["turn"]): t for t in report["turns"]}
+    assert set(turns) == {(t, n) for t in ("base64", "uuid", "miss") for n in (1, 2)}
+    cold, warm = turns[("base64", 1)], turns[("base64", 2)]
+    # By uuid the follow-up carries the lecture as uuids alone; the miss path's first turn is the
+    # stand-in's cache-miss refusal and the resend with the data (both counted).
+    assert turns[("uuid", 2)]["request_bytes"] < 4096 < warm["request_bytes"]
+    assert turns[("miss", 2)]["request_bytes"] < 4096
+    assert turns[("miss", 1)]["request_bytes"] > turns[("uuid", 1)]["request_bytes"]
+    assert turns[("uuid", 2)]["prefix_hits"] > 0.9 * turns[("uuid", 1)]["prompt_tokens"]
+    assert "miss      1 (miss, resent)" in done.stdout
     assert report["items"] == 2  # 70 s in items of at most 60 s
     # A follow-up re-sends the same lecture: a few bytes more, and the stand-in's prefix cache hits.
     assert 0 < warm["request_bytes"] - cold["request_bytes"] < 2000

@@ -84,6 +84,8 @@ def test_context_knob_changes_every_dependent_place(tmp_path: Path, max_model_le
     limit = json.loads(argv[argv.index("--limit-mm-per-prompt") + 1])
     # Audio only: image and video off, so the encoder cache is sized by --max-num-batched-tokens.
     assert limit == {"audio": platform.max_audio_items_per_prompt, "image": 0, "video": 0}
+    # The processor cache holds vllm.processor_cache_lectures lectures of the longest audio length.
+    assert float(argv[argv.index("--mm-processor-cache-gb") + 1]) == platform.mm_processor_cache_gb
     env = (tmp_path / "agentcore.env").read_text()
     assert f"SYNAPSCRIBE_MAX_MODEL_LEN={platform.vllm.max_model_len}\n" in env
     assert f"VLLM_MODEL={platform.model.served_name}\n" in env

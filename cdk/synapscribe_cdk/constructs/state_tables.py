@@ -6,7 +6,8 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
-from synapscribe.store import SWEEP_ATTRIBUTE, SWEEP_INDEX, SWEEP_INDEXES, TABLE_KEYS, TTL_ATTRIBUTE
+from synapscribe.host_registry import ALL_TABLE_KEYS
+from synapscribe.store import SWEEP_ATTRIBUTE, SWEEP_INDEX, SWEEP_INDEXES, TTL_ATTRIBUTE
 
 from synapscribe_cdk.nag import acknowledge_checkov
 
@@ -23,7 +24,8 @@ class StateTables(Construct):
         super().__init__(scope, construct_id)
         self.tables: dict[str, dynamodb.Table] = {}
         self.throttle_alarms: dict[str, cloudwatch.Alarm] = {}
-        for field, key in TABLE_KEYS.items():
+        # The host registry (host_registry.py) too: its items expire with their heartbeat's TTL.
+        for field, key in ALL_TABLE_KEYS.items():
             label = field.removesuffix("_table").capitalize()
             table = dynamodb.Table(
                 self,

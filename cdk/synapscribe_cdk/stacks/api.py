@@ -55,7 +55,8 @@ _LEDGER = ("dynamodb:GetItem", "dynamodb:UpdateItem")
 #: sweeper finds stuck lectures and overdue questions with a Query on the sparse index
 #: (FUNCTION_INDEX_ACTIONS), and takes an overdue final over with one conditional UpdateItem
 #: (store.take_over_final). A table missing here gets no grant (test_api_stack checks every
-#: table is named).
+#: table is named). The host registry is read whole (a Scan of tens of items: edge/affinity.py)
+#: by the two functions that hand work to AgentCore, and written by the hosts alone.
 FUNCTION_TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "websocket_handler": {
         "connections_table": _ITEM,
@@ -63,10 +64,12 @@ FUNCTION_TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
         # UpdateItem: a question clip is recorded on its session (deleteLecture deletes it).
         "sessions_table": _ITEM,
         "limits_table": _LEDGER,
+        "hosts_table": ("dynamodb:Scan",),
     },
     "validation": {
         "lectures_table": ("dynamodb:GetItem", "dynamodb:UpdateItem"),
         "limits_table": _LEDGER,
+        "hosts_table": ("dynamodb:Scan",),
     },
     "sweeper": {
         "connections_table": ("dynamodb:UpdateItem",),

@@ -163,7 +163,17 @@ class ComputeStack(Stack):
             ),
             # What it wrote for a lecture deleted meanwhile (deleteLecture during transcription).
             permissions.objects(["s3:DeleteObject"], bucket_arn, [prefixes.segments, prefixes.transcripts]),
-            permissions.tables(permissions.TABLE_ITEM_ACTIONS, [t.table_arn for t in data.tables.values()]),
+            permissions.tables(
+                permissions.TABLE_ITEM_ACTIONS,
+                [t.table_arn for field, t in data.tables.items() if field != "hosts_table"],
+            ),
+            # The host registry: each host writes and deletes its own item only, keyed by its role
+            # session's user id (`ROLEID:i-…`, agentcore/registration.py), and reads nothing.
+            iam.PolicyStatement(
+                actions=["dynamodb:DeleteItem", "dynamodb:PutItem"],
+                resources=[data.tables["hosts_table"].table_arn],
+                conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["${aws:userid}"]}},
+            ),
             permissions.post_to_connections(api.imported_api_id(self), api.stage.stage_name),
         ]
         for statement in statements:

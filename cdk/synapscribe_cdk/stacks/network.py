@@ -117,7 +117,7 @@ class NetworkStack(Stack):
             self,
             "EdgeFunctionsSg",
             vpc=self.vpc,
-            description="SynapScribe Lambdas: reach the AgentCore balancer and AWS APIs over TLS",
+            description="SynapScribe Lambdas: reach AgentCore (balancer or host) and AWS APIs over TLS",
             allow_all_outbound=False,
         )
         self.alb_sg = ec2.SecurityGroup(
@@ -131,13 +131,20 @@ class NetworkStack(Stack):
             self,
             "FleetSg",
             vpc=self.vpc,
-            description=f"GPU instances: port {port} from the balancer only; vLLM and TTS ports from nobody",
+            description=(
+                f"GPU instances: port {port} from the balancer and the SynapScribe Lambdas; "
+                "vLLM and TTS ports from nobody"
+            ),
             allow_all_outbound=False,
         )
         self.alb_sg.add_ingress_rule(self.edge_sg, ec2.Port.tcp(port), "Lambdas to AgentCore")
         self.alb_sg.add_egress_rule(self.fleet_sg, ec2.Port.tcp(port), "balancer to AgentCore")
         self.fleet_sg.add_ingress_rule(self.alb_sg, ec2.Port.tcp(port), "balancer to AgentCore")
         self.edge_sg.add_egress_rule(self.alb_sg, ec2.Port.tcp(port), "Lambdas to AgentCore")
+        # Lecture-affinity routing: the Lambdas call the host that holds a lecture directly
+        # (edge/affinity.py, addresses from the host registry), the balancer otherwise.
+        self.fleet_sg.add_ingress_rule(self.edge_sg, ec2.Port.tcp(port), "Lambdas to AgentCore, directly")
+        self.edge_sg.add_egress_rule(self.fleet_sg, ec2.Port.tcp(port), "Lambdas to AgentCore, directly")
         self.edge_sg.add_egress_rule(
             ec2.Peer.any_ipv4(),
             ec2.Port.tcp(443),

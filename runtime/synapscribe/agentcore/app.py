@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import boto3
 import httpx
 from fastapi import APIRouter, FastAPI, Path, Request
 from fastapi.responses import JSONResponse, Response
@@ -27,10 +28,12 @@ from synapscribe.agentcore.drain import DRAINING_MESSAGE, Drain
 from synapscribe.agentcore.jobs import QueryJob, TranscribeRequest
 from synapscribe.agentcore.lectures import LectureContexts, transcribe_answer
 from synapscribe.agentcore.pipeline import AgentCoreDeps, QueryPipeline
+from synapscribe.agentcore.registration import Registration
 from synapscribe.agentcore.settings import AgentCoreSettings
 from synapscribe.agentcore.tts_client import TtsClient
 from synapscribe.agentcore.vllm_client import VllmClient
 from synapscribe.contract import ID_PATTERN
+from synapscribe.host_registry import HostRegistry
 from synapscribe.platform import load_platform
 from synapscribe.settings import AwsResources
 from synapscribe.store import Store
@@ -210,6 +213,45 @@ async def diagnostics_metrics(request: Request) -> Response:
     )
 
 
+def _registry_host_id(settings: AgentCoreSettings, advertise_url: str) -> str:
+    """The key of this host's registry item. On the fleet, its role session's user id
+    (`ROLEID:i-…`): the instance role may write only the item of that key (IAM dynamodb:LeadingKeys
+    = ${aws:userid}, cdk compute stack). Elsewhere (the local stack) its URL."""
+    if not settings.fleet_group:
+        return advertise_url
+    return str(boto3.client("sts").get_caller_identity()["UserId"])
+
+
+def _registration(
+    s: AgentCoreDeps, settings: AgentCoreSettings | None, resources: AwsResources | None, drain: Drain
+) -> Registration | None:
+    """This host in the host registry (agentcore/registration.py), when it has one and an address
+    to advertise; it leaves the registry as soon as the drain begins."""
+    if settings is None or resources is None or not settings.advertise_url or not resources.hosts_table:
+        return None
+
+    async def ready() -> bool:
+        return not drain.draining and await _model_problem(s) is None
+
+    try:
+        host_id = _registry_host_id(settings, settings.advertise_url)
+    except Exception as exc:  # the registry is an optimisation: AgentCore serves without it
+        log.warning("host registry: no host id (%s); not registered, questions come via the balancer", exc)
+        return None
+    registration = Registration(
+        HostRegistry.named(resources.hosts_table),
+        host_id,
+        settings.advertise_url,
+        s.platform,
+        s.held,
+        lambda: s.admission.in_flight,
+        s.admission.limit,
+        ready,
+    ).start()
+    drain.on_begin.append(registration.leave)
+    return registration
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Builds AgentCore's dependencies (unless a test handed them in), starts the metrics observer, and on
@@ -219,7 +261,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.deps = s
     state.drain.watch(lambda: len(s.tasks))
     observer = _observer(s, state.settings).start()
+    registration = _registration(s, state.settings, state.resources, state.drain)
     yield
+    if registration is not None:
+        await registration.leave()
     await observer.stop()
     for task in list(s.tasks):
         task.cancel()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import FrameType
 
 import uvicorn
@@ -35,6 +35,8 @@ class Drain:
         self._clock = clock
         self.started_at: float | None = None
         self._in_flight: Callable[[], int] = lambda: 0
+        #: run once when the drain begins, before anything else (the host leaves the registry)
+        self.on_begin: list[Callable[[], Awaitable[None]]] = []
 
     def watch(self, in_flight: Callable[[], int]) -> None:
         """Count the work in flight with `in_flight()` (AgentCore's query and transcription tasks)."""
@@ -81,6 +83,8 @@ class DrainingServer(uvicorn.Server):
     async def on_tick(self, counter: int) -> bool:
         if self.drain.draining and not self._announced:
             self._announced = True
+            for leave in self.drain.on_begin:
+                await leave()
             log.warning(
                 "draining: refusing new work; %d quer(ies)/transcription(s) in flight, waiting up to %g s",
                 self.drain.in_flight(),

@@ -33,6 +33,7 @@ from synapscribe.agentcore.media import (
     split_mp3,
     to_mp3,
 )
+from synapscribe.agentcore.media_refs import item_uuid
 from synapscribe.agentcore.prompts import LectureAudioItem, TranscriptSegment, lecture_transcript_message
 from synapscribe.agentcore.vllm_client import UpstreamError, VllmClient
 from synapscribe.audio.formats import not_audio_reason, sniff
@@ -107,15 +108,19 @@ class LectureIncompleteError(ContractError):
         self.detail = detail
 
 
-def lecture_audio_items(made: Sequence[tuple[float, float, bytes]]) -> list[LectureAudioItem]:
+def lecture_audio_items(
+    made: Sequence[tuple[float, float, bytes]], lecture_id: str | None = None
+) -> list[LectureAudioItem]:
     """The prompt's items of cut MP3 items (start, end, bytes): each spans the longer of its cut
     span and the decoder's view (lead frames included), and carries its exact decoded length so the
-    planner counts its tokens as the engine does."""
+    planner counts its tokens as the engine does, and its uuid (media_refs.item_uuid) when the
+    lecture is named."""
     items = []
-    for start, end, data in made:
+    for index, (start, end, data) in enumerate(made):
         seconds = max(end - start, duration_seconds(data, ITEM_FORMAT))
         b64 = base64.b64encode(data).decode("ascii")
-        items.append(LectureAudioItem(start, start + seconds, b64, ITEM_FORMAT, _item_samples(data)))
+        uuid_ = item_uuid(lecture_id, index, data) if lecture_id is not None else None
+        items.append(LectureAudioItem(start, start + seconds, b64, ITEM_FORMAT, _item_samples(data), uuid_))
     return items
 
 
@@ -245,7 +250,7 @@ class LectureContexts:
                     prefix + "manifest.json", json.dumps(manifest).encode(), "application/json", spans
                 )
                 await self._unless_deleted(lecture_id, written)
-            items = await asyncio.to_thread(lecture_audio_items, made)
+            items = await asyncio.to_thread(lecture_audio_items, made, lecture_id)
             self._items.remember(lecture_id, tuple(items))
             return items
 

@@ -18,13 +18,13 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from synapscribe import keys, planner
 from synapscribe.agentcore import admission as adm
-from synapscribe.agentcore import prompts
+from synapscribe.agentcore import media_refs, prompts
 from synapscribe.agentcore.aws import AwsIo, Spans
 from synapscribe.agentcore.jobs import QueryJob
 from synapscribe.agentcore.lectures import LectureContexts
@@ -78,6 +78,8 @@ class AgentCoreDeps:
     lectures: LectureContexts
     voice: str = ""
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    #: the lecture items this host's model server holds (sent by uuid alone: media_refs.py)
+    held: media_refs.HeldMedia = field(default_factory=media_refs.HeldMedia)
     counter: planner.TextTokenCounter | None = None  # made from `vllm` when first needed
 
     def text_counter(self) -> planner.TextTokenCounter:
@@ -422,14 +424,21 @@ class AnswerStream:
     def text(self) -> str:
         return "".join(self.pieces).strip()
 
-    async def run(self, messages: list[dict[str, Any]], max_tokens: int, started: float) -> str:
+    async def run(self, prompt: Prompt, budget: planner.RequestBudget, started: float) -> str:
         """Stream the answer in the model slot the query holds (AnswerSlot); `started` is when
-        the query's work began."""
+        the query's work began. The lecture's items go by reference when the server holds them."""
         q = self.query
         t_answer = time.perf_counter()
         q.stats["answerSentMs"] = round((t_answer - started) * 1000, 1)
+        pieces = media_refs.stream_answer(
+            self.s.vllm,
+            self.s.held,
+            prompt.items,
+            lambda ref: prompt.messages(budget, ref),
+            budget.max_tokens,
+        )
         try:
-            async for piece in self.s.vllm.stream_answer(messages, max_tokens):
+            async for piece in pieces:
                 self._take(piece, started)
                 if q.outbox.gone:
                     break
@@ -466,6 +475,8 @@ class Prompt:
     lecture_tokens: int | None  # exact, when the model counted the lecture's transcript
     question: dict[str, Any]
     turns: list[dict[str, Any]]
+    #: the lecture's audio items (audio mode), which may go by reference (media_refs.py)
+    items: Sequence[prompts.LectureAudioItem] = ()
     fixed: list[dict[str, Any]] = field(init=False)
     turn_messages: list[list[dict[str, Any]]] = field(init=False)
 
@@ -495,9 +506,13 @@ class Prompt:
         own = [m for m in [*self.fixed, self.question] if not self._exact(m)]
         return own + [m for ms in self.turn_messages for m in ms]
 
-    def messages(self, budget: planner.RequestBudget) -> list[dict[str, Any]]:
+    def messages(self, budget: planner.RequestBudget, by_reference: bool = False) -> list[dict[str, Any]]:
+        """The request's messages; `by_reference` sends the lecture's items as uuids alone."""
         kept = self.turns[len(self.turns) - budget.kept_turns :] if budget.kept_turns else []
-        return [*self.fixed, *prompts.history_messages(kept), self.question]
+        fixed = self.fixed
+        if by_reference and self.items:
+            fixed = prompts.lecture_messages(prompts.lecture_audio_message(self.items, by_reference=True))
+        return [*fixed, *prompts.history_messages(kept), self.question]
 
 
 class QueryPipeline:
@@ -552,16 +567,18 @@ class QueryPipeline:
 
     async def _lecture_message(
         self, session: dict[str, Any], lecture: dict[str, Any], spans: Spans
-    ) -> tuple[dict[str, Any], int | None]:
-        """The lecture as a chat message, and its exact token count when the model counted it."""
+    ) -> tuple[dict[str, Any], int | None, list[prompts.LectureAudioItem]]:
+        """The lecture as a chat message, its exact token count when the model counted it, and
+        its audio items (audio mode)."""
         if session.get("contextMode") == "transcript":
             transcript = await self.s.lectures.transcript(lecture, spans)
             message = prompts.lecture_transcript_message(transcript.segments)
             if transcript.tokens is None:
-                return message, None
+                return message, None, []
             exact = transcript.tokens + planner.MESSAGE_OVERHEAD_TOKENS + planner.estimate_text_tokens("user")
-            return message, exact
-        return prompts.lecture_audio_message(await self.s.lectures.audio_items(lecture, spans)), None
+            return message, exact, []
+        items = await self.s.lectures.audio_items(lecture, spans)
+        return prompts.lecture_audio_message(items), None, items
 
     async def _fit(
         self,
@@ -772,7 +789,7 @@ class QueryPipeline:
         speech = Speech(self.s, q) if job.voice else None
         stream = AnswerStream(self.s, q, speech)
         await slot.wait()
-        answer_text = await stream.run(prompt.messages(budget), budget.max_tokens, started)
+        answer_text = await stream.run(prompt, budget, started)
         slot.release()  # the transcription, speech and history below need no answer slot
         if speech is not None:
             speech.close()
@@ -816,7 +833,7 @@ class QueryPipeline:
         lecture: dict[str, Any],
         question_audio: QuestionAudio | None,
     ) -> Prompt:
-        lecture_message, lecture_tokens = await self._lecture_message(session, lecture, spans)
+        lecture_message, lecture_tokens, items = await self._lecture_message(session, lecture, spans)
         if question_audio is not None:
             b64 = base64.b64encode(question_audio.data).decode("ascii")
             question = prompts.question_message(audio=(b64, question_audio.fmt, question_audio.seconds))
@@ -828,6 +845,7 @@ class QueryPipeline:
             lecture_tokens=lecture_tokens,
             question=question,
             turns=list(session.get("history") or []),
+            items=items,
         )
 
     async def _record_turn(self, job: QueryJob, spans: Spans, question: str, answer: str) -> None:

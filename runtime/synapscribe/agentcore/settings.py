@@ -58,6 +58,13 @@ class AgentCoreSettings(BaseSettings):
         default=None, validation_alias="SYNAPSCRIBE_FLEET_GROUP", pattern=r"^[A-Za-z0-9_.-]{1,255}$"
     )
 
+    #: This AgentCore's URL as the edge reaches it directly (lecture-affinity routing: the host
+    #: registry); the host's start script sets it from the address it listens on. Unset: not
+    #: registered, every question comes through the balancer.
+    advertise_url: str | None = Field(
+        default=None, validation_alias="SYNAPSCRIBE_ADVERTISE_URL", pattern=_URL
+    )
+
     def platform(self) -> PlatformConfig:
         """platform.yaml with SYNAPSCRIBE_MAX_MODEL_LEN applied (validated again)."""
         base = load_platform()

@@ -35,6 +35,21 @@ class UpstreamTooLargeError(UpstreamRejectedError):
         self.kind = kind
 
 
+class MediaCacheMissError(UpstreamRejectedError):
+    """The model server no longer holds (or never held) an item sent by its uuid alone: vLLM 0.32
+    answers HTTP 400 "Cache miss for audio at index 0 but data is not provided." The request is
+    sent again with the items' data (agentcore/media_refs.py)."""
+
+
+#: How vLLM words a multimodal item sent by uuid that its processor cache does not hold.
+CACHE_MISS_MESSAGE = ("cache miss for", "data is not provided")
+
+
+def is_cache_miss(message: str) -> bool:
+    low = message.lower()
+    return all(needle in low for needle in CACHE_MISS_MESSAGE)
+
+
 #: How vLLM words each too-large refusal (HTTP 400), by kind; matched case-insensitively. Seen on
 #: the engine: "Input length (16556) exceeds model's maximum context length (16384)." (audio), a
 #: text prompt's "This model's maximum context length is ..." with param "input_tokens" (or
@@ -146,6 +161,8 @@ class VllmClient:
             param = body.get("param") if isinstance(body, dict) else None
             said = body.get("message") if isinstance(body, dict) else None
             said = said if isinstance(said, str) else exc.message
+            if exc.status_code == 400 and is_cache_miss(said):
+                return MediaCacheMissError(f"{self.name} does not hold a lecture item: {said}")
             kind = too_large_kind(said, param) if exc.status_code == 400 else None
             if kind is not None:
                 return UpstreamTooLargeError(kind, f"{self.name} refused the request as too large: {said}")
@@ -164,6 +181,8 @@ class VllmClient:
         body = exc.body if isinstance(exc.body, dict) else {}
         message = body.get("message")
         said = message if isinstance(message, str) else str(exc.message)
+        if is_cache_miss(said):
+            return MediaCacheMissError(f"{self.name} does not hold a lecture item: {said}")
         kind = too_large_kind(said, body.get("param"))
         if kind is not None:
             return UpstreamTooLargeError(kind, f"{self.name} refused the request as too large: {said}")

@@ -73,12 +73,13 @@ def post_job(base_url: str, path: str, body: dict[str, Any], timeout: float) -> 
         raise AgentCoreUnavailable(f"AgentCore at {base_url} cannot be reached: {reason}") from None
 
 
+def transcription_request(item: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The path and body that ask AgentCore to transcribe the lecture `item`."""
+    return f"/v1/lectures/{item['lectureId']}/transcribe", {"connectionId": item.get("connectionId") or None}
+
+
 def request_transcription(base_url: str, item: dict[str, Any], timeout: float) -> int:
     """Ask AgentCore to transcribe the lecture `item` (the validator's hand-off and the sweeper's
     resume); AgentCore's own claim makes a repeated request harmless."""
-    return post_job(
-        base_url,
-        f"/v1/lectures/{item['lectureId']}/transcribe",
-        {"connectionId": item.get("connectionId") or None},
-        timeout,
-    )
+    path, body = transcription_request(item)
+    return post_job(base_url, path, body, timeout)

@@ -27,11 +27,12 @@ from botocore.exceptions import ClientError
 from synapscribe import keys
 from synapscribe.audio.probe import ProbeRejection, probe
 from synapscribe.contract import Lecture
+from synapscribe.edge.affinity import post_routed
 from synapscribe.edge.agentcore_client import (
     AgentCoreError,
     AgentCoreRejected,
     AgentCoreTimeout,
-    request_transcription,
+    transcription_request,
 )
 from synapscribe.edge.config import CachedDeps, EdgeDeps
 from synapscribe.edge.push import push
@@ -191,7 +192,8 @@ def _hand_off(d: EdgeDeps, item: dict[str, Any], key: str, read: tuple[int, int,
     """Ask AgentCore to transcribe a `transcribing` lecture; never moves the lecture back."""
     lecture_id = str(item["lectureId"])
     try:
-        request_transcription(d.settings.agentcore_url, item, d.settings.agentcore_timeout_seconds)
+        # To the lecture's own host (edge/affinity.py): its items then stay where its questions go.
+        post_routed(d, lecture_id, *transcription_request(item))
     except AgentCoreRejected as exc:
         # A definite refusal (the lecture is unknown to AgentCore or not transcribable there):
         # asking again cannot help.

@@ -44,12 +44,12 @@ from synapscribe.contract import (
     parse_client_message,
 )
 from synapscribe.edge import warming
+from synapscribe.edge.affinity import post_routed
 from synapscribe.edge.agentcore_client import (
     AgentCoreBusy,
     AgentCoreRejected,
     AgentCoreTimeout,
     AgentCoreUnavailable,
-    post_job,
 )
 from synapscribe.edge.config import CachedDeps, EdgeDeps
 from synapscribe.edge.push import push
@@ -379,7 +379,8 @@ def _query(msg: Query, caller: Caller, d: EdgeDeps) -> Warming | None:
     # Without the model's tokenizer: only a question surely over its reserve (UTF-8 bytes bound it).
     if msg.text is not None and (too_large := question_text_too_large(msg.text, d.platform)):
         raise ContractError(ErrorCode.TOO_LARGE, too_large, client_request_id)
-    if d.store.get_session(msg.sessionId, owner) is None:
+    session = d.store.get_session(msg.sessionId, owner)
+    if session is None:
         raise _not_found("session", msg.sessionId, client_request_id)
     if msg.queryKey is not None:
         _check_query_key(msg.queryKey, owner, client_request_id, d)
@@ -402,7 +403,7 @@ def _query(msg: Query, caller: Caller, d: EdgeDeps) -> Warming | None:
         record_session_clip(d, msg.sessionId, msg.queryKey)  # deleteLecture deletes it too
         d.quotas.release_upload(owner, parsed_key[2])  # the clip's upload is done: it is used
     try:
-        return _hand_off_query(job, client_request_id, connection_id, d)
+        return _hand_off_query(job, client_request_id, connection_id, d, str(session.get("lectureId", "")))
     except ContractError:
         # Not handed over (or not confirmed): the job slot comes back now. AgentCore gives it back
         # too when it answers one it did take, and an unanswered one ends with its lease.
@@ -411,11 +412,12 @@ def _query(msg: Query, caller: Caller, d: EdgeDeps) -> Warming | None:
 
 
 def _hand_off_query(
-    job: dict[str, Any], client_request_id: str | None, connection_id: str, d: EdgeDeps
+    job: dict[str, Any], client_request_id: str | None, connection_id: str, d: EdgeDeps, lecture_id: str = ""
 ) -> Warming | None:
     _expect_final(connection_id, job, d)
     try:
-        post_job(d.settings.agentcore_url, "/v1/queries", job, d.settings.agentcore_timeout_seconds)
+        # To the host that holds the lecture (edge/affinity.py), else the balancer.
+        post_routed(d, lecture_id, "/v1/queries", job)
     except AgentCoreTimeout as exc:
         _timed_out(job, client_request_id, connection_id, d, exc)
         return None

@@ -6,7 +6,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from synapscribe.audio_tokens import audio_tokens_for
 
@@ -50,6 +50,8 @@ _DATA_URL = re.compile(
 class Part:
     text: str | None = None
     audio: AudioItem | None = None
+    #: an audio item sent by its uuid alone (`input_audio: null`), until `resolve_references`
+    ref: str | None = None
 
 
 @dataclass
@@ -64,6 +66,28 @@ class Message:
     @property
     def audio(self) -> list[AudioItem]:
         return [p.audio for p in self.parts if p.audio is not None]
+
+
+class MediaSource(Protocol):
+    """Where items sent by uuid alone are found (the stand-in's multimodal processor cache)."""
+
+    def get(self, uuid: str) -> AudioItem | None: ...
+
+
+def resolve_references(messages: list[Message], media: MediaSource | None) -> None:
+    """Give each audio part sent by uuid alone the item the processor cache holds under it, or
+    refuse the request as vLLM 0.32 does (HTTP 400; index: the item's place among the request's
+    audio items)."""
+    index = 0
+    for message in messages:
+        for part in message.parts:
+            if part.ref is not None:
+                held = media.get(part.ref) if media is not None else None
+                if held is None:
+                    raise _bad(f"Cache miss for audio at index {index} but data is not provided.")
+                part.audio, part.ref = held, None
+            if part.audio is not None:
+                index += 1
 
 
 @dataclass
@@ -125,7 +149,9 @@ def _decode_base64(data: Any, where: str) -> bytes:
         raise _bad(f"{where}: audio data is not valid base64") from None
 
 
-def _audio_item(data: bytes, fmt: str, where: str, config: StandinConfig) -> AudioItem:
+def _audio_item(
+    data: bytes, fmt: str, where: str, config: StandinConfig, uuid: str | None = None
+) -> AudioItem:
     try:
         samples, rate = audio_samples(data, fmt)
     except AudioDecodeError as exc:
@@ -135,6 +161,7 @@ def _audio_item(data: bytes, fmt: str, where: str, config: StandinConfig) -> Aud
         fmt=fmt,
         duration_seconds=samples / rate,
         num_tokens=audio_tokens_for(samples, rate, config.audio_tokens_per_second),
+        uuid=uuid,
     )
 
 
@@ -149,13 +176,18 @@ def _parse_part(raw: Any, where: str, config: StandinConfig) -> Part:
         return Part(text=text)
     if kind == "input_audio":
         spec = raw.get("input_audio")
+        uuid = raw.get("uuid")
+        if uuid is not None and (not isinstance(uuid, str) or not uuid):
+            raise _bad(f"{where}: uuid must be a non-empty string")
+        if spec is None and uuid is not None:
+            return Part(ref=uuid)
         if not isinstance(spec, dict):
             raise _bad(f"{where}: an input_audio part needs 'input_audio': {{'data', 'format'}}")
         fmt = spec.get("format")
         if fmt not in AUDIO_FORMATS:
             raise _bad(f"{where}: input_audio.format must be one of {sorted(AUDIO_FORMATS)}, got {fmt!r}")
         data = _decode_base64(spec.get("data"), f"{where}.input_audio")
-        return Part(audio=_audio_item(data, str(fmt), where, config))
+        return Part(audio=_audio_item(data, str(fmt), where, config, uuid))
     if kind == "audio_url":
         spec = raw.get("audio_url")
         url = spec.get("url") if isinstance(spec, dict) else None
@@ -193,7 +225,7 @@ def _parse_message(raw: Any, index: int, config: StandinConfig) -> Message:
     if not isinstance(content, list):
         raise _bad(f"{where}.content must be a string or a list of parts", "messages")
     parts = [_parse_part(p, f"{where}.content[{i}]", config) for i, p in enumerate(content)]
-    if role != "user" and any(p.audio is not None for p in parts):
+    if role != "user" and any(p.audio is not None or p.ref is not None for p in parts):
         raise _bad(f"{where}: audio parts are only allowed in user messages", "messages")
     return Message(role=role, parts=parts)
 
@@ -211,17 +243,19 @@ def check_model(model: Any, config: StandinConfig) -> str:
     return str(model)
 
 
-def parse_messages(raw: Any, config: StandinConfig) -> list[Message]:
+def parse_messages(raw: Any, config: StandinConfig, media: MediaSource | None = None) -> list[Message]:
     if not isinstance(raw, list) or not raw:
         raise _bad("messages must be a non-empty list", "messages")
-    return [_parse_message(m, i, config) for i, m in enumerate(raw)]
+    messages = [_parse_message(m, i, config) for i, m in enumerate(raw)]
+    resolve_references(messages, media)
+    return messages
 
 
-def parse_chat_request(body: Any, config: StandinConfig) -> ChatRequest:
+def parse_chat_request(body: Any, config: StandinConfig, media: MediaSource | None = None) -> ChatRequest:
     if not isinstance(body, dict):
         raise _bad("the request body must be a JSON object")
     model = check_model(body.get("model"), config)
-    messages = parse_messages(body.get("messages"), config)
+    messages = parse_messages(body.get("messages"), config, media)
     stream = body.get("stream", False)
     if stream is None:
         stream = False

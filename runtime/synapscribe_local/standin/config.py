@@ -55,6 +55,9 @@ class StandinConfig:
     #: vLLM's --block-size: the prefix cache hits whole blocks of this many tokens (16 is vLLM's
     #: default on GPUs; its CPU build uses 128)
     block_size: int = 16
+    #: vLLM's multimodal processor cache (--mm-processor-cache-gb), in items: an LRU; an item sent
+    #: by uuid alone that it no longer holds is refused ("Cache miss ... data is not provided.")
+    mm_cache_items: int = 1024
 
     @property
     def encoder_cache_size(self) -> int:

@@ -13,7 +13,7 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from synapscribe_local.standin.tokens import Prompt
+from synapscribe_local.standin.tokens import AudioItem, Prompt
 
 #: vLLM's default block size on GPUs (StandinConfig.block_size sets the served one)
 BLOCK_SIZE = 16
@@ -77,23 +77,32 @@ class PrefixCache:
 
 class MultimodalCache:
     """vLLM's multimodal processor cache, as its counters see it: every audio item of a request is
-    a query, a hit when an item with the same bytes was processed before (LRU of `capacity` items)."""
+    a query, a hit when an item with the same hash (its uuid, else its bytes) was processed before
+    (an LRU of `capacity` items, like --mm-processor-cache-gb). An item sent by uuid alone
+    (`input_audio: null`) is taken from here, or refused as vLLM 0.32 refuses it (`resolve`)."""
 
     def __init__(self, capacity: int = 1024) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[str, None] = OrderedDict()
+        self._items: OrderedDict[str, AudioItem | None] = OrderedDict()
         self.queries_total = 0
         self.hits_total = 0
 
-    def lookup_and_insert(self, digests: list[str]) -> int:
+    def clear(self) -> None:
+        """Everything forgotten, as when the server restarts."""
+        self._items.clear()
+
+    def get(self, uuid: str) -> AudioItem | None:
+        return self._items.get(f"uuid:{uuid}")
+
+    def lookup_and_insert(self, digests: list[str], items: list[AudioItem] | None = None) -> int:
         hits = 0
-        for digest in digests:
+        for n, digest in enumerate(digests):
             self.queries_total += 1
             if digest in self._items:
                 hits += 1
                 self._items.move_to_end(digest)
             else:
-                self._items[digest] = None
+                self._items[digest] = items[n] if items is not None else None
                 while len(self._items) > self.capacity:
                     self._items.popitem(last=False)
         self.hits_total += hits

@@ -45,7 +45,7 @@ class EngineState:
 
     config: StandinConfig
     prefix_cache: PrefixCache
-    mm_cache: MultimodalCache = field(default_factory=MultimodalCache)
+    mm_cache: MultimodalCache
     waiting: int = 0
     running: dict[str, _Running] = field(default_factory=dict)
     prompt_tokens_total: int = 0
@@ -204,7 +204,7 @@ def _metrics_text(state: EngineState) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _tokenize_prompt(body: Any, config: StandinConfig) -> Prompt:
+def _tokenize_prompt(body: Any, config: StandinConfig, media: MultimodalCache | None = None) -> Prompt:
     if not isinstance(body, dict):
         raise StandinError("the request body must be a JSON object")
     check_model(body.get("model"), config)
@@ -223,7 +223,7 @@ def _tokenize_prompt(body: Any, config: StandinConfig) -> Prompt:
         raise StandinError("add_generation_prompt must be a boolean", param="add_generation_prompt")
     request = ChatRequest(
         model=config.served_name,
-        messages=parse_messages(body["messages"], config),
+        messages=parse_messages(body["messages"], config, media),
         stream=False,
         include_usage=False,
         max_tokens=None,
@@ -242,7 +242,11 @@ async def _json_body(request: Request) -> Any:
 
 def create_app(config: StandinConfig, api_key: str | None = None) -> FastAPI:
     app = FastAPI(title="SynapScribe model stand-in", docs_url=None, redoc_url=None, openapi_url=None)
-    state = EngineState(config=config, prefix_cache=PrefixCache(config.kv_cache_blocks, config.block_size))
+    state = EngineState(
+        config=config,
+        prefix_cache=PrefixCache(config.kv_cache_blocks, config.block_size),
+        mm_cache=MultimodalCache(config.mm_cache_items),
+    )
     app.state.engine = state
 
     @app.exception_handler(StandinError)
@@ -287,7 +291,7 @@ def create_app(config: StandinConfig, api_key: str | None = None) -> FastAPI:
 
     @app.post("/tokenize")
     async def tokenize(request: Request) -> dict[str, Any]:
-        prompt = _tokenize_prompt(await _json_body(request), config)
+        prompt = _tokenize_prompt(await _json_body(request), config, state.mm_cache)
         return {
             "count": len(prompt),
             "max_model_len": config.max_model_len,
@@ -301,11 +305,11 @@ def create_app(config: StandinConfig, api_key: str | None = None) -> FastAPI:
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> Response:
-        chat = parse_chat_request(await _json_body(request), config)
+        chat = parse_chat_request(await _json_body(request), config, state.mm_cache)
         prompt = chat.render()
         max_tokens = check_limits(chat, prompt, config)
         # vLLM's multimodal cache counters see only the requests its engine admits.
-        state.mm_cache.lookup_and_insert([item.digest for item in chat.audio_items])
+        state.mm_cache.lookup_and_insert([item.digest for item in chat.audio_items], chat.audio_items)
         generation = _Generation(state, chat, prompt, max_tokens)
         if chat.stream:
             return StreamingResponse(_stream(generation), media_type="text/event-stream")

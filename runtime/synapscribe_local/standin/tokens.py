@@ -108,9 +108,14 @@ class AudioItem:
     fmt: str
     duration_seconds: float
     num_tokens: int
+    #: the part's `uuid`: vLLM then keys its caches by it instead of the content hash
+    uuid: str | None = None
 
     @cached_property
     def digest(self) -> str:
+        """The item's multimodal hash as vLLM's caches key it: its uuid when it has one."""
+        if self.uuid is not None:
+            return f"uuid:{self.uuid}"
         return hashlib.sha256(self.data).hexdigest()
 
 

@@ -9,7 +9,12 @@ multimodal-cache counters (`/metrics`) and the prompt tokens it counted. Then th
 estimates (synapscribe.planner) beside the engine's counts (`/tokenize`, `usage.prompt_tokens`).
 
 Transports:
-- `base64`: `input_audio` parts with the item's bytes in base64, what AgentCore sends.
+- `base64`: `input_audio` parts with the item's bytes in base64 and no uuid (vLLM hashes their content).
+- `uuid`: what AgentCore sends (agentcore/media_refs.py): turn 1 the items' data with their uuids,
+  later turns the uuids alone (`"input_audio": null`).
+- `miss`: the uuids alone on a server that does not hold them (as after a restart): turn 1 is
+  refused (HTTP 400, "Cache miss ...") and sent again with the data, as AgentCore does; its bytes
+  and first token count both requests. Later turns as `uuid`.
 - `file://`: `audio_url` parts naming the item as a file on the server's host; vLLM reads only files
   under its `--allowed-local-media-path`, so this needs the server started with that flag and
   `--media-dir` naming a directory under it (the items are written there). Without `--media-dir`
@@ -38,6 +43,8 @@ import httpx
 from synapscribe import planner
 from synapscribe.agentcore import prompts
 from synapscribe.agentcore.media import cut_mp3, duration_seconds, mp3_samples
+from synapscribe.agentcore.media_refs import item_uuid
+from synapscribe.agentcore.vllm_client import is_cache_miss
 from synapscribe.cli_types import integer, number, positive_float, positive_int
 from synapscribe.platform import load_platform
 from synapscribe_local import audiogen
@@ -45,8 +52,12 @@ from synapscribe_local import audiogen
 from synapscribe_ops.bench.full_scenarios import parse_metrics
 
 BASE64 = "base64"
+UUID = "uuid"
+MISS = "miss"
 FILE = "file://"
-TRANSPORTS = (BASE64, FILE)
+TRANSPORTS = (BASE64, UUID, MISS, FILE)
+#: Transports whose items carry their uuid (agentcore/media_refs.py).
+BY_UUID = (UUID, MISS)
 QUESTIONS = (
     "What does the enzyme rubisco do in the Calvin cycle?",
     "Could you say that again more simply, in one sentence?",
@@ -68,6 +79,10 @@ MAX_TOKENS = integer(minimum=1, maximum=4096)
 
 class EngineBenchError(Exception):
     """The server cannot be benchmarked (unreachable, no such model, a refused request)."""
+
+
+class CacheMissError(EngineBenchError):
+    """vLLM does not hold an item sent by its uuid alone (HTTP 400 "Cache miss ...")."""
 
 
 @dataclass
@@ -258,6 +273,8 @@ class Engine:
             ) as response:
                 if response.status_code != 200:
                     response.read()
+                    if response.status_code == 400 and is_cache_miss(response.text):
+                        raise CacheMissError(response.text[:400])
                     raise EngineBenchError(
                         f"chat completion answered {response.status_code}: {response.text[:400]}"
                     )
@@ -317,19 +334,25 @@ def file_audio_part(path: Path, item: Item) -> dict[str, Any]:
 
 
 def lecture_message(
-    items: Sequence[Item], transport: str, media_dir: Path | None, tag: str
+    items: Sequence[Item], transport: str, media_dir: Path | None, tag: str, by_reference: bool = False
 ) -> dict[str, Any]:
     import base64
 
     message = prompts.lecture_audio_message(
         [
             prompts.LectureAudioItem(
-                i.start, i.end, base64.b64encode(i.data).decode("ascii"), "mp3", i.samples
+                i.start,
+                i.end,
+                base64.b64encode(i.data).decode("ascii"),
+                "mp3",
+                i.samples,
+                item_uuid(tag, n, i.data) if transport in BY_UUID else None,
             )
-            for i in items
-        ]
+            for n, i in enumerate(items)
+        ],
+        by_reference=by_reference,
     )
-    if transport == BASE64:
+    if transport != FILE:
         return message
     assert media_dir is not None
     audio = iter(items)
@@ -377,28 +400,56 @@ class Run:
             self._exact[text] = int(count) if isinstance(count, int) else 0
         return self._exact[text]
 
+    def _body(self, messages: list[dict[str, Any]]) -> bytes:
+        return json.dumps(
+            {
+                "model": self.model,
+                "messages": prompts.wire_messages(messages),
+                "max_tokens": self.args.max_tokens,
+                "temperature": 0.2,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+        ).encode()
+
+    def _send(self, transport: str, n: int, request: Callable[[bool], bytes]) -> tuple[int, Any]:
+        """The turn's bytes sent and what Engine.stream returned: by reference after turn 1 (uuid)
+        or always (miss), resent once with the data on the server's cache-miss refusal."""
+        by_reference = transport == MISS or (transport == UUID and n > 1)
+        body = request(by_reference)
+        started = time.perf_counter()
+        try:
+            return len(body), self.engine.stream(body)
+        except CacheMissError:
+            if not by_reference:
+                raise
+        again = request(False)
+        ttft, total, prompt_tokens, answer = self.engine.stream(again)
+        waited = (time.perf_counter() - started) * 1000 - total  # the refused request's round trip
+        return len(body) + len(again), (ttft + waited, total + waited, prompt_tokens, answer)
+
     def transport(self, transport: str, workdir: Path, media_dir: Path | None) -> None:
-        tag = f"{'file' if transport == FILE else 'b64'}-{uuid.uuid4().hex[:8]}"
+        tag = f"{'file' if transport == FILE else transport}-{uuid.uuid4().hex[:8]}"
         items = make_items(workdir, self.args.lecture_seconds, tag)
         self.report.items = len(items)
         lecture = lecture_message(items, transport, media_dir, tag)
-        self.audio_count(transport, lecture, items)
-        fixed = prompts.lecture_messages(lecture)
+        by_ref = (
+            lecture_message(items, transport, media_dir, tag, by_reference=True)
+            if transport in BY_UUID
+            else lecture
+        )
+        if transport != MISS:  # /tokenize would give the server the items the miss path must not have
+            self.audio_count(transport, lecture, items)
         history: list[dict[str, Any]] = []
         for n, question in enumerate(QUESTIONS[: self.args.turns], start=1):
-            messages = [*fixed, *history, prompts.question_message(text=question)]
-            body = json.dumps(
-                {
-                    "model": self.model,
-                    "messages": prompts.wire_messages(messages),
-                    "max_tokens": self.args.max_tokens,
-                    "temperature": 0.2,
-                    "stream": True,
-                    "stream_options": {"include_usage": True},
-                }
-            ).encode()
+            asked = [*history, prompts.question_message(text=question)]
+            messages = [*prompts.lecture_messages(lecture), *asked]
+
+            def request(reference: bool, asked: list[dict[str, Any]] = asked) -> bytes:
+                return self._body([*prompts.lecture_messages(by_ref if reference else lecture), *asked])
+
             before = self.engine.counters()
-            ttft, total, prompt_tokens, answer = self.engine.stream(body)
+            sent, (ttft, total, prompt_tokens, answer) = self._send(transport, n, request)
             after = self.engine.counters_after(before, prompt_tokens)
             delta = {
                 name: after.get(name, 0.0) - before.get(name, 0.0) if name in after else None
@@ -408,7 +459,7 @@ class Run:
                 Turn(
                     transport=transport,
                     turn=n,
-                    request_bytes=len(body),
+                    request_bytes=sent,
                     ttft_ms=round(ttft, 1),
                     total_ms=round(total, 1),
                     prompt_tokens=prompt_tokens,
@@ -498,14 +549,16 @@ def format_report(report: Report) -> str:
         f"bench engine: vLLM at {report.url}, model {report.model} (max_model_len {report.max_model_len or '?'}); "
         f"lecture {report.lecture_seconds:g} s in {report.items} item(s), as AgentCore sends it in audio mode",
         "",
-        f"{'transport':<9} {'turn':<13} {'bytes sent':>11} {'TTFT ms':>9} {'total ms':>9} {'prompt tok':>10} "
+        f"{'transport':<9} {'turn':<16} {'bytes sent':>11} {'TTFT ms':>9} {'total ms':>9} {'prompt tok':>10} "
         f"{'prefix hits':>11} {'hit %':>6} {'mm hits':>8} {'planner bound':>13} {'planner exact':>13}",
     ]
     for t in report.turns:
         label = f"{t.turn} (cold)" if t.turn == 1 else f"{t.turn} (follow-up)"
+        if t.turn == 1 and t.transport == MISS:
+            label = "1 (miss, resent)"
         mm = "-" if t.mm_hits is None else f"{t.mm_hits:.0f}/{t.mm_queried or 0:.0f}"
         lines.append(
-            f"{t.transport:<9} {label:<13} {t.request_bytes:>11,} {t.ttft_ms:>9,.0f} {t.total_ms:>9,.0f} "
+            f"{t.transport:<9} {label:<16} {t.request_bytes:>11,} {t.ttft_ms:>9,.0f} {t.total_ms:>9,.0f} "
             f"{_n(t.prompt_tokens):>10} {_n(t.prefix_hits):>11} {_n(t.hit_share and t.hit_share * 100, '.1f'):>6} "
             f"{mm:>8} {t.planner_bound:>13,} {t.planner_exact:>13,}"
         )

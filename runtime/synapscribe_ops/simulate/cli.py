@@ -77,6 +77,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run both policies under each admission order: answers first, first come first served, aged",
     )
+    parser.add_argument(
+        "--compare-affinity",
+        action="store_true",
+        help="run the policy with each host's model server holding its last lectures (platform.yaml "
+        "vllm.processor_cache_lectures): lecture-affinity routing against the least-loaded balancer",
+    )
+    parser.add_argument(
+        "--prefill-tokens-per-second",
+        type=number(above=0, maximum=1e7),
+        default=Workload.prefill_tokens_per_second,
+        help="the cold prefill's rate: a question on a host without its lecture pays the lecture's "
+        f"tokens at this rate ({Workload.prefill_tokens_per_second:g})",
+    )
+    parser.add_argument(
+        "--held-lectures",
+        type=positive_int,
+        default=None,
+        help="with --compare-affinity: lectures whose prefix one host keeps (default platform.yaml "
+        "vllm.processor_cache_lectures; the GPU's KV cache may hold fewer)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
@@ -155,7 +175,26 @@ def simulate_day(
 ) -> DayFigures:
     questions = day_of_questions(workload, seed)
     out = Simulation(model, policy, seed=seed + 1, horizon=DAY_SECONDS).run(questions)
-    return figures(out, usd_per_hour)
+    return figures(out, usd_per_hour, lectures=model.held_lectures > 0)
+
+
+def affinity_pair(
+    policy: Policy, model: FleetModel, workload: Workload, seed: int, usd_per_hour: float, held: int
+) -> list[tuple[str, DayFigures]]:
+    """The policy's day (same seed) with lectures held per host, routed by lecture and by load."""
+    return [
+        (
+            f"{_label(policy)}: {routing}",
+            simulate_day(
+                policy,
+                dataclasses.replace(model, held_lectures=held, routing=routing),
+                workload,
+                seed,
+                usd_per_hour,
+            ),
+        )
+        for routing in ("affinity", "least-loaded")
+    ]
 
 
 def _label(p: Policy) -> str:
@@ -233,6 +272,7 @@ def _run(args: argparse.Namespace) -> int:
         voice_share=args.voice_share,
         lecture_minutes_mean=args.lecture_minutes,
         transcript_tokens_per_minute=platform.audio.transcript_tokens_per_minute,
+        prefill_tokens_per_second=args.prefill_tokens_per_second,
     )
 
     def one(policy: Policy) -> DayFigures:
@@ -256,7 +296,10 @@ def _run(args: argparse.Namespace) -> int:
         first = parse_policy(args.policy, env)
         first_figures = one(first)
     second = parse_policy(args.against, env)
-    if args.compare_admission:
+    if args.compare_affinity:
+        held = args.held_lectures or platform.vllm.processor_cache_lectures
+        pair = affinity_pair(first, model, workload, args.seed, usd, held)
+    elif args.compare_admission:
         pair = admission_orders([first, second], model, workload, args.seed, usd)
     else:
         pair = [(_label(first), first_figures), (_label(second), one(second))]

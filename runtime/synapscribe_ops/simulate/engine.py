@@ -9,6 +9,14 @@ sent together); a text question is one. The load balancer sends each question to
 instance with the fewest outstanding requests (running plus waiting). With no serving instance
 the question gets `busy` at once (counted apart as `no_host`).
 
+Lectures (`FleetModel.held_lectures` > 0): each instance's model server keeps the prefixes of its
+last `held_lectures` lectures (an LRU); a question whose lecture its instance does not hold pays
+the lecture's cold prefill (`Question.cold`, an input) on its answer. With `routing="affinity"` a
+question goes to its lecture's instance by rendezvous hashing over the serving instances
+(edge/routing.py's weight), the next in rank when that one has all its slots taken, as the
+WebSocket handler routes it; else to the least loaded. With `held_lectures` 0, the old model: the
+first question of a session pays the prefill, every follow-up hits.
+
 Fleet: the group keeps `desired` instances launched; a new one serves after `startup` seconds.
 Extra instances are removed newest first (a starting one at once, a serving one after it drains:
 it takes no new questions and ends when its requests have finished). A spot interruption drains
@@ -26,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synapscribe.agentcore.admission import WaitQueue
+from synapscribe.edge.routing import weight
 
 from synapscribe_ops.simulate.policy import METRIC_PERIOD_SECONDS, Policy, TargetTracker
 
@@ -43,6 +52,16 @@ class Question:
     #: to first audio that admission decides
     answer_wait: float = 0.0
     outcome: str | None = None
+    #: the session's lecture, and the seconds its prefill takes on an instance that does not hold it
+    lecture: int = 0
+    cold: float = 0.0
+    #: a follow-up (not the session's first question)
+    follow_up: bool = False
+    #: the model's first token once the answer runs on a warm prefix (seconds)
+    first_token_base: float = 0.0
+    #: whether its instance held its lecture; the time from arrival to the answer's first token
+    hit: bool | None = None
+    first_token: float | None = None
 
 
 @dataclass(eq=False)
@@ -63,6 +82,8 @@ class Instance:
     queue: WaitQueue[Request] = field(default_factory=WaitQueue)
     outstanding: int = 0
     ended: float | None = None
+    #: lectures whose prefix its model server holds, least recently used first
+    held: dict[int, None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,10 @@ class FleetModel:
     spot_rate_per_hour: float = 0.0
     #: admission's aging bound (inf: strict priority, 0: first come first served)
     aging: float = math.inf
+    #: lectures each instance's model server holds (0: the session-level model, module docstring)
+    held_lectures: int = 0
+    #: "least-loaded" (the balancer) or "affinity" (lecture-affinity routing)
+    routing: str = "least-loaded"
 
 
 @dataclass
@@ -169,7 +194,8 @@ class Simulation:
         if not serving:
             q.outcome = "no_host"
             return
-        inst = min(serving, key=lambda i: i.outstanding)
+        inst = self._route(q, serving)
+        self._prefill(inst, q)
         q.pending = len(q.service_times)
         priorities = q.priorities or (0,) * len(q.service_times)
         last = len(q.service_times) - 1
@@ -185,12 +211,34 @@ class Simulation:
                 if math.isfinite(self.model.queue_timeout):
                     self._push(self.now + self.model.queue_timeout, "timeout", (inst, req))
 
+    def _route(self, q: Question, serving: list[Instance]) -> Instance:
+        if self.model.routing != "affinity":
+            return min(serving, key=lambda i: i.outstanding)
+        ranked = sorted(serving, key=lambda i: weight(str(q.lecture), str(i.ident)), reverse=True)
+        return next((i for i in ranked if i.slots_free > 0), ranked[0])
+
+    def _prefill(self, inst: Instance, q: Question) -> None:
+        """The answer pays the lecture's cold prefill unless the instance holds its prefix."""
+        if self.model.held_lectures <= 0:
+            q.hit = q.follow_up
+        else:
+            q.hit = q.lecture in inst.held
+            inst.held.pop(q.lecture, None)
+            inst.held[q.lecture] = None
+            while len(inst.held) > self.model.held_lectures:
+                del inst.held[next(iter(inst.held))]
+        if not q.hit and q.cold > 0:
+            *rest, answer = q.service_times
+            q.service_times = (*rest, answer + q.cold)
+
     def _start(self, inst: Instance, req: Request) -> None:
         inst.slots_free -= 1
         req.state = "running"
         req.question.wait = max(req.question.wait, self.now - req.enqueued)
         if req.is_answer:
-            req.question.answer_wait = self.now - req.enqueued
+            q = req.question
+            q.answer_wait = self.now - req.enqueued
+            q.first_token = q.answer_wait + q.first_token_base + (0.0 if q.hit else q.cold)
         self._push(self.now + req.service_time, "done", (inst, req))
 
     def _finish(self, inst: Instance, req: Request, outcome: str) -> None:

@@ -25,6 +25,12 @@ class DayFigures:
     cost_usd: float
     peak_desired: int
     interruptions: int
+    #: with lectures modelled (FleetModel.held_lectures): follow-ups whose instance held their
+    #: lecture's prefix, and the time from a question to its answer's first token
+    follow_up_hits: float | None = None
+    first_token_p50: float | None = None
+    first_token_p95: float | None = None
+    first_token_p99: float | None = None
 
     @property
     def busy_rate(self) -> float:
@@ -32,8 +38,18 @@ class DayFigures:
         return (self.busy + self.no_host) / self.questions if self.questions else 0.0
 
 
-def figures(out: Outcome, usd_per_hour: float) -> DayFigures:
+def figures(out: Outcome, usd_per_hour: float, lectures: bool = False) -> DayFigures:
     qs = out.questions
+    extra: dict[str, float] = {}
+    if lectures:
+        follow_ups = [q for q in qs if q.follow_up and q.hit is not None]
+        first = sorted(q.first_token for q in qs if q.outcome == "answered" and q.first_token is not None)
+        extra = {
+            "follow_up_hits": sum(bool(q.hit) for q in follow_ups) / len(follow_ups) if follow_ups else 0.0,
+            "first_token_p50": percentile(first, 50),
+            "first_token_p95": percentile(first, 95),
+            "first_token_p99": percentile(first, 99),
+        }
     waits = sorted(q.wait for q in qs if q.outcome in ("answered", "busy"))
     answer_waits = sorted(q.answer_wait for q in qs if q.outcome in ("answered", "busy"))
     hours = out.instance_seconds / 3600.0
@@ -52,6 +68,7 @@ def figures(out: Outcome, usd_per_hour: float) -> DayFigures:
         cost_usd=hours * usd_per_hour,
         peak_desired=max(out.desired_by_minute, default=0),
         interruptions=out.interruptions,
+        **extra,
     )
 
 
@@ -73,9 +90,20 @@ ROWS: tuple[tuple[str, str], ...] = (
 )
 
 
+#: Printed when every day modelled its lectures (`simulate --compare-affinity`).
+LECTURE_ROWS: tuple[tuple[str, str], ...] = (
+    ("follow-ups on a warm prefix", "{0.follow_up_hits:.1%}"),
+    (
+        "first token p50 / p95 / p99 (s)",
+        "{0.first_token_p50:.2f} / {0.first_token_p95:.2f} / {0.first_token_p99:.2f}",
+    ),
+)
+
+
 def side_by_side(named: list[tuple[str, DayFigures]]) -> str:
     width = max(24, *(len(n) + 2 for n, _ in named))
     lines = [f"{'':30}" + "".join(f"{n:>{width}}" for n, _ in named)]
-    for label, fmt in ROWS:
+    rows = ROWS + (LECTURE_ROWS if all(f.follow_up_hits is not None for _, f in named) else ())
+    for label, fmt in rows:
         lines.append(f"{label:30}" + "".join(f"{fmt.format(f):>{width}}" for _, f in named))
     return "\n".join(lines)

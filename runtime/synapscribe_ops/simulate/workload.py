@@ -67,6 +67,7 @@ def day_of_questions(w: Workload, seed: int) -> list[Question]:
     rng = random.Random(seed)  # noqa: S311 - a seeded simulation, not security
     total = sum(w.profile)
     out: list[Question] = []
+    lecture = 0
     for hour, weight in enumerate(w.profile):
         sessions = _poisson(rng, w.sessions_per_day * weight / total)
         for _ in range(sessions):
@@ -75,15 +76,21 @@ def day_of_questions(w: Workload, seed: int) -> list[Question]:
             prefill = lecture_tokens / w.prefill_tokens_per_second
             count = 1 + _poisson(rng, max(0.0, w.questions_per_session - 1))
             t = start
+            lecture += 1
             for k in range(count):
-                answer = _vary(rng, w.answer_seconds, w.service_cv) + (prefill if k == 0 else 0.0)
+                # The prefill is paid by the engine where the instance does not hold the lecture.
+                answer = _vary(rng, w.answer_seconds, w.service_cv)
                 if rng.random() < w.voice_share:
                     # AgentCore serves a waiting answer before a waiting transcription.
                     transcription = _vary(rng, w.transcription_seconds, w.service_cv)
-                    out.append(Question(t, (transcription, answer), (TRANSCRIBE, ANSWER)))
+                    q = Question(t, (transcription, answer), (TRANSCRIBE, ANSWER))
                 else:
-                    out.append(Question(t, (answer,), (ANSWER,)))
-                t += rng.expovariate(1.0 / w.think_seconds) + answer
+                    q = Question(t, (answer,), (ANSWER,))
+                q.lecture, q.cold, q.follow_up = lecture, prefill, k > 0
+                q.first_token_base = w.first_token_seconds
+                out.append(q)
+                # The student's next question follows this answer (with its prefill when first).
+                t += rng.expovariate(1.0 / w.think_seconds) + (answer + prefill if k == 0 else answer)
     out.sort(key=lambda q: q.arrival)
     return out
 

@@ -4,6 +4,7 @@ that refuse new work while draining (the real-process drain is tests/integration
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 import uvicorn
@@ -78,6 +79,25 @@ async def test_on_tick_exits_once_the_drain_is_over() -> None:
     assert await server.on_tick(2) is False
     in_flight[0] = 0
     assert await server.on_tick(3) is True
+
+
+async def test_the_host_leaves_the_registry_first_when_the_drain_begins() -> None:
+    """agentcore/registration.py hangs its `leave` on the drain: run once, on the first tick of
+    the drain, before anything else (the edge then routes the host's lectures elsewhere)."""
+    left: list[float] = []
+
+    async def leave() -> None:
+        left.append(time.monotonic())
+
+    drain = Drain(30)
+    drain.on_begin.append(leave)
+    server = DrainingServer(uvicorn.Config(FastAPI()), drain)
+    await server.on_tick(1)
+    assert left == []
+    server.handle_exit(signal.SIGTERM, None)
+    await server.on_tick(2)
+    await server.on_tick(3)
+    assert len(left) == 1
 
 
 def test_draining_agentcore_refuses_new_work_with_503() -> None:

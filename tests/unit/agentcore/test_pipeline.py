@@ -118,7 +118,12 @@ async def test_follow_up_sees_the_earlier_turn_and_the_same_lecture_bytes(make_r
             "Earlier in this conversation you asked: Where does photosynthesis take place?" in answer["text"]
         )
         first, second = rig.vllm_bodies[-2]["messages"], rig.vllm_bodies[-1]["messages"]
-        assert first[:3] == second[:3]  # system prompt + lecture items + ack: byte for byte
+        assert (first[0], first[2]) == (second[0], second[2])  # system prompt, ack: byte for byte
+        # The lecture's items: the same uuids, the follow-up without their data (media_refs.py).
+        texts = [[p for p in m[1]["content"] if p["type"] == "text"] for m in (first, second)]
+        audio = [[p for p in m[1]["content"] if p["type"] != "text"] for m in (first, second)]
+        assert texts[0] == texts[1] and [p["uuid"] for p in audio[0]] == [p["uuid"] for p in audio[1]]
+        assert audio[1] == [{"type": "input_audio", "input_audio": None, "uuid": p["uuid"]} for p in audio[0]]
         assert second[3] == {"role": "user", "content": "Where does photosynthesis take place?"}
 
 

@@ -242,3 +242,50 @@ def test_the_guides_admission_comparison_is_what_the_command_prints(capsys):
     assert capsys.readouterr().out.rstrip() in guide, (
         "reprint the admission comparison in the operator's guide"
     )
+
+
+def test_the_guides_affinity_comparison_is_what_the_command_prints(capsys):
+    """docs/operators-guide.md quotes the lecture-affinity run (prefix hits and first token both ways)."""
+    guide = (ROOT / "docs" / "operators-guide.md").read_text()
+    command = "synapscribe simulate --env prod --compare-affinity"
+    assert command + "\n" in guide
+    assert main(command.split()[1:]) == 0
+    printed = capsys.readouterr().out.rstrip()
+    assert printed in guide, "reprint the affinity comparison in the operator's guide"
+    assert "follow-ups on a warm prefix" in printed and "first token p50" in printed
+
+
+def _lecture_day(routing: str, spot: float = 0.0, held: int = 80) -> list[Question]:
+    """Four hosts, 200 lectures asked five times each in turn; a cold prefill of 2 s."""
+    qs = []
+    for round_ in range(5):
+        for lecture in range(200):
+            q = Question(round_ * 400.0 + lecture * 2.0, (0.1,), None, lecture=lecture, cold=2.0)
+            q.follow_up, q.first_token_base = round_ > 0, 0.1
+            qs.append(q)
+    model = FleetModel(
+        slots=8,
+        queue_timeout=math.inf,
+        startup=60,
+        spot_rate_per_hour=spot,
+        held_lectures=held,
+        routing=routing,
+    )
+    policy = Policy("four", 4, 4, Floor(4, 4, 0, 24), None)
+    return Simulation(model, policy, seed=3, horizon=2500).run(qs).questions
+
+
+def test_affinity_keeps_follow_ups_on_the_host_that_holds_their_lecture():
+    routed = [q for q in _lecture_day("affinity") if q.follow_up]
+    balanced = [q for q in _lecture_day("least-loaded") if q.follow_up]
+    assert all(q.hit for q in routed)  # about 50 lectures a host: each host's share fits its 80
+    assert sum(bool(q.hit) for q in balanced) < len(balanced) / 2
+    # A miss pays the cold prefill before its first token.
+    assert max(q.first_token or 0 for q in routed) < 1.0
+    assert statistics.median(q.first_token or 0 for q in balanced) > 2.0
+
+
+def test_spot_interruptions_cost_only_the_lectures_of_the_hosts_that_went():
+    routed = [q for q in _lecture_day("affinity", spot=1.0) if q.follow_up]
+    hits = sum(bool(q.hit) for q in routed) / len(routed)
+    assert 0.6 < hits < 1.0  # a replacement starts cold; the other hosts keep their lectures
