@@ -13,6 +13,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from synapscribe.local.page_tour import (
@@ -20,6 +21,7 @@ from synapscribe.local.page_tour import (
     FOLLOW_UP,
     LONG_QUESTION_SECONDS,
     SCREENSHOT,
+    STOPPED_QUESTION,
     TEXT_QUESTION,
     TourResult,
     run_tour,
@@ -35,6 +37,8 @@ pytestmark = [
 
 REPO = Path(__file__).resolve().parents[2]
 ANSWER_TOKENS = 48
+#: Answers are written at this rate (about 2.4 s each), so the student can press Stop mid-answer.
+TOKENS_PER_SECOND = 20
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +46,11 @@ def tour(tmp_path_factory: pytest.TempPathFactory, lecture_audio: Callable[..., 
     workdir = tmp_path_factory.mktemp("page")
     started = time.monotonic()
     # Short answers (about 3 to 4 sentences): spoken answers play in real time, ~4 s a sentence.
-    with LocalStackProcess(env={"SYNAPSCRIBE_STANDIN_ANSWER_TOKENS": str(ANSWER_TOKENS)}) as stack:
+    env = {
+        "SYNAPSCRIBE_STANDIN_ANSWER_TOKENS": str(ANSWER_TOKENS),
+        "SYNAPSCRIBE_STANDIN_TOKENS_PER_SECOND": str(TOKENS_PER_SECOND),
+    }
+    with LocalStackProcess(env=env) as stack:
         assert stack.page_url == stack.info["page"] and stack.page_url.startswith("http://127.0.0.1:")
         result = asyncio.run(
             run_tour(stack.page_url, stack.info, workdir, workdir / "page.png", lecture=lecture_audio(0.5))
@@ -81,13 +89,14 @@ def test_voice_question_recorded_as_webm_opus_is_heard_whole(tour: TourResult) -
 
 def test_text_question_and_follow_up_carry_the_conversation(tour: TourResult) -> None:
     kinds = [(t["kind"], t["state"], t["error"]) for t in tour.turns]
-    assert kinds == [("voice", "answered", None)] + [("text", "answered", None)] * 3 + [
-        ("voice", "answered", None)
-    ]
-    text, follow_up, after = tour.turns[1:4]
+    assert kinds == [("voice", "answered", None)] * 2 + [("text", "stopped", None)] + [
+        ("text", "answered", None)
+    ] * 3 + [("voice", "answered", None)]
+    text, follow_up, after = tour.turns[3:6]
     assert text["question"] == TEXT_QUESTION and text["answer"].startswith(
         f"[stand-in] You asked: {TEXT_QUESTION}"
     )
+    # The stopped question is not kept in the history: the follow-up's earlier question is the text one.
     assert f"Earlier in this conversation you asked: {TEXT_QUESTION}" in follow_up["answer"]
     # After the reconnect the same session goes on: the answer knows the question before the drop.
     assert after["answer"].startswith(f"[stand-in] You asked: {AFTER_RECONNECT}")
@@ -95,7 +104,7 @@ def test_text_question_and_follow_up_carry_the_conversation(tour: TourResult) ->
 
 
 def test_a_long_voice_question_goes_up_as_a_query_upload(tour: TourResult) -> None:
-    long = tour.turns[4]
+    long = tour.turns[6]
     assert long["transport"] == "upload", long
     heard = re.fullmatch(
         r"Heard: \[stand-in\] \(inaudible: no embedded text; ([\d.]+) s of audio\)", long["transcript"]
@@ -104,22 +113,65 @@ def test_a_long_voice_question_goes_up_as_a_query_upload(tour: TourResult) -> No
     assert f"Earlier in this conversation you asked: {AFTER_RECONNECT}" in long["answer"]
 
 
+def _events(tour: TourResult, request_id: str, event: str) -> list[dict[str, Any]]:
+    return [e for e in tour.play_log if e["requestId"] == request_id and e["event"] == event]
+
+
 def test_spoken_sentences_played_in_order_without_gaps(tour: TourResult) -> None:
-    spoken = [(t["requestId"], s["seq"]) for t in tour.turns for s in t["sentences"]]
+    spoken = [
+        (t["requestId"], s["seq"]) for t in tour.turns for s in t["sentences"] if s["state"] == "played"
+    ]
     assert len(tour.turns[0]["sentences"]) >= 2 and len(tour.turns[1]["sentences"]) >= 2
-    # "Speak the answers" unticked: the last two answers are read only.
-    assert all(t["sentences"] == [] for t in tour.turns[2:])
-    assert all(s["state"] == "played" for t in tour.turns for s in t["sentences"])
+    # "Speak the answers" unticked: the answers after it are read only.
+    assert all(t["sentences"] == [] for t in tour.turns[4:])
+    assert all(s["state"] in ("played", "skipped") for t in tour.turns for s in t["sentences"])
     plays = [(e["requestId"], e["seq"]) for e in tour.play_log if e["event"] == "play"]
     ends = [(e["requestId"], e["seq"]) for e in tour.play_log if e["event"] == "ended"]
-    assert plays == spoken and ends == spoken, tour.play_log
+    stopped = {(e["requestId"], e["seq"]) for e in tour.play_log if e["event"] == "stopped"}
+    assert ends == spoken and [p for p in plays if p not in stopped] == ends, tour.play_log
     # One at a time: each sentence starts after the previous ended, and within one answer (all its
     # audio preloaded by then) at once.
     log = tour.play_log
     for before, after in itertools.pairwise(log):
         assert after["t"] >= before["t"]
-        if before["event"] == "ended" and after["requestId"] == before["requestId"]:
+        if (
+            before["event"] == "ended"
+            and after["requestId"] == before["requestId"]
+            and after["event"] == "play"
+        ):
             assert after["seq"] == before["seq"] + 1 and after["t"] - before["t"] < 1000, (before, after)
+
+
+def test_talking_over_an_answer_silences_it_at_once(tour: TourResult) -> None:
+    """Barge-in: pressing talk while an answer is spoken stops it; nothing more of it plays, and
+    the new question's first sentence plays as soon as it arrives (not after the old speech)."""
+    old, new = tour.turns[0]["requestId"], tour.turns[1]["requestId"]
+    assert _events(tour, old, "play") and _events(tour, old, "stopped"), tour.play_log
+    assert all(e["t"] < tour.barge_in_at for e in _events(tour, old, "play"))
+    assert all(e["t"] >= tour.barge_in_at for e in _events(tour, old, "stopped"))
+    assert any(s["state"] == "skipped" for s in tour.turns[0]["sentences"])
+    [queued] = [e for e in _events(tour, new, "queued") if e["seq"] == 0]
+    [first] = [e for e in _events(tour, new, "play") if e["seq"] == 0]
+    waited = first["t"] - queued["t"]
+    print(f"barge-in: the new answer's first sentence played {waited:.0f} ms after it arrived")
+    assert waited < 1500, (queued, first)
+
+
+def test_stop_ends_the_answer_on_the_server(tour: TourResult) -> None:
+    stopped = tour.turns[2]
+    assert stopped["question"] == STOPPED_QUESTION and stopped["status"] == "Stopped."
+    # What came before the stop (the stand-in's answer begins with the question), and no more.
+    full = f"[stand-in] You asked: {STOPPED_QUESTION}"
+    assert stopped["answer"] and (full.startswith(stopped["answer"]) or stopped["answer"].startswith(full))
+    assert len(stopped["answer"]) < ANSWER_TOKENS * 4, stopped
+    assert not _events(tour, stopped["requestId"], "play"), tour.play_log
+
+
+def test_unticking_speech_silences_the_answer_now(tour: TourResult) -> None:
+    spoken = tour.turns[3]["requestId"]
+    assert all(e["t"] < tour.speech_off_at for e in _events(tour, spoken, "play"))
+    assert [e for e in _events(tour, spoken, "stopped") if e["t"] >= tour.speech_off_at]
+    assert tour.stop_hidden_after
 
 
 def test_errors_are_shown_in_words(tour: TourResult) -> None:

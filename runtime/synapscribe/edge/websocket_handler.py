@@ -23,6 +23,7 @@ from synapscribe import keys
 from synapscribe.contract import (
     IDENTITY_RE,
     REQUEST_ID_PATTERN,
+    Cancel,
     ContractError,
     CreateUpload,
     DeleteLecture,
@@ -30,8 +31,10 @@ from synapscribe.contract import (
     ErrorCode,
     ErrorMessage,
     GetLecture,
+    GetSession,
     Lecture,
     LectureDeleted,
+    ListLectures,
     Query,
     ServerModel,
     Session,
@@ -50,6 +53,8 @@ from synapscribe.edge.agentcore_client import (
     post_job,
 )
 from synapscribe.edge.config import CachedDeps, EdgeDeps
+from synapscribe.edge.history import get_session, list_lectures
+from synapscribe.edge.interrupt import cancel_query
 from synapscribe.edge.push import push
 from synapscribe.edge.rates import MessageRates, source_ip
 from synapscribe.edge.removal import remove_lecture
@@ -459,4 +464,7 @@ _ACTIONS: dict[type, Callable[[Any, str, str, EdgeDeps], ServerModel | None]] = 
     EndSession: _end_session,
     Query: _query,
     DeleteLecture: _delete_lecture,
+    Cancel: cancel_query,
+    ListLectures: list_lectures,
+    GetSession: get_session,
 }

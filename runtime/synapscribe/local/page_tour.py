@@ -25,6 +25,7 @@ from synapscribe.local.aws import LOCAL_CREDENTIALS, LOCAL_RESOURCES
 from synapscribe.local.browser import Page, chromium_page
 
 VOICE_QUESTION = "What is the main idea of this lecture?"
+STOPPED_QUESTION = "Tell me everything about the lecture, slowly."
 TEXT_QUESTION = "Which example does the lecture give?"
 FOLLOW_UP = "Can you say that again more simply?"
 AFTER_RECONNECT = "Thank you. One more: how does it end?"
@@ -37,6 +38,7 @@ TURNS_JS = """[...document.querySelectorAll('.turn')].map(t => ({
   transport: t.dataset.transport || '', question: t.querySelector('.question').textContent,
   transcript: t.querySelector('.transcript').hidden ? null : t.querySelector('.transcript').textContent,
   answer: t.querySelector('.answer').textContent,
+  status: t.querySelector('.status').textContent,
   error: t.querySelector('.error').hidden ? null : t.querySelector('.error').textContent,
   sentences: [...t.querySelectorAll('.sentences li')].map(li => ({seq: Number(li.dataset.seq), state: li.dataset.state || ''}))
 }))"""
@@ -51,6 +53,11 @@ class TourResult:
     not_audio_notice: str = ""
     rejected_status: str = ""
     reconnect_states: list[str] = field(default_factory=list)
+    #: performance.now() on the page when talk was pressed over a spoken answer (barge-in), and
+    #: when "Speak the answers" was unticked.
+    barge_in_at: float = 0.0
+    speech_off_at: float = 0.0
+    stop_hidden_after: bool = False
     recorded_type: str = ""
     screenshot: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -91,7 +98,7 @@ async def _answered(page: Page, index: int, within: float) -> dict[str, Any]:
     """Turn `index` once it has its answer (or an error)."""
     await page.wait_for(
         f"(() => {{ const t = document.querySelectorAll('.turn')[{index}];"
-        " return t && ['answered', 'error'].includes(t.dataset.state); })()",
+        " return t && ['answered', 'stopped', 'error'].includes(t.dataset.state); })()",
         within,
         f"the answer to question {index + 1}",
     )
@@ -118,6 +125,38 @@ async def _ask_voice(page: Page, speech_seconds: float, within: float) -> dict[s
     await page.wait_for("document.querySelector('#talk').dataset.state === 'recording'", 10, "recording")
     await asyncio.sleep(speech_seconds)
     await page.release("#talk")
+    return await _answered(page, count, within)
+
+
+async def _playing(page: Page, request_id: str, within: float) -> None:
+    await page.wait_for(
+        f"(window.synapscribePlayLog || []).some(e => e.requestId === {json.dumps(request_id)} && e.event === 'play')",
+        within,
+        "the answer being spoken",
+    )
+
+
+async def _barge_in(page: Page, speech_seconds: float, result: TourResult, within: float) -> dict[str, Any]:
+    """Talk over the previous answer while it is spoken: it falls silent at once, and the new
+    question is asked and answered."""
+    previous = (await page.evaluate(TURNS_JS))[-1]
+    await _playing(page, previous["requestId"], within)
+    result.barge_in_at = await page.evaluate("performance.now()")
+    return await _ask_voice(page, speech_seconds, within)
+
+
+async def _stop_while_streaming(page: Page, within: float) -> dict[str, Any]:
+    """Ask, and press Stop while the answer is still being written: the server stops it."""
+    count = await page.evaluate("document.querySelectorAll('.turn').length")
+    await page.type_text("#question", STOPPED_QUESTION)
+    await page.click("#send")
+    await page.wait_for(
+        f"document.querySelectorAll('.turn')[{count}]?.dataset.state === 'streaming'"
+        " && !document.querySelector('#stop').hidden",
+        within,
+        "the answer streaming with a Stop button",
+    )
+    await page.click("#stop")
     return await _answered(page, count, within)
 
 
@@ -168,7 +207,7 @@ async def _all_played(page: Page, within: float) -> list[dict[str, Any]]:
     """The play log, once every sentence shown has ended (or failed)."""
     await page.wait_for(
         "(() => { const n = document.querySelectorAll('.sentences li').length;"
-        " const done = (window.synapscribePlayLog || []).filter(e => e.event !== 'play').length;"
+        " const done = (window.synapscribePlayLog || []).filter(e => ['ended', 'error', 'stopped'].includes(e.event)).length;"
         " return n > 0 && done >= n; })()",
         within,
         "every sentence played",
@@ -204,9 +243,20 @@ async def run_tour(
             marks["ready"] = time.monotonic()
             result.turns.append(await _ask_voice(page, speech_seconds, within=60))
             result.recorded_type = await page.evaluate("window.synapscribePage.recorder.recorder.mimeType")
+            # Talk over the spoken answer (barge-in), then stop an answer while it is written.
+            result.turns.append(await _barge_in(page, speech_seconds, result, within=60))
+            marks["bargeIn"] = time.monotonic()
+            result.turns.append(await _stop_while_streaming(page, within=60))
+            marks["stopped"] = time.monotonic()
             result.turns.append(await _ask_text(page, TEXT_QUESTION, within=60))
-            # Spoken answers take real time to play (about 4 s a sentence): the rest are read only.
+            # Spoken answers take real time to play (about 4 s a sentence): unticking "Speak the
+            # answers" while one is spoken silences it now; the rest are read only.
+            await _playing(page, result.turns[-1]["requestId"], within=60)
+            result.speech_off_at = await page.evaluate("performance.now()")
             await page.click("#speak")
+            result.stop_hidden_after = await page.wait_for(
+                "document.querySelector('#stop').hidden", 5, "no Stop button once silent"
+            )
             result.turns.append(await _ask_text(page, FOLLOW_UP, within=60))
             marks["asked"] = time.monotonic()
             if not full:

@@ -266,7 +266,9 @@ def test_sentences_play_in_order_whatever_order_they_arrive_in() -> None:
         " addEventListener(t, f) { (this.l[t] ??= []).push(f); }"
         " fire(t) { for (const f of this.l[t] ?? []) f(); }"
         " play() { setTimeout(() => this.fire('playing'), 0); return Promise.resolve(); } pause() {} };"
-        "const log = []; const player = new AnswerPlayer({ log });"
+        "const all_log = []; const player = new AnswerPlayer({ log: all_log });"
+        "const log = { filter: (f) => all_log.filter(e => e.event !== 'queued').filter(f),"
+        " get length() { return this.filter(() => true).length; }, at(i) { return this.filter(() => true).at(i); } };"
         "const tick = () => new Promise(r => setTimeout(r, 1));"
         "const playing = () => all.find(a => a.src && log.filter(e => e.event === 'play').length &&"
         " log.at(-1).event === 'play' && a.src.endsWith(`/${log.at(-1).requestId}/${log.at(-1).seq}`));"
@@ -284,6 +286,29 @@ def test_sentences_play_in_order_whatever_order_they_arrive_in() -> None:
     assert played["before"] == 0  # nothing plays until seq 0 of the first answer is there
     assert played["waiting"]["event"] == "ended"  # seq 3 waits for seq 2 until the answer is complete
     assert played["order"] == ["a0", "a1", "a3", "b0"]
+
+
+def test_a_stopped_answer_falls_silent_and_the_next_plays_at_once() -> None:
+    """Stop (or talk over) an answer: what plays pauses, its later sentences never play, and the
+    next answer's first sentence starts without waiting for the stopped one's."""
+    out = run_js(
+        f"import {{ AnswerPlayer }} from {module('player.js')};"
+        "const all = [];"
+        "globalThis.Audio = class { constructor() { this.l = {}; this.paused = true; all.push(this); }"
+        " addEventListener(t, f) { (this.l[t] ??= []).push(f); }"
+        " fire(t) { for (const f of this.l[t] ?? []) f(); }"
+        " play() { this.paused = false; setTimeout(() => this.fire('playing'), 0); return Promise.resolve(); }"
+        " pause() { this.paused = true; } };"
+        "const log = []; const player = new AnswerPlayer({ log });"
+        "const tick = () => new Promise(r => setTimeout(r, 1));"
+        "player.add('a', 0, 'u/a/0', ''); player.add('a', 1, 'u/a/1', ''); await tick();"
+        "const busy = player.busy; player.stop('a');"
+        "player.add('a', 2, 'u/a/2', ''); player.add('b', 0, 'u/b/0', ''); await tick();"
+        "console.log(JSON.stringify({busy, paused: all[0].paused, after: player.busy,"
+        " events: log.filter(e => e.event !== 'queued').map(e => e.event + ':' + e.requestId + e.seq)}));"
+    )
+    assert out["busy"] is True and out["paused"] is True and out["after"] is True
+    assert out["events"] == ["play:a0", "stopped:a0", "stopped:a1", "play:b0"]
 
 
 def test_local_refuses_a_page_port_it_cannot_use() -> None:

@@ -194,11 +194,35 @@ function newTurn(kind, label) {
   element.dataset.kind = kind;
   element.querySelector(".question").textContent = label;
   $("#conversation").append(element);
-  const turn = { requestId, element, done: false, answer: "" };
+  const turn = { requestId, element, done: false, answer: "", sessionId: state.sessionId, stopping: false };
   state.turns.set(requestId, turn);
   state.player.begin(requestId);
   element.scrollIntoView({ block: "end" });
   return turn;
+}
+
+// ------------------------------------------------------------------ interrupt
+
+/** Silence every answer now, and ask the server to stop those still being answered (the
+ * contract's `cancel`): their final `answer` comes back marked `stopped`. */
+function stopAnswers() {
+  for (const turn of state.turns.values()) {
+    state.player.stop(turn.requestId);
+    if (turn.done || turn.stopping) continue;
+    turn.stopping = true;
+    turn.element.querySelector(".status").textContent = "Stopping…";
+    try {
+      state.connection.send({ action: "cancel", sessionId: turn.sessionId, requestId: turn.requestId });
+    } catch {
+      // Offline: the answer cannot reach the page anyway; the reconnect marks it failed.
+    }
+  }
+  updateStopButton();
+}
+
+function updateStopButton() {
+  const answering = [...state.turns.values()].some((t) => !t.done && !t.stopping);
+  $("#stop").hidden = !(answering || state.player.busy);
 }
 
 function failTurn(turn, text, detail = "") {
@@ -304,6 +328,7 @@ function onStream(message) {
       turn.element.dataset.state = "streaming";
       break;
     case "audio": {
+      if (turn.stopping) break;
       const item = document.createElement("li");
       item.dataset.seq = message.seq;
       item.textContent = message.text;
@@ -317,7 +342,8 @@ function onStream(message) {
       turn.done = true;
       turn.answer = message.text;
       part(".answer").textContent = message.text;
-      turn.element.dataset.state = "answered";
+      turn.element.dataset.state = message.stopped ? "stopped" : "answered";
+      part(".status").textContent = message.stopped ? "Stopped." : "";
       state.player.finish(message.requestId);
       break;
     case "error": {
@@ -326,12 +352,14 @@ function onStream(message) {
       break;
     }
   }
+  updateStopButton();
 }
 
 function onPlayback(requestId, seq, itemState) {
   const turn = state.turns.get(requestId);
   const item = turn?.element.querySelector(`.sentences li[data-seq="${seq}"]`);
   if (item) item.dataset.state = itemState;
+  updateStopButton();
 }
 
 function onMessage(message) {
@@ -367,6 +395,7 @@ function wireTalkButton() {
   };
   button.addEventListener("pointerdown", async (event) => {
     event.preventDefault();
+    stopAnswers(); // barge-in: the answer being spoken stops as soon as the student talks
     try {
       await state.recorder.start(stop);
       button.dataset.state = "recording";
@@ -392,6 +421,11 @@ async function main() {
     event.target.value = "";
   });
   $("#ask-form").addEventListener("submit", askText);
+  $("#stop").addEventListener("click", stopAnswers);
+  $("#speak").addEventListener("change", (event) => {
+    if (!event.target.checked) state.player.stopAll(); // speech off means silence now
+    updateStopButton();
+  });
   wireTalkButton();
   state.connection = new Connection({ makeUrl: connectUrl, onMessage, onState: onConnectionState });
   window.synapscribePage = state; // for people debugging in the console, and the browser test
