@@ -72,6 +72,39 @@ def test_an_unknown_code_still_reads_as_a_sentence() -> None:
     assert shown == {"text": "Something went wrong (some_future_code). Try again.", "detail": "raw"}
 
 
+def test_question_errors_speak_of_questions_and_upload_errors_never_ask_for_a_reload() -> None:
+    words = run_js(
+        f"import {{ describeError, ERROR_TEXT }} from {module('errors.js')};"
+        "const limits = {queryMaxSeconds: 30, lectureMaxMb: 200};"
+        "const of = (ctx) => Object.fromEntries(Object.keys(ERROR_TEXT).map(c => [c, describeError(c, 'raw', ctx, limits).text]));"
+        "console.log(JSON.stringify({question: of('question'), upload: of('upload')}));"
+    )
+    for code in ("bad_request", "too_large", "unsupported_media", "not_found"):
+        question = words["question"][code]
+        assert "upload the lecture" not in question.lower() and "reload" not in question.lower(), question
+    assert (
+        words["question"]["too_large"]
+        == "Your question is too long. Ask a shorter one (a spoken question can be up to 30 s)."
+    )
+    assert words["question"]["unsupported_media"].endswith("Hold the button while you speak, then let go.")
+    for code in ("bad_request", "too_large", "unsupported_media"):
+        assert "reload" not in words["upload"][code].lower(), words["upload"][code]
+    assert "200 MB" in words["upload"]["too_large"]
+
+
+def test_blocked_playback_is_reported() -> None:
+    """A browser that refuses to play (autoplay policy: NotAllowedError) is not silent about it."""
+    out = run_js(
+        f"import {{ AnswerPlayer }} from {module('player.js')};"
+        "globalThis.Audio = class { addEventListener() {} pause() {}"
+        " play() { const e = new Error('no'); e.name = 'NotAllowedError'; return Promise.reject(e); } };"
+        "const blocked = []; const player = new AnswerPlayer({ log: [], onBlocked: (id) => blocked.push(id) });"
+        "player.add('a', 0, 'u/a/0', ''); await new Promise(r => setTimeout(r, 5));"
+        "console.log(JSON.stringify(blocked));"
+    )
+    assert out == ["a"]
+
+
 def test_warming_reads_as_starting_a_server_with_the_estimate() -> None:
     """The contract's `warming` (no server was running) shows "starting a server, about N s"."""
     shown = run_js(

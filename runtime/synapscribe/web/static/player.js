@@ -4,7 +4,9 @@
 // `window.synapscribePlayLog` (the browser test reads it).
 
 export class AnswerPlayer {
-  constructor({ onChange = () => {}, log = (globalThis.synapscribePlayLog ??= []) } = {}) {
+  constructor({ onChange = () => {}, onBlocked = () => {}, log = (globalThis.synapscribePlayLog ??= []) } = {}) {
+    this.onBlocked = onBlocked;
+    this.replays = 0;
     this.requests = []; // [{requestId, items: Map(seq -> {audio, text}), finished}]
     this.current = null; // {request, seq}
     this.lastSeq = new Map(); // requestId -> last seq played
@@ -61,6 +63,17 @@ export class AnswerPlayer {
     this._next();
   }
 
+  /** Play an answer's sentences again from the start (everything else falls silent); its
+   * play log entries carry `requestId#replay-N`. */
+  replay(requestId, urls) {
+    this.stopAll();
+    const id = `${requestId}#replay-${++this.replays}`;
+    this.begin(id);
+    urls.forEach((url, seq) => this.add(id, seq, url, ""));
+    this.finish(id);
+    return id;
+  }
+
   stopAll() {
     for (const request of this.requests) this.stop(request.requestId);
   }
@@ -111,6 +124,9 @@ export class AnswerPlayer {
     item.audio.addEventListener("error", () => done("error"), { once: true });
     item.state = "playing";
     this.onChange(request.requestId, seq, "playing");
-    item.audio.play().catch(() => done("error"));
+    item.audio.play().catch((error) => {
+      if (error?.name === "NotAllowedError") this.onBlocked(request.requestId);
+      done("error");
+    });
   }
 }
