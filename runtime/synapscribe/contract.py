@@ -232,6 +232,16 @@ class Cancel(_Action):
     """The `requestId` of the query to stop."""
 
 
+class GetLectureAudio(_Action):
+    """A short-lived link to the lecture's own recording (to play a citation from its time)."""
+
+    answered_by = "`lectureAudio`"
+
+    action: Literal["getLectureAudio"]
+    lectureId: str = Field(pattern=ID_PATTERN)
+    """A `ready` lecture of this identity."""
+
+
 class ListLectures(_Action):
     """The caller's lectures (pending, transcribing and ready ones: at most the `lectures` quota),
     newest first, each with its newest session: what a page shows again after a reload."""
@@ -261,7 +271,8 @@ ClientMessage = Annotated[
     | DeleteLecture
     | Cancel
     | ListLectures
-    | GetSession,
+    | GetSession
+    | GetLectureAudio,
     Field(discriminator="action"),
 ]
 _CLIENT_ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -275,6 +286,7 @@ ACTIONS: tuple[str, ...] = (
     "cancel",
     "listLectures",
     "getSession",
+    "getLectureAudio",
 )
 
 
@@ -412,6 +424,15 @@ class Timings(ServerModel):
     """Until the answer."""
 
 
+class Citation(ServerModel):
+    """A passage of the lecture an answer comes from."""
+
+    startSeconds: float = Field(ge=0)
+    """Where the passage starts in the recording."""
+    endSeconds: float = Field(gt=0)
+    """Where it ends (after `startSeconds`, at most the lecture's length)."""
+
+
 class Answer(ServerModel):
     """The final message of an answered query (or `error` instead): after every `answerDelta`,
     `audio` and, for a voice question, its `transcript`."""
@@ -427,6 +448,10 @@ class Answer(ServerModel):
     """The speech engine that spoke it."""
     timings: Timings
     """How long each step took."""
+    citations: list[Citation] | None = None
+    """Where in the lecture the answer comes from (the model cites the parts' times in audio mode
+    and the segments' in transcript mode; the text marks each as `[from 01:00-02:00]`, which is
+    not spoken). Empty: nothing in the lecture supports the answer. Play one with `getLectureAudio`."""
     stopped: bool | None = None
     """True when the student stopped the answer (`cancel`): `text` and `audio` are what was sent
     before it stopped; absent for a complete answer."""
@@ -506,6 +531,18 @@ class SessionTurns(ServerModel):
     """Oldest first."""
 
 
+class LectureAudio(ServerModel):
+    """`getLectureAudio`'s answer."""
+
+    type: Literal["lectureAudio"] = "lectureAudio"
+    lectureId: str
+    """The lecture."""
+    url: str
+    """Presigned GET of the lecturer's recording."""
+    expiresIn: int
+    """Seconds the link works (at most 300)."""
+
+
 class Warming(ServerModel):
     """No GPU host is serving: one is starting, and the query (`requestId`) waits for it. The
     answer follows once a host is ready, or an `error` (`upstream_unavailable`) when none is
@@ -546,6 +583,7 @@ ServerMessage = Annotated[
     | LectureDeleted
     | Lectures
     | SessionTurns
+    | LectureAudio
     | Warming
     | ErrorMessage,
     Field(discriminator="type"),
@@ -601,6 +639,7 @@ def parse_client_message(
     | Cancel
     | ListLectures
     | GetSession
+    | GetLectureAudio
 ):
     """Validate one WebSocket frame from a client.
 

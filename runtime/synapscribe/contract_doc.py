@@ -50,6 +50,13 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "deleteLecture": {"action": "deleteLecture", "lectureId": "lec_5f0c2b1e9a7d4c3b8e6f1a2d3c4b5a69"},
     "cancel": {"action": "cancel", "sessionId": "ses_0a1b2c3d4e5f60718293a4b5c6d7e8f9", "requestId": "q-1"},
     "listLectures": {"action": "listLectures"},
+    "getLectureAudio": {"action": "getLectureAudio", "lectureId": "lec_5f0c2b1e9a7d4c3b8e6f1a2d3c4b5a69"},
+    "lectureAudio": {
+        "type": "lectureAudio",
+        "lectureId": "lec_5f0c2b1e9a7d4c3b8e6f1a2d3c4b5a69",
+        "url": "https://synapscribe-dev-lectures.s3.eu-west-1.amazonaws.com/lectures/eu-west-1:7d1c0f4e/lec_5f0c.mp3?…",
+        "expiresIn": 300,
+    },
     "getSession": {"action": "getSession", "sessionId": "ses_0a1b2c3d4e5f60718293a4b5c6d7e8f9"},
     "lectures": {
         "type": "lectures",
@@ -119,7 +126,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "answer": {
         "type": "answer",
         "requestId": "q-1",
-        "text": "Chlorophyll absorbs red and blue light.",
+        "text": "Chlorophyll absorbs red and blue light. [from 01:00-02:00]",
+        "citations": [{"startSeconds": 60.0, "endSeconds": 120.0}],
         "audio": [
             "https://synapscribe-dev-lectures.s3.eu-west-1.amazonaws.com/responses/ses_0a1b/q-1/0000.mp3?…"
         ],

@@ -229,6 +229,24 @@ def test_a_rejected_upload_keeps_the_lecture_that_was_ready(tour: TourResult) ->
     )
 
 
+def test_answers_cite_the_lecture_and_a_click_plays_it_from_there(tour: TourResult) -> None:
+    """The stand-in quotes a lecture sentence and cites its part (the 0.5-minute lecture is one
+    part, 00:00-00:30); the page shows the range as a timestamp, never the marker, and a click
+    plays the lecturer's own recording (a 5-minute presigned GET) from its start."""
+    text = tour.turns[3]
+    [cited] = text["citations"]
+    assert cited["start"] == 0 and 29 <= cited["end"] <= 30, text
+    assert re.fullmatch(r"From the lecture: ▶ 0:00–0:(29|30)", text["citationsText"]), text
+    assert "[from" not in text["answer"]
+    played = tour.lecture_played
+    assert abs(played["at"] - cited["start"]) < 0.5 and played["end"] == cited["end"], played
+    assert "/lectures/" in played["src"] and "X-Amz-Expires=300" in played["src"], played
+    # An answer with no support in the lecture says so and cites nothing.
+    unsupported = tour.turns[0]
+    assert unsupported["citations"] == []
+    assert unsupported["citationsText"] == "Not found in the lecture: this answer cites no part of it."
+
+
 def test_each_spoken_answer_can_be_replayed(tour: TourResult) -> None:
     assert tour.replay_played
     replayed = tour.turns[3]["requestId"] + "#replay-1"

@@ -24,7 +24,7 @@ from typing import Any
 
 from synapscribe import keys, planner
 from synapscribe.agentcore import admission as adm
-from synapscribe.agentcore import prompts
+from synapscribe.agentcore import citations, prompts
 from synapscribe.agentcore.aws import AwsIo, Spans
 from synapscribe.agentcore.interrupts import Interrupts, Stopped, until_stopped
 from synapscribe.agentcore.jobs import QueryJob
@@ -466,8 +466,9 @@ class AnswerStream:
             self._say(sentence)
 
     def _say(self, sentence: str) -> None:
-        if self.speech is not None:
-            self.speech.say(sentence)
+        spoken = citations.unspoken(sentence)  # "[from 01:00-02:00]" is shown, not read aloud
+        if self.speech is not None and spoken:
+            self.speech.say(spoken)
 
 
 @dataclass
@@ -818,7 +819,10 @@ class QueryPipeline:
 
         question_text = job.text if job.text is not None else (transcript_text or "")
         await self._record_turn(job, q.spans, question_text, answer_text)
-        return await self._answered(q, stream, speech, transcription)
+        answer = await self._answered(q, stream, speech, transcription)
+        return answer.model_copy(
+            update={"citations": citations.parse(answer.text, lecture.get("durationSeconds"))}
+        )
 
     async def _session_and_lecture(
         self, job: QueryJob, spans: Spans

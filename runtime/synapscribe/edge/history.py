@@ -1,5 +1,5 @@
 """Coming back to a conversation: `listLectures` (the caller's lectures with their newest session)
-and `getSession` (a session's turns). Both read only the caller's own items, and both are bounded:
+and `getSession` (a session's turns); and `getLectureAudio`, the link a citation plays. Both read only the caller's own items, and both are bounded:
 the lectures are the owner's quota ledger's (at most `quotas.lectures`), the turns the session's
 kept history (at most `sessions.keep_turns`)."""
 
@@ -10,7 +10,9 @@ from typing import Any
 from synapscribe.contract import (
     ContractError,
     ErrorCode,
+    GetLectureAudio,
     GetSession,
+    LectureAudio,
     Lectures,
     LectureSummary,
     ListLectures,
@@ -63,3 +65,18 @@ def get_session(msg: GetSession, owner: str, connection_id: str, d: EdgeDeps) ->
             for t in session.get("history") or []
         ],
     )
+
+
+#: A citation's link to the lecture's recording lives at most this long (a student clicks it now).
+LECTURE_AUDIO_SECONDS = 300
+
+
+def get_lecture_audio(msg: GetLectureAudio, owner: str, connection_id: str, d: EdgeDeps) -> LectureAudio:
+    lecture = d.store.get_lecture(msg.lectureId, owner)
+    if lecture is None or lecture.get("status") != "ready":
+        raise ContractError(ErrorCode.NOT_FOUND, f"lecture {msg.lectureId!r} not found (or not ready)")
+    expires = min(LECTURE_AUDIO_SECONDS, d.platform.limits.response_url_expiry_seconds)
+    url = d.s3.generate_presigned_url(
+        "get_object", Params={"Bucket": d.resources.bucket, "Key": lecture["key"]}, ExpiresIn=expires
+    )
+    return LectureAudio(lectureId=msg.lectureId, url=url, expiresIn=expires)

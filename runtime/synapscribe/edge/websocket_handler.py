@@ -31,6 +31,7 @@ from synapscribe.contract import (
     ErrorCode,
     ErrorMessage,
     GetLecture,
+    GetLectureAudio,
     GetSession,
     Lecture,
     LectureDeleted,
@@ -53,7 +54,7 @@ from synapscribe.edge.agentcore_client import (
     post_job,
 )
 from synapscribe.edge.config import CachedDeps, EdgeDeps
-from synapscribe.edge.history import get_session, list_lectures
+from synapscribe.edge.history import get_lecture_audio, get_session, list_lectures
 from synapscribe.edge.interrupt import cancel_query
 from synapscribe.edge.push import push
 from synapscribe.edge.rates import MessageRates, source_ip
@@ -467,4 +468,5 @@ _ACTIONS: dict[type, Callable[[Any, str, str, EdgeDeps], ServerModel | None]] = 
     Cancel: cancel_query,
     ListLectures: list_lectures,
     GetSession: get_session,
+    GetLectureAudio: get_lecture_audio,
 }

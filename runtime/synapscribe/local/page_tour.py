@@ -41,6 +41,8 @@ TURNS_JS = """[...document.querySelectorAll('.turn')].map(t => ({
   transcript: t.querySelector('.transcript').hidden ? null : t.querySelector('.transcript').textContent,
   answer: t.querySelector('.answer').textContent,
   status: t.querySelector('.status').textContent,
+  citationsText: t.querySelector('.citations').hidden ? null : t.querySelector('.citations').textContent,
+  citations: [...t.querySelectorAll('.cite')].map(b => ({start: Number(b.dataset.start), end: Number(b.dataset.end)})),
   error: t.querySelector('.error').hidden ? null : t.querySelector('.error').textContent,
   sentences: [...t.querySelectorAll('.sentences li')].map(li => ({seq: Number(li.dataset.seq), state: li.dataset.state || ''}))
 }))"""
@@ -76,6 +78,8 @@ class TourResult:
     empty_file_notice: str = ""
     kept_after_reject: dict[str, Any] = field(default_factory=dict)
     replay_played: bool = False
+    #: the lecture played from a citation: where it started, and the link it played
+    lecture_played: dict[str, Any] = field(default_factory=dict)
     restored_turns: list[dict[str, Any]] = field(default_factory=list)
     lectures_listed: list[str] = field(default_factory=list)
     welcome_back: str = ""
@@ -252,6 +256,18 @@ async def _replay(page: Page, index: int, result: TourResult, within: float) -> 
     await _playing(page, f"{request_id}#replay-1", within)
     result.replay_played = True
     await page.click("#stop")
+
+
+async def _play_citation(page: Page, index: int, result: TourResult, within: float) -> None:
+    """Click an answer's first timestamp: the lecturer's recording plays from there."""
+    request_id = (await page.evaluate(TURNS_JS))[index]["requestId"]
+    await page.click(f".turn[data-request-id='{request_id}'] .cite")
+    played = await page.wait_for("(window.synapscribeLectureLog || [])[0]", within, "the lecture playing")
+    result.lecture_played = {
+        **played,
+        "src": await page.evaluate("document.querySelector('#lecture-audio').src"),
+    }
+    await page.evaluate("document.querySelector('#lecture-audio').pause()")
 
 
 async def _empty_file(page: Page, workdir: Path) -> str:
@@ -481,6 +497,7 @@ async def run_tour(
                 f"document.body.innerText.split({json.dumps(answer)}).length - 1"
             )
             await _replay(page, 3, result, within=30)
+            await _play_citation(page, 3, result, within=30)
             result.play_log = await page.evaluate("window.synapscribePlayLog")
             await _screenshots(page, screenshot, result, axe=axe)
             marks["audited"] = time.monotonic()

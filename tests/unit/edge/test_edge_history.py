@@ -73,3 +73,20 @@ def test_a_session_is_read_back_with_its_turns_by_its_owner_only(
     refused = one(deps, bob, {"action": "getSession", "sessionId": session_id, "requestId": "r-1"})
     assert refused["code"] == "not_found" and session_id in refused["message"]
     assert one(deps, alice, {"action": "getSession", "sessionId": "nope!"})["code"] == "bad_request"
+
+
+def test_lecture_audio_is_a_short_lived_get_of_the_own_ready_lecture(
+    deps: EdgeDeps, alice: str, bob: str
+) -> None:
+    import requests
+
+    ready = _lecture(deps, "alice", "a", "ready")
+    key = f"lectures/alice/{ready}.mp3"
+    deps.s3.put_object(Bucket=deps.resources.bucket, Key=key, Body=b"ID3 lecture bytes")
+    got = one(deps, alice, {"action": "getLectureAudio", "lectureId": ready})
+    assert got["type"] == "lectureAudio" and got["lectureId"] == ready and got["expiresIn"] == 300
+    assert "X-Amz-Expires=300" in got["url"] and key in got["url"]
+    assert requests.get(got["url"], timeout=10).content == b"ID3 lecture bytes"
+    assert one(deps, bob, {"action": "getLectureAudio", "lectureId": ready})["code"] == "not_found"
+    pending = _lecture(deps, "alice", "b", "pending")
+    assert one(deps, alice, {"action": "getLectureAudio", "lectureId": pending})["code"] == "not_found"

@@ -48,6 +48,106 @@ function errorNotice(message, context = "") {
   notice(text, detail);
 }
 
+// ------------------------------------------------------------------ citations
+
+// The model marks where each passage comes from as "[from 01:00-02:00]" (contract: Answer.citations):
+// shown as timestamps that play the lecture from there, never as text.
+const MARKER = /\s*\[from ((?:\d{1,2}:)?\d{1,2}:\d{2})\s*(?:-|–|to)\s*((?:\d{1,2}:)?\d{1,2}:\d{2})\]/gi;
+
+function withoutMarkers(text) {
+  return text.replace(MARKER, "");
+}
+
+function clockSeconds(clock) {
+  return clock.split(":").reduce((total, piece) => total * 60 + Number(piece), 0);
+}
+
+/** A restored turn's citations, read from its stored text (the live answer carries them parsed). */
+function citationsIn(text) {
+  const seen = new Set();
+  const out = [];
+  for (const [, from, to] of text.matchAll(MARKER)) {
+    const c = { startSeconds: clockSeconds(from), endSeconds: clockSeconds(to) };
+    const key = `${c.startSeconds}-${c.endSeconds}`;
+    if (c.endSeconds > c.startSeconds && !seen.has(key)) {
+      seen.add(key);
+      out.push(c);
+    }
+  }
+  return out;
+}
+
+function clock(seconds) {
+  const s = Math.floor(seconds);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+function renderCitations(turn, citations) {
+  const box = turn.element.querySelector(".citations");
+  box.replaceChildren();
+  box.hidden = false;
+  if (citations.length === 0) {
+    box.textContent = "Not found in the lecture: this answer cites no part of it.";
+    return;
+  }
+  const label = document.createElement("span");
+  label.textContent = "From the lecture: ";
+  box.append(label);
+  for (const c of citations) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "cite";
+    // The accessible name holds the visible text (WCAG 2.5.3, axe's label-content-name-mismatch).
+    const range = `${clock(c.startSeconds)}–${clock(c.endSeconds)}`;
+    const icon = document.createElement("span");
+    icon.setAttribute("aria-hidden", "true");
+    icon.textContent = "▶ ";
+    button.append(icon, range);
+    button.setAttribute("aria-label", `Play the lecture ${range}`);
+    button.dataset.start = c.startSeconds;
+    button.dataset.end = c.endSeconds;
+    button.addEventListener("click", () => playLecture(c));
+    box.append(button);
+  }
+}
+
+/** The lecturer's own recording from a citation's start to its end (a presigned GET of at most
+ * five minutes, asked for again once it is about to expire). */
+async function playLecture(citation) {
+  state.player.stopAll();
+  const lectureId = state.lecture?.lectureId;
+  if (!lectureId) return;
+  const cached = state.lectureAudio;
+  if (!cached || cached.lectureId !== lectureId || Date.now() > cached.until) {
+    const reply = await state.connection.request({ action: "getLectureAudio", lectureId }, "lectureAudio");
+    if (reply.type === "error") return errorNotice(reply);
+    state.lectureAudio = { lectureId, url: reply.url, until: Date.now() + Math.max(0, reply.expiresIn - 30) * 1000 };
+  }
+  const audio = $("#lecture-audio");
+  if (audio.dataset.url !== state.lectureAudio.url) {
+    audio.dataset.url = state.lectureAudio.url;
+    audio.src = state.lectureAudio.url;
+    audio.load(); // preload="none" until a citation is clicked: load it now
+  }
+  audio.hidden = false;
+  audio.dataset.end = citation.endSeconds;
+  const start = () => {
+    audio.currentTime = citation.startSeconds;
+    audio.play().catch((error) => error?.name === "NotAllowedError" && notice(PLAYBACK_BLOCKED));
+  };
+  if (audio.readyState >= 1) start();
+  else audio.addEventListener("loadedmetadata", start, { once: true });
+}
+
+function wireLectureAudio() {
+  const audio = $("#lecture-audio");
+  const log = (globalThis.synapscribeLectureLog ??= []);
+  audio.addEventListener("playing", () => log.push({ event: "play", at: audio.currentTime, end: Number(audio.dataset.end) }));
+  audio.addEventListener("timeupdate", () => {
+    if (audio.currentTime >= Number(audio.dataset.end)) audio.pause(); // the cited passage only
+  });
+}
+
 function announce(text) {
   // One polite live region for answers: the streaming text is not live, so an answer is read once.
   $("#announcer").textContent = text;
@@ -232,7 +332,8 @@ async function reopenSession(sessionId) {
     if (past.voice) showTranscript(turn, past.question);
     turn.done = true;
     turn.answer = past.answer;
-    turn.element.querySelector(".answer").textContent = past.answer;
+    turn.element.querySelector(".answer").textContent = withoutMarkers(past.answer);
+    renderCitations(turn, citationsIn(past.answer));
     turn.element.dataset.state = "answered";
     turn.element.dataset.restored = "true";
   }
@@ -244,7 +345,7 @@ async function deleteLecture(lecture, label, button) {
   if (button.dataset.confirm !== "true") {
     button.dataset.confirm = "true";
     button.textContent = "Confirm delete";
-    button.setAttribute("aria-label", `Confirm: delete ${label} and its conversations`);
+    button.setAttribute("aria-label", `Confirm delete ${label} and its conversations`);
     return;
   }
   const reply = await state.connection.request({ action: "deleteLecture", lectureId: lecture.lectureId }, "lectureDeleted");
@@ -379,6 +480,7 @@ function replay(turn) {
  * contract's `cancel`): their final `answer` comes back marked `stopped`. */
 function stopAnswers() {
   state.player.stopAll();
+  $("#lecture-audio").pause();
   for (const turn of state.turns.values()) {
     if (turn.done || turn.stopping) continue;
     turn.stopping = true;
@@ -485,12 +587,13 @@ function onAnswer(turn, message) {
   turn.done = true;
   turn.answer = message.text;
   turn.urls = message.audio;
-  part(".answer").textContent = message.text;
+  part(".answer").textContent = withoutMarkers(message.text);
+  if (message.citations) renderCitations(turn, message.citations);
   turn.element.dataset.state = message.stopped ? "stopped" : "answered";
   part(".status").textContent = message.stopped ? "Stopped." : "";
   part(".replay").hidden = message.audio.length === 0;
   state.player.finish(message.requestId);
-  announce(message.stopped ? `Stopped. ${message.text}` : message.text);
+  announce(message.stopped ? `Stopped. ${withoutMarkers(message.text)}` : withoutMarkers(message.text));
 }
 
 function onStream(message) {
@@ -512,7 +615,7 @@ function onStream(message) {
       break;
     case "answerDelta":
       turn.answer += message.text;
-      part(".answer").textContent = turn.answer;
+      part(".answer").textContent = withoutMarkers(turn.answer);
       if (turn.element.dataset.state === "warming") part(".status").textContent = "";
       turn.element.dataset.state = "streaming";
       break;
@@ -684,6 +787,7 @@ async function main() {
     updateStopButton();
   });
   wireTalkButton();
+  wireLectureAudio();
   state.connection = new Connection({ makeUrl: connectUrl, onMessage, onState: onConnectionState });
   window.synapscribePage = state; // for people debugging in the console, and the browser test
   await state.connection.open();
