@@ -139,6 +139,7 @@ def test_space_held_on_the_talk_button_asks_by_voice(tour: TourResult) -> None:
 
 def test_a_question_held_past_the_limit_stops_with_margin_and_is_answered(tour: TourResult) -> None:
     long = tour.turns[7]
+    assert tour.mic_level_moved  # the microphone level showed the speech while recording
     assert tour.countdown.endswith("s left: finish your question"), tour.countdown
     assert tour.auto_stop_status == "Sent: a question stops at 28.5 s, just under the 30 s limit."
     # Too long for one frame: it went up as a query upload, and was answered, not refused.
