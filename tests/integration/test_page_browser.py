@@ -20,6 +20,7 @@ from synapscribe.local.page_tour import (
     AFTER_RECONNECT,
     FOLLOW_UP,
     LONG_QUESTION_SECONDS,
+    PHONE_QUESTION,
     SCREENSHOT,
     STOPPED_QUESTION,
     TEXT_QUESTION,
@@ -266,6 +267,14 @@ def test_accessible_at_desktop_and_phone_sizes(tour: TourResult) -> None:
     assert tour.ask_bar_on_screen
     assert tour.answer_text_count == 1
     assert tour.announced == tour.turns[-1]["answer"]
+
+
+def test_a_question_asked_at_phone_size_is_answered_above_the_ask_bar(tour: TourResult) -> None:
+    phone = tour.phone_turn
+    assert phone["question"] == PHONE_QUESTION and phone["state"] == "answered", phone
+    assert phone["citations"], phone  # the stand-in quotes the chloroplast sentence
+    # The answer ends above the sticky ask bar, which is on screen.
+    assert phone["askBarOnScreen"]["ok"] is True, phone["askBarOnScreen"]
 
 
 def test_reload_brings_back_the_lectures_and_the_conversation(tour: TourResult) -> None:

@@ -26,6 +26,7 @@ from synapscribe.local.browser import BrowserError, Page, chromium_page
 
 VOICE_QUESTION = "What is the main idea of this lecture?"
 STOPPED_QUESTION = "Tell me everything about the lecture, slowly."
+PHONE_QUESTION = "Where does photosynthesis take place?"
 TEXT_QUESTION = "Which example does the lecture give?"
 FOLLOW_UP = "Can you say that again more simply?"
 AFTER_RECONNECT = "Thank you. One more: how does it end?"
@@ -68,6 +69,7 @@ class TourResult:
     quick_clicks_turns: int = -1
     countdown: str = ""
     mic_level_moved: bool = False
+    phone_turn: dict[str, Any] = field(default_factory=dict)
     auto_stop_status: str = ""
     #: sizes and accessibility, at desktop and phone sizes
     talk_box: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -267,6 +269,22 @@ async def _sizes_and_audit(page: Page, axe: Path | None, result: TourResult, nam
     )
 
 
+async def _ask_at_phone_size(page: Page, result: TourResult, within: float) -> None:
+    """On a phone: a typed question is answered, and the ask bar stays on screen below it."""
+    await page.viewport(PHONE, mobile=True)
+    try:
+        count = await _turn_count(page)
+        result.phone_turn = await _ask_text(page, PHONE_QUESTION, within)
+        result.phone_turn["askBarOnScreen"] = await page.evaluate(
+            f"(() => {{ const a = document.querySelector('#ask').getBoundingClientRect();"
+            f" const t = document.querySelectorAll('.turn')[{count}].getBoundingClientRect();"
+            " return {ok: a.top >= 0 && a.bottom <= innerHeight + 1 && t.bottom <= a.top + 1,"
+            " ask: [a.top, a.bottom], turn: [t.top, t.bottom], height: innerHeight}; })()"
+        )
+    finally:
+        await page.viewport(None)
+
+
 async def _replay(page: Page, index: int, result: TourResult, within: float) -> None:
     request_id = (await page.evaluate(TURNS_JS))[index]["requestId"]
     await page.click(f".turn[data-request-id='{request_id}'] .replay")
@@ -439,8 +457,12 @@ async def _screenshots(page: Page, screenshot: Path, result: TourResult, axe: Pa
     try:
         await asyncio.sleep(0.3)  # layout at the new size
         await _sizes_and_audit(page, axe, result, "phone")
-        # The phone's screen as the student sees it: the newest answer above the sticky ask bar.
-        await page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        # The phone's screen as the student sees it: the newest cited answer above the sticky ask bar.
+        await page.evaluate(
+            "(() => { const cited = [...document.querySelectorAll('.turn')].filter(t => t.querySelector('.cite'));"
+            " if (cited.length) cited.at(-1).scrollIntoView({block: 'center'});"
+            " else window.scrollTo(0, document.body.scrollHeight); })()"
+        )
         result.phone_screenshot = await page.screenshot(phone_screenshot_path(screenshot), full_page=False)
     finally:
         await page.viewport(None)
@@ -517,6 +539,7 @@ async def run_tour(
             result.play_log = await page.evaluate("window.synapscribePlayLog")
             await _screenshots(page, screenshot, result, axe=axe)
             marks["audited"] = time.monotonic()
+            await _ask_at_phone_size(page, result, within=60)
             result.rejected_status = await _rejected(page, workdir, result)
             await _come_back(page, result, within=60)
             marks["done"] = time.monotonic()

@@ -458,8 +458,15 @@ function newTurn(kind, label, requestId = "q-" + crypto.randomUUID().replaceAll(
   state.turns.set(requestId, turn);
   state.player.begin(requestId);
   element.querySelector(".replay").addEventListener("click", () => replay(turn));
-  element.scrollIntoView({ block: "end" });
+  showTurn(turn);
   return turn;
+}
+
+/** Scroll the turn into view above the ask bar (sticky at the bottom on phones). */
+function showTurn(turn) {
+  const ask = $("#ask");
+  turn.element.style.scrollMarginBottom = getComputedStyle(ask).position === "sticky" ? `${ask.offsetHeight + 8}px` : "";
+  turn.element.scrollIntoView({ block: "end" });
 }
 
 function showTranscript(turn, text) {
@@ -593,6 +600,7 @@ function onAnswer(turn, message) {
   part(".status").textContent = message.stopped ? "Stopped." : "";
   part(".replay").hidden = message.audio.length === 0;
   state.player.finish(message.requestId);
+  if (turn === [...state.turns.values()].at(-1)) showTurn(turn);
   announce(message.stopped ? `Stopped. ${withoutMarkers(message.text)}` : withoutMarkers(message.text));
 }
 
@@ -739,6 +747,9 @@ function wireTalkButton() {
   };
   button.addEventListener("pointerdown", (event) => {
     event.preventDefault();
+    // The release comes back to the button even if the layout moved under the pointer (the
+    // notice closing, the meter appearing) or a finger slid off it.
+    button.setPointerCapture?.(event.pointerId);
     press();
   });
   button.addEventListener("pointerup", release);
