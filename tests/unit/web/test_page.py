@@ -175,7 +175,7 @@ def test_guest_credentials_use_the_basic_flow_against_moto() -> None:
             f"const config = {json.dumps(config)};"
             "const first = await guestCredentials(config, {storage, fetchImpl});"
             "const again = await guestCredentials(config, {storage, fetchImpl});"
-            "console.log(JSON.stringify({first, again, seen}));"
+            "console.log(JSON.stringify({first, again, seen, keys: [...store.keys()]}));"
         )
     first, again = calls["first"], calls["again"]
     # GetId once (the identity is kept), then the token and STS each time; never the enhanced
@@ -188,6 +188,8 @@ def test_guest_credentials_use_the_basic_flow_against_moto() -> None:
         "AssumeRoleWithWebIdentity",
     ]
     assert first["identityId"] == again["identityId"] and first["identityId"].startswith("us-east-1:")
+    # Kept as the AWS SDK for JavaScript keeps a pool's guest identity (a reload keeps the lectures).
+    assert calls["keys"] == [f"aws.cognito.identity-id.{config['identityPoolId']}"]
     assert first["accessKeyId"] and first["secretAccessKey"] and first["sessionToken"]
     assert datetime.fromisoformat(first["expiration"].replace("Z", "+00:00")) > datetime.now(UTC)
 
