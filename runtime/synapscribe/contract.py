@@ -219,8 +219,63 @@ class DeleteLecture(_Action):
     """A lecture of this identity, in any status."""
 
 
+class Cancel(_Action):
+    """Stop a query's answer (the student pressed Stop, or talk while it was answered): the model
+    stops writing, no more sentences are spoken, and its model slot is freed at once. The query
+    then ends with its one final message as usual: an `answer` with `stopped` true carrying the
+    text sent so far (or, when it had already ended, nothing more: its final was sent). A stopped
+    answer is not kept in the session's history."""
+
+    answered_by = "the query's final `answer` (`stopped`: true); nothing when it had already ended"
+
+    action: Literal["cancel"]
+    sessionId: str = Field(pattern=ID_PATTERN)
+    """The query's session (from `session`)."""
+    requestId: str = Field(pattern=REQUEST_ID_PATTERN)
+    """The `requestId` of the query to stop."""
+
+
+class GetLectureAudio(_Action):
+    """A short-lived link to the lecture's own recording (to play a citation from its time)."""
+
+    answered_by = "`lectureAudio`"
+
+    action: Literal["getLectureAudio"]
+    lectureId: str = Field(pattern=ID_PATTERN)
+    """A `ready` lecture of this identity."""
+
+
+class ListLectures(_Action):
+    """The caller's lectures (pending, transcribing and ready ones: at most the `lectures` quota),
+    newest first, each with its newest session: what a page shows again after a reload."""
+
+    answered_by = "`lectures`"
+
+    action: Literal["listLectures"]
+
+
+class GetSession(_Action):
+    """A session's turns, oldest first (the caller's own session; the history's kept turns, at
+    most platform.yaml `sessions.keep_turns`): to show a conversation again after a reload."""
+
+    answered_by = "`sessionTurns`"
+
+    action: Literal["getSession"]
+    sessionId: str = Field(pattern=ID_PATTERN)
+    """From `session` (or a lecture's `sessionId` in `lectures`)."""
+
+
 ClientMessage = Annotated[
-    CreateUpload | GetLecture | StartSession | Query | EndSession | DeleteLecture,
+    CreateUpload
+    | GetLecture
+    | StartSession
+    | Query
+    | EndSession
+    | DeleteLecture
+    | Cancel
+    | ListLectures
+    | GetSession
+    | GetLectureAudio,
     Field(discriminator="action"),
 ]
 _CLIENT_ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -231,6 +286,10 @@ ACTIONS: tuple[str, ...] = (
     "query",
     "endSession",
     "deleteLecture",
+    "cancel",
+    "listLectures",
+    "getSession",
+    "getLectureAudio",
 )
 
 
@@ -368,6 +427,15 @@ class Timings(ServerModel):
     """Until the answer."""
 
 
+class Citation(ServerModel):
+    """A passage of the lecture an answer comes from."""
+
+    startSeconds: float = Field(ge=0)
+    """Where the passage starts in the recording."""
+    endSeconds: float = Field(gt=0)
+    """Where it ends (after `startSeconds`, at most the lecture's length)."""
+
+
 class Answer(ServerModel):
     """The final message of an answered query (or `error` instead): after every `answerDelta`,
     `audio` and, for a voice question, its `transcript`."""
@@ -383,6 +451,13 @@ class Answer(ServerModel):
     """The speech engine that spoke it."""
     timings: Timings
     """How long each step took."""
+    citations: list[Citation] | None = None
+    """Where in the lecture the answer comes from (the model cites the parts' times in audio mode
+    and the segments' in transcript mode; the text marks each as `[from 01:00-02:00]`, which is
+    not spoken). Empty: nothing in the lecture supports the answer. Play one with `getLectureAudio`."""
+    stopped: bool | None = None
+    """True when the student stopped the answer (`cancel`): `text` and `audio` are what was sent
+    before it stopped; absent for a complete answer."""
 
 
 class SessionEnded(ServerModel):
@@ -399,6 +474,76 @@ class LectureDeleted(ServerModel):
     type: Literal["lectureDeleted"] = "lectureDeleted"
     lectureId: str
     """The deleted lecture."""
+
+
+class LectureSummary(ServerModel):
+    """One lecture in `lectures`."""
+
+    lectureId: str
+    """The lecture."""
+    status: LectureStatus
+    """As in `lecture`."""
+    filename: str | None = None
+    """The file's name when it was uploaded."""
+    durationSeconds: float | None = None
+    """The recording's length, when known."""
+    contextMode: ContextMode | None = None
+    """When ready: `audio` or `transcript`."""
+    createdAt: int | None = None
+    """Epoch seconds of the upload."""
+    sessionId: str | None = None
+    """The lecture's newest live session, to reopen with `getSession` (absent when none)."""
+
+
+class Lectures(ServerModel):
+    """`listLectures`'s answer."""
+
+    type: Literal["lectures"] = "lectures"
+    lectures: list[LectureSummary]
+    """Newest first."""
+
+
+class Turn(ServerModel):
+    """One answered question of a session."""
+
+    requestId: str
+    """The query's `requestId`."""
+    question: str
+    """The typed question, or what was heard of a spoken one."""
+    answer: str
+    """The answer's text."""
+    voice: bool
+    """True for a spoken question."""
+    at: int
+    """Epoch seconds when it was answered."""
+
+
+class SessionTurns(ServerModel):
+    """`getSession`'s answer: the session and its turns, oldest first."""
+
+    type: Literal["sessionTurns"] = "sessionTurns"
+    sessionId: str
+    """The session."""
+    lectureId: str
+    """Its lecture."""
+    contextMode: ContextMode
+    """The lecture's mode."""
+    expiresAt: int
+    """Epoch seconds when the session ends unless used."""
+    turns: list[Turn]
+    """Oldest first."""
+
+
+class LectureAudio(ServerModel):
+    """`getLectureAudio`'s answer."""
+
+    type: Literal["lectureAudio"] = "lectureAudio"
+    lectureId: str
+    """The lecture."""
+    url: str
+    """Presigned GET of the lecturer's recording."""
+    expiresIn: int
+    """Seconds the link works (at most 300)."""
 
 
 class Warming(ServerModel):
@@ -439,6 +584,9 @@ ServerMessage = Annotated[
     | Answer
     | SessionEnded
     | LectureDeleted
+    | Lectures
+    | SessionTurns
+    | LectureAudio
     | Warming
     | ErrorMessage,
     Field(discriminator="type"),
@@ -451,7 +599,8 @@ ORDER_RULES: tuple[str, ...] = (
     "then `answerDelta` and `audio` messages interleaved as they are ready, with a voice question's "
     "one `transcript` before, between or after them (the answer does not wait for it; a typed "
     "question gets none); then exactly one final message: `answer`, after everything else, or "
-    "`error`, after which nothing more of that query comes.",
+    "`error`, after which nothing more of that query comes. A `cancel` does not add a message: the "
+    "query's final is then an `answer` with `stopped` true.",
     "`audio` `seq` runs 0, 1, 2 … within one query; `answer.audio` lists their urls in that order, "
     "and the `answerDelta` texts add up to `answer.text`.",
     "`lecture` is pushed to the connection that created the upload as soon as validation (and, in "
@@ -532,7 +681,18 @@ def _json_object(frame: str) -> dict[str, Any]:
 
 def parse_client_message(
     frame: str | bytes, platform: PlatformConfig | None = None
-) -> CreateUpload | GetLecture | StartSession | Query | EndSession | DeleteLecture:
+) -> (
+    CreateUpload
+    | GetLecture
+    | StartSession
+    | Query
+    | EndSession
+    | DeleteLecture
+    | Cancel
+    | ListLectures
+    | GetSession
+    | GetLectureAudio
+):
     """Validate one WebSocket frame from a client.
 
     Raises ContractError with the contract's code: bad_request, unknown_action, too_large or

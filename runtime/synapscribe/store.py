@@ -401,13 +401,14 @@ class Store:
         return int(created_at) + self.platform.storage.retention_days * 86400
 
     def add_lecture_session(self, lecture_id: str, session_id: str) -> bool:
-        """Record a session on its lecture (deleteLecture ends it); False when the lecture is gone."""
+        """Record a session on its lecture (deleteLecture ends it) as its newest (`listLectures`
+        offers it to reopen); False when the lecture is gone."""
         try:
             self.lectures.update_item(
                 Key={"lectureId": lecture_id},
-                UpdateExpression="ADD sessionIds :s",
+                UpdateExpression="ADD sessionIds :s SET lastSessionId = :id",
                 ConditionExpression=Attr("lectureId").exists(),
-                ExpressionAttributeValues={":s": {session_id}},
+                ExpressionAttributeValues={":s": {session_id}, ":id": session_id},
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":

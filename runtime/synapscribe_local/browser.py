@@ -151,6 +151,26 @@ class Page:
                 {"type": kind, "x": box[0], "y": box[1], "button": "left", "buttons": 1, "clickCount": 1},
             )
 
+    async def key(self, selector: str, kind: str, key: str = " ") -> None:
+        """A real key event (`keyDown` or `keyUp`) on the focused `selector` (Space by default)."""
+        await self.evaluate(f"document.querySelector({json.dumps(selector)}).focus()")
+        codes = {" ": ("Space", 32), "Enter": ("Enter", 13)}
+        code, vk = codes[key]
+        params: dict[str, Any] = {"type": kind, "key": key, "code": code, "windowsVirtualKeyCode": vk}
+        if kind == "keyDown" and key == " ":
+            params["text"] = " "
+        await self.send("Input.dispatchKeyEvent", params)
+
+    async def viewport(self, size: tuple[int, int] | None, *, mobile: bool = False) -> None:
+        """Emulate a screen of `size` CSS pixels (a phone with `mobile`); None: the window's own."""
+        if size is None:
+            await self.send("Emulation.clearDeviceMetricsOverride")
+            return
+        await self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": size[0], "height": size[1], "deviceScaleFactor": 2 if mobile else 1, "mobile": mobile},
+        )
+
     async def type_text(self, selector: str, text: str) -> None:
         await self.click(selector)
         await self.send("Input.insertText", {"text": text})
@@ -162,8 +182,10 @@ class Page:
         )
         await self.send("DOM.setFileInputFiles", {"files": [str(path)], "nodeId": node["nodeId"]})
 
-    async def screenshot(self, path: Path) -> Path:
-        shot = await self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    async def screenshot(self, path: Path, *, full_page: bool = True) -> Path:
+        shot = await self.send(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": full_page}
+        )
         data = base64.b64decode(shot["data"])
 
         def write() -> None:

@@ -22,14 +22,18 @@ from boto3.dynamodb.conditions import Attr
 
 from synapscribe_local import audiogen
 from synapscribe_local.aws import LOCAL_CREDENTIALS, LOCAL_RESOURCES
-from synapscribe_local.browser import Page, chromium_page
+from synapscribe_local.browser import BrowserError, Page, chromium_page
 
 VOICE_QUESTION = "What is the main idea of this lecture?"
+STOPPED_QUESTION = "Tell me everything about the lecture, slowly."
+PHONE_QUESTION = "Where does photosynthesis take place?"
 TEXT_QUESTION = "Which example does the lecture give?"
 FOLLOW_UP = "Can you say that again more simply?"
 AFTER_RECONNECT = "Thank you. One more: how does it end?"
-#: Recorded this long, a question is over API Gateway's 32 KB frame at the page's bit rate.
-LONG_QUESTION_SECONDS = 13.0
+#: The talk button is held this long, past the 30 s limit: the page stops at 28.5 s (1.5 s margin),
+#: over API Gateway's 32 KB frame at the page's bit rate, so it goes up as a query upload.
+LIMIT_HOLD_SECONDS = 32.0
+LONG_QUESTION_SECONDS = 28.5
 
 #: Every turn of the conversation, as the page shows it.
 TURNS_JS = """[...document.querySelectorAll('.turn')].map(t => ({
@@ -37,6 +41,9 @@ TURNS_JS = """[...document.querySelectorAll('.turn')].map(t => ({
   transport: t.dataset.transport || '', question: t.querySelector('.question').textContent,
   transcript: t.querySelector('.transcript').hidden ? null : t.querySelector('.transcript').textContent,
   answer: t.querySelector('.answer').textContent,
+  status: t.querySelector('.status').textContent,
+  citationsText: t.querySelector('.citations').hidden ? null : t.querySelector('.citations').textContent,
+  citations: [...t.querySelectorAll('.cite')].map(b => ({start: Number(b.dataset.start), end: Number(b.dataset.end)})),
   error: t.querySelector('.error').hidden ? null : t.querySelector('.error').textContent,
   sentences: [...t.querySelectorAll('.sentences li')].map(li => ({seq: Number(li.dataset.seq), state: li.dataset.state || ''}))
 }))"""
@@ -51,6 +58,35 @@ class TourResult:
     not_audio_notice: str = ""
     rejected_status: str = ""
     reconnect_states: list[str] = field(default_factory=list)
+    #: performance.now() on the page when talk was pressed over a spoken answer (barge-in), and
+    #: when "Speak the answers" was unticked.
+    barge_in_at: float = 0.0
+    speech_off_at: float = 0.0
+    stop_hidden_after: bool = False
+    #: the talk control: quick clicks (first use), Space held, a question past the length limit
+    quick_click_label: str = ""
+    quick_clicks_status: str = ""
+    quick_clicks_turns: int = -1
+    countdown: str = ""
+    mic_level_moved: bool = False
+    phone_turn: dict[str, Any] = field(default_factory=dict)
+    auto_stop_status: str = ""
+    #: sizes and accessibility, at desktop and phone sizes
+    talk_box: dict[str, dict[str, float]] = field(default_factory=dict)
+    ask_bar_on_screen: bool = False
+    audit: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    announced: str = ""
+    answer_text_count: int = 0
+    #: errors in words, replay, coming back
+    empty_file_notice: str = ""
+    kept_after_reject: dict[str, Any] = field(default_factory=dict)
+    replay_played: bool = False
+    #: the lecture played from a citation: where it started, and the link it played
+    lecture_played: dict[str, Any] = field(default_factory=dict)
+    restored_turns: list[dict[str, Any]] = field(default_factory=list)
+    lectures_listed: list[str] = field(default_factory=list)
+    welcome_back: str = ""
+    phone_screenshot: Path | None = None
     recorded_type: str = ""
     screenshot: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -91,7 +127,7 @@ async def _answered(page: Page, index: int, within: float) -> dict[str, Any]:
     """Turn `index` once it has its answer (or an error)."""
     await page.wait_for(
         f"(() => {{ const t = document.querySelectorAll('.turn')[{index}];"
-        " return t && ['answered', 'error'].includes(t.dataset.state); })()",
+        " return t && ['answered', 'stopped', 'error'].includes(t.dataset.state); })()",
         within,
         f"the answer to question {index + 1}",
     )
@@ -121,6 +157,226 @@ async def _ask_voice(page: Page, speech_seconds: float, within: float) -> dict[s
     return await _answered(page, count, within)
 
 
+async def _holds(page: Page, expression: str, within: float) -> bool:
+    """Whether `expression` comes true within `within` s (the test asserts it, so one missing
+    behaviour fails its own test instead of ending the whole tour)."""
+    try:
+        await page.wait_for(expression, within, expression)
+    except BrowserError:
+        return False
+    return True
+
+
+async def _turn_count(page: Page) -> int:
+    count: int = await page.evaluate("document.querySelectorAll('.turn').length")
+    return count
+
+
+async def _ask_by_click(
+    page: Page, speech_seconds: float, result: TourResult, within: float
+) -> dict[str, Any]:
+    """One quick click starts recording (first use: the microphone is not even on yet when the
+    button is up), a second click sends."""
+    count = await _turn_count(page)
+    await page.click("#talk")
+    result.quick_click_label = await page.wait_for(
+        "(() => { const b = document.querySelector('#talk');"
+        " return b.dataset.state === 'recording' ? b.textContent : ''; })()",
+        10,
+        "recording after one click",
+    )
+    await asyncio.sleep(speech_seconds)
+    await page.click("#talk")
+    return await _answered(page, count, within)
+
+
+async def _five_quick_clicks(page: Page, result: TourResult) -> None:
+    """Five (and a sixth) quick clicks: nothing that short is sent; the page says how to talk."""
+    count = await _turn_count(page)
+    for _ in range(6):
+        await page.click("#talk")
+        await asyncio.sleep(0.15)
+    result.quick_clicks_status = await page.wait_for(
+        "(() => { const s = document.querySelector('#talk-status').textContent;"
+        " return document.querySelector('#talk').dataset.state !== 'recording' && s.startsWith('Too short') ? s : ''; })()",
+        10,
+        "the too-short hint",
+    )
+    await asyncio.sleep(1.0)
+    result.quick_clicks_turns = await _turn_count(page) - count
+
+
+async def _ask_by_space(page: Page, speech_seconds: float, within: float) -> dict[str, Any]:
+    """Keyboard only: Space held on the focused talk button records, its release sends."""
+    count = await _turn_count(page)
+    await page.key("#talk", "keyDown")
+    await page.wait_for(
+        "document.querySelector('#talk').dataset.state === 'recording'", 10, "recording on Space"
+    )
+    await asyncio.sleep(speech_seconds)
+    await page.key("#talk", "keyUp")
+    return await _answered(page, count, within)
+
+
+async def _ask_past_the_limit(
+    page: Page, hold_seconds: float, result: TourResult, within: float
+) -> dict[str, Any]:
+    """Hold talk past the length limit: a countdown warns, the recording stops with margin and
+    the question is sent (never refused for its length)."""
+    count = await _turn_count(page)
+    await page.press("#talk")
+    await page.wait_for("document.querySelector('#talk').dataset.state === 'recording'", 10, "recording")
+    # The microphone's level moves while the (fake) microphone speaks.
+    result.mic_level_moved = await _holds(
+        page,
+        "(() => { const m = document.querySelector('#mic-level'); return !m.hidden && m.value > 0.02; })()",
+        10,
+    )
+    result.countdown = await page.wait_for(
+        "(() => { const s = document.querySelector('#talk-status').textContent;"
+        " return s.includes('finish your question') ? s : ''; })()",
+        hold_seconds,
+        "the countdown before the limit",
+    )
+    await page.wait_for(
+        "document.querySelector('#talk').dataset.state !== 'recording'", hold_seconds, "the stop at the limit"
+    )
+    result.auto_stop_status = await page.evaluate("document.querySelector('#talk-status').textContent")
+    await page.release("#talk")
+    return await _answered(page, count, within)
+
+
+async def _sizes_and_audit(page: Page, axe: Path | None, result: TourResult, name: str) -> None:
+    """The talk button's size, the ask bar on screen, and axe-core's findings at this size."""
+    await page.evaluate("window.scrollTo(0, 0)")
+    result.talk_box[name] = await page.evaluate(
+        "(() => { const r = document.querySelector('#talk').getBoundingClientRect();"
+        " return {width: r.width, height: r.height}; })()"
+    )
+    if name == "phone":
+        # Scrolled to the top of a long conversation, the ask bar is still on screen.
+        result.ask_bar_on_screen = await page.evaluate(
+            "(() => { const r = document.querySelector('#ask').getBoundingClientRect();"
+            " return document.body.scrollHeight > innerHeight && r.top >= 0 && r.bottom <= innerHeight + 1; })()"
+        )
+    if axe is None:
+        return
+    if not await page.evaluate("typeof window.axe === 'object'"):
+        await page.evaluate(await asyncio.to_thread(axe.read_text))
+    result.audit[name] = await page.evaluate(
+        "axe.run(document, {resultTypes: ['violations']}).then(r => r.violations.map(v => ({id: v.id,"
+        " impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map(n => n.target.join(' '))})))"
+    )
+
+
+async def _ask_at_phone_size(page: Page, result: TourResult, within: float) -> None:
+    """On a phone: a typed question is answered, and the ask bar stays on screen below it."""
+    await page.viewport(PHONE, mobile=True)
+    try:
+        count = await _turn_count(page)
+        result.phone_turn = await _ask_text(page, PHONE_QUESTION, within)
+        result.phone_turn["askBarOnScreen"] = await page.evaluate(
+            f"(() => {{ const a = document.querySelector('#ask').getBoundingClientRect();"
+            f" const t = document.querySelectorAll('.turn')[{count}].getBoundingClientRect();"
+            " return {ok: a.top >= 0 && a.bottom <= innerHeight + 1 && t.bottom <= a.top + 1,"
+            " ask: [a.top, a.bottom], turn: [t.top, t.bottom], height: innerHeight}; })()"
+        )
+    finally:
+        await page.viewport(None)
+
+
+async def _replay(page: Page, index: int, result: TourResult, within: float) -> None:
+    request_id = (await page.evaluate(TURNS_JS))[index]["requestId"]
+    await page.click(f".turn[data-request-id='{request_id}'] .replay")
+    await _playing(page, f"{request_id}#replay-1", within)
+    result.replay_played = True
+    await page.click("#stop")
+
+
+async def _play_citation(page: Page, index: int, result: TourResult, within: float) -> None:
+    """Click an answer's first timestamp: the lecturer's recording plays from there."""
+    request_id = (await page.evaluate(TURNS_JS))[index]["requestId"]
+    await page.click(f".turn[data-request-id='{request_id}'] .cite")
+    played = await page.wait_for("(window.synapscribeLectureLog || [])[0]", within, "the lecture playing")
+    result.lecture_played = {
+        **played,
+        "src": await page.evaluate("document.querySelector('#lecture-audio').src"),
+    }
+    await page.evaluate("document.querySelector('#lecture-audio').pause()")
+
+
+async def _empty_file(page: Page, workdir: Path) -> str:
+    empty = workdir / "empty.mp3"
+    empty.write_bytes(b"")
+    await page.evaluate("document.querySelector('#notice').hidden = true")  # the last file's words
+    await page.set_file("#file", empty)
+    text: str = await page.wait_for(
+        "document.querySelector('#notice').hidden ? '' : document.querySelector('#notice-text').textContent",
+        10,
+        "an error for the empty file",
+    )
+    return text
+
+
+async def _come_back(page: Page, result: TourResult, within: float) -> None:
+    """Reload in the middle of an answer: the lecture list and the conversation come back."""
+    await page.type_text("#question", "One last thing before I go?")
+    await page.click("#send")
+    await page.wait_for(
+        "[...document.querySelectorAll('.turn')].at(-1).dataset.state === 'streaming'",
+        within,
+        "an answer streaming",
+    )
+    await page.send("Page.reload")
+    await _holds(
+        page,
+        "document.querySelector('#connection')?.dataset.state === 'open'"
+        " && document.querySelectorAll('.turn[data-restored=\"true\"]').length > 0"
+        " && !document.querySelector('#ask').hidden",
+        within,
+    )
+    result.restored_turns = await page.evaluate(TURNS_JS)
+    result.lectures_listed = await page.evaluate(
+        "[...document.querySelectorAll('#lectures li .name')].map(e => e.textContent)"
+    )
+    result.welcome_back = await page.evaluate("document.querySelector('#notice-text').textContent")
+
+
+async def _playing(page: Page, request_id: str, within: float) -> None:
+    await page.wait_for(
+        f"(window.synapscribePlayLog || []).some(e => e.requestId === {json.dumps(request_id)} && e.event === 'play')",
+        within,
+        "the answer being spoken",
+    )
+
+
+async def _barge_in(page: Page, speech_seconds: float, result: TourResult, within: float) -> dict[str, Any]:
+    """Talk over the previous answer while it is spoken: it falls silent at once, and the new
+    question is asked and answered."""
+    previous = (await page.evaluate(TURNS_JS))[-1]
+    await _playing(page, previous["requestId"], within)
+    result.barge_in_at = await page.evaluate("performance.now()")
+    return await _ask_voice(page, speech_seconds, within)
+
+
+async def _stop_while_streaming(page: Page, within: float) -> dict[str, Any]:
+    """Ask, and press Stop while the answer is still being written: the server stops it."""
+    count = await page.evaluate("document.querySelectorAll('.turn').length")
+    await page.type_text("#question", STOPPED_QUESTION)
+    await page.click("#send")
+    # (With a fast model the answer may be complete before the click: the test's model is slow.)
+    state = await page.wait_for(
+        f"(() => {{ const s = document.querySelectorAll('.turn')[{count}]?.dataset.state;"
+        " return s === 'streaming' && !document.querySelector('#stop').hidden ? s"
+        " : ['answered', 'error'].includes(s) ? s : ''; })()",
+        within,
+        "the answer streaming with a Stop button",
+    )
+    if state == "streaming":
+        await page.click("#stop")
+    return await _answered(page, count, within)
+
+
 async def _not_audio(page: Page, workdir: Path) -> str:
     notes = workdir / "notes.txt"
     notes.write_text("These are my notes, not a recording.\n")
@@ -133,8 +389,9 @@ async def _not_audio(page: Page, workdir: Path) -> str:
     return text
 
 
-async def _rejected(page: Page, workdir: Path) -> str:
-    """A file named like audio that is not: accepted for upload, then rejected with the reason."""
+async def _rejected(page: Page, workdir: Path, result: TourResult) -> str:
+    """A file named like audio that is not: accepted for upload, then rejected with the reason;
+    the lecture that was ready stays, and questions can still be asked about it."""
     fake = workdir / "not-really.mp3"
     fake.write_text("This is a text file with an .mp3 name.\n" * 20)
     await page.set_file("#file", fake)
@@ -143,6 +400,10 @@ async def _rejected(page: Page, workdir: Path) -> str:
         " return s.dataset.status === 'rejected' ? s.textContent : ''; })()",
         30,
         "the lecture rejected",
+    )
+    result.kept_after_reject = await page.evaluate(
+        "({askVisible: !document.querySelector('#ask').hidden, talkEnabled: !document.querySelector('#talk').disabled,"
+        " notice: document.querySelector('#notice-text').textContent})"
     )
     return status
 
@@ -168,7 +429,7 @@ async def _all_played(page: Page, within: float) -> list[dict[str, Any]]:
     """The play log, once every sentence shown has ended (or failed)."""
     await page.wait_for(
         "(() => { const n = document.querySelectorAll('.sentences li').length;"
-        " const done = (window.synapscribePlayLog || []).filter(e => e.event !== 'play').length;"
+        " const done = (window.synapscribePlayLog || []).filter(e => ['ended', 'error', 'stopped'].includes(e.event)).length;"
         " return n > 0 && done >= n; })()",
         within,
         "every sentence played",
@@ -179,6 +440,32 @@ async def _all_played(page: Page, within: float) -> list[dict[str, Any]]:
 
 #: Where `synapscribe demo` and the browser test leave the finished conversation (from the repo root).
 SCREENSHOT = Path("build/page-demo.png")
+#: A phone's screen in CSS pixels (an iPhone 12-15's), for the phone-size steps.
+PHONE = (390, 844)
+
+
+def phone_screenshot_path(screenshot: Path) -> Path:
+    """The phone-size screenshot beside the desktop one (build/page-demo-phone.png)."""
+    return screenshot.with_name(f"{screenshot.stem}-phone{screenshot.suffix}")
+
+
+async def _screenshots(page: Page, screenshot: Path, result: TourResult, axe: Path | None = None) -> None:
+    """The conversation at desktop and phone sizes (audited with axe-core when given)."""
+    await _sizes_and_audit(page, axe, result, "desktop")
+    result.screenshot = await page.screenshot(screenshot)
+    await page.viewport(PHONE, mobile=True)
+    try:
+        await asyncio.sleep(0.3)  # layout at the new size
+        await _sizes_and_audit(page, axe, result, "phone")
+        # The phone's screen as the student sees it: the newest cited answer above the sticky ask bar.
+        await page.evaluate(
+            "(() => { const cited = [...document.querySelectorAll('.turn')].filter(t => t.querySelector('.cite'));"
+            " if (cited.length) cited.at(-1).scrollIntoView({block: 'center'});"
+            " else window.scrollTo(0, document.body.scrollHeight); })()"
+        )
+        result.phone_screenshot = await page.screenshot(phone_screenshot_path(screenshot), full_page=False)
+    finally:
+        await page.viewport(None)
 
 
 async def run_tour(
@@ -189,10 +476,12 @@ async def run_tour(
     *,
     lecture: Path | None = None,
     full: bool = True,
+    axe: Path | None = None,
 ) -> TourResult:
     """The visit; raises BrowserError (with what the page shows and its console) when a step does
     not happen. `info` is the local stack's `--info-json`. `full=False` (the demo) stops after the
-    follow-up with the screenshot, while the answers are still being spoken."""
+    follow-up with the screenshots (desktop and phone). `axe`: axe-core's script, to audit the
+    page at both sizes."""
     result = TourResult()
     lecture = lecture or audiogen.cached_lecture(0.5)
     wav = question_wav(workdir)
@@ -202,31 +491,57 @@ async def run_tour(
         try:
             await _upload_lecture(page, lecture, result, within=90)
             marks["ready"] = time.monotonic()
-            result.turns.append(await _ask_voice(page, speech_seconds, within=60))
+            # First use: one quick click starts recording, the next sends.
+            result.turns.append(await _ask_by_click(page, speech_seconds, result, within=60))
             result.recorded_type = await page.evaluate("window.synapscribePage.recorder.recorder.mimeType")
+            # Talk over the spoken answer (barge-in, press and hold), then click too quickly.
+            result.turns.append(await _barge_in(page, speech_seconds, result, within=60))
+            marks["bargeIn"] = time.monotonic()
+            await _five_quick_clicks(page, result)
+            # Stop an answer while it is written.
+            result.turns.append(await _stop_while_streaming(page, within=60))
+            marks["stopped"] = time.monotonic()
             result.turns.append(await _ask_text(page, TEXT_QUESTION, within=60))
-            # Spoken answers take real time to play (about 4 s a sentence): the rest are read only.
+            # Spoken answers take real time to play (about 4 s a sentence): unticking "Speak the
+            # answers" while one is spoken silences it now; the rest are read only.
+            await _playing(page, result.turns[-1]["requestId"], within=60)
+            result.speech_off_at = await page.evaluate("performance.now()")
             await page.click("#speak")
+            result.stop_hidden_after = await _holds(page, "document.querySelector('#stop').hidden", 5)
             result.turns.append(await _ask_text(page, FOLLOW_UP, within=60))
             marks["asked"] = time.monotonic()
             if not full:
-                result.screenshot = await page.screenshot(screenshot)
+                await _screenshots(page, screenshot, result)
                 return result
-            # The spoken answers play on while the student uploads and loses the connection.
             result.not_audio_notice = await _not_audio(page, workdir)
+            result.empty_file_notice = await _empty_file(page, workdir)
             marks["notAudio"] = time.monotonic()
             await _drop_and_reconnect(page, info, result)
             marks["reconnected"] = time.monotonic()
             result.turns.append(await _ask_text(page, AFTER_RECONNECT, within=60))
             marks["answeredAfterReconnect"] = time.monotonic()
-            # A question too long for one frame goes up as a query upload (presigned POST).
-            result.turns.append(await _ask_voice(page, LONG_QUESTION_SECONDS, within=60))
+            # Keyboard only: Space held on the talk button.
+            result.turns.append(await _ask_by_space(page, speech_seconds, within=60))
+            marks["space"] = time.monotonic()
+            # Held past the limit: too long for one frame, it goes up as a query upload.
+            result.turns.append(await _ask_past_the_limit(page, LIMIT_HOLD_SECONDS, result, within=60))
             marks["longVoice"] = time.monotonic()
             result.play_log = await _all_played(page, within=90)
             marks["played"] = time.monotonic()
             result.turns = await page.evaluate(TURNS_JS)
-            result.screenshot = await page.screenshot(screenshot)
-            result.rejected_status = await _rejected(page, workdir)
+            result.announced = await page.evaluate("document.querySelector('#announcer').textContent")
+            answer = result.turns[3]["answer"]
+            result.answer_text_count = await page.evaluate(
+                f"document.body.innerText.split({json.dumps(answer)}).length - 1"
+            )
+            await _replay(page, 3, result, within=30)
+            await _play_citation(page, 3, result, within=30)
+            result.play_log = await page.evaluate("window.synapscribePlayLog")
+            await _screenshots(page, screenshot, result, axe=axe)
+            marks["audited"] = time.monotonic()
+            await _ask_at_phone_size(page, result, within=60)
+            result.rejected_status = await _rejected(page, workdir, result)
+            await _come_back(page, result, within=60)
             marks["done"] = time.monotonic()
         finally:
             result.console = list(page.console)

@@ -47,6 +47,46 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "endSession": {"action": "endSession", "sessionId": "ses_0a1b2c3d4e5f60718293a4b5c6d7e8f9"},
     "deleteLecture": {"action": "deleteLecture", "lectureId": "lec_5f0c2b1e9a7d4c3b8e6f1a2d3c4b5a69"},
+    "cancel": {"action": "cancel", "sessionId": "ses_0a1b2c3d4e5f60718293a4b5c6d7e8f9", "requestId": "q-1"},
+    "listLectures": {"action": "listLectures"},
+    "getLectureAudio": {"action": "getLectureAudio", "lectureId": "lec_5f0c2b1e9a7d4c3b8e6f1a2d3c4b5a69"},
+    "lectureAudio": {
+        "type": "lectureAudio",
+        "lectureId": "lec_5f0c2b1e9a7d4c3b8e6f1a2d3c4b5a69",
+        "url": "https://synapscribe-dev-lectures.s3.eu-west-1.amazonaws.com/lectures/eu-west-1:7d1c0f4e/lec_5f0c.mp3?…",
+        "expiresIn": 300,
+    },
+    "getSession": {"action": "getSession", "sessionId": "ses_0a1b2c3d4e5f60718293a4b5c6d7e8f9"},
+    "lectures": {
+        "type": "lectures",
+        "lectures": [
+            {
+                "lectureId": "lec_5f0c2b1e9a7d4c3b8e6f1a2d3c4b5a69",
+                "status": "ready",
+                "filename": "photosynthesis.mp3",
+                "durationSeconds": 612.4,
+                "contextMode": "audio",
+                "createdAt": 1796209200,
+                "sessionId": "ses_0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+            }
+        ],
+    },
+    "sessionTurns": {
+        "type": "sessionTurns",
+        "sessionId": "ses_0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+        "lectureId": "lec_5f0c2b1e9a7d4c3b8e6f1a2d3c4b5a69",
+        "contextMode": "audio",
+        "expiresAt": 1796212800,
+        "turns": [
+            {
+                "requestId": "q-1",
+                "question": "What does chlorophyll absorb?",
+                "answer": "Chlorophyll absorbs red and blue light.",
+                "voice": False,
+                "at": 1796209260,
+            }
+        ],
+    },
     "uploadUrl": {
         "type": "uploadUrl",
         "uploadId": "lec_5f0c2b1e9a7d4c3b8e6f1a2d3c4b5a69",
@@ -85,7 +125,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "answer": {
         "type": "answer",
         "requestId": "q-1",
-        "text": "Chlorophyll absorbs red and blue light.",
+        "text": "Chlorophyll absorbs red and blue light. [from 01:00-02:00]",
+        "citations": [{"startSeconds": 60.0, "endSeconds": 120.0}],
         "audio": [
             "https://synapscribe-dev-lectures.s3.eu-west-1.amazonaws.com/responses/ses_0a1b/q-1/0000.mp3?…"
         ],

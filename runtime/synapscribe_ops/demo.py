@@ -13,7 +13,7 @@ from pathlib import Path
 
 from synapscribe.cli_types import number, port
 from synapscribe_local.browser import BrowserError, find_chromium
-from synapscribe_local.page_tour import SCREENSHOT, run_tour
+from synapscribe_local.page_tour import SCREENSHOT, phone_screenshot_path, run_tour
 from synapscribe_local.process import LocalStackProcess
 from synapscribe_local.supervisor import StackError, check_port_free
 
@@ -59,7 +59,7 @@ def _page_screenshot(stack: LocalStackProcess, screenshot: Path) -> bool:
             return False
     print(
         f"demo: the page answered {len(result.turns)} questions in {result.seconds.get('asked', 0):.1f} s; "
-        f"screenshot {screenshot.resolve()}",
+        f"screenshots {screenshot.resolve()} (desktop) and {phone_screenshot_path(screenshot).resolve()} (phone)",
         flush=True,
     )
     return True

@@ -298,6 +298,10 @@ def test_handler_permissions_are_least_privilege(synth: Synthesized) -> None:
             "StringLike": {"s3:prefix": [f"{prefixes.segments}*", f"{prefixes.responses}*"]}
         }
     assert not [s for s in val if s["Action"] == "s3:ListBucket"]
+    # The handler reads query uploads (checks them) and lectures (getLectureAudio presigns a GET).
+    got = "".join(_flat(s["Resource"]) for s in ws if "s3:GetObject" in _flat(s["Action"]))
+    assert f"/{prefixes.lectures}*" in got and f"/{prefixes.queries}*" in got
+    assert f"/{prefixes.transcripts}" not in got and f"/{prefixes.responses}" not in got
 
     assert "s3:DeleteObject" in _flat([s["Action"] for s in val])
     # The validator promotes an accepted lecture (its pending tag), under lectures/ only.

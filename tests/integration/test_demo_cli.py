@@ -67,8 +67,10 @@ def test_demo_runs_the_conversation_and_stops_the_stack(tmp_path: Path) -> None:
     assert out.index("PASSED") < stopped.start()
     # The student page: its URL while the stack runs, and (Chromium installed) its screenshot.
     assert re.search(r"^demo: student page http://127\.0\.0\.1:\d+/ ", out, re.M), out
-    assert "demo: the page answered 3 questions in " in out and f"screenshot {screenshot}" in out, out
-    assert screenshot.read_bytes().startswith(b"\x89PNG")
+    phone = screenshot.with_name("page-phone.png")
+    assert "demo: the page answered 5 questions in " in out, out
+    assert f"screenshots {screenshot} (desktop) and {phone} (phone)" in out, out
+    assert screenshot.read_bytes().startswith(b"\x89PNG") and phone.read_bytes().startswith(b"\x89PNG")
 
     report = json.loads(report_path.read_text())
     assert report["ok"] is True and report["expectStandin"] is True

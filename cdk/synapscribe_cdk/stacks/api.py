@@ -318,7 +318,7 @@ class ApiStack(Stack):
         return Fn.get_stack_output(self.stack_name, API_ID_OUTPUT)
 
     def _grant(self, data: DataStack, platform: PlatformConfig, fleet_group: str) -> None:
-        """Least privilege: the handler presigns uploads, checks query uploads, keeps its items
+        """Least privilege: the handler presigns uploads and a lecture's GET (getLectureAudio), checks query uploads, keeps its items
         and deletes a lecture with what was made from it (deleteLecture); the validator reads,
         and may delete, uploaded lectures and updates their status; the sweeper resumes stuck
         lectures, rejects or removes the hopeless ones (edge/removal.py: it lists the lecture's
@@ -342,7 +342,8 @@ class ApiStack(Stack):
         grants = {
             "websocket_handler": [
                 permissions.objects(["s3:PutObject"], bucket_arn, [prefixes.lectures, prefixes.queries]),
-                permissions.objects(["s3:GetObject"], bucket_arn, [prefixes.queries]),
+                # queries: a query upload is checked; lectures: getLectureAudio presigns a GET of one.
+                permissions.objects(["s3:GetObject"], bucket_arn, [prefixes.queries, prefixes.lectures]),
                 *removal,
                 connections,
                 *fleet_start_statements(self, fleet_group),

@@ -8,6 +8,7 @@ template do; `create_app` only wires the state, the lifespan and the routers tog
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -25,7 +26,7 @@ from synapscribe.agentcore import correlation, metrics
 from synapscribe.agentcore import diagnostics as diag
 from synapscribe.agentcore.aws import AwsIo, make_pusher
 from synapscribe.agentcore.drain import DRAINING_MESSAGE, Drain
-from synapscribe.agentcore.jobs import QueryJob, TranscribeRequest
+from synapscribe.agentcore.jobs import CancelJob, QueryJob, TranscribeRequest
 from synapscribe.agentcore.lectures import LectureContexts, transcribe_answer
 from synapscribe.agentcore.pipeline import AgentCoreDeps, QueryPipeline
 from synapscribe.agentcore.registration import Registration
@@ -157,6 +158,31 @@ async def query(job: QueryJob, request: Request) -> Any:
     with correlation.bound(job.correlationId or job.requestId):
         s.spawn(QueryPipeline(s).run(job, accepted_at))  # the task keeps the correlation id
     return {"accepted": True, "requestId": job.requestId}
+
+
+#: How long a cancel waits for its answer to end (its model slot back) before it answers anyway.
+CANCEL_WAIT_SECONDS = 2.0
+
+
+@jobs_router.post("/v1/queries/cancel")
+async def cancel(body: CancelJob, request: Request) -> dict[str, Any]:
+    """Stop a query answering here (agentcore/interrupts.py); answers once its answer has ended
+    (within CANCEL_WAIT_SECONDS) with the model slots then in flight. `stopped` is false when it
+    was not running here: the stop is then kept a while in case the query is still arriving."""
+    s = _deps(request)
+    asked = time.perf_counter()
+    answering = s.interrupts.stop(body.owner, body.requestId)
+    if answering is None:
+        return {"stopped": False, "modelSlotsInFlight": s.admission.in_flight}
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CANCEL_WAIT_SECONDS):
+            await answering.ended.wait()
+    return {
+        "stopped": True,
+        "ended": answering.ended.is_set(),
+        "endedInMs": round((time.perf_counter() - asked) * 1000, 1),
+        "modelSlotsInFlight": s.admission.in_flight,
+    }
 
 
 @jobs_router.post("/v1/lectures/{lecture_id}/transcribe", status_code=202)

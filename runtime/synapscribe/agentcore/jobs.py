@@ -39,3 +39,12 @@ class TranscribeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     connectionId: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class CancelJob(BaseModel):
+    """The contract's `cancel`, as the edge forwards it: whose query to stop."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    owner: str = Field(pattern=IDENTITY_RE.pattern)
+    requestId: str = Field(pattern=REQUEST_ID_PATTERN)

@@ -24,8 +24,9 @@ from typing import Any
 
 from synapscribe import keys, planner
 from synapscribe.agentcore import admission as adm
-from synapscribe.agentcore import media_refs, prompts
+from synapscribe.agentcore import citations, media_refs, prompts
 from synapscribe.agentcore.aws import AwsIo, Spans
+from synapscribe.agentcore.interrupts import Interrupts, Stopped, until_stopped
 from synapscribe.agentcore.jobs import QueryJob
 from synapscribe.agentcore.lectures import LectureContexts
 from synapscribe.agentcore.media import MediaError, duration_seconds, to_mp3
@@ -81,6 +82,7 @@ class AgentCoreDeps:
     #: the lecture items this host's model server holds (sent by uuid alone: media_refs.py)
     held: media_refs.HeldMedia = field(default_factory=media_refs.HeldMedia)
     counter: planner.TextTokenCounter | None = None  # made from `vllm` when first needed
+    interrupts: Interrupts = field(default_factory=Interrupts)  # the contract's `cancel`
 
     def text_counter(self) -> planner.TextTokenCounter:
         if self.counter is None:
@@ -151,6 +153,9 @@ class Outbox:
         self.spans = spans
         self.gone = False
         self.first_audio_at: float | None = None  # epoch ms
+        # What the client is sent (a stopped answer's final repeats it).
+        self.streamed: list[str] = []
+        self.spoken: list[str] = []
         self._queue: deque[Any] = deque()
         self._last_delta: float | None = None
         self._wake = asyncio.Event()
@@ -164,6 +169,10 @@ class Outbox:
         self._wake.set()
 
     def send(self, message: ServerModel) -> None:
+        if isinstance(message, AnswerDelta):
+            self.streamed.append(message.text)
+        elif isinstance(message, Audio):
+            self.spoken.append(message.url)
         self._put(message)
 
     def abandon(self) -> None:
@@ -460,8 +469,9 @@ class AnswerStream:
             self._say(sentence)
 
     def _say(self, sentence: str) -> None:
-        if self.speech is not None:
-            self.speech.say(sentence)
+        spoken = citations.unspoken(sentence)  # "[from 01:00-02:00]" is shown, not read aloud
+        if self.speech is not None and spoken:
+            self.speech.say(spoken)
 
 
 @dataclass
@@ -643,7 +653,7 @@ class QueryPipeline:
         recorded = False
         try:
             recorded = await self._claim_final(job, spans)
-            final = await self._answer(query)
+            final = await self._answer_unless_stopped(query)
         except FinalClaimedElsewhere:
             log.info(
                 "request %s: the edge already answered it (or the client is gone); dropped", job.requestId
@@ -765,6 +775,27 @@ class QueryPipeline:
             )
             return True
 
+    async def _answer_unless_stopped(self, q: Query) -> ServerModel:
+        """The answer, or what was sent of it as an `answer` with `stopped` when the student
+        stopped it (the contract's `cancel`, interrupts.py): not kept in the history."""
+        job = q.job
+        answering = self.s.interrupts.watch(job.owner, job.requestId)
+        try:
+            return await until_stopped(self._answer(q), answering.stop)
+        except Stopped:
+            # The sentences still being spoken and the transcription are cancelled by _run.
+            q.stats["stopped"] = True
+            log.info("request %s: stopped by the student", job.requestId)
+            return Answer(
+                requestId=q.request_id,
+                text="".join(q.outbox.streamed).strip(),
+                audio=list(q.outbox.spoken),
+                stopped=True,
+                timings=Timings(totalMs=q.since_receipt()),
+            )
+        finally:
+            self.s.interrupts.forget(job.owner, job.requestId)
+
     async def _answer(self, q: Query) -> ServerModel:
         slot = AnswerSlot(self.s, q)
         try:
@@ -799,7 +830,10 @@ class QueryPipeline:
 
         question_text = job.text if job.text is not None else (transcript_text or "")
         await self._record_turn(job, q.spans, question_text, answer_text)
-        return await self._answered(q, stream, speech, transcription)
+        answer = await self._answered(q, stream, speech, transcription)
+        return answer.model_copy(
+            update={"citations": citations.parse(answer.text, lecture.get("durationSeconds"))}
+        )
 
     async def _session_and_lecture(
         self, job: QueryJob, spans: Spans

@@ -12,11 +12,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+#: How the model cites the lecture (agentcore/citations.py parses it): the ranges it was given.
+CITATION_INSTRUCTION = (
+    "After each sentence that uses the lecture, write the time range of the part or transcript "
+    "line it comes from exactly as given, in the form [from 01:00-02:00]; it is not read aloud. "
+    "Write no such range when the lecture does not cover the question."
+)
 SYSTEM_PROMPT = (
     "You are SynapScribe, a teaching assistant. A student asks questions about the lecture given "
     "below. Answer from the lecture, in plain spoken sentences (your answer is read aloud): no "
     "markdown, no lists, no headings. Be concise; mention the time in the lecture when it helps. "
-    "If the lecture does not cover the question, say so."
+    "If the lecture does not cover the question, say so. " + CITATION_INSTRUCTION
 )
 TRANSCRIBE_INSTRUCTION = (
     "Transcribe this audio exactly as spoken. Reply with the transcript only, nothing else."

@@ -25,6 +25,7 @@ from synapscribe.ceilings import ServiceLimit, address_key
 from synapscribe.contract import (
     IDENTITY_RE,
     REQUEST_ID_PATTERN,
+    Cancel,
     ContractError,
     CreateUpload,
     DeleteLecture,
@@ -32,8 +33,11 @@ from synapscribe.contract import (
     ErrorCode,
     ErrorMessage,
     GetLecture,
+    GetLectureAudio,
+    GetSession,
     Lecture,
     LectureDeleted,
+    ListLectures,
     Query,
     ServerModel,
     Session,
@@ -52,6 +56,8 @@ from synapscribe.edge.agentcore_client import (
     AgentCoreUnavailable,
 )
 from synapscribe.edge.config import CachedDeps, EdgeDeps
+from synapscribe.edge.history import get_lecture_audio, get_session, list_lectures
+from synapscribe.edge.interrupt import cancel_query
 from synapscribe.edge.push import push
 from synapscribe.edge.rates import MessageRates, WindowCounter, source_ip
 from synapscribe.edge.removal import record_session_clip, remove_lecture
@@ -537,6 +543,13 @@ def _edge_claims_final(connection_id: str, job: dict[str, Any], d: EdgeDeps) -> 
         return True
 
 
+def _owned(
+    action: Callable[[Any, str, str, EdgeDeps], ServerModel | None],
+) -> Callable[[Any, Caller, EdgeDeps], ServerModel | None]:
+    """An action of history.py or interrupt.py, which take (message, owner, connection, deps)."""
+    return lambda msg, caller, d: action(msg, caller.owner, caller.connection_id, d)
+
+
 _ACTIONS: dict[type, Callable[[Any, Caller, EdgeDeps], ServerModel | None]] = {
     CreateUpload: _create_upload,
     GetLecture: _get_lecture,
@@ -544,4 +557,8 @@ _ACTIONS: dict[type, Callable[[Any, Caller, EdgeDeps], ServerModel | None]] = {
     EndSession: _end_session,
     Query: _query,
     DeleteLecture: _delete_lecture,
+    Cancel: _owned(cancel_query),
+    ListLectures: _owned(list_lectures),
+    GetSession: _owned(get_session),
+    GetLectureAudio: _owned(get_lecture_audio),
 }

@@ -3,7 +3,8 @@
 - Transcription: the last user message carries audio and its text asks to "transcribe": the answer
   is the audio's embedded text (generated test speech carries what it says in its metadata).
 - Anything else is a question: the question is the last user message's audio (its embedded text)
-  or its text; the answer quotes the lecture sentence that shares most words with it, mentions the
+  or its text; the answer quotes the lecture sentence that shares most words with it (and cites
+  the time range its part or transcript line was labelled with, as `[from 01:00-02:00]`), mentions the
   previous question when the conversation has history, and runs to about `answer_tokens` tokens in
   whole sentences so that sentence-level TTS has several sentences to speak.
 """
@@ -147,6 +148,36 @@ def _lecture_sentences(request: ChatRequest) -> list[str]:
     return from_users or from_system
 
 
+_RANGE = r"\d{1,2}:\d{2}(?::\d{2})?-\d{1,2}:\d{2}(?::\d{2})?"
+#: "Part 2 (01:00-02:00):" before an audio part; "[00:05-00:09] ..." opening a transcript line.
+_PART_LABEL = re.compile(rf"\(({_RANGE})\):\s*$")
+_LINE_LABEL = re.compile(rf"^\[({_RANGE})\]")
+
+
+def _sentence_ranges(request: ChatRequest) -> dict[str, str]:
+    """Each lecture sentence's time range as the lecture message labels it (its first place):
+    the part's range for what an audio part says, the line's for a transcript line."""
+    ranges: dict[str, str] = {}
+    for message in request.messages[:-1]:
+        if message.role != "user" or not _is_lecture(message):
+            continue
+        label: str | None = None
+        for part in message.parts:
+            if part.text:
+                found = _PART_LABEL.search(part.text)
+                label = found.group(1) if found else None
+                line_label: str | None = None
+                for sentence in _sentences(part.text):
+                    opening = _LINE_LABEL.match(sentence)
+                    line_label = opening.group(1) if opening else line_label
+                    if line_label:
+                        ranges.setdefault(sentence, line_label)
+            if part.audio is not None and label:
+                for sentence in _sentences(embedded_text(part.audio.data) or ""):
+                    ranges.setdefault(sentence, label)
+    return ranges
+
+
 def _previous_question(request: ChatRequest) -> str | None:
     """The latest earlier user turn that is a question (not lecture material)."""
     for message in reversed(request.messages[:-1]):
@@ -169,7 +200,9 @@ def answer(request: ChatRequest, answer_tokens: int) -> Answer:
     else:
         out.append(f"{PREFIX}The question could not be heard (no embedded text).")
     if best is not None and best[0] > 0:
-        out.append(f"The lecture says: {_quote(best[2])}")
+        # Cited as the system prompt asks (agentcore/prompts.py CITATION_INSTRUCTION).
+        cited = _sentence_ranges(request).get(best[2])
+        out.append(f"The lecture says: {_quote(best[2])}" + (f" [from {cited}]" if cited else ""))
     elif lecture:
         out.append(f"The lecture has no sentence about that. It begins: {_quote(lecture[0])}")
     else:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from synapscribe import keys, planner
+from synapscribe.agentcore import citations
 from synapscribe.platform import PlatformConfig
 from synapscribe_local import audiogen
 from synapscribe_local.standin.config import Latency
@@ -36,7 +37,9 @@ async def test_text_query_streams_text_then_speech_in_order(make_rig: Any) -> No
         assert [m["seq"] for m in audio] == list(range(len(audio))) and len(audio) >= 2
         assert answer["audio"] == [m["url"] for m in audio]
         assert answer["ttsEngine"] == "espeak-ng"
-        assert " ".join(m["text"] for m in audio) == answer["text"]
+        # Spoken: the answer without its citation markers ("[from 00:00-00:45]" is shown, not read).
+        assert " ".join(m["text"] for m in audio) == citations.MARKER_RE.sub("", answer["text"])
+        assert answer["citations"] and "[from " in answer["text"]
         for seq in range(len(audio)):
             key = keys.response_key(session_id, answer["requestId"], seq, rig.platform)
             assert rig.s3.get_object(Bucket=rig.bucket, Key=key)["Body"].read() == FAKE_MP3

@@ -112,3 +112,35 @@ def test_lecture_material_beats_the_system_prompts_instructions(config: StandinC
     )  # fmt: skip
     assert "Ribosomes build proteins from amino acids." in text
     assert "Earlier in this conversation" not in text
+
+
+def test_a_transcript_mode_answer_cites_the_line_of_the_sentence_it_quotes(config: StandinConfig) -> None:
+    """Transcript mode: the lecture message labels each segment "[mm:ss-mm:ss]" (prompts.py); the
+    answer cites the segment holding the quoted sentence, as the system prompt asks; AgentCore
+    parses it to seconds (agentcore/citations.py)."""
+    from synapscribe.agentcore import citations, prompts
+
+    segments = [
+        prompts.TranscriptSegment(0.0, 4.0, "Photosynthesis turns light into chemical energy."),
+        prompts.TranscriptSegment(4.0, 9.5, "Mitochondria are the powerhouse of the cell."),
+        prompts.TranscriptSegment(65.0, 71.0, "Ribosomes build proteins from amino acids."),
+        # (A lecture message is at least LECTURE_MIN_CHARS long for the stand-in.)
+        *[
+            prompts.TranscriptSegment(80.0 + 5 * i, 85.0 + 5 * i, f"Filler sentence {i} says nothing.")
+            for i in range(8)
+        ],
+    ]
+    lecture = prompts.lecture_transcript_message(segments)
+    text = ask(
+        config, [*prompts.lecture_messages(lecture), {"role": "user", "content": "What do ribosomes build?"}]
+    )
+    assert (
+        "The lecture says: [01:05-01:11] Ribosomes build proteins from amino acids. [from 01:05-01:11]"
+        in text
+    )
+    assert [(c.startSeconds, c.endSeconds) for c in citations.parse(text, 125.0)] == [(65.0, 71.0)]
+    # Nothing in the lecture about it: nothing cited.
+    unrelated = ask(
+        config, [*prompts.lecture_messages(lecture), {"role": "user", "content": "Who won in 1966?"}]
+    )
+    assert citations.parse(unrelated, 125.0) == []

@@ -72,6 +72,39 @@ def test_an_unknown_code_still_reads_as_a_sentence() -> None:
     assert shown == {"text": "Something went wrong (some_future_code). Try again.", "detail": "raw"}
 
 
+def test_question_errors_speak_of_questions_and_upload_errors_never_ask_for_a_reload() -> None:
+    words = run_js(
+        f"import {{ describeError, ERROR_TEXT }} from {module('errors.js')};"
+        "const limits = {queryMaxSeconds: 30, lectureMaxMb: 200};"
+        "const of = (ctx) => Object.fromEntries(Object.keys(ERROR_TEXT).map(c => [c, describeError(c, 'raw', ctx, limits).text]));"
+        "console.log(JSON.stringify({question: of('question'), upload: of('upload')}));"
+    )
+    for code in ("bad_request", "too_large", "unsupported_media", "not_found"):
+        question = words["question"][code]
+        assert "upload the lecture" not in question.lower() and "reload" not in question.lower(), question
+    assert (
+        words["question"]["too_large"]
+        == "Your question is too long. Ask a shorter one (a spoken question can be up to 30 s)."
+    )
+    assert words["question"]["unsupported_media"].endswith("Hold the button while you speak, then let go.")
+    for code in ("bad_request", "too_large", "unsupported_media"):
+        assert "reload" not in words["upload"][code].lower(), words["upload"][code]
+    assert "200 MB" in words["upload"]["too_large"]
+
+
+def test_blocked_playback_is_reported() -> None:
+    """A browser that refuses to play (autoplay policy: NotAllowedError) is not silent about it."""
+    out = run_js(
+        f"import {{ AnswerPlayer }} from {module('player.js')};"
+        "globalThis.Audio = class { addEventListener() {} pause() {}"
+        " play() { const e = new Error('no'); e.name = 'NotAllowedError'; return Promise.reject(e); } };"
+        "const blocked = []; const player = new AnswerPlayer({ log: [], onBlocked: (id) => blocked.push(id) });"
+        "player.add('a', 0, 'u/a/0', ''); await new Promise(r => setTimeout(r, 5));"
+        "console.log(JSON.stringify(blocked));"
+    )
+    assert out == ["a"]
+
+
 def test_warming_reads_as_starting_a_server_with_the_estimate() -> None:
     """The contract's `warming` (no server was running) shows "starting a server, about N s"."""
     shown = run_js(
@@ -142,7 +175,7 @@ def test_guest_credentials_use_the_basic_flow_against_moto() -> None:
             f"const config = {json.dumps(config)};"
             "const first = await guestCredentials(config, {storage, fetchImpl});"
             "const again = await guestCredentials(config, {storage, fetchImpl});"
-            "console.log(JSON.stringify({first, again, seen}));"
+            "console.log(JSON.stringify({first, again, seen, keys: [...store.keys()]}));"
         )
     first, again = calls["first"], calls["again"]
     # GetId once (the identity is kept), then the token and STS each time; never the enhanced
@@ -155,6 +188,8 @@ def test_guest_credentials_use_the_basic_flow_against_moto() -> None:
         "AssumeRoleWithWebIdentity",
     ]
     assert first["identityId"] == again["identityId"] and first["identityId"].startswith("us-east-1:")
+    # Kept as the AWS SDK for JavaScript keeps a pool's guest identity (a reload keeps the lectures).
+    assert calls["keys"] == [f"aws.cognito.identity-id.{config['identityPoolId']}"]
     assert first["accessKeyId"] and first["secretAccessKey"] and first["sessionToken"]
     assert datetime.fromisoformat(first["expiration"].replace("Z", "+00:00")) > datetime.now(UTC)
 
@@ -266,7 +301,9 @@ def test_sentences_play_in_order_whatever_order_they_arrive_in() -> None:
         " addEventListener(t, f) { (this.l[t] ??= []).push(f); }"
         " fire(t) { for (const f of this.l[t] ?? []) f(); }"
         " play() { setTimeout(() => this.fire('playing'), 0); return Promise.resolve(); } pause() {} };"
-        "const log = []; const player = new AnswerPlayer({ log });"
+        "const all_log = []; const player = new AnswerPlayer({ log: all_log });"
+        "const log = { filter: (f) => all_log.filter(e => e.event !== 'queued').filter(f),"
+        " get length() { return this.filter(() => true).length; }, at(i) { return this.filter(() => true).at(i); } };"
         "const tick = () => new Promise(r => setTimeout(r, 1));"
         "const playing = () => all.find(a => a.src && log.filter(e => e.event === 'play').length &&"
         " log.at(-1).event === 'play' && a.src.endsWith(`/${log.at(-1).requestId}/${log.at(-1).seq}`));"
@@ -284,6 +321,29 @@ def test_sentences_play_in_order_whatever_order_they_arrive_in() -> None:
     assert played["before"] == 0  # nothing plays until seq 0 of the first answer is there
     assert played["waiting"]["event"] == "ended"  # seq 3 waits for seq 2 until the answer is complete
     assert played["order"] == ["a0", "a1", "a3", "b0"]
+
+
+def test_a_stopped_answer_falls_silent_and_the_next_plays_at_once() -> None:
+    """Stop (or talk over) an answer: what plays pauses, its later sentences never play, and the
+    next answer's first sentence starts without waiting for the stopped one's."""
+    out = run_js(
+        f"import {{ AnswerPlayer }} from {module('player.js')};"
+        "const all = [];"
+        "globalThis.Audio = class { constructor() { this.l = {}; this.paused = true; all.push(this); }"
+        " addEventListener(t, f) { (this.l[t] ??= []).push(f); }"
+        " fire(t) { for (const f of this.l[t] ?? []) f(); }"
+        " play() { this.paused = false; setTimeout(() => this.fire('playing'), 0); return Promise.resolve(); }"
+        " pause() { this.paused = true; } };"
+        "const log = []; const player = new AnswerPlayer({ log });"
+        "const tick = () => new Promise(r => setTimeout(r, 1));"
+        "player.add('a', 0, 'u/a/0', ''); player.add('a', 1, 'u/a/1', ''); await tick();"
+        "const busy = player.busy; player.stop('a');"
+        "player.add('a', 2, 'u/a/2', ''); player.add('b', 0, 'u/b/0', ''); await tick();"
+        "console.log(JSON.stringify({busy, paused: all[0].paused, after: player.busy,"
+        " events: log.filter(e => e.event !== 'queued').map(e => e.event + ':' + e.requestId + e.seq)}));"
+    )
+    assert out["busy"] is True and out["paused"] is True and out["after"] is True
+    assert out["events"] == ["play:a0", "stopped:a0", "stopped:a1", "play:b0"]
 
 
 def test_local_refuses_a_page_port_it_cannot_use() -> None:

@@ -5,7 +5,14 @@
 // All three calls are unsigned, as AWS documents them; the identity id is kept in localStorage so a
 // returning student keeps their lectures.
 
-const IDENTITY_KEY = "synapscribe.identityId";
+// Kept where the AWS SDK for JavaScript's CognitoIdentityCredentials keeps it (one key per pool), so
+// a returning student, on this page or one built with the SDK, is the same guest with the same
+// lectures. The page's earlier key is read once and moved.
+const LEGACY_IDENTITY_KEY = "synapscribe.identityId";
+
+export function identityKey(identityPoolId) {
+  return `aws.cognito.identity-id.${identityPoolId}`;
+}
 
 async function cognitoCall(endpoint, target, body, fetchImpl) {
   const response = await fetchImpl(endpoint, {
@@ -32,10 +39,14 @@ function xmlValue(xml, tag) {
 }
 
 async function identityId(config, storage, fetchImpl, fresh) {
-  const stored = fresh ? null : storage?.getItem(IDENTITY_KEY);
-  if (stored) return stored;
+  const key = identityKey(config.identityPoolId);
+  const stored = fresh ? null : storage?.getItem(key) ?? storage?.getItem(LEGACY_IDENTITY_KEY);
+  if (stored) {
+    storage?.setItem(key, stored);
+    return stored;
+  }
   const data = await cognitoCall(config.cognitoEndpoint, "GetId", { IdentityPoolId: config.identityPoolId }, fetchImpl);
-  storage?.setItem(IDENTITY_KEY, data.IdentityId);
+  storage?.setItem(key, data.IdentityId);
   return data.IdentityId;
 }
 
