@@ -179,6 +179,7 @@ def build(app: App, platform: PlatformConfig | None = None) -> Platform:
         websocket_url=api.websocket_url,
         identity_pool_id=identity.pool.identity_pool_id,
         guest_role_arn=identity.pool.unauthenticated_role.role_arn,
+        lecture_bucket_name=data.bucket.bucket_name,
         env=env,
     )
     result = Platform(

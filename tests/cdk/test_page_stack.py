@@ -87,7 +87,7 @@ def test_content_is_the_page_and_a_deployed_config(synth: Synthesized) -> None:
     (deployment,) = resources_of(synth.templates["page_content"], "Custom::CDKBucketDeployment").values()
     props = deployment["Properties"]
     assert props["Prune"] is True and props["DistributionPaths"] == ["/*"]
-    assert len(props["SourceObjectKeys"]) == 2  # the static files, and config.json
+    assert len(props["SourceObjectKeys"]) == 3  # the static files, config.json and index.html
     markers = json.dumps(props["SourceMarkers"][1])
     # config.json names this environment's WebSocket URL, identity pool and guest role at deploy time.
     assert ".execute-api.eu-west-1." in markers and "/prod" in markers
@@ -102,7 +102,29 @@ def test_content_is_the_page_and_a_deployed_config(synth: Synthesized) -> None:
         if f["source"].get("packaging") == "zip"
         and (synth.outdir / f["source"]["path"] / "index.html").exists()
     ]
-    assert len(dirs) == 1 and {p.name for p in dirs[0].iterdir()} == set(CONTENT_TYPES)
+    # index.html comes alone, with its policy (below), not from the page's directory.
+    assert len(dirs) == 1 and [p.name for p in dirs[0].iterdir()] == ["index.html"]
+    (static,) = [
+        synth.outdir / f["source"]["path"]
+        for f in manifest["files"].values()
+        if f["source"].get("packaging") == "zip" and (synth.outdir / f["source"]["path"] / "app.js").exists()
+    ]
+    assert {p.name for p in static.iterdir()} == set(CONTENT_TYPES) - {"index.html"}
+
+
+def test_the_deployed_page_may_reach_only_this_environments_api_and_bucket(synth: Synthesized) -> None:
+    (deployment,) = resources_of(synth.templates["page_content"], "Custom::CDKBucketDeployment").values()
+    index = json.dumps(deployment["Properties"]["SourceMarkers"][2])
+    # Deploy-time values: the Api stack's WebSocket URL and the Data stack's bucket, by reference.
+    assert '"StackName": "SynapScribe-dev-Api"' in index and '"StackName": "SynapScribe-dev-Data"' in index
+    page = next(
+        f for f in synth.outdir.rglob("index.html") if "Content-Security-Policy" in f.read_text(encoding="utf-8")
+    )
+    html = page.read_text(encoding="utf-8")
+    policy = html.split('http-equiv="Content-Security-Policy" content="')[1].split('"')[0]
+    assert html.index("Content-Security-Policy") < html.index("<script")
+    connect = next(d for d in policy.split("; ") if d.startswith("connect-src"))
+    assert "*" not in connect and connect.count(".s3.") == 2, connect
 
 
 def test_the_deployment_invalidates_only_the_pages_distribution(synth: Synthesized) -> None:

@@ -60,6 +60,36 @@ def content_security_policy(region: str) -> str:
     )
 
 
+def page_policy(region: str, websocket_url: str, bucket_name: str) -> str:
+    """The deployed page's own policy, in a <meta> of its index.html: this environment's WebSocket
+    API and lecture bucket by name. The distribution's header policy (above) is made before the API
+    and the bucket exist (PageHosting deploys first: the bucket's CORS names the page's domain), so
+    it can only name them by wildcard; a browser enforces every policy it is given, so this one
+    narrows what the page may reach to this environment's own endpoints."""
+    buckets = f"https://{bucket_name}.s3.amazonaws.com https://{bucket_name}.s3.{region}.amazonaws.com"
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"connect-src 'self' {websocket_url} https://cognito-identity.{region}.amazonaws.com "
+            f"https://sts.{region}.amazonaws.com {buckets}",
+            f"media-src {buckets} blob:",
+            "img-src 'self' data:",
+            "object-src 'none'",
+            "base-uri 'none'",
+        ]
+    )
+
+
+def index_with_policy(policy: str) -> str:
+    """The page's index.html with `policy` as its first <head> element (before any script)."""
+    html = (STATIC / "index.html").read_text(encoding="utf-8")
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{policy}">'
+    head = "<head>\n"
+    if head not in html:
+        raise ValueError("index.html has no <head> line for the page's policy")
+    return html.replace(head, f"{head}  {meta}\n", 1)
+
+
 def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
@@ -194,6 +224,7 @@ class PageContentStack(Stack):
         websocket_url: str,
         identity_pool_id: str,
         guest_role_arn: str,
+        lecture_bucket_name: str,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -223,8 +254,13 @@ class PageContentStack(Stack):
             self,
             "Files",
             sources=[
-                s3deploy.Source.asset(str(STATIC)),
+                s3deploy.Source.asset(str(STATIC), exclude=["index.html"]),
                 s3deploy.Source.json_data("config.json", settings),
+                # index.html with this environment's API and bucket in its policy (deploy-time values).
+                s3deploy.Source.data(
+                    "index.html",
+                    index_with_policy(page_policy(self.region, websocket_url, lecture_bucket_name)),
+                ),
             ],
             destination_bucket=bucket,
             distribution=distribution,
