@@ -16,8 +16,10 @@ from synapscribe_cdk.stacks.api import SWEEPER_HANDLER, VALIDATION_HANDLER, WEBS
 from synth_support import REPO
 
 HANDLERS = (WEBSOCKET_HANDLER, VALIDATION_HANDLER, SWEEPER_HANDLER)
-#: The product's share of an asset (its modules and platform.yaml): about 120-160 kB today.
-PACKAGE_BUDGET_BYTES = 200_000
+#: The product's share of an asset (its modules and platform.yaml): 209 kB for the WebSocket handler
+#: once it gained the service's ceilings, the intake switch, host routing, history and cancel (it
+#: was 120-160 kB before them); a module that pulls in a tool or the host's code goes far past this.
+PACKAGE_BUDGET_BYTES = 240_000
 #: A whole asset, dependencies included (about 11.4 MB today; pydantic's compiled core is most of it).
 ASSET_BUDGET_BYTES = 14_000_000
 
