@@ -94,9 +94,11 @@ class WorstCaseError(ValueError):
 def load_environment(cdk_json: Path, env: str) -> EnvironmentCeilings:
     try:
         environments = json.loads(cdk_json.read_text(encoding="utf-8"))["context"]["synapscribe:environments"]
-        raw = environments[env]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise WorstCaseError(f"cannot read environment {env!r} from {cdk_json}: {exc}") from None
+        raise WorstCaseError(f"cannot read the environments from {cdk_json}: {exc}") from None
+    if env not in environments:
+        raise WorstCaseError(f"no environment {env!r} in {cdk_json} (it has {', '.join(sorted(environments))})")
+    raw = environments[env]
     try:
         return EnvironmentCeilings(name=env, **raw)
     except ValidationError as exc:

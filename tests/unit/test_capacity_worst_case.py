@@ -106,7 +106,7 @@ def test_scheduled_hours_follow_the_night_and_morning_actions() -> None:
 
 
 def test_an_unknown_environment_is_named(tmp_path: Path) -> None:
-    with pytest.raises(WorstCaseError, match="staging"):
+    with pytest.raises(WorstCaseError, match=r"no environment .staging. .*\(it has dev, prod\)"):
         load_environment(CDK_JSON, "staging")
 
 
