@@ -12,8 +12,8 @@ group (SYNAPSCRIBE_FLEET_GROUP):
    platform's `fleet.host_startup_seconds` (one place).
 3. The scheduled sweeper (edge/sweeper.py) hands each parked job to AgentCore on every run; the
    first run that AgentCore accepts it takes the record off. Past the deadline, the sweeper
-   claims the question's final and sends `upstream_unavailable`. AgentCore's own final claim
-   (store.claim_final) makes a repeated hand-off harmless: a job is answered at most once.
+   claims the question's final and sends `upstream_unavailable`. The final-claim protocol
+   (final_claim.py) makes a repeated hand-off harmless: a job is answered at most once.
 
 A Lambda cannot wait the minutes a GPU host needs, so the waiting is DynamoDB's and the sweeper's.
 """
@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from synapscribe import final_claim
 from synapscribe.contract import ErrorCode, ErrorMessage
 from synapscribe.edge.agentcore_client import AgentCoreError, post_job
 from synapscribe.edge.push import push
 from synapscribe.platform import PlatformConfig
-from synapscribe.store import SWEEP_ANSWER, SWEEP_ATTRIBUTE, WARMING_ATTRIBUTE, _plain
+from synapscribe.store import SWEEP_ANSWER, SWEEP_ATTRIBUTE, WARMING_ATTRIBUTE, from_dynamo
 
 if TYPE_CHECKING:
     from synapscribe.edge.config import EdgeDeps
@@ -152,7 +153,7 @@ def hand_over_parked(d: EdgeDeps, now: int, budget: int) -> Handed:
     """Each parked question: to AgentCore if it takes it now, an error past its bound, else kept."""
     done = Handed()
     for raw in _parked(d):
-        item = _plain(dict(raw))
+        item = from_dynamo(dict(raw))
         connection_id = str(item["connectionId"])
         for key, record in item[WARMING_ATTRIBUTE].items():
             if len(done.handed_over) + len(done.timed_out) + len(done.failed) >= budget:
@@ -186,7 +187,7 @@ def _expire(d: EdgeDeps, connection_id: str, key: str, job: dict[str, Any], done
     if not take(d.store.connections, connection_id, key):
         return  # another run took it
     # The final's claim first: an earlier hand-off that timed out may have reached AgentCore.
-    if not d.store.claim_final(connection_id, key, "sweeper"):
+    if not final_claim.claim(d.store, connection_id, key, "sweeper"):
         return
     done.timed_out.append(key)
     d.quotas.finish_job(str(job["owner"]), key)
