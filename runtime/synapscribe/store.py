@@ -123,22 +123,16 @@ def to_dynamo(value: Any) -> Any:
     return value
 
 
-class Store:
-    def __init__(
-        self,
-        resources: AwsResources,
-        platform: PlatformConfig | None = None,
-        dynamodb: Any | None = None,
-        clock: Any = time.time,
-    ) -> None:
-        self.resources = resources
-        self.platform = platform or load_platform()
-        self._db = dynamodb or boto3.resource("dynamodb")
-        self.connections = self._db.Table(resources.connections_table)
-        self.lectures = self._db.Table(resources.lectures_table)
-        self.sessions = self._db.Table(resources.sessions_table)
-        self.limits = self._db.Table(resources.limits_table)
-        self._clock = clock
+class _Tables:
+    """What the operations on every table share: the tables, the platform and the clock (set by
+    Store, which is all of them at once)."""
+
+    connections: Any
+    lectures: Any
+    sessions: Any
+    limits: Any
+    platform: PlatformConfig
+    _clock: Any
 
     def now(self) -> int:
         return int(self._clock())
@@ -153,7 +147,24 @@ class Store:
             return None
         return cast(dict[str, Any], from_dynamo(dict(item)))
 
-    # ------------------------------------------------------------------ connections
+    def sweep_candidates(self, table: Any, due: str) -> Iterator[dict[str, Any]]:
+        """The items of `table` whose `sweepDue` is `due`: a Query on the sparse index, page by
+        page. A GSI is read eventually consistent only, so an item may be a moment stale: every
+        action the sweeper takes on one is a conditional write."""
+        kwargs: dict[str, Any] = {
+            "IndexName": SWEEP_INDEX,
+            "KeyConditionExpression": Key(SWEEP_ATTRIBUTE).eq(due),
+        }
+        while True:
+            page = table.query(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+class ConnectionItems(_Tables):
+    """The connections table: one item per WebSocket connection."""
 
     def put_connection(self, connection_id: str, owner: str) -> dict[str, Any]:
         now = self.now()
@@ -183,21 +194,6 @@ class Store:
             },
             ExpressionAttributeValues={":zero": 0},
         )
-
-    def sweep_candidates(self, table: Any, due: str) -> Iterator[dict[str, Any]]:
-        """The items of `table` whose `sweepDue` is `due`: a Query on the sparse index, page by
-        page. A GSI is read eventually consistent only, so an item may be a moment stale: every
-        action the sweeper takes on one is a conditional write."""
-        kwargs: dict[str, Any] = {
-            "IndexName": SWEEP_INDEX,
-            "KeyConditionExpression": Key(SWEEP_ATTRIBUTE).eq(due),
-        }
-        while True:
-            page = table.query(**kwargs)
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def update_connection(self, connection_id: str, **update: Any) -> bool:
         """One conditional UpdateItem on a connection item: False when its condition fails."""
@@ -238,7 +234,9 @@ class Store:
     def delete_connection(self, connection_id: str) -> None:
         self.connections.delete_item(Key={"connectionId": connection_id})
 
-    # ------------------------------------------------------------------ lectures
+
+class LectureItems(_Tables):
+    """The lectures table: one item per uploaded lecture."""
 
     def pending_lecture_item(
         self,
@@ -316,9 +314,6 @@ class Store:
             raise
         return True
 
-    def delete_session(self, session_id: str) -> None:
-        self.sessions.delete_item(Key={"sessionId": session_id})
-
     def get_lecture(self, lecture_id: str, owner: str | None) -> dict[str, Any] | None:
         """The lecture, or None when unknown or (with `owner`) another identity's."""
         resp = self.lectures.get_item(Key={"lectureId": lecture_id}, ConsistentRead=True)
@@ -362,7 +357,12 @@ class Store:
             raise
         return cast(dict[str, Any], from_dynamo(resp["Attributes"]))
 
-    # ------------------------------------------------------------------ sessions
+
+class SessionItems(_Tables):
+    """The sessions table: one item per question-and-answer session, with its history."""
+
+    def delete_session(self, session_id: str) -> None:
+        self.sessions.delete_item(Key={"sessionId": session_id})
 
     def create_session(
         self, session_id: str, owner: str, lecture_id: str, context_mode: str
@@ -443,3 +443,25 @@ class Store:
                 return False
             raise
         return True
+
+
+class Store(ConnectionItems, LectureItems, SessionItems):
+    """The state tables' operations, one class per table, behind one object (the handlers and
+    AgentCore pass one Store around). The limits table's are in quotas.py, ceilings.py and
+    edge/rates.py."""
+
+    def __init__(
+        self,
+        resources: AwsResources,
+        platform: PlatformConfig | None = None,
+        dynamodb: Any | None = None,
+        clock: Any = time.time,
+    ) -> None:
+        self.resources = resources
+        self.platform = platform or load_platform()
+        self._db = dynamodb or boto3.resource("dynamodb")
+        self.connections = self._db.Table(resources.connections_table)
+        self.lectures = self._db.Table(resources.lectures_table)
+        self.sessions = self._db.Table(resources.sessions_table)
+        self.limits = self._db.Table(resources.limits_table)
+        self._clock = clock
