@@ -102,3 +102,10 @@ def test_expecting_a_final_needs_a_live_connection(store: Store) -> None:
     store.connections.put_item(Item={"connectionId": "old", "owner": "eu-west-1:alice"})
     assert final_claim.expect(store, "old", "r1@1", {"until": 1}) is True
     assert _deadlines(store, "old") == {"r1@1": {"until": 1}}
+
+
+def test_a_key_gives_back_its_request_id_and_tells_receipts_apart() -> None:
+    # The sweeper names an overdue question by its key's requestId when the record lacks one.
+    assert final_claim.request_id_of(final_claim.key("r1", 1000)) == "r1"
+    assert final_claim.request_id_of(final_claim.key("a@b", 7)) == "a@b"
+    assert final_claim.key("r1", 1000) != final_claim.key("r1", 1001)
