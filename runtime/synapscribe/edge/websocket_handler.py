@@ -517,7 +517,7 @@ def _warm(
         )
     estimate, bound = warming.estimate_seconds(d.platform), warming.bound_seconds(d.platform)
     key = _claim_key(job)
-    if not warming.park(d.store.connections, connection_id, key, job, d.store.now() + bound):
+    if not warming.park(d.store, connection_id, key, job, d.store.now() + bound):
         d.quotas.finish_job(str(job["owner"]), key)
         return None  # the client disconnected meanwhile: nobody to tell
     return Warming(
