@@ -25,7 +25,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from synapscribe.platform import PlatformConfig, Quotas
-from synapscribe.store import TTL_ATTRIBUTE, ConflictError, Store, _dynamo, _plain
+from synapscribe.store import TTL_ATTRIBUTE, ConflictError, Store, from_dynamo, to_dynamo
 
 OWNER_PREFIX = "owner#"
 #: Attempts at a ledger change under contention (each is one read and one conditional write).
@@ -58,7 +58,7 @@ class Ledger:
     def from_item(cls, item: Mapping[str, Any] | None, now: int) -> Ledger:
         if item is None:
             return cls()
-        raw = _plain(dict(item))
+        raw = from_dynamo(dict(item))
         lectures = {k: v for k, v in raw.get("lectures", {}).items() if int(v["e"]) > now}
         uploads = {k: int(v) for k, v in raw.get("uploads", {}).items() if int(v) > now}
         jobs = {k: int(v) for k, v in raw.get("jobs", {}).items() if int(v) > now}
@@ -131,7 +131,7 @@ class OwnerQuotas:
         put = {
             "Put": {
                 "TableName": self.store.lectures.name,
-                "Item": _dynamo(dict(lecture_item)),
+                "Item": to_dynamo(dict(lecture_item)),
                 "ConditionExpression": "attribute_not_exists(lectureId)",
             }
         }
@@ -283,7 +283,7 @@ class OwnerQuotas:
     ) -> bool:
         values = {**ledger.attributes(), "version": version + 1, TTL_ATTRIBUTE: ledger.expires_at(now)}
         names = {f"#a{i}": k for i, k in enumerate(values)}
-        exprs = {f":a{i}": _dynamo(v) for i, v in enumerate(values.values())}
+        exprs = {f":a{i}": to_dynamo(v) for i, v in enumerate(values.values())}
         if version > 0:
             names["#ver"], exprs[":was"] = "version", version
         update = {

@@ -33,15 +33,9 @@ TABLE_KEYS = {
     "limits_table": "limitId",
 }
 
-#: A query's final message (`answer` or `error`) is claimed on its connection's item by whichever
-#: side sends it: AgentCore when it starts the query, the edge when its hand-off timed out.
+#: The final-claim protocol's maps on a connection item (final_claim.py; docs/interfaces.md, "One
+#: final message per question"): who holds each question's final, and when it is due.
 FINALS_ATTRIBUTE = "finals"
-FINAL_BY = ("edge", "agentcore", "sweeper")
-#: When a query's final is due (`{"until", "owner", "requestId"}` under the same key). The edge
-#: records it as it hands the query over (`expect_final`, before anyone claims), AgentCore's claim
-#: records its own and clears it as it sends the final, and the edge's claim clears it. A record
-#: past `until` means AgentCore died mid-answer or before it ever claimed: the sweeper takes the
-#: final over and sends the error (issue 11 §3).
 DEADLINES_ATTRIBUTE = "answerDeadlines"
 
 #: Questions parked while no GPU host is healthy (edge/warming.py): `{"until", "job"}` under the
@@ -77,12 +71,6 @@ SWEEP_INDEXES = (
 )
 
 
-def final_claim_key(request_id: str, received_at_ms: int) -> str:
-    """One query's key in `finals`: its requestId and the edge's receipt time (both are in the
-    QueryJob), so a client that reuses a requestId still gets an answer to its next query."""
-    return f"{request_id}@{received_at_ms}"
-
-
 class ConflictError(RuntimeError):
     """A conditional write lost a race (the caller may retry)."""
 
@@ -95,7 +83,7 @@ HISTORY_MAX_BYTES = 192 * 1024
 
 def _turn_bytes(turn: Mapping[str, Any]) -> int:
     return len(
-        json.dumps(_plain(dict(turn)), ensure_ascii=False, separators=(",", ":"), default=str).encode()
+        json.dumps(from_dynamo(dict(turn)), ensure_ascii=False, separators=(",", ":"), default=str).encode()
     )
 
 
@@ -111,46 +99,40 @@ def _newest_within(history: list[Any], max_bytes: int) -> list[Any]:
     return history[len(history) - kept :]
 
 
-def _plain(value: Any) -> Any:
+def from_dynamo(value: Any) -> Any:
     """DynamoDB's Decimals back to int/float, recursively."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [from_dynamo(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: from_dynamo(v) for k, v in value.items()}
     if isinstance(value, set):
-        return sorted(_plain(v) for v in value)
+        return sorted(from_dynamo(v) for v in value)
     return value
 
 
-def _dynamo(value: Any) -> Any:
+def to_dynamo(value: Any) -> Any:
     """Floats to Decimal (DynamoDB refuses floats), recursively; None-valued keys dropped."""
     if isinstance(value, float):
         return Decimal(str(value))
     if isinstance(value, list):
-        return [_dynamo(v) for v in value]
+        return [to_dynamo(v) for v in value]
     if isinstance(value, dict):
-        return {k: _dynamo(v) for k, v in value.items() if v is not None}
+        return {k: to_dynamo(v) for k, v in value.items() if v is not None}
     return value
 
 
-class Store:
-    def __init__(
-        self,
-        resources: AwsResources,
-        platform: PlatformConfig | None = None,
-        dynamodb: Any | None = None,
-        clock: Any = time.time,
-    ) -> None:
-        self.resources = resources
-        self.platform = platform or load_platform()
-        self._db = dynamodb or boto3.resource("dynamodb")
-        self.connections = self._db.Table(resources.connections_table)
-        self.lectures = self._db.Table(resources.lectures_table)
-        self.sessions = self._db.Table(resources.sessions_table)
-        self.limits = self._db.Table(resources.limits_table)
-        self._clock = clock
+class _Tables:
+    """What the operations on every table share: the tables, the platform and the clock (set by
+    Store, which is all of them at once)."""
+
+    connections: Any
+    lectures: Any
+    sessions: Any
+    limits: Any
+    platform: PlatformConfig
+    _clock: Any
 
     def now(self) -> int:
         return int(self._clock())
@@ -163,87 +145,7 @@ class Store:
         expires = item.get(TTL_ATTRIBUTE)
         if expires is not None and int(expires) <= self.now():
             return None
-        return cast(dict[str, Any], _plain(dict(item)))
-
-    # ------------------------------------------------------------------ connections
-
-    def put_connection(self, connection_id: str, owner: str) -> dict[str, Any]:
-        now = self.now()
-        item = {
-            "connectionId": connection_id,
-            "owner": owner,
-            "connectedAt": now,
-            FINALS_ATTRIBUTE: {},
-            DEADLINES_ATTRIBUTE: {},
-            TTL_ATTRIBUTE: now + self.platform.sessions.connection_ttl_seconds,
-        }
-        self.connections.put_item(Item=item)
-        return item
-
-    def claim_final(
-        self, connection_id: str, request_key: str, by: str, deadline: Mapping[str, Any] | None = None
-    ) -> bool:
-        """Claim the right to send query `request_key`'s final message on this connection.
-
-        One conditional UpdateItem: True for the first claimant, False for any later one and
-        when the connection's item is gone (the client disconnected). With `deadline` (AgentCore's
-        `{"until", "owner", "requestId"}`) the same write records when the final is due, so the
-        sweeper can answer if AgentCore dies. An item written before `finals` or
-        `answerDeadlines` existed gets the empty maps first (one more call, once per connection).
-        """
-        if by not in FINAL_BY:
-            raise ValueError(f"by must be one of {', '.join(FINAL_BY)}, not {by!r}")
-        names = {"#f": FINALS_ATTRIBUTE, "#d": DEADLINES_ATTRIBUTE, "#r": request_key}
-        values: dict[str, Any] = {":by": by}
-        if deadline is not None:
-            names["#sd"] = SWEEP_ATTRIBUTE
-            values.update({":rec": _dynamo(dict(deadline)), ":due": SWEEP_ANSWER})
-            update = "SET #f.#r = :by, #d.#r = :rec, #sd = :due"
-        else:
-            # A claimant without a deadline (the edge) sends its final at once: the deadline the
-            # edge recorded at the hand-off goes, so the sweeper never answers this query.
-            update = "SET #f.#r = :by REMOVE #d.#r"
-        return self._with_maps(
-            connection_id,
-            UpdateExpression=update,
-            ConditionExpression="attribute_exists(connectionId) AND attribute_not_exists(#f.#r)",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
-
-    def expect_final(self, connection_id: str, request_key: str, deadline: Mapping[str, Any]) -> bool:
-        """The edge is about to hand query `request_key` to AgentCore: record when its final is
-        due (`{"until", "owner", "requestId"}`), so that the sweeper answers it even if AgentCore
-        accepts it and dies before it claims the final. False when the connection is gone or the
-        final is already claimed (AgentCore's claim then carries its own deadline)."""
-        return self._with_maps(
-            connection_id,
-            UpdateExpression="SET #d.#r = :rec, #sd = :due",
-            ConditionExpression="attribute_exists(connectionId) AND attribute_not_exists(#f.#r)",
-            ExpressionAttributeNames={
-                "#f": FINALS_ATTRIBUTE,
-                "#d": DEADLINES_ATTRIBUTE,
-                "#r": request_key,
-                "#sd": SWEEP_ATTRIBUTE,
-            },
-            ExpressionAttributeValues={":rec": _dynamo(dict(deadline)), ":due": SWEEP_ANSWER},
-        )
-
-    def unmark_connection(self, connection_id: str) -> bool:
-        """Take a connection out of the sweeper's index once it has no answer deadline and no
-        parked question left (on that condition: one recorded meanwhile keeps it in)."""
-        return self._conditional(
-            Key={"connectionId": connection_id},
-            UpdateExpression="REMOVE #sd",
-            ConditionExpression="attribute_exists(#sd) AND (attribute_not_exists(#d) OR size(#d) = :zero)"
-            " AND (attribute_not_exists(#w) OR size(#w) = :zero)",
-            ExpressionAttributeNames={
-                "#sd": SWEEP_ATTRIBUTE,
-                "#d": DEADLINES_ATTRIBUTE,
-                "#w": WARMING_ATTRIBUTE,
-            },
-            ExpressionAttributeValues={":zero": 0},
-        )
+        return cast(dict[str, Any], from_dynamo(dict(item)))
 
     def sweep_candidates(self, table: Any, due: str) -> Iterator[dict[str, Any]]:
         """The items of `table` whose `sweepDue` is `due`: a Query on the sparse index, page by
@@ -260,82 +162,64 @@ class Store:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def withdraw_final(self, connection_id: str, request_key: str) -> bool:
-        """AgentCore refused the hand-off (the edge answers the client itself): the deadline
-        `expect_final` recorded goes, unless someone claimed the final meanwhile; when it was the
-        only deadline, the connection leaves the sweeper's index with it (the item is as before)."""
-        names = {"#f": FINALS_ATTRIBUTE, "#d": DEADLINES_ATTRIBUTE, "#r": request_key}
-        unclaimed = "attribute_exists(connectionId) AND attribute_not_exists(#f.#r)"
-        if self._conditional(
-            Key={"connectionId": connection_id},
-            UpdateExpression="REMOVE #d.#r, #sd",
-            ConditionExpression=f"{unclaimed} AND attribute_exists(#d.#r) AND size(#d) = :one",
-            ExpressionAttributeNames={**names, "#sd": SWEEP_ATTRIBUTE},
-            ExpressionAttributeValues={":one": 1},
-        ):
-            return True
-        return self._conditional(
-            Key={"connectionId": connection_id},
-            UpdateExpression="REMOVE #d.#r",
-            ConditionExpression=unclaimed,
-            ExpressionAttributeNames=names,
-        )
 
-    def _with_maps(self, connection_id: str, **update: Any) -> bool:
-        """A conditional update of `finals`/`answerDeadlines` entries; an item written before
-        those maps existed gets them first (one more call, once per connection)."""
-        try:
-            return self._conditional(Key={"connectionId": connection_id}, **update)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ValidationException" or not self._add_finals(connection_id):
-                raise
-        return self._conditional(Key={"connectionId": connection_id}, **update)
+class ConnectionItems(_Tables):
+    """The connections table: one item per WebSocket connection."""
 
-    def settle_final(self, connection_id: str, request_key: str) -> bool:
-        """AgentCore is about to send its final: clear its deadline, on condition that it still
-        holds the claim. False when the sweeper took the claim over (its deadline ran out) or the
-        connection is gone: then AgentCore must not send its (late) final."""
-        return self._conditional(
-            Key={"connectionId": connection_id},
-            UpdateExpression="REMOVE #d.#r",
-            ConditionExpression="#f.#r = :agentcore AND attribute_exists(#d.#r)",
-            ExpressionAttributeNames={"#f": FINALS_ATTRIBUTE, "#d": DEADLINES_ATTRIBUTE, "#r": request_key},
-            ExpressionAttributeValues={":agentcore": "agentcore"},
-        )
+    def put_connection(self, connection_id: str, owner: str) -> dict[str, Any]:
+        now = self.now()
+        item = {
+            "connectionId": connection_id,
+            "owner": owner,
+            "connectedAt": now,
+            FINALS_ATTRIBUTE: {},
+            DEADLINES_ATTRIBUTE: {},
+            TTL_ATTRIBUTE: now + self.platform.sessions.connection_ttl_seconds,
+        }
+        self.connections.put_item(Item=item)
+        return item
 
-    def take_over_final(self, connection_id: str, request_key: str, now: int) -> bool:
-        """The sweeper claims an overdue final: AgentCore's claim, or the edge's hand-off that
-        nobody claimed, passes to "sweeper" and the deadline goes, on condition that the deadline
-        is still there and past `now` (so AgentCore did not settle it meanwhile, and two
-        overlapping sweeper runs cannot both win). AgentCore's late claim then fails."""
-        return self._conditional(
-            Key={"connectionId": connection_id},
-            UpdateExpression="SET #f.#r = :sweeper REMOVE #d.#r",
-            ConditionExpression="(attribute_not_exists(#f.#r) OR #f.#r = :agentcore) AND #d.#r.#u < :now",
+    def unmark_connection(self, connection_id: str) -> bool:
+        """Take a connection out of the sweeper's index once it has no answer deadline and no
+        parked question left (on that condition: one recorded meanwhile keeps it in)."""
+        return self.update_connection(
+            connection_id,
+            UpdateExpression="REMOVE #sd",
+            ConditionExpression="attribute_exists(#sd) AND (attribute_not_exists(#d) OR size(#d) = :zero)"
+            " AND (attribute_not_exists(#w) OR size(#w) = :zero)",
             ExpressionAttributeNames={
-                "#f": FINALS_ATTRIBUTE,
+                "#sd": SWEEP_ATTRIBUTE,
                 "#d": DEADLINES_ATTRIBUTE,
-                "#r": request_key,
-                "#u": "until",
+                "#w": WARMING_ATTRIBUTE,
             },
-            ExpressionAttributeValues={":agentcore": "agentcore", ":sweeper": "sweeper", ":now": now},
+            ExpressionAttributeValues={":zero": 0},
         )
 
-    def _conditional(self, **kwargs: Any) -> bool:
-        """One conditional UpdateItem on the connections table: False when its condition fails."""
+    def update_connection(self, connection_id: str, **update: Any) -> bool:
+        """One conditional UpdateItem on a connection item: False when its condition fails."""
         try:
-            self.connections.update_item(**kwargs)
+            self.connections.update_item(Key={"connectionId": connection_id}, **update)
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
             raise
         return True
 
-    def _add_finals(self, connection_id: str) -> bool:
+    def update_connection_maps(self, connection_id: str, **update: Any) -> bool:
+        """`update_connection` for entries of `finals`/`answerDeadlines`: an item written before
+        those maps existed gets them first (one more call, once per connection)."""
+        try:
+            return self.update_connection(connection_id, **update)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ValidationException" or not self._add_maps(connection_id):
+                raise
+        return self.update_connection(connection_id, **update)
+
+    def _add_maps(self, connection_id: str) -> bool:
         """Give a live connection item without `finals` or `answerDeadlines` its empty maps;
         False when it has both."""
-        return self._conditional(
-            Key={"connectionId": connection_id},
+        return self.update_connection(
+            connection_id,
             UpdateExpression="SET #f = if_not_exists(#f, :empty), #d = if_not_exists(#d, :empty)",
             ConditionExpression="attribute_exists(connectionId) AND "
             "(attribute_not_exists(#f) OR attribute_not_exists(#d))",
@@ -350,7 +234,9 @@ class Store:
     def delete_connection(self, connection_id: str) -> None:
         self.connections.delete_item(Key={"connectionId": connection_id})
 
-    # ------------------------------------------------------------------ lectures
+
+class LectureItems(_Tables):
+    """The lectures table: one item per uploaded lecture."""
 
     def pending_lecture_item(
         self,
@@ -392,7 +278,7 @@ class Store:
         item = self.pending_lecture_item(
             lecture_id, owner, key, content_type, declared_bytes, connection_id, filename
         )
-        self.lectures.put_item(Item=_dynamo(item), ConditionExpression=Attr("lectureId").not_exists())
+        self.lectures.put_item(Item=to_dynamo(item), ConditionExpression=Attr("lectureId").not_exists())
         return item
 
     def retention_end(self, created_at: int) -> int:
@@ -428,9 +314,6 @@ class Store:
             raise
         return True
 
-    def delete_session(self, session_id: str) -> None:
-        self.sessions.delete_item(Key={"sessionId": session_id})
-
     def get_lecture(self, lecture_id: str, owner: str | None) -> dict[str, Any] | None:
         """The lecture, or None when unknown or (with `owner`) another identity's."""
         resp = self.lectures.get_item(Key={"lectureId": lecture_id}, ConsistentRead=True)
@@ -450,7 +333,7 @@ class Store:
             values[SWEEP_ATTRIBUTE] = fields["status"]  # the sweeper's index follows the status
         names = {f"#f{i}": k for i, k in enumerate(values)}
         # ":v0"… would collide with the placeholders boto3 generates for ConditionExpression.
-        exprs = {f":f{i}": _dynamo(v) for i, v in enumerate(values.values())}
+        exprs = {f":f{i}": to_dynamo(v) for i, v in enumerate(values.values())}
         update = "SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(values)))
         if settled:
             names["#sd"] = SWEEP_ATTRIBUTE
@@ -472,9 +355,14 @@ class Store:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return None
             raise
-        return cast(dict[str, Any], _plain(resp["Attributes"]))
+        return cast(dict[str, Any], from_dynamo(resp["Attributes"]))
 
-    # ------------------------------------------------------------------ sessions
+
+class SessionItems(_Tables):
+    """The sessions table: one item per question-and-answer session, with its history."""
+
+    def delete_session(self, session_id: str) -> None:
+        self.sessions.delete_item(Key={"sessionId": session_id})
 
     def create_session(
         self, session_id: str, owner: str, lecture_id: str, context_mode: str
@@ -529,14 +417,14 @@ class Store:
                     ConditionExpression=Attr("turns").eq(session["turns"]),
                     ExpressionAttributeNames={"#ttl": TTL_ATTRIBUTE},
                     ExpressionAttributeValues={
-                        ":h": _dynamo(history),
+                        ":h": to_dynamo(history),
                         ":n": session["turns"] + 1,
                         ":u": now,
                         ":e": now + self.platform.sessions.ttl_seconds,
                     },
                     ReturnValues="ALL_NEW",
                 )
-                return cast(dict[str, Any], _plain(resp["Attributes"]))
+                return cast(dict[str, Any], from_dynamo(resp["Attributes"]))
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise
@@ -555,3 +443,25 @@ class Store:
                 return False
             raise
         return True
+
+
+class Store(ConnectionItems, LectureItems, SessionItems):
+    """The state tables' operations, one class per table, behind one object (the handlers and
+    AgentCore pass one Store around). The limits table's are in quotas.py, ceilings.py and
+    edge/rates.py."""
+
+    def __init__(
+        self,
+        resources: AwsResources,
+        platform: PlatformConfig | None = None,
+        dynamodb: Any | None = None,
+        clock: Any = time.time,
+    ) -> None:
+        self.resources = resources
+        self.platform = platform or load_platform()
+        self._db = dynamodb or boto3.resource("dynamodb")
+        self.connections = self._db.Table(resources.connections_table)
+        self.lectures = self._db.Table(resources.lectures_table)
+        self.sessions = self._db.Table(resources.sessions_table)
+        self.limits = self._db.Table(resources.limits_table)
+        self._clock = clock

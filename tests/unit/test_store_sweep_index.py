@@ -7,7 +7,8 @@ and idle connections are not, so the sweeper's Query never reads them."""
 
 from __future__ import annotations
 
-from synapscribe.store import SWEEP_ANSWER, SWEEP_ATTRIBUTE, Store, final_claim_key
+from synapscribe import final_claim
+from synapscribe.store import SWEEP_ANSWER, SWEEP_ATTRIBUTE, Store
 
 
 def _due(store: Store, table: object, due: str) -> list[str]:
@@ -50,10 +51,12 @@ def test_a_connection_is_in_the_index_from_its_first_deadline(store: Store) -> N
     store.put_connection("asking", "alice")
     store.put_connection("claimed", "alice")
     assert _due(store, store.connections, SWEEP_ANSWER) == []
-    key = final_claim_key("q1", 1)
-    assert store.expect_final("asking", key, {"until": 10, "owner": "alice", "requestId": "q1"})
-    assert store.claim_final("claimed", key, "agentcore", {"until": 10, "owner": "alice", "requestId": "q1"})
-    assert store.claim_final("idle", final_claim_key("q2", 1), "edge")  # no deadline: not indexed
+    key = final_claim.key("q1", 1)
+    assert final_claim.expect(store, "asking", key, {"until": 10, "owner": "alice", "requestId": "q1"})
+    assert final_claim.claim(
+        store, "claimed", key, "agentcore", {"until": 10, "owner": "alice", "requestId": "q1"}
+    )
+    assert final_claim.claim(store, "idle", final_claim.key("q2", 1), "edge")  # no deadline: not indexed
     assert _due(store, store.connections, SWEEP_ANSWER) == ["asking", "claimed"]
     # Projected: the deadlines, all the sweeper reads of a connection.
     by_id = {i["connectionId"]: i for i in store.sweep_candidates(store.connections, SWEEP_ANSWER)}
@@ -61,7 +64,7 @@ def test_a_connection_is_in_the_index_from_its_first_deadline(store: Store) -> N
 
     # Out only when no deadline is left: a live one keeps it in.
     assert store.unmark_connection("claimed") is False
-    assert store.settle_final("claimed", key) is True
+    assert final_claim.settle(store, "claimed", key) is True
     assert store.unmark_connection("claimed") is True
     assert store.unmark_connection("claimed") is False  # already out
     assert _due(store, store.connections, SWEEP_ANSWER) == ["asking"]
@@ -70,11 +73,11 @@ def test_a_connection_is_in_the_index_from_its_first_deadline(store: Store) -> N
 def test_a_refused_hand_off_takes_the_connection_out_again(store: Store) -> None:
     store.put_connection("c1", "alice")
     before = store.get_connection("c1")
-    k1, k2 = final_claim_key("q1", 1), final_claim_key("q2", 2)
-    assert store.expect_final("c1", k1, {"until": 10})
-    assert store.expect_final("c1", k2, {"until": 10})
-    assert store.withdraw_final("c1", k2) is True  # k1 still due: stays in the index
+    k1, k2 = final_claim.key("q1", 1), final_claim.key("q2", 2)
+    assert final_claim.expect(store, "c1", k1, {"until": 10})
+    assert final_claim.expect(store, "c1", k2, {"until": 10})
+    assert final_claim.withdraw(store, "c1", k2) is True  # k1 still due: stays in the index
     assert _due(store, store.connections, SWEEP_ANSWER) == ["c1"]
-    assert store.withdraw_final("c1", k1) is True  # the last one: out, the item as it was
+    assert final_claim.withdraw(store, "c1", k1) is True  # the last one: out, the item as it was
     assert _due(store, store.connections, SWEEP_ANSWER) == []
     assert store.get_connection("c1") == before

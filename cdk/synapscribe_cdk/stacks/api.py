@@ -54,7 +54,7 @@ _LEDGER = ("dynamodb:GetItem", "dynamodb:UpdateItem")
 #: UpdateItem and PutItem inside it) and edge/rates.py (conditional updates). Nobody scans: the
 #: sweeper finds stuck lectures and overdue questions with a Query on the sparse index
 #: (FUNCTION_INDEX_ACTIONS), and takes an overdue final over with one conditional UpdateItem
-#: (store.take_over_final). A table missing here gets no grant (test_api_stack checks every
+#: (final_claim.take_over). A table missing here gets no grant (test_api_stack checks every
 #: table is named). The host registry is read whole (a Scan of tens of items: edge/affinity.py)
 #: by the two functions that hand work to AgentCore, and written by the hosts alone.
 FUNCTION_TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {

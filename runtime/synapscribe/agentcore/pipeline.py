@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from synapscribe import keys, planner
+from synapscribe import final_claim, keys, planner
 from synapscribe.agentcore import admission as adm
 from synapscribe.agentcore import citations, media_refs, prompts
 from synapscribe.agentcore.aws import AwsIo, Spans
@@ -51,7 +51,6 @@ from synapscribe.contract import (
 )
 from synapscribe.platform import PlatformConfig
 from synapscribe.quotas import OwnerQuotas
-from synapscribe.store import final_claim_key
 
 log = logging.getLogger(__name__)
 metrics_log = logging.getLogger("synapscribe.agentcore.metrics")
@@ -634,7 +633,7 @@ class QueryPipeline:
         """Give the owner's job slot back (quotas.jobs_in_flight); a failure only logs, as the
         slot ends with its lease (quotas.job_lease_seconds) anyway."""
         quotas = OwnerQuotas(self.s.aws.store, self.s.platform)
-        key = final_claim_key(job.requestId, job.receivedAtMs)
+        key = final_claim.key(job.requestId, job.receivedAtMs)
         try:
             await asyncio.shield(self.s.aws.call(quotas.finish_job, job.owner, key))
         except (Exception, asyncio.CancelledError):
@@ -709,28 +708,24 @@ class QueryPipeline:
         return internal_error(rid, "answering")
 
     async def _claim_final(self, job: QueryJob, spans: Spans) -> bool:
-        """Claim the query's one final message before anything is pushed (store.claim_final).
+        """final_claim.claim with our deadline, before anything is pushed.
 
         True when the claim (and its deadline) is recorded; False when the claim call failed.
-        Raises FinalClaimedElsewhere when the edge's hand-off timed out and it answered the
-        client itself, or the connection is gone. A failing claim is logged and the query
-        answered: a possible second final is better than none.
+        Raises FinalClaimedElsewhere when the claim was lost (the edge's hand-off timed out and
+        it answered the client itself, or the connection is gone). A failing claim is logged and
+        the query answered: a possible second final is better than none.
         """
-        key = final_claim_key(job.requestId, job.receivedAtMs)
-        # Due within the job slot's lease: past it the sweeper answers `upstream_unavailable`
-        # for us (we died mid-answer) and gives the slot back.
-        deadline = {
-            "until": self.s.aws.store.now() + self.s.platform.quotas.job_lease_seconds,
-            "owner": job.owner,
-            "requestId": job.requestId,
-        }
+        store = self.s.aws.store
+        key = final_claim.key(job.requestId, job.receivedAtMs)
+        due = final_claim.deadline(store, self.s.platform, job.owner, job.requestId)
         try:
             claimed = await self.s.aws.call(
-                self.s.aws.store.claim_final,
+                final_claim.claim,
+                store,
                 job.connectionId,
                 key,
                 "agentcore",
-                deadline,
+                due,
                 spans=spans,
                 what="dynamodb",
             )
@@ -758,15 +753,16 @@ class QueryPipeline:
         return True
 
     async def _settle_final(self, job: QueryJob, spans: Spans) -> bool:
-        """Clear our deadline just before the final is sent (store.settle_final). False when the
-        sweeper already took the final over (we were past the deadline): ours must not be sent.
-        Called only when _claim_final recorded a deadline. A failing settle call is logged and
-        the final sent: a possible second final is better than none."""
-        key = final_claim_key(job.requestId, job.receivedAtMs)
+        """final_claim.settle just before the final is sent. False when the sweeper already took
+        the final over (we were past the deadline): ours must not be sent. Called only when
+        _claim_final recorded a deadline. A failing settle call is logged and the final sent: a
+        possible second final is better than none."""
+        key = final_claim.key(job.requestId, job.receivedAtMs)
+        store = self.s.aws.store
         try:
             return bool(
                 await self.s.aws.call(
-                    self.s.aws.store.settle_final, job.connectionId, key, spans=spans, what="dynamodb"
+                    final_claim.settle, store, job.connectionId, key, spans=spans, what="dynamodb"
                 )
             )
         except Exception:

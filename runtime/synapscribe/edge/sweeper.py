@@ -12,12 +12,10 @@ timer) that leaves nothing stuck without waiting for a user to ask.
 - A pending lecture whose upload never came is removed with its quota once
   `storage.pending_upload_seconds` have passed (DynamoDB's TTL deletes lazily; this is prompt).
 
-- A question whose AgentCore died mid-answer, or after it accepted the hand-off and before it
-  claimed the final (issue 11 §3): the edge records a deadline on the connection item as it hands
-  the question over (`answerDeadlines`, `quotas.job_lease_seconds` ahead), AgentCore's claim
-  replaces it with its own and clears it as it sends its final. Past it, the sweeper takes the claim over with a
-  conditional write (store.take_over_final, so exactly one final is ever sent: AgentCore's late
-  one then loses), pushes `error` `upstream_unavailable` and gives the question's job slot back.
+- A question whose final is overdue (its AgentCore died mid-answer, or after it accepted the
+  hand-off and before it claimed the final): the sweeper takes the final over
+  (final_claim.take_over; the protocol: docs/interfaces.md, "One final message per question"),
+  pushes `error` `upstream_unavailable` and gives the question's job slot back.
 
 Each run does at most `sweeper.max_per_run` of these; the rest waits for the next run. It finds
 them with Queries on the tables' sparse index (store.SWEEP_INDEXES: only unsettled lectures and
@@ -31,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from synapscribe import final_claim
 from synapscribe.ceilings import accrue_gpu_hosts
 from synapscribe.contract import ErrorCode, ErrorMessage, Lecture
 from synapscribe.edge import warming
@@ -38,7 +37,7 @@ from synapscribe.edge.agentcore_client import AgentCoreError, request_transcript
 from synapscribe.edge.config import CachedDeps, EdgeDeps
 from synapscribe.edge.push import push
 from synapscribe.edge.removal import remove_lecture
-from synapscribe.store import DEADLINES_ATTRIBUTE, SWEEP_ANSWER, TTL_ATTRIBUTE, UNSETTLED, _plain
+from synapscribe.store import DEADLINES_ATTRIBUTE, SWEEP_ANSWER, TTL_ATTRIBUTE, UNSETTLED, from_dynamo
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +147,7 @@ def _sweep_lectures(d: EdgeDeps, now: int, report: SweepReport) -> None:
         if report.actions >= budget:
             log.info("sweeper: %d actions this run (the most allowed); the rest waits", budget)
             break
-        item = _plain(dict(raw))
+        item = from_dynamo(dict(raw))
         lecture_id = str(item["lectureId"])
         try:
             if is_expired_pending(item, now, d):
@@ -170,7 +169,7 @@ def _with_deadlines(d: EdgeDeps) -> Iterator[dict[str, Any]]:
 def _answer_overdue(d: EdgeDeps, now: int, report: SweepReport) -> None:
     budget = d.platform.sweeper.max_per_run
     for raw in _with_deadlines(d):
-        item = _plain(dict(raw))
+        item = from_dynamo(dict(raw))
         connection_id = str(item["connectionId"])
         deadlines = item.get(DEADLINES_ATTRIBUTE) or {}
         for key, record in deadlines.items():
@@ -201,9 +200,9 @@ def _answer_one(
 ) -> None:
     """Take the overdue question's final over and send the error; the claim comes first, so a
     lost race (AgentCore settled meanwhile, or another run won) sends nothing."""
-    if not d.store.take_over_final(connection_id, key, now):
+    if not final_claim.take_over(d.store, connection_id, key, now):
         return
-    request_id = str(record.get("requestId") or key.rsplit("@", 1)[0])
+    request_id = str(record.get("requestId") or final_claim.request_id_of(key))
     log.error("sweeper: question %s on %s passed its deadline unanswered; error sent", key, connection_id)
     report.answered.append(key)
     # The slot first: a failed push (410 gone is only logged) must not keep the owner's slot.

@@ -12,8 +12,8 @@ group (SYNAPSCRIBE_FLEET_GROUP):
    platform's `fleet.host_startup_seconds` (one place).
 3. The scheduled sweeper (edge/sweeper.py) hands each parked job to AgentCore on every run; the
    first run that AgentCore accepts it takes the record off. Past the deadline, the sweeper
-   claims the question's final and sends `upstream_unavailable`. AgentCore's own final claim
-   (store.claim_final) makes a repeated hand-off harmless: a job is answered at most once.
+   claims the question's final and sends `upstream_unavailable`. The final-claim protocol
+   (final_claim.py) makes a repeated hand-off harmless: a job is answered at most once.
 
 A Lambda cannot wait the minutes a GPU host needs, so the waiting is DynamoDB's and the sweeper's.
 """
@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from synapscribe import final_claim
 from synapscribe.contract import ErrorCode, ErrorMessage
 from synapscribe.edge.agentcore_client import AgentCoreError, post_job
 from synapscribe.edge.push import push
 from synapscribe.platform import PlatformConfig
-from synapscribe.store import SWEEP_ANSWER, SWEEP_ATTRIBUTE, WARMING_ATTRIBUTE, _plain
+from synapscribe.store import SWEEP_ANSWER, SWEEP_ATTRIBUTE, WARMING_ATTRIBUTE, Store, from_dynamo
 
 if TYPE_CHECKING:
     from synapscribe.edge.config import EdgeDeps
@@ -79,21 +80,10 @@ def billed_hosts(autoscaling: Any, group_name: str) -> int:
     return len(groups[0].get("Instances", [])) if groups else 0
 
 
-def _update(table: Any, **kwargs: Any) -> bool:
-    try:
-        table.update_item(**kwargs)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
-
-
-def park(table: Any, connection_id: str, key: str, job: dict[str, Any], until: int) -> bool:
+def park(store: Store, connection_id: str, key: str, job: dict[str, Any], until: int) -> bool:
     """Keep `job` on its connection item until `until`. False when the connection is gone."""
     record = {"until": until, "job": json.dumps(job, separators=(",", ":"))}
-    kwargs: dict[str, Any] = {
-        "Key": {"connectionId": connection_id},
+    update: dict[str, Any] = {
         # In the sweeper's sparse index from now on (store.SWEEP_INDEXES), as an answer deadline is.
         "UpdateExpression": "SET #w.#k = :rec, #sd = :due",
         "ConditionExpression": "attribute_exists(connectionId)",
@@ -101,27 +91,25 @@ def park(table: Any, connection_id: str, key: str, job: dict[str, Any], until: i
         "ExpressionAttributeValues": {":rec": record, ":due": SWEEP_ANSWER},
     }
     try:
-        return _update(table, **kwargs)
+        return store.update_connection(connection_id, **update)
     except ClientError as exc:
         # The item has no map yet: a nested SET needs its parent (DynamoDB ValidationException).
         if exc.response["Error"]["Code"] != "ValidationException":
             raise
-    _update(
-        table,
-        Key={"connectionId": connection_id},
+    store.update_connection(
+        connection_id,
         UpdateExpression="SET #w = if_not_exists(#w, :empty)",
         ConditionExpression="attribute_exists(connectionId)",
         ExpressionAttributeNames={"#w": WARMING_ATTRIBUTE},
         ExpressionAttributeValues={":empty": {}},
     )
-    return _update(table, **kwargs)
+    return store.update_connection(connection_id, **update)
 
 
-def take(table: Any, connection_id: str, key: str) -> bool:
+def take(store: Store, connection_id: str, key: str) -> bool:
     """Remove a parked job; True for exactly one caller (overlapping sweeper runs)."""
-    return _update(
-        table,
-        Key={"connectionId": connection_id},
+    return store.update_connection(
+        connection_id,
         UpdateExpression="REMOVE #w.#k",
         ConditionExpression="attribute_exists(#w.#k)",
         ExpressionAttributeNames={"#w": WARMING_ATTRIBUTE, "#k": key},
@@ -152,7 +140,7 @@ def hand_over_parked(d: EdgeDeps, now: int, budget: int) -> Handed:
     """Each parked question: to AgentCore if it takes it now, an error past its bound, else kept."""
     done = Handed()
     for raw in _parked(d):
-        item = _plain(dict(raw))
+        item = from_dynamo(dict(raw))
         connection_id = str(item["connectionId"])
         for key, record in item[WARMING_ATTRIBUTE].items():
             if len(done.handed_over) + len(done.timed_out) + len(done.failed) >= budget:
@@ -177,16 +165,16 @@ def _one(d: EdgeDeps, connection_id: str, key: str, record: dict[str, Any], now:
         # the next run's hand-off harmless). The next run tries again, until the bound.
         log.info("sweeper: parked question %s not handed over yet: %s", key, exc)
         return
-    take(d.store.connections, connection_id, key)
+    take(d.store, connection_id, key)
     log.info("sweeper: parked question %s handed to AgentCore", key)
     done.handed_over.append(key)
 
 
 def _expire(d: EdgeDeps, connection_id: str, key: str, job: dict[str, Any], done: Handed) -> None:
-    if not take(d.store.connections, connection_id, key):
+    if not take(d.store, connection_id, key):
         return  # another run took it
     # The final's claim first: an earlier hand-off that timed out may have reached AgentCore.
-    if not d.store.claim_final(connection_id, key, "sweeper"):
+    if not final_claim.claim(d.store, connection_id, key, "sweeper"):
         return
     done.timed_out.append(key)
     d.quotas.finish_job(str(job["owner"]), key)

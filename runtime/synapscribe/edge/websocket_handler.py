@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from synapscribe import keys
+from synapscribe import final_claim, keys
 from synapscribe.ceilings import ServiceLimit, address_key
 from synapscribe.contract import (
     IDENTITY_RE,
@@ -63,7 +63,6 @@ from synapscribe.edge.rates import MessageRates, WindowCounter, source_ip
 from synapscribe.edge.removal import record_session_clip, remove_lecture
 from synapscribe.planner import question_text_too_large
 from synapscribe.quotas import QuotaExceeded
-from synapscribe.store import final_claim_key
 
 log = logging.getLogger(__name__)
 
@@ -402,7 +401,7 @@ def _query(msg: Query, caller: Caller, d: EdgeDeps) -> Warming | None:
         value = getattr(msg, field)
         if value is not None:
             job[field] = value
-    job_key = final_claim_key(job["requestId"], received_at_ms)
+    job_key = final_claim.key(job["requestId"], received_at_ms)
     _admit_question(owner, job_key, client_request_id, d)
     parsed_key = keys.parse_upload_key(msg.queryKey, d.platform) if msg.queryKey else None
     if parsed_key is not None and msg.queryKey is not None:
@@ -462,8 +461,8 @@ def _refusal(exc: Exception, job: dict[str, Any], client_request_id: str | None)
 def _timed_out(
     job: dict[str, Any], client_request_id: str | None, connection_id: str, d: EdgeDeps, exc: Exception
 ) -> None:
-    # AgentCore may have accepted the job all the same: whoever claims the query's final
-    # message first sends it. AgentCore claims before it sends anything for the query.
+    # AgentCore may have accepted the job all the same: the edge sends the final only if it wins
+    # the claim (docs/interfaces.md, "One final message per question").
     log.warning("query %s: %s", job["requestId"], exc)
     if not _edge_claims_final(connection_id, job, d):
         log.info("query %s: AgentCore took it after all; the edge sends nothing", job["requestId"])
@@ -476,24 +475,23 @@ def _timed_out(
 
 
 def _expect_final(connection_id: str, job: dict[str, Any], d: EdgeDeps) -> None:
-    """Record when the query's final is due before AgentCore can accept it: if AgentCore accepts
-    and dies before its own claim, the sweeper answers `upstream_unavailable` past this deadline
-    (the job slot's lease, as AgentCore's claim sets it). A failed write is logged and the query
-    handed over all the same: AgentCore's claim records a deadline too."""
-    deadline = {
-        "until": d.store.now() + d.platform.quotas.job_lease_seconds,
-        "owner": job["owner"],
-        "requestId": job["requestId"],
-    }
+    """final_claim.expect before AgentCore can accept the query. A failed write is logged and the
+    query handed over all the same: AgentCore's claim records a deadline too."""
+    due = final_claim.deadline(d.store, d.platform, job["owner"], job["requestId"])
     try:
-        d.store.expect_final(connection_id, final_claim_key(job["requestId"], job["receivedAtMs"]), deadline)
+        final_claim.expect(d.store, connection_id, _claim_key(job), due)
     except Exception:
         log.exception("query %s: recording the answer deadline failed; handing over anyway", job["requestId"])
 
 
+def _claim_key(job: dict[str, Any]) -> str:
+    """The job's key in the final-claim protocol (and its job slot's)."""
+    return final_claim.key(job["requestId"], job["receivedAtMs"])
+
+
 def _withdraw_final(connection_id: str, job: dict[str, Any], d: EdgeDeps) -> None:
     try:
-        d.store.withdraw_final(connection_id, final_claim_key(job["requestId"], job["receivedAtMs"]))
+        final_claim.withdraw(d.store, connection_id, _claim_key(job))
     except Exception:
         # Left behind, the sweeper would send a second error for this query later.
         log.exception("query %s: the answer deadline could not be withdrawn", job["requestId"])
@@ -518,8 +516,8 @@ def _warm(
             client_request_id,
         )
     estimate, bound = warming.estimate_seconds(d.platform), warming.bound_seconds(d.platform)
-    key = final_claim_key(job["requestId"], job["receivedAtMs"])
-    if not warming.park(d.store.connections, connection_id, key, job, d.store.now() + bound):
+    key = _claim_key(job)
+    if not warming.park(d.store, connection_id, key, job, d.store.now() + bound):
         d.quotas.finish_job(str(job["owner"]), key)
         return None  # the client disconnected meanwhile: nobody to tell
     return Warming(
@@ -534,9 +532,7 @@ def _edge_claims_final(connection_id: str, job: dict[str, Any], d: EdgeDeps) -> 
     """True when the edge now owns the query's final message (also when the claim itself fails:
     better a possible second final than none at all)."""
     try:
-        return d.store.claim_final(
-            connection_id, final_claim_key(job["requestId"], job["receivedAtMs"]), "edge"
-        )
+        return final_claim.claim(d.store, connection_id, _claim_key(job), "edge")
     except Exception:
         log.exception("query %s: the final-message claim failed; answering anyway", job["requestId"])
         _withdraw_final(connection_id, job, d)  # else the sweeper would answer it a second time

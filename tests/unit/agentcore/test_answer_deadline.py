@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from synapscribe import final_claim
 from synapscribe.agentcore.pipeline import QueryPipeline
-from synapscribe.store import DEADLINES_ATTRIBUTE, FINALS_ATTRIBUTE, final_claim_key
+from synapscribe.store import DEADLINES_ATTRIBUTE, FINALS_ATTRIBUTE
 
 from .pipeline_rig import OWNER, check_order, query_job
 
@@ -18,15 +19,15 @@ async def test_the_claim_records_a_deadline_and_the_final_clears_it(make_rig: An
     async with make_rig() as rig:
         rig.store.put_connection("c1", OWNER)
         job = query_job(rig.session(), text=QUESTION, voice=True)
-        key = final_claim_key(job.requestId, job.receivedAtMs)
+        key = final_claim.key(job.requestId, job.receivedAtMs)
         recorded: list[dict[str, Any]] = []
-        claim = rig.store.claim_final
+        claim = final_claim.claim
 
-        def watching(connection_id: str, request_key: str, by: str, deadline: Any = None) -> bool:
+        def watching(store: Any, connection_id: str, request_key: str, by: str, deadline: Any = None) -> bool:
             recorded.append(dict(deadline))
-            return bool(claim(connection_id, request_key, by, deadline))
+            return bool(claim(store, connection_id, request_key, by, deadline))
 
-        monkeypatch.setattr(rig.store, "claim_final", watching)
+        monkeypatch.setattr(final_claim, "claim", watching)
         before = rig.store.now()
         await QueryPipeline(rig.deps).run(job)
         assert check_order(rig.gateway.messages["c1"], voice_in=False)["type"] == "answer"
@@ -41,16 +42,18 @@ async def test_a_final_after_the_sweeper_took_over_is_not_sent(make_rig: Any, mo
     async with make_rig() as rig:
         rig.store.put_connection("c1", OWNER)
         job = query_job(rig.session(), text=QUESTION, voice=True)
-        key = final_claim_key(job.requestId, job.receivedAtMs)
-        claim = rig.store.claim_final
+        key = final_claim.key(job.requestId, job.receivedAtMs)
+        claim = final_claim.claim
 
-        def then_overdue(connection_id: str, request_key: str, by: str, deadline: Any = None) -> bool:
-            won = bool(claim(connection_id, request_key, by, deadline))
+        def then_overdue(
+            store: Any, connection_id: str, request_key: str, by: str, deadline: Any = None
+        ) -> bool:
+            won = bool(claim(store, connection_id, request_key, by, deadline))
             # The sweeper runs while AgentCore is still answering, past the deadline.
-            assert rig.store.take_over_final(connection_id, request_key, int(deadline["until"]) + 1)
+            assert final_claim.take_over(rig.store, connection_id, request_key, int(deadline["until"]) + 1)
             return won
 
-        monkeypatch.setattr(rig.store, "claim_final", then_overdue)
+        monkeypatch.setattr(final_claim, "claim", then_overdue)
         await QueryPipeline(rig.deps).run(job)
         types = [m["type"] for m in rig.gateway.messages.get("c1", [])]
         assert "answer" not in types and "error" not in types, types

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from synapscribe import final_claim
 from synapscribe.agentcore.pipeline import QueryPipeline
-from synapscribe.store import FINALS_ATTRIBUTE, final_claim_key
+from synapscribe.store import FINALS_ATTRIBUTE
 
 from .pipeline_rig import OWNER, check_order, query_job
 
@@ -17,8 +18,8 @@ async def test_the_edge_claiming_first_means_agentcore_sends_nothing(make_rig: A
         session_id = rig.session()
         rig.store.put_connection("c1", OWNER)
         job = query_job(session_id, "c1", text=QUESTION, voice=True)
-        key = final_claim_key(job.requestId, job.receivedAtMs)
-        assert rig.store.claim_final("c1", key, "edge") is True  # the edge's hand-off timed out
+        key = final_claim.key(job.requestId, job.receivedAtMs)
+        assert final_claim.claim(rig.store, "c1", key, "edge") is True  # the edge's hand-off timed out
         await QueryPipeline(rig.deps).run(job)
         assert rig.gateway.messages.get("c1", []) == []
         assert rig.vllm_bodies == []  # not even asked the model
@@ -32,12 +33,12 @@ async def test_agentcore_claims_first_so_its_answer_is_the_only_final(make_rig: 
         session_id = rig.session()
         rig.store.put_connection("c1", OWNER)
         job = query_job(session_id, "c1", text=QUESTION, voice=True)
-        key = final_claim_key(job.requestId, job.receivedAtMs)
+        key = final_claim.key(job.requestId, job.receivedAtMs)
         await QueryPipeline(rig.deps).run(job)
         answer = check_order(rig.gateway.messages["c1"], voice_in=False)
         assert answer["type"] == "answer" and answer["requestId"] == job.requestId
         assert rig.store.get_connection("c1")[FINALS_ATTRIBUTE] == {key: "agentcore"}  # type: ignore[index]
-        assert rig.store.claim_final("c1", key, "edge") is False  # a late edge timeout sends nothing
+        assert final_claim.claim(rig.store, "c1", key, "edge") is False  # a late edge timeout sends nothing
 
 
 async def test_a_gone_connection_gets_nothing_and_costs_no_model_call(make_rig: Any) -> None:
@@ -54,7 +55,7 @@ async def test_a_failing_claim_still_answers(make_rig: Any, monkeypatch: Any) ->
         def broken(*args: Any) -> bool:
             raise RuntimeError("dynamodb unreachable")
 
-        monkeypatch.setattr(rig.store, "claim_final", broken)
+        monkeypatch.setattr(final_claim, "claim", broken)
         job = query_job(session_id, "c1", text=QUESTION, voice=True)
         await QueryPipeline(rig.deps).run(job)
         assert check_order(rig.gateway.messages["c1"], voice_in=False)["type"] == "answer"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from synapscribe import final_claim
 from synapscribe.agentcore.pipeline import QueryPipeline
 from synapscribe.quotas import OwnerQuotas
-from synapscribe.store import final_claim_key
 
 from .pipeline_rig import OWNER, check_order, query_job
 
@@ -20,8 +20,8 @@ async def test_an_answered_question_gives_its_slot_back(make_rig: Any) -> None:
         rig.store.put_connection("c1", OWNER)
         quotas = OwnerQuotas(rig.store, rig.deps.platform)
         job = query_job(session_id, "c1", text=QUESTION, voice=False)
-        quotas.start_question(OWNER, final_claim_key(job.requestId, job.receivedAtMs))  # as the edge does
-        other = final_claim_key("req_other", job.receivedAtMs)
+        quotas.start_question(OWNER, final_claim.key(job.requestId, job.receivedAtMs))  # as the edge does
+        other = final_claim.key("req_other", job.receivedAtMs)
         quotas.start_question(OWNER, other)
         await QueryPipeline(rig.deps).run(job)
         assert check_order(rig.gateway.messages["c1"], voice_in=False)["type"] == "answer"
@@ -35,6 +35,6 @@ async def test_a_question_not_answered_gives_its_slot_back_too(make_rig: Any) ->
         job = query_job(
             session_id, "c-gone", text=QUESTION, voice=False
         )  # the client left: nothing is answered
-        quotas.start_question(OWNER, final_claim_key(job.requestId, job.receivedAtMs))
+        quotas.start_question(OWNER, final_claim.key(job.requestId, job.receivedAtMs))
         await QueryPipeline(rig.deps).run(job)
         assert quotas.ledger(OWNER).jobs == {}

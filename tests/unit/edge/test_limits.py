@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from synapscribe import final_claim
 from synapscribe.edge.config import EdgeDeps
 from synapscribe.edge.websocket_handler import handle
 from synapscribe.quotas import OwnerQuotas
-from synapscribe.store import final_claim_key
 
 from .edge_support import AgentCoreRecorder, one, pushed, send, table_snapshot, upload, validate, ws_event
 
@@ -126,10 +126,10 @@ def test_questions_per_minute_and_jobs_in_flight(
     assert len(agentcore.requests) == 2  # AgentCore never saw it
     # AgentCore answers one (and gives its slot back): the next question goes through.
     first = agentcore.requests[0][1]
-    deps.quotas.finish_job("alice", final_claim_key(first["requestId"], first["receivedAtMs"]))
+    deps.quotas.finish_job("alice", final_claim.key(first["requestId"], first["receivedAtMs"]))
     assert ask("q4") == []
     # Three questions (q1, q2, q4) counted in this minute; q3 was refused before it was counted.
-    deps.quotas.finish_job("alice", final_claim_key("q2", agentcore.requests[1][1]["receivedAtMs"]))
+    deps.quotas.finish_job("alice", final_claim.key("q2", agentcore.requests[1][1]["receivedAtMs"]))
     assert_refused(ask("q5")[0], "questions_per_minute", 3)
     monkeypatch.setattr(deps.store, "_clock", lambda: now + 60)
     assert ask("q6") == []

@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 import pytest
+from synapscribe import final_claim
 from synapscribe.edge.config import EdgeDeps
 from synapscribe.edge.websocket_handler import handle
-from synapscribe.store import DEADLINES_ATTRIBUTE, FINALS_ATTRIBUTE, final_claim_key
+from synapscribe.store import DEADLINES_ATTRIBUTE, FINALS_ATTRIBUTE
 
 from .edge_support import AgentCoreRecorder, make_lecture, pushed, ws_event
 
@@ -51,12 +52,12 @@ def test_timeout_before_agentcore_started_sends_one_upstream_unavailable(
     assert "did not answer in time" in out[0]["message"]
     assert out[0].get("requestId") == request_id
     job = slow.requests[-1][1]
-    key = final_claim_key(job["requestId"], job["receivedAtMs"])
+    key = final_claim.key(job["requestId"], job["receivedAtMs"])
     assert _finals(deps) == {key: "edge"}
     conn = deps.store.get_connection("c1")
     assert conn is not None and conn[DEADLINES_ATTRIBUTE] == {}  # the edge answered: nothing to sweep
     # AgentCore starting the job late loses the claim and sends nothing (tests/unit/agentcore/test_final_claim.py).
-    assert deps.store.claim_final("c1", key, "agentcore") is False
+    assert final_claim.claim(deps.store, "c1", key, "agentcore") is False
 
 
 def test_timeout_after_agentcore_claimed_sends_nothing_from_the_edge(
@@ -65,14 +66,14 @@ def test_timeout_after_agentcore_claimed_sends_nothing_from_the_edge(
     claims: list[bool] = []
 
     def agentcore_starts(job: dict[str, Any]) -> None:
-        key = final_claim_key(job["requestId"], job["receivedAtMs"])
-        claims.append(deps.store.claim_final(job["connectionId"], key, "agentcore"))
+        key = final_claim.key(job["requestId"], job["receivedAtMs"])
+        claims.append(final_claim.claim(deps.store, job["connectionId"], key, "agentcore"))
 
     slow.on_job = agentcore_starts
     assert _query(deps, "r-2") == []
     assert claims == [True]
     job = slow.requests[-1][1]
-    assert _finals(deps) == {final_claim_key("r-2", job["receivedAtMs"]): "agentcore"}
+    assert _finals(deps) == {final_claim.key("r-2", job["receivedAtMs"]): "agentcore"}
 
 
 def test_a_failing_claim_still_tells_the_client(
@@ -81,7 +82,7 @@ def test_a_failing_claim_still_tells_the_client(
     def broken(*args: Any) -> bool:
         raise RuntimeError("dynamodb unreachable")
 
-    monkeypatch.setattr(deps.store, "claim_final", broken)
+    monkeypatch.setattr(final_claim, "claim", broken)
     out = _query(deps, "r-3")
     assert [m["code"] for m in out] == ["upstream_unavailable"] and out[0]["requestId"] == "r-3"
     # The hand-off's deadline is withdrawn, so the sweeper does not send a second error later.

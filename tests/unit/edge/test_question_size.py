@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from synapscribe import planner
+from synapscribe import final_claim, planner
 from synapscribe.edge.config import EdgeDeps
-from synapscribe.store import final_claim_key
 
 from .edge_support import AgentCoreRecorder, one, send, table_snapshot
 
@@ -35,7 +34,7 @@ def test_questions_that_may_fit_go_to_agentcore(
     limit = planner.question_text_limit_bytes(deps.platform)
     # AgentCore gives each question's job slot back when it has answered it (quotas.jobs_in_flight).
     agentcore.on_job = lambda job: deps.quotas.finish_job(
-        job["owner"], final_claim_key(job["requestId"], job["receivedAtMs"])
+        job["owner"], final_claim.key(job["requestId"], job["receivedAtMs"])
     )
     for text in ("What is ATP?", "x" * 4000, "光" * (limit // 3)):
         assert ask(deps, alice, session_id, text) == []

@@ -1,7 +1,7 @@
 """The sweeper answers a question whose AgentCore died mid-answer (issue 11 §3), on moto.
 
-AgentCore's final-message claim carries a deadline (store.claim_final with `deadline`); past it
-the sweeper takes the claim over (store.take_over_final), pushes one `error`
+AgentCore's final-message claim carries a deadline (final_claim.claim with a deadline); past it
+the sweeper takes the claim over (final_claim.take_over), pushes one `error`
 `upstream_unavailable` and gives the owner's job slot back. A live deadline is left alone, a
 second run sends nothing more, and a gone connection (410) only drops the message."""
 
@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from synapscribe import final_claim
 from synapscribe.connections import ConnectionPusher
 from synapscribe.edge.config import EdgeDeps
 from synapscribe.edge.sweeper import sweep
 from synapscribe.edge.websocket_handler import handle
-from synapscribe.store import DEADLINES_ATTRIBUTE, FINALS_ATTRIBUTE, SWEEP_ANSWER, final_claim_key
+from synapscribe.store import DEADLINES_ATTRIBUTE, FINALS_ATTRIBUTE, SWEEP_ANSWER
 
 from .edge_support import CONNECTIONS_ENDPOINT, AgentCoreRecorder, GoneClient, make_lecture, pushed, ws_event
 
@@ -23,10 +24,10 @@ def in_flight(deps: EdgeDeps, connection_id: str, request_id: str, until: int) -
     """A question AgentCore claimed (as its pipeline does), holding the owner's job slot."""
     if deps.store.get_connection(connection_id) is None:
         deps.store.put_connection(connection_id, "alice")
-    key = final_claim_key(request_id, 1_000)
+    key = final_claim.key(request_id, 1_000)
     deps.quotas.start_question("alice", key)
     record = {"until": until, "owner": "alice", "requestId": request_id}
-    assert deps.store.claim_final(connection_id, key, "agentcore", record) is True
+    assert final_claim.claim(deps.store, connection_id, key, "agentcore", record) is True
     return key
 
 
@@ -55,16 +56,16 @@ def test_agentcore_final_after_the_sweeper_loses(deps: EdgeDeps) -> None:
     key = in_flight(deps, "c1", "q-late", until=now - 1)
     sweep(deps)
     # AgentCore comes back (a slow answer, not a dead one) and tries to send its final: it loses.
-    assert deps.store.settle_final("c1", key) is False
-    assert deps.store.claim_final("c1", key, "edge") is False
+    assert final_claim.settle(deps.store, "c1", key) is False
+    assert final_claim.claim(deps.store, "c1", key, "edge") is False
 
 
 def test_a_settled_question_is_never_taken_over(deps: EdgeDeps) -> None:
     now = deps.store.now()
     key = in_flight(deps, "c1", "q-done", until=now - 1)
-    assert deps.store.settle_final("c1", key) is True  # AgentCore sent its final just in time
+    assert final_claim.settle(deps.store, "c1", key) is True  # AgentCore sent its final just in time
     assert sweep(deps).answered == [] and pushed("c1") == []
-    assert deps.store.take_over_final("c1", key, now + 10**6) is False
+    assert final_claim.take_over(deps.store, "c1", key, now + 10**6) is False
 
 
 def test_a_gone_connection_only_drops_the_error(deps: EdgeDeps) -> None:
@@ -79,16 +80,16 @@ def test_a_gone_connection_only_drops_the_error(deps: EdgeDeps) -> None:
 def test_the_take_over_is_conditional_on_the_deadline(deps: EdgeDeps) -> None:
     now = deps.store.now()
     key = in_flight(deps, "c1", "q-x", until=now)
-    assert deps.store.take_over_final("c1", key, now) is False  # not past `until` yet
-    assert deps.store.take_over_final("c1", key, now + 1) is True
-    assert deps.store.take_over_final("c1", key, now + 1) is False  # an overlapping run loses
+    assert final_claim.take_over(deps.store, "c1", key, now) is False  # not past `until` yet
+    assert final_claim.take_over(deps.store, "c1", key, now + 1) is True
+    assert final_claim.take_over(deps.store, "c1", key, now + 1) is False  # an overlapping run loses
 
 
 @pytest.mark.parametrize("by", ["robot", ""])
 def test_an_unknown_claimant_is_refused(deps: EdgeDeps, by: str) -> None:
     deps.store.put_connection("c1", "alice")
     with pytest.raises(ValueError, match="by must be one of"):
-        deps.store.claim_final("c1", "q@1", by)
+        final_claim.claim(deps.store, "c1", "q@1", by)
 
 
 def test_a_connection_written_before_deadlines_gets_the_map_on_its_first_claim(deps: EdgeDeps) -> None:
@@ -119,7 +120,7 @@ def test_a_question_agentcore_accepted_and_never_claimed_gets_one_error(
     assert handle(ws_event("$default", "c1", body=json.dumps(query)), deps)["statusCode"] == 200
     assert pushed("c1") == [] and len(agentcore.requests) == 1  # accepted; AgentCore never claims
     job = agentcore.requests[0][1]
-    key = final_claim_key("q-lost", job["receivedAtMs"])
+    key = final_claim.key("q-lost", job["receivedAtMs"])
     item = deps.store.get_connection("c1")
     assert item is not None and item[FINALS_ATTRIBUTE] == {}
     record = item[DEADLINES_ATTRIBUTE][key]
@@ -138,7 +139,8 @@ def test_a_question_agentcore_accepted_and_never_claimed_gets_one_error(
     assert deps.quotas.ledger("alice").jobs == {}
     # An AgentCore that was only slow claims too late and sends nothing; no later run sends more.
     assert (
-        deps.store.claim_final("c1", key, "agentcore", {**record, "until": record["until"] + lease}) is False
+        final_claim.claim(deps.store, "c1", key, "agentcore", {**record, "until": record["until"] + lease})
+        is False
     )
     assert sweep(deps).answered == [] and len(pushed("c1")) == 1
 
