@@ -97,7 +97,9 @@ def load_environment(cdk_json: Path, env: str) -> EnvironmentCeilings:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise WorstCaseError(f"cannot read the environments from {cdk_json}: {exc}") from None
     if env not in environments:
-        raise WorstCaseError(f"no environment {env!r} in {cdk_json} (it has {', '.join(sorted(environments))})")
+        raise WorstCaseError(
+            f"no environment {env!r} in {cdk_json} (it has {', '.join(sorted(environments))})"
+        )
     raw = environments[env]
     try:
         return EnvironmentCeilings(name=env, **raw)

@@ -118,7 +118,9 @@ def test_the_deployed_page_may_reach_only_this_environments_api_and_bucket(synth
     # Deploy-time values: the Api stack's WebSocket URL and the Data stack's bucket, by reference.
     assert '"StackName": "SynapScribe-dev-Api"' in index and '"StackName": "SynapScribe-dev-Data"' in index
     page = next(
-        f for f in synth.outdir.rglob("index.html") if "Content-Security-Policy" in f.read_text(encoding="utf-8")
+        f
+        for f in synth.outdir.rglob("index.html")
+        if "Content-Security-Policy" in f.read_text(encoding="utf-8")
     )
     html = page.read_text(encoding="utf-8")
     policy = html.split('http-equiv="Content-Security-Policy" content="')[1].split('"')[0]
