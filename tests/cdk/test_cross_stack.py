@@ -33,10 +33,11 @@ def test_shared_values_are_read_from_the_producers_outputs(synth: Synthesized) -
         "api": {"data", "network"},
         "compute": {"data", "network", "api"},
         "identity": {"api"},
-        # The lecture bucket's CORS names the page's origin; the page's files go to its bucket
-        # and its config.json names the WebSocket URL and the identity pool.
+        # The lecture bucket's CORS names the page's origin; the page's files go to its bucket,
+        # its config.json names the WebSocket URL and the identity pool, and its index.html's
+        # policy the WebSocket URL and the lecture bucket.
         "data": {"page_hosting"},
-        "page_content": {"page_hosting", "api", "identity"},
+        "page_content": {"page_hosting", "api", "identity", "data"},
     }
     for consumer, producers in consumers.items():
         references = _intrinsics(synth.templates[consumer], "Fn::GetStackOutput")
