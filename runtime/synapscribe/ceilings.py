@@ -166,27 +166,20 @@ class ServiceCeilings:
     def admit_lecture_upload(self, address: str, size: int) -> Callable[[], None]:
         """Count one lecture upload of `size` bytes for the service and for `address`; returns
         what gives them back (the owner's quota may still refuse it)."""
-        c, a = self.ceilings, self.per_address
-        charges = [
-            ("lectures", 1, c.daily_lectures, "lectures created today"),
-            ("upload_bytes", size, c.daily_upload_bytes, "bytes uploaded today"),
-            (f"addr#{address}#uploads", 1, a.daily_uploads, "uploads from this address today"),
-            (
-                f"addr#{address}#upload_bytes",
-                size,
-                a.daily_upload_bytes,
-                "bytes uploaded from this address today",
-            ),
-        ]
-        return self._charge(charges)
+        lectures = ("lectures", 1, self.ceilings.daily_lectures, "lectures created today")
+        return self._charge([lectures, *self._upload_charges(address, size)])
 
     def admit_query_upload(self, address: str, size: int) -> Callable[[], None]:
         """A question clip's upload: counted in the address's uploads and bytes and the service's
         bytes, and (a clip is only there to be asked) in as many uploads as questions a day."""
-        c, a = self.ceilings, self.per_address
-        charges = [
-            ("query_uploads", 1, c.daily_questions, "question recordings uploaded today"),
-            ("upload_bytes", size, c.daily_upload_bytes, "bytes uploaded today"),
+        clips = ("query_uploads", 1, self.ceilings.daily_questions, "question recordings uploaded today")
+        return self._charge([clips, *self._upload_charges(address, size)])
+
+    def _upload_charges(self, address: str, size: int) -> list[tuple[str, int, int, str]]:
+        """What every upload counts: the service's bytes, and the address's uploads and bytes."""
+        a = self.per_address
+        return [
+            ("upload_bytes", size, self.ceilings.daily_upload_bytes, "bytes uploaded today"),
             (f"addr#{address}#uploads", 1, a.daily_uploads, "uploads from this address today"),
             (
                 f"addr#{address}#upload_bytes",
@@ -195,7 +188,6 @@ class ServiceCeilings:
                 "bytes uploaded from this address today",
             ),
         ]
-        return self._charge(charges)
 
     def admit_question(self) -> Callable[[], None]:
         """One question a day more, while the GPU fleet is under its host-hours."""
