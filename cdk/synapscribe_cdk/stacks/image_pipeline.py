@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Acknowledgment, Aws, CfnOutput, Duration, Stack, Validations
+from aws_cdk import Aws, CfnOutput, Duration, Stack
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
@@ -33,6 +33,7 @@ from synapscribe.platform import PlatformConfig
 from synapscribe_cdk.config import EnvironmentConfig, ImagePipelineConfig
 from synapscribe_cdk.constructs.alarm_topic import AlarmTopic
 from synapscribe_cdk.constructs.log_groups import retained_log_group
+from synapscribe_cdk.constructs.vpc_checks import acknowledge_listed_zones, rejected_traffic_flow_logs
 from synapscribe_cdk.nag import acknowledge, managed_policy_findings, wildcard_findings
 
 STACK_NAME = "SynapScribe-ImagePipeline"
@@ -110,22 +111,9 @@ class ImagePipelineStack(Stack):
                     name="Verify", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=27
                 )
             ],
-            flow_logs={
-                "Rejected": ec2.FlowLogOptions(
-                    destination=ec2.FlowLogDestination.to_cloud_watch_logs(
-                        retained_log_group(self, "FlowLogs", settings.log_retention_days)
-                    ),
-                    traffic_type=ec2.FlowLogTrafficType.REJECT,
-                )
-            },
+            flow_logs=rejected_traffic_flow_logs(self, settings.log_retention_days),
         )
-        # CDK's own template check warns about literal zone names; they are configuration here.
-        Validations.of(self.vpc).acknowledge(
-            Acknowledgment(
-                id="CloudFormation-Validate::W3010",
-                reason="Zones are listed in configuration so synth needs no AWS lookup.",
-            )
-        )
+        acknowledge_listed_zones(self.vpc)
         self.subnet = self.vpc.isolated_subnets[0]
         self.verify_sg = ec2.SecurityGroup(
             self,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Token, Validations
+from aws_cdk import Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_s3 as s3
@@ -36,8 +36,8 @@ from constructs import Construct
 from synapscribe.platform import PlatformConfig
 
 from synapscribe_cdk.config import ConfigError, EnvironmentConfig
-from synapscribe_cdk.constructs.log_groups import retained_log_group
 from synapscribe_cdk.constructs.nat_instance import SelfHealingNatProvider
+from synapscribe_cdk.constructs.vpc_checks import acknowledge_listed_zones, rejected_traffic_flow_logs
 from synapscribe_cdk.nag import acknowledge, acknowledge_checkov, acknowledge_log_bucket
 
 #: The AgentCore readiness path (docs/interfaces.md): 200 only when vLLM and TTS answer.
@@ -96,22 +96,9 @@ class NetworkStack(Stack):
                 "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3),
                 "DynamoDB": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.DYNAMODB),
             },
-            flow_logs={
-                "Rejected": ec2.FlowLogOptions(
-                    destination=ec2.FlowLogDestination.to_cloud_watch_logs(
-                        retained_log_group(self, "FlowLogs", config.log_retention_days)
-                    ),
-                    traffic_type=ec2.FlowLogTrafficType.REJECT,
-                )
-            },
+            flow_logs=rejected_traffic_flow_logs(self, config.log_retention_days),
         )
-        # CDK's own template check warns about literal zone names; they are configuration here.
-        Validations.of(self.vpc).acknowledge(
-            Acknowledgment(
-                id="CloudFormation-Validate::W3010",
-                reason="Zones are listed in configuration so synth needs no AWS lookup.",
-            )
-        )
+        acknowledge_listed_zones(self.vpc)
 
         self.edge_sg = ec2.SecurityGroup(
             self,
