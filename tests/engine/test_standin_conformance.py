@@ -3,10 +3,10 @@ alike (accept or refuse; HTTP status; the error's type, param and code, and its 
 AgentCore reads it), count audio alike (exactly), count text alike within a stated tolerance, and
 stream alike (first chunk with the role, a final usage chunk when asked for, `[DONE]`).
 
-The requests are the ones the runtime sends (agentcore/vllm_client.py, lectures.py, pipeline.py,
-planner.py; bench engine): chat completions with `input_audio` (WAV and MP3, AgentCore's own MP3
-items) and `audio_url` data URLs, streamed and not; `/tokenize` with a prompt and with messages;
-`/v1/models`; `/metrics`; `/health`; and VllmClient itself against each.
+The requests are the ones the runtime sends (agentcore/vllm_client.py, lectures.py, prompt.py,
+answer.py, planner.py; bench engine): chat completions with `input_audio` (WAV and MP3,
+AgentCore's own MP3 items) and `audio_url` data URLs, streamed and not; `/tokenize` with a prompt
+and with messages; `/v1/models`; `/metrics`; `/health`; and VllmClient itself against each.
 
 Text tolerance: the stand-in counts text with a Qwen-like rule (about four characters a token on
 English, one a digit; tokens.py); the tiny model's tokenizer is a byte-level BPE trained here on a

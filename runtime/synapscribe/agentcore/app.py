@@ -25,10 +25,11 @@ from synapscribe.agentcore import admission as adm
 from synapscribe.agentcore import correlation, metrics
 from synapscribe.agentcore import diagnostics as diag
 from synapscribe.agentcore.aws import AwsIo, make_pusher
+from synapscribe.agentcore.deps import AgentCoreDeps
 from synapscribe.agentcore.drain import DRAINING_MESSAGE, Drain
 from synapscribe.agentcore.jobs import CancelJob, QueryJob, TranscribeRequest
 from synapscribe.agentcore.lectures import LectureContexts, transcribe_answer
-from synapscribe.agentcore.pipeline import AgentCoreDeps, QueryPipeline
+from synapscribe.agentcore.pipeline import QueryPipeline
 from synapscribe.agentcore.registration import Registration
 from synapscribe.agentcore.settings import AgentCoreSettings
 from synapscribe.agentcore.tts_client import TtsClient

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from synapscribe.agentcore import admission as adm
-from synapscribe.agentcore.pipeline import AgentCoreDeps
+from synapscribe.agentcore.deps import AgentCoreDeps
 from synapscribe.agentcore.tts_client import TtsClient
 from synapscribe.agentcore.vllm_client import VllmClient
 from synapscribe.platform import load_platform

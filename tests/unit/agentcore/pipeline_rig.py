@@ -19,9 +19,10 @@ from botocore.exceptions import ClientError
 from synapscribe import keys
 from synapscribe.agentcore import admission as adm
 from synapscribe.agentcore.aws import AwsIo
+from synapscribe.agentcore.deps import AgentCoreDeps
 from synapscribe.agentcore.jobs import QueryJob
 from synapscribe.agentcore.lectures import LectureContexts
-from synapscribe.agentcore.pipeline import AgentCoreDeps, QueryPipeline
+from synapscribe.agentcore.pipeline import QueryPipeline
 from synapscribe.agentcore.tts_client import TtsClient
 from synapscribe.agentcore.vllm_client import VllmClient
 from synapscribe.connections import ConnectionPusher

@@ -9,7 +9,7 @@ from typing import Any
 import httpx2
 import openai
 import pytest
-from synapscribe.agentcore.pipeline import too_large_error
+from synapscribe.agentcore.errors import too_large_error
 from synapscribe.agentcore.vllm_client import (
     UpstreamRejectedError,
     UpstreamTooLargeError,

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import httpx
-from synapscribe.agentcore import pipeline
+from synapscribe.agentcore import speech
 
 from .pipeline_rig import FAKE_MP3, check_order
 
@@ -41,7 +41,7 @@ async def test_a_failed_sentence_does_not_silence_the_rest(make_rig: Any) -> Non
 
 
 async def test_speech_gives_up_after_consecutive_failures(make_rig: Any) -> None:
-    limit = pipeline.TTS_GIVE_UP_AFTER_FAILURES
+    limit = speech.TTS_GIVE_UP_AFTER_FAILURES
     tts = FlakyTts(fail=set(range(100)))
     async with make_rig(tts=tts) as rig:
         messages = await rig.ask(rig.session(), text="What does rubisco fix?")

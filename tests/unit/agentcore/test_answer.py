@@ -1,4 +1,4 @@
-"""A query's answer asks for its model slot when the query is accepted (pipeline.AnswerSlot), so
+"""A query's answer asks for its model slot when the query is accepted (answer.AnswerSlot), so
 a transcription that asks later, while the answer's query is still being prepared, waits behind it."""
 
 from __future__ import annotations
@@ -8,8 +8,10 @@ from types import SimpleNamespace
 from typing import cast
 
 from synapscribe.agentcore import admission as adm
+from synapscribe.agentcore.answer import AnswerSlot
 from synapscribe.agentcore.aws import Spans
-from synapscribe.agentcore.pipeline import AgentCoreDeps, AnswerSlot, Query
+from synapscribe.agentcore.deps import AgentCoreDeps
+from synapscribe.agentcore.query import Query
 
 
 def slot_for(admission: adm.Admission) -> AnswerSlot:
