@@ -9,6 +9,7 @@ its serving classes; `create_app(config)` only wires the state, the guard and th
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,11 +24,17 @@ from synapscribe_local.standin.serving import (
     EngineState,
     Generation,
     completion,
-    json_body,
     metrics_text,
     stream,
     tokenize_prompt,
 )
+
+
+async def json_body(request: Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StandinError(f"the request body is not valid JSON: {exc}") from None
 
 
 def _engine(request: Request) -> EngineState:

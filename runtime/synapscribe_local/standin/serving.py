@@ -17,8 +17,6 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import Request
-
 from synapscribe_local.standin.answers import Answer, respond
 from synapscribe_local.standin.chat_request import (
     ChatRequest,
@@ -239,13 +237,6 @@ def tokenize_prompt(body: Any, config: StandinConfig, media: MultimodalCache | N
     )
     check_item_count(request.audio_items, config)
     return request.render()
-
-
-async def json_body(request: Request) -> Any:
-    try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StandinError(f"the request body is not valid JSON: {exc}") from None
 
 
 async def completion(generation: Generation) -> dict[str, Any]:
