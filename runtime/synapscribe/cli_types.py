@@ -17,6 +17,7 @@ import argparse
 import math
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 T = TypeVar("T")
@@ -157,3 +158,12 @@ def comma_list(kind: Callable[[str], T]) -> Callable[[str], list[T]]:
         return [kind(t) for t in items]
 
     return parse
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand kept beside others in its package's cli.py: how it reads its arguments and
+    what it runs (the `synapscribe` command loads it by "package.cli:NAME")."""
+
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]

@@ -300,7 +300,7 @@ class Fleet(_Strict):
     """The GPU fleet's start-up time and log shipping (see platform.yaml's comment on each value)."""
 
     host_startup_seconds: int = Field(ge=30, le=3600)
-    #: The parts of host_startup_seconds no storage option changes (synapscribe_ops.coldstart_cost).
+    #: The parts of host_startup_seconds no storage option changes (synapscribe_ops.capacity.coldstart_cost).
     boot_seconds: int = Field(ge=0, le=1800)
     engine_warmup_seconds: int = Field(ge=0, le=1800)
     log_groups: LogGroups

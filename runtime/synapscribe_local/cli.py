@@ -1,4 +1,10 @@
-"""`synapscribe local --port PORT`: the whole platform on loopback until SIGINT or SIGTERM."""
+"""The local stack's and the test doubles' subcommands of `synapscribe` (COMMANDS, registered in
+runtime/pyproject.toml's `synapscribe.commands` entry points), with two of them here: `local`
+(the whole platform on loopback until SIGINT or SIGTERM) and `sample-audio` (generated speech).
+
+COMMANDS: name -> (module or module:Command, one-line help). The entry point loads this module on
+every `synapscribe` run, so what a command needs is imported when it runs.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +14,29 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from synapscribe.cli_types import port, positive_float
+from synapscribe.cli_types import Command, non_empty, number, port, positive_float
 
-from synapscribe_local.stack import RunningStack, StackConfig, describe, run_stack
-from synapscribe_local.supervisor import StackCancelled, StackError
+if TYPE_CHECKING:
+    from synapscribe_local.stack import RunningStack
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "standin": (
+        "synapscribe_local.standin.cli",
+        "run the model server stand-in (vLLM's OpenAI-compatible API, for tests and the local stack)",
+    ),
+    "sample-audio": ("synapscribe_local.cli:SAMPLE_AUDIO", "generate a spoken sample lecture or question"),
+    "local": ("synapscribe_local.cli:LOCAL", "run the whole platform on loopback (nothing from AWS)"),
+}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+# `synapscribe local --port PORT`
+
+
+def _local_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=port, required=True, help="WebSocket port on 127.0.0.1")
     parser.add_argument("--log-dir", type=Path, help="where child processes log (default: a new temp dir)")
     parser.add_argument(
@@ -56,7 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def _local_run(args: argparse.Namespace) -> int:
+    from synapscribe_local.stack import StackConfig, describe, run_stack
+    from synapscribe_local.supervisor import StackCancelled, StackError
+
     config = StackConfig(
         port=args.port,
         vllm_base_url=os.environ.get("VLLM_BASE_URL") or None,
@@ -93,3 +116,69 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print("local: stopped", file=sys.stderr)
     return code
+
+
+LOCAL = Command(_local_arguments, _local_run)
+
+
+# `synapscribe sample-audio`: a spoken question (`--text`) or lecture (`--lecture-minutes`).
+
+LECTURE_MINUTES = number(above=0, maximum=24 * 60)
+
+
+def _sample_audio_arguments(parser: argparse.ArgumentParser) -> None:
+    from synapscribe_local.audiogen import FORMATS
+
+    parser.add_argument("--out", required=True, type=Path, help="file to write (.mp3 or .wav)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--text", type=non_empty, help="speak this text (a question)")
+    what.add_argument("--lecture-minutes", type=LECTURE_MINUTES, help="a lecture of this many minutes")
+    parser.add_argument(
+        "--format", choices=FORMATS, default=None, help="default: from --out's suffix, else mp3"
+    )
+    parser.add_argument("--voice", default="en", help="espeak-ng voice (default en)")
+
+
+def output_format(out: Path, asked: str | None) -> str:
+    """The format to write: --format, else --out's suffix, else mp3. A suffix that is not the
+    format written (`--out x.ogg` would get MP3 bytes) is refused, naming both."""
+    from synapscribe_local.audiogen import FORMATS
+
+    suffix = out.suffix.lower().lstrip(".")
+    fmt = asked or (suffix if suffix in FORMATS else "mp3")
+    if suffix and suffix != fmt:
+        writes = f"--format {asked}" if asked else f"sample-audio writes {' or '.join(FORMATS)}"
+        raise ValueError(
+            f"argument --out: {out.name!r} ends in .{suffix} but {writes}: name it {out.stem}.{fmt}"
+            + ("" if asked else f" or give --format ({', '.join(FORMATS)}) with a matching suffix")
+        )
+    return fmt
+
+
+def _sample_audio_run(args: argparse.Namespace) -> int:
+    from synapscribe_local.audiogen import AudioGenError, make_lecture, speak
+
+    out: Path = args.out
+    try:
+        fmt = output_format(out, args.format)
+    except ValueError as exc:
+        print(f"synapscribe sample-audio: {exc}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    try:
+        if args.text is not None:
+            result = speak(args.text, out, fmt, voice=args.voice)
+        else:
+            result = make_lecture(out, args.lecture_minutes, fmt, voice=args.voice)
+    except AudioGenError as exc:
+        print(f"synapscribe sample-audio: {exc}", file=sys.stderr)
+        return 1
+    elapsed = time.perf_counter() - started
+    print(
+        f"{out}: {fmt}, {result.duration_seconds:.3f} s of speech, {out.stat().st_size} bytes, "
+        f"{len(result.text.split())} words, generated in {elapsed:.2f} s"
+    )
+    return 0
+
+
+SAMPLE_AUDIO = Command(_sample_audio_arguments, _sample_audio_run)

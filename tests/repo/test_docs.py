@@ -28,8 +28,8 @@ from botocore import xform_name
 from synapscribe.cli import command_parser, commands
 from synapscribe.edge.intake import parameter_name, parse_value
 from synapscribe.platform import load_platform
-from synapscribe_ops.capacity import MIB, MODEL_PRESETS, load_price_table, plan_capacity
-from synapscribe_ops.worstcase import load_environment, worst_case
+from synapscribe_ops.capacity.plan import MIB, MODEL_PRESETS, load_price_table, plan_capacity
+from synapscribe_ops.capacity.worstcase import load_environment, worst_case
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

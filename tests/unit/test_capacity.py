@@ -10,7 +10,7 @@ import pytest
 from synapscribe.cli import main
 from synapscribe.planner import plan_lecture
 from synapscribe.platform import PlatformConfig
-from synapscribe_ops.capacity import (
+from synapscribe_ops.capacity.plan import (
     GIB,
     MIB,
     MODEL_PRESETS,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from synapscribe.cli import main
 from synapscribe.platform import PlatformConfig, load_platform, parse_platform
-from synapscribe_ops.capacity import MIB, MODEL_PRESETS, load_price_table
-from synapscribe_ops.coldstart_cost import compare_cold_start
+from synapscribe_ops.capacity.coldstart_cost import compare_cold_start
+from synapscribe_ops.capacity.plan import MIB, MODEL_PRESETS, load_price_table
 
 QWEN = MODEL_PRESETS["qwen2.5-omni-3b"]
 

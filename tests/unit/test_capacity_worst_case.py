@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from synapscribe.platform import load_platform
-from synapscribe_ops.capacity import load_price_table
-from synapscribe_ops.worstcase import (
+from synapscribe_ops.capacity.plan import load_price_table
+from synapscribe_ops.capacity.worstcase import (
     EnvironmentCeilings,
     WorstCaseError,
     load_environment,

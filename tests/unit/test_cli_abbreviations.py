@@ -85,3 +85,15 @@ def test_a_misspelt_flag_is_named_even_with_the_required_ones_given(
         main(["local", "--port", "8765", "--ready-timeoutt", "5"])
     assert exc.value.code == 2
     assert "unrecognized arguments: --ready-timeoutt 5" in capsys.readouterr().err
+
+
+def test_a_stale_entry_point_says_how_to_renew_it() -> None:
+    from importlib import metadata
+
+    from synapscribe.cli import COMMAND_GROUP, _registered
+
+    stale = metadata.EntryPoint("ops", "synapscribe_ops.commands:COMMANDS", COMMAND_GROUP)
+    with pytest.raises(
+        RuntimeError, match=r"ops = synapscribe_ops\.commands:COMMANDS cannot be loaded .*make setup"
+    ):
+        _registered(stale)

@@ -1,372 +1,135 @@
 """The stand-in's HTTP app: vLLM's OpenAI-compatible endpoints, shapes and refusals.
 
-`create_app(config)` builds a FastAPI app; `synapscribe standin` serves it with uvicorn.
+As AgentCore's and TTS's apps: the routes live on a module-level router and read the engine
+(serving.EngineState) and the API key from `request.app.state`, like vLLM's api_router modules over
+its serving classes; `create_app(config)` only wires the state, the guard and the router.
+`synapscribe standin` serves it with uvicorn.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import json
 import time
-import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from synapscribe_local.standin.answers import Answer, respond
-from synapscribe_local.standin.chat_request import (
-    ChatRequest,
-    check_item_count,
-    check_limits,
-    check_model,
-    parse_chat_request,
-    parse_messages,
-)
+from synapscribe_local.standin.chat_request import check_limits, parse_chat_request
 from synapscribe_local.standin.config import StandinConfig
-from synapscribe_local.standin.errors import StandinError, error_body
-from synapscribe_local.standin.prefix_cache import MultimodalCache, PrefixCache
-from synapscribe_local.standin.tokens import Prompt, split_text
+from synapscribe_local.standin.errors import StandinError
+from synapscribe_local.standin.serving import (
+    EngineState,
+    Generation,
+    completion,
+    metrics_text,
+    stream,
+    tokenize_prompt,
+)
 
 
-@dataclass
-class _Running:
-    prompt_tokens: int
-    generated: int = 0
-
-
-@dataclass
-class EngineState:
-    """What a vLLM engine would report: scheduler queues, KV usage, prefix cache, counters."""
-
-    config: StandinConfig
-    prefix_cache: PrefixCache
-    mm_cache: MultimodalCache
-    waiting: int = 0
-    running: dict[str, _Running] = field(default_factory=dict)
-    prompt_tokens_total: int = 0
-    generation_tokens_total: int = 0
-    finished: dict[str, int] = field(default_factory=lambda: {"stop": 0, "length": 0, "abort": 0})
-    _slots: asyncio.Semaphore | None = None
-
-    @property
-    def slots(self) -> asyncio.Semaphore:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.config.max_num_seqs)
-        return self._slots
-
-    def kv_cache_usage(self) -> float:
-        size = self.config.block_size
-        blocks = sum(-(-(r.prompt_tokens + r.generated) // size) for r in self.running.values())
-        return min(1.0, blocks / self.config.kv_cache_blocks)
-
-
-def _chunk(
-    request_id: str, created: int, model: str, delta: dict[str, Any], finish: str | None
-) -> dict[str, Any]:
-    """A stream chunk with the fields vLLM sends: the first (role) chunk names no token ids, the
-    content chunks do (null), the finishing chunk adds its stop_reason."""
-    choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-    if "role" not in delta:
-        choice["token_ids"] = None
-    if finish is not None:
-        choice["stop_reason"] = None
-    return {
-        "id": request_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [choice],
-    }
-
-
-def _usage(generation: _Generation, completion_tokens: int, streamed: bool = False) -> dict[str, Any]:
-    """Usage as vLLM reports it; in a stream its null fields are left out, as vLLM leaves them."""
-    prompt_tokens = len(generation.prompt)
-    details = None
-    if generation.state.config.prompt_tokens_details:
-        details = {"cached_tokens": generation.cached_tokens}
-    usage: dict[str, Any] = {
-        "prompt_tokens": prompt_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "completion_tokens": completion_tokens,
-        "prompt_tokens_details": details,
-        "completion_tokens_details": None,
-    }
-    return {k: v for k, v in usage.items() if v is not None} if streamed else usage
-
-
-def _sse(data: dict[str, Any]) -> str:
-    return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
-
-
-class _Generation:
-    """One admitted request: holds a scheduler slot and paces its tokens by the latency model."""
-
-    def __init__(self, state: EngineState, request: ChatRequest, prompt: Prompt, max_tokens: int) -> None:
-        self.state = state
-        self.request = request
-        self.prompt = prompt
-        self.max_tokens = max_tokens
-        self.id = f"chatcmpl-{uuid.uuid4().hex}"
-        self.created = int(time.time())
-        self.finish_reason = "stop"
-        self.cached_tokens = 0
-
-    def plan(self) -> tuple[Answer, list[str], str]:
-        latency = self.state.config.latency
-        answer = respond(self.request, latency.answer_tokens)
-        pieces = split_text(answer.text)
-        finish = "stop"
-        limit = self.max_tokens
-        forced = self.state.config.transcription_max_tokens
-        if answer.kind == "transcription" and forced is not None:
-            limit = min(limit, forced)
-        if len(pieces) > limit:
-            pieces, finish = pieces[:limit], "length"
-        return answer, pieces, finish
-
-    async def tokens(self) -> AsyncGenerator[str, None]:
-        """The answer's tokens, each when the simulated model would emit it."""
-        state = self.state
-        latency = state.config.latency
-        state.waiting += 1
-        try:
-            await state.slots.acquire()
-        finally:
-            state.waiting -= 1
-        running = _Running(prompt_tokens=len(self.prompt))
-        state.running[self.id] = running
-        finish = "abort"
-        try:
-            self.cached_tokens = state.prefix_cache.lookup_and_insert(self.prompt).hit_tokens
-            state.prompt_tokens_total += len(self.prompt)
-            answer, pieces, planned_finish = self.plan()
-            loop = asyncio.get_running_loop()
-            start = loop.time()
-            if answer.kind == "transcription":
-                await asyncio.sleep(latency.transcription_seconds)
-            for i, piece in enumerate(pieces):
-                if answer.kind == "answer":
-                    due = latency.first_token_seconds
-                    if latency.tokens_per_second > 0:
-                        due += i / latency.tokens_per_second
-                    delay = start + due - loop.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                running.generated += 1
-                state.generation_tokens_total += 1
-                yield piece
-            finish = planned_finish
-            self.finish_reason = finish
-        finally:
-            state.finished[finish] = state.finished.get(finish, 0) + 1
-            del state.running[self.id]
-            state.slots.release()
-
-
-def _metrics_text(state: EngineState) -> str:
-    labels = f'engine="0",model_name="{state.config.served_name}"'
-    lines: list[str] = []
-
-    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, str, float]]) -> None:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-        for suffix, extra, value in samples:
-            label_text = labels + (f",{extra}" if extra else "")
-            lines.append(f"{name}{suffix}{{{label_text}}} {float(value)}")
-
-    metric("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.",
-           [("", "", len(state.running))])  # fmt: skip
-    metric("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.",
-           [("", "", state.waiting)])  # fmt: skip
-    usage = state.kv_cache_usage()
-    metric("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.",
-           [("", "", usage)])  # fmt: skip
-    metric("vllm:prefix_cache_queries", "counter", "Prefix cache queries, in terms of number of queried tokens.",
-           [("_total", "", state.prefix_cache.queries_total)])  # fmt: skip
-    metric("vllm:prefix_cache_hits", "counter", "Prefix cache hits, in terms of number of cached tokens.",
-           [("_total", "", state.prefix_cache.hits_total)])  # fmt: skip
-    metric("vllm:mm_cache_queries", "counter", "Multi-modal cache queries, in terms of number of queried items.",
-           [("_total", "", state.mm_cache.queries_total)])  # fmt: skip
-    metric("vllm:mm_cache_hits", "counter", "Multi-modal cache hits, in terms of number of cached items.",
-           [("_total", "", state.mm_cache.hits_total)])  # fmt: skip
-    metric("vllm:prompt_tokens", "counter", "Number of prefill tokens processed.",
-           [("_total", "", state.prompt_tokens_total)])  # fmt: skip
-    metric("vllm:generation_tokens", "counter", "Number of generation tokens processed.",
-           [("_total", "", state.generation_tokens_total)])  # fmt: skip
-    metric("vllm:request_success", "counter", "Count of successfully processed requests.",
-           [("_total", f'finished_reason="{k}"', v) for k, v in sorted(state.finished.items())])  # fmt: skip
-    return "\n".join(lines) + "\n"
-
-
-def _tokenize_prompt(body: Any, config: StandinConfig, media: MultimodalCache | None = None) -> Prompt:
-    if not isinstance(body, dict):
-        raise StandinError("the request body must be a JSON object")
-    check_model(body.get("model"), config)
-    has_prompt, has_messages = "prompt" in body, "messages" in body
-    if has_prompt == has_messages:
-        raise StandinError("Exactly one of 'prompt' or 'messages' must be provided")
-    if has_prompt:
-        text = body["prompt"]
-        if not isinstance(text, str):
-            raise StandinError("prompt must be a string", param="prompt")
-        prompt = Prompt()
-        prompt.add_text(text)
-        return prompt
-    flag = body.get("add_generation_prompt", True)
-    if not isinstance(flag, bool):
-        raise StandinError("add_generation_prompt must be a boolean", param="add_generation_prompt")
-    request = ChatRequest(
-        model=config.served_name,
-        messages=parse_messages(body["messages"], config, media),
-        stream=False,
-        include_usage=False,
-        max_tokens=None,
-        add_generation_prompt=flag,
-    )
-    check_item_count(request.audio_items, config)
-    return request.render()
-
-
-async def _json_body(request: Request) -> Any:
+async def json_body(request: Request) -> Any:
     try:
         return await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise StandinError(f"the request body is not valid JSON: {exc}") from None
 
 
-def create_app(config: StandinConfig, api_key: str | None = None) -> FastAPI:
-    app = FastAPI(title="SynapScribe model stand-in", docs_url=None, redoc_url=None, openapi_url=None)
-    state = EngineState(
-        config=config,
-        prefix_cache=PrefixCache(config.kv_cache_blocks, config.block_size),
-        mm_cache=MultimodalCache(config.mm_cache_items),
-    )
-    app.state.engine = state
+def _engine(request: Request) -> EngineState:
+    engine: EngineState = request.app.state.engine
+    return engine
 
-    @app.exception_handler(StandinError)
-    async def _refuse(_request: Request, exc: StandinError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
 
-    @app.middleware("http")
-    async def _auth(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        # Like vLLM's --api-key: only /v1/* is guarded.
-        if api_key and request.url.path.startswith("/v1"):
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
-                return JSONResponse({"error": "Unauthorized"}, status_code=401)
-        return await call_next(request)
+async def refuse(_request: Request, exc: StandinError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status)
 
-    @app.get("/health")
-    async def health() -> Response:
-        return Response(status_code=200)
 
-    @app.get("/version")
-    async def version() -> dict[str, str]:
-        return {"version": "stand-in"}
+async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Like vLLM's --api-key: only /v1/* is guarded."""
+    api_key: str | None = request.app.state.api_key
+    if api_key and request.url.path.startswith("/v1"):
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+            return JSONResponse({"error": "Unauthorized"}, status_code=401)
+    return await call_next(request)
 
-    @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
-        created = int(time.time())
-        return {
-            "object": "list",
-            "data": [
-                {
-                    "id": config.served_name,
-                    "object": "model",
-                    "created": created,
-                    "owned_by": "vllm",
-                    "root": config.model_path,
-                    "parent": None,
-                    "max_model_len": config.max_model_len,
-                    "permission": [],
-                }
-            ],
-        }
 
-    @app.post("/tokenize")
-    async def tokenize(request: Request) -> dict[str, Any]:
-        prompt = _tokenize_prompt(await _json_body(request), config, state.mm_cache)
-        return {
-            "count": len(prompt),
-            "max_model_len": config.max_model_len,
-            "tokens": prompt.token_ids,
-            "token_strs": None,
-        }
+router = APIRouter()
 
-    @app.get("/metrics")
-    async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(_metrics_text(state), media_type="text/plain; version=0.0.4")
 
-    @app.post("/v1/chat/completions", response_model=None)
-    async def chat_completions(request: Request) -> Response:
-        chat = parse_chat_request(await _json_body(request), config, state.mm_cache)
-        prompt = chat.render()
-        max_tokens = check_limits(chat, prompt, config)
-        # vLLM's multimodal cache counters see only the requests its engine admits.
-        state.mm_cache.lookup_and_insert([item.digest for item in chat.audio_items], chat.audio_items)
-        generation = _Generation(state, chat, prompt, max_tokens)
-        if chat.stream:
-            return StreamingResponse(_stream(generation), media_type="text/event-stream")
-        async with contextlib.aclosing(generation.tokens()) as tokens:
-            pieces = [piece async for piece in tokens]
-        return JSONResponse(
+@router.get("/health")
+async def health() -> Response:
+    return Response(status_code=200)
+
+
+@router.get("/version")
+async def version() -> dict[str, str]:
+    return {"version": "stand-in"}
+
+
+@router.get("/v1/models")
+async def models(request: Request) -> dict[str, Any]:
+    config = _engine(request).config
+    return {
+        "object": "list",
+        "data": [
             {
-                "id": generation.id,
-                "object": "chat.completion",
-                "created": generation.created,
-                "model": chat.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {
-                            "role": "assistant",
-                            "content": "".join(pieces),
-                            "refusal": None,
-                            "annotations": None,
-                            "audio": None,
-                            "function_call": None,
-                        },
-                        "logprobs": None,
-                        "finish_reason": generation.finish_reason,
-                        "stop_reason": None,
-                        "token_ids": None,
-                    }
-                ],
-                "usage": _usage(generation, len(pieces)),
-                "prompt_logprobs": None,
+                "id": config.served_name,
+                "object": "model",
+                "created": int(time.time()),
+                "owned_by": "vllm",
+                "root": config.model_path,
+                "parent": None,
+                "max_model_len": config.max_model_len,
+                "permission": [],
             }
-        )
+        ],
+    }
 
+
+@router.post("/tokenize")
+async def tokenize(request: Request) -> dict[str, Any]:
+    engine = _engine(request)
+    prompt = tokenize_prompt(await json_body(request), engine.config, engine.mm_cache)
+    return {
+        "count": len(prompt),
+        "max_model_len": engine.config.max_model_len,
+        "tokens": prompt.token_ids,
+        "token_strs": None,
+    }
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(metrics_text(_engine(request)), media_type="text/plain; version=0.0.4")
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(request: Request) -> Response:
+    engine = _engine(request)
+    chat = parse_chat_request(await json_body(request), engine.config, engine.mm_cache)
+    prompt = chat.render()
+    max_tokens = check_limits(chat, prompt, engine.config)
+    # vLLM's multimodal cache counters see only the requests its engine admits.
+    engine.mm_cache.lookup_and_insert([item.digest for item in chat.audio_items], chat.audio_items)
+    generation = Generation(engine, chat, prompt, max_tokens)
+    if chat.stream:
+        return StreamingResponse(stream(generation), media_type="text/event-stream")
+    return JSONResponse(await completion(generation))
+
+
+def create_app(config: StandinConfig, api_key: str | None = None) -> FastAPI:
+    app = FastAPI(
+        title="SynapScribe model stand-in",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        exception_handlers={StandinError: refuse},
+    )
+    app.state.engine = EngineState.fresh(config)
+    app.state.api_key = api_key
+    app.middleware("http")(guard)
+    app.include_router(router)
     return app
-
-
-async def _stream(generation: _Generation) -> AsyncIterator[str]:
-    chat = generation.request
-    rid, created, model = generation.id, generation.created, chat.model
-    count = 0
-    try:
-        first = True
-        async with contextlib.aclosing(generation.tokens()) as tokens:
-            async for piece in tokens:
-                if first:
-                    yield _sse(_chunk(rid, created, model, {"role": "assistant", "content": ""}, None))
-                    first = False
-                count += 1
-                yield _sse(_chunk(rid, created, model, {"content": piece}, None))
-        if first:
-            yield _sse(_chunk(rid, created, model, {"role": "assistant", "content": ""}, None))
-        yield _sse(_chunk(rid, created, model, {"content": ""}, generation.finish_reason))
-        if chat.include_usage:
-            usage_chunk = _chunk(rid, created, model, {}, None)
-            usage_chunk["choices"] = []
-            usage_chunk["usage"] = _usage(generation, count, streamed=True)
-            yield _sse(usage_chunk)
-    except StandinError as exc:
-        yield _sse(error_body(exc.message, exc.status, exc.err_type, exc.param))
-    yield "data: [DONE]\n\n"

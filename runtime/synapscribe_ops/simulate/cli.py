@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from synapscribe.cli_types import non_negative_float, number, positive_int
 from synapscribe.platform import load_platform
 
-from synapscribe_ops.capacity import CapacityInputError, load_price_table
+from synapscribe_ops.capacity.plan import CapacityInputError, load_price_table
 from synapscribe_ops.simulate.engine import FleetModel, Simulation
 from synapscribe_ops.simulate.policy import Floor, Policy, ScalingSettings, cron_hour
 from synapscribe_ops.simulate.report import DayFigures, figures, side_by_side

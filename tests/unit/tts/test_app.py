@@ -173,3 +173,17 @@ async def test_health_and_voices(google_down) -> None:
     assert [e["engine"] for e in health.json()["engines"]] == ["gtts", "espeak-ng"]
     voices = (await client.get("/v1/voices")).json()
     assert "en" in voices["voices"] and voices["aliases"]["alloy"] == "en"
+
+
+def test_shutting_down_closes_the_engines_workers() -> None:
+    from fastapi.testclient import TestClient
+
+    s = TtsSettings(engines=("espeak-ng",))
+    service = SpeechService.from_settings(
+        s, [(RecordingEngine("espeak-ng"), EnginePolicy(timeout_seconds=5))]
+    )
+    with TestClient(create_app(s, service)) as client:
+        assert client.get("/health").status_code == 200
+    # The lifespan's end shut every engine's worker pool: a new synthesis is refused.
+    with pytest.raises(RuntimeError, match="shutdown"):
+        service.chain.states[0].executor.submit(print)

@@ -10,7 +10,8 @@ from pathlib import Path
 from synapscribe.cli_types import non_negative_float, non_negative_int, positive_float, positive_int
 from synapscribe.platform import load_platform
 
-from synapscribe_ops.capacity import (
+from synapscribe_ops.capacity.coldstart_cost import compare_cold_start, render_cold_start
+from synapscribe_ops.capacity.plan import (
     DEFAULT_OVERHEAD_GIB,
     DTYPE_BYTES,
     GIB,
@@ -24,9 +25,8 @@ from synapscribe_ops.capacity import (
     load_price_table,
     plan_capacity,
 )
-from synapscribe_ops.coldstart_cost import compare_cold_start, render_cold_start
-from synapscribe_ops.worstcase import WorstCaseError, load_environment, worst_case
-from synapscribe_ops.worstcase import render as render_worst_case
+from synapscribe_ops.capacity.worstcase import WorstCaseError, load_environment, worst_case
+from synapscribe_ops.capacity.worstcase import render as render_worst_case
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

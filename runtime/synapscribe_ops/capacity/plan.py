@@ -25,8 +25,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from synapscribe.platform import PlatformConfig, load_platform
 
-from synapscribe_ops.coldstart_cost import ColdStartPrices
-from synapscribe_ops.worstcase import WorstCasePrices
+from synapscribe_ops.capacity.coldstart_cost import ColdStartPrices
+from synapscribe_ops.capacity.worstcase import WorstCasePrices
 
 GIB = 1024**3
 MIB = 1024**2
@@ -121,7 +121,11 @@ def _validate_table(data: Any, source: str, flag: str) -> PriceTable:
 
 def load_price_table(override: Path | None = None) -> PriceTable:
     """The packaged table, with an override file's instances merged in field by field."""
-    text = resources.files("synapscribe_ops").joinpath("capacity_prices.yaml").read_text(encoding="utf-8")
+    text = (
+        resources.files("synapscribe_ops.capacity")
+        .joinpath("capacity_prices.yaml")
+        .read_text(encoding="utf-8")
+    )
     base: dict[str, Any] = yaml.safe_load(text)
     if override is None:
         return _validate_table(base, "capacity_prices.yaml", "capacity_prices.yaml")
