@@ -42,7 +42,7 @@ test: setup
 test-fast: setup-python
 	SYNAPSCRIBE_MISSING_TOOLS=skip $(VENV)/bin/pytest -m "not host"
 
-## docs/contract.md from the contract's models, after a change to runtime/synapscribe/contract.py.
+## docs/contract.md from the contract's models, after a change to runtime/synapscribe/contract/.
 contract-doc: setup-python
 	$(PY) -m synapscribe.cli contract --markdown > docs/contract.md.tmp
 	mv docs/contract.md.tmp docs/contract.md

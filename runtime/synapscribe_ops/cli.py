@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-# `synapscribe contract`: the client contract, generated from contract.py: its JSON Schema
+# `synapscribe contract`: the client contract, generated from synapscribe.contract: its JSON Schema
 # (`--schema`, the default) or its document (`--markdown`, committed as docs/contract.md).
 
 

@@ -1,11 +1,11 @@
-"""docs/contract.md, the client contract's document, rendered from the models in contract.py.
+"""docs/contract.md, the client contract's document, rendered from the models in synapscribe.contract.
 
 `synapscribe contract --markdown` prints it (`make contract-doc` writes it). Everything a field,
-message or code says comes from contract.py (docstrings, ERROR_CODE_WHEN, ORDER_RULES) and the
+message or code says comes from synapscribe.contract (docstrings, ERROR_CODE_WHEN, ORDER_RULES) and the
 limits from platform.yaml; this module holds only the document's frame and one example of each
 message, which is parsed with the contract's own parsers, so an example that no longer matches
 the models stops the generator. The output depends on nothing but those files: no dates, no
-environment, models in the order contract.py declares them.
+environment, models in the order the contract declares them.
 """
 
 from __future__ import annotations

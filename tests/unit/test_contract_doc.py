@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from synapscribe import contract
 from synapscribe.cli import main
+from synapscribe.contract.actions import _Action
 from synapscribe_ops import contract_doc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +81,7 @@ def test_every_action_message_field_and_code_is_in_the_document() -> None:
 
 
 def test_every_message_and_code_is_described_and_has_an_example() -> None:
-    """A message, field or code added to contract.py needs its words there (a docstring, a string
+    """A message, field or code added to the contract needs its words there (a docstring, a string
     under the field, an ERROR_CODE_WHEN entry) and an example in contract_doc.EXAMPLES."""
     missing: list[str] = []
     for model in contract_doc.members(contract.ClientMessage) + contract_doc.members(contract.ServerMessage):
@@ -89,7 +90,7 @@ def test_every_message_and_code_is_described_and_has_an_example() -> None:
             missing.append(f"{model.__name__}: a docstring")
         if name not in contract_doc.EXAMPLES:
             missing.append(f"{name}: an example in contract_doc.EXAMPLES")
-        if issubclass(model, contract._Action) and not model.answered_by:
+        if issubclass(model, _Action) and not model.answered_by:
             missing.append(f"{model.__name__}: answered_by")
         for field, info in model.model_fields.items():
             if field not in ("action", "type") and not info.description:
@@ -97,7 +98,7 @@ def test_every_message_and_code_is_described_and_has_an_example() -> None:
     missing += [
         f"ERROR_CODE_WHEN[{c.name}]" for c in contract.ErrorCode if not contract.ERROR_CODE_WHEN.get(c)
     ]
-    assert not missing, f"contract.py lacks: {missing}; then run {REGENERATE}"
+    assert not missing, f"the contract lacks: {missing}; then run {REGENERATE}"
 
 
 def test_an_example_that_breaks_the_contract_stops_the_generator(monkeypatch: pytest.MonkeyPatch) -> None:

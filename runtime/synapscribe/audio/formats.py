@@ -1,6 +1,6 @@
 """The formats the platform accepts and the one sniffer that names them from their first bytes.
 
-What each part accepts (the contract's decision, runtime/synapscribe/contract.py): browsers record
+What each part accepts (the contract's decision, runtime/synapscribe/contract/): browsers record
 WebM/Opus (Chrome, Firefox) or MP4 with AAC or Opus (Safari, Chrome); people upload MP3, M4A, WAV,
 FLAC and Ogg. Every format below is accepted for question audio and for lectures: the edge reads a
 lecture's duration from its header (or, for a live recording without one, from its last frames),

@@ -4,7 +4,7 @@ media handling (what the model server would be given), the audio generator's dur
 test's MP3 check. The recordings are made here (espeak-ng, ffmpeg) or are the Chromium recordings in
 tests/unit/data; nothing is downloaded.
 
-The decision the table pins (runtime/synapscribe/contract.py, docs/interfaces.md): every format below
+The decision the table pins (runtime/synapscribe/contract/, docs/interfaces.md): every format below
 that browsers record or people upload is accepted, for question audio and for lectures; the model
 server is given MP3 or WAV as they are and everything else converted to MP3; text, empty and
 cut-short files are refused with a reason that says which.

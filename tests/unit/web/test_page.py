@@ -54,7 +54,7 @@ def test_every_contract_error_code_has_words_for_students() -> None:
     block = re.search(r"export const ERROR_TEXT = \{(.*?)\n\};", source, re.S)
     assert block, "errors.js must define ERROR_TEXT"
     keys = re.findall(r"^  ([a-z_]+):", block.group(1), re.M)
-    # Exactly the contract's codes: a code added to contract.py without a sentence fails here.
+    # Exactly the contract's codes: a code added to contract/messages.py without a sentence fails here.
     assert sorted(keys) == sorted(code.value for code in ErrorCode)
     table = run_js(
         f"import {{ ERROR_TEXT }} from {module('errors.js')}; console.log(JSON.stringify(ERROR_TEXT));"

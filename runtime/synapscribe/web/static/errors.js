@@ -1,4 +1,4 @@
-// Every error code of the client contract (runtime/synapscribe/contract.py, ErrorCode), in words a
+// Every error code of the client contract (runtime/synapscribe/contract/messages.py, ErrorCode), in words a
 // student understands. A unit test checks that the keys are exactly the contract's codes, so a code
 // added on the server without a sentence here fails the build.
 export const ERROR_TEXT = {
@@ -64,7 +64,7 @@ export function describeError(code, message, context = "", limits = {}) {
   return { text, detail: message ?? "" };
 }
 
-/** The words for a `warming` message: no server was running, one is starting (contract.py Warming). */
+/** The words for a `warming` message: no server was running, one is starting (contract/messages.py Warming). */
 export function describeWarming(estimatedSeconds) {
   return `Starting a server, about ${estimatedSeconds} s. Your answer follows when it is ready.`;
 }
