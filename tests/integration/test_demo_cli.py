@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from synapscribe_ops.smoke.runner import FOLLOW_UP, TEXT_QUESTION, VOICE_QUESTION
+from synapscribe_ops.smoke.inputs import FOLLOW_UP, TEXT_QUESTION, VOICE_QUESTION
 
 # No wall-clock assertion: the demo prints its own timings (a figure, not a test), and CI shares
 # 2 cores with the other worker. The limit below only stops a hung run.

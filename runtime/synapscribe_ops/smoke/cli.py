@@ -24,18 +24,9 @@ from synapscribe.cli_types import positive_float
 from synapscribe.platform import load_platform
 
 from synapscribe_ops.smoke.checks import Budget
-from synapscribe_ops.smoke.report import format_report
-from synapscribe_ops.smoke.runner import (
-    MEANINGFUL,
-    MEANINGLESS,
-    MODEL_WORDS,
-    VOICE_QUESTION,
-    SmokeInputs,
-    SmokeReport,
-    deployed_connector,
-    local_connector,
-    run_smoke,
-)
+from synapscribe_ops.smoke.inputs import MEANINGFUL, MEANINGLESS, MODEL_WORDS, VOICE_QUESTION, SmokeInputs
+from synapscribe_ops.smoke.report import SmokeReport, format_report
+from synapscribe_ops.smoke.runner import deployed_connector, local_connector, run_smoke
 
 if TYPE_CHECKING:
     from synapscribe_ops.smoke.aws_auth import GuestAccess

@@ -1,8 +1,74 @@
-"""The smoke report as a person reads it: steps, the conversation with timings, what failed."""
+"""The smoke report: each step's outcome, the conversation with timings, what was skipped, and
+how a person reads it (what failed)."""
 
 from __future__ import annotations
 
-from synapscribe_ops.smoke.runner import MEANINGLESS, SmokeReport
+from dataclasses import dataclass, field
+from typing import Any
+
+from synapscribe_ops.smoke.checks import Budget
+from synapscribe_ops.smoke.inputs import MEANINGFUL, MEANINGLESS
+
+
+@dataclass
+class Step:
+    name: str
+    ok: bool
+    ms: float
+    detail: str = ""
+
+
+@dataclass
+class Turn:
+    kind: str  # text | voice | follow-up
+    question: str
+    request_id: str
+    heard: str | None
+    answer: str | None
+    audio: int
+    error: str | None
+    client_timings: dict[str, float | None]
+    server_timings: dict[str, Any] | None
+    tts_engine: str | None
+
+
+@dataclass
+class SmokeReport:
+    url: str
+    mode: str
+    budget: Budget
+    #: True when the stack runs the model stand-in: its label is then required everywhere.
+    expect_standin: bool = False
+    #: MEANINGFUL, or MEANINGLESS when the word checks were skipped (listed in `skipped`).
+    model_words: str = MEANINGFUL
+    #: The checks not made, each with why (word checks on a model whose words mean nothing).
+    skipped: list[str] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    conversation: list[Turn] = field(default_factory=list)
+    lecture: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> list[Step]:
+        return [s for s in self.steps if not s.ok]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and not self.failures
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "url": self.url,
+            "mode": self.mode,
+            "expectStandin": self.expect_standin,
+            "modelWords": self.model_words,
+            "skippedChecks": list(self.skipped),
+            "budget": self.budget.as_dict(),
+            "lecture": self.lecture,
+            "steps": [vars(s) for s in self.steps],
+            "failures": [f"{s.name}: {s.detail}" for s in self.failures],
+            "conversation": [vars(t) for t in self.conversation],
+        }
 
 
 def _ms(value: float | None) -> str:

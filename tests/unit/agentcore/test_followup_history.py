@@ -13,7 +13,7 @@ import pytest
 from synapscribe.agentcore import prompts
 from synapscribe.store import Store
 from synapscribe_ops.smoke.checks import codeword_question, follow_up_problems, new_codeword
-from synapscribe_ops.smoke.runner import FOLLOW_UP, TEXT_QUESTION
+from synapscribe_ops.smoke.inputs import FOLLOW_UP, TEXT_QUESTION
 
 from .pipeline_rig import check_order
 

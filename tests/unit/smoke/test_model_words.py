@@ -9,16 +9,9 @@ from pathlib import Path
 
 import pytest
 from synapscribe_ops.smoke.checks import Budget
-from synapscribe_ops.smoke.report import format_report
-from synapscribe_ops.smoke.runner import (
-    MEANINGFUL,
-    MEANINGLESS,
-    WORD_CHECKS,
-    Scenario,
-    SmokeInputs,
-    SmokeReport,
-    Step,
-)
+from synapscribe_ops.smoke.inputs import MEANINGFUL, MEANINGLESS, WORD_CHECKS, SmokeInputs
+from synapscribe_ops.smoke.report import SmokeReport, Step, format_report
+from synapscribe_ops.smoke.runner import Scenario
 
 
 def _inputs(tmp_path: Path, **kw: object) -> SmokeInputs:
@@ -30,7 +23,7 @@ def _inputs(tmp_path: Path, **kw: object) -> SmokeInputs:
 def test_the_report_lists_each_skipped_word_check(tmp_path: Path) -> None:
     report = SmokeReport("ws://x", "local", Budget(), model_words=MEANINGLESS)
     scenario = Scenario(lambda label: None, _inputs(tmp_path, model_words=MEANINGLESS), report)  # type: ignore[arg-type,return-value]
-    scenario._skip_word_check("follow-up recalls the codeword")
+    scenario.questions.skip_word_check("follow-up recalls the codeword")
     report.steps.append(Step("follow-up question (needs the earlier turn)", True, 5.0, "ok"))
     text = format_report(report)
     assert "a model whose words mean nothing: word checks skipped" in text.splitlines()[0]

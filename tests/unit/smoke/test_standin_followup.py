@@ -26,7 +26,7 @@ from synapscribe_ops.smoke.checks import (
     standin_label_problems,
 )
 from synapscribe_ops.smoke.client import QueryResult, check_frame
-from synapscribe_ops.smoke.runner import FOLLOW_UP, TEXT_QUESTION
+from synapscribe_ops.smoke.inputs import FOLLOW_UP, TEXT_QUESTION
 
 RID = "r1"
 
@@ -169,7 +169,8 @@ def test_two_smoke_runs_ask_with_different_codewords(tmp_path: Path, monkeypatch
     from synapscribe_local import audiogen
     from synapscribe_ops.smoke.checks import Budget
     from synapscribe_ops.smoke.cli import make_inputs
-    from synapscribe_ops.smoke.runner import Scenario, SmokeReport
+    from synapscribe_ops.smoke.report import SmokeReport
+    from synapscribe_ops.smoke.runner import Scenario
 
     question = tmp_path / "question.mp3"
     question.write_bytes(b"ID3")
