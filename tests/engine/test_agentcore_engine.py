@@ -28,7 +28,7 @@ from synapscribe.contract import Lecture
 from synapscribe.platform import load_platform
 from synapscribe_local import audiogen
 from synapscribe_local.process import LocalStackProcess
-from synapscribe_ops.bench.full_scenarios import parse_metrics
+from synapscribe_ops.bench.vllm_metrics import parse_metrics
 from synapscribe_ops.smoke.checks import said_nothing, stream_problems
 from synapscribe_ops.smoke.client import QueryResult, StackClient
 

@@ -31,7 +31,7 @@ from synapscribe.agentcore.media import cut_mp3
 from synapscribe.agentcore.vllm_client import MediaCacheMissError, VllmClient
 from synapscribe.platform import load_platform
 from synapscribe_local.audiogen import embedded_timeline
-from synapscribe_ops.bench.full_scenarios import parse_metrics
+from synapscribe_ops.bench.vllm_metrics import parse_metrics
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(900), pytest.mark.needs_tool("espeak-ng", "ffmpeg")]
 

@@ -49,7 +49,7 @@ from synapscribe.cli_types import integer, number, positive_float, positive_int
 from synapscribe.platform import load_platform
 from synapscribe_local import audiogen
 
-from synapscribe_ops.bench.full_scenarios import parse_metrics
+from synapscribe_ops.bench.vllm_metrics import parse_metrics
 
 BASE64 = "base64"
 UUID = "uuid"

@@ -30,7 +30,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from synapscribe.cli_types import comma_list, positive_float, positive_int
 
-from synapscribe_ops.bench.full_scenarios import Bench, Connector, FullConfig, Tick, new_results
+from synapscribe_ops.bench.full_scenarios import Bench, Tick, new_results
+from synapscribe_ops.bench.full_stack import Connector, FullConfig
 from synapscribe_ops.bench.plots import write_plots
 from synapscribe_ops.bench.report import BenchResults, Row, render_markdown
 from synapscribe_ops.smoke.client import ClientError, StackClient

@@ -13,267 +13,58 @@ import re
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import httpx
-from synapscribe.contract import Audio, Lecture, Session, UploadUrl
+from synapscribe.contract import Audio
 from synapscribe.platform import load_platform
 from synapscribe_local import audiogen
 
-from synapscribe_ops.bench.accuracy import names_all, pooled_wer, word_errors
-from synapscribe_ops.bench.report import TARGET_WORD_ACCURACY, TARGETS, BenchResults, Row, Table
-from synapscribe_ops.smoke.client import ClientError, QueryResult, Received, StackClient
+from synapscribe_ops.bench.answer_words import (
+    FOLLOW_UP,
+    LECTURE_SAYS,
+    TEXT_QUESTION,
+    VOICE_QUESTION,
+    AnswerWords,
+)
+from synapscribe_ops.bench.full_stack import CaseFailed, Connector, FullConfig, StackOperations
+from synapscribe_ops.bench.report import TARGETS, BenchResults, Row, Table
+from synapscribe_ops.bench.tts_direct import measure_tts_direct
+from synapscribe_ops.bench.vllm_metrics import Metrics, counter_delta, kv_usage
+from synapscribe_ops.smoke.client import ClientError, QueryResult, StackClient
 
-Connector = Callable[[str], Awaitable[StackClient]]
 Tick = Callable[[str], None]
 
-STANDIN_PREFIX = "[stand-in]"
-VOICE_QUESTION = "Where does photosynthesis take place in the plant?"
-TEXT_QUESTION = "What does the enzyme rubisco do in the Calvin cycle?"
-FOLLOW_UP = "Could you say that again more simply, in one sentence?"
-#: What the lecture (audiogen.DEFAULT_LECTURE) says to each question: the terms a right answer names.
-LECTURE_SAYS: dict[str, tuple[str, ...]] = {
-    VOICE_QUESTION: ("chloroplast",),  # "It takes place in the chloroplasts …"
-    TEXT_QUESTION: ("carbon dioxide",),  # "… the enzyme rubisco fixes carbon dioxide from the air."
-}
-_WORDS = [
-    "light",
-    "energy",
-    "chlorophyll",
-    "leaves",
-    "carbon",
-    "dioxide",
-    "water",
-    "sugar",
-    "oxygen",
-    "plants",
-    "cells",
-    "stroma",
-    "membrane",
-    "enzyme",
-    "cycle",
-    "glucose",
-    "energy",
-    "photons",
-    "green",
-    "pigment",
-    "absorbs",
-    "blue",
-    "red",
-    "reactions",
-    "produce",
-    "release",
-]
 _WORD_RE = re.compile(r"[a-z0-9']+")
-#: How long to wait for a `lecture` push before asking with `getLecture`.
-LECTURE_POLL_SECONDS = 10.0
-
-
-@dataclass
-class FullConfig:
-    workdir: Path
-    repeats: int = 3
-    transcription_seconds: list[float] = field(default_factory=lambda: [30.0, 300.0, 1200.0])
-    tts_words: list[int] = field(default_factory=lambda: [20, 50, 100])
-    concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
-    lecture_seconds: float = 60.0
-    metrics_url: str | None = None
-    tts_url: str | None = None
-    query_timeout: float = 120.0
-    ready_timeout: float = 1800.0
-    request_timeout: float = 30.0
-
-
-class CaseFailed(Exception):
-    pass
-
-
-# --------------------------------------------------------------------------------------------
-# vLLM metrics (Prometheus text), read where the operator can reach them
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    """Sum of each metric's samples, by name (labels dropped)."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eEinfINFNa]+)", line)
-        if not m:
-            continue
-        try:
-            value = float(m.group(3))
-        except ValueError:
-            continue
-        out[m.group(1)] = out.get(m.group(1), 0.0) + value
-    return out
-
-
-class Metrics:
-    def __init__(self, url: str | None, timeout: float = 5.0) -> None:
-        self.url = url
-        self.timeout = timeout
-        self.problem: str | None = None if url else "no --metrics-url given"
-
-    async def read(self) -> dict[str, float] | None:
-        if not self.url:
-            return None
-        try:
-            async with httpx.AsyncClient(timeout=self.timeout) as http:
-                response = await http.get(self.url)
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            self.problem = f"{self.url}: {exc}"
-            return None
-        return parse_metrics(response.text)
-
-
-def _counter(m: dict[str, float] | None, name: str) -> float | None:
-    if m is None:
-        return None
-    return m.get(name, m.get(name.removesuffix("_total")))
-
-
-def _kv_usage(m: dict[str, float] | None) -> float | None:
-    if m is None:
-        return None
-    for name in ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"):
-        if name in m:
-            return m[name]
-    return None
-
-
-# --------------------------------------------------------------------------------------------
-# Stack operations
 
 
 class Bench:
+    """The scenarios, each filling its table of the results; the stack's operations are
+    StackOperations (`stack`), the accuracy table's record AnswerWords (`words`)."""
+
     def __init__(self, connect: Connector, config: FullConfig, results: BenchResults, tick: Tick) -> None:
-        self.connect = connect
         self.config = config
         self.results = results
         self.tick = tick
         self.platform = load_platform()
         self.metrics = Metrics(config.metrics_url)
-        self.clients: list[StackClient] = []
         self.nonce = uuid.uuid4().hex[:6]
+        self.stack = StackOperations(connect, config, results, self.nonce)
+        self.words = AnswerWords()
         self.main: StackClient | None = None
         self.lecture_id: str | None = None
-        #: (what the generated question says, its transcript) of every voice question answered
-        self.heard: list[tuple[str, str]] = []
-        #: (question, whether its answer named what the lecture says) of every answer checked
-        self.named: list[tuple[str, bool]] = []
-
-    async def open(self, label: str) -> StackClient:
-        client = await self.connect(label)
-        self.clients.append(client)
-        return client
 
     async def close(self) -> None:
-        for client in self.clients:
-            await client.close()
-
-    def _see_answer(self, result: QueryResult) -> None:
-        answer = result.answer
-        if answer is not None and answer.text.startswith(STANDIN_PREFIX):
-            self.results.standin = True
-
-    def _check_words(self, question: str, result: QueryResult, *, spoken: str | None = None) -> None:
-        """Record the transcript of a generated question that says `spoken`, and whether the answer
-        names what the lecture says to `question` (a key of LECTURE_SAYS)."""
-        if spoken is not None and result.transcript is not None:
-            self.heard.append((spoken, result.transcript.removeprefix(STANDIN_PREFIX)))
-        if result.answer is not None:
-            self.named.append((question, names_all(result.answer.text, LECTURE_SAYS[question])))
-
-    async def expect(self, client: StackClient, message: dict[str, Any], kind: str) -> Received:
-        got = await client.request(message, kind, within=self.config.request_timeout)
-        if got.type != kind:
-            raise CaseFailed(f"expected {kind}, got {str(got.raw)[:200]}")
-        return got
-
-    async def upload(self, client: StackClient, kind: str, path: Path) -> UploadUrl:
-        data = await asyncio.to_thread(path.read_bytes)
-        got = await self.expect(
-            client,
-            {
-                "action": "createUpload",
-                "kind": kind,
-                "filename": path.name,
-                "contentType": "audio/mpeg",
-                "sizeBytes": len(data),
-            },
-            "uploadUrl",
-        )
-        assert isinstance(got.message, UploadUrl)
-        response = await client.upload(got.message, data, path.name, "audio/mpeg")
-        if response.status_code not in (200, 201, 204):
-            raise CaseFailed(f"presigned POST answered {response.status_code}: {response.text[:200]}")
-        return got.message
-
-    async def lecture_ready(self, client: StackClient, path: Path) -> tuple[str, float, Lecture]:
-        """Upload a lecture; its id, the seconds from upload to `ready`, and the `lecture` message."""
-        up = await self.upload(client, "lecture", path)
-        uploaded = time.monotonic()
-        deadline = uploaded + self.config.ready_timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise CaseFailed(f"lecture {up.uploadId} not ready within {self.config.ready_timeout:g} s")
-            try:
-                got = await client.wait_type(
-                    "lecture",
-                    where=lambda r: bool(r.data and r.data.get("lectureId") == up.uploadId),
-                    within=min(LECTURE_POLL_SECONDS, remaining),
-                )
-            except ClientError:
-                if not client.is_open:
-                    raise
-                # No push yet: ask, as a client that reconnected would (the answer is a `lecture` too).
-                await client.send({"action": "getLecture", "lectureId": up.uploadId})
-                continue
-            assert isinstance(got.message, Lecture)
-            if got.message.status == "ready":
-                return up.uploadId, got.at - uploaded, got.message
-            if got.message.status == "rejected":
-                raise CaseFailed(f"lecture rejected: {got.message.reason}")
-
-    async def start_session(self, client: StackClient, lecture_id: str) -> str:
-        got = await self.expect(client, {"action": "startSession", "lectureId": lecture_id}, "session")
-        assert isinstance(got.message, Session)
-        return got.message.sessionId
-
-    async def ask(self, client: StackClient, session_id: str, **fields: Any) -> QueryResult:
-        result = await client.query(session_id, within=self.config.query_timeout, **fields)
-        self._see_answer(result)
-        if result.timed_out:
-            raise CaseFailed(f"no answer within {self.config.query_timeout:g} s")
-        if result.error is not None:
-            raise CaseFailed(f"error {result.error.code}: {result.error.message}")
-        if result.answer is None:
-            raise CaseFailed("no answer")
-        return result
-
-    async def lecture_file(self, seconds: float, tag: str) -> Path:
-        """A generated lecture; `tag` makes its bytes unique (no cache of any kind can serve it)."""
-        path = self.config.workdir / f"lecture-{tag}-{seconds:g}s.mp3"
-        sentences = (*audiogen.DEFAULT_LECTURE, f"This recording is benchmark lecture {tag} {self.nonce}.")
-        await asyncio.to_thread(audiogen.make_lecture, path, seconds / 60, "mp3", sentences=sentences)
-        return path
-
-    # ----------------------------------------------------------------------------------------
+        await self.stack.close()
 
     async def setup(self) -> None:
-        self.main = await self.open("bench-main")
-        path = await self.lecture_file(self.config.lecture_seconds, "main")
-        self.lecture_id, _, _ = await self.lecture_ready(self.main, path)
+        self.main = await self.stack.open("bench-main")
+        path = await self.stack.lecture_file(self.config.lecture_seconds, "main")
+        self.lecture_id, _, _ = await self.stack.lecture_ready(self.main, path)
 
     async def gpu_snapshot(self, stage: str) -> None:
         table = self.results.table("gpu")
-        usage = _kv_usage(await self.metrics.read())
+        usage = kv_usage(await self.metrics.read())
         row = table.row(stage)
         if usage is not None:
             row.samples.append(usage * 100)
@@ -281,7 +72,7 @@ class Bench:
     async def transcription(self) -> None:
         table = self.results.table("transcription")
         assert self.main is not None and self.lecture_id is not None
-        session_id = await self.start_session(self.main, self.lecture_id)
+        session_id = await self.stack.start_session(self.main, self.lecture_id)
         query_max = self.platform.limits.query_max_seconds
         for seconds in self.config.transcription_seconds:
             as_query = seconds <= query_max
@@ -291,10 +82,10 @@ class Bench:
             failures = 0
             for i in range(self.config.repeats):
                 try:
-                    path = await self.lecture_file(seconds, f"t{seconds:g}-{i}")
+                    path = await self.stack.lecture_file(seconds, f"t{seconds:g}-{i}")
                     if as_query:
-                        up = await self.upload(self.main, "query", path)
-                        result = await self.ask(self.main, session_id, queryKey=up.key, voice=False)
+                        up = await self.stack.upload(self.main, "query", path)
+                        result = await self.stack.ask(self.main, session_id, queryKey=up.key, voice=False)
                         heard = result.timings()["transcriptMs"]
                         if heard is None:
                             raise CaseFailed("no transcript message for a voice query")
@@ -304,7 +95,7 @@ class Bench:
                             asr.append(answer.timings.asrMs / 1000)
                         modes.add("voice query")
                     else:
-                        _, ready_s, lecture = await self.lecture_ready(self.main, path)
+                        _, ready_s, lecture = await self.stack.lecture_ready(self.main, path)
                         row.samples.append(ready_s)
                         modes.add(f"lecture, {lecture.contextMode} mode")
                 except (CaseFailed, ClientError, audiogen.AudioGenError, httpx.HTTPError) as exc:
@@ -319,36 +110,8 @@ class Bench:
                 row.note = "audio mode: upload to ready is validation only; the model hears it per question"
 
     async def tts_direct(self) -> None:
-        table = self.results.table("tts")
-        if not self.config.tts_url:
-            table.rows.append(
-                Row(
-                    "direct TTS service",
-                    note="not reachable: the TTS service listens on the instance's loopback; "
-                    "pass --tts-url (local stack) or use the per-sentence row below",
-                )
-            )
-            return
-        url = self.config.tts_url.rstrip("/") + "/v1/audio/speech"
-        async with httpx.AsyncClient(timeout=self.config.request_timeout) as http:
-            for words in self.config.tts_words:
-                row = table.row(f"{words} words (TTS service)", target=TARGETS["tts_sentence"], x=words)
-                engines: set[str] = set()
-                for i in range(self.config.repeats):
-                    text = _sentence(words, f"{self.nonce}{i}")
-                    started = time.monotonic()
-                    try:
-                        response = await http.post(
-                            url, json={"input": text, "voice": "en", "response_format": "mp3"}
-                        )
-                        response.raise_for_status()
-                        row.samples.append(time.monotonic() - started)
-                        engines.add(response.headers.get("X-TTS-Engine", "?"))
-                    except httpx.HTTPError as exc:
-                        row.note = f"failed: {exc}"[:200]
-                    self.tick(f"tts {words} words")
-                row.extra["engine"] = ", ".join(sorted(engines)) or "-"
-        table.rows[-1].note = table.rows[-1].note or "target is per sentence; longer texts are several"
+        """The TTS service itself, when reachable (tts_direct.py)."""
+        await measure_tts_direct(self.config, self.results, self.nonce, self.tick)
 
     async def end_to_end(self) -> None:
         table = self.results.table("end_to_end")
@@ -370,9 +133,9 @@ class Bench:
         failures = 0
         for _ in range(self.config.repeats):
             try:
-                session_id = await self.start_session(self.main, self.lecture_id)
-                result = await self.ask(self.main, session_id, audio=audio_b64, voice=True)
-                self._check_words(VOICE_QUESTION, result, spoken=VOICE_QUESTION)
+                session_id = await self.stack.start_session(self.main, self.lecture_id)
+                result = await self.stack.ask(self.main, session_id, audio=audio_b64, voice=True)
+                self.words.check(VOICE_QUESTION, result, spoken=VOICE_QUESTION)
                 answer = result.answer
                 assert answer is not None
                 t = answer.timings
@@ -408,15 +171,15 @@ class Bench:
         failures = 0
         for i in range(self.config.repeats):
             try:
-                path = await self.lecture_file(self.config.lecture_seconds, f"f{i}")
-                lecture_id, _, _ = await self.lecture_ready(main, path)
-                session_id = await self.start_session(main, lecture_id)
+                path = await self.stack.lecture_file(self.config.lecture_seconds, f"f{i}")
+                lecture_id, _, _ = await self.stack.lecture_ready(main, path)
+                session_id = await self.stack.start_session(main, lecture_id)
                 for row, ft_row, text in ((cold, cold_ft, TEXT_QUESTION), (warm, warm_ft, FOLLOW_UP)):
                     before = await self.metrics.read()
-                    result = await self.ask(main, session_id, text=text, voice=False)
+                    result = await self.stack.ask(main, session_id, text=text, voice=False)
                     after = await self.metrics.read()
                     if text in LECTURE_SAYS:
-                        self._check_words(text, result)
+                        self.words.check(text, result)
                     answer = result.answer
                     assert answer is not None
                     total = result.timings()["totalMs"]
@@ -424,8 +187,8 @@ class Bench:
                         row.samples.append(total / 1000)
                     if answer.timings.firstTokenMs is not None:
                         ft_row.samples.append(answer.timings.firstTokenMs / 1000)
-                    hit = _delta(before, after, "vllm:prefix_cache_hits_total")
-                    queried = _delta(before, after, "vllm:prefix_cache_queries_total")
+                    hit = counter_delta(before, after, "vllm:prefix_cache_hits_total")
+                    queried = counter_delta(before, after, "vllm:prefix_cache_queries_total")
                     if hit is not None:
                         hits[row.label].append(hit)
                         if queried:
@@ -455,8 +218,8 @@ class Bench:
             errors: dict[str, int] = {}
             clients: list[StackClient] = []
             try:
-                clients = [await self.open(f"bench-c{c}-{k}") for k in range(c)]
-                sessions = [await self.start_session(cl, self.lecture_id) for cl in clients]
+                clients = [await self.stack.open(f"bench-c{c}-{k}") for k in range(c)]
+                sessions = [await self.stack.start_session(cl, self.lecture_id) for cl in clients]
             except (CaseFailed, ClientError) as exc:
                 row.note = f"could not open {c} sessions: {exc}"[:200]
                 self.tick(f"throughput {c}")
@@ -482,8 +245,8 @@ class Bench:
                 await poller
                 answered = 0
                 for result in outcomes:
-                    self._see_answer(result)
-                    self._check_words(TEXT_QUESTION, result)
+                    self.stack.see_answer(result)
+                    self.words.check(TEXT_QUESTION, result)
                     total = result.timings()["totalMs"]
                     if result.answer is not None and total is not None:
                         row.samples.append(total / 1000)
@@ -500,43 +263,17 @@ class Bench:
 
     def accuracy(self) -> None:
         """The accuracy table from what the other scenarios heard and answered."""
-        table = self.results.table("accuracy")
-        heard = table.row(
-            "transcript word accuracy, generated voice questions",
-            target=TARGET_WORD_ACCURACY,
-            higher_is_better=True,
-        )
-        heard.samples += [word_errors(spoken, transcript).accuracy * 100 for spoken, transcript in self.heard]
-        heard.extra["WER (pooled)"] = f"{pooled_wer(self.heard):.1%}" if self.heard else "-"
-        heard.extra["of"] = f"{len(self.heard)} transcript(s)"
-        if not self.heard:
-            heard.note = "no voice question was answered with a transcript"
-        named = table.row("answers that name what the lecture says")
-        named.samples += [100.0 if ok else 0.0 for _, ok in self.named]
-        hits = sum(ok for _, ok in self.named)
-        named.extra["WER (pooled)"] = "-"
-        named.extra["of"] = f"{hits} of {len(self.named)} answer(s)"
-        named.note = "; ".join(f"{q!r} must name {' and '.join(t)}" for q, t in LECTURE_SAYS.items())
+        self.words.fill(self.results.table("accuracy"))
 
     async def _poll_kv(self, stop: asyncio.Event, row: Row) -> None:
         if not self.metrics.url:
             return
         while not stop.is_set():
-            usage = _kv_usage(await self.metrics.read())
+            usage = kv_usage(await self.metrics.read())
             if usage is not None:
                 row.samples.append(usage * 100)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.25)
-
-
-def _delta(before: dict[str, float] | None, after: dict[str, float] | None, name: str) -> float | None:
-    b, a = _counter(before, name), _counter(after, name)
-    return None if a is None or b is None else a - b
-
-
-def _sentence(words: int, salt: str) -> str:
-    chosen = [_WORDS[(i * 7 + len(salt)) % len(_WORDS)] for i in range(words - 1)]
-    return " ".join(["Benchmark", *chosen[: words - 2], salt]) + "."
 
 
 def _words(text: str) -> int:

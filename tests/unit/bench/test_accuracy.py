@@ -80,13 +80,14 @@ def test_names_all_matches_every_stem() -> None:
 def _bench_with(heard: list[tuple[str, str]], named: list[tuple[str, bool]], **flags: object):
     from pathlib import Path
 
-    from synapscribe_ops.bench.full_scenarios import Bench, FullConfig, new_results
+    from synapscribe_ops.bench.full_scenarios import Bench, new_results
+    from synapscribe_ops.bench.full_stack import FullConfig
 
     results = new_results("ws://127.0.0.1:1", "local", 1, "now")
     for key, value in flags.items():
         setattr(results, key, value)
     bench = Bench(None, FullConfig(workdir=Path(".")), results, lambda _: None)  # type: ignore[arg-type]
-    bench.heard, bench.named = heard, named
+    bench.words.heard, bench.words.named = heard, named
     bench.accuracy()
     return results
 
@@ -101,7 +102,7 @@ def _accuracy_rows(md: str) -> list[str]:
 
 
 def test_the_report_gives_accuracy_with_a_verdict_against_95_percent_on_a_real_model() -> None:
-    from synapscribe_ops.bench.full_scenarios import TEXT_QUESTION, VOICE_QUESTION
+    from synapscribe_ops.bench.answer_words import TEXT_QUESTION, VOICE_QUESTION
     from synapscribe_ops.bench.report import render_markdown
 
     heard = [
@@ -129,7 +130,7 @@ def test_the_report_gives_accuracy_with_a_verdict_against_95_percent_on_a_real_m
 def test_accuracy_is_labelled_not_meaningful_for_the_standin_and_a_meaningless_model(
     flags: dict[str, object], why: str
 ) -> None:
-    from synapscribe_ops.bench.full_scenarios import VOICE_QUESTION
+    from synapscribe_ops.bench.answer_words import VOICE_QUESTION
     from synapscribe_ops.bench.report import render_markdown
 
     results = _bench_with([(VOICE_QUESTION, VOICE_QUESTION)], [(VOICE_QUESTION, True)], **flags)

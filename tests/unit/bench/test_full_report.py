@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from synapscribe_ops.bench import full
-from synapscribe_ops.bench.full_scenarios import first_sentence_audio_lag, new_results, parse_metrics
+from synapscribe_ops.bench.full_scenarios import first_sentence_audio_lag, new_results
 from synapscribe_ops.bench.report import TARGETS, percentile, render_markdown
+from synapscribe_ops.bench.vllm_metrics import parse_metrics
 from synapscribe_ops.smoke.client import QueryResult, check_frame
 
 
