@@ -29,13 +29,15 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from synapscribe.contract import ContractError, parse_client_message, select_route
 from synapscribe.platform import PlatformConfig, load_platform
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+
+from synapscribe_local.websocket_events import LiveConnection, WebSocketEvents, now_ms
 
 log = logging.getLogger("synapscribe_local.gateway")
 
@@ -73,24 +75,6 @@ def new_connection_id() -> str:
     return base64.urlsafe_b64encode(os.urandom(11)).decode()
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _request_time(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
-
-
-@dataclass
-class LiveConnection:
-    connection_id: str
-    ws: ServerConnection | None
-    source_ip: str
-    user_agent: str
-    connected_at_ms: int
-    last_active_ms: int
-
-
 class Gateway:
     """The WebSocket API (port `port`) and its `@connections` endpoint (port `connections_port`)."""
 
@@ -117,6 +101,7 @@ class Gateway:
         self.two_way_routes = two_way_routes
         self.platform = platform or load_platform()
         self.api_id = "local"
+        self.events = WebSocketEvents(stage, f"{host}:{port}", self.api_id)
         #: Test mode only: a connection's source address from SOURCE_HEADER, so one test can
         #: stand for clients on many addresses (every loopback client is 127.0.0.1 otherwise).
         self.trust_source_header = trust_source_header
@@ -165,56 +150,6 @@ class Gateway:
             self._http.server_close()
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    # ------------------------------------------------------------------ events
-
-    def _context(self, conn: LiveConnection, event_type: str, route_key: str) -> dict[str, Any]:
-        now = _now_ms()
-        return {
-            "routeKey": route_key,
-            "eventType": event_type,
-            "extendedRequestId": uuid.uuid4().hex[:16],
-            "requestTime": _request_time(now),
-            "messageDirection": "IN",
-            "stage": self.stage,
-            "connectedAt": conn.connected_at_ms,
-            "requestTimeEpoch": now,
-            "identity": {
-                **({"sourceIp": conn.source_ip} if conn.source_ip else {}),
-                "userAgent": conn.user_agent,
-            },
-            "requestId": uuid.uuid4().hex[:16],
-            "domainName": f"{self.host}:{self.port}",
-            "connectionId": conn.connection_id,
-            "apiId": self.api_id,
-        }
-
-    def connect_event(self, conn: LiveConnection, path: str, headers: dict[str, str]) -> dict[str, Any]:
-        query = parse_qs(urlsplit(path).query, keep_blank_values=True)
-        return {
-            "headers": headers,
-            "multiValueHeaders": {k: [v] for k, v in headers.items()},
-            "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
-            "multiValueQueryStringParameters": query or None,
-            "requestContext": self._context(conn, "CONNECT", "$connect"),
-            "isBase64Encoded": False,
-        }
-
-    def message_event(self, conn: LiveConnection, route_key: str, body: str) -> dict[str, Any]:
-        ctx = self._context(conn, "MESSAGE", route_key)
-        ctx["messageId"] = base64.urlsafe_b64encode(os.urandom(11)).decode()
-        return {"requestContext": ctx, "body": body, "isBase64Encoded": False}
-
-    def disconnect_event(self, conn: LiveConnection, code: int, reason: str) -> dict[str, Any]:
-        ctx = self._context(conn, "DISCONNECT", "$disconnect")
-        ctx["disconnectStatusCode"] = code
-        ctx["disconnectReason"] = reason
-        return {
-            "headers": {"Host": f"{self.host}:{self.port}", "x-api-key": "", "x-restapi": ""},
-            "multiValueHeaders": {},
-            "requestContext": ctx,
-            "isBase64Encoded": False,
-        }
-
     def route_key_for(self, body: str) -> str:
         """API Gateway's route selection on `$request.body.action` (contract.select_route)."""
         return select_route(body, self.route_keys)
@@ -240,10 +175,10 @@ class Gateway:
             ws=None,
             source_ip=self._source_ip(remote, request),
             user_agent=request.headers.get("User-Agent", ""),
-            connected_at_ms=_now_ms(),
-            last_active_ms=_now_ms(),
+            connected_at_ms=now_ms(),
+            last_active_ms=now_ms(),
         )
-        event = self.connect_event(conn, request.path, headers)
+        event = self.events.connect_event(conn, request.path, headers)
         try:
             result = await self._invoke(event, "$connect")
         except Exception:
@@ -270,7 +205,7 @@ class Gateway:
             self._live[conn.connection_id] = conn
         try:
             async for frame in ws:
-                conn.last_active_ms = _now_ms()
+                conn.last_active_ms = now_ms()
                 task = asyncio.create_task(self._on_frame(conn, frame))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -282,7 +217,7 @@ class Gateway:
             code = ws.close_code if ws.close_code is not None else 1006
             reason = ws.close_reason or ""
             try:
-                await self._invoke(self.disconnect_event(conn, code, reason), "$disconnect")
+                await self._invoke(self.events.disconnect_event(conn, code, reason), "$disconnect")
             except Exception:
                 log.exception("$disconnect handler failed for %s", conn.connection_id)
 
@@ -297,7 +232,7 @@ class Gateway:
             return
         route_key = self.route_key_for(frame)
         try:
-            result = await self._invoke(self.message_event(conn, route_key, frame), route_key)
+            result = await self._invoke(self.events.message_event(conn, route_key, frame), route_key)
         except Exception:
             log.exception("handler failed on route %s for %s", route_key, conn.connection_id)
             await self._send(
