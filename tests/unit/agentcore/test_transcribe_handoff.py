@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from synapscribe import keys
-from synapscribe.agentcore.lectures import TRANSCRIBE_LEASE_SECONDS, LectureContexts, transcribe_answer
+from synapscribe.agentcore.lectures import LectureContexts, transcribe_answer
+from synapscribe.agentcore.transcription_job import TRANSCRIBE_LEASE_SECONDS
 
 from .pipeline_rig import OWNER, Rig
 
@@ -92,7 +93,7 @@ async def test_a_live_claim_is_respected_and_an_expired_one_taken_over(make_rig:
         await rig.deps.lectures.run_transcription(lecture_id, "c-up")
         stored = rig.store.get_lecture(lecture_id, OWNER)
         assert stored is not None and stored["status"] == "ready" and _transcriptions(rig) == 2
-        assert stored["transcribeWorker"] == rig.deps.lectures.worker
+        assert stored["transcribeWorker"] == rig.deps.lectures.transcription.worker
         assert stored["transcribeLeaseUntil"] >= now + TRANSCRIBE_LEASE_SECONDS
 
 
@@ -103,7 +104,9 @@ async def test_our_own_claim_left_by_a_retried_write_is_resumed_once(make_rig: A
         lectures = rig.deps.lectures
         now = rig.store.now()
         lecture_id = _transcribing(
-            rig, transcribeLeaseUntil=now + TRANSCRIBE_LEASE_SECONDS, transcribeWorker=lectures.worker
+            rig,
+            transcribeLeaseUntil=now + TRANSCRIBE_LEASE_SECONDS,
+            transcribeWorker=lectures.transcription.worker,
         )
         # Two handoffs at once: one resumes the claim, the other sees it running here.
         await asyncio.gather(
@@ -155,7 +158,7 @@ async def test_status_changed_under_it_is_logged_and_pushed(
             return made
 
         monkeypatch.setattr(lectures, "make_transcript", regressed)
-        with caplog.at_level(logging.ERROR, logger="synapscribe.agentcore.lectures"):
+        with caplog.at_level(logging.ERROR, logger="synapscribe.agentcore.transcription_job"):
             await lectures.run_transcription(lecture_id, "c-up")
         [message] = _lectures(rig, "c-up")
         assert message["type"] == "error" and message["code"] == "internal"
@@ -170,7 +173,7 @@ async def test_status_changed_under_it_is_logged_and_pushed(
 
         _transcribing(rig, transcribeLeaseUntil=0)
         monkeypatch.setattr(lectures, "make_transcript", rejected)
-        monkeypatch.setattr(lectures, "_stored_transcript", _none)
+        monkeypatch.setattr(lectures.transcription, "_stored_transcript", _none)
         await lectures.run_transcription(lecture_id, "c-up2")
         assert _lectures(rig, "c-up2") == [
             {
