@@ -342,7 +342,7 @@ def test_the_intake_switch_parameter_starts_open(synth: Synthesized) -> None:
 
 def test_every_table_is_granted_to_some_function(synth: Synthesized) -> None:
     """A new table (store.TABLE_KEYS) must be named in FUNCTION_TABLE_ACTIONS, or no Lambda may use it."""
-    from synapscribe_cdk.stacks.api import FUNCTION_TABLE_ACTIONS
+    from synapscribe_cdk.stacks.api_grants import FUNCTION_TABLE_ACTIONS
 
     named = {field for tables in FUNCTION_TABLE_ACTIONS.values() for field in tables}
     assert set(TABLE_KEYS) <= named

@@ -6,16 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import ArnFormat, CfnOutput, Duration, Fn, Stack
+from aws_cdk import CfnOutput, Duration, Fn, Stack
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
-from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_s3 as s3
@@ -25,7 +22,6 @@ from constructs import Construct
 from synapscribe.contract import ACTIONS
 from synapscribe.edge import intake
 from synapscribe.platform import PlatformConfig
-from synapscribe.store import SWEEP_INDEX
 
 from synapscribe_cdk.bundling import prepare_lambda_asset
 from synapscribe_cdk.config import EnvironmentConfig
@@ -33,7 +29,9 @@ from synapscribe_cdk.constructs import permissions
 from synapscribe_cdk.constructs.edge_function import EdgeFunction
 from synapscribe_cdk.constructs.failure_queue import FailureQueue
 from synapscribe_cdk.constructs.log_groups import retained_log_group
-from synapscribe_cdk.nag import acknowledge, acknowledge_checkov, managed_policy_findings, wildcard_findings
+from synapscribe_cdk.nag import acknowledge, acknowledge_checkov, managed_policy_findings
+from synapscribe_cdk.stacks.api_alarms import api_errors_alarm, request_rate_alarms
+from synapscribe_cdk.stacks.api_grants import grant_edge_functions
 from synapscribe_cdk.stacks.data import DataStack
 from synapscribe_cdk.stacks.network import EDGE_SUBNETS, NetworkStack
 
@@ -45,67 +43,6 @@ SWEEPER_TIMEOUT = Duration.seconds(120)
 #: API Gateway closes an integration after 29 s; the handler only hands work to AgentCore.
 WEBSOCKET_HANDLER_TIMEOUT = Duration.seconds(20)
 API_ID_OUTPUT = "ApiId"
-
-_ITEM = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
-_LEDGER = ("dynamodb:GetItem", "dynamodb:UpdateItem")
-#: The DynamoDB calls each function makes, by table (store.TABLE_KEYS field), from
-#: synapscribe.store, quotas.py (a ledger is read, then updated on condition; a lecture upload's
-#: ledger update and pending item go in one TransactWriteItems, which IAM authorizes as the
-#: UpdateItem and PutItem inside it) and edge/rates.py (conditional updates). Nobody scans: the
-#: sweeper finds stuck lectures and overdue questions with a Query on the sparse index
-#: (FUNCTION_INDEX_ACTIONS), and takes an overdue final over with one conditional UpdateItem
-#: (final_claim.take_over). A table missing here gets no grant (test_api_stack checks every
-#: table is named). The host registry is read whole (a Scan of tens of items: edge/affinity.py)
-#: by the two functions that hand work to AgentCore, and written by the hosts alone.
-FUNCTION_TABLE_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
-    "websocket_handler": {
-        "connections_table": _ITEM,
-        "lectures_table": _ITEM,
-        # UpdateItem: a question clip is recorded on its session (deleteLecture deletes it).
-        "sessions_table": _ITEM,
-        "limits_table": _LEDGER,
-        "hosts_table": ("dynamodb:Scan",),
-    },
-    "validation": {
-        "lectures_table": ("dynamodb:GetItem", "dynamodb:UpdateItem"),
-        "limits_table": _LEDGER,
-        "hosts_table": ("dynamodb:Scan",),
-    },
-    "sweeper": {
-        "connections_table": ("dynamodb:UpdateItem",),
-        "lectures_table": ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
-        # GetItem: a removed lecture's sessions name their question clips (edge/removal.py).
-        "sessions_table": ("dynamodb:GetItem", "dynamodb:DeleteItem"),
-        "limits_table": _LEDGER,
-    },
-}
-#: The calls each function makes on a table's sweep index (store.SWEEP_INDEX), by table: the
-#: index's own ARN (`<table>/index/<name>`), so Query reaches neither the table nor another index.
-FUNCTION_INDEX_ACTIONS: dict[str, dict[str, tuple[str, ...]]] = {
-    "sweeper": {"connections_table": ("dynamodb:Query",), "lectures_table": ("dynamodb:Query",)},
-}
-
-
-def table_statements(
-    actions_by_table: dict[str, tuple[str, ...]], tables: dict[str, dynamodb.Table]
-) -> list[iam.PolicyStatement]:
-    """One statement per table the function uses (tables the app does not have are skipped)."""
-    return [
-        permissions.tables(actions, [tables[field].table_arn])
-        for field, actions in actions_by_table.items()
-        if field in tables
-    ]
-
-
-def index_statements(
-    actions_by_table: dict[str, tuple[str, ...]], tables: dict[str, dynamodb.Table]
-) -> list[iam.PolicyStatement]:
-    """One statement per table whose sweep index the function queries."""
-    return [
-        permissions.tables(actions, [f"{tables[field].table_arn}/index/{SWEEP_INDEX}"])
-        for field, actions in actions_by_table.items()
-        if field in tables
-    ]
 
 
 ACCESS_LOG_FORMAT = json.dumps(
@@ -268,7 +205,19 @@ class ApiStack(Stack):
         )
         self.sweeper = self._sweeper(code[SWEEPER_HANDLER], environment, placement, platform)
 
-        self._grant(data, platform, config.fleet_group_name)
+        grant_edge_functions(
+            self,
+            data,
+            platform,
+            config.fleet_group_name,
+            permissions.post_to_connections(self.api.api_id, self.stage.stage_name),
+            self.intake.parameter_arn,
+            {
+                "websocket_handler": self.websocket_handler.function,
+                "validation": self.validation.function,
+                "sweeper": self.sweeper.function,
+            },
+        )
 
         # S3 notifies the validator of new lectures. The bucket is imported by name so that the
         # notification (and its permission) live here, not in the Data stack (which would then
@@ -295,8 +244,14 @@ class ApiStack(Stack):
             self.validation.errors_alarm,
             self.validation_failures.alarm,
             self.sweeper.errors_alarm,
-            self._api_errors_alarm(),
-            *self._request_rate_alarms(config),
+            api_errors_alarm(self, self.api, self.stage),
+            *request_rate_alarms(
+                self,
+                self.api,
+                self.stage,
+                [self.websocket_handler.function, self.validation.function],
+                config,
+            ),
         ]
         data.alarm_topic.notify(self.alarms)
         self.websocket_url = self.stage.url
@@ -316,74 +271,6 @@ class ApiStack(Stack):
         DataStack.imported_bucket_arn)."""
         consumer.add_stack_dependency(self)
         return Fn.get_stack_output(self.stack_name, API_ID_OUTPUT)
-
-    def _grant(self, data: DataStack, platform: PlatformConfig, fleet_group: str) -> None:
-        """Least privilege: the handler presigns uploads and a lecture's GET (getLectureAudio), checks query uploads, keeps its items
-        and deletes a lecture with what was made from it (deleteLecture); the validator reads,
-        and may delete, uploaded lectures and updates their status; the sweeper resumes stuck
-        lectures, rejects or removes the hopeless ones (edge/removal.py: it lists the lecture's
-        segments, then deletes its objects). All push to clients (@connections POST). Table
-        actions are the calls each function makes (FUNCTION_TABLE_ACTIONS)."""
-        prefixes = platform.storage.prefixes
-        bucket_arn = data.imported_bucket_arn(self)
-        connections = permissions.post_to_connections(self.api.api_id, self.stage.stage_name)
-        # A lecture goes with its sessions' answers and question clips (edge/removal.py).
-        made = [
-            prefixes.lectures,
-            prefixes.transcripts,
-            prefixes.segments,
-            prefixes.responses,
-            prefixes.queries,
-        ]
-        removal = [
-            permissions.objects(["s3:DeleteObject"], bucket_arn, made),
-            permissions.list_under(bucket_arn, [prefixes.segments, prefixes.responses]),
-        ]
-        grants = {
-            "websocket_handler": [
-                permissions.objects(["s3:PutObject"], bucket_arn, [prefixes.lectures, prefixes.queries]),
-                # queries: a query upload is checked; lectures: getLectureAudio presigns a GET of one.
-                permissions.objects(["s3:GetObject"], bucket_arn, [prefixes.queries, prefixes.lectures]),
-                *removal,
-                connections,
-                *fleet_start_statements(self, fleet_group),
-                iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[self.intake.parameter_arn]),
-            ],
-            "validation": [
-                # PutObjectTagging: an accepted lecture is promoted (its pending tag replaced).
-                permissions.objects(
-                    ["s3:GetObject", "s3:DeleteObject", "s3:PutObjectTagging"],
-                    bucket_arn,
-                    [prefixes.lectures],
-                ),
-                connections,
-            ],
-            # DescribeAutoScalingGroups: the sweeper accrues the fleet's GPU host-hours.
-            "sweeper": [*removal, connections, fleet_start_statements(self, fleet_group)[1]],
-        }
-        functions = {
-            "websocket_handler": self.websocket_handler.function,
-            "validation": self.validation.function,
-            "sweeper": self.sweeper.function,
-        }
-        for name, statements in grants.items():
-            statements += table_statements(FUNCTION_TABLE_ACTIONS[name], data.tables)
-            statements += index_statements(FUNCTION_INDEX_ACTIONS.get(name, {}), data.tables)
-            fn = functions[name]
-            for statement in statements:
-                fn.add_to_role_policy(statement)
-            assert fn.role is not None
-            findings = wildcard_findings(self, [r for s in statements for r in s.resources])
-            if findings:
-                acknowledge(
-                    fn.role,
-                    "AwsSolutions-IAM5",
-                    "Object wildcards stop at this platform's key prefixes, and @connections at this API's "
-                    "stage: the ids under them are made at run time. The fleet's group ARN holds a "
-                    "UUID made at its creation (its name is fixed); DescribeAutoScalingGroups takes no "
-                    "resource (Service Authorization Reference, Amazon EC2 Auto Scaling).",
-                    findings,
-                )
 
     def _sweeper(
         self,
@@ -418,100 +305,3 @@ class ApiStack(Stack):
             "one; a queued copy of the schedule's event would replay nothing.",
         )
         return sweeper
-
-    def _request_rate_alarms(self, config: EnvironmentConfig) -> list[cloudwatch.Alarm]:
-        """More messages, or edge invocations, in an hour than students make (cdk.json
-        `cost_alarms`): someone is looping requests, each one billed."""
-        hour = Duration.hours(1)
-        limits = config.cost_alarms
-        messages = cloudwatch.Metric(
-            namespace="AWS/ApiGateway",
-            metric_name="MessageCount",
-            dimensions_map={"ApiId": self.api.api_id, "Stage": self.stage.stage_name},
-            statistic="Sum",
-            period=hour,
-        ).create_alarm(
-            self,
-            "MessageRate",
-            alarm_description=(
-                f"More than {limits.messages_per_hour} WebSocket messages reached the API in an hour "
-                "(cost_alarms.messages_per_hour): requests in a loop. Find the source addresses in the "
-                "access log group; close intake if needed."
-            ),
-            threshold=limits.messages_per_hour,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        invocations = cloudwatch.MathExpression(
-            expression="handler + validation",
-            using_metrics={
-                "handler": self.websocket_handler.function.metric_invocations(period=hour, statistic="Sum"),
-                "validation": self.validation.function.metric_invocations(period=hour, statistic="Sum"),
-            },
-            period=hour,
-            label="edge invocations per hour",
-        ).create_alarm(
-            self,
-            "InvocationRate",
-            alarm_description=(
-                f"The WebSocket handler and the lecture validation ran more than "
-                f"{limits.invocations_per_hour} times in an hour (cost_alarms.invocations_per_hour): "
-                "messages or uploads in a loop. Find the source in the access logs; close intake if needed."
-            ),
-            threshold=limits.invocations_per_hour,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        return [messages, invocations]
-
-    def _api_errors_alarm(self) -> cloudwatch.Alarm:
-        period = Duration.minutes(5)
-        dims = {"ApiId": self.api.api_id, "Stage": self.stage.stage_name}
-
-        def metric(name: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace="AWS/ApiGateway",
-                metric_name=name,
-                dimensions_map=dims,
-                statistic="Sum",
-                period=period,
-            )
-
-        errors = cloudwatch.MathExpression(
-            expression="integration + execution",
-            using_metrics={"integration": metric("IntegrationError"), "execution": metric("ExecutionError")},
-            period=period,
-            label="WebSocket API integration and execution errors",
-        )
-        return errors.create_alarm(
-            self,
-            "ApiErrors",
-            alarm_description=(
-                "The WebSocket API failed to run its Lambda integration or to execute requests: clients' "
-                "messages are lost. Check the access log group and the handler's errors."
-            ),
-            threshold=5,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-
-
-def fleet_start_statements(scope: Construct, group_name: str) -> list[iam.PolicyStatement]:
-    """What warming from zero needs (edge/warming.py): read the group's size, set it on that one
-    group. An Auto Scaling group's ARN is autoScalingGroup:<uuid>:autoScalingGroupName/<name>, the
-    UUID made when the group is created; DescribeAutoScalingGroups supports no resource-level
-    permission (Service Authorization Reference, "Actions defined by Amazon EC2 Auto Scaling")."""
-    stack = Stack.of(scope)
-    group_arn = stack.format_arn(
-        service="autoscaling",
-        resource="autoScalingGroup",
-        resource_name=f"*:autoScalingGroupName/{group_name}",
-        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-    )
-    return [
-        iam.PolicyStatement(actions=["autoscaling:SetDesiredCapacity"], resources=[group_arn]),
-        iam.PolicyStatement(actions=["autoscaling:DescribeAutoScalingGroups"], resources=["*"]),
-    ]

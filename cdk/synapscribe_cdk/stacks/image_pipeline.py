@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Aws, CfnOutput, Duration, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
@@ -26,8 +26,6 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
-from synapscribe import image_names as tags
-from synapscribe.image_names import STACK_PREFIX
 from synapscribe.platform import PlatformConfig
 
 from synapscribe_cdk.config import EnvironmentConfig, ImagePipelineConfig
@@ -35,6 +33,7 @@ from synapscribe_cdk.constructs.alarm_topic import AlarmTopic
 from synapscribe_cdk.constructs.log_groups import retained_log_group
 from synapscribe_cdk.constructs.vpc_checks import acknowledge_listed_zones, rejected_traffic_flow_logs
 from synapscribe_cdk.nag import acknowledge, managed_policy_findings, wildcard_findings
+from synapscribe_cdk.stacks.image_build_policy import build_statements
 
 STACK_NAME = "SynapScribe-ImagePipeline"
 PROJECT_NAME = "SynapScribe-ImagePipeline"
@@ -200,7 +199,9 @@ class ImagePipelineStack(Stack):
                 )
             ),
         )
-        statements = self._statements()
+        statements = build_statements(
+            self.environments, self.platform, self.instance_type, self.verify_role.role_arn
+        )
         for statement in statements:
             role.add_to_policy(statement)
         acknowledge(
@@ -228,113 +229,3 @@ class ImagePipelineStack(Stack):
             ],
         )
         return project
-
-    def _arn(self, service: str, resource: str, region: bool = True, account: bool = True) -> str:
-        return (
-            f"arn:{Aws.PARTITION}:{service}:{Aws.REGION if region else ''}:"
-            f"{Aws.ACCOUNT_ID if account else ''}:{resource}"
-        )
-
-    def _statements(self) -> list[iam.PolicyStatement]:
-        project_tag = {f"aws:ResourceTag/{tags.PROJECT_KEY}": tags.PROJECT_VALUE}
-        channels = [self.platform.ami.channel(e.name) for e in self.environments]
-        return [
-            iam.PolicyStatement(actions=["ec2:Describe*"], resources=["*"]),
-            # Packer's build instance and the verify instance: the one type, tagged as the project's.
-            iam.PolicyStatement(
-                actions=["ec2:RunInstances"],
-                resources=[self._arn("ec2", "instance/*")],
-                conditions={
-                    "StringEquals": {
-                        "ec2:InstanceType": self.instance_type,
-                        f"aws:RequestTag/{tags.PROJECT_KEY}": tags.PROJECT_VALUE,
-                    }
-                },
-            ),
-            iam.PolicyStatement(
-                actions=["ec2:RunInstances"],
-                resources=[
-                    self._arn("ec2", f"{kind}/*")
-                    for kind in (
-                        "volume",
-                        "network-interface",
-                        "security-group",
-                        "subnet",
-                        "key-pair",
-                        "spot-instances-request",
-                    )
-                ]
-                + [self._arn("ec2", "image/*", account=False)],
-            ),
-            iam.PolicyStatement(
-                actions=["ec2:TerminateInstances", "ec2:StopInstances", "ec2:CreateImage"],
-                resources=[self._arn("ec2", "instance/*")],
-                conditions={"StringEquals": project_tag},
-            ),
-            # Packer's temporary key pair and security group; images and snapshots (its encrypted
-            # copy's intermediate image carries no tag yet when Packer deregisters it).
-            iam.PolicyStatement(
-                actions=[
-                    "ec2:CreateKeyPair",
-                    "ec2:DeleteKeyPair",
-                    "ec2:CreateSecurityGroup",
-                    "ec2:DeleteSecurityGroup",
-                    "ec2:AuthorizeSecurityGroupIngress",
-                    "ec2:CreateImage",
-                    "ec2:CopyImage",
-                    "ec2:RegisterImage",
-                    "ec2:CreateSnapshot",
-                    "ec2:DeregisterImage",
-                    "ec2:DeleteSnapshot",
-                    "ec2:CreateTags",
-                ],
-                resources=[
-                    self._arn("ec2", "key-pair/*"),
-                    self._arn("ec2", "security-group/*"),
-                    self._arn("ec2", "vpc/*"),
-                    self._arn("ec2", "image/*", account=False),
-                    self._arn("ec2", "snapshot/*", account=False),
-                    self._arn("ec2", "volume/*"),
-                    self._arn("ec2", "instance/*"),
-                ],
-            ),
-            iam.PolicyStatement(
-                actions=["iam:PassRole"],
-                resources=[self.verify_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
-            ),
-            iam.PolicyStatement(
-                actions=["ssm:GetParameter", "ssm:PutParameter"],
-                resources=[
-                    self._arn("ssm", "parameter" + name) for c in channels for name in (c.current, c.previous)
-                ],
-            ),
-            iam.PolicyStatement(
-                actions=["ssm:SendCommand"],
-                resources=[self._arn("ssm", "document/AWS-RunShellScript", account=False)],
-            ),
-            iam.PolicyStatement(
-                actions=["ssm:SendCommand"],
-                resources=[self._arn("ec2", "instance/*")],
-                conditions={"StringEquals": {f"ssm:resourceTag/{tags.PURPOSE}": tags.VERIFY_PURPOSE}},
-            ),
-            iam.PolicyStatement(actions=["ssm:GetCommandInvocation"], resources=["*"]),
-            iam.PolicyStatement(
-                actions=["autoscaling:StartInstanceRefresh", "autoscaling:CancelInstanceRefresh"],
-                resources=[
-                    self._arn("autoscaling", f"autoScalingGroup:*:autoScalingGroupName/{e.fleet_group_name}")
-                    for e in self.environments
-                ],
-            ),
-            iam.PolicyStatement(
-                actions=["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeInstanceRefreshes"],
-                resources=["*"],
-            ),
-            iam.PolicyStatement(
-                actions=["cloudformation:DescribeStacks"],
-                resources=[
-                    self._arn("cloudformation", f"stack/{STACK_PREFIX.format(env=e.name)}*/*")
-                    for e in self.environments
-                ],
-            ),
-        ]
