@@ -345,7 +345,7 @@ def render(platform: PlatformConfig | None = None) -> str:
     lines = [
         "# SynapScribe client contract (WebSocket)",
         "",
-        f"<!-- Generated from runtime/synapscribe/contract.py by `{GENERATOR}`"
+        f"<!-- Generated from runtime/synapscribe/contract/ by `{GENERATOR}`"
         " (or `make contract-doc`); do not edit by hand. -->",
         "",
         INTRO,
