@@ -91,6 +91,7 @@ class TourResult:
     phone_screenshot: Path | None = None
     #: at phone size: Stop, a bad upload's words, the conversation reopened and its citation played
     phone_stopped: dict[str, Any] = field(default_factory=dict)
+    phone_barge_in: dict[str, Any] = field(default_factory=dict)
     phone_not_audio: dict[str, Any] = field(default_factory=dict)
     restored_lecture_played: dict[str, Any] = field(default_factory=dict)
     #: a browser that refuses to play: what the page said, and the turn it happened on
@@ -319,6 +320,28 @@ ALERT_ON_SCREEN_JS = """(() => { const a = document.querySelector('[role=alert]'
   return r.bottom > 0 && r.top < innerHeight && r.width > 0 ? a.textContent.trim() : ''; })()"""
 
 
+async def _barge_in_at_phone_size(
+    page: Page, speech_seconds: float, result: TourResult, within: float
+) -> None:
+    """On a phone, holding "Hold to talk" while the last answer is spoken silences it at once."""
+    previous = (await page.evaluate(TURNS_JS))[-1]["requestId"]
+    await _playing(page, previous, within)
+    at = await page.evaluate("performance.now()")
+    count = await _turn_count(page)
+    await page.wait_for(f"{BUTTON_NAMED_JS}('Hold to talk')", 10, "the talk button")
+    await page.press("[data-tour-target='yes']")
+    await page.wait_for("document.querySelector('#talk').dataset.state === 'recording'", 10, "recording")
+    await asyncio.sleep(speech_seconds)
+    await page.release("#talk")
+    turn = await _answered(page, count, within)
+    log = await page.evaluate("window.synapscribePlayLog")
+    result.phone_barge_in = {
+        "at": at,
+        "turn": turn,
+        "previous": [e for e in log if e["requestId"] == previous],
+    }
+
+
 async def _stop_at_phone_size(page: Page, result: TourResult, within: float) -> None:
     """On a phone, Stop (the button named "Stop answer") ends an answer being written."""
     count = await _turn_count(page)
@@ -372,12 +395,17 @@ async def _blocked_playback(page: Page, result: TourResult, within: float) -> No
     await page.evaluate("window.__tourBlockPlayback = false")
 
 
-async def _at_phone_size(page: Page, workdir: Path, result: TourResult, within: float) -> None:
-    """A student on a phone: ask, stop an answer, a file that is not audio, one rejected, reload
+async def _at_phone_size(
+    page: Page, workdir: Path, speech_seconds: float, result: TourResult, within: float
+) -> None:
+    """A student on a phone: ask, talk over its spoken answer, stop an answer, a file that is not audio, one rejected, reload
     (the conversation comes back and its timestamps play the lecture), a browser that blocks sound."""
     await page.viewport(PHONE, mobile=True)
     try:
+        if not await page.evaluate("document.querySelector('#speak').checked"):
+            await page.click("#speak")  # spoken again, to talk over it
         await _ask_at_phone_size(page, result, within)
+        await _barge_in_at_phone_size(page, speech_seconds, result, within)
         await _stop_at_phone_size(page, result, within)
         await _not_audio_at_phone_size(page, workdir, result)
         result.rejected_status = await _rejected(page, workdir, result)
@@ -643,7 +671,7 @@ async def run_tour(
             result.play_log = await page.evaluate("window.synapscribePlayLog")
             await _screenshots(page, screenshot, result, axe=axe)
             marks["audited"] = time.monotonic()
-            await _at_phone_size(page, workdir, result, within=60)
+            await _at_phone_size(page, workdir, speech_seconds, result, within=60)
             marks["done"] = time.monotonic()
         finally:
             result.console = list(page.console)

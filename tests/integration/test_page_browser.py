@@ -279,6 +279,15 @@ def test_a_question_asked_at_phone_size_is_answered_above_the_ask_bar(tour: Tour
     assert phone["askBarOnScreen"]["ok"] is True, phone["askBarOnScreen"]
 
 
+def test_talking_over_an_answer_at_phone_size_silences_it(tour: TourResult) -> None:
+    barge = tour.phone_barge_in
+    assert barge["turn"]["kind"] == "voice" and barge["turn"]["state"] == "answered", barge["turn"]
+    plays = [e for e in barge["previous"] if e["event"] == "play"]
+    stops = [e for e in barge["previous"] if e["event"] == "stopped"]
+    assert plays and all(e["t"] < barge["at"] for e in plays), barge["previous"]
+    assert stops and all(e["t"] >= barge["at"] for e in stops), barge["previous"]
+
+
 def test_stop_at_phone_size_ends_the_answer(tour: TourResult) -> None:
     stopped = tour.phone_stopped
     assert stopped["question"] == PHONE_STOPPED_QUESTION and stopped["state"] == "stopped", stopped
