@@ -1,8 +1,10 @@
 """The student page in Debian's Chromium (headless, DevTools protocol, real time) against the local
 stack with the model stand-in: upload, ready, a voice question from the fake microphone, a text
 question, a follow-up, a file that is not audio, a connection closed by the server and the
-reconnect, a lecture rejected with its reason. What the page shows is read back; the spoken
-sentences must have played in order. The finished conversation is left in build/page-demo.png."""
+reconnect, a lecture rejected with its reason; at phone size a question, barge-in, Stop, a bad
+upload's words on screen, the reload that reopens the conversation with its citations, and a
+browser that refuses playback. What the page shows is read back; the spoken sentences must have
+played in order. The finished conversation is left in build/page-demo.png."""
 
 from __future__ import annotations
 
