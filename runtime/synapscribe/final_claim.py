@@ -4,8 +4,8 @@ The protocol is described once, in docs/interfaces.md ("One final message per qu
 parties call these operations: the WebSocket handler (`expect` before its hand-off, `withdraw` when
 AgentCore refused it, `claim` as "edge" when the hand-off timed out), the query pipeline (`claim`
 as "agentcore" with a deadline before it pushes anything, `settle` just before its final), the
-sweeper (`take_over` past a deadline) and warming (`claim` as "sweeper" for a parked question past
-its bound). Each is one conditional write on the question's connection item (store.py's
+sweeper (`take_over` past a deadline), warming (`claim` as "sweeper" for a parked question past
+its bound) and the edge's cancel of a parked question (`claim` as "edge"). Each is one conditional write on the question's connection item (store.py's
 `finals` and `answerDeadlines` maps), so exactly one party ever wins a question's final.
 """
 

@@ -27,6 +27,8 @@ from synapscribe_local.browser import BrowserError, Page, chromium_page
 VOICE_QUESTION = "What is the main idea of this lecture?"
 STOPPED_QUESTION = "Tell me everything about the lecture, slowly."
 PHONE_QUESTION = "Where does photosynthesis take place?"
+PHONE_STOPPED_QUESTION = "On my phone: tell me all of it, slowly."
+BLOCKED_QUESTION = "Will I hear this answer?"
 TEXT_QUESTION = "Which example does the lecture give?"
 FOLLOW_UP = "Can you say that again more simply?"
 AFTER_RECONNECT = "Thank you. One more: how does it end?"
@@ -87,6 +89,13 @@ class TourResult:
     lectures_listed: list[str] = field(default_factory=list)
     welcome_back: str = ""
     phone_screenshot: Path | None = None
+    #: at phone size: Stop, a bad upload's words, the conversation reopened and its citation played
+    phone_stopped: dict[str, Any] = field(default_factory=dict)
+    phone_barge_in: dict[str, Any] = field(default_factory=dict)
+    phone_not_audio: dict[str, Any] = field(default_factory=dict)
+    restored_lecture_played: dict[str, Any] = field(default_factory=dict)
+    #: a browser that refuses to play: what the page said, and the turn it happened on
+    blocked: dict[str, Any] = field(default_factory=dict)
     recorded_type: str = ""
     screenshot: Path | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -165,6 +174,15 @@ async def _holds(page: Page, expression: str, within: float) -> bool:
     except BrowserError:
         return False
     return True
+
+
+async def _shown(page: Page, expression: str, within: float) -> Any:
+    """`expression`'s value once truthy, or None when it is not within `within` s (the test
+    asserts it, so one missing behaviour fails its own test instead of ending the whole tour)."""
+    try:
+        return await page.wait_for(expression, within, expression)
+    except BrowserError:
+        return None
 
 
 async def _turn_count(page: Page) -> int:
@@ -271,16 +289,130 @@ async def _sizes_and_audit(page: Page, axe: Path | None, result: TourResult, nam
 
 async def _ask_at_phone_size(page: Page, result: TourResult, within: float) -> None:
     """On a phone: a typed question is answered, and the ask bar stays on screen below it."""
+    count = await _turn_count(page)
+    result.phone_turn = await _ask_text(page, PHONE_QUESTION, within)
+    result.phone_turn["askBarOnScreen"] = await page.evaluate(
+        f"(() => {{ const a = document.querySelector('#ask').getBoundingClientRect();"
+        f" const t = document.querySelectorAll('.turn')[{count}].getBoundingClientRect();"
+        " return {ok: a.top >= 0 && a.bottom <= innerHeight + 1 && t.bottom <= a.top + 1,"
+        " ask: [a.top, a.bottom], turn: [t.top, t.bottom], height: innerHeight}; })()"
+    )
+
+
+#: The button a student would press, found by its role and accessible name (its text or
+#: aria-label), visible; marked so that a real click can be aimed at its centre.
+BUTTON_NAMED_JS = """((name) => {
+  const b = [...document.querySelectorAll('button')].find(b => !b.closest('[hidden]')
+    && (b.getAttribute('aria-label') || b.textContent).trim() === name && b.getClientRects().length);
+  document.querySelectorAll('[data-tour-target]').forEach(e => delete e.dataset.tourTarget);
+  if (b) b.dataset.tourTarget = 'yes';
+  return !!b; })"""
+
+
+async def _click_button(page: Page, name: str, within: float = 10) -> None:
+    await page.wait_for(f"{BUTTON_NAMED_JS}({json.dumps(name)})", within, f"a button named {name!r}")
+    await page.click("[data-tour-target='yes']")
+
+
+#: What the alert (role=alert) says when it is on the screen, else ''.
+ALERT_ON_SCREEN_JS = """(() => { const a = document.querySelector('[role=alert]');
+  if (!a || a.hidden) return ''; const r = a.getBoundingClientRect();
+  return r.bottom > 0 && r.top < innerHeight && r.width > 0 ? a.textContent.trim() : ''; })()"""
+
+
+async def _barge_in_at_phone_size(
+    page: Page, speech_seconds: float, result: TourResult, within: float
+) -> None:
+    """On a phone, holding "Hold to talk" while the last answer is spoken silences it at once."""
+    previous = (await page.evaluate(TURNS_JS))[-1]["requestId"]
+    await _playing(page, previous, within)
+    at = await page.evaluate("performance.now()")
+    count = await _turn_count(page)
+    await page.wait_for(f"{BUTTON_NAMED_JS}('Hold to talk')", 10, "the talk button")
+    await page.press("[data-tour-target='yes']")
+    await page.wait_for("document.querySelector('#talk').dataset.state === 'recording'", 10, "recording")
+    await asyncio.sleep(speech_seconds)
+    await page.release("#talk")
+    turn = await _answered(page, count, within)
+    log = await page.evaluate("window.synapscribePlayLog")
+    result.phone_barge_in = {
+        "at": at,
+        "turn": turn,
+        "previous": [e for e in log if e["requestId"] == previous],
+    }
+
+
+async def _stop_at_phone_size(page: Page, result: TourResult, within: float) -> None:
+    """On a phone, Stop (the button named "Stop answer") ends an answer being written."""
+    count = await _turn_count(page)
+    await page.type_text("#question", PHONE_STOPPED_QUESTION)
+    await _click_button(page, "Ask")
+    await page.wait_for(
+        f"document.querySelectorAll('.turn')[{count}]?.dataset.state === 'streaming'",
+        within,
+        "an answer streaming",
+    )
+    await _click_button(page, "Stop answer")
+    result.phone_stopped = await _answered(page, count, within)
+
+
+async def _not_audio_at_phone_size(page: Page, workdir: Path, result: TourResult) -> None:
+    """On a phone, a file that is not audio: the alert's words, on the screen."""
+    await page.evaluate("document.querySelector('#notice').hidden = true")  # the last words
+    notes = workdir / "phone-notes.txt"
+    notes.write_text("Notes typed on a phone, not a recording.\n")
+    await page.set_file("#file", notes)
+    result.phone_not_audio = {"alert": await _shown(page, ALERT_ON_SCREEN_JS, 15)}
+
+
+#: Test-only (registered before the reload): HTMLMediaElement.play refuses as a browser's autoplay
+#: policy does (NotAllowedError) once the tour sets `__tourBlockPlayback`.
+BLOCK_PLAYBACK_JS = """(() => { const play = HTMLMediaElement.prototype.play;
+  HTMLMediaElement.prototype.play = function () {
+    if (window.__tourBlockPlayback) return Promise.reject(new DOMException(
+      "play() failed because the user didn't interact with the document first.", "NotAllowedError"));
+    return play.call(this); }; })()"""
+
+
+async def _restored_citation_plays(page: Page, result: TourResult, within: float) -> None:
+    """After the reload: the first restored turn's first timestamp plays the lecture."""
+    before = await page.evaluate("(window.synapscribeLectureLog || []).length")
+    if not await page.evaluate("!!document.querySelector(\".turn[data-restored='true'] .cite\")"):
+        return  # no timestamp to click: the test says so
+    await page.click(".turn[data-restored='true'] .cite")
+    played = await _shown(page, f"(window.synapscribeLectureLog || [])[{before}]", within)
+    result.restored_lecture_played = played or {}
+    await page.evaluate("document.querySelector('#lecture-audio').pause()")
+
+
+async def _blocked_playback(page: Page, result: TourResult, within: float) -> None:
+    """The browser refuses to play the spoken answer: the page says how to allow sound."""
+    await page.evaluate("window.__tourBlockPlayback = true; document.querySelector('#notice').hidden = true")
+    if not await page.evaluate("document.querySelector('#speak').checked"):
+        await page.click("#speak")
+    turn = await _ask_text(page, BLOCKED_QUESTION, within)
+    result.blocked = {"turn": turn, "alert": await _shown(page, ALERT_ON_SCREEN_JS, 10)}
+    await page.evaluate("window.__tourBlockPlayback = false")
+
+
+async def _at_phone_size(
+    page: Page, workdir: Path, speech_seconds: float, result: TourResult, within: float
+) -> None:
+    """A student on a phone: ask, talk over its spoken answer, stop an answer, a file that is not audio, one rejected, reload
+    (the conversation comes back and its timestamps play the lecture), a browser that blocks sound."""
     await page.viewport(PHONE, mobile=True)
     try:
-        count = await _turn_count(page)
-        result.phone_turn = await _ask_text(page, PHONE_QUESTION, within)
-        result.phone_turn["askBarOnScreen"] = await page.evaluate(
-            f"(() => {{ const a = document.querySelector('#ask').getBoundingClientRect();"
-            f" const t = document.querySelectorAll('.turn')[{count}].getBoundingClientRect();"
-            " return {ok: a.top >= 0 && a.bottom <= innerHeight + 1 && t.bottom <= a.top + 1,"
-            " ask: [a.top, a.bottom], turn: [t.top, t.bottom], height: innerHeight}; })()"
-        )
+        if not await page.evaluate("document.querySelector('#speak').checked"):
+            await page.click("#speak")  # spoken again, to talk over it
+        await _ask_at_phone_size(page, result, within)
+        await _barge_in_at_phone_size(page, speech_seconds, result, within)
+        await _stop_at_phone_size(page, result, within)
+        await _not_audio_at_phone_size(page, workdir, result)
+        result.rejected_status = await _rejected(page, workdir, result)
+        await page.send("Page.addScriptToEvaluateOnNewDocument", {"source": BLOCK_PLAYBACK_JS})
+        await _come_back(page, result, within)
+        await _restored_citation_plays(page, result, within)
+        await _blocked_playback(page, result, within)
     finally:
         await page.viewport(None)
 
@@ -539,9 +671,7 @@ async def run_tour(
             result.play_log = await page.evaluate("window.synapscribePlayLog")
             await _screenshots(page, screenshot, result, axe=axe)
             marks["audited"] = time.monotonic()
-            await _ask_at_phone_size(page, result, within=60)
-            result.rejected_status = await _rejected(page, workdir, result)
-            await _come_back(page, result, within=60)
+            await _at_phone_size(page, workdir, speech_seconds, result, within=60)
             marks["done"] = time.monotonic()
         finally:
             result.console = list(page.console)

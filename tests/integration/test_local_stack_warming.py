@@ -77,6 +77,27 @@ async def _ready_session(client: StackClient) -> str:
     return str(session.data["sessionId"])
 
 
+async def _stop_while_parked(client: StackClient, session_id: str) -> None:
+    """A question parked for the starting host, stopped by the student before the host is up: one
+    `answer` with `stopped`, at once, and it is never handed to AgentCore."""
+    await client.send(
+        {
+            "action": "query",
+            "sessionId": session_id,
+            "requestId": "q-stopped",
+            "text": "Stop me.",
+            "voice": False,
+        }
+    )
+    assert (await client.wait_type("warming", "error", request_id="q-stopped", within=30)).type == "warming"
+    await client.send({"action": "cancel", "sessionId": session_id, "requestId": "q-stopped"})
+    final = await client.wait_type("answer", "error", request_id="q-stopped", within=10)
+    assert final.data is not None and final.data["type"] == "answer" and final.data["stopped"] is True, (
+        final.data
+    )
+    assert final.data["text"] == "" and final.data["audio"] == []
+
+
 async def test_a_question_with_no_healthy_host_sees_warming_then_the_answer(stack: LocalStackProcess) -> None:
     agentcore = stack.info["services"]["agentcore"]
     # No host: nothing listens where AgentCore would, and the group wants none.
@@ -86,7 +107,13 @@ async def test_a_question_with_no_healthy_host_sees_warming_then_the_answer(stac
     assert _desired(stack) == 0
     async with await StackClient.connect(stack.url, identity="warming-student") as client:
         session_id = await _ready_session(client)
+        await _stop_while_parked(client, session_id)
         result = await client.query(session_id, text="What is the lecture about?", voice=False, within=150)
+        # The host is up and the other question answered: the stopped one had its one final only.
+        stopped_finals = [
+            r for r in client.history if r.request_id == "q-stopped" and r.type in ("answer", "error")
+        ]
+        assert len(stopped_finals) == 1, [r.data for r in stopped_finals]
     types = [m.type for m in result.messages]
     assert types[0] == "warming", (types, stack.log_tail())
     warming = result.messages[0].data

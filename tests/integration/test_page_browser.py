@@ -1,8 +1,10 @@
 """The student page in Debian's Chromium (headless, DevTools protocol, real time) against the local
 stack with the model stand-in: upload, ready, a voice question from the fake microphone, a text
 question, a follow-up, a file that is not audio, a connection closed by the server and the
-reconnect, a lecture rejected with its reason. What the page shows is read back; the spoken
-sentences must have played in order. The finished conversation is left in build/page-demo.png."""
+reconnect, a lecture rejected with its reason; at phone size a question, barge-in, Stop, a bad
+upload's words on screen, the reload that reopens the conversation with its citations, and a
+browser that refuses playback. What the page shows is read back; the spoken sentences must have
+played in order. The finished conversation is left in build/page-demo.png."""
 
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ from typing import Any
 import pytest
 from synapscribe_local.page_tour import (
     AFTER_RECONNECT,
+    BLOCKED_QUESTION,
     FOLLOW_UP,
     LONG_QUESTION_SECONDS,
     PHONE_QUESTION,
+    PHONE_STOPPED_QUESTION,
     SCREENSHOT,
     STOPPED_QUESTION,
     TEXT_QUESTION,
@@ -275,6 +279,52 @@ def test_a_question_asked_at_phone_size_is_answered_above_the_ask_bar(tour: Tour
     assert phone["citations"], phone  # the stand-in quotes the chloroplast sentence
     # The answer ends above the sticky ask bar, which is on screen.
     assert phone["askBarOnScreen"]["ok"] is True, phone["askBarOnScreen"]
+
+
+def test_talking_over_an_answer_at_phone_size_silences_it(tour: TourResult) -> None:
+    barge = tour.phone_barge_in
+    assert barge["turn"]["kind"] == "voice" and barge["turn"]["state"] == "answered", barge["turn"]
+    plays = [e for e in barge["previous"] if e["event"] == "play"]
+    stops = [e for e in barge["previous"] if e["event"] == "stopped"]
+    assert plays and all(e["t"] < barge["at"] for e in plays), barge["previous"]
+    assert stops and all(e["t"] >= barge["at"] for e in stops), barge["previous"]
+
+
+def test_stop_at_phone_size_ends_the_answer(tour: TourResult) -> None:
+    stopped = tour.phone_stopped
+    assert stopped["question"] == PHONE_STOPPED_QUESTION and stopped["state"] == "stopped", stopped
+    assert stopped["status"] == "Stopped." and len(stopped["answer"]) < ANSWER_TOKENS * 4, stopped
+
+
+def test_a_bad_upload_at_phone_size_is_explained_on_screen(tour: TourResult) -> None:
+    alert = tour.phone_not_audio["alert"] or ""
+    assert alert.startswith("That file is not a recording we can use. Choose an audio file"), alert
+    assert "reload" not in alert.lower()
+
+
+def test_reopened_answers_keep_their_citations_and_play_the_lecture(tour: TourResult) -> None:
+    """getSession gives back each answer's citations (kept with the turn): the reopened page shows
+    the same timestamps as the live answer did, and a click plays the lecture (at phone size)."""
+    live = {t["requestId"]: t for t in [*tour.turns, tour.phone_turn]}
+    restored = [t for t in tour.restored_turns if t["requestId"] in live]
+    assert restored, (tour.restored_turns, list(live))
+    for turn in restored:
+        was = live[turn["requestId"]]
+        assert (turn["citations"], turn["citationsText"]) == (was["citations"], was["citationsText"]), turn
+    assert any(t["citations"] for t in restored) and any(t["citations"] == [] for t in restored)
+    first = next(t["citations"][0] for t in tour.restored_turns if t["citations"])
+    played = tour.restored_lecture_played
+    assert abs(played["at"] - first["start"]) < 0.5 and played["end"] == first["end"], played
+
+
+def test_a_browser_that_blocks_playback_says_how_to_allow_sound(tour: TourResult) -> None:
+    """Chromium refusing play() (NotAllowedError, as its autoplay policy does): the spoken answer
+    is not heard, and the alert on the screen says how to allow sound."""
+    turn = tour.blocked["turn"]
+    assert turn["question"] == BLOCKED_QUESTION and turn["state"] == "answered", turn
+    alert = tour.blocked["alert"] or ""
+    assert alert.startswith("Your browser blocked the spoken answer. Allow sound for this page"), alert
+    assert "Replay answer" in alert
 
 
 def test_reload_brings_back_the_lectures_and_the_conversation(tour: TourResult) -> None:

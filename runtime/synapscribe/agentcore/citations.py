@@ -48,3 +48,9 @@ def parse(text: str, duration: float | None) -> list[Citation]:
 def unspoken(sentence: str) -> str:
     """The sentence as it is read aloud: without citation markers."""
     return MARKER_RE.sub("", sentence).strip()
+
+
+def stored(cited: list[Citation]) -> list[list[float]]:
+    """The citations as a session's history keeps them: `[start, end]` pairs (at most
+    MAX_CITATIONS, so a few dozen bytes a turn; edge/history.py reads them back)."""
+    return [[c.startSeconds, c.endSeconds] for c in cited[:MAX_CITATIONS]]

@@ -34,7 +34,7 @@ from synapscribe.agentcore.prompt import build_prompt, fit_budget, session_and_l
 from synapscribe.agentcore.query import Query, first_audio, log_figures
 from synapscribe.agentcore.question import QuestionTranscription, read_question_audio
 from synapscribe.agentcore.speech import Speech
-from synapscribe.contract import Answer, ErrorCode, ErrorMessage, ServerModel, Timings
+from synapscribe.contract import Answer, Citation, ErrorCode, ErrorMessage, ServerModel, Timings
 from synapscribe.quotas import OwnerQuotas
 
 log = logging.getLogger(__name__)
@@ -162,20 +162,23 @@ class QueryPipeline:
             await speech.finished()
 
         question_text = job.text if job.text is not None else (transcript_text or "")
-        await self._record_turn(job, q.spans, question_text, answer_text)
+        cited = citations.parse(answer_text, lecture.get("durationSeconds"))
+        await self._record_turn(job, q.spans, question_text, answer_text, cited)
         answer = await self._answered(q, stream, speech, transcription)
-        return answer.model_copy(
-            update={"citations": citations.parse(answer.text, lecture.get("durationSeconds"))}
-        )
+        return answer.model_copy(update={"citations": cited})
 
-    async def _record_turn(self, job: QueryJob, spans: Spans, question: str, answer: str) -> None:
-        """Keep the turn in the session's history, for follow-up questions."""
+    async def _record_turn(
+        self, job: QueryJob, spans: Spans, question: str, answer: str, cited: list[Citation]
+    ) -> None:
+        """Keep the turn in the session's history, for follow-up questions and for `getSession`
+        (with its citations, so a reopened conversation plays the lecture as the live one did)."""
         turn = {
             "requestId": job.requestId,
             "question": question,
             "answer": answer,
             "voice": job.text is None,
             "at": int(time.time()),
+            "citations": citations.stored(cited),
         }
         await self.deps.aws.call(
             self.deps.aws.store.append_turn, job.sessionId, turn, spans=spans, what="dynamodb"

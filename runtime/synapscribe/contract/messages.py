@@ -278,6 +278,9 @@ class Turn(ServerModel):
     """True for a spoken question."""
     at: int
     """Epoch seconds when it was answered."""
+    citations: list[Citation] | None = None
+    """Where in the lecture the answer comes from, as its `answer` said (empty: nothing in the
+    lecture supports it); absent for a turn kept before citations were."""
 
 
 class SessionTurns(ServerModel):

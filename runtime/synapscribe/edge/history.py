@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from synapscribe.contract import (
+    Citation,
     ContractError,
     ErrorCode,
     GetLectureAudio,
@@ -61,10 +62,19 @@ def get_session(msg: GetSession, owner: str, connection_id: str, d: EdgeDeps) ->
                 answer=str(t.get("answer", "")),
                 voice=bool(t.get("voice")),
                 at=int(t.get("at") or 0),
+                citations=_citations(t),
             )
             for t in session.get("history") or []
         ],
     )
+
+
+def _citations(turn: dict[str, Any]) -> list[Citation] | None:
+    """A kept turn's citations, stored as `[start, end]` pairs (agentcore/citations.py `stored`)."""
+    pairs = turn.get("citations")
+    if pairs is None:
+        return None
+    return [Citation(startSeconds=float(start), endSeconds=float(end)) for start, end in pairs]
 
 
 #: A citation's link to the lecture's recording lives at most this long (a student clicks it now).

@@ -14,6 +14,9 @@ group (SYNAPSCRIBE_FLEET_GROUP):
    first run that AgentCore accepts it takes the record off. Past the deadline, the sweeper
    claims the question's final and sends `upstream_unavailable`. The final-claim protocol
    (final_claim.py) makes a repeated hand-off harmless: a job is answered at most once.
+4. A `cancel` of a parked question (edge/interrupt.py) takes its record (`take`, the write the
+   sweeper's hand-off makes too: one of them wins) and claims its final: it is never handed over,
+   and the edge sends its one final, an `answer` with `stopped`.
 
 A Lambda cannot wait the minutes a GPU host needs, so the waiting is DynamoDB's and the sweeper's.
 """
@@ -116,6 +119,12 @@ def take(store: Store, connection_id: str, key: str) -> bool:
     )
 
 
+def still_parked(store: Store, connection_id: str, key: str) -> bool:
+    """The job is parked now (a consistent read of its connection item)."""
+    item = store.get_connection(connection_id) or {}
+    return key in (item.get(WARMING_ATTRIBUTE) or {})
+
+
 # --------------------------------------------------------------------------- the sweeper's part
 
 
@@ -157,6 +166,10 @@ def _one(d: EdgeDeps, connection_id: str, key: str, record: dict[str, Any], now:
     job = json.loads(record["job"])
     if int(record["until"]) < now:
         _expire(d, connection_id, key, job, done)
+        return
+    if not still_parked(d.store, connection_id, key):
+        # Stopped by the student (edge/interrupt.py) since the sweeper's index read, which may
+        # be stale: a consistent read, so a stopped question is not handed over.
         return
     try:
         post_job(d.settings.agentcore_url, "/v1/queries", job, d.settings.agentcore_timeout_seconds)

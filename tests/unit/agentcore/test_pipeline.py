@@ -50,6 +50,9 @@ async def test_text_query_streams_text_then_speech_in_order(make_rig: Any) -> No
         assert stored is not None
         assert stored["history"][-1]["question"] == "What does rubisco fix?"
         assert stored["history"][-1]["answer"] == answer["text"]
+        # Its citations too, as pairs (what `getSession` gives back to a reopened page).
+        pairs = [[c["startSeconds"], c["endSeconds"]] for c in answer["citations"]]
+        assert stored["history"][-1]["citations"] == pairs
         # The lecture went in as stored items of at most max_item_seconds each.
         lecture_parts = rig.vllm_bodies[-1]["messages"][1]["content"]
         audio_parts = [p for p in lecture_parts if p["type"] == "input_audio"]

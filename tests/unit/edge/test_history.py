@@ -76,6 +76,24 @@ def test_a_session_is_read_back_with_its_turns_by_its_owner_only(
     assert one(deps, alice, {"action": "getSession", "sessionId": "nope!"})["code"] == "bad_request"
 
 
+def test_a_turn_is_read_back_with_its_citations(deps: EdgeDeps, alice: str, session_id: str) -> None:
+    """Kept as `[start, end]` pairs (AgentCore's `citations.stored`), read back as the answer had them."""
+    cited = {
+        "requestId": "q-2",
+        "question": "Where?",
+        "answer": "In the chloroplast.",
+        "voice": False,
+        "at": 1,
+    }
+    deps.store.append_turn(session_id, {**cited, "citations": [[0.0, 29.5], [30, 60]]})
+    deps.store.append_turn(session_id, {**cited, "requestId": "q-3", "citations": []})
+    turns = one(deps, alice, {"action": "getSession", "sessionId": session_id})["turns"]
+    assert [t["citations"] for t in turns] == [
+        [{"startSeconds": 0, "endSeconds": 29.5}, {"startSeconds": 30, "endSeconds": 60}],
+        [],  # nothing in the lecture supports it: cited nothing
+    ]
+
+
 def test_lecture_audio_is_a_short_lived_get_of_the_own_ready_lecture(
     deps: EdgeDeps, alice: str, bob: str
 ) -> None:

@@ -201,6 +201,57 @@ def test_a_parked_question_past_its_bound_gets_one_error(
     assert sweep(deps).answered == []  # exactly one error
 
 
+def _cancel(deps: EdgeDeps, request_id: str) -> list[dict[str, Any]]:
+    message = {"action": "cancel", "sessionId": "ses_timeout", "requestId": request_id}
+    before = len(pushed("c1"))
+    assert handle(ws_event("$default", "c1", body=json.dumps(message)), deps)["statusCode"] == 200
+    return pushed("c1")[before:]
+
+
+def test_a_parked_question_stopped_gets_one_stopped_answer_and_is_never_handed_over(
+    deps: EdgeDeps, cold: str, slow: AgentCoreRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synapscribe.edge import warming
+    from synapscribe.edge.sweeper import sweep
+    from synapscribe.store import WARMING_ATTRIBUTE
+
+    assert [m["type"] for m in _query(deps, "w-6")] == ["warming"]
+    (key,) = deps.store.get_connection("c1")[WARMING_ATTRIBUTE]  # type: ignore[index]
+    # The sweeper's index read, made before the cancel (a stale read hands over nothing).
+    before = list(warming._parked(deps))
+    out = _cancel(deps, "w-6")
+    assert [(m["type"], m["requestId"], m.get("stopped")) for m in out] == [("answer", "w-6", True)]
+    assert out[0]["text"] == "" and out[0]["audio"] == [] and out[0]["timings"]["totalMs"] >= 0
+    conn = deps.store.get_connection("c1")
+    assert conn is not None and conn[WARMING_ATTRIBUTE] == {}
+    assert _finals(deps) == {key: "edge"}  # AgentCore's claim of it would lose
+    assert key not in deps.quotas.ledger("alice").jobs  # its job slot is back
+    # The host is up now: the sweeper hands nothing over, neither from a fresh read nor a stale one.
+    monkeypatch.setattr(deps, "settings", deps.settings.model_copy(update={"agentcore_url": slow.url}))
+    assert sweep(deps).warmed == []
+    monkeypatch.setattr(warming, "_parked", lambda d: iter(before))
+    assert sweep(deps).warmed == []
+    assert [path for path, _ in slow.requests if path == "/v1/queries"] == []
+    # A second cancel sends nothing more: the question had its one final.
+    assert _cancel(deps, "w-6") == []
+    assert [m for m in pushed("c1") if m["type"] in ("answer", "error")] == out
+
+
+def test_stopping_another_question_leaves_the_parked_one_waiting(
+    deps: EdgeDeps, cold: str, slow: AgentCoreRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synapscribe.edge.sweeper import sweep
+    from synapscribe.store import WARMING_ATTRIBUTE
+
+    _query(deps, "w-7")
+    assert _cancel(deps, "w-8") == []
+    conn = deps.store.get_connection("c1")
+    assert conn is not None and [k.split("@")[0] for k in conn[WARMING_ATTRIBUTE]] == ["w-7"]
+    monkeypatch.setattr(deps, "settings", deps.settings.model_copy(update={"agentcore_url": slow.url}))
+    report = sweep(deps)
+    assert len(report.warmed) == 1 and report.warmed[0].startswith("w-7@")
+
+
 def test_a_fleet_that_may_not_run_gets_a_clear_error(deps: EdgeDeps, cold: str) -> None:
     deps.autoscaling_client().update_auto_scaling_group(AutoScalingGroupName=cold, MaxSize=0)
     out = _query(deps, "w-5")

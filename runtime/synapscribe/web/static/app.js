@@ -58,25 +58,6 @@ function withoutMarkers(text) {
   return text.replace(MARKER, "");
 }
 
-function clockSeconds(clock) {
-  return clock.split(":").reduce((total, piece) => total * 60 + Number(piece), 0);
-}
-
-/** A restored turn's citations, read from its stored text (the live answer carries them parsed). */
-function citationsIn(text) {
-  const seen = new Set();
-  const out = [];
-  for (const [, from, to] of text.matchAll(MARKER)) {
-    const c = { startSeconds: clockSeconds(from), endSeconds: clockSeconds(to) };
-    const key = `${c.startSeconds}-${c.endSeconds}`;
-    if (c.endSeconds > c.startSeconds && !seen.has(key)) {
-      seen.add(key);
-      out.push(c);
-    }
-  }
-  return out;
-}
-
 function clock(seconds) {
   const s = Math.floor(seconds);
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
@@ -333,7 +314,8 @@ async function reopenSession(sessionId) {
     turn.done = true;
     turn.answer = past.answer;
     turn.element.querySelector(".answer").textContent = withoutMarkers(past.answer);
-    renderCitations(turn, citationsIn(past.answer));
+    // As the live answer showed them (kept with the turn; absent only for a turn kept before).
+    if (past.citations) renderCitations(turn, past.citations);
     turn.element.dataset.state = "answered";
     turn.element.dataset.restored = "true";
   }
