@@ -139,13 +139,21 @@ class Prober:
     seen: dict[str, float] = field(default_factory=dict)
 
     def check(self, now: float) -> None:
+        # Each probe is asked only once the one before it has answered: AgentCore's /ready needs the
+        # model listed, which needs vLLM listening, so a probe that timed out under load (/health
+        # has a 3 s limit) must not let a later step be recorded before an earlier one.
         if "vllm:listening" not in self.seen and _get(f"{self.vllm_url}/health")[0] == 200:
             self.seen["vllm:listening"] = now
         if "vllm:listening" in self.seen and "vllm:model_listed" not in self.seen:
             status, body = _get(f"{self.vllm_url}/v1/models")
             if status == 200 and _model_listed(body, self.served_model):
                 self.seen["vllm:model_listed"] = now
-        if "agentcore:ready" not in self.seen and _get(f"{self.agentcore_url}/ready")[0] == 200:
+        ready_url = f"{self.agentcore_url}/ready"
+        if (
+            "vllm:model_listed" in self.seen
+            and "agentcore:ready" not in self.seen
+            and _get(ready_url)[0] == 200
+        ):
             self.seen["agentcore:ready"] = now
 
     def done(self) -> bool:

@@ -100,6 +100,20 @@ def test_probes_record_each_step_when_it_first_answers(server: dict[str, Any]) -
     assert prober.done()
 
 
+def test_a_step_is_never_recorded_before_the_one_it_needs(server: dict[str, Any]) -> None:
+    """Under load vLLM's /health can time out on a poll where AgentCore's /ready answers: the
+    timeline must still show vLLM listening before AgentCore ready (the host test checks the order)."""
+    model = load_platform().model.served_name
+    prober = ht.Prober(server["url"], server["url"], model)
+    server["ready"] = True
+    server["models"] = [model]
+    prober.check(20.0)  # /health not answering yet
+    assert prober.seen == {}
+    server["healthy"] = True
+    prober.check(21.0)
+    assert prober.seen == {"vllm:listening": 21.0, "vllm:model_listed": 21.0, "agentcore:ready": 21.0}
+
+
 def test_systemd_steps_read_monotonic_microseconds_and_skip_what_never_happened() -> None:
     shown: list[list[str]] = []
 
