@@ -3,7 +3,8 @@
 Upload a lecture, wait until it is ready, ask by voice (push to talk on Chromium's fake
 microphone), ask by text, ask a follow-up, upload a file that is not audio, lose the connection
 (the server closes it, as API Gateway's DeleteConnection does) and ask again once the page has
-reconnected; then a screenshot of the conversation. What the page showed is returned for checks.
+reconnected; then a screenshot of the conversation; then the phone-size part (page_tour_phone).
+What the page showed is returned (page_tour_result.TourResult) for checks.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -22,13 +22,13 @@ from boto3.dynamodb.conditions import Attr
 
 from synapscribe_local import audiogen
 from synapscribe_local.aws import LOCAL_CREDENTIALS, LOCAL_RESOURCES
-from synapscribe_local.browser import BrowserError, Page, chromium_page
+from synapscribe_local.browser import Page, chromium_page
+from synapscribe_local.page_steps import TURNS_JS, answered, ask_text, holds, playing, turn_count
+from synapscribe_local.page_tour_phone import PHONE, at_phone_size
+from synapscribe_local.page_tour_result import TourResult
 
 VOICE_QUESTION = "What is the main idea of this lecture?"
 STOPPED_QUESTION = "Tell me everything about the lecture, slowly."
-PHONE_QUESTION = "Where does photosynthesis take place?"
-PHONE_STOPPED_QUESTION = "On my phone: tell me all of it, slowly."
-BLOCKED_QUESTION = "Will I hear this answer?"
 TEXT_QUESTION = "Which example does the lecture give?"
 FOLLOW_UP = "Can you say that again more simply?"
 AFTER_RECONNECT = "Thank you. One more: how does it end?"
@@ -37,69 +37,11 @@ AFTER_RECONNECT = "Thank you. One more: how does it end?"
 LIMIT_HOLD_SECONDS = 32.0
 LONG_QUESTION_SECONDS = 28.5
 
-#: Every turn of the conversation, as the page shows it.
-TURNS_JS = """[...document.querySelectorAll('.turn')].map(t => ({
-  requestId: t.dataset.requestId, kind: t.dataset.kind, state: t.dataset.state || '',
-  transport: t.dataset.transport || '', question: t.querySelector('.question').textContent,
-  transcript: t.querySelector('.transcript').hidden ? null : t.querySelector('.transcript').textContent,
-  answer: t.querySelector('.answer').textContent,
-  status: t.querySelector('.status').textContent,
-  citationsText: t.querySelector('.citations').hidden ? null : t.querySelector('.citations').textContent,
-  citations: [...t.querySelectorAll('.cite')].map(b => ({start: Number(b.dataset.start), end: Number(b.dataset.end)})),
-  error: t.querySelector('.error').hidden ? null : t.querySelector('.error').textContent,
-  sentences: [...t.querySelectorAll('.sentences li')].map(li => ({seq: Number(li.dataset.seq), state: li.dataset.state || ''}))
-}))"""
-
-
-@dataclass
-class TourResult:
-    lecture_status: str = ""
-    upload_progress: float = 0.0
-    turns: list[dict[str, Any]] = field(default_factory=list)
-    play_log: list[dict[str, Any]] = field(default_factory=list)
-    not_audio_notice: str = ""
-    rejected_status: str = ""
-    reconnect_states: list[str] = field(default_factory=list)
-    #: performance.now() on the page when talk was pressed over a spoken answer (barge-in), and
-    #: when "Speak the answers" was unticked.
-    barge_in_at: float = 0.0
-    speech_off_at: float = 0.0
-    stop_hidden_after: bool = False
-    #: the talk control: quick clicks (first use), Space held, a question past the length limit
-    quick_click_label: str = ""
-    quick_clicks_status: str = ""
-    quick_clicks_turns: int = -1
-    countdown: str = ""
-    mic_level_moved: bool = False
-    phone_turn: dict[str, Any] = field(default_factory=dict)
-    auto_stop_status: str = ""
-    #: sizes and accessibility, at desktop and phone sizes
-    talk_box: dict[str, dict[str, float]] = field(default_factory=dict)
-    ask_bar_on_screen: bool = False
-    audit: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    announced: str = ""
-    answer_text_count: int = 0
-    #: errors in words, replay, coming back
-    empty_file_notice: str = ""
-    kept_after_reject: dict[str, Any] = field(default_factory=dict)
-    replay_played: bool = False
-    #: the lecture played from a citation: where it started, and the link it played
-    lecture_played: dict[str, Any] = field(default_factory=dict)
-    restored_turns: list[dict[str, Any]] = field(default_factory=list)
-    lectures_listed: list[str] = field(default_factory=list)
-    welcome_back: str = ""
-    phone_screenshot: Path | None = None
-    #: at phone size: Stop, a bad upload's words, the conversation reopened and its citation played
-    phone_stopped: dict[str, Any] = field(default_factory=dict)
-    phone_barge_in: dict[str, Any] = field(default_factory=dict)
-    phone_not_audio: dict[str, Any] = field(default_factory=dict)
-    restored_lecture_played: dict[str, Any] = field(default_factory=dict)
-    #: a browser that refuses to play: what the page said, and the turn it happened on
-    blocked: dict[str, Any] = field(default_factory=dict)
-    recorded_type: str = ""
-    screenshot: Path | None = None
-    seconds: dict[str, float] = field(default_factory=dict)
-    console: list[str] = field(default_factory=list)
+#: The page shows "Speak the answers" unticked and no Stop button (nothing left to stop).
+SPEECH_OFF_SHOWN_JS = "!document.querySelector('#speak').checked && document.querySelector('#stop').hidden"
+#: The spoken answers' audio elements that are not paused (sounding, or about to), by sentence.
+SOUNDING_JS = """window.synapscribePage.player.requests.flatMap(r => [...r.items.entries()]
+  .filter(([, item]) => !item.audio.paused).map(([seq]) => ({requestId: r.requestId, seq})))"""
 
 
 def question_wav(directory: Path) -> Path:
@@ -125,25 +67,6 @@ def drop_connections(info: dict[str, Any], owner: str) -> int:
     return closed
 
 
-async def _ask_text(page: Page, text: str, within: float) -> dict[str, Any]:
-    count = await page.evaluate("document.querySelectorAll('.turn').length")
-    await page.type_text("#question", text)
-    await page.click("#send")
-    return await _answered(page, count, within)
-
-
-async def _answered(page: Page, index: int, within: float) -> dict[str, Any]:
-    """Turn `index` once it has its answer (or an error)."""
-    await page.wait_for(
-        f"(() => {{ const t = document.querySelectorAll('.turn')[{index}];"
-        " return t && ['answered', 'stopped', 'error'].includes(t.dataset.state); })()",
-        within,
-        f"the answer to question {index + 1}",
-    )
-    turns: list[dict[str, Any]] = await page.evaluate(TURNS_JS)
-    return turns[index]
-
-
 async def _upload_lecture(page: Page, lecture: Path, result: TourResult, within: float) -> None:
     await page.wait_for("document.querySelector('#connection').dataset.state === 'open'", 15, "Connected")
     await page.set_file("#file", lecture)
@@ -163,31 +86,7 @@ async def _ask_voice(page: Page, speech_seconds: float, within: float) -> dict[s
     await page.wait_for("document.querySelector('#talk').dataset.state === 'recording'", 10, "recording")
     await asyncio.sleep(speech_seconds)
     await page.release("#talk")
-    return await _answered(page, count, within)
-
-
-async def _holds(page: Page, expression: str, within: float) -> bool:
-    """Whether `expression` comes true within `within` s (the test asserts it, so one missing
-    behaviour fails its own test instead of ending the whole tour)."""
-    try:
-        await page.wait_for(expression, within, expression)
-    except BrowserError:
-        return False
-    return True
-
-
-async def _shown(page: Page, expression: str, within: float) -> Any:
-    """`expression`'s value once truthy, or None when it is not within `within` s (the test
-    asserts it, so one missing behaviour fails its own test instead of ending the whole tour)."""
-    try:
-        return await page.wait_for(expression, within, expression)
-    except BrowserError:
-        return None
-
-
-async def _turn_count(page: Page) -> int:
-    count: int = await page.evaluate("document.querySelectorAll('.turn').length")
-    return count
+    return await answered(page, count, within)
 
 
 async def _ask_by_click(
@@ -195,7 +94,7 @@ async def _ask_by_click(
 ) -> dict[str, Any]:
     """One quick click starts recording (first use: the microphone is not even on yet when the
     button is up), a second click sends."""
-    count = await _turn_count(page)
+    count = await turn_count(page)
     await page.click("#talk")
     result.quick_click_label = await page.wait_for(
         "(() => { const b = document.querySelector('#talk');"
@@ -205,12 +104,12 @@ async def _ask_by_click(
     )
     await asyncio.sleep(speech_seconds)
     await page.click("#talk")
-    return await _answered(page, count, within)
+    return await answered(page, count, within)
 
 
 async def _five_quick_clicks(page: Page, result: TourResult) -> None:
     """Five (and a sixth) quick clicks: nothing that short is sent; the page says how to talk."""
-    count = await _turn_count(page)
+    count = await turn_count(page)
     for _ in range(6):
         await page.click("#talk")
         await asyncio.sleep(0.15)
@@ -221,19 +120,19 @@ async def _five_quick_clicks(page: Page, result: TourResult) -> None:
         "the too-short hint",
     )
     await asyncio.sleep(1.0)
-    result.quick_clicks_turns = await _turn_count(page) - count
+    result.quick_clicks_turns = await turn_count(page) - count
 
 
 async def _ask_by_space(page: Page, speech_seconds: float, within: float) -> dict[str, Any]:
     """Keyboard only: Space held on the focused talk button records, its release sends."""
-    count = await _turn_count(page)
+    count = await turn_count(page)
     await page.key("#talk", "keyDown")
     await page.wait_for(
         "document.querySelector('#talk').dataset.state === 'recording'", 10, "recording on Space"
     )
     await asyncio.sleep(speech_seconds)
     await page.key("#talk", "keyUp")
-    return await _answered(page, count, within)
+    return await answered(page, count, within)
 
 
 async def _ask_past_the_limit(
@@ -241,11 +140,11 @@ async def _ask_past_the_limit(
 ) -> dict[str, Any]:
     """Hold talk past the length limit: a countdown warns, the recording stops with margin and
     the question is sent (never refused for its length)."""
-    count = await _turn_count(page)
+    count = await turn_count(page)
     await page.press("#talk")
     await page.wait_for("document.querySelector('#talk').dataset.state === 'recording'", 10, "recording")
     # The microphone's level moves while the (fake) microphone speaks.
-    result.mic_level_moved = await _holds(
+    result.mic_level_moved = await holds(
         page,
         "(() => { const m = document.querySelector('#mic-level'); return !m.hidden && m.value > 0.02; })()",
         10,
@@ -261,7 +160,7 @@ async def _ask_past_the_limit(
     )
     result.auto_stop_status = await page.evaluate("document.querySelector('#talk-status').textContent")
     await page.release("#talk")
-    return await _answered(page, count, within)
+    return await answered(page, count, within)
 
 
 async def _sizes_and_audit(page: Page, axe: Path | None, result: TourResult, name: str) -> None:
@@ -287,140 +186,10 @@ async def _sizes_and_audit(page: Page, axe: Path | None, result: TourResult, nam
     )
 
 
-async def _ask_at_phone_size(page: Page, result: TourResult, within: float) -> None:
-    """On a phone: a typed question is answered, and the ask bar stays on screen below it."""
-    count = await _turn_count(page)
-    result.phone_turn = await _ask_text(page, PHONE_QUESTION, within)
-    result.phone_turn["askBarOnScreen"] = await page.evaluate(
-        f"(() => {{ const a = document.querySelector('#ask').getBoundingClientRect();"
-        f" const t = document.querySelectorAll('.turn')[{count}].getBoundingClientRect();"
-        " return {ok: a.top >= 0 && a.bottom <= innerHeight + 1 && t.bottom <= a.top + 1,"
-        " ask: [a.top, a.bottom], turn: [t.top, t.bottom], height: innerHeight}; })()"
-    )
-
-
-#: The button a student would press, found by its role and accessible name (its text or
-#: aria-label), visible; marked so that a real click can be aimed at its centre.
-BUTTON_NAMED_JS = """((name) => {
-  const b = [...document.querySelectorAll('button')].find(b => !b.closest('[hidden]')
-    && (b.getAttribute('aria-label') || b.textContent).trim() === name && b.getClientRects().length);
-  document.querySelectorAll('[data-tour-target]').forEach(e => delete e.dataset.tourTarget);
-  if (b) b.dataset.tourTarget = 'yes';
-  return !!b; })"""
-
-
-async def _click_button(page: Page, name: str, within: float = 10) -> None:
-    await page.wait_for(f"{BUTTON_NAMED_JS}({json.dumps(name)})", within, f"a button named {name!r}")
-    await page.click("[data-tour-target='yes']")
-
-
-#: What the alert (role=alert) says when it is on the screen, else ''.
-ALERT_ON_SCREEN_JS = """(() => { const a = document.querySelector('[role=alert]');
-  if (!a || a.hidden) return ''; const r = a.getBoundingClientRect();
-  return r.bottom > 0 && r.top < innerHeight && r.width > 0 ? a.textContent.trim() : ''; })()"""
-
-
-async def _barge_in_at_phone_size(
-    page: Page, speech_seconds: float, result: TourResult, within: float
-) -> None:
-    """On a phone, holding "Hold to talk" while the last answer is spoken silences it at once."""
-    previous = (await page.evaluate(TURNS_JS))[-1]["requestId"]
-    await _playing(page, previous, within)
-    at = await page.evaluate("performance.now()")
-    count = await _turn_count(page)
-    await page.wait_for(f"{BUTTON_NAMED_JS}('Hold to talk')", 10, "the talk button")
-    await page.press("[data-tour-target='yes']")
-    await page.wait_for("document.querySelector('#talk').dataset.state === 'recording'", 10, "recording")
-    await asyncio.sleep(speech_seconds)
-    await page.release("#talk")
-    turn = await _answered(page, count, within)
-    log = await page.evaluate("window.synapscribePlayLog")
-    result.phone_barge_in = {
-        "at": at,
-        "turn": turn,
-        "previous": [e for e in log if e["requestId"] == previous],
-    }
-
-
-async def _stop_at_phone_size(page: Page, result: TourResult, within: float) -> None:
-    """On a phone, Stop (the button named "Stop answer") ends an answer being written."""
-    count = await _turn_count(page)
-    await page.type_text("#question", PHONE_STOPPED_QUESTION)
-    await _click_button(page, "Ask")
-    await page.wait_for(
-        f"document.querySelectorAll('.turn')[{count}]?.dataset.state === 'streaming'",
-        within,
-        "an answer streaming",
-    )
-    await _click_button(page, "Stop answer")
-    result.phone_stopped = await _answered(page, count, within)
-
-
-async def _not_audio_at_phone_size(page: Page, workdir: Path, result: TourResult) -> None:
-    """On a phone, a file that is not audio: the alert's words, on the screen."""
-    await page.evaluate("document.querySelector('#notice').hidden = true")  # the last words
-    notes = workdir / "phone-notes.txt"
-    notes.write_text("Notes typed on a phone, not a recording.\n")
-    await page.set_file("#file", notes)
-    result.phone_not_audio = {"alert": await _shown(page, ALERT_ON_SCREEN_JS, 15)}
-
-
-#: Test-only (registered before the reload): HTMLMediaElement.play refuses as a browser's autoplay
-#: policy does (NotAllowedError) once the tour sets `__tourBlockPlayback`.
-BLOCK_PLAYBACK_JS = """(() => { const play = HTMLMediaElement.prototype.play;
-  HTMLMediaElement.prototype.play = function () {
-    if (window.__tourBlockPlayback) return Promise.reject(new DOMException(
-      "play() failed because the user didn't interact with the document first.", "NotAllowedError"));
-    return play.call(this); }; })()"""
-
-
-async def _restored_citation_plays(page: Page, result: TourResult, within: float) -> None:
-    """After the reload: the first restored turn's first timestamp plays the lecture."""
-    before = await page.evaluate("(window.synapscribeLectureLog || []).length")
-    if not await page.evaluate("!!document.querySelector(\".turn[data-restored='true'] .cite\")"):
-        return  # no timestamp to click: the test says so
-    await page.click(".turn[data-restored='true'] .cite")
-    played = await _shown(page, f"(window.synapscribeLectureLog || [])[{before}]", within)
-    result.restored_lecture_played = played or {}
-    await page.evaluate("document.querySelector('#lecture-audio').pause()")
-
-
-async def _blocked_playback(page: Page, result: TourResult, within: float) -> None:
-    """The browser refuses to play the spoken answer: the page says how to allow sound."""
-    await page.evaluate("window.__tourBlockPlayback = true; document.querySelector('#notice').hidden = true")
-    if not await page.evaluate("document.querySelector('#speak').checked"):
-        await page.click("#speak")
-    turn = await _ask_text(page, BLOCKED_QUESTION, within)
-    result.blocked = {"turn": turn, "alert": await _shown(page, ALERT_ON_SCREEN_JS, 10)}
-    await page.evaluate("window.__tourBlockPlayback = false")
-
-
-async def _at_phone_size(
-    page: Page, workdir: Path, speech_seconds: float, result: TourResult, within: float
-) -> None:
-    """A student on a phone: ask, talk over its spoken answer, stop an answer, a file that is not audio, one rejected, reload
-    (the conversation comes back and its timestamps play the lecture), a browser that blocks sound."""
-    await page.viewport(PHONE, mobile=True)
-    try:
-        if not await page.evaluate("document.querySelector('#speak').checked"):
-            await page.click("#speak")  # spoken again, to talk over it
-        await _ask_at_phone_size(page, result, within)
-        await _barge_in_at_phone_size(page, speech_seconds, result, within)
-        await _stop_at_phone_size(page, result, within)
-        await _not_audio_at_phone_size(page, workdir, result)
-        result.rejected_status = await _rejected(page, workdir, result)
-        await page.send("Page.addScriptToEvaluateOnNewDocument", {"source": BLOCK_PLAYBACK_JS})
-        await _come_back(page, result, within)
-        await _restored_citation_plays(page, result, within)
-        await _blocked_playback(page, result, within)
-    finally:
-        await page.viewport(None)
-
-
 async def _replay(page: Page, index: int, result: TourResult, within: float) -> None:
     request_id = (await page.evaluate(TURNS_JS))[index]["requestId"]
     await page.click(f".turn[data-request-id='{request_id}'] .replay")
-    await _playing(page, f"{request_id}#replay-1", within)
+    await playing(page, f"{request_id}#replay-1", within)
     result.replay_played = True
     await page.click("#stop")
 
@@ -450,43 +219,11 @@ async def _empty_file(page: Page, workdir: Path) -> str:
     return text
 
 
-async def _come_back(page: Page, result: TourResult, within: float) -> None:
-    """Reload in the middle of an answer: the lecture list and the conversation come back."""
-    await page.type_text("#question", "One last thing before I go?")
-    await page.click("#send")
-    await page.wait_for(
-        "[...document.querySelectorAll('.turn')].at(-1).dataset.state === 'streaming'",
-        within,
-        "an answer streaming",
-    )
-    await page.send("Page.reload")
-    await _holds(
-        page,
-        "document.querySelector('#connection')?.dataset.state === 'open'"
-        " && document.querySelectorAll('.turn[data-restored=\"true\"]').length > 0"
-        " && !document.querySelector('#ask').hidden",
-        within,
-    )
-    result.restored_turns = await page.evaluate(TURNS_JS)
-    result.lectures_listed = await page.evaluate(
-        "[...document.querySelectorAll('#lectures li .name')].map(e => e.textContent)"
-    )
-    result.welcome_back = await page.evaluate("document.querySelector('#notice-text').textContent")
-
-
-async def _playing(page: Page, request_id: str, within: float) -> None:
-    await page.wait_for(
-        f"(window.synapscribePlayLog || []).some(e => e.requestId === {json.dumps(request_id)} && e.event === 'play')",
-        within,
-        "the answer being spoken",
-    )
-
-
 async def _barge_in(page: Page, speech_seconds: float, result: TourResult, within: float) -> dict[str, Any]:
     """Talk over the previous answer while it is spoken: it falls silent at once, and the new
     question is asked and answered."""
     previous = (await page.evaluate(TURNS_JS))[-1]
-    await _playing(page, previous["requestId"], within)
+    await playing(page, previous["requestId"], within)
     result.barge_in_at = await page.evaluate("performance.now()")
     return await _ask_voice(page, speech_seconds, within)
 
@@ -506,7 +243,7 @@ async def _stop_while_streaming(page: Page, within: float) -> dict[str, Any]:
     )
     if state == "streaming":
         await page.click("#stop")
-    return await _answered(page, count, within)
+    return await answered(page, count, within)
 
 
 async def _not_audio(page: Page, workdir: Path) -> str:
@@ -519,25 +256,6 @@ async def _not_audio(page: Page, workdir: Path) -> str:
         "an error for the text file",
     )
     return text
-
-
-async def _rejected(page: Page, workdir: Path, result: TourResult) -> str:
-    """A file named like audio that is not: accepted for upload, then rejected with the reason;
-    the lecture that was ready stays, and questions can still be asked about it."""
-    fake = workdir / "not-really.mp3"
-    fake.write_text("This is a text file with an .mp3 name.\n" * 20)
-    await page.set_file("#file", fake)
-    status: str = await page.wait_for(
-        "(() => { const s = document.querySelector('#lecture-status');"
-        " return s.dataset.status === 'rejected' ? s.textContent : ''; })()",
-        30,
-        "the lecture rejected",
-    )
-    result.kept_after_reject = await page.evaluate(
-        "({askVisible: !document.querySelector('#ask').hidden, talkEnabled: !document.querySelector('#talk').disabled,"
-        " notice: document.querySelector('#notice-text').textContent})"
-    )
-    return status
 
 
 async def _drop_and_reconnect(page: Page, info: dict[str, Any], result: TourResult) -> None:
@@ -572,8 +290,6 @@ async def _all_played(page: Page, within: float) -> list[dict[str, Any]]:
 
 #: Where `synapscribe demo` and the browser test leave the finished conversation (from the repo root).
 SCREENSHOT = Path("build/page-demo.png")
-#: A phone's screen in CSS pixels (an iPhone 12-15's), for the phone-size steps.
-PHONE = (390, 844)
 
 
 def phone_screenshot_path(screenshot: Path) -> Path:
@@ -633,14 +349,18 @@ async def run_tour(
             # Stop an answer while it is written.
             result.turns.append(await _stop_while_streaming(page, within=60))
             marks["stopped"] = time.monotonic()
-            result.turns.append(await _ask_text(page, TEXT_QUESTION, within=60))
+            result.turns.append(await ask_text(page, TEXT_QUESTION, within=60))
             # Spoken answers take real time to play (about 4 s a sentence): unticking "Speak the
             # answers" while one is spoken silences it now; the rest are read only.
-            await _playing(page, result.turns[-1]["requestId"], within=60)
+            await playing(page, result.turns[-1]["requestId"], within=60)
             result.speech_off_at = await page.evaluate("performance.now()")
             await page.click("#speak")
-            result.stop_hidden_after = await _holds(page, "document.querySelector('#stop').hidden", 5)
-            result.turns.append(await _ask_text(page, FOLLOW_UP, within=60))
+            # The page has taken the untick once the box shows it and Stop is gone; from then on
+            # nothing may sound (a sentence's `playing` already on its way at the click is older).
+            result.stop_hidden_after = await holds(page, SPEECH_OFF_SHOWN_JS, 5)
+            result.speech_off_shown_at = await page.evaluate("performance.now()")
+            result.turns.append(await ask_text(page, FOLLOW_UP, within=60))
+            result.sounding_after_speech_off = await page.evaluate(SOUNDING_JS)
             marks["asked"] = time.monotonic()
             if not full:
                 await _screenshots(page, screenshot, result)
@@ -650,7 +370,7 @@ async def run_tour(
             marks["notAudio"] = time.monotonic()
             await _drop_and_reconnect(page, info, result)
             marks["reconnected"] = time.monotonic()
-            result.turns.append(await _ask_text(page, AFTER_RECONNECT, within=60))
+            result.turns.append(await ask_text(page, AFTER_RECONNECT, within=60))
             marks["answeredAfterReconnect"] = time.monotonic()
             # Keyboard only: Space held on the talk button.
             result.turns.append(await _ask_by_space(page, speech_seconds, within=60))
@@ -671,7 +391,7 @@ async def run_tour(
             result.play_log = await page.evaluate("window.synapscribePlayLog")
             await _screenshots(page, screenshot, result, axe=axe)
             marks["audited"] = time.monotonic()
-            await _at_phone_size(page, workdir, speech_seconds, result, within=60)
+            await at_phone_size(page, workdir, speech_seconds, result, within=60)
             marks["done"] = time.monotonic()
         finally:
             result.console = list(page.console)
