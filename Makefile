@@ -25,17 +25,13 @@ lock:
 demo: setup
 	$(VENV)/bin/synapscribe demo
 
-## The full test suite (what CI runs), in two runs: first the tests with slow session fixtures
-## (CDK synth, the real engine, the nspawn host, the browser), serially so each fixture is made once
-## and their background prefetch overlaps the CDK tests; then every other test on 2 workers
-## (pytest-xdist). Both always run; the target fails if either does.
-SERIAL_TESTS := cdk or engine or host or browser
+## The full test suite (what CI runs), in one run on 2 workers (pytest-xdist). A unit of work is a
+## test file, or a whole folder whose tests share a slow session fixture (the nspawn host, the CDK
+## synth, the real engine), so each fixture is made once; the longest units start first
+## (tests/work_units.py).
 TEST_WORKERS ?= 2
 test: setup
-	@status=0; \
-	$(VENV)/bin/pytest -m "$(SERIAL_TESTS)" || status=1; \
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) -m "not ($(SERIAL_TESTS))" || status=1; \
-	exit $$status
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## Everything except the systemd-nspawn host verification. Needs only the .venv: a test whose
 ## tool (espeak-ng, sox, ffmpeg, packer) is not installed skips naming it (outside CI).

@@ -17,6 +17,7 @@ from synapscribe.settings import AwsResources
 from synapscribe.store import Store
 from synapscribe_local.moto_atomic import atomic_dynamodb_writes
 from synapscribe_local.provision import provision
+from work_units import FolderOrFileScheduling, worker_rank
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -121,18 +122,30 @@ def spoken_audio(audio_cache_dir: Path) -> Callable[..., Path]:
     return make
 
 
-# The slow phases run last, each with a background prefetch of its inputs started at collection, so
-# the installs overlap the faster tests: the real engine (its environment and model), then the host
-# verification (its root filesystem and vLLM environment).
+# In a run without workers, the slow phases run last, each with a background prefetch of its inputs
+# started at collection, so the installs overlap the faster tests: the real engine (its environment
+# and model), then the host verification (its root filesystem and vLLM environment). On xdist's
+# workers (`make test`), the longest units of work come first instead (tests/work_units.py).
 PHASES = ("engine", "host")
 
 
 @pytest.hookimpl(trylast=True)  # after the packages' conftests have marked their items
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     def phase(item: pytest.Item) -> int:
         return next((i + 1 for i, name in enumerate(PHASES) if item.get_closest_marker(name)), 0)
 
-    items.sort(key=phase)
+    if hasattr(config, "workerinput"):  # an xdist worker: every worker sorts alike
+        items.sort(key=worker_rank)
+    else:
+        items.sort(key=phase)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> FolderOrFileScheduling | None:
+    """`--dist loadfile`: a unit per file, each session folder one unit, in the workers' order."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    config.option.loadscopereorder = False  # hand the units out in the order the workers sorted
+    return FolderOrFileScheduling(config, log)  # type: ignore[arg-type]
 
 
 def pytest_report_header() -> list[str]:
