@@ -43,11 +43,11 @@ from synapscribe.store import Store
 log = logging.getLogger(__name__)
 
 
-def _observer(s: AgentCoreDeps, settings: AgentCoreSettings | None) -> metrics.Observer:
+def _observer(deps: AgentCoreDeps, settings: AgentCoreSettings | None) -> metrics.Observer:
     """AgentCore's EMF metrics (agentcore/metrics.py), with vLLM's /metrics relayed."""
     return metrics.Observer(
-        lambda: s.admission.in_flight,
-        diag.metrics_url(s.vllm.base_url),
+        lambda: deps.admission.in_flight,
+        diag.metrics_url(deps.vllm.base_url),
         dimensions={"InstanceId": (settings and settings.instance_id) or socket.gethostname()},
         endpoint=settings.emf_endpoint if settings else None,
         interval=settings.metrics_interval_seconds if settings else 60.0,
@@ -75,10 +75,10 @@ def build_deps(settings: AgentCoreSettings, resources: AwsResources) -> AgentCor
     )
 
 
-async def prepare_transcript(s: AgentCoreDeps, lecture_id: str, connection_id: str | None) -> None:
+async def prepare_transcript(deps: AgentCoreDeps, lecture_id: str, connection_id: str | None) -> None:
     """Transcribe a transcript-mode lecture, store it, set it ready and tell the uploader
     (claimed in DynamoDB first, so starting it twice, here or elsewhere, works once)."""
-    await s.lectures.run_transcription(lecture_id, connection_id)
+    await deps.lectures.run_transcription(lecture_id, connection_id)
 
 
 def _deps(request: Request) -> AgentCoreDeps:
@@ -95,28 +95,28 @@ def _draining() -> JSONResponse:
     return JSONResponse({"detail": DRAINING_MESSAGE, "draining": True}, status_code=503)
 
 
-async def _model_problem(s: AgentCoreDeps) -> str | None:
+async def _model_problem(deps: AgentCoreDeps) -> str | None:
     """Why the model server cannot answer AgentCore's requests, or None when it can."""
     try:
-        served = await s.vllm.served()
+        served = await deps.vllm.served()
     except Exception as exc:
-        return f"{s.vllm.name}: {exc}"
-    if s.vllm.model not in served:
-        return f"{s.vllm.name} does not list the model {s.vllm.model!r} (it lists {list(served)})"
+        return f"{deps.vllm.name}: {exc}"
+    if deps.vllm.model not in served:
+        return f"{deps.vllm.name} does not list the model {deps.vllm.model!r} (it lists {list(served)})"
     # AgentCore fits every request to its configured context; a server with less refuses
     # the largest (too_large for the client), so it is not ready until the two agree.
-    context, planned = served[s.vllm.model], s.platform.vllm.max_model_len
+    context, planned = served[deps.vllm.model], deps.platform.vllm.max_model_len
     if context is not None and context < planned:
         return (
-            f"{s.vllm.name} serves {s.vllm.model!r} with a context of {context} tokens; AgentCore plans "
+            f"{deps.vllm.name} serves {deps.vllm.model!r} with a context of {context} tokens; AgentCore plans "
             f"for {planned} (platform.yaml vllm.max_model_len or SYNAPSCRIBE_MAX_MODEL_LEN): set both alike"
         )
     return None
 
 
-async def _tts_problem(s: AgentCoreDeps) -> str | None:
-    if not await s.tts.healthy():
-        return f"{s.tts.name} does not answer /health"
+async def _tts_problem(deps: AgentCoreDeps) -> str | None:
+    if not await deps.tts.healthy():
+        return f"{deps.tts.name} does not answer /health"
     return None
 
 
@@ -142,12 +142,12 @@ async def ready(request: Request) -> JSONResponse:
         return JSONResponse(
             {"ready": False, "draining": True, "missing": [DRAINING_MESSAGE]}, status_code=503
         )
-    s = _deps(request)
-    problems = await asyncio.gather(_model_problem(s), _tts_problem(s))
+    deps = _deps(request)
+    problems = await asyncio.gather(_model_problem(deps), _tts_problem(deps))
     missing = [p for p in problems if p is not None]
     if missing:
         return JSONResponse({"ready": False, "missing": missing}, status_code=503)
-    return JSONResponse({"ready": True, "model": s.vllm.model})
+    return JSONResponse({"ready": True, "model": deps.vllm.model})
 
 
 @jobs_router.post("/v1/queries", status_code=202)
@@ -155,9 +155,9 @@ async def query(job: QueryJob, request: Request) -> Any:
     accepted_at = time.perf_counter()
     if _drain(request).draining:
         return _draining()
-    s = _deps(request)
+    deps = _deps(request)
     with correlation.bound(job.correlationId or job.requestId):
-        s.spawn(QueryPipeline(s).run(job, accepted_at))  # the task keeps the correlation id
+        deps.spawn(QueryPipeline(deps).run(job, accepted_at))  # the task keeps the correlation id
     return {"accepted": True, "requestId": job.requestId}
 
 
@@ -170,11 +170,11 @@ async def cancel(body: CancelJob, request: Request) -> dict[str, Any]:
     """Stop a query answering here (agentcore/interrupts.py); answers once its answer has ended
     (within CANCEL_WAIT_SECONDS) with the model slots then in flight. `stopped` is false when it
     was not running here: the stop is then kept a while in case the query is still arriving."""
-    s = _deps(request)
+    deps = _deps(request)
     asked = time.perf_counter()
-    answering = s.interrupts.stop(body.owner, body.requestId)
+    answering = deps.interrupts.stop(body.owner, body.requestId)
     if answering is None:
-        return {"stopped": False, "modelSlotsInFlight": s.admission.in_flight}
+        return {"stopped": False, "modelSlotsInFlight": deps.admission.in_flight}
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(CANCEL_WAIT_SECONDS):
             await answering.ended.wait()
@@ -182,7 +182,7 @@ async def cancel(body: CancelJob, request: Request) -> dict[str, Any]:
         "stopped": True,
         "ended": answering.ended.is_set(),
         "endedInMs": round((time.perf_counter() - asked) * 1000, 1),
-        "modelSlotsInFlight": s.admission.in_flight,
+        "modelSlotsInFlight": deps.admission.in_flight,
     }
 
 
@@ -192,14 +192,14 @@ async def transcribe(
 ) -> JSONResponse:
     if _drain(request).draining:
         return _draining()
-    s = _deps(request)
+    deps = _deps(request)
     # One read decides the answer; the work (claim, transcription) runs in the background.
-    lecture = await s.aws.call(s.aws.store.get_lecture, lecture_id, None)
+    lecture = await deps.aws.call(deps.aws.store.get_lecture, lecture_id, None)
     decided = transcribe_answer(lecture_id, lecture)
     transcribing: set[str] = request.app.state.transcribing
     if decided.start and lecture_id not in transcribing:
         transcribing.add(lecture_id)
-        task = s.spawn(prepare_transcript(s, lecture_id, body.connectionId))
+        task = deps.spawn(prepare_transcript(deps, lecture_id, body.connectionId))
         task.add_done_callback(lambda _: transcribing.discard(lecture_id))
     return JSONResponse(decided.body, status_code=decided.status_code)
 
@@ -221,9 +221,9 @@ async def diagnostics_metrics(request: Request) -> Response:
     refused = _only_local(request)
     if refused is not None:
         return refused
-    s = _deps(request)
-    url = diag.metrics_url(s.vllm.base_url)
-    timeout = s.platform.agentcore.upstream_timeout_seconds
+    deps = _deps(request)
+    url = diag.metrics_url(deps.vllm.base_url)
+    timeout = deps.platform.agentcore.upstream_timeout_seconds
     try:
         async with httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0))) as http:
             upstream = await http.get(url)
@@ -250,7 +250,7 @@ def _registry_host_id(settings: AgentCoreSettings, advertise_url: str) -> str:
 
 
 def _registration(
-    s: AgentCoreDeps, settings: AgentCoreSettings | None, resources: AwsResources | None, drain: Drain
+    deps: AgentCoreDeps, settings: AgentCoreSettings | None, resources: AwsResources | None, drain: Drain
 ) -> Registration | None:
     """This host in the host registry (agentcore/registration.py), when it has one and an address
     to advertise; it leaves the registry as soon as the drain begins."""
@@ -258,7 +258,7 @@ def _registration(
         return None
 
     async def ready() -> bool:
-        return not drain.draining and await _model_problem(s) is None
+        return not drain.draining and await _model_problem(deps) is None
 
     try:
         host_id = _registry_host_id(settings, settings.advertise_url)
@@ -269,10 +269,10 @@ def _registration(
         HostRegistry.named(resources.hosts_table),
         host_id,
         settings.advertise_url,
-        s.platform,
-        s.held,
-        lambda: s.admission.in_flight,
-        s.admission.limit,
+        deps.platform,
+        deps.held,
+        lambda: deps.admission.in_flight,
+        deps.admission.limit,
         ready,
     ).start()
     drain.on_begin.append(registration.leave)
@@ -284,21 +284,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Builds AgentCore's dependencies (unless a test handed them in), starts the metrics observer, and on
     shutdown cancels the background jobs and closes the clients."""
     state = app.state
-    s: AgentCoreDeps = state.given_deps or build_deps(state.settings, state.resources)
-    state.deps = s
-    state.drain.watch(lambda: len(s.tasks))
-    observer = _observer(s, state.settings).start()
-    registration = _registration(s, state.settings, state.resources, state.drain)
+    deps: AgentCoreDeps = state.given_deps or build_deps(state.settings, state.resources)
+    state.deps = deps
+    state.drain.watch(lambda: len(deps.tasks))
+    observer = _observer(deps, state.settings).start()
+    registration = _registration(deps, state.settings, state.resources, state.drain)
     yield
     if registration is not None:
         await registration.leave()
     await observer.stop()
-    for task in list(s.tasks):
+    for task in list(deps.tasks):
         task.cancel()
-    await asyncio.gather(*s.tasks, return_exceptions=True)
-    await s.vllm.aclose()
-    await s.tts.aclose()
-    s.aws.close()
+    await asyncio.gather(*deps.tasks, return_exceptions=True)
+    await deps.vllm.aclose()
+    await deps.tts.aclose()
+    deps.aws.close()
 
 
 def create_app(

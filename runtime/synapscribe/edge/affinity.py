@@ -65,16 +65,16 @@ def post_for_lecture(
     return post_job(balancer_url, path, body, timeout)
 
 
-def post_routed(d: EdgeDeps, lecture_id: str, path: str, body: dict[str, Any]) -> int:
+def post_routed(deps: EdgeDeps, lecture_id: str, path: str, body: dict[str, Any]) -> int:
     """The handlers' hand-off: `post_for_lecture` with the registry named by the resources."""
-    table = d.resources.hosts_table
+    table = deps.resources.hosts_table
     hosts = registered_hosts(table) if table else []
     return post_for_lecture(
-        d.settings.agentcore_url,
+        deps.settings.agentcore_url,
         hosts,
         lecture_id,
         path,
         body,
-        d.settings.agentcore_timeout_seconds,
-        d.platform.agentcore.registry_ttl_seconds,
+        deps.settings.agentcore_timeout_seconds,
+        deps.platform.agentcore.registry_ttl_seconds,
     )

@@ -24,10 +24,10 @@ from synapscribe.edge.config import EdgeDeps
 from synapscribe.store import TTL_ATTRIBUTE
 
 
-def _summary(item: dict[str, Any], d: EdgeDeps, owner: str) -> LectureSummary:
+def _summary(item: dict[str, Any], deps: EdgeDeps, owner: str) -> LectureSummary:
     status = item["status"]
     last = item.get("lastSessionId")
-    live = last is not None and status == "ready" and d.store.get_session(str(last), owner) is not None
+    live = last is not None and status == "ready" and deps.store.get_session(str(last), owner) is not None
     return LectureSummary(
         lectureId=item["lectureId"],
         status=status,
@@ -39,15 +39,15 @@ def _summary(item: dict[str, Any], d: EdgeDeps, owner: str) -> LectureSummary:
     )
 
 
-def list_lectures(msg: ListLectures, owner: str, connection_id: str, d: EdgeDeps) -> Lectures:
-    items = [d.store.get_lecture(lecture_id, owner) for lecture_id in d.quotas.ledger(owner).lectures]
+def list_lectures(msg: ListLectures, owner: str, connection_id: str, deps: EdgeDeps) -> Lectures:
+    items = [deps.store.get_lecture(lecture_id, owner) for lecture_id in deps.quotas.ledger(owner).lectures]
     found = [i for i in items if i is not None and i.get("status") != "rejected"]
     found.sort(key=lambda i: (int(i.get("createdAt") or 0), str(i["lectureId"])), reverse=True)
-    return Lectures(lectures=[_summary(i, d, owner) for i in found])
+    return Lectures(lectures=[_summary(i, deps, owner) for i in found])
 
 
-def get_session(msg: GetSession, owner: str, connection_id: str, d: EdgeDeps) -> SessionTurns:
-    session = d.store.get_session(msg.sessionId, owner)
+def get_session(msg: GetSession, owner: str, connection_id: str, deps: EdgeDeps) -> SessionTurns:
+    session = deps.store.get_session(msg.sessionId, owner)
     if session is None:
         raise ContractError(ErrorCode.NOT_FOUND, f"session {msg.sessionId!r} not found")
     return SessionTurns(
@@ -81,12 +81,12 @@ def _citations(turn: dict[str, Any]) -> list[Citation] | None:
 LECTURE_AUDIO_SECONDS = 300
 
 
-def get_lecture_audio(msg: GetLectureAudio, owner: str, connection_id: str, d: EdgeDeps) -> LectureAudio:
-    lecture = d.store.get_lecture(msg.lectureId, owner)
+def get_lecture_audio(msg: GetLectureAudio, owner: str, connection_id: str, deps: EdgeDeps) -> LectureAudio:
+    lecture = deps.store.get_lecture(msg.lectureId, owner)
     if lecture is None or lecture.get("status") != "ready":
         raise ContractError(ErrorCode.NOT_FOUND, f"lecture {msg.lectureId!r} not found (or not ready)")
-    expires = min(LECTURE_AUDIO_SECONDS, d.platform.limits.response_url_expiry_seconds)
-    url = d.s3.generate_presigned_url(
-        "get_object", Params={"Bucket": d.resources.bucket, "Key": lecture["key"]}, ExpiresIn=expires
+    expires = min(LECTURE_AUDIO_SECONDS, deps.platform.limits.response_url_expiry_seconds)
+    url = deps.s3.generate_presigned_url(
+        "get_object", Params={"Bucket": deps.resources.bucket, "Key": lecture["key"]}, ExpiresIn=expires
     )
     return LectureAudio(lectureId=msg.lectureId, url=url, expiresIn=expires)

@@ -22,38 +22,38 @@ from synapscribe.store import WARMING_ATTRIBUTE
 log = logging.getLogger(__name__)
 
 
-def cancel_query(msg: Cancel, owner: str, connection_id: str, d: EdgeDeps) -> Answer | None:
-    session = d.store.get_session(msg.sessionId, owner)
+def cancel_query(msg: Cancel, owner: str, connection_id: str, deps: EdgeDeps) -> Answer | None:
+    session = deps.store.get_session(msg.sessionId, owner)
     if session is None:
         raise ContractError(ErrorCode.NOT_FOUND, f"session {msg.sessionId!r} not found", msg.requestId)
-    stopped = _stop_parked(msg, owner, connection_id, d)
+    stopped = _stop_parked(msg, owner, connection_id, deps)
     if stopped is not None:
         return stopped
     try:
         # To the host its query went to: the lecture's host by the same rendezvous (edge/affinity.py).
         post_routed(
-            d, session["lectureId"], "/v1/queries/cancel", {"owner": owner, "requestId": msg.requestId}
+            deps, session["lectureId"], "/v1/queries/cancel", {"owner": owner, "requestId": msg.requestId}
         )
     except AgentCoreError as exc:
         log.warning("cancel of query %s not delivered: %s", msg.requestId, exc)
     return None
 
 
-def _stop_parked(msg: Cancel, owner: str, connection_id: str, d: EdgeDeps) -> Answer | None:
+def _stop_parked(msg: Cancel, owner: str, connection_id: str, deps: EdgeDeps) -> Answer | None:
     """The query, if it is parked on this connection waiting for a host: off the parked set (one
     conditional write; the sweeper's hand-off takes the same record, so only one of them has it),
     then its final claimed by the edge, so that a hand-off the sweeper began from an older read
     is dropped by AgentCore's own claim. None when it is not parked (any more): AgentCore has it."""
-    item = d.store.get_connection(connection_id) or {}
+    item = deps.store.get_connection(connection_id) or {}
     for key, record in dict(item.get(WARMING_ATTRIBUTE) or {}).items():
         job = json.loads(record["job"])
         if final_claim.request_id_of(key) != msg.requestId or job.get("sessionId") != msg.sessionId:
             continue
-        if not warming.take(d.store, connection_id, key):
+        if not warming.take(deps.store, connection_id, key):
             continue  # the sweeper handed it over meanwhile
-        if not final_claim.claim(d.store, connection_id, key, "edge"):
+        if not final_claim.claim(deps.store, connection_id, key, "edge"):
             continue  # AgentCore took it already: the forwarded cancel stops it
-        d.quotas.finish_job(owner, key)
+        deps.quotas.finish_job(owner, key)
         log.info("query %s: stopped while parked for a warming host; not handed over", key)
         waited_ms = max(0.0, time.time() * 1000 - float(job.get("receivedAtMs", 0)))
         return Answer(

@@ -137,63 +137,65 @@ class Handed:
     failed: list[str] = field(default_factory=list)
 
 
-def _parked(d: EdgeDeps) -> Iterator[dict[str, Any]]:
+def _parked(deps: EdgeDeps) -> Iterator[dict[str, Any]]:
     """Connections with parked questions: from the sweeper's sparse index (a Query, never a Scan;
     the sweeper's role has no Scan), where a parked question puts its connection."""
-    for item in d.store.sweep_candidates(d.store.connections, SWEEP_ANSWER):
+    for item in deps.store.sweep_candidates(deps.store.connections, SWEEP_ANSWER):
         if item.get(WARMING_ATTRIBUTE):
             yield item
 
 
-def hand_over_parked(d: EdgeDeps, now: int, budget: int) -> Handed:
+def hand_over_parked(deps: EdgeDeps, now: int, budget: int) -> Handed:
     """Each parked question: to AgentCore if it takes it now, an error past its bound, else kept."""
     done = Handed()
-    for raw in _parked(d):
+    for raw in _parked(deps):
         item = from_dynamo(dict(raw))
         connection_id = str(item["connectionId"])
         for key, record in item[WARMING_ATTRIBUTE].items():
             if len(done.handed_over) + len(done.timed_out) + len(done.failed) >= budget:
                 return done
             try:
-                _one(d, connection_id, key, record, now, done)
+                _one(deps, connection_id, key, record, now, done)
             except Exception:
                 log.exception("sweeper: parked question %s could not be handled this run", key)
                 done.failed.append(key)
     return done
 
 
-def _one(d: EdgeDeps, connection_id: str, key: str, record: dict[str, Any], now: int, done: Handed) -> None:
+def _one(
+    deps: EdgeDeps, connection_id: str, key: str, record: dict[str, Any], now: int, done: Handed
+) -> None:
     job = json.loads(record["job"])
     if int(record["until"]) < now:
-        _expire(d, connection_id, key, job, done)
+        _expire(deps, connection_id, key, job, done)
         return
-    if not still_parked(d.store, connection_id, key):
+    if not still_parked(deps.store, connection_id, key):
         # Stopped by the student (edge/interrupt.py) since the sweeper's index read, which may
         # be stale: a consistent read, so a stopped question is not handed over.
         return
     try:
-        post_job(d.settings.agentcore_url, "/v1/queries", job, d.settings.agentcore_timeout_seconds)
+        post_job(deps.settings.agentcore_url, "/v1/queries", job, deps.settings.agentcore_timeout_seconds)
     except AgentCoreError as exc:
         # Still no host (or a timed-out hand-off AgentCore may have taken: its final claim makes
         # the next run's hand-off harmless). The next run tries again, until the bound.
         log.info("sweeper: parked question %s not handed over yet: %s", key, exc)
         return
-    take(d.store, connection_id, key)
+    take(deps.store, connection_id, key)
     log.info("sweeper: parked question %s handed to AgentCore", key)
     done.handed_over.append(key)
 
 
-def _expire(d: EdgeDeps, connection_id: str, key: str, job: dict[str, Any], done: Handed) -> None:
-    if not take(d.store, connection_id, key):
+def _expire(deps: EdgeDeps, connection_id: str, key: str, job: dict[str, Any], done: Handed) -> None:
+    if not take(deps.store, connection_id, key):
         return  # another run took it
     # The final's claim first: an earlier hand-off that timed out may have reached AgentCore.
-    if not final_claim.claim(d.store, connection_id, key, "sweeper"):
+    if not final_claim.claim(deps.store, connection_id, key, "sweeper"):
         return
     done.timed_out.append(key)
-    d.quotas.finish_job(str(job["owner"]), key)
-    bound = bound_seconds(d.platform)
+    deps.quotas.finish_job(str(job["owner"]), key)
+    bound = bound_seconds(deps.platform)
     push(
-        d,
+        deps,
         connection_id,
         ErrorMessage(
             code=ErrorCode.UPSTREAM_UNAVAILABLE,

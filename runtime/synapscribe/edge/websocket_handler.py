@@ -78,7 +78,7 @@ def _status(code: int, body: str = "") -> dict[str, Any]:
     return {"statusCode": code, "body": body}
 
 
-def handle(event: dict[str, Any], d: EdgeDeps) -> dict[str, Any]:
+def handle(event: dict[str, Any], deps: EdgeDeps) -> dict[str, Any]:
     rc = event.get("requestContext")
     if not isinstance(rc, dict):
         return _status(400, "not an API Gateway WebSocket event: requestContext missing")
@@ -89,34 +89,34 @@ def handle(event: dict[str, Any], d: EdgeDeps) -> dict[str, Any]:
     if route in ("$connect", "$disconnect"):
         try:
             if route == "$connect":
-                return _connect(event, rc, connection_id, d)
-            d.store.delete_connection(connection_id)
+                return _connect(event, rc, connection_id, deps)
+            deps.store.delete_connection(connection_id)
             return _status(200)
         except Exception:
             error_id = uuid.uuid4().hex[:12]
             log.exception("internal error %s on %s of connection %s", error_id, route, connection_id)
             return _status(500, f"internal error; reference {error_id}")
-    reply = _answer(event, rc, connection_id, d)
+    reply = _answer(event, rc, connection_id, deps)
     if reply is not None:
-        push(d, connection_id, reply, rc)
+        push(deps, connection_id, reply, rc)
     return _status(200)
 
 
 # --------------------------------------------------------------------------- connect
 
 
-def _connect(event: dict[str, Any], rc: dict[str, Any], connection_id: str, d: EdgeDeps) -> dict[str, Any]:
+def _connect(event: dict[str, Any], rc: dict[str, Any], connection_id: str, deps: EdgeDeps) -> dict[str, Any]:
     address = address_key(source_ip(rc))
     if address is None:
         # Every allowance is keyed by it: without one nothing could bound this caller.
         log.warning("$connect without a source address (connection %s)", connection_id)
         return _status(403, "the connection has no source address")
-    per_minute = (d.settings.per_address or d.platform.per_address).connections_per_minute
-    if not WindowCounter(d.store.limits, 60, d.store.now).hit(f"connect#{address}", per_minute):
+    per_minute = (deps.settings.per_address or deps.platform.per_address).connections_per_minute
+    if not WindowCounter(deps.store.limits, 60, deps.store.now).hit(f"connect#{address}", per_minute):
         return _status(
             429, f"more than {per_minute} new connections a minute from this address; wait a minute"
         )
-    if d.settings.identity_source == "query":
+    if deps.settings.identity_source == "query":
         params = event.get("queryStringParameters") or {}
         identity = params.get("identity") if isinstance(params, dict) else None
         if identity is None or identity == "":
@@ -128,18 +128,18 @@ def _connect(event: dict[str, Any], rc: dict[str, Any], connection_id: str, d: E
         if not isinstance(identity, str) or not IDENTITY_RE.fullmatch(identity):
             log.warning("$connect without a Cognito identity (connection %s)", connection_id)
             return _status(403, "a Cognito identity is required")
-    d.store.put_connection(connection_id, identity)
+    deps.store.put_connection(connection_id, identity)
     return _status(200)
 
 
-def _owner(rc: dict[str, Any], connection_id: str, d: EdgeDeps) -> str:
-    conn = d.store.get_connection(connection_id)
+def _owner(rc: dict[str, Any], connection_id: str, deps: EdgeDeps) -> str:
+    conn = deps.store.get_connection(connection_id)
     if conn is not None:
         return str(conn["owner"])
-    if d.settings.identity_source == "cognito":
+    if deps.settings.identity_source == "cognito":
         identity = (rc.get("identity") or {}).get("cognitoIdentityId")
         if isinstance(identity, str) and IDENTITY_RE.fullmatch(identity):
-            d.store.put_connection(connection_id, identity)
+            deps.store.put_connection(connection_id, identity)
             return identity
     raise ContractError(
         ErrorCode.INTERNAL, "this connection is not registered (it may have expired): reconnect"
@@ -172,35 +172,37 @@ def _request_id_of(frame: str | bytes, limit: int) -> str | None:
     return value if isinstance(value, str) and re.fullmatch(REQUEST_ID_PATTERN, value) else None
 
 
-def _answer(event: dict[str, Any], rc: dict[str, Any], connection_id: str, d: EdgeDeps) -> ServerModel | None:
+def _answer(
+    event: dict[str, Any], rc: dict[str, Any], connection_id: str, deps: EdgeDeps
+) -> ServerModel | None:
     frame = _frame(event)
     try:
         # Before anything else, so a flood costs one counter update per message and no more.
         address = address_key(source_ip(rc))
-        MessageRates(d.store, d.rates).admit(connection_id, address)
-        message = parse_client_message(frame, d.platform)
+        MessageRates(deps.store, deps.rates).admit(connection_id, address)
+        message = parse_client_message(frame, deps.platform)
         _check_route(message.action, rc.get("routeKey"))
-        owner = _owner(rc, connection_id, d)
+        owner = _owner(rc, connection_id, deps)
         action: Callable[[Any, Caller, EdgeDeps], ServerModel | None] = _ACTIONS[type(message)]
-        return action(message, Caller(owner, connection_id, str(address)), d)
+        return action(message, Caller(owner, connection_id, str(address)), deps)
     except ServiceLimit as exc:
         return ErrorMessage(
             code=ErrorCode.SERVICE_LIMIT,
             message=exc.message,
-            requestId=_request_id_of(frame, d.platform.limits.message_max_bytes),
+            requestId=_request_id_of(frame, deps.platform.limits.message_max_bytes),
         )
     except QuotaExceeded as exc:
         return ErrorMessage(
             code=ErrorCode.QUOTA_EXCEEDED,
             message=exc.message,
-            requestId=_request_id_of(frame, d.platform.limits.message_max_bytes),
+            requestId=_request_id_of(frame, deps.platform.limits.message_max_bytes),
         )
     except ContractError as exc:
         if exc.request_id is None:
-            exc.request_id = _request_id_of(frame, d.platform.limits.message_max_bytes)
+            exc.request_id = _request_id_of(frame, deps.platform.limits.message_max_bytes)
         return exc.to_message()
     except Exception:
-        request_id = _request_id_of(frame, d.platform.limits.message_max_bytes)
+        request_id = _request_id_of(frame, deps.platform.limits.message_max_bytes)
         error_id = uuid.uuid4().hex[:12]
         log.exception("internal error %s on connection %s", error_id, connection_id)
         return ErrorMessage(
@@ -231,33 +233,33 @@ def _check_route(action: str, route: Any) -> None:
         )
 
 
-def _create_upload(msg: CreateUpload, caller: Caller, d: EdgeDeps) -> UploadUrl:
+def _create_upload(msg: CreateUpload, caller: Caller, deps: EdgeDeps) -> UploadUrl:
     owner = caller.owner
-    d.require_intake_open("uploads")
-    limits = d.platform.limits
+    deps.require_intake_open("uploads")
+    limits = deps.platform.limits
     ext = limits.accepted_content_types[msg.contentType]
     if msg.kind == "lecture":
         upload_id = keys.new_id("lec")
-        key = keys.lecture_key(owner, upload_id, ext, d.platform)
+        key = keys.lecture_key(owner, upload_id, ext, deps.platform)
     else:
         upload_id = keys.new_id("qry")
-        key = keys.query_key(owner, upload_id, ext, d.platform)
+        key = keys.query_key(owner, upload_id, ext, deps.platform)
     # The policy enforces the key, the exact content type and at most the declared size (the
     # ceilings count declared bytes); a lecture must carry the pending tag, which the bucket's
     # lifecycle removes within a day unless the validator promotes it (keys.PENDING_TAGGING).
     fields = {"Content-Type": msg.contentType}
     if msg.kind == "lecture":
         fields["tagging"] = keys.PENDING_TAGGING
-    post = d.s3.generate_presigned_post(
-        Bucket=d.resources.bucket,
+    post = deps.s3.generate_presigned_post(
+        Bucket=deps.resources.bucket,
         Key=key,
         Fields=fields,
         Conditions=[*({k: v} for k, v in fields.items()), ["content-length-range", 1, msg.sizeBytes]],
         ExpiresIn=limits.upload_url_expiry_seconds,
     )
-    give_back = _admit_upload(msg, caller, d)
+    give_back = _admit_upload(msg, caller, deps)
     try:
-        _reserve_upload(msg, caller, upload_id, key, d)
+        _reserve_upload(msg, caller, upload_id, key, deps)
     except Exception:
         give_back()  # refused by a quota (or failed): the service's and the address's count come back
         raise
@@ -271,17 +273,17 @@ def _create_upload(msg: CreateUpload, caller: Caller, d: EdgeDeps) -> UploadUrl:
     )
 
 
-def _admit_upload(msg: CreateUpload, caller: Caller, d: EdgeDeps) -> Callable[[], None]:
+def _admit_upload(msg: CreateUpload, caller: Caller, deps: EdgeDeps) -> Callable[[], None]:
     if msg.kind == "lecture":
-        return d.ceilings.admit_lecture_upload(caller.address, msg.sizeBytes)
-    return d.ceilings.admit_query_upload(caller.address, msg.sizeBytes)
+        return deps.ceilings.admit_lecture_upload(caller.address, msg.sizeBytes)
+    return deps.ceilings.admit_query_upload(caller.address, msg.sizeBytes)
 
 
-def _reserve_upload(msg: CreateUpload, caller: Caller, upload_id: str, key: str, d: EdgeDeps) -> None:
+def _reserve_upload(msg: CreateUpload, caller: Caller, upload_id: str, key: str, deps: EdgeDeps) -> None:
     # Charged (and the pending lecture put) in one transaction: over a quota nothing is stored.
     if msg.kind == "lecture":
-        d.quotas.reserve_lecture_upload(
-            d.store.pending_lecture_item(
+        deps.quotas.reserve_lecture_upload(
+            deps.store.pending_lecture_item(
                 upload_id,
                 caller.owner,
                 key,
@@ -292,24 +294,24 @@ def _reserve_upload(msg: CreateUpload, caller: Caller, upload_id: str, key: str,
             )
         )
     else:
-        d.quotas.reserve_query_upload(caller.owner, upload_id)
+        deps.quotas.reserve_query_upload(caller.owner, upload_id)
 
 
 def _not_found(what: str, ident: str, request_id: str | None = None) -> ContractError:
     return ContractError(ErrorCode.NOT_FOUND, f"{what} {ident!r} not found", request_id)
 
 
-def _get_lecture(msg: GetLecture, caller: Caller, d: EdgeDeps) -> Lecture:
+def _get_lecture(msg: GetLecture, caller: Caller, deps: EdgeDeps) -> Lecture:
     owner = caller.owner
-    item = d.store.get_lecture(msg.lectureId, owner)
+    item = deps.store.get_lecture(msg.lectureId, owner)
     if item is None:
         raise _not_found("lecture", msg.lectureId)
     return Lecture.from_item(item)
 
 
-def _start_session(msg: StartSession, caller: Caller, d: EdgeDeps) -> Session:
+def _start_session(msg: StartSession, caller: Caller, deps: EdgeDeps) -> Session:
     owner = caller.owner
-    lecture = d.store.get_lecture(msg.lectureId, owner)
+    lecture = deps.store.get_lecture(msg.lectureId, owner)
     if lecture is None:
         raise _not_found("lecture", msg.lectureId)
     if lecture["status"] != "ready" or not lecture.get("contextMode"):
@@ -323,10 +325,10 @@ def _start_session(msg: StartSession, caller: Caller, d: EdgeDeps) -> Session:
             f"lecture {msg.lectureId!r} is not ready ({detail}); wait for its `lecture` message "
             "with status ready",
         )
-    session = d.store.create_session(keys.new_id("ses"), owner, msg.lectureId, lecture["contextMode"])
+    session = deps.store.create_session(keys.new_id("ses"), owner, msg.lectureId, lecture["contextMode"])
     # Recorded on the lecture so deleteLecture ends it; a lecture deleted meanwhile takes it along.
-    if not d.store.add_lecture_session(msg.lectureId, session["sessionId"]):
-        d.store.delete_session(session["sessionId"])
+    if not deps.store.add_lecture_session(msg.lectureId, session["sessionId"]):
+        deps.store.delete_session(session["sessionId"])
         raise _not_found("lecture", msg.lectureId)
     return Session(
         sessionId=session["sessionId"],
@@ -336,28 +338,28 @@ def _start_session(msg: StartSession, caller: Caller, d: EdgeDeps) -> Session:
     )
 
 
-def _delete_lecture(msg: DeleteLecture, caller: Caller, d: EdgeDeps) -> LectureDeleted:
+def _delete_lecture(msg: DeleteLecture, caller: Caller, deps: EdgeDeps) -> LectureDeleted:
     owner = caller.owner
-    lecture = d.store.get_lecture(msg.lectureId, owner)
+    lecture = deps.store.get_lecture(msg.lectureId, owner)
     if lecture is None:
         raise _not_found("lecture", msg.lectureId)
-    remove_lecture(d, lecture)
+    remove_lecture(deps, lecture)
     return LectureDeleted(lectureId=msg.lectureId)
 
 
-def _end_session(msg: EndSession, caller: Caller, d: EdgeDeps) -> SessionEnded:
+def _end_session(msg: EndSession, caller: Caller, deps: EdgeDeps) -> SessionEnded:
     owner = caller.owner
-    if not d.store.end_session(msg.sessionId, owner):
+    if not deps.store.end_session(msg.sessionId, owner):
         raise _not_found("session", msg.sessionId)
     return SessionEnded(sessionId=msg.sessionId)
 
 
-def _check_query_key(query_key: str, owner: str, request_id: str | None, d: EdgeDeps) -> None:
-    parsed = keys.parse_upload_key(query_key, d.platform)
+def _check_query_key(query_key: str, owner: str, request_id: str | None, deps: EdgeDeps) -> None:
+    parsed = keys.parse_upload_key(query_key, deps.platform)
     if parsed is None or parsed[0] != "query" or parsed[1] != owner:
         raise _not_found("queryKey", query_key[:200], request_id)
     try:
-        d.s3.head_object(Bucket=d.resources.bucket, Key=query_key)
+        deps.s3.head_object(Bucket=deps.resources.bucket, Key=query_key)
     except ClientError as exc:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if status in (403, 404):
@@ -365,30 +367,30 @@ def _check_query_key(query_key: str, owner: str, request_id: str | None, d: Edge
         raise
 
 
-def _admit_question(owner: str, job_key: str, client_request_id: str | None, d: EdgeDeps) -> None:
+def _admit_question(owner: str, job_key: str, client_request_id: str | None, deps: EdgeDeps) -> None:
     """The service's ceilings (questions today, GPU host-hours), then the owner's quotas; a
     question the owner's quota refuses is not counted against the service."""
-    give_back = d.ceilings.admit_question()
+    give_back = deps.ceilings.admit_question()
     try:
-        d.quotas.start_question(owner, job_key)
+        deps.quotas.start_question(owner, job_key)
     except QuotaExceeded as exc:
         give_back()
         raise ContractError(ErrorCode.QUOTA_EXCEEDED, exc.message, client_request_id) from None
 
 
-def _query(msg: Query, caller: Caller, d: EdgeDeps) -> Warming | None:
+def _query(msg: Query, caller: Caller, deps: EdgeDeps) -> Warming | None:
     owner, connection_id = caller.owner, caller.connection_id
-    d.require_intake_open("questions")
+    deps.require_intake_open("questions")
     received_at_ms = int(time.time() * 1000)
     client_request_id = msg.requestId
     # Without the model's tokenizer: only a question surely over its reserve (UTF-8 bytes bound it).
-    if msg.text is not None and (too_large := question_text_too_large(msg.text, d.platform)):
+    if msg.text is not None and (too_large := question_text_too_large(msg.text, deps.platform)):
         raise ContractError(ErrorCode.TOO_LARGE, too_large, client_request_id)
-    session = d.store.get_session(msg.sessionId, owner)
+    session = deps.store.get_session(msg.sessionId, owner)
     if session is None:
         raise _not_found("session", msg.sessionId, client_request_id)
     if msg.queryKey is not None:
-        _check_query_key(msg.queryKey, owner, client_request_id, d)
+        _check_query_key(msg.queryKey, owner, client_request_id, deps)
     job: dict[str, Any] = {
         "connectionId": connection_id,
         "owner": owner,
@@ -402,37 +404,41 @@ def _query(msg: Query, caller: Caller, d: EdgeDeps) -> Warming | None:
         if value is not None:
             job[field] = value
     job_key = final_claim.key(job["requestId"], received_at_ms)
-    _admit_question(owner, job_key, client_request_id, d)
-    parsed_key = keys.parse_upload_key(msg.queryKey, d.platform) if msg.queryKey else None
+    _admit_question(owner, job_key, client_request_id, deps)
+    parsed_key = keys.parse_upload_key(msg.queryKey, deps.platform) if msg.queryKey else None
     if parsed_key is not None and msg.queryKey is not None:
-        record_session_clip(d, msg.sessionId, msg.queryKey)  # deleteLecture deletes it too
-        d.quotas.release_upload(owner, parsed_key[2])  # the clip's upload is done: it is used
+        record_session_clip(deps, msg.sessionId, msg.queryKey)  # deleteLecture deletes it too
+        deps.quotas.release_upload(owner, parsed_key[2])  # the clip's upload is done: it is used
     try:
-        return _hand_off_query(job, client_request_id, connection_id, d, str(session.get("lectureId", "")))
+        return _hand_off_query(job, client_request_id, connection_id, deps, str(session.get("lectureId", "")))
     except ContractError:
         # Not handed over (or not confirmed): the job slot comes back now. AgentCore gives it back
         # too when it answers one it did take, and an unanswered one ends with its lease.
-        d.quotas.finish_job(owner, job_key)
+        deps.quotas.finish_job(owner, job_key)
         raise
 
 
 def _hand_off_query(
-    job: dict[str, Any], client_request_id: str | None, connection_id: str, d: EdgeDeps, lecture_id: str = ""
+    job: dict[str, Any],
+    client_request_id: str | None,
+    connection_id: str,
+    deps: EdgeDeps,
+    lecture_id: str = "",
 ) -> Warming | None:
-    _expect_final(connection_id, job, d)
+    _expect_final(connection_id, job, deps)
     try:
         # To the host that holds the lecture (edge/affinity.py), else the balancer.
-        post_routed(d, lecture_id, "/v1/queries", job)
+        post_routed(deps, lecture_id, "/v1/queries", job)
     except AgentCoreTimeout as exc:
-        _timed_out(job, client_request_id, connection_id, d, exc)
+        _timed_out(job, client_request_id, connection_id, deps, exc)
         return None
     except (AgentCoreBusy, AgentCoreUnavailable, AgentCoreRejected) as exc:
         # Refused, so never accepted: the edge answers the client (or parks the query for a
         # starting host, which sets its own deadline), and the hand-off's deadline goes.
-        _withdraw_final(connection_id, job, d)
-        if isinstance(exc, AgentCoreUnavailable) and d.settings.fleet_group:
+        _withdraw_final(connection_id, job, deps)
+        if isinstance(exc, AgentCoreUnavailable) and deps.settings.fleet_group:
             log.warning("query %s: %s", job["requestId"], exc)
-            return _warm(job, client_request_id, connection_id, d)
+            return _warm(job, client_request_id, connection_id, deps)
         raise _refusal(exc, job, client_request_id) from None
     # Accepted: AgentCore streams transcript/answerDelta/audio/answer to the connection.
     return None
@@ -459,12 +465,12 @@ def _refusal(exc: Exception, job: dict[str, Any], client_request_id: str | None)
 
 
 def _timed_out(
-    job: dict[str, Any], client_request_id: str | None, connection_id: str, d: EdgeDeps, exc: Exception
+    job: dict[str, Any], client_request_id: str | None, connection_id: str, deps: EdgeDeps, exc: Exception
 ) -> None:
     # AgentCore may have accepted the job all the same: the edge sends the final only if it wins
     # the claim (docs/interfaces.md, "One final message per question").
     log.warning("query %s: %s", job["requestId"], exc)
-    if not _edge_claims_final(connection_id, job, d):
+    if not _edge_claims_final(connection_id, job, deps):
         log.info("query %s: AgentCore took it after all; the edge sends nothing", job["requestId"])
         return None
     raise ContractError(
@@ -474,12 +480,12 @@ def _timed_out(
     ) from None
 
 
-def _expect_final(connection_id: str, job: dict[str, Any], d: EdgeDeps) -> None:
+def _expect_final(connection_id: str, job: dict[str, Any], deps: EdgeDeps) -> None:
     """final_claim.expect before AgentCore can accept the query. A failed write is logged and the
     query handed over all the same: AgentCore's claim records a deadline too."""
-    due = final_claim.deadline(d.store, d.platform, job["owner"], job["requestId"])
+    due = final_claim.deadline(deps.store, deps.platform, job["owner"], job["requestId"])
     try:
-        final_claim.expect(d.store, connection_id, _claim_key(job), due)
+        final_claim.expect(deps.store, connection_id, _claim_key(job), due)
     except Exception:
         log.exception("query %s: recording the answer deadline failed; handing over anyway", job["requestId"])
 
@@ -489,21 +495,21 @@ def _claim_key(job: dict[str, Any]) -> str:
     return final_claim.key(job["requestId"], job["receivedAtMs"])
 
 
-def _withdraw_final(connection_id: str, job: dict[str, Any], d: EdgeDeps) -> None:
+def _withdraw_final(connection_id: str, job: dict[str, Any], deps: EdgeDeps) -> None:
     try:
-        final_claim.withdraw(d.store, connection_id, _claim_key(job))
+        final_claim.withdraw(deps.store, connection_id, _claim_key(job))
     except Exception:
         # Left behind, the sweeper would send a second error for this query later.
         log.exception("query %s: the answer deadline could not be withdrawn", job["requestId"])
 
 
 def _warm(
-    job: dict[str, Any], client_request_id: str | None, connection_id: str, d: EdgeDeps
+    job: dict[str, Any], client_request_id: str | None, connection_id: str, deps: EdgeDeps
 ) -> Warming | None:
     """No healthy host: start one and park the question for the sweeper (edge/warming.py)."""
-    group = str(d.settings.fleet_group)
+    group = str(deps.settings.fleet_group)
     try:
-        startable = warming.start_one(d.autoscaling_client(), group, d.ceilings.admit_warm_start)
+        startable = warming.start_one(deps.autoscaling_client(), group, deps.ceilings.admit_warm_start)
     except ServiceLimit as exc:
         raise ContractError(ErrorCode.SERVICE_LIMIT, exc.message, client_request_id) from None
     except Exception:
@@ -515,10 +521,10 @@ def _warm(
             "no answering server is running and none can be started now; retry later",
             client_request_id,
         )
-    estimate, bound = warming.estimate_seconds(d.platform), warming.bound_seconds(d.platform)
+    estimate, bound = warming.estimate_seconds(deps.platform), warming.bound_seconds(deps.platform)
     key = _claim_key(job)
-    if not warming.park(d.store, connection_id, key, job, d.store.now() + bound):
-        d.quotas.finish_job(str(job["owner"]), key)
+    if not warming.park(deps.store, connection_id, key, job, deps.store.now() + bound):
+        deps.quotas.finish_job(str(job["owner"]), key)
         return None  # the client disconnected meanwhile: nobody to tell
     return Warming(
         requestId=job["requestId"],
@@ -528,14 +534,14 @@ def _warm(
     )
 
 
-def _edge_claims_final(connection_id: str, job: dict[str, Any], d: EdgeDeps) -> bool:
+def _edge_claims_final(connection_id: str, job: dict[str, Any], deps: EdgeDeps) -> bool:
     """True when the edge now owns the query's final message (also when the claim itself fails:
     better a possible second final than none at all)."""
     try:
-        return final_claim.claim(d.store, connection_id, _claim_key(job), "edge")
+        return final_claim.claim(deps.store, connection_id, _claim_key(job), "edge")
     except Exception:
         log.exception("query %s: the final-message claim failed; answering anyway", job["requestId"])
-        _withdraw_final(connection_id, job, d)  # else the sweeper would answer it a second time
+        _withdraw_final(connection_id, job, deps)  # else the sweeper would answer it a second time
         return True
 
 
@@ -543,7 +549,7 @@ def _owned(
     action: Callable[[Any, str, str, EdgeDeps], ServerModel | None],
 ) -> Callable[[Any, Caller, EdgeDeps], ServerModel | None]:
     """An action of history.py or interrupt.py, which take (message, owner, connection, deps)."""
-    return lambda msg, caller, d: action(msg, caller.owner, caller.connection_id, d)
+    return lambda msg, caller, deps: action(msg, caller.owner, caller.connection_id, deps)
 
 
 _ACTIONS: dict[type, Callable[[Any, Caller, EdgeDeps], ServerModel | None]] = {
