@@ -15,16 +15,9 @@ from synapscribe.contract.actions import (
     ACTIONS,
     CLIENT_ADAPTER,
     REQUEST_ID_PATTERN,
-    Cancel,
+    ClientMessage,
     CreateUpload,
-    DeleteLecture,
-    EndSession,
-    GetLecture,
-    GetLectureAudio,
-    GetSession,
-    ListLectures,
     Query,
-    StartSession,
 )
 from synapscribe.contract.messages import SERVER_ADAPTER, ErrorCode, ErrorMessage
 from synapscribe.platform import PlatformConfig, load_platform
@@ -102,20 +95,7 @@ def _json_object(frame: str) -> dict[str, Any]:
     return data
 
 
-def parse_client_message(
-    frame: str | bytes, platform: PlatformConfig | None = None
-) -> (
-    CreateUpload
-    | GetLecture
-    | StartSession
-    | Query
-    | EndSession
-    | DeleteLecture
-    | Cancel
-    | ListLectures
-    | GetSession
-    | GetLectureAudio
-):
+def parse_client_message(frame: str | bytes, platform: PlatformConfig | None = None) -> ClientMessage:
     """Validate one WebSocket frame from a client.
 
     Raises ContractError with the contract's code: bad_request, unknown_action, too_large or
