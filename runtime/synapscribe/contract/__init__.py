@@ -34,6 +34,7 @@ from synapscribe.contract.actions import (
     StartSession,
 )
 from synapscribe.contract.messages import (
+    ANSWER_DELTA_MAX_DELAY_SECONDS,
     ERROR_CODE_WHEN,
     ORDER_RULES,
     SERVER_ADAPTER,
@@ -72,6 +73,7 @@ from synapscribe.contract.parsing import (
 )
 
 __all__ = [
+    "ANSWER_DELTA_MAX_DELAY_SECONDS",
     "ACTIONS",
     "CLIENT_ADAPTER",
     "ERROR_CODE_WHEN",
