@@ -87,7 +87,9 @@ async def stream_answer(
     if items and not by_reference:
         log.info("lecture %s: its %d item(s) sent with their data", lecture_of(items), len(items))
     try:
-        async for piece in _remembering(vllm.stream_answer(messages(by_reference), max_tokens, stream_interval), held, items):
+        async for piece in _remembering(
+            vllm.stream_answer(messages(by_reference), max_tokens, stream_interval), held, items
+        ):
             yield piece
         return
     except MediaCacheMissError as exc:
@@ -101,7 +103,9 @@ async def stream_answer(
             len(items),
             exc,
         )
-    async for piece in _remembering(vllm.stream_answer(messages(False), max_tokens, stream_interval), held, items):
+    async for piece in _remembering(
+        vllm.stream_answer(messages(False), max_tokens, stream_interval), held, items
+    ):
         yield piece
 
 

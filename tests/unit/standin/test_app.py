@@ -215,5 +215,7 @@ async def test_stream_interval_batches_tokens_as_vllm_does(
 async def test_stream_interval_must_be_a_positive_integer(
     client: httpx.AsyncClient, config: StandinConfig, bad: object
 ) -> None:
-    resp = await client.post("/v1/chat/completions", json=chat(config, "Hi?", stream=True, stream_interval=bad))
+    resp = await client.post(
+        "/v1/chat/completions", json=chat(config, "Hi?", stream=True, stream_interval=bad)
+    )
     assert resp.status_code == 400 and "stream_interval" in resp.text
