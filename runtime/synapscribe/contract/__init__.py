@@ -73,8 +73,8 @@ from synapscribe.contract.parsing import (
 )
 
 __all__ = [
-    "ANSWER_DELTA_MAX_DELAY_SECONDS",
     "ACTIONS",
+    "ANSWER_DELTA_MAX_DELAY_SECONDS",
     "CLIENT_ADAPTER",
     "ERROR_CODE_WHEN",
     "IDENTITY_RE",
