@@ -20,8 +20,10 @@ class Outbox:
     """Messages to one connection, pushed in the order they are sent, by one task.
 
     The answer's text is joined into fewer `answerDelta` pushes (deltas.py: the first piece at
-    once, then at each sentence's end, never later than the contract's bound); any other message
-    takes the held text with it first, so the text is never behind the speech or the final.
+    once, then at each sentence's end, never later than the contract's bound). Text that is due
+    goes before anything queued after it, so a sentence's text precedes its audio and all of the
+    text precedes the final; text still held (the next sentence, not yet complete) does not delay
+    an `audio` push (one push more before the first audio was ~60 ms of its time under load).
     """
 
     _END = object()
@@ -79,10 +81,12 @@ class Outbox:
 
     def abandon(self) -> None:
         """End without a final message (the query is not ours to answer)."""
+        self._text.end()
         self._put(self._END)
 
     def finish_with(self, message: ServerModel) -> None:
-        """The last message (answer or error)."""
+        """The last message (answer or error), after all of the text."""
+        self._text.end()
         self._put(message)
         self._put(self._END)
 
@@ -98,16 +102,14 @@ class Outbox:
 
     async def _send(self) -> None:
         while True:
-            if self._queue:
-                if self._text:  # the held text goes before anything sent after it
-                    await self._push(self._held())
+            if self._text.ready():  # due text first: a sentence's text before its audio
+                await self._push(self._held())
+            elif self._queue:
                 message = self._queue.popleft()
                 if message is self._END:
                     self._idle.set()
                     return
                 await self._push(message)
-            elif self._text.ready():
-                await self._push(self._held())
             else:
                 await self._wait(self._text.due())
 

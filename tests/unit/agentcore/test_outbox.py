@@ -57,21 +57,27 @@ async def test_pieces_are_joined_until_a_sentence_ends() -> None:
     assert "".join(box.streamed) == "Rubisco fixes carbon dioxide. It is"
 
 
-async def test_held_text_goes_before_audio_and_the_final() -> None:
+async def test_a_sentences_text_goes_before_its_audio_and_all_text_before_the_final() -> None:
     pushes = Pushes()
     box = outbox(pushes)
     box.send_text("r1", "One")
     await settle()
-    box.send_text("r1", " two")
+    box.send_text("r1", " two.", ends_sentence=True)
+    box.send_text("r1", " Three")
     box.send(Audio(requestId="r1", seq=0, url="https://s3/x", text="One two."))
-    box.send_text("r1", " three")
-    box.finish_with(Answer(requestId="r1", text="One two three", audio=[], timings=Timings(totalMs=1)))
+    await settle()
+    box.send_text("r1", " four")  # held: the next sentence is not complete
+    box.send(Audio(requestId="r1", seq=1, url="https://s3/y", text="Five."))
+    await settle()
+    box.finish_with(Answer(requestId="r1", text="One two. Three four", audio=[], timings=Timings(totalMs=1)))
     await box.closed()
     assert pushes.kinds() == [
         ("answerDelta", "One"),
-        ("answerDelta", " two three"),  # everything written before the audio's push went first
+        ("answerDelta", " two. Three"),  # the completed sentence (and what followed) before its audio
         ("audio", "One two."),
-        ("answer", "One two three"),
+        ("audio", "Five."),  # not held back behind text that is not due
+        ("answerDelta", " four"),  # all of the text before the final
+        ("answer", "One two. Three four"),
     ]
 
 
