@@ -180,6 +180,8 @@ class AgentCoreLimits(_Strict):
     #: come first served. Below the queue timeout, or it would never act.
     admission_aging_seconds: float = Field(ge=0)
     upstream_timeout_seconds: float = Field(gt=0)
+    #: Tokens per chunk of the answer's stream (vLLM's per-request `stream_interval`).
+    answer_stream_interval: int = Field(ge=1, le=16)
     drain_timeout_seconds: float = Field(gt=0, le=SPOT_NOTICE_SECONDS - AGENTCORE_STOP_MARGIN_SECONDS)
     #: How often a host writes its registry item, and how old an item may be to be routed to.
     heartbeat_seconds: float = Field(gt=0, le=60)

@@ -29,7 +29,7 @@ def test_bench_pipeline_prints_the_three_figures() -> None:
     assert "latencies scaled by 0.1" in out and "2 sequential voice queries, then 8 at once" in out
 
     overhead = re.search(r"AgentCore own time, waits excluded +median ([\d.]+) ms", out)
-    cpu = re.search(r"AgentCore CPU per query +median ([\d.]+) ms .*goal < 20 ms: (ok|MISSED)", out)
+    cpu = re.search(r"AgentCore CPU per query +median ([\d.]+) ms .*goal < 60 ms: (ok|MISSED)", out)
     first_audio = re.search(
         r"time to first audio +median ([\d.]+) s +goal <= ([\d.]+) s \(within 5%.*: (ok|MISSED)", out
     )
@@ -69,6 +69,11 @@ def test_bench_pipeline_prints_the_three_figures() -> None:
     # The first audio's goal: first token 0.04 s + the first sentence at 400 tokens/s + 0.03 s.
     assert 0.07 < figures["first_audio_goal_s_median"] < one
     assert figures["agentcore_cpu_ms_median"] > 0
+    # The answer's text goes in fewer pushes than the model's chunks (deltas.py), and the chunks
+    # are fewer than the stand-in's tokens (stream_interval).
+    per_query = re.search(r"per query: ([\d.]+) pushes, ([\d.]+) answer stream chunks read", out)
+    assert per_query and float(per_query.group(1)) == figures["pushes_per_query_median"], out
+    assert 0 < figures["pushes_per_query_median"] < figures["answer_chunks_median"]
     # Scaled latencies: the transcription takes 0.18 s, the first token 0.04 s.
     assert figures["asr_ms_median"] >= 180 and figures["first_token_ms_median"] >= 40
     assert figures["concurrent_wall_s"] >= one * 0.9

@@ -14,7 +14,6 @@ from synapscribe.agentcore.prompt import Prompt
 from synapscribe.agentcore.query import Query
 from synapscribe.agentcore.sentences import SentenceSplitter
 from synapscribe.agentcore.speech import Speech
-from synapscribe.contract import AnswerDelta
 
 
 class AnswerSlot:
@@ -63,6 +62,7 @@ class AnswerStream:
         self.speech = speech
         self.pieces: list[str] = []
         self.first_token_ms: float | None = None
+        self.chunks = 0  # of the model's stream
         self._splitter = SentenceSplitter()
 
     @property
@@ -81,14 +81,18 @@ class AnswerStream:
             prompt.items,
             lambda ref: prompt.messages(budget, ref),
             budget.max_tokens,
+            self.deps.platform.agentcore.answer_stream_interval,
         )
         try:
             async for piece in pieces:
+                self.chunks += 1
                 self._take(piece, started)
                 if q.outbox.gone:
                     break
         finally:
             q.spans.add(t_answer, time.perf_counter(), "vllm.answer")
+            q.stats["answerChunks"] = self.chunks
+            q.outbox.end_of_text()
         rest = self._splitter.flush()
         if rest:
             self._say(rest)
@@ -100,8 +104,9 @@ class AnswerStream:
             self.first_token_ms = q.since_receipt()
             q.stats["answerFirstTokenMs"] = round((time.perf_counter() - started) * 1000, 1)
         self.pieces.append(piece)
-        q.outbox.send(AnswerDelta(requestId=q.request_id, text=piece))
-        for sentence in self._splitter.feed(piece):
+        sentences = self._splitter.feed(piece)
+        q.outbox.send_text(q.request_id, piece, ends_sentence=bool(sentences))
+        for sentence in sentences:
             self._say(sentence)
 
     def _say(self, sentence: str) -> None:

@@ -78,6 +78,7 @@ async def stream_answer(
     items: Sequence[LectureAudioItem],
     messages: Callable[[bool], list[dict[str, Any]]],
     max_tokens: int,
+    stream_interval: int = 1,
 ) -> AsyncIterator[str]:
     """The answer's pieces for the request `messages(by_reference)`: by reference when the server
     holds every item, else with the data; a cache-miss refusal (raised before any piece) is
@@ -86,7 +87,9 @@ async def stream_answer(
     if items and not by_reference:
         log.info("lecture %s: its %d item(s) sent with their data", lecture_of(items), len(items))
     try:
-        async for piece in _remembering(vllm.stream_answer(messages(by_reference), max_tokens), held, items):
+        async for piece in _remembering(
+            vllm.stream_answer(messages(by_reference), max_tokens, stream_interval), held, items
+        ):
             yield piece
         return
     except MediaCacheMissError as exc:
@@ -100,7 +103,9 @@ async def stream_answer(
             len(items),
             exc,
         )
-    async for piece in _remembering(vllm.stream_answer(messages(False), max_tokens), held, items):
+    async for piece in _remembering(
+        vllm.stream_answer(messages(False), max_tokens, stream_interval), held, items
+    ):
         yield piece
 
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,8 @@ def log_figures(stats: dict[str, Any], spans: Spans, t0: float, cpu0: float) -> 
         processCpuMs=round((time.process_time() - cpu0) * 1000, 2),
         ownMs=round((total - spans.covered(t0, end)) * 1000, 3),
         waits={k: round(v * 1000, 1) for k, v in _by_kind(spans).items()},
+        # How many of each (pushes, TTS and S3 calls per question: what its CPU scales with).
+        calls=dict(Counter(what for _, _, what in spans.intervals)),
     )
     metrics_log.info(json.dumps(stats))
 

@@ -295,13 +295,18 @@ class VllmClient:
         )
         return f"{result.text} {TRUNCATED_MARK}".strip()
 
-    async def stream_answer(self, messages: Sequence[dict[str, Any]], max_tokens: int) -> AsyncIterator[str]:
+    async def stream_answer(
+        self, messages: Sequence[dict[str, Any]], max_tokens: int, stream_interval: int = 1
+    ) -> AsyncIterator[str]:
         """The answer's text, piece by piece as the model writes it.
 
         The server-sent events are read as lines and decoded with json.loads (answer_pieces): the
         openai client's own stream builds a typed model for every chunk (one per token), which
         was about a quarter of AgentCore's CPU per question (py-spy over `bench pipeline`).
+        `stream_interval` > 1 asks vLLM for one chunk per that many tokens (its per-request
+        `stream_interval`; the first and the last chunk still come at once): fewer chunks to read.
         """
+        extra = {"stream_interval": stream_interval} if stream_interval > 1 else None
         try:
             async with self._client.chat.completions.with_streaming_response.create(
                 model=self.model,
@@ -309,6 +314,7 @@ class VllmClient:
                 max_tokens=max_tokens,
                 temperature=0.2,
                 stream=True,
+                extra_body=extra,
             ) as response:
                 async for line in response.iter_lines():
                     piece = answer_piece(line, response.http_request)

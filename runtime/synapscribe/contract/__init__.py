@@ -34,6 +34,7 @@ from synapscribe.contract.actions import (
     StartSession,
 )
 from synapscribe.contract.messages import (
+    ANSWER_DELTA_MAX_DELAY_SECONDS,
     ERROR_CODE_WHEN,
     ORDER_RULES,
     SERVER_ADAPTER,
@@ -73,6 +74,7 @@ from synapscribe.contract.parsing import (
 
 __all__ = [
     "ACTIONS",
+    "ANSWER_DELTA_MAX_DELAY_SECONDS",
     "CLIENT_ADAPTER",
     "ERROR_CODE_WHEN",
     "IDENTITY_RE",

@@ -150,9 +150,16 @@ class Transcript(ServerModel):
     """The question's words."""
 
 
+#: The longest an answer's text waits on the server before it is sent (`answerDelta`).
+ANSWER_DELTA_MAX_DELAY_SECONDS = 0.5
+
+
 class AnswerDelta(ServerModel):
-    """The next piece of the answer's text, sent as soon as the model writes it (a voice
-    question's `transcript` may come before, between or after the pieces)."""
+    """The next piece of the answer's text (a voice question's `transcript` may come before,
+    between or after the pieces). The model's pieces are joined into fewer messages: the answer's
+    first piece is sent as soon as the model writes it, later text as soon as it completes a
+    sentence (before that sentence's `audio`), and no text waits longer than 0.5 s
+    (ANSWER_DELTA_MAX_DELAY_SECONDS) after the model wrote it."""
 
     type: Literal["answerDelta"] = "answerDelta"
     requestId: str

@@ -100,6 +100,9 @@ class ChatRequest:
     add_generation_prompt: bool = True
     #: which field max_tokens came from (vLLM names it in its refusal)
     max_tokens_param: str = "max_tokens"
+    #: tokens per streamed chunk (vLLM's per-request `stream_interval`): the first and the last
+    #: chunk go at once, the others each time this many tokens were generated
+    stream_interval: int = 1
 
     @property
     def audio_items(self) -> list[AudioItem]:
@@ -281,6 +284,7 @@ def parse_chat_request(body: Any, config: StandinConfig, media: MediaSource | No
         include_usage=include_usage,
         max_tokens=max_tokens,
         max_tokens_param=param,
+        stream_interval=_optional_positive_int(body, "stream_interval") or 1,
     )
 
 

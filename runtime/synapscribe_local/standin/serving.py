@@ -274,18 +274,24 @@ async def stream(generation: Generation) -> AsyncIterator[str]:
     chat = generation.request
     rid, created, model = generation.id, generation.created, chat.model
     count = 0
+    # vLLM's stream_interval: the first token's chunk at once, then one chunk per `interval`
+    # tokens; what is left goes with the last chunk.
+    interval, held = chat.stream_interval, []
     try:
         first = True
         async with contextlib.aclosing(generation.tokens()) as tokens:
             async for piece in tokens:
                 if first:
                     yield _sse(_chunk(rid, created, model, {"role": "assistant", "content": ""}, None))
-                    first = False
                 count += 1
-                yield _sse(_chunk(rid, created, model, {"content": piece}, None))
+                held.append(piece)
+                if first or len(held) >= interval:
+                    yield _sse(_chunk(rid, created, model, {"content": "".join(held)}, None))
+                    held.clear()
+                first = False
         if first:
             yield _sse(_chunk(rid, created, model, {"role": "assistant", "content": ""}, None))
-        yield _sse(_chunk(rid, created, model, {"content": ""}, generation.finish_reason))
+        yield _sse(_chunk(rid, created, model, {"content": "".join(held)}, generation.finish_reason))
         if chat.include_usage:
             usage_chunk = _chunk(rid, created, model, {}, None)
             usage_chunk["choices"] = []

@@ -43,8 +43,8 @@ TTS_LATENCY_SECONDS = 0.3
 REPORT_END_TO_END_SECONDS = 8.2
 #: AgentCore's own target: first audio, and a burst's wall time, within this fraction of the ideal.
 WITHIN_IDEAL = 0.05
-#: AgentCore's own CPU per question must stay under this (the overhead goal).
-OWN_CPU_GOAL_MS = 20.0
+#: AgentCore's own CPU per question must stay under this (the overhead goal, issue 19).
+OWN_CPU_GOAL_MS = 60.0
 QUESTIONS = (
     "What does rubisco do in the Calvin cycle?",
     "Where does photosynthesis take place?",
@@ -349,6 +349,11 @@ def _figures(args: argparse.Namespace, inputs: Inputs, runs: Runs, queue_timeout
         "overhead_ms_max": max(own),
         "agentcore_cpu_ms_median": statistics.median(cpu),
         "agentcore_cpu_ms_max": max(cpu),
+        # What the CPU scales with: the @connections pushes, the model's stream chunks read, and
+        # the TTS requests (each with an S3 put) of one question.
+        "pushes_per_query_median": statistics.median(m.get("calls", {}).get("push", 0) for m in seq_metrics),
+        "answer_chunks_median": statistics.median(m.get("answerChunks", 0) for m in seq_metrics),
+        "tts_calls_median": statistics.median(m.get("calls", {}).get("tts", 0) for m in seq_metrics),
         "end_to_end_minus_ideal_ms_median": statistics.median(e2e_over),
         "first_audio_s_median": statistics.median(first_audio),
         "first_audio_goal_s_median": statistics.median(fa_goals),
@@ -411,6 +416,10 @@ def _print_overhead(f: dict[str, Any]) -> None:
         f"  goal < {OWN_CPU_GOAL_MS:g} ms: {_ok(cpu < OWN_CPU_GOAL_MS)}"
     )
     print("    = process CPU time (all threads) of AgentCore while the query ran (each ran alone)")
+    print(
+        f"    per query: {f['pushes_per_query_median']:g} pushes, {f['answer_chunks_median']:g} answer "
+        f"stream chunks read, {f['tts_calls_median']:g} TTS requests and S3 puts (medians)"
+    )
     print(
         f"  AgentCore own time, waits excluded median {f['overhead_ms_median']:.2f} ms (max {f['overhead_ms_max']:.2f} ms)"
     )

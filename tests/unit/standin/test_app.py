@@ -180,3 +180,42 @@ async def test_prompt_tokens_details_report_cached_tokens(config: StandinConfig)
     async with make_client(config) as plain:
         usage = (await plain.post("/v1/chat/completions", json=chat(config, "Hi?"))).json()["usage"]
     assert usage["prompt_tokens_details"] is None
+
+
+def _content_chunks(text: str) -> list[tuple[str, str | None]]:
+    """Each streamed chunk's (content, finish_reason), past the opening role chunk."""
+    events = [line[len("data: ") :] for line in text.split("\n\n") if line]
+    chunks = [json.loads(e)["choices"][0] for e in events[:-1]]
+    return [(c["delta"].get("content", ""), c["finish_reason"]) for c in chunks[1:]]
+
+
+async def test_stream_interval_batches_tokens_as_vllm_does(
+    client: httpx.AsyncClient, config: StandinConfig
+) -> None:
+    """vLLM's per-request `stream_interval`: the first token's chunk at once, then one chunk per
+    N tokens, the rest with the last chunk; the text is the same as one token per chunk."""
+    one = await client.post("/v1/chat/completions", json=chat(config, "Hi?", max_tokens=11, stream=True))
+    four = await client.post(
+        "/v1/chat/completions", json=chat(config, "Hi?", max_tokens=11, stream=True, stream_interval=4)
+    )
+    singles, batched = _content_chunks(one.text), _content_chunks(four.text)
+    assert len(singles) == 12 and all(reason is None for _, reason in singles[:-1])
+    tokens = [text for text, _ in singles[:-1]]
+    # 11 tokens: 1, then 4, 4, then the last 2 with the finishing chunk.
+    assert [text for text, _ in batched] == [
+        tokens[0],
+        "".join(tokens[1:5]),
+        "".join(tokens[5:9]),
+        "".join(tokens[9:]),
+    ]
+    assert batched[-1][1] == "length"
+
+
+@pytest.mark.parametrize("bad", [0, -1, "2", True, 1.5])
+async def test_stream_interval_must_be_a_positive_integer(
+    client: httpx.AsyncClient, config: StandinConfig, bad: object
+) -> None:
+    resp = await client.post(
+        "/v1/chat/completions", json=chat(config, "Hi?", stream=True, stream_interval=bad)
+    )
+    assert resp.status_code == 400 and "stream_interval" in resp.text
