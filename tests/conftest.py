@@ -6,6 +6,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -18,6 +19,7 @@ from synapscribe.store import Store
 from synapscribe_local.moto_atomic import atomic_dynamodb_writes
 from synapscribe_local.provision import provision
 from work_units import FolderOrFileScheduling, worker_rank
+from worker_summary import from_workers
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -146,6 +148,20 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> FolderOrF
         return None
     config.option.loadscopereorder = False  # hand the units out in the order the workers sorted
     return FolderOrFileScheduling(config, log)  # type: ignore[arg-type]
+
+
+#: What each worker handed over when it finished (worker_summary.py), printed by the controller.
+WORKER_OUTPUTS: list[dict[str, Any]] = []
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook, on the controller
+def pytest_testnodedown(node: Any, error: object) -> None:
+    WORKER_OUTPUTS.append(dict(getattr(node, "workeroutput", None) or {}))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in from_workers(WORKER_OUTPUTS):
+        terminalreporter.write_line(line)
 
 
 def pytest_report_header() -> list[str]:

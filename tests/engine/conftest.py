@@ -37,6 +37,7 @@ from cached_build import CACHE_DIR, BackgroundPrefetch
 from engine_server import Engine, EngineStartError, reuse_engine, running_engine
 from engine_venv import engine_venv
 from tiny_model import tiny_model
+from worker_summary import hand_to_controller
 
 ENGINE_URL = os.environ.get("SYNAPSCRIBE_ENGINE_URL", "")
 HERE = Path(__file__).resolve().parent
@@ -76,13 +77,24 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         pytest.fail(str(exc), pytrace=False)
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+def summary_lines() -> list[str]:
+    lines = []
     if TIMINGS:
         parts = ", ".join(f"{k} {v:.1f} s" for k, v in TIMINGS.items())
-        terminalreporter.write_line(f"engine tests: {parts}")
+        lines.append(f"engine tests: {parts}")
     built = PREFETCH.built()
     if built is not None:
-        terminalreporter.write_line(f"engine inputs built in the background: {built or '(nothing yet)'}")
+        lines.append(f"engine inputs built in the background: {built or '(nothing yet)'}")
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in summary_lines():
+        terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    hand_to_controller(session.config, summary_lines())
 
 
 PREFETCH = BackgroundPrefetch(HERE / "prefetch.py", CACHE_DIR / "engine-prefetch.log")

@@ -25,6 +25,7 @@ from hostrun import RUN, timed
 from nspawn import CACHE_DIR, NspawnHost, can_boot, free_subnet, rootfs_tarball
 from required_tools import skip_unless_possible_or_fail_in_ci
 from synapscribe.platform import load_platform
+from worker_summary import hand_to_controller
 
 # `--hosts ssm://INSTANCE_ID`: a deployed instance through SSM Run Command (ssm_backend.py).
 testinfra.backend.BACKENDS.setdefault("ssm", "ssm_backend.SsmBackend")
@@ -233,13 +234,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.sections.append(("journalctl synapscribe-*", journal))
 
 
+def summary_lines() -> list[str]:
+    if not RUN.timings:
+        return []
+    parts = ", ".join(f"{k} {v} s" for k, v in RUN.timings.items())
+    lines = [f"host verification time: {parts}"]
+    built = PREFETCH.built()
+    if built is not None:
+        lines.append(f"built in the background while the other tests ran: {built}")
+    return lines
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if RUN.timings:
-        parts = ", ".join(f"{k} {v} s" for k, v in RUN.timings.items())
-        terminalreporter.write_line(f"host verification time: {parts}")
-        built = PREFETCH.built()
-        if built is not None:
-            terminalreporter.write_line(f"built in the background while the other tests ran: {built}")
+    for line in summary_lines():
+        terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    hand_to_controller(session.config, summary_lines())
 
 
 PREFETCH = BackgroundPrefetch(Path(__file__).with_name("prefetch.py"), CACHE_DIR / "prefetch.log")
